@@ -115,7 +115,18 @@ type Batcher interface {
 // Options configure an engine when it is opened.
 type Options struct {
 	Threads int // worker goroutines or native threads; 0 means 1
+	// Delegate names a native delegate: "", "none", "xnnpack" or "gpu".
+	Delegate string
+	// Strict makes a delegate that fails to load or apply an error instead
+	// of a warning and a fallback to the CPU path.
+	Strict bool
+	// Library is the path of libtensorflowlite_c for the native engine; empty
+	// means $EDGEFLEET_TFLITE_LIB, then the usual library paths.
+	Library string
 }
+
+// Opener opens an engine for the bytes of a .tflite model file.
+type Opener func(ctx context.Context, model []byte, opts Options) (Engine, error)
 
 // ErrUnsupported is returned (wrapped) when a model uses something an engine
 // cannot run, such as an unknown operator.
