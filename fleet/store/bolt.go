@@ -1,0 +1,568 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"edgefleet/fleet/api"
+)
+
+// Schema of the bbolt file, version 1:
+//
+//	meta      "version" -> "1"
+//	          "count"   -> uint64 records stored
+//	          "bytes"   -> uint64 bytes of record values stored
+//	events    time_us(8) | device | 0x00 | seq(8) -> Record as JSON
+//	devseq    device | 0x00 | seq(8)               -> time_us(8)
+//	floor     device                               -> seq(8)
+//
+// events orders records by capture time for time-range scans and retention.
+// devseq makes Ingest idempotent on (device, seq) and serves per-device
+// queries. floor remembers, per device, the highest seq that retention
+// deleted, so an old event resent after its record expired is still seen as
+// a duplicate rather than stored again.
+const schemaVersion = "1"
+
+var (
+	bucketMeta   = []byte("meta")
+	bucketEvents = []byte("events")
+	bucketDevSeq = []byte("devseq")
+	bucketFloor  = []byte("floor")
+
+	keyVersion = []byte("version")
+	keyCount   = []byte("count")
+	keyBytes   = []byte("bytes")
+)
+
+// BoltOptions configures OpenBolt. The zero value is usable.
+type BoltOptions struct {
+	// Retention is applied by Retain.
+	Retention Retention
+	// MaxBatch caps how many Ingest calls one commit groups; 0 means 4096.
+	MaxBatch int
+	// Timeout for acquiring the file lock; 0 means 5s.
+	Timeout time.Duration
+}
+
+// Stats are running totals of a Bolt store, for metrics.
+type Stats struct {
+	Commits      uint64 // bbolt transactions that stored events
+	Calls        uint64 // Ingest calls committed
+	Stored       uint64 // events stored
+	Duplicates   uint64 // events seen again
+	CommitNanos  uint64 // total time spent in commits
+	Records      uint64 // records in the store now
+	RecordsBytes uint64 // bytes of records in the store now
+}
+
+// Bolt is a Store in a bbolt file. Concurrent Ingest calls are grouped
+// into one fsync'd transaction (group commit). It is safe for concurrent use.
+type Bolt struct {
+	db  *bolt.DB
+	opt BoltOptions
+
+	reqs chan *ingestReq
+	quit chan struct{}
+	done chan struct{}
+
+	mu     sync.RWMutex
+	closed bool
+
+	commits, calls, stored, dups, commitNanos atomic.Uint64
+	records, recordsBytes                     atomic.Uint64
+	closeOnce                                 sync.Once
+}
+
+var _ Store = (*Bolt)(nil)
+
+type ingestReq struct {
+	device string
+	events []api.Event
+	res    Result
+	err    error
+	done   chan struct{}
+}
+
+// OpenBolt opens or creates the store at path.
+func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 4096
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 5 * time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:        opt.Timeout,
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Bolt{db: db, opt: opt, reqs: make(chan *ingestReq, opt.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	if err := db.Update(s.init); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+func (s *Bolt) init(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch v := meta.Get(keyVersion); {
+	case v == nil:
+		if err := meta.Put(keyVersion, []byte(schemaVersion)); err != nil {
+			return err
+		}
+	case string(v) != schemaVersion:
+		return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
+	}
+	for _, b := range [][]byte{bucketEvents, bucketDevSeq, bucketFloor} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return err
+		}
+	}
+	s.records.Store(getUint(meta, keyCount))
+	s.recordsBytes.Store(getUint(meta, keyBytes))
+	return nil
+}
+
+func getUint(b *bolt.Bucket, k []byte) uint64 {
+	v := b.Get(k)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putUint(b *bolt.Bucket, k []byte, n uint64) error {
+	return b.Put(k, binary.BigEndian.AppendUint64(nil, n))
+}
+
+// Ingest implements Store; see there.
+func (s *Bolt) Ingest(ctx context.Context, device string, events []api.Event) (Result, error) {
+	if err := api.ValidateID(device); err != nil {
+		return Result{}, fmt.Errorf("store: ingest: %w", err)
+	}
+	if len(events) == 0 {
+		return Result{}, nil
+	}
+	r := &ingestReq{device: device, events: events, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return Result{}, ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+	s.mu.RUnlock()
+	select {
+	case <-r.done:
+		if r.err != nil {
+			return Result{}, fmt.Errorf("store: ingest: %w", r.err)
+		}
+		return r.res, nil
+	case <-ctx.Done():
+		// The commit may still happen; the device resends and dedup absorbs it.
+		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+}
+
+// commitLoop groups pending Ingest calls into single transactions.
+func (s *Bolt) commitLoop() {
+	defer close(s.done)
+	batch := make([]*ingestReq, 0, s.opt.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.quit:
+			// Close has stopped new senders; commit what is queued.
+			for {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.commit(batch)
+			}
+			return
+		}
+	fill:
+		for len(batch) < s.opt.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Bolt) commit(batch []*ingestReq) {
+	start := time.Now()
+	var stored, dups, nbytes uint64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		stored, dups, nbytes = 0, 0, 0
+		meta, evs, ds, fl := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketDevSeq), tx.Bucket(bucketFloor)
+		for _, r := range batch {
+			r.res = Result{}
+			var floor uint64
+			if v := fl.Get([]byte(r.device)); len(v) == 8 {
+				floor = binary.BigEndian.Uint64(v)
+			}
+			for i := range r.events {
+				e := &r.events[i]
+				dk := devSeqKey(r.device, e.Seq)
+				if e.Seq <= floor || ds.Get(dk) != nil {
+					r.res.Duplicates++
+					continue
+				}
+				rec := Record{Device: r.device, Event: *e}
+				v, err := json.Marshal(&rec)
+				if err != nil {
+					return fmt.Errorf("encode %s/%d: %w", r.device, e.Seq, err)
+				}
+				tk := timeKey(e.Time)
+				if err := evs.Put(eventKey(position{time: tk, device: r.device, seq: e.Seq}), v); err != nil {
+					return err
+				}
+				if err := ds.Put(dk, binary.BigEndian.AppendUint64(nil, tk)); err != nil {
+					return err
+				}
+				r.res.Stored++
+				nbytes += uint64(len(v))
+			}
+			stored += uint64(r.res.Stored)
+			dups += uint64(r.res.Duplicates)
+		}
+		if stored == 0 {
+			return nil
+		}
+		if err := putUint(meta, keyCount, getUint(meta, keyCount)+stored); err != nil {
+			return err
+		}
+		return putUint(meta, keyBytes, getUint(meta, keyBytes)+nbytes)
+	})
+	for _, r := range batch {
+		r.err = err
+		close(r.done)
+	}
+	if err != nil {
+		return
+	}
+	s.commits.Add(1)
+	s.calls.Add(uint64(len(batch)))
+	s.stored.Add(stored)
+	s.dups.Add(dups)
+	s.records.Add(stored)
+	s.recordsBytes.Add(nbytes)
+	s.commitNanos.Add(uint64(time.Since(start)))
+}
+
+func devSeqKey(device string, seq uint64) []byte {
+	k := make([]byte, 0, len(device)+9)
+	k = append(k, device...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// Query implements Store; see there. Without a device, records come newest
+// first by capture time; with a device, by seq, highest first.
+func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
+	var cur *position
+	if q.Cursor != "" {
+		p, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		cur = &p
+	}
+	limit := q.limit()
+	var page Page
+	err := s.view(func(tx *bolt.Tx) error {
+		evs := tx.Bucket(bucketEvents)
+		add := func(v []byte) (bool, error) {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return false, fmt.Errorf("decode record: %w", err)
+			}
+			if !q.match(&r) {
+				return false, nil
+			}
+			page.Records = append(page.Records, r)
+			return len(page.Records) >= limit, nil
+		}
+		n := 0
+		if q.Device != "" {
+			c := tx.Bucket(bucketDevSeq).Cursor()
+			prefix := append([]byte(q.Device), 0)
+			start := uint64(math.MaxUint64)
+			if cur != nil {
+				if cur.device != q.Device || cur.seq == 0 {
+					return ErrBadCursor
+				}
+				start = cur.seq - 1
+			}
+			k, v := c.Seek(devSeqKey(q.Device, start))
+			if k == nil || !bytes.Equal(k, devSeqKey(q.Device, start)) {
+				k, v = c.Prev()
+			}
+			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+				if n++; n%4096 == 0 && ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if len(v) != 8 || len(k) != len(prefix)+8 {
+					continue
+				}
+				tk := binary.BigEndian.Uint64(v)
+				if !q.From.IsZero() && tk < timeKey(q.From.UnixMicro()) || !q.To.IsZero() && tk >= timeKey(q.To.UnixMicro()) {
+					continue
+				}
+				ev := evs.Get(eventKey(position{time: tk, device: q.Device, seq: binary.BigEndian.Uint64(k[len(prefix):])}))
+				if ev == nil {
+					continue
+				}
+				full, err := add(ev)
+				if err != nil || full {
+					return err
+				}
+			}
+			return nil
+		}
+		c := evs.Cursor()
+		var k, v []byte
+		switch {
+		case cur != nil:
+			ck := eventKey(*cur)
+			k, v = c.Seek(ck)
+			if k == nil || bytes.Compare(k, ck) >= 0 {
+				k, v = c.Prev()
+			}
+		case !q.To.IsZero():
+			k, _ = c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(q.To.UnixMicro())))
+			if k == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+		default:
+			k, v = c.Last()
+		}
+		from := uint64(0)
+		if !q.From.IsZero() {
+			from = timeKey(q.From.UnixMicro())
+		}
+		for ; k != nil; k, v = c.Prev() {
+			if n++; n%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < from {
+				break
+			}
+			full, err := add(v)
+			if err != nil || full {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Page{}, fmt.Errorf("store: query: %w", err)
+	}
+	if len(page.Records) >= limit {
+		page.Next = encodeCursor(posOf(&page.Records[len(page.Records)-1]))
+	}
+	return page, nil
+}
+
+// Count implements Store; see there. From and To must be set.
+func (s *Bolt) Count(ctx context.Context, q Query, width time.Duration) ([]Bucket, error) {
+	from, to, err := bucketRange(q, width)
+	if err != nil {
+		return nil, err
+	}
+	cnt := newCounter(from, to, width.Microseconds())
+	decode := q.Camera != "" || q.Label != ""
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		n := 0
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(q.From.UnixMicro()))); k != nil; k, v = c.Next() {
+			if n++; n%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p, ok := parseEventKey(k)
+			if !ok {
+				continue
+			}
+			if p.time >= timeKey(to) {
+				break
+			}
+			if q.Device != "" && p.device != q.Device {
+				continue
+			}
+			if decode {
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil || !q.match(&r) {
+					continue
+				}
+			}
+			cnt.add(int64(p.time))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: count: %w", err)
+	}
+	return cnt.buckets(), nil
+}
+
+// retainChunk bounds the deletions of one retention transaction.
+const retainChunk = 20000
+
+// Retain implements Store; see there.
+func (s *Bolt) Retain(ctx context.Context, now time.Time) (int, error) {
+	rt := s.opt.Retention
+	if rt.MaxAge <= 0 && rt.MaxEvents <= 0 && rt.MaxBytes <= 0 {
+		return 0, nil
+	}
+	cutoff := uint64(0)
+	if rt.MaxAge > 0 {
+		cutoff = timeKey(now.Add(-rt.MaxAge).UnixMicro())
+	}
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("store: retain: %w", err)
+		}
+		n := 0
+		var freed uint64
+		var count, size uint64
+		err := s.update(func(tx *bolt.Tx) error {
+			n, freed = 0, 0
+			meta, evs, ds, fl := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketDevSeq), tx.Bucket(bucketFloor)
+			count, size = getUint(meta, keyCount), getUint(meta, keyBytes)
+			over := func() bool {
+				return rt.MaxEvents > 0 && count > uint64(rt.MaxEvents) || rt.MaxBytes > 0 && size > uint64(rt.MaxBytes)
+			}
+			c := evs.Cursor()
+			var dead [][]byte
+			floors := map[string]uint64{}
+			for k, v := c.First(); k != nil && n < retainChunk; k, v = c.Next() {
+				p, ok := parseEventKey(k)
+				if ok && p.time >= cutoff && !over() {
+					break
+				}
+				dead = append(dead, k)
+				n++
+				count--
+				size -= min(size, uint64(len(v)))
+				freed += uint64(len(v))
+				if ok {
+					if p.seq > floors[p.device] {
+						floors[p.device] = p.seq
+					}
+					if err := ds.Delete(devSeqKey(p.device, p.seq)); err != nil {
+						return err
+					}
+				}
+			}
+			for _, k := range dead {
+				if err := evs.Delete(k); err != nil {
+					return err
+				}
+			}
+			for d, seq := range floors {
+				if v := fl.Get([]byte(d)); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
+					continue
+				}
+				if err := fl.Put([]byte(d), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+					return err
+				}
+			}
+			if n == 0 {
+				return nil
+			}
+			if err := putUint(meta, keyCount, count); err != nil {
+				return err
+			}
+			return putUint(meta, keyBytes, size)
+		})
+		if err != nil {
+			return total, fmt.Errorf("store: retain: %w", err)
+		}
+		s.records.Store(count)
+		s.recordsBytes.Store(size)
+		total += n
+		if n < retainChunk {
+			return total, nil
+		}
+	}
+}
+
+func (s *Bolt) view(fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+func (s *Bolt) update(fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.Update(fn)
+}
+
+// Stats returns running totals.
+func (s *Bolt) Stats() Stats {
+	return Stats{
+		Commits: s.commits.Load(), Calls: s.calls.Load(), Stored: s.stored.Load(),
+		Duplicates: s.dups.Load(), CommitNanos: s.commitNanos.Load(),
+		Records: s.records.Load(), RecordsBytes: s.recordsBytes.Load(),
+	}
+}
+
+// Close commits queued Ingest calls and closes the file. It is safe to call twice.
+func (s *Bolt) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.quit)
+		<-s.done
+		if e := s.db.Close(); e != nil {
+			err = fmt.Errorf("store: close: %w", e)
+		}
+	})
+	return err
+}

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+// Mem is an in-memory Store with the same behaviour as Bolt, for tests.
+// It is safe for concurrent use.
+type Mem struct {
+	ret Retention
+
+	mu      sync.Mutex
+	closed  bool
+	records map[string]map[uint64]Record // device -> seq -> record
+	floor   map[string]uint64
+	size    map[string]int // device/seq key -> encoded size, for MaxBytes
+}
+
+var _ Store = (*Mem)(nil)
+
+// NewMem returns an empty in-memory store with the given retention.
+func NewMem(ret Retention) *Mem {
+	return &Mem{ret: ret, records: map[string]map[uint64]Record{}, floor: map[string]uint64{}, size: map[string]int{}}
+}
+
+func sizeKey(device string, seq uint64) string { return fmt.Sprintf("%s\x00%d", device, seq) }
+
+// Ingest implements Store.
+func (m *Mem) Ingest(ctx context.Context, device string, events []api.Event) (Result, error) {
+	if err := api.ValidateID(device); err != nil {
+		return Result{}, fmt.Errorf("store: ingest: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("store: ingest: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Result{}, ErrClosed
+	}
+	var res Result
+	dev := m.records[device]
+	if dev == nil {
+		dev = map[uint64]Record{}
+		m.records[device] = dev
+	}
+	for _, e := range events {
+		if _, ok := dev[e.Seq]; ok || e.Seq <= m.floor[device] {
+			res.Duplicates++
+			continue
+		}
+		r := Record{Device: device, Event: e}
+		b, _ := json.Marshal(&r)
+		dev[e.Seq] = r
+		m.size[sizeKey(device, e.Seq)] = len(b)
+		res.Stored++
+	}
+	return res, nil
+}
+
+// sorted returns the records matching q in the store's order for q, under mu.
+func (m *Mem) sorted(q Query) []Record {
+	var out []Record
+	for d, dev := range m.records {
+		if q.Device != "" && d != q.Device {
+			continue
+		}
+		for _, r := range dev {
+			if q.match(&r) {
+				out = append(out, r)
+			}
+		}
+	}
+	if q.Device != "" {
+		slices.SortFunc(out, func(a, b Record) int { return cmpU(b.Seq, a.Seq) })
+	} else {
+		slices.SortFunc(out, func(a, b Record) int {
+			pa, pb := posOf(&a), posOf(&b)
+			switch {
+			case pa.less(pb):
+				return 1
+			case pb.less(pa):
+				return -1
+			}
+			return 0
+		})
+	}
+	return out
+}
+
+func cmpU(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Query implements Store.
+func (m *Mem) Query(ctx context.Context, q Query) (Page, error) {
+	var cur *position
+	if q.Cursor != "" {
+		p, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return Page{}, err
+		}
+		if q.Device != "" && (p.device != q.Device || p.seq == 0) {
+			return Page{}, fmt.Errorf("store: query: %w", ErrBadCursor)
+		}
+		cur = &p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return Page{}, ErrClosed
+	}
+	limit := q.limit()
+	var page Page
+	for _, r := range m.sorted(q) {
+		if cur != nil {
+			if q.Device != "" && r.Seq >= cur.seq || q.Device == "" && !posOf(&r).less(*cur) {
+				continue
+			}
+		}
+		page.Records = append(page.Records, r)
+		if len(page.Records) >= limit {
+			page.Next = encodeCursor(posOf(&r))
+			break
+		}
+	}
+	return page, nil
+}
+
+// Count implements Store.
+func (m *Mem) Count(ctx context.Context, q Query, width time.Duration) ([]Bucket, error) {
+	from, to, err := bucketRange(q, width)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	c := newCounter(from, to, width.Microseconds())
+	for _, r := range m.sorted(q) {
+		c.add(int64(timeKey(r.Time)))
+	}
+	return c.buckets(), nil
+}
+
+// Retain implements Store.
+func (m *Mem) Retain(ctx context.Context, now time.Time) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	all := m.sorted(Query{})
+	slices.Reverse(all) // oldest first
+	var count, size int64
+	for _, r := range all {
+		count++
+		size += int64(m.size[sizeKey(r.Device, r.Seq)])
+	}
+	n := 0
+	for _, r := range all {
+		old := m.ret.MaxAge > 0 && timeKey(r.Time) < timeKey(now.Add(-m.ret.MaxAge).UnixMicro())
+		over := m.ret.MaxEvents > 0 && count > m.ret.MaxEvents || m.ret.MaxBytes > 0 && size > m.ret.MaxBytes
+		if !old && !over {
+			break
+		}
+		k := sizeKey(r.Device, r.Seq)
+		count--
+		size -= int64(m.size[k])
+		delete(m.size, k)
+		delete(m.records[r.Device], r.Seq)
+		m.floor[r.Device] = max(m.floor[r.Device], r.Seq)
+		n++
+	}
+	return n, nil
+}
+
+// Close implements Store.
+func (m *Mem) Close() error {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	return nil
+}
