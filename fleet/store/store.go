@@ -234,7 +234,7 @@ type counter struct {
 }
 
 func newCounter(from, to, w int64) *counter {
-	n := (to-from+w-1)/w
+	n := (to - from + w - 1) / w
 	return &counter{from: from, w: w, counts: make([]int, n)}
 }
 
