@@ -19,10 +19,10 @@ import "fmt"
 type impl uint8
 
 const (
-	implGo     impl = iota // plain Go, every platform
-	implAVX2               // amd64 AVX2 (+FMA for float32)
-	implVNNI               // amd64 AVX-512 VNNI (int8) / AVX-512F
-	implNEON               // arm64 NEON
+	implGo   impl = iota // plain Go, every platform
+	implAVX2             // amd64 AVX2 (+FMA for float32)
+	implVNNI             // amd64 AVX-512 VNNI (int8) / AVX-512F
+	implNEON             // arm64 NEON
 )
 
 func (i impl) String() string {

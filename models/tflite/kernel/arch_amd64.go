@@ -1,0 +1,26 @@
+//go:build amd64 && !purego
+
+package kernel
+
+var (
+	bestS8  = implGo
+	bestF32 = implGo
+)
+
+var (
+	s8Impls  = []impl{implGo}
+	f32Impls = []impl{implGo}
+)
+
+func packS8Arch(p *PackedS8, b []int8) { panic("kernel: no assembly path") }
+func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	panic("kernel: no assembly path")
+}
+func packF32Arch(p *PackedF32, b []float32) { panic("kernel: no assembly path") }
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
+	panic("kernel: no assembly path")
+}
+
+func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
+	return false
+}

@@ -1,0 +1,102 @@
+package kernel
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+// yoloShapes are (m, n, k) of convolutions in yolov8n at 640×640 as GEMMs:
+// m = output pixels, n = output channels, k = kh·kw·cin.
+var yoloShapes = []struct {
+	name    string
+	m, n, k int
+}{
+	{"stem_3x3_3to16", 102400, 16, 27},
+	{"3x3_16to32", 25600, 32, 144},
+	{"1x1_32to32", 25600, 32, 32},
+	{"3x3_32to64", 6400, 64, 288},
+	{"3x3_64to80", 6400, 80, 576},
+	{"3x3_64to128", 1600, 128, 576},
+	{"1x1_128to128", 1600, 128, 128},
+	{"3x3_128to256", 400, 256, 1152},
+}
+
+func BenchmarkGemmS8(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range yoloShapes {
+		a := make([]int8, s.m*s.k)
+		w := make([]int8, s.n*s.k)
+		fillS8(r, a, fillRandom, false)
+		fillS8(r, w, fillRandom, true)
+		c := make([]int32, s.m*s.n)
+		for _, im := range s8Impls {
+			p := packS8(im, s.n, s.k, w)
+			b.Run(fmt.Sprintf("%s/%s", im, s.name), func(b *testing.B) {
+				for b.Loop() {
+					p.Gemm(s.m, a, s.k, c, s.n)
+				}
+				reportGMACs(b, s.m, s.n, s.k)
+			})
+		}
+	}
+}
+
+func BenchmarkGemmRequant(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range yoloShapes {
+		a := make([]int8, s.m*s.k)
+		w := make([]int8, s.n*s.k)
+		fillS8(r, a, fillRandom, false)
+		fillS8(r, w, fillRandom, true)
+		out := make([]int8, s.m*s.n)
+		mult := make([]int32, s.n)
+		shift := make([]int32, s.n)
+		for j := range mult {
+			mult[j], shift[j] = 1<<30+int32(j)*12345, -12
+		}
+		q, err := NewRequant(s.n, make([]int32, s.n), mult, shift, -3, -128, 127)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, im := range s8Impls {
+			p := packS8(im, s.n, s.k, w)
+			b.Run(fmt.Sprintf("%s/%s", im, s.name), func(b *testing.B) {
+				for b.Loop() {
+					p.GemmRequant(s.m, a, s.k, q, out, s.n)
+				}
+				reportGMACs(b, s.m, s.n, s.k)
+			})
+		}
+	}
+}
+
+func BenchmarkGemmF32(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, s := range yoloShapes {
+		a := make([]float32, s.m*s.k)
+		w := make([]float32, s.n*s.k)
+		for i := range a {
+			a[i] = r.Float32()
+		}
+		for i := range w {
+			w[i] = r.Float32()
+		}
+		c := make([]float32, s.m*s.n)
+		for _, im := range f32Impls {
+			p := packF32(im, s.n, s.k, w)
+			b.Run(fmt.Sprintf("%s/%s", im, s.name), func(b *testing.B) {
+				for b.Loop() {
+					p.Gemm(s.m, a, s.k, c, s.n)
+				}
+				reportGMACs(b, s.m, s.n, s.k)
+			})
+		}
+	}
+}
+
+func reportGMACs(b *testing.B, m, n, k int) {
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(float64(m)*float64(n)*float64(k)/sec/1e9, "GMAC/s")
+	b.ReportMetric(sec*1e3, "ms/op")
+}

@@ -1,0 +1,168 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Requant turns the int32 accumulators of an int8 convolution or fully
+// connected layer into int8 outputs the way TFLite's reference kernels do,
+// per output channel j:
+//
+//	out = clamp(MultiplyByQuantizedMultiplier(acc + Bias[j], Multiplier[j], Shift[j]) + OutZero, Min, Max)
+//
+// Build it with NewRequant; it is immutable and safe for concurrent use.
+type Requant struct {
+	n       int
+	bias    []int32 // len n
+	mult    []int32
+	lshift  []int32 // max(shift, 0)
+	rshift  []int32 // max(-shift, 0)
+	rmask   []int32 // (1<<rshift)-1
+	rhalf   []int32 // rmask>>1
+	outZero int32
+	min     int32
+	max     int32
+}
+
+// NewRequant checks and prepares the requantization of n output channels.
+//
+// bias (nil for none) is added to the exact Σ a·b before scaling, so the
+// caller folds the input zero point into it: bias[j] - zeroIn·RowSums()[j].
+// mult and shift are per channel, as TFLite's QuantizeMultiplier makes them:
+// mult in [0, 2³¹) and shift in [-31, 30], positive meaning a left shift;
+// a per-tensor scale is given by repeating the one value n times. outZero is
+// the output zero point, and [min, max] ⊆ [-128, 127] the fused activation
+// range in the output domain.
+func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error) {
+	switch {
+	case n < 0:
+		return nil, fmt.Errorf("kernel: requant: %d channels", n)
+	case bias != nil && len(bias) != n:
+		return nil, fmt.Errorf("kernel: requant: %d biases for %d channels", len(bias), n)
+	case len(mult) != n || len(shift) != n:
+		return nil, fmt.Errorf("kernel: requant: %d multipliers and %d shifts for %d channels", len(mult), len(shift), n)
+	case min > max || min < math.MinInt8 || max > math.MaxInt8:
+		return nil, fmt.Errorf("kernel: requant: activation range [%d, %d] is not inside int8", min, max)
+	}
+	// Vectors are read 16 channels at a time, so pad to whole vectors.
+	np := (n + 15) &^ 15
+	q := &Requant{
+		n: n, outZero: outZero, min: min, max: max,
+		bias: make([]int32, np), mult: make([]int32, np),
+		lshift: make([]int32, np), rshift: make([]int32, np),
+		rmask: make([]int32, np), rhalf: make([]int32, np),
+	}
+	copy(q.bias, bias)
+	for j := 0; j < n; j++ {
+		m, s := mult[j], shift[j]
+		if m < 0 {
+			return nil, fmt.Errorf("kernel: requant: channel %d: negative multiplier %d", j, m)
+		}
+		if s < -31 || s > 30 {
+			return nil, fmt.Errorf("kernel: requant: channel %d: shift %d outside [-31, 30]", j, s)
+		}
+		q.mult[j] = m
+		if s > 0 {
+			q.lshift[j] = s
+		} else {
+			q.rshift[j] = -s
+		}
+		q.rmask[j] = int32(int64(1)<<q.rshift[j] - 1)
+		q.rhalf[j] = q.rmask[j] >> 1
+	}
+	return q, nil
+}
+
+// N is the number of channels q was made for.
+func (q *Requant) N() int { return q.n }
+
+// apply requantizes one accumulator of channel j.
+func (q *Requant) apply(acc int32, j int) int8 {
+	x := acc + q.bias[j]
+	v := RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x<<q.lshift[j], q.mult[j]), int(q.rshift[j]))
+	v += q.outZero
+	v = max(q.min, min(q.max, v))
+	return int8(v)
+}
+
+// errRequantSize is the panic value of a GemmRequant call whose Requant does
+// not match B: a bug in the caller.
+var errRequantSize = errors.New("kernel: GemmRequant: requant is for a different number of channels")
+
+// GemmRequant computes the int8 outputs out[i*ldo+j] of rows i < m and
+// channels j < n: the exact Σ_k a[i*lda+k]·B[j][k] requantized by q. It
+// never materializes the int32 accumulators in memory on the assembly paths.
+// Concurrent calls are safe on disjoint rows of out.
+func (p *PackedS8) GemmRequant(m int, a []int8, lda int, q *Requant, out []int8, ldo int) {
+	if m <= 0 || p.n == 0 {
+		return
+	}
+	if q.n != p.n {
+		panic(errRequantSize)
+	}
+	checkArgs("GemmRequant", m, p.n, p.k, len(a), lda, len(out), ldo)
+	if p.impl != implGo && p.k > 0 && gemmRequantArch(p, m, a, lda, q, out, ldo) {
+		return
+	}
+	// Plain Go: a few rows at a time through a small accumulator buffer.
+	const rows = 8
+	acc := make([]int32, rows*p.n)
+	for i := 0; i < m; i += rows {
+		r := min(rows, m-i)
+		p.Gemm(r, a[i*lda:], lda, acc, p.n)
+		for x := 0; x < r; x++ {
+			o := out[(i+x)*ldo : (i+x)*ldo+p.n]
+			for j, v := range acc[x*p.n : x*p.n+p.n] {
+				o[j] = q.apply(v, j)
+			}
+		}
+	}
+}
+
+// SaturatingRoundingDoublingHighMul returns the high 32 bits of 2·a·b,
+// rounded to nearest with ties away from zero, saturating the one overflow
+// (a = b = MinInt32). It is gemmlowp's function of the same name.
+func SaturatingRoundingDoublingHighMul(a, b int32) int32 {
+	if a == math.MinInt32 && b == math.MinInt32 {
+		return math.MaxInt32
+	}
+	ab := int64(a) * int64(b)
+	nudge := int64(1 << 30)
+	if ab < 0 {
+		nudge = 1 - 1<<30
+	}
+	return int32((ab + nudge) / (1 << 31)) // truncates toward zero, as in C++
+}
+
+// RoundingDivideByPOT returns x / 2^exponent rounded to nearest, ties away
+// from zero, for exponent in [0, 31]. It is gemmlowp's function of the same
+// name.
+func RoundingDivideByPOT(x int32, exponent int) int32 {
+	mask := int32(int64(1)<<exponent - 1)
+	rem := x & mask
+	threshold := mask >> 1
+	if x < 0 {
+		threshold++
+	}
+	r := x >> exponent
+	if rem > threshold {
+		r++
+	}
+	return r
+}
+
+// MultiplyByQuantizedMultiplier returns x·mult·2^(shift-31) rounded the way
+// TFLite's reference kernels do (double rounding: first the doubling high
+// multiply, then the rounding right shift). A left shift wraps like the
+// int32 multiply it is in TFLite.
+func MultiplyByQuantizedMultiplier(x, mult int32, shift int) int32 {
+	ls, rs := 0, 0
+	if shift > 0 {
+		ls = shift
+	} else {
+		rs = -shift
+	}
+	return RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x<<ls, mult), rs)
+}
