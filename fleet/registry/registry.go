@@ -1,0 +1,650 @@
+// Package registry tracks the devices of the fleet: who they are (id,
+// labels, versions, engine), whether they are online, their latest
+// telemetry with a bounded history for charts, and health flags derived
+// from it. Devices appear when they first report state or telemetry.
+//
+// The registry lives in memory and is written behind to a bbolt file by
+// Flush (Run calls it periodically), so a restart keeps the fleet's view.
+package registry
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"edgefleet/fleet/api"
+)
+
+// Health flags.
+const (
+	FlagOffline        = "offline"
+	FlagStaleTelemetry = "stale_telemetry"
+	FlagHighDropRate   = "high_drop_rate"
+	FlagCameraDown     = "camera_down"
+	FlagSpoolBacklog   = "spool_backlog"
+)
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("registry: closed")
+
+// Options configures Open. Zero fields take the documented defaults.
+type Options struct {
+	// StaleAfter flags a device whose last telemetry is older; default 60s.
+	StaleAfter time.Duration
+	// MaxDropRate flags a device dropping more than this fraction of frames
+	// between two telemetry reports; default 0.05.
+	MaxDropRate float64
+	// MaxSpoolDepth and MaxSpoolAge flag a backed-up spool; defaults 10000 events and 5m.
+	MaxSpoolDepth uint64
+	MaxSpoolAge   time.Duration
+	// HistoryPoints bounds the telemetry history kept per device; default 720.
+	HistoryPoints int
+	// HistoryAge bounds it by age; default 2h.
+	HistoryAge time.Duration
+	// FlushEvery is Run's flush period; default 2s.
+	FlushEvery time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = time.Minute
+	}
+	if o.MaxDropRate <= 0 {
+		o.MaxDropRate = 0.05
+	}
+	if o.MaxSpoolDepth == 0 {
+		o.MaxSpoolDepth = 10000
+	}
+	if o.MaxSpoolAge <= 0 {
+		o.MaxSpoolAge = 5 * time.Minute
+	}
+	if o.HistoryPoints <= 0 {
+		o.HistoryPoints = 720
+	}
+	if o.HistoryAge <= 0 {
+		o.HistoryAge = 2 * time.Hour
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = 2 * time.Second
+	}
+}
+
+// Device is the registry's view of one device.
+type Device struct {
+	ID           string            `json:"id"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Online       bool              `json:"online"`
+	AgentVersion string            `json:"agent_version,omitempty"`
+	Model        string            `json:"model,omitempty"`
+	ModelVersion string            `json:"model_version,omitempty"`
+	Engine       string            `json:"engine,omitempty"`
+	Delegate     string            `json:"delegate,omitempty"`
+	Cameras      []string          `json:"cameras,omitempty"`
+	SnapshotURL  string            `json:"snapshot_url,omitempty"`
+	FirstSeen    time.Time         `json:"first_seen"`
+	LastSeen     time.Time         `json:"last_seen"`
+	// StateTime is when the device last changed its state (its clock).
+	StateTime time.Time `json:"state_time,omitzero"`
+	// Telemetry is the latest report and TelemetryAt when it arrived.
+	Telemetry   *api.Telemetry `json:"telemetry,omitempty"`
+	TelemetryAt time.Time      `json:"telemetry_at,omitzero"`
+	// Detections counts events stored for this device since fleetd started
+	// (persisted), and DetectionsPerMin is the rate over the last minute.
+	Detections       uint64  `json:"detections"`
+	DetectionsPerMin float64 `json:"detections_per_min"`
+	// LastJob is the latest job status the device reported.
+	LastJob *api.JobStatus `json:"last_job,omitempty"`
+	// Health lists the flags raised now; empty when healthy.
+	Health []string `json:"health"`
+}
+
+// Point is one telemetry sample in a device's history.
+type Point struct {
+	Time       time.Time `json:"time"`
+	FPS        float64   `json:"fps"`          // sum over cameras
+	InferP50Ms float64   `json:"infer_p50_ms"` //
+	InferP99Ms float64   `json:"infer_p99_ms"`
+	Dropped    uint64    `json:"dropped"`   // frames dropped since the previous point
+	DropRate   float64   `json:"drop_rate"` // dropped / (dropped + processed) over that interval
+	SpoolDepth uint64    `json:"spool_depth"`
+	CamerasUp  int       `json:"cameras_up"`
+}
+
+// entry is a device with its volatile parts.
+type entry struct {
+	Device
+	history []Point
+	rate    [6]uint64 // detections per 10 s slot, ring over the last minute
+	rateAt  int64     // unix 10-s slot of rate's newest element
+	dirty   bool
+	newPts  []Point // points not yet flushed
+}
+
+// Registry is safe for concurrent use.
+type Registry struct {
+	db  *bolt.DB
+	opt Options
+	now func() time.Time
+
+	mu      sync.Mutex
+	devices map[string]*entry
+	closed  bool
+}
+
+// Schema of the bbolt file, version 1:
+//
+//	meta     "version" -> "1"
+//	devices  id -> Device as JSON (without Health and rate)
+//	history  id | 0x00 | unix_ms(8) -> Point as JSON
+const schemaVersion = "1"
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketDevices = []byte("devices")
+	bucketHistory = []byte("history")
+	keyVersion    = []byte("version")
+)
+
+// Open opens or creates the registry file at path and loads it.
+func Open(path string, opt Options) (*Registry, error) {
+	opt.defaults()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if err != nil {
+		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+	}
+	r := &Registry{db: db, opt: opt, now: time.Now, devices: map[string]*entry{}}
+	if err := db.Update(r.load); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("registry: open %s: %w", path, err)
+	}
+	return r, nil
+}
+
+func (r *Registry) load(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return err
+	}
+	switch v := meta.Get(keyVersion); {
+	case v == nil:
+		if err := meta.Put(keyVersion, []byte(schemaVersion)); err != nil {
+			return err
+		}
+	case string(v) != schemaVersion:
+		return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
+	}
+	devs, err := tx.CreateBucketIfNotExists(bucketDevices)
+	if err != nil {
+		return err
+	}
+	hist, err := tx.CreateBucketIfNotExists(bucketHistory)
+	if err != nil {
+		return err
+	}
+	if err := devs.ForEach(func(k, v []byte) error {
+		var d Device
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("device %q: %w", k, err)
+		}
+		r.devices[d.ID] = &entry{Device: d}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return hist.ForEach(func(k, v []byte) error {
+		if len(k) < 10 {
+			return nil
+		}
+		e := r.devices[string(k[:len(k)-9])]
+		var p Point
+		if e == nil || json.Unmarshal(v, &p) != nil {
+			return nil
+		}
+		e.history = append(e.history, p)
+		if len(e.history) > r.opt.HistoryPoints {
+			e.history = e.history[1:]
+		}
+		return nil
+	})
+}
+
+func histKey(id string, t time.Time) []byte {
+	k := append([]byte(id), 0)
+	return binary.BigEndian.AppendUint64(k, uint64(t.UnixMilli()))
+}
+
+// get returns the entry for id, creating it; under mu.
+func (r *Registry) get(id string, now time.Time) *entry {
+	e := r.devices[id]
+	if e == nil {
+		e = &entry{Device: Device{ID: id, FirstSeen: now}}
+		r.devices[id] = e
+	}
+	e.LastSeen = now
+	e.dirty = true
+	return e
+}
+
+// UpdateState records a device's (retained) state message.
+func (r *Registry) UpdateState(st api.State) error {
+	if err := api.ValidateID(st.DeviceID); err != nil {
+		return fmt.Errorf("registry: state: %w", err)
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	e := r.get(st.DeviceID, now)
+	stTime := time.UnixMilli(st.Time)
+	if st.Time != 0 && stTime.Before(e.StateTime) {
+		return nil // an older state delivered late
+	}
+	e.Online = st.Online
+	e.StateTime = stTime
+	if !st.Online && len(st.Labels) == 0 && st.Model == "" {
+		return nil // a bare last will carries no description of the device
+	}
+	e.Labels = maps.Clone(st.Labels)
+	e.AgentVersion, e.Model, e.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
+	e.Engine, e.Delegate, e.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
+	e.Cameras = slices.Clone(st.Cameras)
+	return nil
+}
+
+// UpdateTelemetry records a telemetry report and appends to the history.
+func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
+	if err := api.ValidateID(t.DeviceID); err != nil {
+		return fmt.Errorf("registry: telemetry: %w", err)
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	e := r.get(t.DeviceID, now)
+	p := Point{Time: now, InferP50Ms: t.InferP50Ms, InferP99Ms: t.InferP99Ms, SpoolDepth: t.SpoolDepth}
+	var dropped uint64
+	for _, c := range t.Cameras {
+		p.FPS += c.FPS
+		dropped += c.Dropped
+		if c.Up {
+			p.CamerasUp++
+		}
+	}
+	if prev := e.Telemetry; prev != nil {
+		var before uint64
+		for _, c := range prev.Cameras {
+			before += c.Dropped
+		}
+		if dropped >= before { // counters restart with the agent
+			p.Dropped = dropped - before
+		} else {
+			p.Dropped = dropped
+		}
+		if dt := now.Sub(e.TelemetryAt).Seconds(); dt > 0 {
+			processed := p.FPS * dt
+			if tot := processed + float64(p.Dropped); tot > 0 {
+				p.DropRate = float64(p.Dropped) / tot
+			}
+		}
+	}
+	tc := t
+	tc.Cameras = slices.Clone(t.Cameras)
+	e.Telemetry, e.TelemetryAt = &tc, now
+	if t.AgentVersion != "" {
+		e.AgentVersion = t.AgentVersion
+	}
+	if t.Model != "" {
+		e.Model, e.ModelVersion = t.Model, t.ModelVersion
+	}
+	if t.Engine != "" {
+		e.Engine, e.Delegate = t.Engine, t.Delegate
+	}
+	e.history = append(e.history, p)
+	if n := len(e.history) - r.opt.HistoryPoints; n > 0 {
+		e.history = slices.Delete(e.history, 0, n)
+	}
+	e.newPts = append(e.newPts, p)
+	return nil
+}
+
+// RecordJob records a job status report.
+func (r *Registry) RecordJob(j api.JobStatus) error {
+	if err := api.ValidateID(j.DeviceID); err != nil {
+		return fmt.Errorf("registry: job: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	e := r.get(j.DeviceID, r.now())
+	jc := j
+	e.LastJob = &jc
+	return nil
+}
+
+// RecordDetections counts n events stored for a device.
+func (r *Registry) RecordDetections(device string, n int) {
+	if n <= 0 {
+		return
+	}
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	e := r.get(device, now)
+	e.Detections += uint64(n)
+	e.advance(now)
+	e.rate[0] += uint64(n)
+}
+
+// advance moves the rate ring to now's 10-s slot.
+func (e *entry) advance(now time.Time) {
+	slot := now.Unix() / 10
+	shift := slot - e.rateAt
+	if shift <= 0 {
+		return
+	}
+	if shift >= int64(len(e.rate)) {
+		e.rate = [6]uint64{}
+	} else {
+		copy(e.rate[shift:], e.rate[:len(e.rate)-int(shift)])
+		clear(e.rate[:shift])
+	}
+	e.rateAt = slot
+}
+
+// view returns a copy of the device with health and rate computed; under mu.
+func (r *Registry) view(e *entry, now time.Time) Device {
+	d := e.Device
+	d.Labels = maps.Clone(e.Labels)
+	d.Cameras = slices.Clone(e.Cameras)
+	if e.Telemetry != nil {
+		t := *e.Telemetry
+		t.Cameras = slices.Clone(t.Cameras)
+		d.Telemetry = &t
+	}
+	e.advance(now)
+	var sum uint64
+	for _, n := range e.rate {
+		sum += n
+	}
+	d.DetectionsPerMin = float64(sum) // six 10-s slots
+	d.Health = r.health(e, now)
+	return d
+}
+
+func (r *Registry) health(e *entry, now time.Time) []string {
+	flags := []string{}
+	if !e.Online {
+		flags = append(flags, FlagOffline)
+		return flags
+	}
+	t := e.Telemetry
+	if t == nil || now.Sub(e.TelemetryAt) > r.opt.StaleAfter {
+		flags = append(flags, FlagStaleTelemetry)
+	}
+	if t == nil {
+		return flags
+	}
+	if n := len(e.history); n > 0 && e.history[n-1].DropRate > r.opt.MaxDropRate {
+		flags = append(flags, FlagHighDropRate)
+	}
+	for _, c := range t.Cameras {
+		if !c.Up {
+			flags = append(flags, FlagCameraDown)
+			break
+		}
+	}
+	if t.SpoolDepth > r.opt.MaxSpoolDepth || t.SpoolOldestS > r.opt.MaxSpoolAge.Seconds() {
+		flags = append(flags, FlagSpoolBacklog)
+	}
+	return flags
+}
+
+// Filter selects devices for List; zero fields match all.
+type Filter struct {
+	Site, Line string
+	Online     *bool
+	// Labels must all match too.
+	Labels map[string]string
+}
+
+// List returns the devices matching f, sorted by id.
+func (r *Registry) List(f Filter) []Device {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Device, 0, len(r.devices))
+	for _, e := range r.devices {
+		if f.Site != "" && e.Labels["site"] != f.Site || f.Line != "" && e.Labels["line"] != f.Line {
+			continue
+		}
+		if f.Online != nil && e.Online != *f.Online {
+			continue
+		}
+		ok := true
+		for k, v := range f.Labels {
+			if e.Labels[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, r.view(e, now))
+		}
+	}
+	slices.SortFunc(out, func(a, b Device) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Get returns one device.
+func (r *Registry) Get(id string) (Device, bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.devices[id]
+	if !ok {
+		return Device{}, false
+	}
+	return r.view(e, now), true
+}
+
+// History returns a device's telemetry history since the given time, oldest first.
+func (r *Registry) History(id string, since time.Time) ([]Point, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.devices[id]
+	if !ok {
+		return nil, false
+	}
+	i, _ := slices.BinarySearchFunc(e.history, since, func(p Point, t time.Time) int { return p.Time.Compare(t) })
+	return slices.Clone(e.history[i:]), true
+}
+
+// Summary counts devices online and offline per site and line.
+type Summary struct {
+	Site      string `json:"site"`
+	Line      string `json:"line"`
+	Online    int    `json:"online"`
+	Offline   int    `json:"offline"`
+	Unhealthy int    `json:"unhealthy"`
+	// DetectionsPerMin is the sum of the devices' rates.
+	DetectionsPerMin float64 `json:"detections_per_min"`
+}
+
+// Summarize groups the fleet by site and line.
+func (r *Registry) Summarize() []Summary {
+	groups := map[[2]string]*Summary{}
+	for _, d := range r.List(Filter{}) {
+		k := [2]string{d.Labels["site"], d.Labels["line"]}
+		g := groups[k]
+		if g == nil {
+			g = &Summary{Site: k[0], Line: k[1]}
+			groups[k] = g
+		}
+		if d.Online {
+			g.Online++
+		} else {
+			g.Offline++
+		}
+		if len(d.Health) > 0 {
+			g.Unhealthy++
+		}
+		g.DetectionsPerMin += d.DetectionsPerMin
+	}
+	out := make([]Summary, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, *g)
+	}
+	slices.SortFunc(out, func(a, b Summary) int {
+		if a.Site != b.Site {
+			if a.Site < b.Site {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.Line < b.Line:
+			return -1
+		case a.Line > b.Line:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Flush writes changed devices and new history points to disk.
+func (r *Registry) Flush(ctx context.Context) error {
+	type dirty struct {
+		id   string
+		dev  []byte
+		pts  []Point
+		trim time.Time
+	}
+	now := r.now()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrClosed
+	}
+	var work []dirty
+	for id, e := range r.devices {
+		if !e.dirty {
+			continue
+		}
+		d := e.Device
+		d.Health = nil
+		b, err := json.Marshal(&d)
+		if err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("registry: flush %s: %w", id, err)
+		}
+		work = append(work, dirty{id: id, dev: b, pts: e.newPts, trim: now.Add(-r.opt.HistoryAge)})
+		e.dirty, e.newPts = false, nil
+	}
+	r.mu.Unlock()
+	if len(work) == 0 {
+		return nil
+	}
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		devs, hist := tx.Bucket(bucketDevices), tx.Bucket(bucketHistory)
+		for i, w := range work {
+			if i%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := devs.Put([]byte(w.id), w.dev); err != nil {
+				return err
+			}
+			for _, p := range w.pts {
+				b, _ := json.Marshal(&p)
+				if err := hist.Put(histKey(w.id, p.Time), b); err != nil {
+					return err
+				}
+			}
+			if len(w.pts) == 0 {
+				continue
+			}
+			// Trim history older than HistoryAge.
+			c := hist.Cursor()
+			prefix := append([]byte(w.id), 0)
+			end := histKey(w.id, w.trim)
+			var dead [][]byte
+			for k, _ := c.Seek(prefix); k != nil && len(k) == len(prefix)+8 && string(k[:len(prefix)]) == string(prefix) && string(k) < string(end); k, _ = c.Next() {
+				dead = append(dead, k)
+			}
+			for _, k := range dead {
+				if err := hist.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Mark them dirty again so the next flush retries.
+		r.mu.Lock()
+		for _, w := range work {
+			if e := r.devices[w.id]; e != nil {
+				e.dirty = true
+				e.newPts = append(w.pts, e.newPts...)
+			}
+		}
+		r.mu.Unlock()
+		return fmt.Errorf("registry: flush: %w", err)
+	}
+	return nil
+}
+
+// Run flushes every Options.FlushEvery until ctx ends, then flushes once more.
+func (r *Registry) Run(ctx context.Context) error {
+	t := time.NewTicker(r.opt.FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return r.Flush(context.Background())
+		case <-t.C:
+			if err := r.Flush(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+		}
+	}
+}
+
+// Close flushes and closes the file; it is safe to call twice.
+func (r *Registry) Close() error {
+	err := r.Flush(context.Background())
+	if errors.Is(err, ErrClosed) {
+		return nil
+	}
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	if e := r.db.Close(); e != nil && err == nil {
+		err = fmt.Errorf("registry: close: %w", e)
+	}
+	return err
+}

@@ -1,0 +1,166 @@
+package registry
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func open(t *testing.T, path string, c *clock) *Registry {
+	t.Helper()
+	r, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = c.now
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func tele(id string, fps float64, dropped uint64, up bool, depth uint64) api.Telemetry {
+	return api.Telemetry{DeviceID: id, Cameras: []api.CameraStats{{ID: "cam0", Up: up, FPS: fps, Dropped: dropped}}, InferP50Ms: 20, InferP99Ms: 40, SpoolDepth: depth}
+}
+
+func TestStateAndHealth(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	r := open(t, filepath.Join(t.TempDir(), "reg.db"), c)
+	st := api.State{DeviceID: "cam-1", Online: true, Time: c.t.UnixMilli(), Labels: map[string]string{"site": "plant-a", "line": "3"}, Engine: "xnnpack", AgentVersion: "1.0"}
+	if err := r.UpdateState(st); err != nil {
+		t.Fatal(err)
+	}
+	d, ok := r.Get("cam-1")
+	if !ok || !d.Online || d.Labels["site"] != "plant-a" || d.Engine != "xnnpack" {
+		t.Fatalf("after state: %+v", d)
+	}
+	if !slices.Equal(d.Health, []string{FlagStaleTelemetry}) {
+		t.Errorf("no telemetry yet: health %v", d.Health)
+	}
+
+	steps := []struct {
+		name    string
+		advance time.Duration
+		t       *api.Telemetry
+		want    []string
+	}{
+		{"healthy", 0, ptr(tele("cam-1", 10, 0, true, 5)), nil},
+		{"still healthy 10s later", 10 * time.Second, ptr(tele("cam-1", 10, 1, true, 5)), nil},
+		{"high drops", 10 * time.Second, ptr(tele("cam-1", 10, 51, true, 5)), []string{FlagHighDropRate}},
+		{"camera down", 10 * time.Second, ptr(tele("cam-1", 0, 51, false, 5)), []string{FlagCameraDown}},
+		{"spool backlog", 10 * time.Second, ptr(tele("cam-1", 10, 51, true, 20000)), []string{FlagSpoolBacklog}},
+		{"stale", 2 * time.Minute, nil, []string{FlagStaleTelemetry, FlagSpoolBacklog}},
+	}
+	for _, s := range steps {
+		c.t = c.t.Add(s.advance)
+		if s.t != nil {
+			if err := r.UpdateTelemetry(*s.t); err != nil {
+				t.Fatal(err)
+			}
+		}
+		d, _ := r.Get("cam-1")
+		if s.want == nil {
+			s.want = []string{}
+		}
+		if !slices.Equal(d.Health, s.want) {
+			t.Errorf("%s: health %v, want %v", s.name, d.Health, s.want)
+		}
+	}
+	h, _ := r.History("cam-1", time.Time{})
+	if len(h) != 5 || h[2].Dropped != 50 {
+		t.Fatalf("history = %+v", h)
+	}
+
+	// Last will: offline, description kept.
+	c.t = c.t.Add(time.Second)
+	if err := r.UpdateState(api.State{DeviceID: "cam-1", Online: false, Time: c.t.UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	// A late, older online state does not override it.
+	r.UpdateState(st)
+	d, _ = r.Get("cam-1")
+	if d.Online || d.Labels["line"] != "3" || !slices.Equal(d.Health, []string{FlagOffline}) {
+		t.Fatalf("after last will: %+v", d)
+	}
+	if err := r.UpdateState(api.State{DeviceID: "../x"}); err == nil {
+		t.Error("bad id accepted")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestRateAndSummary(t *testing.T) {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	r := open(t, filepath.Join(t.TempDir(), "reg.db"), c)
+	for i, id := range []string{"a1", "a2", "b1"} {
+		site := "plant-a"
+		if id[0] == 'b' {
+			site = "plant-b"
+		}
+		r.UpdateState(api.State{DeviceID: id, Online: i != 1, Labels: map[string]string{"site": site, "line": "1"}})
+	}
+	r.RecordDetections("a1", 30)
+	c.t = c.t.Add(30 * time.Second)
+	r.RecordDetections("a1", 30)
+	if d, _ := r.Get("a1"); d.DetectionsPerMin != 60 || d.Detections != 60 {
+		t.Fatalf("rate %v total %d", d.DetectionsPerMin, d.Detections)
+	}
+	c.t = c.t.Add(40 * time.Second) // the first 30 leave the minute
+	if d, _ := r.Get("a1"); d.DetectionsPerMin != 30 {
+		t.Fatalf("rate after a minute %v, want 30", d.DetectionsPerMin)
+	}
+	s := r.Summarize()
+	if len(s) != 2 || s[0].Site != "plant-a" || s[0].Online != 1 || s[0].Offline != 1 || s[1].Online != 1 {
+		t.Fatalf("summary %+v", s)
+	}
+	on := true
+	if l := r.List(Filter{Site: "plant-a", Online: &on}); len(l) != 1 || l[0].ID != "a1" {
+		t.Fatalf("filtered list %+v", l)
+	}
+}
+
+func TestPersist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "reg.db")
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	r, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = c.now
+	r.UpdateState(api.State{DeviceID: "cam-1", Online: true, Labels: map[string]string{"site": "s"}})
+	for i := range 5 {
+		c.t = c.t.Add(10 * time.Second)
+		r.UpdateTelemetry(tele("cam-1", float64(i), 0, true, 1))
+	}
+	r.RecordJob(api.JobStatus{DeviceID: "cam-1", JobID: "j1", State: api.JobSucceeded})
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(10 * time.Second)
+	r.UpdateTelemetry(tele("cam-1", 9, 0, true, 1))
+	if err := r.Close(); err != nil { // flushes the last point
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+	r2 := open(t, path, c)
+	d, ok := r2.Get("cam-1")
+	if !ok || d.Labels["site"] != "s" || d.LastJob == nil || d.Telemetry == nil || d.Telemetry.Cameras[0].FPS != 9 {
+		t.Fatalf("reloaded %+v", d)
+	}
+	h, _ := r2.History("cam-1", time.Time{})
+	if len(h) != 6 || h[5].FPS != 9 {
+		t.Fatalf("reloaded history %+v", h)
+	}
+	h, _ = r2.History("cam-1", c.t.Add(-15*time.Second))
+	if len(h) != 2 {
+		t.Fatalf("history since: %d points, want 2", len(h))
+	}
+}
