@@ -1,0 +1,427 @@
+// Package config is the edge agent's configuration: one YAML file, decoded
+// strictly (an unknown key is an error naming its path), with Validate
+// reporting every bad value by the key that holds it.
+//
+// A minimal file:
+//
+//	device_id: box-17
+//	model:
+//	  path: /var/lib/edgefleet/model.tflite
+//	cameras:
+//	  - id: belt-a
+//	    source: v4l2
+//	    device: /dev/video0
+//	spool:
+//	  path: /var/lib/edgefleet/spool.db
+//	fleet:
+//	  broker: tcp://fleet.local:1883
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"edgefleet/fleet/api"
+)
+
+// Camera source kinds.
+const (
+	SourceV4L2  = "v4l2"  // a V4L2 device such as /dev/video0
+	SourceFiles = "files" // an image file or a folder of images, looped
+	SourceMJPEG = "mjpeg" // MJPEG over HTTP (multipart/x-mixed-replace)
+	SourceSynth = "synth" // synthetic belt with moving objects
+)
+
+// Config is the whole agent configuration. Zero values of optional fields
+// are replaced by the defaults documented on each field (see Defaults).
+type Config struct {
+	// DeviceID names this box in the fleet: [A-Za-z0-9._-], 1..64 characters.
+	DeviceID string `yaml:"device_id"`
+	// Labels are free-form tags reported to the fleet, e.g. site and line.
+	Labels map[string]string `yaml:"labels"`
+	Model  Model             `yaml:"model"`
+	// Cameras are read concurrently; at least one is required.
+	Cameras []Camera `yaml:"cameras"`
+	Spool   Spool    `yaml:"spool"`
+	Fleet   Fleet    `yaml:"fleet"`
+	// TelemetryInterval is how often telemetry is published; default 10s.
+	TelemetryInterval time.Duration `yaml:"telemetry_interval"`
+	HTTP              HTTP          `yaml:"http"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"log_level"`
+}
+
+// Model says which detection model runs and how.
+type Model struct {
+	// Path is the .tflite file.
+	Path string `yaml:"path"`
+	// Name and Version are reported with every event; Name defaults to the
+	// file name without extension, Version to "".
+	Name    string `yaml:"name"`
+	Version string `yaml:"version"`
+	// Labels is a file with one class name per line; empty means COCO-80.
+	Labels string `yaml:"labels"`
+	// Backend is auto (default), go or native.
+	Backend string `yaml:"backend"`
+	// Delegate is "", none, xnnpack or gpu (native backend only).
+	Delegate string `yaml:"delegate"`
+	// Threads for the engine; default 1.
+	Threads int `yaml:"threads"`
+	// Conf is the minimum score the decoder keeps (default 0.25); IoU the NMS
+	// overlap threshold (default 0.45).
+	Conf float32 `yaml:"conf"`
+	IoU  float32 `yaml:"iou"`
+	// Batch is the most frames from different cameras put into one invoke;
+	// default 1 (no batching). Larger values only help where the engine
+	// supports a batch dimension and measurements show a gain.
+	Batch int `yaml:"batch"`
+}
+
+// Camera is one frame source with its detection filter.
+type Camera struct {
+	// ID names the camera in events, metrics and /snapshot/<id>.jpg.
+	ID string `yaml:"id"`
+	// Source is v4l2, files, mjpeg or synth.
+	Source string `yaml:"source"`
+	// Device is the V4L2 device path (source v4l2).
+	Device string `yaml:"device"`
+	// Format is the V4L2 pixel format: mjpeg (default) or yuyv.
+	Format string `yaml:"format"`
+	// Path is an image file or folder (source files); for synth, an optional
+	// folder or file of pictures to move along the belt.
+	Path string `yaml:"path"`
+	// URL is the MJPEG stream (source mjpeg).
+	URL string `yaml:"url"`
+	// Seed makes a synth camera's scene (source synth).
+	Seed uint64 `yaml:"seed"`
+	// Width and Height ask for a frame size (v4l2, synth); default 640x480.
+	Width  int `yaml:"width"`
+	Height int `yaml:"height"`
+	// FPS is the frame rate asked for (v4l2) or produced (files, synth);
+	// default 5.
+	FPS float64 `yaml:"fps"`
+	// Region is a polygon in normalized coordinates (0..1 of the frame's
+	// width and height); a detection counts when its box centre is inside.
+	// Empty means the whole frame.
+	Region [][2]float64 `yaml:"region"`
+	// Classes keeps only detections with these labels; empty keeps all.
+	Classes []string `yaml:"classes"`
+	// MinScore drops detections scoring below it (on top of model.conf).
+	MinScore float32 `yaml:"min_score"`
+}
+
+// Spool is the local durable outbox of detections.
+type Spool struct {
+	// Path is the bbolt file.
+	Path string `yaml:"path"`
+	// MaxBytes caps the spool; oldest events are dropped first. Default 256 MiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge drops events older than this; 0 keeps them until MaxBytes.
+	MaxAge time.Duration `yaml:"max_age"`
+}
+
+// Fleet is how the agent reaches the fleet's MQTT broker.
+type Fleet struct {
+	// Broker is tcp://host:port, ssl://host:port or tls://host:port (alias
+	// mqtts://), or ws:// / wss://. Empty runs the agent without a fleet:
+	// events stay in the spool.
+	Broker   string `yaml:"broker"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Token, if set, is sent as the password (with Username or the device id).
+	Token string `yaml:"token"`
+	// CAFile verifies the broker; CertFile and KeyFile authenticate the
+	// device (both or neither).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HTTP is the local endpoint (/healthz, /metrics, /snapshot/<camera>.jpg).
+type HTTP struct {
+	// Listen is host:port; default 127.0.0.1:9101. "off" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// Defaults used when a field is left empty.
+const (
+	DefaultTelemetryInterval = 10 * time.Second
+	DefaultSpoolBytes        = 256 << 20
+	DefaultListen            = "127.0.0.1:9101"
+	DefaultFPS               = 5
+	DefaultWidth             = 640
+	DefaultHeight            = 480
+)
+
+// Load reads, strictly decodes, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse strictly decodes a config, fills defaults and validates it. Errors
+// name the offending key, e.g. `cameras[1].fps: must be > 0`.
+func Parse(r io.Reader) (*Config, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if len(b) > 1<<20 {
+		return nil, errors.New("file larger than 1 MiB")
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	if err := unknownKeys(&root); err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty file")
+		}
+		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Defaults fills the documented defaults into empty fields.
+func (c *Config) Defaults() {
+	if c.TelemetryInterval == 0 {
+		c.TelemetryInterval = DefaultTelemetryInterval
+	}
+	if c.Spool.MaxBytes == 0 {
+		c.Spool.MaxBytes = DefaultSpoolBytes
+	}
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = DefaultListen
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	m := &c.Model
+	if m.Name == "" && m.Path != "" {
+		base := m.Path[strings.LastIndex(m.Path, "/")+1:]
+		m.Name = strings.TrimSuffix(base, ".tflite")
+	}
+	if m.Backend == "" {
+		m.Backend = "auto"
+	}
+	if m.Threads == 0 {
+		m.Threads = 1
+	}
+	if m.Conf == 0 {
+		m.Conf = 0.25
+	}
+	if m.IoU == 0 {
+		m.IoU = 0.45
+	}
+	if m.Batch == 0 {
+		m.Batch = 1
+	}
+	for i := range c.Cameras {
+		cam := &c.Cameras[i]
+		if cam.FPS == 0 {
+			cam.FPS = DefaultFPS
+		}
+		if cam.Width == 0 && cam.Height == 0 {
+			cam.Width, cam.Height = DefaultWidth, DefaultHeight
+		}
+		if cam.Source == SourceV4L2 && cam.Format == "" {
+			cam.Format = "mjpeg"
+		}
+	}
+}
+
+// Validate checks every field and returns all problems, one per line, each
+// starting with the key it is about.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if err := api.ValidateID(c.DeviceID); err != nil {
+		bad("device_id", "%v", err)
+	}
+	for k := range c.Labels {
+		if k == "" {
+			bad("labels", "empty label name")
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.TelemetryInterval < 100*time.Millisecond {
+		bad("telemetry_interval", "must be >= 100ms, not %v", c.TelemetryInterval)
+	}
+
+	m := c.Model
+	if m.Path == "" {
+		bad("model.path", "required")
+	}
+	switch m.Backend {
+	case "auto", "go", "native":
+	default:
+		bad("model.backend", "must be auto, go or native, not %q", m.Backend)
+	}
+	switch m.Delegate {
+	case "", "none", "xnnpack", "gpu":
+	default:
+		bad("model.delegate", "must be none, xnnpack or gpu, not %q", m.Delegate)
+	}
+	if m.Threads < 1 || m.Threads > 256 {
+		bad("model.threads", "must be 1..256, not %d", m.Threads)
+	}
+	if !(m.Conf > 0 && m.Conf < 1) {
+		bad("model.conf", "must be between 0 and 1, not %v", m.Conf)
+	}
+	if !(m.IoU > 0 && m.IoU <= 1) {
+		bad("model.iou", "must be in (0, 1], not %v", m.IoU)
+	}
+	if m.Batch < 1 || m.Batch > 64 {
+		bad("model.batch", "must be 1..64, not %d", m.Batch)
+	}
+
+	if len(c.Cameras) == 0 {
+		bad("cameras", "at least one camera is required")
+	}
+	seen := map[string]int{}
+	for i, cam := range c.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		if err := api.ValidateID(cam.ID); err != nil {
+			bad(key+".id", "%v", err)
+		} else if j, dup := seen[cam.ID]; dup {
+			bad(key+".id", "%q already used by cameras[%d]", cam.ID, j)
+		} else {
+			seen[cam.ID] = i
+		}
+		switch cam.Source {
+		case SourceV4L2:
+			if cam.Device == "" {
+				bad(key+".device", "required for source v4l2")
+			}
+			switch cam.Format {
+			case "mjpeg", "yuyv":
+			default:
+				bad(key+".format", "must be mjpeg or yuyv, not %q", cam.Format)
+			}
+		case SourceFiles:
+			if cam.Path == "" {
+				bad(key+".path", "required for source files")
+			}
+		case SourceMJPEG:
+			u, err := url.Parse(cam.URL)
+			if cam.URL == "" {
+				bad(key+".url", "required for source mjpeg")
+			} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(key+".url", "must be an http:// or https:// URL, not %q", cam.URL)
+			}
+		case SourceSynth:
+		case "":
+			bad(key+".source", "required (v4l2, files, mjpeg or synth)")
+		default:
+			bad(key+".source", "must be v4l2, files, mjpeg or synth, not %q", cam.Source)
+		}
+		if !(cam.FPS > 0) || cam.FPS > 1000 {
+			bad(key+".fps", "must be > 0 and <= 1000, not %v", cam.FPS)
+		}
+		if cam.Width < 16 || cam.Width > 8192 {
+			bad(key+".width", "must be 16..8192, not %d", cam.Width)
+		}
+		if cam.Height < 16 || cam.Height > 8192 {
+			bad(key+".height", "must be 16..8192, not %d", cam.Height)
+		}
+		if n := len(cam.Region); n != 0 && n < 3 {
+			bad(key+".region", "a polygon needs at least 3 points, not %d", n)
+		}
+		for j, p := range cam.Region {
+			if p[0] < 0 || p[0] > 1 || p[1] < 0 || p[1] > 1 {
+				bad(fmt.Sprintf("%s.region[%d]", key, j), "coordinates must be within 0..1 (fractions of the frame), not %v", p)
+			}
+		}
+		for j, cl := range cam.Classes {
+			if strings.TrimSpace(cl) == "" {
+				bad(fmt.Sprintf("%s.classes[%d]", key, j), "empty class name")
+			}
+		}
+		if cam.MinScore < 0 || cam.MinScore > 1 {
+			bad(key+".min_score", "must be within 0..1, not %v", cam.MinScore)
+		}
+	}
+
+	if c.Spool.Path == "" {
+		bad("spool.path", "required")
+	}
+	if c.Spool.MaxBytes < 1<<16 {
+		bad("spool.max_bytes", "must be >= 65536, not %d", c.Spool.MaxBytes)
+	}
+	if c.Spool.MaxAge < 0 {
+		bad("spool.max_age", "must not be negative")
+	}
+
+	f := c.Fleet
+	if f.Broker != "" {
+		u, err := url.Parse(f.Broker)
+		if err != nil || u.Host == "" {
+			bad("fleet.broker", "must be a URL such as tcp://host:1883, not %q", f.Broker)
+		} else {
+			switch u.Scheme {
+			case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+			default:
+				bad("fleet.broker", "scheme must be tcp, ssl, tls, mqtts, ws or wss, not %q", u.Scheme)
+			}
+		}
+	}
+	if (f.CertFile == "") != (f.KeyFile == "") {
+		bad("fleet.cert_file", "cert_file and key_file go together")
+	}
+	if f.Password != "" && f.Token != "" {
+		bad("fleet.token", "set password or token, not both")
+	}
+
+	if c.HTTP.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "must be host:port or off, not %q", c.HTTP.Listen)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckDevices reports the first V4L2 camera whose device does not exist, as
+// an error naming the camera key and the device path.
+func (c *Config) CheckDevices() error {
+	for i, cam := range c.Cameras {
+		if cam.Source != SourceV4L2 {
+			continue
+		}
+		if _, err := os.Stat(cam.Device); err != nil {
+			return fmt.Errorf("cameras[%d].device: camera %s: device %s: %w", i, cam.ID, cam.Device, err)
+		}
+	}
+	return nil
+}

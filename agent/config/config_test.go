@@ -1,0 +1,159 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+device_id: box-1
+labels: {site: plant-a, line: "3"}
+model:
+  path: /models/yolov8n.tflite
+  version: "7"
+  threads: 2
+cameras:
+  - id: belt-a
+    source: synth
+    seed: 42
+    fps: 4
+    region: [[0, 0], [1, 0], [1, 1], [0, 1]]
+    classes: [person, cup]
+    min_score: 0.5
+  - id: belt-b
+    source: files
+    path: /images
+spool:
+  path: /var/lib/edgefleet/spool.db
+  max_bytes: 1048576
+  max_age: 72h
+fleet:
+  broker: tcp://127.0.0.1:1883
+  username: box-1
+  password: secret
+telemetry_interval: 5s
+http:
+  listen: 127.0.0.1:0
+`
+
+func TestParseGood(t *testing.T) {
+	c, err := Parse(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Model.Name != "yolov8n" || c.Model.Backend != "auto" || c.Model.Conf != 0.25 || c.Model.Batch != 1 {
+		t.Errorf("model defaults: %+v", c.Model)
+	}
+	if c.Spool.MaxAge != 72*time.Hour || c.TelemetryInterval != 5*time.Second {
+		t.Errorf("durations: %v %v", c.Spool.MaxAge, c.TelemetryInterval)
+	}
+	if c.Cameras[1].FPS != DefaultFPS || c.Cameras[1].Width != DefaultWidth {
+		t.Errorf("camera defaults: %+v", c.Cameras[1])
+	}
+	if len(c.Cameras[0].Region) != 4 || c.Cameras[0].Region[2] != [2]float64{1, 1} {
+		t.Errorf("region: %v", c.Cameras[0].Region)
+	}
+	if c.Labels["line"] != "3" {
+		t.Errorf("labels: %v", c.Labels)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		old  string // replaced in good by new
+		new  string
+		want string // substring of the error
+	}{
+		{"unknown top key", "device_id: box-1", "device_id: box-1\ncolour: red", "colour: unknown key (line 3)"},
+		{"unknown nested key", "    seed: 42", "    seed: 42\n    fpss: 3", "cameras[0].fpss: unknown key"},
+		{"unknown key in second camera", "    path: /images", "    path: /images\n    regoin: []", "cameras[1].regoin: unknown key"},
+		{"unknown model key", "  threads: 2", "  threads: 2\n  gpu: yes", "model.gpu: unknown key"},
+		{"bad fps", "    fps: 4", "    fps: -1", "cameras[0].fps: must be > 0"},
+		{"bad fps type", "    fps: 4", "    fps: fast", "cannot unmarshal"},
+		{"bad duration", "max_age: 72h", "max_age: forever", "forever"},
+		{"missing device id", "device_id: box-1", "device_id: ''", "device_id: empty id"},
+		{"bad device id", "device_id: box-1", "device_id: box/1", "device_id: id \"box/1\" has character '/'"},
+		{"bad source", "    source: files", "    source: webcam", "cameras[1].source: must be v4l2, files, mjpeg or synth"},
+		{"v4l2 without device", "    source: files", "    source: v4l2", "cameras[1].device: required"},
+		{"duplicate camera", "  - id: belt-b", "  - id: belt-a", "cameras[1].id: \"belt-a\" already used by cameras[0]"},
+		{"small region", "    region: [[0, 0], [1, 0], [1, 1], [0, 1]]", "    region: [[0, 0], [1, 0]]", "cameras[0].region: a polygon needs at least 3 points"},
+		{"region out of frame", "[1, 1], [0, 1]]", "[2, 1], [0, 1]]", "cameras[0].region[2]: coordinates must be within 0..1"},
+		{"bad min score", "min_score: 0.5", "min_score: 1.5", "cameras[0].min_score: must be within 0..1"},
+		{"bad conf", "  threads: 2", "  threads: 2\n  conf: 2", "model.conf: must be between 0 and 1"},
+		{"bad backend", "  threads: 2", "  threads: 2\n  backend: cuda", "model.backend: must be auto, go or native"},
+		{"no model", "  path: /models/yolov8n.tflite", "  name: x", "model.path: required"},
+		{"bad broker", "tcp://127.0.0.1:1883", "http://127.0.0.1:1883", "fleet.broker: scheme must be"},
+		{"cert without key", "  password: secret", "  password: secret\n  cert_file: /c.pem", "fleet.cert_file: cert_file and key_file go together"},
+		{"bad listen", "listen: 127.0.0.1:0", "listen: localhost", "http.listen: must be host:port"},
+		{"small spool", "max_bytes: 1048576", "max_bytes: 10", "spool.max_bytes: must be >= 65536"},
+		{"mjpeg bad url", "    source: files", "    source: mjpeg\n    url: ftp://x", "cameras[1].url: must be an http"},
+		{"not a mapping", "device_id: box-1", "device_id: [box-1]", "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(good, tt.old) {
+				t.Fatalf("test broken: %q not in the good config", tt.old)
+			}
+			_, err := Parse(strings.NewReader(strings.Replace(good, tt.old, tt.new, 1)))
+			if err == nil {
+				t.Fatalf("no error, want %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q\ndoes not contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseEmpty(t *testing.T) {
+	if _, err := Parse(strings.NewReader("")); err == nil {
+		t.Fatal("empty config accepted")
+	}
+}
+
+func TestCheckDevices(t *testing.T) {
+	dir := t.TempDir()
+	dev := filepath.Join(dir, "video0")
+	if err := os.WriteFile(dev, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{Cameras: []Camera{
+		{ID: "a", Source: SourceV4L2, Device: dev},
+		{ID: "b", Source: SourceV4L2, Device: filepath.Join(dir, "video9")},
+	}}
+	err := c.CheckDevices()
+	if err == nil || !strings.Contains(err.Error(), "cameras[1].device") || !strings.Contains(err.Error(), "video9") {
+		t.Fatalf("CheckDevices = %v, want an error naming cameras[1].device and video9", err)
+	}
+	c.Cameras = c.Cameras[:1]
+	if err := c.CheckDevices(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadNamesFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte("bogus: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "bogus: unknown key") {
+		t.Fatalf("Load = %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(good)
+	f.Add("cameras: [{id: a, region: [[0,0]]}]")
+	f.Add("a: &x {b: *x}")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse(strings.NewReader(s))
+		if err == nil && c.Validate() != nil {
+			t.Fatal("Parse accepted a config that does not validate")
+		}
+	})
+}
