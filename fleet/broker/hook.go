@@ -1,0 +1,78 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook plugs authentication, the ACL and the counters into mochi.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "edgefleet-auth-acl" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect}, []byte{b})
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	b := h.b
+	user := string(pk.Connect.Username)
+	ctx, cancel := context.WithTimeout(context.Background(), b.authTimeout)
+	defer cancel()
+	id, err := b.auth.Authenticate(ctx, user, pk.Connect.Password)
+	if err != nil {
+		b.metrics.authRefused.WithLabelValues("credentials").Inc()
+		if !errors.Is(err, ErrBadCredentials) {
+			b.log.Warn("authenticator failed", "user", user, "remote", cl.Net.Remote, "error", err)
+		} else {
+			b.log.Info("login refused", "user", user, "remote", cl.Net.Remote, "reason", "bad credentials")
+		}
+		return false
+	}
+	if id.Role == RoleDevice {
+		// A device must use its own id as client id, or it could take over
+		// another client's session.
+		if cl.ID != id.DeviceID {
+			b.metrics.authRefused.WithLabelValues("client_id").Inc()
+			b.log.Info("login refused", "user", user, "client_id", cl.ID, "remote", cl.Net.Remote, "reason", "client id differs from device id")
+			return false
+		}
+		if w := cl.Properties.Will; w.Flag == 1 && !Allow(id, w.TopicName, true) {
+			b.metrics.aclRefused.WithLabelValues("will").Inc()
+			b.log.Info("login refused", "user", user, "remote", cl.Net.Remote, "reason", "last will on a foreign topic", "topic", w.TopicName)
+			return false
+		}
+	}
+	b.ids.Store(cl, id)
+	return true
+}
+
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	v, ok := h.b.ids.Load(cl)
+	if ok && Allow(v.(Identity), topic, write) {
+		return true
+	}
+	op := "subscribe"
+	if write {
+		op = "publish"
+	}
+	h.b.metrics.aclRefused.WithLabelValues(op).Inc()
+	return false
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.ids.Delete(cl)
+	if errors.Is(err, packets.ErrPacketTooLarge) {
+		h.b.metrics.tooLarge.Inc()
+	}
+}
