@@ -250,7 +250,9 @@ func (r *Registry) UpdateState(st api.State) error {
 		return nil // an older state delivered late
 	}
 	e.Online = st.Online
-	e.StateTime = stTime
+	if st.Time != 0 {
+		e.StateTime = stTime
+	}
 	if !st.Online && len(st.Labels) == 0 && st.Model == "" {
 		return nil // a bare last will carries no description of the device
 	}

@@ -1,0 +1,146 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// Inline returns a Conn on an embedded mochi-mqtt server's inline client
+// (Options.InlineClient must be true). Handlers run on the publishing
+// client's goroutine, so a slow handler slows only that device.
+func Inline(srv *mqtt.Server) Conn { return &inline{srv: srv} }
+
+type inline struct {
+	srv *mqtt.Server
+	mu  sync.Mutex
+	ids int
+}
+
+func (c *inline) Subscribe(ctx context.Context, filter string, h func(string, []byte)) error {
+	c.mu.Lock()
+	c.ids++
+	id := 1000 + c.ids
+	c.mu.Unlock()
+	err := c.srv.Subscribe(filter, id, func(cl *mqtt.Client, sub packets.Subscription, pk packets.Packet) {
+		h(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		return fmt.Errorf("inline subscribe %s: %w", filter, err)
+	}
+	context.AfterFunc(ctx, func() { c.srv.Unsubscribe(filter, id) })
+	return nil
+}
+
+func (c *inline) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	if err := c.srv.Publish(topic, payload, retain, 1); err != nil {
+		return fmt.Errorf("inline publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// DialOptions configures Dial.
+type DialOptions struct {
+	URL      string // tcp://host:1883
+	ClientID string
+	Username string
+	Password string
+	// ConnectTimeout bounds the first connection; default 10s.
+	ConnectTimeout time.Duration
+}
+
+// Dial connects to an external broker. Subscriptions are restored after a
+// reconnect. Close the returned client's connection with Disconnect.
+func Dial(ctx context.Context, o DialOptions) (*Paho, error) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 10 * time.Second
+	}
+	p := &Paho{subs: map[string]paho.MessageHandler{}}
+	opts := paho.NewClientOptions().AddBroker(o.URL).SetClientID(o.ClientID).
+		SetUsername(o.Username).SetPassword(o.Password).
+		SetCleanSession(true).SetOrderMatters(false).SetAutoReconnect(true).
+		SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second).
+		SetKeepAlive(30 * time.Second).SetMessageChannelDepth(10000).
+		SetOnConnectHandler(func(cl paho.Client) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for f, h := range p.subs {
+				cl.Subscribe(f, 1, h)
+			}
+		})
+	p.cl = paho.NewClient(opts)
+	tok := p.cl.Connect()
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return nil, fmt.Errorf("ingest: dial %s: %w", o.URL, err)
+		}
+	case <-time.After(o.ConnectTimeout):
+		p.cl.Disconnect(0)
+		return nil, fmt.Errorf("ingest: dial %s: no connection after %v", o.URL, o.ConnectTimeout)
+	case <-ctx.Done():
+		p.cl.Disconnect(0)
+		return nil, fmt.Errorf("ingest: dial %s: %w", o.URL, ctx.Err())
+	}
+	if !p.cl.IsConnected() {
+		// ConnectRetry makes the token succeed before the first connection; wait for it.
+		deadline := time.Now().Add(o.ConnectTimeout)
+		for !p.cl.IsConnectionOpen() {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				p.cl.Disconnect(0)
+				return nil, fmt.Errorf("ingest: dial %s: no connection after %v", o.URL, o.ConnectTimeout)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return p, nil
+}
+
+// Paho is a Conn on an external broker.
+type Paho struct {
+	cl   paho.Client
+	mu   sync.Mutex
+	subs map[string]paho.MessageHandler
+}
+
+// Subscribe implements Conn.
+func (p *Paho) Subscribe(ctx context.Context, filter string, h func(string, []byte)) error {
+	mh := func(_ paho.Client, m paho.Message) { h(m.Topic(), m.Payload()) }
+	p.mu.Lock()
+	p.subs[filter] = mh
+	p.mu.Unlock()
+	if err := wait(ctx, p.cl.Subscribe(filter, 1, mh)); err != nil {
+		return fmt.Errorf("subscribe %s: %w", filter, err)
+	}
+	return nil
+}
+
+// Publish implements Conn.
+func (p *Paho) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	if err := wait(ctx, p.cl.Publish(topic, 1, retain, payload)); err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Close disconnects; it is safe to call twice.
+func (p *Paho) Close() error {
+	p.cl.Disconnect(250)
+	return nil
+}
+
+func wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var _ Conn = (*Paho)(nil)

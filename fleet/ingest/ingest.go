@@ -1,0 +1,298 @@
+// Package ingest is fleetd's MQTT front: it subscribes to the devices'
+// state, telemetry, detections and job topics, feeds the registry, stores
+// detections durably and then acknowledges them to the device.
+//
+// Malformed messages (bad topic, oversized, bad JSON, wrong types, invalid
+// ids, a device id that does not match the topic) are counted per reason in
+// edgefleet_ingest_dropped_total and dropped; they never affect other
+// devices. Detection batches are stored concurrently so the store can group
+// them into one commit.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/store"
+)
+
+// Conn is the MQTT connection ingest uses: the embedded broker's inline
+// client (Inline) or a client of an external broker (Dial).
+type Conn interface {
+	// Subscribe calls h for every message matching filter, until ctx ends.
+	// h may be called concurrently and must not keep payload after it returns.
+	Subscribe(ctx context.Context, filter string, h func(topic string, payload []byte)) error
+	// Publish sends a message at QoS 1.
+	Publish(ctx context.Context, topic string, retain bool, payload []byte) error
+}
+
+// Devices is the part of the registry ingest feeds.
+type Devices interface {
+	UpdateState(api.State) error
+	UpdateTelemetry(api.Telemetry) error
+	RecordJob(api.JobStatus) error
+	RecordDetections(device string, n int)
+}
+
+var _ Devices = (*registry.Registry)(nil)
+
+// Drop reasons, the values of the reason label.
+const (
+	ReasonBadTopic       = "bad_topic"
+	ReasonTooLarge       = "too_large"
+	ReasonBadJSON        = "bad_json"
+	ReasonWrongType      = "wrong_type"
+	ReasonUnknownField   = "unknown_field"
+	ReasonInvalid        = "invalid"
+	ReasonDeviceMismatch = "device_mismatch"
+	ReasonStoreError     = "store_error"
+	ReasonUnexpected     = "unexpected_kind"
+)
+
+// Options configures New. Store and Devices are required.
+type Options struct {
+	Store   store.Store
+	Devices Devices
+	// ShareGroup, when set, subscribes to detections through the MQTT
+	// shared subscription $share/<group>/..., so several fleetd processes
+	// split the detections of an external broker.
+	ShareGroup string
+	// MaxInflight bounds detection batches being stored at once; default 50000.
+	MaxInflight int
+	// StoreTimeout bounds one batch's store and ack; default 30s.
+	StoreTimeout time.Duration
+	// OnStored, if set, is called with each batch's newly stored records.
+	OnStored func(recs []store.Record)
+	// OnJob, if set, is called with each valid job status report.
+	OnJob func(api.JobStatus)
+	// Registerer receives the metrics; nil means none are registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Ingest is safe for concurrent use.
+type Ingest struct {
+	opt  Options
+	conn Conn
+	sem  chan struct{}
+	wg   sync.WaitGroup
+	log  *slog.Logger
+
+	messages *prometheus.CounterVec
+	dropped  *prometheus.CounterVec
+	events   *prometheus.CounterVec
+	ackLat   prometheus.Histogram
+	inflight prometheus.Gauge
+}
+
+// New returns an Ingest reading from conn.
+func New(conn Conn, opt Options) (*Ingest, error) {
+	if opt.Store == nil || opt.Devices == nil {
+		return nil, errors.New("ingest: new: Store and Devices are required")
+	}
+	if opt.MaxInflight <= 0 {
+		opt.MaxInflight = 50000
+	}
+	if opt.StoreTimeout <= 0 {
+		opt.StoreTimeout = 30 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	in := &Ingest{
+		opt: opt, conn: conn, sem: make(chan struct{}, opt.MaxInflight), log: opt.Logger,
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_messages_total", Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
+		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_dropped_total", Help: "Messages dropped, by reason."}, []string{"reason"}),
+		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_events_total", Help: "Detection events received, by result (stored or duplicate)."}, []string{"result"}),
+		ackLat: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgefleet_ingest_ack_seconds", Help: "Time from receiving a detection batch to publishing its ack.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgefleet_ingest_inflight_batches", Help: "Detection batches being stored."}),
+	}
+	for _, r := range []string{ReasonBadTopic, ReasonTooLarge, ReasonBadJSON, ReasonWrongType, ReasonUnknownField, ReasonInvalid, ReasonDeviceMismatch, ReasonStoreError} {
+		in.dropped.WithLabelValues(r)
+	}
+	if opt.Registerer != nil {
+		for _, c := range []prometheus.Collector{in.messages, in.dropped, in.events, in.ackLat, in.inflight} {
+			if err := opt.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("ingest: register metrics: %w", err)
+			}
+		}
+	}
+	return in, nil
+}
+
+// Run subscribes and serves until ctx ends, then waits for batches in flight.
+func (in *Ingest) Run(ctx context.Context) error {
+	det := api.Filter(api.KindDetections)
+	if in.opt.ShareGroup != "" {
+		det = "$share/" + in.opt.ShareGroup + "/" + det
+	}
+	for _, f := range []string{api.Filter(api.KindState), api.Filter(api.KindTelemetry), api.Filter(api.KindJobs), det} {
+		if err := in.conn.Subscribe(ctx, f, in.Handle); err != nil {
+			return fmt.Errorf("ingest: subscribe %s: %w", f, err)
+		}
+	}
+	in.log.Info("ingest subscribed", "share_group", in.opt.ShareGroup)
+	<-ctx.Done()
+	in.wg.Wait()
+	return nil
+}
+
+// Dropped returns how many messages were dropped for reason.
+func (in *Ingest) Dropped(reason string) float64 {
+	return counterValue(in.dropped.WithLabelValues(reason))
+}
+
+// Handle processes one MQTT message. It does not keep payload.
+func (in *Ingest) Handle(topic string, payload []byte) {
+	received := time.Now()
+	device, kind, _, err := api.ParseTopic(topic)
+	if err != nil {
+		in.drop(ReasonBadTopic)
+		return
+	}
+	in.messages.WithLabelValues(kind).Inc()
+	if len(payload) > api.MaxPayload {
+		in.drop(ReasonTooLarge)
+		return
+	}
+	switch kind {
+	case api.KindState:
+		if len(payload) == 0 {
+			return // a cleared retained state
+		}
+		var st api.State
+		if in.decode(payload, &st) && in.sameDevice(device, st.DeviceID) {
+			in.opt.Devices.UpdateState(st)
+		}
+	case api.KindTelemetry:
+		var t api.Telemetry
+		if in.decode(payload, &t) && in.sameDevice(device, t.DeviceID) {
+			in.opt.Devices.UpdateTelemetry(t)
+		}
+	case api.KindJobs:
+		var j api.JobStatus
+		if in.decode(payload, &j) && in.sameDevice(device, j.DeviceID) {
+			in.opt.Devices.RecordJob(j)
+			if in.opt.OnJob != nil {
+				in.opt.OnJob(j)
+			}
+		}
+	case api.KindDetections:
+		var b api.DetectionBatch
+		if !in.decode(payload, &b) || !in.sameDevice(device, b.DeviceID) || len(b.Events) == 0 {
+			return
+		}
+		in.sem <- struct{}{}
+		in.wg.Add(1)
+		in.inflight.Inc()
+		go func() {
+			defer func() { <-in.sem; in.wg.Done(); in.inflight.Dec() }()
+			in.storeAndAck(b, received)
+		}()
+	default:
+		in.drop(ReasonUnexpected) // acks and commands are ours, not the devices'
+	}
+}
+
+func (in *Ingest) storeAndAck(b api.DetectionBatch, received time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), in.opt.StoreTimeout)
+	defer cancel()
+	res, err := in.opt.Store.Ingest(ctx, b.DeviceID, b.Events)
+	if err != nil {
+		in.drop(ReasonStoreError)
+		in.log.Error("store detections", "device_id", b.DeviceID, "events", len(b.Events), "err", err)
+		return
+	}
+	in.events.WithLabelValues("stored").Add(float64(res.Stored))
+	in.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	if res.Stored > 0 {
+		in.opt.Devices.RecordDetections(b.DeviceID, res.Stored)
+		if in.opt.OnStored != nil {
+			recs := make([]store.Record, 0, len(b.Events))
+			for _, e := range b.Events {
+				recs = append(recs, store.Record{Device: b.DeviceID, Event: e})
+			}
+			// A batch mixing new and resent events is fed whole; the feed is best effort.
+			in.opt.OnStored(recs)
+		}
+	}
+	ack := api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)}
+	payload, _ := json.Marshal(&ack)
+	if err := in.conn.Publish(ctx, api.AcksTopic(b.DeviceID), false, payload); err != nil {
+		in.log.Warn("publish ack", "device_id", b.DeviceID, "err", err)
+		return
+	}
+	in.ackLat.Observe(time.Since(received).Seconds())
+}
+
+// Ranges compresses the seqs of events (increasing) into inclusive ranges.
+func Ranges(events []api.Event) []api.SeqRange {
+	var out []api.SeqRange
+	for _, e := range events {
+		if n := len(out); n > 0 && out[n-1].To+1 == e.Seq {
+			out[n-1].To = e.Seq
+			continue
+		}
+		out = append(out, api.SeqRange{From: e.Seq, To: e.Seq})
+	}
+	return out
+}
+
+func (in *Ingest) drop(reason string) { in.dropped.WithLabelValues(reason).Inc() }
+
+// decode decodes payload strictly, counting a drop on failure.
+func (in *Ingest) decode(payload []byte, v any) bool {
+	err := api.Decode(payload, v)
+	if err == nil {
+		return true
+	}
+	in.drop(Classify(err))
+	return false
+}
+
+func (in *Ingest) sameDevice(topicDevice, payloadDevice string) bool {
+	if topicDevice != payloadDevice {
+		in.drop(ReasonDeviceMismatch)
+		return false
+	}
+	return true
+}
+
+// Classify maps an api.Decode error to a drop reason.
+func Classify(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF), strings.HasSuffix(msg, "trailing data"):
+		return ReasonBadJSON
+	case errors.As(err, &typ):
+		return ReasonWrongType
+	case strings.Contains(msg, "unknown field"):
+		return ReasonUnknownField
+	case strings.Contains(msg, "exceeds"):
+		return ReasonTooLarge
+	}
+	return ReasonInvalid
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}

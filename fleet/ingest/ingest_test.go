@@ -1,0 +1,248 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/store"
+)
+
+// fakeConn records publishes.
+type fakeConn struct {
+	mu  sync.Mutex
+	pub map[string][][]byte
+}
+
+func (f *fakeConn) Subscribe(ctx context.Context, filter string, h func(string, []byte)) error {
+	return nil
+}
+
+func (f *fakeConn) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pub == nil {
+		f.pub = map[string][][]byte{}
+	}
+	f.pub[topic] = append(f.pub[topic], payload)
+	return nil
+}
+
+func newIngest(t testing.TB, conn Conn) (*Ingest, store.Store, *registry.Registry) {
+	t.Helper()
+	st := store.NewMem(store.Retention{})
+	reg, err := registry.Open(filepath.Join(t.TempDir(), "reg.db"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	in, err := New(conn, Options{Store: st, Devices: reg, Registerer: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, st, reg
+}
+
+func batch(dev string, seqs ...uint64) []byte {
+	b := api.DetectionBatch{DeviceID: dev}
+	for _, s := range seqs {
+		b.Events = append(b.Events, api.Event{Seq: s, CameraID: "cam0", Time: time.Now().UnixMicro(), Label: "person", Score: 0.9})
+	}
+	p, _ := json.Marshal(&b)
+	return p
+}
+
+func TestMalformed(t *testing.T) {
+	huge := `{"device_id":"d1","events":[],"pad":"` + strings.Repeat("x", api.MaxPayload) + `"}`
+	tests := []struct {
+		name, topic, payload, reason string
+	}{
+		{"bad json", api.DetectionsTopic("d1"), `{"device_id":`, ReasonBadJSON},
+		{"not json", api.TelemetryTopic("d1"), `hello`, ReasonBadJSON},
+		{"trailing data", api.StateTopic("d1"), `{"device_id":"d1"} {}`, ReasonBadJSON},
+		{"huge", api.DetectionsTopic("d1"), huge, ReasonTooLarge},
+		{"wrong type", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":"one","camera_id":"c"}]}`, ReasonWrongType},
+		{"wrong type telemetry", api.TelemetryTopic("d1"), `{"device_id":"d1","spool_depth":-1}`, ReasonWrongType},
+		{"unknown field", api.StateTopic("d1"), `{"device_id":"d1","evil":1}`, ReasonUnknownField},
+		{"invalid seq order", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":2,"camera_id":"c"},{"seq":1,"camera_id":"c"}]}`, ReasonInvalid},
+		{"invalid camera", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":2,"camera_id":"../c"}]}`, ReasonInvalid},
+		{"device mismatch", api.DetectionsTopic("d1"), string(batch("d2", 1)), ReasonDeviceMismatch},
+		{"bad topic", "edgefleet/v1/d1/detections/x", string(batch("d1", 1)), ReasonBadTopic},
+		{"bad device in topic", "edgefleet/v1/d$1/detections", string(batch("d1", 1)), ReasonBadTopic},
+		{"ack from device", api.AcksTopic("d1"), `{}`, ReasonUnexpected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := &fakeConn{}
+			in, st, reg := newIngest(t, fc)
+			in.Handle(tt.topic, []byte(tt.payload))
+			in.wg.Wait()
+			if got := in.Dropped(tt.reason); got != 1 {
+				t.Errorf("dropped[%s] = %v, want 1", tt.reason, got)
+			}
+			if p, _ := st.Query(context.Background(), store.Query{}); len(p.Records) != 0 {
+				t.Errorf("stored %d records", len(p.Records))
+			}
+			if len(fc.pub) != 0 {
+				t.Errorf("published %v", fc.pub)
+			}
+			if len(reg.List(registry.Filter{})) != 0 {
+				t.Errorf("registry changed")
+			}
+		})
+	}
+}
+
+func TestRanges(t *testing.T) {
+	ev := func(s ...uint64) []api.Event {
+		var out []api.Event
+		for _, x := range s {
+			out = append(out, api.Event{Seq: x})
+		}
+		return out
+	}
+	got := Ranges(ev(1, 2, 3, 5, 7, 8))
+	want := []api.SeqRange{{1, 3}, {5, 5}, {7, 8}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Ranges = %v, want %v", got, want)
+	}
+}
+
+func FuzzHandle(f *testing.F) {
+	f.Add("edgefleet/v1/d1/detections", string(batch("d1", 1, 2)))
+	f.Add("edgefleet/v1/d1/telemetry", `{"device_id":"d1","cameras":[{"id":"c","up":true,"fps":3}]}`)
+	f.Add("edgefleet/v1/d1/state", `{"device_id":"d1","online":true,"labels":{"site":"a"}}`)
+	f.Add("edgefleet/v1/d1/jobs/j1", `{"device_id":"d1","job_id":"j1","state":"queued"}`)
+	fc := &fakeConn{}
+	in, _, _ := newIngest(f, fc)
+	f.Fuzz(func(t *testing.T, topic, payload string) {
+		in.Handle(topic, []byte(payload))
+		in.wg.Wait()
+	})
+}
+
+// startBroker runs a mochi-mqtt broker on 127.0.0.1:0 with an inline client.
+func startBroker(t testing.TB) (*mqtt.Server, string) {
+	t.Helper()
+	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
+	if err := srv.AddListener(l); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, "tcp://" + l.Address()
+}
+
+func device(t testing.TB, url, id string) (paho.Client, chan api.Ack) {
+	t.Helper()
+	acks := make(chan api.Ack, 100)
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(id).SetConnectTimeout(5 * time.Second))
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { cl.Disconnect(0) })
+	tok := cl.Subscribe(api.AcksTopic(id), 1, func(_ paho.Client, m paho.Message) {
+		var a api.Ack
+		if err := api.Decode(m.Payload(), &a); err != nil {
+			t.Errorf("bad ack: %v", err)
+		}
+		acks <- a
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	return cl, acks
+}
+
+func publish(t testing.TB, cl paho.Client, topic string, payload []byte) {
+	t.Helper()
+	if tok := cl.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+// TestOverMQTT runs ingest on a real broker: a good device gets its acks
+// while another floods malformed messages.
+func TestOverMQTT(t *testing.T) {
+	for _, mode := range []string{"inline", "paho"} {
+		t.Run(mode, func(t *testing.T) {
+			srv, url := startBroker(t)
+			var conn Conn = Inline(srv)
+			if mode == "paho" {
+				p, err := Dial(context.Background(), DialOptions{URL: url, ClientID: "fleetd"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { p.Close() })
+				conn = p
+			}
+			in, st, reg := newIngest(t, conn)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- in.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			time.Sleep(100 * time.Millisecond) // subscriptions in place
+
+			good, acks := device(t, url, "good")
+			bad, _ := device(t, url, "bad")
+			stj, _ := json.Marshal(api.State{DeviceID: "good", Online: true, Labels: map[string]string{"site": "s1"}})
+			publish(t, good, api.StateTopic("good"), stj)
+			for i := range uint64(20) {
+				publish(t, bad, api.DetectionsTopic("bad"), []byte(`{"device_id":"bad","events":[{"seq":"x"}]}`))
+				publish(t, bad, api.DetectionsTopic("bad"), []byte(`{{{`))
+				publish(t, good, api.DetectionsTopic("good"), batch("good", 2*i+1, 2*i+2))
+			}
+			got := map[uint64]bool{}
+			timeout := time.After(10 * time.Second)
+			for len(got) < 40 {
+				select {
+				case a := <-acks:
+					for _, r := range a.Ranges {
+						for s := r.From; s <= r.To; s++ {
+							got[s] = true
+						}
+					}
+				case <-timeout:
+					t.Fatalf("acked %d of 40", len(got))
+				}
+			}
+			p, err := st.Query(context.Background(), store.Query{Device: "good", Limit: 100})
+			if err != nil || len(p.Records) != 40 {
+				t.Fatalf("stored %d, %v", len(p.Records), err)
+			}
+			if d, ok := reg.Get("good"); !ok || d.Labels["site"] != "s1" || d.Detections != 40 {
+				t.Errorf("registry: %+v", d)
+			}
+			waitFor(t, func() bool { return in.Dropped(ReasonWrongType) == 20 && in.Dropped(ReasonBadJSON) == 20 })
+		})
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+	}
+}
