@@ -2,25 +2,188 @@
 
 package kernel
 
-var (
-	bestS8  = implGo
-	bestF32 = implGo
+import (
+	"golang.org/x/sys/cpu"
+)
+
+//go:generate go run asm_gen.go
+
+type (
+	s8vnniFunc   func(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
+	s8vnniRqFunc func(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+	f32fmaFunc   func(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 )
 
 var (
+	hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
+	hasFMA  = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+)
+
+var (
+	bestS8   = implGo
+	bestF32  = implGo
 	s8Impls  = []impl{implGo}
 	f32Impls = []impl{implGo}
 )
 
-func packS8Arch(p *PackedS8, b []int8) { panic("kernel: no assembly path") }
-func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
-	panic("kernel: no assembly path")
+func init() {
+	if hasVNNI {
+		bestS8 = implVNNI
+		s8Impls = append(s8Impls, implVNNI)
+	}
+	if hasFMA {
+		bestF32 = implAVX2
+		f32Impls = append(f32Impls, implAVX2)
+	}
 }
-func packF32Arch(p *PackedF32, b []float32) { panic("kernel: no assembly path") }
-func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
-	panic("kernel: no assembly path")
+
+// chunk is a run of nv panels (16 int8 channels or 8 floats each) that one
+// kernel call covers, starting at panel p0 and at element off of the packed B.
+type chunk struct {
+	nv, p0, off int
+	mask        uint64 // valid channels of the chunk's last panel (int8)
+}
+
+// rowBlockBytes bounds the bytes of A that one pass over all chunks reads,
+// so that A stays in L2 while B's chunks take turns.
+const rowBlockBytes = 192 << 10
+
+func packS8Arch(p *PackedS8, b []int8) {
+	n, k := p.n, p.k
+	np := (n + 15) / 16
+	kg := (k + 3) / 4
+	p.kg = kg
+	p.corr = make([]int32, np*16)
+	for j := 0; j < n; j++ {
+		p.corr[j] = -128 * p.rowSums[j]
+	}
+	p.b = make([]int8, np*16*kg*4)
+	for p0 := 0; p0 < np; {
+		nv := min(4, np-p0)
+		c := chunk{nv: nv, p0: p0, off: p0 * 16 * kg * 4, mask: 0xffff}
+		if last := n - (p0+nv-1)*16; last < 16 {
+			c.mask = 1<<last - 1
+		}
+		p.chunks = append(p.chunks, c)
+		dst := p.b[c.off:]
+		for g := 0; g < kg; g++ {
+			for v := 0; v < nv; v++ {
+				for l := 0; l < 16; l++ {
+					j := (p0+v)*16 + l
+					for t := 0; t < 4; t++ {
+						if x := 4*g + t; j < n && x < k {
+							dst[((g*nv+v)*16+l)*4+t] = b[j*k+x]
+						}
+					}
+				}
+			}
+		}
+		p0 += nv
+	}
+}
+
+// safeRows is how many leading rows of a the int8 kernel may read whole:
+// it reads 4·kg bytes from the start of each row, up to 3 past k, which
+// must stay inside a's capacity.
+func safeRows(m int, a []int8, lda, kg int) int {
+	need := 4 * kg
+	if cap(a) < need {
+		return 0
+	}
+	return min(m, (cap(a)-need)/lda+1)
+}
+
+func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
+		s8vnniKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &c[i*ldc+ch.p0*16], ldc, &p.corr[ch.p0*16], ch.mask)
+	})
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
-	return false
+	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
+		s8vnniRqKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &out[i*ldo+ch.p0*16], ldo, &p.corr[ch.p0*16],
+			&q.vec[ch.p0*vecFields*16], &q.consts[0], ch.mask)
+	})
+	return true
+}
+
+// vnni walks the register blocks of an int8 product, calling kern for
+// r rows from row i of chunk ch, with A at ap.
+func (p *PackedS8) vnni(m int, a []int8, lda int, kern func(i, r int, ch *chunk, ap *int8, lda int)) {
+	safe := safeRows(m, a, lda, p.kg)
+	mc := max(16, rowBlockBytes/lda)
+	for ib := 0; ib < safe; ib += mc {
+		ie := min(safe, ib+mc)
+		for ci := range p.chunks {
+			ch := &p.chunks[ci]
+			mr := len(s8vnniKern[ch.nv]) - 1
+			for i := ib; i < ie; i += mr {
+				kern(i, min(mr, ie-i), ch, &a[i*lda], lda)
+			}
+		}
+	}
+	if safe < m {
+		// The last rows through a zero-padded copy.
+		tmp := make([]int8, 4*p.kg)
+		for i := safe; i < m; i++ {
+			copy(tmp, a[i*lda:i*lda+p.k])
+			for ci := range p.chunks {
+				kern(i, 1, &p.chunks[ci], &tmp[0], len(tmp))
+			}
+		}
+	}
+}
+
+// f32Masks[c] enables the first c of 8 lanes for VMASKMOVPS.
+var f32Masks = func() (t [9][8]int32) {
+	for c := range t {
+		for l := 0; l < c; l++ {
+			t[c][l] = -1
+		}
+	}
+	return t
+}()
+
+func packF32Arch(p *PackedF32, b []float32) {
+	n, k := p.n, p.k
+	np := (n + 7) / 8
+	p.b = make([]float32, np*8*k)
+	for p0 := 0; p0 < np; {
+		nv := min(2, np-p0)
+		c := chunk{nv: nv, p0: p0, off: p0 * 8 * k}
+		if last := n - (p0+nv-1)*8; last < 8 {
+			c.mask = uint64(last)
+		}
+		p.chunks = append(p.chunks, c)
+		dst := p.b[c.off:]
+		for x := 0; x < k; x++ {
+			for v := 0; v < nv; v++ {
+				for l := 0; l < 8; l++ {
+					if j := (p0+v)*8 + l; j < n {
+						dst[(x*nv+v)*8+l] = b[j*k+x]
+					}
+				}
+			}
+		}
+		p0 += nv
+	}
+}
+
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
+	mc := max(16, rowBlockBytes/(4*lda))
+	for ib := 0; ib < m; ib += mc {
+		ie := min(m, ib+mc)
+		for ci := range p.chunks {
+			ch := &p.chunks[ci]
+			var mask *int32
+			if ch.mask != 0 {
+				mask = &f32Masks[ch.mask][0]
+			}
+			kern := f32fmaKern[ch.nv]
+			mr := len(kern) - 1
+			for i := ib; i < ie; i += mr {
+				kern[min(mr, ie-i)](&a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
+			}
+		}
+	}
 }

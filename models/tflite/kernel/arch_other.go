@@ -27,3 +27,6 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
 	return false
 }
+
+// chunk exists on the assembly paths only.
+type chunk struct{}

@@ -50,7 +50,9 @@ type PackedS8 struct {
 	b []int8
 	// corr is added to every output of the assembly path to undo its
 	// sign flip of A (-128·rowSums, padded to whole panels), or nil.
-	corr []int32
+	corr   []int32
+	kg     int     // k in groups of 4, padded (assembly path)
+	chunks []chunk // the kernel calls that cover n (assembly path)
 }
 
 // PackS8 packs the n×k row-major int8 matrix b (len(b) ≥ n*k) for Gemm.
@@ -124,9 +126,10 @@ func checkArgs(op string, m, n, k, la, lda, lc, ldc int) {
 // PackedF32 holds an n×k float32 matrix B packed for the float32 kernel of
 // this CPU. It is safe for concurrent use.
 type PackedF32 struct {
-	n, k int
-	impl impl
-	b    []float32
+	n, k   int
+	impl   impl
+	b      []float32
+	chunks []chunk // the kernel calls that cover n (assembly path)
 }
 
 // PackF32 packs the n×k row-major float32 matrix b (len(b) ≥ n*k) for Gemm.

@@ -24,6 +24,11 @@ type Requant struct {
 	outZero int32
 	min     int32
 	max     int32
+	// vec holds the same per-channel values for the assembly epilogue, 16
+	// channels at a time: [block][bias, mult, mult of odd lanes moved to
+	// even lanes, lshift, rshift, rmask, rhalf][16].
+	vec    []int32
+	consts [4]int32 // outZero, min, max
 }
 
 // NewRequant checks and prepares the requantization of n output channels.
@@ -72,8 +77,26 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 		q.rmask[j] = int32(int64(1)<<q.rshift[j] - 1)
 		q.rhalf[j] = q.rmask[j] >> 1
 	}
+	q.vec = make([]int32, np/16*vecFields*16)
+	for j := 0; j < np; j++ {
+		blk := q.vec[j/16*vecFields*16:]
+		l := j % 16
+		blk[0*16+l] = q.bias[j]
+		blk[1*16+l] = q.mult[j]
+		if l%2 == 1 {
+			blk[2*16+l-1] = q.mult[j]
+		}
+		blk[3*16+l] = q.lshift[j]
+		blk[4*16+l] = q.rshift[j]
+		blk[5*16+l] = q.rmask[j]
+		blk[6*16+l] = q.rhalf[j]
+	}
+	q.consts = [4]int32{outZero, min, max}
 	return q, nil
 }
+
+// vecFields is the number of 16-channel vectors per block of Requant.vec.
+const vecFields = 7
 
 // N is the number of channels q was made for.
 func (q *Requant) N() int { return q.n }
