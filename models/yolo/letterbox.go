@@ -367,21 +367,42 @@ func sourceOf(img image.Image) *source {
 }
 
 // horizontal resizes source row y into out (3 float64 per resized column).
-func (l *Letterboxer) horizontal(src *source, y int, rb *rowBufs, conv *[]uint8, out []float64) {
+// The conversions keep each product rounded on its own (no FMA), as the
+// reference does.
+func (l *Letterboxer) horizontal(src *source, y int, conv *[]uint8, out []float64) {
 	pix, ps, co := src.row(y, l.cols, conv, l.geo.SrcW)
-	c0, c1, c2 := co[0], co[1], co[2]
 	out = out[:len(l.xs)*3]
+	if ps == 4 && co == [3]int{0, 1, 2} {
+		pix = pix[:l.geo.SrcW*4]
+		for i, t := range l.xs {
+			a := pix[t.i0*4 : t.i0*4+3 : t.i0*4+3]
+			b := pix[t.i1*4 : t.i1*4+3 : t.i1*4+3]
+			o := out[i*3 : i*3+3 : i*3+3]
+			w0, w1 := t.w0, t.w1
+			o[0] = float64(u8f[a[0]]*w0) + float64(u8f[b[0]]*w1)
+			o[1] = float64(u8f[a[1]]*w0) + float64(u8f[b[1]]*w1)
+			o[2] = float64(u8f[a[2]]*w0) + float64(u8f[b[2]]*w1)
+		}
+		return
+	}
+	c0, c1, c2 := co[0], co[1], co[2]
 	for i, t := range l.xs {
 		a := pix[t.i0*ps:]
 		b := pix[t.i1*ps:]
 		o := out[i*3 : i*3+3 : i*3+3]
-		// The conversions keep each product rounded on its own (no FMA), as
-		// the reference does.
-		o[0] = float64(float64(a[c0])*t.w0) + float64(float64(b[c0])*t.w1)
-		o[1] = float64(float64(a[c1])*t.w0) + float64(float64(b[c1])*t.w1)
-		o[2] = float64(float64(a[c2])*t.w0) + float64(float64(b[c2])*t.w1)
+		o[0] = float64(u8f[a[c0]]*t.w0) + float64(u8f[b[c0]]*t.w1)
+		o[1] = float64(u8f[a[c1]]*t.w0) + float64(u8f[b[c1]]*t.w1)
+		o[2] = float64(u8f[a[c2]]*t.w0) + float64(u8f[b[c2]]*t.w1)
 	}
 }
+
+// u8f converts bytes to float64 by lookup, cheaper than the conversion instruction.
+var u8f = func() (t [256]float64) {
+	for i := range t {
+		t[i] = float64(i)
+	}
+	return t
+}()
 
 // rows writes resized rows [y0,y1) into dst.
 func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
@@ -396,12 +417,12 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 				rb.topRow, rb.botRow = rb.botRow, -1
 				rb.rgb0, rb.rgb1 = rb.rgb1, rb.rgb0
 			} else {
-				l.horizontal(src, t.i0, rb, &rb.rgb0, rb.top)
+				l.horizontal(src, t.i0, &rb.rgb0, rb.top)
 				rb.topRow = t.i0
 			}
 		}
 		if rb.botRow != t.i1 {
-			l.horizontal(src, t.i1, rb, &rb.rgb1, rb.bot)
+			l.horizontal(src, t.i1, &rb.rgb1, rb.bot)
 			rb.botRow = t.i1
 		}
 		top, bot := rb.top[:n], rb.bot[:n]
@@ -411,6 +432,7 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 		case s.Layout == NHWC && e == 1:
 			o := dst[(oy*s.W+g.Left)*3:]
 			o = o[:n]
+			top, bot := top[:len(o)], bot[:len(o)]
 			for i := range o {
 				v := round255(float64(top[i]*w0) + float64(bot[i]*w1))
 				o[i] = l.lut[v][0]
@@ -434,11 +456,9 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 	}
 }
 
-// round255 rounds v in [0,256) half away from zero, like math.Round.
+// round255 rounds v in [0,255] half away from zero, like math.Round. Adding
+// the largest double below one half (not one half) keeps 0.49999999999999994
+// from rounding up; TestRound255 checks the edges.
 func round255(v float64) uint8 {
-	t := int(v)
-	if v-float64(t) >= 0.5 {
-		t++
-	}
-	return uint8(min(max(t, 0), 255))
+	return uint8(int(v + 0.49999999999999994))
 }

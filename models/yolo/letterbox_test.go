@@ -256,12 +256,12 @@ func TestRound255(t *testing.T) {
 
 func TestGeometryScaleBox(t *testing.T) {
 	tests := []struct {
-		name         string
-		sw, sh       int
-		dw, dh       int
-		newW, newH   int
-		left, top    int
-		in, want     [4]float32
+		name       string
+		sw, sh     int
+		dw, dh     int
+		newW, newH int
+		left, top  int
+		in, want   [4]float32
 	}{
 		{"chelsea", 451, 300, 640, 640, 640, 426, 0, 107, [4]float32{0, 107, 640, 533}, [4]float32{0, 0, 451, 300}},
 		{"portrait", 300, 600, 320, 320, 160, 320, 80, 0, [4]float32{80, 0, 240, 320}, [4]float32{0, 0, 300, 600}},

@@ -1,0 +1,72 @@
+package yolo
+
+import (
+	"image"
+	"math/rand/v2"
+	"testing"
+
+	"edgefleet/models"
+	"edgefleet/models/modeltest"
+)
+
+func frame1080p() *image.RGBA {
+	r := rand.New(rand.NewPCG(5, 6))
+	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(r.IntN(256))
+	}
+	return img
+}
+
+// BenchmarkLetterbox1080p letterboxes a 1920×1080 RGBA frame into a
+// 640×640 int8 NHWC input (yolov8n's), on one goroutine.
+func BenchmarkLetterbox1080p(b *testing.B) {
+	img := frame1080p()
+	spec := InputSpec{W: 640, H: 640, Layout: NHWC, Type: models.Int8, Scale: 1.0 / 255, ZeroPoint: -128}
+	l, err := NewLetterboxer(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]byte, spec.ImageBytes())
+	if _, err := l.Letterbox(img, dst); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := l.Letterbox(img, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/op")
+}
+
+// BenchmarkDecodeNMS decodes yolov8n's real int8 [1,84,8400] output (chelsea
+// through the native runtime) with thresholds 0.25/0.45.
+func BenchmarkDecodeNMS(b *testing.B) {
+	const pair = "yolov8n_full_integer_quant__chelsea"
+	dir := modeltest.Path(b, "tensors", "native")
+	inT, outT, data := rawPairB(b, dir, pair)
+	spec, err := InputSpecOf(inT)
+	if err != nil {
+		b.Fatal(err)
+	}
+	head, err := HeadOf(outT, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec, err := NewDecoder(head, spec, Params{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g, _ := NewGeometry(451, 300, spec.W, spec.H)
+	var dets []models.Detection
+	for b.Loop() {
+		if dets, err = dec.Decode(data, g, dets[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if len(dets) == 0 {
+		b.Fatal("no detections")
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/op")
+}
