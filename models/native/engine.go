@@ -327,28 +327,42 @@ func (e *Engine) SetBatch(n int) error {
 		return errors.New("native: set batch: engine closed")
 	}
 	return e.do(func() error {
-		for i, in := range e.inputs {
-			if len(in.Shape) == 0 {
-				continue
+		old := e.inputs
+		err := e.resize(n)
+		if err != nil && len(old) > 0 && len(old[0].Shape) > 0 {
+			// Leave the engine as it was, still usable at the old batch.
+			e.inputs = old
+			if rerr := e.resize(old[0].Shape[0]); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("restore batch %d: %w", old[0].Shape[0], rerr))
 			}
-			dims := make([]int32, len(in.Shape))
-			for d, v := range in.Shape {
-				dims[d] = int32(v)
-			}
-			dims[0] = int32(n)
-			if st := e.lib.resizeInput(e.interp, int32(i), unsafe.Pointer(&dims[0]), int32(len(dims))); st != statusOk {
-				return fmt.Errorf("native: set batch %d: resize input %d: %s", n, i, e.rep.take())
-			}
-			runtime.KeepAlive(dims)
 		}
-		if st := e.lib.allocateTensors(e.interp); st != statusOk {
-			return fmt.Errorf("native: set batch %d: allocate tensors: %s", n, e.rep.take())
-		}
-		if err := e.refresh(); err != nil {
+		if err != nil {
 			return fmt.Errorf("native: set batch %d: %w", n, err)
 		}
 		return nil
 	})
+}
+
+func (e *Engine) resize(n int) error {
+	for i, in := range e.inputs {
+		if len(in.Shape) == 0 {
+			continue
+		}
+		dims := make([]int32, len(in.Shape))
+		for d, v := range in.Shape {
+			dims[d] = int32(v)
+		}
+		dims[0] = int32(n)
+		st := e.lib.resizeInput(e.interp, int32(i), unsafe.Pointer(&dims[0]), int32(len(dims)))
+		runtime.KeepAlive(dims)
+		if st != statusOk {
+			return fmt.Errorf("resize input %d: %s", i, e.rep.take())
+		}
+	}
+	if st := e.lib.allocateTensors(e.interp); st != statusOk {
+		return fmt.Errorf("allocate tensors: %s", e.rep.take())
+	}
+	return e.refresh()
 }
 
 // Info reports engine "native", the delegate actually applied, and the
