@@ -118,7 +118,7 @@ func HeadOf(out models.TensorInfo, in InputSpec) (Head, error) {
 		h.Format, h.Anchors = E2E, d1
 	case d1 < d2 && d1 > 4:
 		h.Format, h.Anchors, h.Classes = V8, d2, d1-4
-	case d2 > 5:
+	case d1 > d2 && d2 > 5:
 		h.Format, h.Anchors, h.Classes = V5, d1, d2-5
 	default:
 		return h, fmt.Errorf("yolo: output %q shape %v: %w (not a YOLO detection head)", out.Name, out.Shape, ErrOutput)

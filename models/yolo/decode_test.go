@@ -351,6 +351,7 @@ func TestHeadOf(t *testing.T) {
 		{"e2e", models.TensorInfo{Type: models.Float32, Shape: []int{1, 300, 6}}, InputSpec{W: 320, H: 320}, E2E, 300, 0, false},
 		{"yolov8 other size", models.TensorInfo{Type: models.Float32, Shape: []int{1, 6, 2100}}, spec640, V8, 2100, 2, false},
 		{"no batch", models.TensorInfo{Type: models.Float32, Shape: []int{84, 8400}}, spec640, V8, 8400, 80, false},
+		{"classifier", models.TensorInfo{Type: models.Float32, Shape: []int{1, 1000}}, spec640, 0, 0, 0, true},
 		{"rank 4", models.TensorInfo{Type: models.Float32, Shape: []int{1, 1, 84, 8400}}, spec640, 0, 0, 0, true},
 		{"too few channels", models.TensorInfo{Type: models.Float32, Shape: []int{1, 4, 3}}, spec640, 0, 0, 0, true},
 		{"int8 no quant", models.TensorInfo{Type: models.Int8, Shape: []int{1, 84, 8400}}, spec640, 0, 0, 0, true},
