@@ -1,0 +1,216 @@
+// edgefleet console: plain JS, no dependencies, talks to fleetd's REST API.
+"use strict";
+
+const app = document.getElementById("app");
+const statusEl = document.getElementById("status");
+let timer = null;
+let feed = null;
+
+(function takeToken() {
+  const u = new URL(location.href);
+  const t = u.searchParams.get("token");
+  if (t) {
+    localStorage.setItem("edgefleet_token", t);
+    u.searchParams.delete("token");
+    history.replaceState(null, "", u.pathname + u.search + u.hash);
+  }
+})();
+
+function token() { return localStorage.getItem("edgefleet_token") || ""; }
+
+class AuthError extends Error {}
+
+async function get(path) {
+  const r = await fetch(path, { headers: { Authorization: "Bearer " + token() } });
+  if (r.status === 401) throw new AuthError("token refused");
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || r.statusText);
+  return body;
+}
+
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const k of kids.flat()) {
+    if (k == null) continue;
+    e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return e;
+}
+
+const fmt = {
+  num: (n, d = 1) => (n == null ? "–" : Number(n).toFixed(d).replace(/\.0+$/, "")),
+  time: (t) => (t ? new Date(t).toLocaleTimeString() : "–"),
+  us: (us) => new Date(us / 1000).toLocaleTimeString(),
+};
+
+function flags(list) {
+  return (list || []).map((f) => el("span", { class: "flag" }, f.replace(/_/g, " ")));
+}
+
+function onlineDot(on) {
+  return el("span", {}, el("span", { class: "dot " + (on ? "on" : "off") }), on ? "online" : "offline");
+}
+
+// svgChart draws series [{t: ms, v: number}] as an inline SVG line or bar chart.
+function svgChart(title, points, opts = {}) {
+  const W = 320, H = 120, P = 24;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("data-chart", title);
+  const vals = points.map((p) => p.v);
+  const max = Math.max(1e-9, ...vals, 0);
+  const t0 = points.length ? points[0].t : 0, t1 = points.length ? points[points.length - 1].t : 1;
+  const x = (t) => P + ((t - t0) / Math.max(1, t1 - t0)) * (W - P - 4);
+  const y = (v) => H - P + 4 - (v / max) * (H - P - 4);
+  const add = (tag, attrs) => { const e = document.createElementNS(ns, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); svg.append(e); return e; };
+  add("line", { x1: P, y1: H - P + 4, x2: W - 4, y2: H - P + 4, stroke: "#ccc" });
+  add("text", { x: 2, y: 12, "font-size": 10, fill: "#6b7385" }).textContent = fmt.num(max, 2);
+  add("text", { x: 2, y: H - P + 4, "font-size": 10, fill: "#6b7385" }).textContent = "0";
+  if (points.length) {
+    add("text", { x: P, y: H - 4, "font-size": 10, fill: "#6b7385" }).textContent = fmt.time(t0);
+    add("text", { x: W - 60, y: H - 4, "font-size": 10, fill: "#6b7385" }).textContent = fmt.time(t1);
+  }
+  if (opts.bars) {
+    const bw = Math.max(1, (W - P - 4) / Math.max(1, points.length) - 1);
+    points.forEach((p, i) => add("rect", { x: P + i * (bw + 1), y: y(p.v), width: bw, height: H - P + 4 - y(p.v), fill: "#2f6feb" }));
+  } else if (points.length) {
+    add("polyline", { points: points.map((p) => `${x(p.t)},${y(p.v)}`).join(" "), fill: "none", stroke: opts.color || "#2f6feb", "stroke-width": 1.5 });
+  }
+  return el("div", { class: "chart" }, el("h3", {}, title), svg);
+}
+
+async function overview() {
+  const [fleet, devs, rate] = await Promise.all([
+    get("/api/v1/fleet"),
+    get("/api/v1/devices"),
+    get("/api/v1/detections/count?from=-30m&bucket=1m"),
+  ]);
+  const cards = el("div", { class: "cards" },
+    el("div", { class: "card" }, el("b", { id: "n-devices" }, fleet.devices), "devices"),
+    el("div", { class: "card" }, el("b", { id: "n-online" }, fleet.online), "online"),
+    el("div", { class: "card" }, el("b", {}, fleet.unhealthy), "with health flags"),
+    el("div", { class: "card" }, el("b", { id: "rate" }, fmt.num(fleet.detections_per_min, 0)), "detections / min"));
+  const groups = el("table", {},
+    el("tr", {}, el("th", {}, "site"), el("th", {}, "line"), el("th", {}, "online"), el("th", {}, "offline"), el("th", {}, "flagged"), el("th", {}, "detections/min")),
+    fleet.groups.map((g) => el("tr", {}, el("td", {}, g.site || "–"), el("td", {}, g.line || "–"), el("td", {}, g.online), el("td", {}, g.offline), el("td", {}, g.unhealthy), el("td", {}, fmt.num(g.detections_per_min, 0)))));
+  const rows = devs.devices.map((d) => el("tr", { "data-device": d.id },
+    el("td", {}, el("a", { href: "#/device/" + encodeURIComponent(d.id) }, d.id)),
+    el("td", {}, (d.labels || {}).site || "–"), el("td", {}, (d.labels || {}).line || "–"),
+    el("td", {}, onlineDot(d.online)),
+    el("td", {}, d.model ? `${d.model} ${d.model_version || ""}` : "–"),
+    el("td", {}, [d.engine, d.delegate].filter(Boolean).join(" / ") || "–"),
+    el("td", { class: "det" }, d.detections), el("td", {}, fmt.num(d.detections_per_min, 0)),
+    el("td", {}, flags(d.health))));
+  const devTable = el("table", { id: "devices" },
+    el("tr", {}, ["device", "site", "line", "status", "model", "engine", "detections", "per min", "health"].map((h) => el("th", {}, h))), rows);
+  const chart = svgChart("Detections per minute, last 30 min", rate.buckets.map((b) => ({ t: Date.parse(b.start), v: b.count })), { bars: true });
+  return [el("h2", {}, "Fleet"), cards, el("div", { class: "charts" }, chart), el("h3", {}, "By site and line"), groups, el("h3", {}, "Devices"), devTable];
+}
+
+async function devicePage(id) {
+  const q = encodeURIComponent(id);
+  const [d, tel, det] = await Promise.all([
+    get("/api/v1/devices/" + q),
+    get("/api/v1/devices/" + q + "/telemetry?since=-1h"),
+    get("/api/v1/detections?limit=25&device=" + q),
+  ]);
+  const pts = tel.points || [];
+  const series = (f) => pts.map((p) => ({ t: Date.parse(p.time), v: f(p) }));
+  const t = d.telemetry || {};
+  const info = el("table", { id: "device-info" },
+    [["id", d.id], ["status", onlineDot(d.online)], ["labels", Object.entries(d.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ") || "–"],
+     ["agent", d.agent_version || "–"], ["model", d.model ? `${d.model} ${d.model_version || ""}` : "–"],
+     ["engine", [d.engine, d.delegate, t.engine_version].filter(Boolean).join(" / ") || "–"],
+     ["cameras", (t.cameras || []).map((c) => `${c.id} ${c.up ? "up" : "DOWN"} ${fmt.num(c.fps)} fps`).join(", ") || (d.cameras || []).join(", ") || "–"],
+     ["last seen", fmt.time(d.last_seen)], ["health", flags(d.health).length ? flags(d.health) : "ok"]]
+      .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+  const charts = el("div", { class: "charts" },
+    svgChart("Frames per second", series((p) => p.fps)),
+    svgChart("Inference p50 ms", series((p) => p.infer_p50_ms), { color: "#8250df" }),
+    svgChart("Inference p99 ms", series((p) => p.infer_p99_ms), { color: "#bf3989" }),
+    svgChart("Dropped frames", series((p) => p.dropped), { color: "#c62828" }),
+    svgChart("Spool depth", series((p) => p.spool_depth), { color: "#b26a00" }));
+  const snaps = d.snapshot_url ? (d.cameras || []).map((c) =>
+    el("figure", {}, el("img", { class: "snap", src: `${d.snapshot_url.replace(/\/$/, "")}/snapshot/${encodeURIComponent(c)}.jpg?t=${Date.now()}`, alt: "snapshot " + c }), el("figcaption", {}, c))) : [];
+  return [el("h2", {}, "Device ", d.id), info, charts,
+    snaps.length ? [el("h3", {}, "Latest snapshot"), snaps] : null,
+    el("h3", {}, "Recent detections"), detTable(det.records, "recent")];
+}
+
+function detRow(r) {
+  return el("tr", { "data-label": r.label, "data-device": r.device_id },
+    el("td", {}, fmt.us(r.time_us)), el("td", {}, el("a", { href: "#/device/" + encodeURIComponent(r.device_id) }, r.device_id)),
+    el("td", {}, r.camera_id), el("td", {}, r.label), el("td", {}, fmt.num(r.score, 2)), el("td", {}, r.seq));
+}
+
+function detTable(records, id) {
+  return el("table", { id },
+    el("tr", {}, ["time", "device", "camera", "label", "score", "seq"].map((h) => el("th", {}, h))),
+    (records || []).map(detRow));
+}
+
+function livePage() {
+  const input = el("input", { id: "label-filter", placeholder: "label, e.g. person", value: sessionStorage.getItem("edgefleet_label") || "" });
+  const table = detTable([], "feed");
+  const state = el("span", { id: "feed-state" }, "connecting…");
+  const connect = () => {
+    if (feed) feed.close();
+    sessionStorage.setItem("edgefleet_label", input.value.trim());
+    const p = new URLSearchParams({ access_token: token() });
+    if (input.value.trim()) p.set("label", input.value.trim());
+    feed = new EventSource("/api/v1/detections/stream?" + p);
+    feed.onopen = () => { state.textContent = "live"; };
+    feed.onerror = () => { state.textContent = "reconnecting…"; };
+    feed.addEventListener("detection", (ev) => {
+      const r = JSON.parse(ev.data);
+      table.insertBefore(detRow(r), table.rows[1] || null);
+      while (table.rows.length > 201) table.deleteRow(table.rows.length - 1);
+    });
+  };
+  input.addEventListener("change", connect);
+  connect();
+  return [el("h2", {}, "Live detections"), el("p", {}, "Filter by label: ", input, " ", state), table];
+}
+
+function login(msg) {
+  app.replaceChildren(document.getElementById("login").content.cloneNode(true));
+  document.getElementById("login-error").textContent = msg || "";
+  document.getElementById("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    localStorage.setItem("edgefleet_token", document.getElementById("token").value.trim());
+    route();
+  });
+}
+
+async function render(fn) {
+  try {
+    const nodes = await fn();
+    app.replaceChildren(...[nodes].flat(3).filter(Boolean));
+    statusEl.textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    if (e instanceof AuthError) { clearInterval(timer); login("The token was refused."); return; }
+    statusEl.textContent = "error: " + e.message;
+  }
+}
+
+function route() {
+  clearInterval(timer);
+  if (feed) { feed.close(); feed = null; }
+  if (!token()) { login(); return; }
+  const h = location.hash || "#/";
+  let fn;
+  if (h.startsWith("#/device/")) { const id = decodeURIComponent(h.slice(9)); fn = () => devicePage(id); }
+  else if (h === "#/live") { app.replaceChildren(...livePage().flat()); return; }
+  else fn = overview;
+  render(fn);
+  timer = setInterval(() => render(fn), 3000);
+}
+
+window.addEventListener("hashchange", route);
+route();

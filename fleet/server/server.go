@@ -1,0 +1,460 @@
+// Package server is fleetd's HTTP face: the REST JSON API for operators
+// (devices, telemetry history, detections query/count/CSV export), a
+// server-sent-events feed of live detections, the embedded web console,
+// /metrics and /healthz, and the OpenAPI description at /api/openapi.json.
+//
+// Every /api/v1 route needs an operator bearer token (Authorization: Bearer
+// <token>; the SSE feed also accepts ?access_token= because browsers cannot
+// set headers on EventSource). Errors are JSON: {"error": "...", "status": N}.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/store"
+)
+
+//go:embed console
+var consoleFS embed.FS
+
+// Options configures New. Store and Registry are required.
+type Options struct {
+	Store    store.Store
+	Registry *registry.Registry
+	// Tokens maps operator bearer tokens to operator names.
+	Tokens map[string]string
+	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the server's own metrics; nil means none.
+	Registerer prometheus.Registerer
+	// Ready reports whether fleetd is healthy, for /healthz; nil means always.
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+	// MaxExport caps the rows of one CSV export; default 1,000,000.
+	MaxExport int
+}
+
+// Server is an http.Handler; it is safe for concurrent use.
+type Server struct {
+	opt    Options
+	mux    *http.ServeMux
+	hub    *Hub
+	tokens [][32]byte
+	names  []string
+	log    *slog.Logger
+
+	requests *prometheus.CounterVec
+}
+
+// New returns a Server.
+func New(opt Options) (*Server, error) {
+	if opt.Store == nil || opt.Registry == nil {
+		return nil, errors.New("server: new: Store and Registry are required")
+	}
+	if opt.Gatherer == nil {
+		opt.Gatherer = prometheus.DefaultGatherer
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.MaxExport <= 0 {
+		opt.MaxExport = 1_000_000
+	}
+	s := &Server{opt: opt, mux: http.NewServeMux(), hub: NewHub(), log: opt.Logger,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
+	}
+	for tok, name := range opt.Tokens {
+		s.tokens = append(s.tokens, sha256.Sum256([]byte(tok)))
+		s.names = append(s.names, name)
+	}
+	if opt.Registerer != nil {
+		if err := opt.Registerer.Register(s.requests); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+		if err := opt.Registerer.Register(s.hub.dropped); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
+	s.routes()
+	return s, nil
+}
+
+// Hub returns the live detection feed; ingest publishes into it.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) routes() {
+	static, _ := fs.Sub(consoleFS, "console")
+	files := http.FileServerFS(static)
+	s.handle("GET /{$}", false, files.ServeHTTP)
+	s.handle("GET /console/", false, http.StripPrefix("/console/", files).ServeHTTP)
+	s.handle("GET /api/openapi.json", false, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		b, _ := fs.ReadFile(static, "openapi.json")
+		w.Write(b)
+	})
+	s.handle("GET /healthz", false, s.healthz)
+	s.handle("GET /metrics", false, promhttp.HandlerFor(s.opt.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
+	s.handle("GET /api/v1/fleet", true, s.fleet)
+	s.handle("GET /api/v1/devices", true, s.devices)
+	s.handle("GET /api/v1/devices/{id}", true, s.device)
+	s.handle("GET /api/v1/devices/{id}/telemetry", true, s.telemetry)
+	s.handle("GET /api/v1/detections", true, s.detections)
+	s.handle("GET /api/v1/detections/count", true, s.count)
+	s.handle("GET /api/v1/detections/export", true, s.export)
+	s.handle("GET /api/v1/detections/stream", true, s.stream)
+	s.handle("/api/", false, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path)
+	})
+}
+
+// statusWriter records the status for metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(c int) { w.code = c; w.ResponseWriter.WriteHeader(c) }
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) handle(pattern string, auth bool, h http.HandlerFunc) {
+	route := pattern
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		defer func() { s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
+		if auth {
+			if _, ok := s.operator(r); !ok {
+				sw.Header().Set("WWW-Authenticate", `Bearer realm="fleetd"`)
+				writeError(sw, http.StatusUnauthorized, "missing or unknown operator token")
+				return
+			}
+		}
+		h(sw, r)
+	})
+}
+
+// operator returns the operator name for the request's token.
+func (s *Server) operator(r *http.Request) (string, bool) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = r.URL.Query().Get("access_token")
+	}
+	if tok == "" {
+		return "", false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	name, found := "", 0
+	for i, t := range s.tokens {
+		if subtle.ConstantTimeCompare(sum[:], t[:]) == 1 {
+			name, found = s.names[i], 1
+		}
+	}
+	return name, found == 1
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// Error is the body of every error response.
+type Error struct {
+	Error  string `json:"error"`
+	Status int    `json:"status"`
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, Error{Error: fmt.Sprintf(format, args...), Status: code})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opt.Ready(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "not ready: %v", err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// FleetView is the body of GET /api/v1/fleet.
+type FleetView struct {
+	Devices          int                `json:"devices"`
+	Online           int                `json:"online"`
+	Unhealthy        int                `json:"unhealthy"`
+	DetectionsPerMin float64            `json:"detections_per_min"`
+	Groups           []registry.Summary `json:"groups"`
+}
+
+func (s *Server) fleet(w http.ResponseWriter, r *http.Request) {
+	v := FleetView{Groups: s.opt.Registry.Summarize()}
+	for _, g := range v.Groups {
+		v.Devices += g.Online + g.Offline
+		v.Online += g.Online
+		v.Unhealthy += g.Unhealthy
+		v.DetectionsPerMin += g.DetectionsPerMin
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := registry.Filter{Site: q.Get("site"), Line: q.Get("line")}
+	if o := q.Get("online"); o != "" {
+		b, err := strconv.ParseBool(o)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "online: %q is not true or false", o)
+			return
+		}
+		f.Online = &b
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"devices": s.opt.Registry.List(f)})
+}
+
+func (s *Server) device(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, ok := s.opt.Registry.Get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "device %q not found", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	since, err := parseTime(r.URL.Query().Get("since"), time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "since: %v", err)
+		return
+	}
+	h, ok := s.opt.Registry.History(id, since)
+	if !ok {
+		writeError(w, http.StatusNotFound, "device %q not found", id)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"device_id": id, "points": h})
+}
+
+// parseTime accepts RFC 3339, unix milliseconds, or a negative duration
+// relative to now ("-1h"). Empty means zero.
+func parseTime(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if strings.HasPrefix(v, "-") {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%q is not a duration like -1h", v)
+		}
+		return now.Add(d), nil
+	}
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not RFC 3339, unix milliseconds or -duration", v)
+	}
+	return t, nil
+}
+
+func parseQuery(r *http.Request) (store.Query, error) {
+	v := r.URL.Query()
+	now := time.Now()
+	q := store.Query{Device: v.Get("device"), Camera: v.Get("camera"), Label: v.Get("label"), Cursor: v.Get("cursor")}
+	for _, id := range []struct{ k, v string }{{"device", q.Device}, {"camera", q.Camera}} {
+		if id.v != "" {
+			if err := api.ValidateID(id.v); err != nil {
+				return q, fmt.Errorf("%s: %v", id.k, err)
+			}
+		}
+	}
+	var err error
+	if q.From, err = parseTime(v.Get("from"), now); err != nil {
+		return q, fmt.Errorf("from: %v", err)
+	}
+	if q.To, err = parseTime(v.Get("to"), now); err != nil {
+		return q, fmt.Errorf("to: %v", err)
+	}
+	if l := v.Get("limit"); l != "" {
+		if q.Limit, err = strconv.Atoi(l); err != nil || q.Limit < 1 || q.Limit > store.MaxLimit {
+			return q, fmt.Errorf("limit: %q is not in 1..%d", l, store.MaxLimit)
+		}
+	}
+	return q, nil
+}
+
+func (s *Server) storeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, store.ErrBadCursor) || errors.Is(err, store.ErrBadQuery) {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	s.log.Error("store", "err", err)
+	writeError(w, http.StatusInternalServerError, "store: %v", err)
+}
+
+func (s *Server) detections(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	p, err := s.opt.Store.Query(r.Context(), q)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	if p.Records == nil {
+		p.Records = []store.Record{}
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) count(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	if q.To.IsZero() {
+		q.To = time.Now()
+	}
+	if q.From.IsZero() {
+		q.From = q.To.Add(-time.Hour)
+	}
+	width := time.Minute
+	if b := r.URL.Query().Get("bucket"); b != "" {
+		if width, err = time.ParseDuration(b); err != nil || width <= 0 {
+			writeError(w, http.StatusBadRequest, "bucket: %q is not a positive duration like 1m", b)
+			return
+		}
+	}
+	bs, err := s.opt.Store.Count(r.Context(), q, width)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	total := 0
+	for _, b := range bs {
+		total += b.Count
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"from": q.From.UTC(), "to": q.To.UTC(), "bucket": width.String(), "total": total, "buckets": bs})
+}
+
+// CSVHeader is the first row of a CSV export.
+var CSVHeader = []string{"device_id", "seq", "camera_id", "time", "label", "class_id", "score", "x1", "y1", "x2", "y2", "model", "model_version"}
+
+// CSVRow formats one record as a CSV export row.
+func CSVRow(r store.Record) []string {
+	f := func(v float32) string { return strconv.FormatFloat(float64(v), 'f', -1, 32) }
+	return []string{r.Device, strconv.FormatUint(r.Seq, 10), r.CameraID, time.UnixMicro(r.Time).UTC().Format(time.RFC3339Nano),
+		r.Label, strconv.Itoa(r.ClassID), f(r.Score), f(r.Box[0]), f(r.Box[1]), f(r.Box[2]), f(r.Box[3]), r.Model, r.ModelVersion}
+}
+
+func (s *Server) export(w http.ResponseWriter, r *http.Request) {
+	if f := r.URL.Query().Get("format"); f != "" && f != "csv" {
+		writeError(w, http.StatusBadRequest, "format: %q is not supported (csv)", f)
+		return
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	q.Limit = store.MaxLimit
+	p, err := s.opt.Store.Query(r.Context(), q)
+	if err != nil {
+		s.storeError(w, err)
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(10 * time.Minute))
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="detections.csv"`)
+	cw := csv.NewWriter(w)
+	cw.Write(CSVHeader)
+	n := 0
+	for {
+		for _, rec := range p.Records {
+			cw.Write(CSVRow(rec))
+			n++
+		}
+		if p.Next == "" || n >= s.opt.MaxExport {
+			break
+		}
+		q.Cursor = p.Next
+		if p, err = s.opt.Store.Query(r.Context(), q); err != nil {
+			s.log.Warn("export interrupted", "rows", n, "err", err)
+			break
+		}
+	}
+	cw.Flush()
+}
+
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := Filter{Device: q.Get("device"), Label: q.Get("label")}
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // a feed runs until the client leaves
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	sub := s.hub.Subscribe(f)
+	defer s.hub.Unsubscribe(sub)
+	fmt.Fprint(w, ": edgefleet live detections\n\n")
+	rc.Flush()
+	tick := time.NewTicker(15 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+				return
+			}
+		case rec := <-sub.C:
+			b, _ := json.Marshal(rec)
+			if _, err := fmt.Fprintf(w, "event: detection\ndata: %s\n\n", b); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
