@@ -44,7 +44,7 @@ const (
 	// DefaultMaxBytes is the file size cap when Options.MaxBytes is zero.
 	DefaultMaxBytes = 256 << 20
 	// MinMaxBytes is the smallest MaxBytes Open accepts.
-	MinMaxBytes = 256 << 10
+	MinMaxBytes = 1 << 20
 	// DefaultMaxBatch is the events per commit when Options.MaxBatch is zero.
 	DefaultMaxBatch = 8192
 	// DefaultCompactInterval is the least time between automatic compactions
@@ -253,6 +253,7 @@ func Open(path string, opts Options) (*Spool, error) {
 }
 
 func (s *Spool) openDB() (*bolt.DB, error) {
+	alloc := allocSize(s.opts.MaxBytes)
 	db, err := bolt.Open(s.path, 0o600, &bolt.Options{
 		Timeout: time.Second, // another process holds the file
 		// The freelist is rebuilt by a scan at open instead of being written
@@ -260,15 +261,24 @@ func (s *Spool) openDB() (*bolt.DB, error) {
 		// push the file towards MaxBytes.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
-		MaxSize:        int(s.opts.MaxBytes),
+		MaxSize:        s.softMax(),
 	})
 	if err != nil {
 		return nil, err
 	}
 	// Grow in small steps so the file stays close to what it holds.
-	db.AllocSize = int(min(max(s.opts.MaxBytes/32, 32<<10), 16<<20))
+	db.AllocSize = alloc
 	return db, nil
 }
+
+// allocSize is the step in which bbolt grows the file.
+func allocSize(maxBytes int64) int { return int(min(max(maxBytes/32, 32<<10), 16<<20)) }
+
+// softMax is the file size bbolt may grow to in normal commits. The last two
+// growth steps below MaxBytes are kept for the transaction that drops the
+// oldest events when this limit is hit, since bbolt needs fresh pages even
+// to delete.
+func (s *Spool) softMax() int { return int(s.opts.MaxBytes) - 2*allocSize(s.opts.MaxBytes) }
 
 // load reads the persisted state into the committer's and Stats' copies.
 func (s *Spool) load(tx *bolt.Tx) error {
@@ -335,7 +345,7 @@ func (s *Spool) Append(ctx context.Context, events ...api.Event) (first, last ui
 		buf = appendBody(buf, now, &events[i])
 		end := len(buf)
 		buf = append(buf, 0, 0, 0, 0)
-		r.recs[i] = buf[start:end:end+4]
+		r.recs[i] = buf[start : end : end+4]
 		r.size += uint64(8 + end - start + 4 + elemOverhead)
 	}
 	if err := s.do(ctx, r); err != nil {
@@ -592,8 +602,8 @@ func (s *Spool) commit(batch []*request) {
 	for attempt := 0; err != nil && isFull(err) && attempt < 8; attempt++ {
 		dropped, derr := s.dropForSpace()
 		s.log.Warn("spool full; dropped oldest events", "err", err, "dropped", dropped, "budget_bytes", s.budget, "attempt", attempt+1)
-		if derr != nil && !isFull(derr) {
-			err = derr
+		if derr != nil {
+			s.log.Error("spool full and cannot drop", "err", derr)
 			break
 		}
 		out, err = s.commitOnce(batch)
@@ -739,6 +749,9 @@ func (s *Spool) dropForSpace() (uint64, error) {
 	if db == nil || p.count == 0 {
 		return 0, nil
 	}
+	// This transaction may use the reserve kept below MaxBytes.
+	db.MaxSize = int(s.opts.MaxBytes)
+	defer func() { db.MaxSize = s.softMax() }()
 	err := guard(func() error {
 		return db.Update(func(tx *bolt.Tx) error {
 			o = outcome{p: p}
@@ -790,6 +803,11 @@ func (s *Spool) publish(time.Duration, uint64) {
 	}
 	s.stmu.Lock()
 	defer s.stmu.Unlock()
+	if size > s.st.FileBytes {
+		// Best effort: without it a full disk can still be handled by
+		// MaxBytes' reserve only.
+		_ = reserve(s.path, size)
+	}
 	s.st.Depth = s.cur.count
 	s.st.Bytes = s.cur.bytes
 	s.st.BudgetBytes = s.budget
