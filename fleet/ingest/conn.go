@@ -7,39 +7,29 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+
+	"edgefleet/fleet/broker"
 )
 
-// Inline returns a Conn on an embedded mochi-mqtt server's inline client
-// (Options.InlineClient must be true). Handlers run on the publishing
-// client's goroutine, so a slow handler slows only that device.
-func Inline(srv *mqtt.Server) Conn { return &inline{srv: srv} }
+// Embedded returns a Conn on fleetd's embedded broker, in process.
+// Handlers run on the publishing client's goroutine, so a slow handler
+// slows only that device.
+func Embedded(b *broker.Broker) Conn { return embedded{b} }
 
-type inline struct {
-	srv *mqtt.Server
-	mu  sync.Mutex
-	ids int
-}
+type embedded struct{ b *broker.Broker }
 
-func (c *inline) Subscribe(ctx context.Context, filter string, h func(string, []byte)) error {
-	c.mu.Lock()
-	c.ids++
-	id := 1000 + c.ids
-	c.mu.Unlock()
-	err := c.srv.Subscribe(filter, id, func(cl *mqtt.Client, sub packets.Subscription, pk packets.Packet) {
-		h(pk.TopicName, pk.Payload)
-	})
+func (c embedded) Subscribe(ctx context.Context, filter string, h func(string, []byte)) error {
+	cancel, err := c.b.Subscribe(filter, func(m broker.Message) { h(m.Topic, m.Payload) })
 	if err != nil {
-		return fmt.Errorf("inline subscribe %s: %w", filter, err)
+		return fmt.Errorf("embedded subscribe %s: %w", filter, err)
 	}
-	context.AfterFunc(ctx, func() { c.srv.Unsubscribe(filter, id) })
+	context.AfterFunc(ctx, cancel)
 	return nil
 }
 
-func (c *inline) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
-	if err := c.srv.Publish(topic, payload, retain, 1); err != nil {
-		return fmt.Errorf("inline publish %s: %w", topic, err)
+func (c embedded) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	if err := c.b.Publish(topic, payload, retain, 1); err != nil {
+		return fmt.Errorf("embedded publish %s: %w", topic, err)
 	}
 	return nil
 }

@@ -12,12 +12,11 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/broker"
+	"edgefleet/fleet/broker/brokertest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
@@ -135,28 +134,22 @@ func FuzzHandle(f *testing.F) {
 	})
 }
 
-// startBroker runs a mochi-mqtt broker on 127.0.0.1:0 with an inline client.
-func startBroker(t testing.TB) (*mqtt.Server, string) {
+// startBroker runs the embedded broker with devices good and bad and a service user.
+func startBroker(t testing.TB) (*broker.Broker, string) {
 	t.Helper()
-	srv := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
-		t.Fatal(err)
+	auth := broker.NewStaticAuth()
+	for _, d := range []string{"good", "bad"} {
+		auth.SetDevice(d, "pw-"+d)
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(l); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv, "tcp://" + l.Address()
+	auth.SetService("fleetd", "pw-fleetd")
+	b := brokertest.Start(t, broker.Options{Addr: "127.0.0.1:0", Auth: auth, Logger: slog.New(slog.DiscardHandler)})
+	return b, "tcp://" + b.Addr()
 }
 
 func device(t testing.TB, url, id string) (paho.Client, chan api.Ack) {
 	t.Helper()
 	acks := make(chan api.Ack, 100)
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(id).SetConnectTimeout(5 * time.Second))
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker(url).SetClientID(id).SetUsername(id).SetPassword("pw-" + id).SetConnectTimeout(5 * time.Second))
 	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect %s: %v", id, tok.Error())
 	}
@@ -184,12 +177,12 @@ func publish(t testing.TB, cl paho.Client, topic string, payload []byte) {
 // TestOverMQTT runs ingest on a real broker: a good device gets its acks
 // while another floods malformed messages.
 func TestOverMQTT(t *testing.T) {
-	for _, mode := range []string{"inline", "paho"} {
+	for _, mode := range []string{"embedded", "paho"} {
 		t.Run(mode, func(t *testing.T) {
 			srv, url := startBroker(t)
-			var conn Conn = Inline(srv)
+			var conn Conn = Embedded(srv)
 			if mode == "paho" {
-				p, err := Dial(context.Background(), DialOptions{URL: url, ClientID: "fleetd"})
+				p, err := Dial(context.Background(), DialOptions{URL: url, ClientID: "fleetd", Username: "fleetd", Password: "pw-fleetd"})
 				if err != nil {
 					t.Fatal(err)
 				}
