@@ -1,0 +1,113 @@
+package tflite
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"edgefleet/models"
+	"edgefleet/models/modeltest"
+)
+
+// outputDiff compares two raw output tensors: in quantization steps for
+// integer types, absolute for float32.
+type outputDiff struct {
+	max, mean, p99 float64
+	differ         float64 // fraction of elements not byte-identical
+}
+
+func diffTensors(typ models.DType, got, want []byte) outputDiff {
+	var d []float64
+	switch typ {
+	case models.Int8:
+		for i := range want {
+			d = append(d, math.Abs(float64(int8(got[i]))-float64(int8(want[i]))))
+		}
+	case models.UInt8:
+		for i := range want {
+			d = append(d, math.Abs(float64(got[i])-float64(want[i])))
+		}
+	case models.Float32:
+		g, w := f32s(got), f32s(aligned(want))
+		for i := range w {
+			d = append(d, math.Abs(float64(g[i]-w[i])))
+		}
+	}
+	var r outputDiff
+	n := 0
+	for _, x := range d {
+		r.mean += x
+		r.max = math.Max(r.max, x)
+		if x != 0 {
+			n++
+		}
+	}
+	r.mean /= float64(len(d))
+	r.differ = float64(n) / float64(len(d))
+	sort.Float64s(d)
+	r.p99 = d[len(d)*99/100]
+	return r
+}
+
+// TestGoldenTensors runs each model on the exact input the real TFLite
+// runtime was fed and compares the raw output with the runtime's.
+func TestGoldenTensors(t *testing.T) {
+	cases := []struct {
+		model, dir string
+		maxMean    float64 // mean difference allowed (steps, or absolute for float)
+		maxP99     float64
+	}{
+		{"yolov8n_full_integer_quant", "native", 0.1, 2},
+		{"yolo11n_full_integer_quant", "native", 0.1, 2},
+		{"yolov5n-int8", "native", 0.5, 2},
+		{"yolov8n_int8", "native", 1e-3, 0.01},
+		{"yolo26n_int8_320_e2e", "wasm", 1e-2, 0.05},
+	}
+	for _, c := range cases {
+		t.Run(c.model, func(t *testing.T) {
+			if testing.Short() && c.model != "yolov8n_full_integer_quant" {
+				t.Skip("short")
+			}
+			mb, err := os.ReadFile(modeltest.Path(t, "models", c.model+".tflite"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tdir := modeltest.Path(t, "tensors")
+			in, err := os.ReadFile(filepath.Join(tdir, c.dir, c.model+"__chelsea.input.bin"))
+			if err != nil {
+				in, err = os.ReadFile(filepath.Join(tdir, "native", c.model+"__chelsea.input.bin"))
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join(tdir, c.dir, c.model+"__chelsea.output.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := Open(context.Background(), mb, models.Options{Threads: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if len(e.Input(0)) != len(in) {
+				t.Fatalf("input is %d bytes, tensor wants %d", len(in), len(e.Input(0)))
+			}
+			copy(e.Input(0), in)
+			if err := e.Invoke(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := e.Output(0)
+			if len(got) != len(want) {
+				t.Fatalf("output is %d bytes, reference %d", len(got), len(want))
+			}
+			d := diffTensors(e.Outputs()[0].Type, got, want)
+			t.Logf("%s vs %s runtime: max %.4g mean %.4g p99 %.4g differ %.2f%%", c.model, c.dir, d.max, d.mean, d.p99, 100*d.differ)
+			if d.mean > c.maxMean || d.p99 > c.maxP99 {
+				t.Errorf("output drifts from the real runtime: mean %.4g (limit %g), p99 %.4g (limit %g)", d.mean, c.maxMean, d.p99, c.maxP99)
+			}
+		})
+	}
+}

@@ -1,0 +1,565 @@
+package tflite
+
+import (
+	"fmt"
+
+	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
+)
+
+func init() {
+	register(OpConv2d, func() opKernel { return &conv{} })
+	register(OpDepthwiseConv2d, func() opKernel { return &conv{depthwise: true} })
+}
+
+// Padding codes of the schema.
+const (
+	padSame  = 0
+	padValid = 1
+)
+
+// convGeom is the geometry shared by convolutions and pooling.
+type convGeom struct {
+	n, ih, iw, ic     int
+	oh, ow, oc        int
+	kh, kw            int
+	sh, sw, dh, dw    int
+	padTop, padLeft   int
+}
+
+// outSize and padding as TFLite's ComputePaddingHeightWidth.
+func padding(pad uint8, in, k, stride, dil int) (out, before int) {
+	eff := (k-1)*dil + 1
+	if pad == padSame {
+		out = (in + stride - 1) / stride
+	} else {
+		out = (in - eff + stride) / stride
+	}
+	total := max((out-1)*stride+eff-in, 0)
+	return out, total / 2
+}
+
+type conv struct {
+	depthwise bool
+	g         convGeom
+	act       uint8
+	mult      int // depth multiplier
+	kind      string
+	// int8
+	packed   *kernel.PackedS8
+	rq       requant
+	biasAdj  []int32
+	lo, hi   int32
+	inZP     int32
+	outZP    int32
+	filterS8 []int8
+	// float (and hybrid: int8 weights dequantized at load)
+	packedF *kernel.PackedF32
+	filterF []float32
+	biasF   []float32
+	flo     float32
+	fhi     float32
+	k       int
+	groups  int // > 1 for grouped convolution (run by the direct loop)
+	direct  bool // 1x1, stride 1, no padding: the input is the im2col matrix
+}
+
+const tileM = 64
+
+func (c *conv) prepare(ip *Interpreter, n *node) error {
+	if len(n.in) < 2 || len(n.out) != 1 || n.in[0] == nil || n.in[1] == nil {
+		return n.errorf("needs input, filter (and bias) and one output")
+	}
+	in, f, out := n.in[0], n.in[1], n.out[0]
+	var bias *rtensor
+	if len(n.in) > 2 {
+		bias = n.in[2]
+	}
+	if len(in.shape) != 4 || len(f.shape) != 4 {
+		return n.errorf("input %v and filter %v must be 4-D", in.shape, f.shape)
+	}
+	if !f.konst {
+		return n.errorf("%w: non-constant filter", models.ErrUnsupported)
+	}
+	op := n.op
+	var pad uint8
+	g := convGeom{n: in.shape[0], ih: in.shape[1], iw: in.shape[2], ic: in.shape[3], kh: f.shape[1], kw: f.shape[2]}
+	if c.depthwise {
+		pad = op.optByte(0, 0)
+		g.sw, g.sh = int(op.optInt(1, 1)), int(op.optInt(2, 1))
+		c.mult = int(op.optInt(3, 1))
+		c.act = op.optByte(4, 0)
+		g.dw, g.dh = int(op.optInt(5, 1)), int(op.optInt(6, 1))
+		g.oc = f.shape[3]
+		if f.shape[0] != 1 {
+			return n.errorf("depthwise filter %v must have leading 1", f.shape)
+		}
+		if c.mult <= 0 || g.oc != g.ic*c.mult {
+			c.mult = g.oc / max(g.ic, 1)
+			if g.oc != g.ic*c.mult {
+				return n.errorf("depthwise: %d output channels is not a multiple of %d input channels", g.oc, g.ic)
+			}
+		}
+	} else {
+		pad = op.optByte(0, 0)
+		g.sw, g.sh = int(op.optInt(1, 1)), int(op.optInt(2, 1))
+		c.act = op.optByte(3, 0)
+		g.dw, g.dh = int(op.optInt(4, 1)), int(op.optInt(5, 1))
+		g.oc = f.shape[0]
+		if f.shape[3] != g.ic {
+			if f.shape[3] == 0 || g.ic%f.shape[3] != 0 {
+				return n.errorf("filter depth %d does not match input channels %d", f.shape[3], g.ic)
+			}
+			c.groups = g.ic / f.shape[3]
+			if g.oc%c.groups != 0 {
+				return n.errorf("%d output channels do not split in %d groups", g.oc, c.groups)
+			}
+		}
+	}
+	if g.sw <= 0 || g.sh <= 0 || g.dw <= 0 || g.dh <= 0 || g.sw > 64 || g.sh > 64 || g.dw > 64 || g.dh > 64 {
+		return n.errorf("bad stride %dx%d or dilation %dx%d", g.sh, g.sw, g.dh, g.dw)
+	}
+	if pad != padSame && pad != padValid {
+		return n.errorf("unknown padding %d", pad)
+	}
+	g.oh, g.padTop = padding(pad, g.ih, g.kh, g.sh, g.dh)
+	g.ow, g.padLeft = padding(pad, g.iw, g.kw, g.sw, g.dw)
+	if g.oh <= 0 || g.ow <= 0 {
+		return n.errorf("filter %dx%d larger than input %dx%d", g.kh, g.kw, g.ih, g.iw)
+	}
+	c.g = g
+	out.shape = []int{g.n, g.oh, g.ow, g.oc}
+	if bias != nil {
+		if bias.elems() != g.oc {
+			return n.errorf("bias has %d elements for %d channels", bias.elems(), g.oc)
+		}
+		if !bias.konst {
+			return n.errorf("%w: non-constant bias", models.ErrUnsupported)
+		}
+	}
+	c.k = g.kh * g.kw * g.ic
+	if c.groups > 1 {
+		return c.prepareGrouped(n, in, f, bias, out)
+	}
+	c.direct = !c.depthwise && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.padTop == 0 && g.padLeft == 0
+	switch {
+	case in.typ == models.Int8 && f.typ == models.Int8 && isQuantized(in) && isQuantized(f):
+		out.typ = models.Int8
+		return c.prepareS8(ip, n, in, f, bias, out)
+	case in.typ == models.Float32 && f.typ == models.Float32:
+		out.typ = models.Float32
+		c.kind = "f32"
+		return c.prepareF32(ip, n, f32s(f.data), bias)
+	case in.typ == models.Float32 && f.typ == models.Int8 && f.quant != nil:
+		// Hybrid (dynamic-range) model: int8 weights, float activations.
+		// Dequantizing the weights once keeps float accuracy.
+		out.typ = models.Float32
+		c.kind = "hybrid"
+		return c.prepareF32(ip, n, dequantWeights(f, c.depthwise), bias)
+	}
+	return n.errorf("%w: input %s with filter %s", models.ErrUnsupported, in.typ, f.typ)
+}
+
+// dequantWeights turns per-channel int8 weights into float32.
+func dequantWeights(f *rtensor, depthwise bool) []float32 {
+	w := i8s(f.data)
+	out := make([]float32, len(w))
+	q := f.quant
+	axisLen := f.shape[q.Axis]
+	inner := 1
+	for _, d := range f.shape[q.Axis+1:] {
+		inner *= d
+	}
+	for i, v := range w {
+		c := 0
+		if len(q.Scale) > 1 {
+			c = (i / inner) % axisLen
+		}
+		out[i] = q.Scale[c] * float32(int64(v)-q.ZeroPoint[c])
+	}
+	return out
+}
+
+func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) error {
+	c.kind = "s8"
+	if !isQuantized(out) {
+		return n.errorf("int8 output is not quantized")
+	}
+	g := c.g
+	fq := f.quant
+	for _, zp := range fq.ZeroPoint {
+		if zp != 0 {
+			return n.errorf("%w: int8 filter with non-zero zero point %d", models.ErrUnsupported, zp)
+		}
+	}
+	chanAxis := 0
+	if c.depthwise {
+		chanAxis = 3
+	}
+	if len(fq.Scale) > 1 && fq.Axis != chanAxis {
+		return n.errorf("per-channel filter quantized on axis %d, want %d", fq.Axis, chanAxis)
+	}
+	c.inZP, c.outZP = in.zp(), out.zp()
+	c.lo, c.hi = actRange(c.act, out)
+	c.rq = requant{q: make([]int32, g.oc), shift: make([]int, g.oc)}
+	for ch := 0; ch < g.oc; ch++ {
+		fs := fq.Scale[0]
+		if len(fq.Scale) > 1 {
+			fs = fq.Scale[ch]
+		}
+		// TFLite computes the effective scale in double from float scales.
+		eff := float64(in.quant.Scale[0]) * float64(fs) / float64(out.quant.Scale[0])
+		c.rq.q[ch], c.rq.shift[ch] = quantizeMultiplier(eff)
+	}
+	var b []int32
+	if bias != nil {
+		if bias.typ != models.Int32 {
+			return n.errorf("%w: %s bias for int8 convolution", models.ErrUnsupported, bias.typ)
+		}
+		b = i32s(bias.data)
+	}
+	c.biasAdj = make([]int32, g.oc)
+	if c.depthwise {
+		c.filterS8 = i8s(f.data)
+		for ch := range c.biasAdj {
+			if b != nil {
+				c.biasAdj[ch] = b[ch]
+			}
+		}
+		return nil
+	}
+	c.packed = kernel.PackS8(g.oc, c.k, i8s(f.data))
+	sums := c.packed.RowSums()
+	for ch := range c.biasAdj {
+		var bv int32
+		if b != nil {
+			bv = b[ch]
+		}
+		c.biasAdj[ch] = bv - c.inZP*sums[ch]
+	}
+	need := tileM * g.oc * 4
+	if !c.direct {
+		need += tileM * c.k
+	}
+	ip.needScratch(need)
+	return nil
+}
+
+func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) error {
+	g := c.g
+	c.flo, c.fhi = actFloat(c.act)
+	c.biasF = make([]float32, g.oc)
+	if bias != nil {
+		if bias.typ != models.Float32 {
+			return n.errorf("%w: %s bias for float convolution", models.ErrUnsupported, bias.typ)
+		}
+		copy(c.biasF, f32s(bias.data))
+	}
+	if c.depthwise {
+		c.filterF = w
+		return nil
+	}
+	c.packedF = kernel.PackF32(g.oc, c.k, w)
+	if !c.direct {
+		ip.needScratch(tileM * c.k * 4)
+	}
+	return nil
+}
+
+func (c *conv) eval(ip *Interpreter, n *node) error {
+	switch {
+	case c.groups > 1:
+		c.grouped(ip, n.in[0], n.out[0])
+	case c.depthwise && c.kind == "s8":
+		c.depthwiseS8(ip, n.in[0], n.out[0])
+	case c.depthwise:
+		c.depthwiseF32(ip, n.in[0], n.out[0])
+	case c.kind == "s8":
+		c.convS8(ip, n.in[0], n.out[0])
+	default:
+		c.convF32(ip, n.in[0], n.out[0])
+	}
+	return nil
+}
+
+// im2colS8 fills rows [m0, m1) of the patch matrix (row = output pixel,
+// columns kh·kw·ic), padding with the input zero point.
+func im2col[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal T) {
+	k := g.kh * g.kw * g.ic
+	for m := m0; m < m1; m++ {
+		row := dst[(m-m0)*k : (m-m0+1)*k]
+		b := m / (g.oh * g.ow)
+		r := m % (g.oh * g.ow)
+		oy, ox := r/g.ow, r%g.ow
+		iy0 := oy*g.sh - g.padTop
+		ix0 := ox*g.sw - g.padLeft
+		p := 0
+		for ky := 0; ky < g.kh; ky++ {
+			iy := iy0 + ky*g.dh
+			if iy < 0 || iy >= g.ih {
+				for j := 0; j < g.kw*g.ic; j++ {
+					row[p+j] = padVal
+				}
+				p += g.kw * g.ic
+				continue
+			}
+			base := (b*g.ih + iy) * g.iw
+			if g.dw == 1 && ix0 >= 0 && ix0+g.kw <= g.iw {
+				s := (base + ix0) * g.ic
+				copy(row[p:p+g.kw*g.ic], src[s:s+g.kw*g.ic])
+				p += g.kw * g.ic
+				continue
+			}
+			for kx := 0; kx < g.kw; kx++ {
+				ix := ix0 + kx*g.dw
+				if ix < 0 || ix >= g.iw {
+					for j := 0; j < g.ic; j++ {
+						row[p+j] = padVal
+					}
+				} else {
+					s := (base + ix) * g.ic
+					copy(row[p:p+g.ic], src[s:s+g.ic])
+				}
+				p += g.ic
+			}
+		}
+	}
+}
+
+func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	M := g.n * g.oh * g.ow
+	src := i8s(in.data)
+	dst := i8s(out.data)
+	tiles := (M + tileM - 1) / tileM
+	ip.parallel(tiles, 1, func(w, t0, t1 int) {
+		sc := ip.scratch[w]
+		acc := i32s(sc[:tileM*g.oc*4])
+		var col []int8
+		if !c.direct {
+			col = i8s(sc[tileM*g.oc*4:])
+		}
+		for t := t0; t < t1; t++ {
+			m0, m1 := t*tileM, min(M, (t+1)*tileM)
+			rows := m1 - m0
+			var a []int8
+			if c.direct {
+				a = src[m0*c.k : m1*c.k]
+			} else {
+				im2col(g, src, col, m0, m1, int8(c.inZP))
+				a = col[:rows*c.k]
+			}
+			c.packed.Gemm(rows, a, c.k, acc, g.oc)
+			requantRows(acc[:rows*g.oc], dst[m0*g.oc:m1*g.oc], g.oc, c.biasAdj, &c.rq, c.outZP, c.lo, c.hi)
+		}
+	})
+}
+
+// requantRows turns int32 accumulators into int8 outputs.
+func requantRows(acc []int32, dst []int8, oc int, bias []int32, rq *requant, zp, lo, hi int32) {
+	for i := 0; i < len(acc); i += oc {
+		a := acc[i : i+oc]
+		d := dst[i : i+oc]
+		for ch := range a {
+			q, s := rq.at(ch)
+			v := mbqm(a[ch]+bias[ch], q, s) + zp
+			d[ch] = int8(clamp32(v, lo, hi))
+		}
+	}
+}
+
+func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	M := g.n * g.oh * g.ow
+	src := f32s(in.data)
+	dst := f32s(out.data)
+	tiles := (M + tileM - 1) / tileM
+	ip.parallel(tiles, 1, func(w, t0, t1 int) {
+		var col []float32
+		if !c.direct {
+			col = f32s(ip.scratch[w])
+		}
+		for t := t0; t < t1; t++ {
+			m0, m1 := t*tileM, min(M, (t+1)*tileM)
+			rows := m1 - m0
+			var a []float32
+			if c.direct {
+				a = src[m0*c.k : m1*c.k]
+			} else {
+				im2col(g, src, col, m0, m1, 0)
+				a = col[:rows*c.k]
+			}
+			o := dst[m0*g.oc : m1*g.oc]
+			c.packedF.Gemm(rows, a, c.k, o, g.oc)
+			biasAct(o, c.biasF, c.flo, c.fhi)
+		}
+	})
+}
+
+func biasAct(o, bias []float32, lo, hi float32) {
+	oc := len(bias)
+	for i := 0; i < len(o); i += oc {
+		r := o[i : i+oc]
+		for ch := range r {
+			v := r[ch] + bias[ch]
+			if v < lo {
+				v = lo
+			} else if v > hi {
+				v = hi
+			}
+			r[ch] = v
+		}
+	}
+}
+
+func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src := i8s(in.data)
+	dst := i8s(out.data)
+	w := c.filterS8
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(_, r0, r1 int) {
+		acc := make([]int32, g.oc)
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				copy(acc, c.biasAdj)
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky*g.dh
+					if iy < 0 || iy >= g.ih {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLeft + kx*g.dw
+						if ix < 0 || ix >= g.iw {
+							continue
+						}
+						s := src[((b*g.ih+iy)*g.iw+ix)*g.ic:]
+						f := w[(ky*g.kw+kx)*g.oc:]
+						for ic := 0; ic < g.ic; ic++ {
+							x := int32(s[ic]) - c.inZP
+							for m := 0; m < c.mult; m++ {
+								oc := ic*c.mult + m
+								acc[oc] += x * int32(f[oc])
+							}
+						}
+					}
+				}
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:]
+				for oc := 0; oc < g.oc; oc++ {
+					q, s := c.rq.at(oc)
+					d[oc] = int8(clamp32(mbqm(acc[oc], q, s)+c.outZP, c.lo, c.hi))
+				}
+			}
+		}
+	})
+}
+
+func (c *conv) depthwiseF32(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src := f32s(in.data)
+	dst := f32s(out.data)
+	w := c.filterF
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				copy(d, c.biasF)
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky*g.dh
+					if iy < 0 || iy >= g.ih {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLeft + kx*g.dw
+						if ix < 0 || ix >= g.iw {
+							continue
+						}
+						s := src[((b*g.ih+iy)*g.iw+ix)*g.ic:][:g.ic]
+						f := w[(ky*g.kw+kx)*g.oc:][:g.oc]
+						if c.mult == 1 {
+							for ic, x := range s {
+								d[ic] += x * f[ic]
+							}
+							continue
+						}
+						for ic, x := range s {
+							for m := 0; m < c.mult; m++ {
+								oc := ic*c.mult + m
+								d[oc] += x * f[oc]
+							}
+						}
+					}
+				}
+				for oc := range d {
+					d[oc] = min(max(d[oc], c.flo), c.fhi)
+				}
+			}
+		}
+	})
+}
+
+var _ = fmt.Sprintf
+
+// prepareGrouped handles float (and hybrid) grouped convolutions with a
+// direct loop; int8 grouped convolutions are rare and not implemented.
+func (c *conv) prepareGrouped(n *node, in, f, bias, out *rtensor) error {
+	switch {
+	case in.typ == models.Float32 && f.typ == models.Float32:
+		c.filterF = f32s(f.data)
+	case in.typ == models.Float32 && f.typ == models.Int8 && f.quant != nil:
+		c.filterF = dequantWeights(f, false)
+	default:
+		return n.errorf("%w: grouped convolution on %s with %s filter", models.ErrUnsupported, in.typ, f.typ)
+	}
+	out.typ = models.Float32
+	c.kind = "grouped"
+	c.flo, c.fhi = actFloat(c.act)
+	c.biasF = make([]float32, c.g.oc)
+	if bias != nil {
+		if bias.typ != models.Float32 {
+			return n.errorf("%w: %s bias", models.ErrUnsupported, bias.typ)
+		}
+		copy(c.biasF, f32s(bias.data))
+	}
+	return nil
+}
+
+func (c *conv) grouped(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src, dst, w := f32s(in.data), f32s(out.data), c.filterF
+	icg, ocg := g.ic/c.groups, g.oc/c.groups
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				for oc := range d {
+					gi := oc / ocg
+					s := c.biasF[oc]
+					for ky := 0; ky < g.kh; ky++ {
+						iy := oy*g.sh - g.padTop + ky*g.dh
+						if iy < 0 || iy >= g.ih {
+							continue
+						}
+						for kx := 0; kx < g.kw; kx++ {
+							ix := ox*g.sw - g.padLeft + kx*g.dw
+							if ix < 0 || ix >= g.iw {
+								continue
+							}
+							x := src[((b*g.ih+iy)*g.iw+ix)*g.ic+gi*icg:][:icg]
+							f := w[((oc*g.kh+ky)*g.kw+kx)*icg:][:icg]
+							for i := range x {
+								s += x[i] * f[i]
+							}
+						}
+					}
+					d[oc] = min(max(s, c.flo), c.fhi)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,356 @@
+package tflite
+
+import (
+	"math"
+
+	"edgefleet/models"
+)
+
+func init() {
+	register(OpAdd, func() opKernel { return &binaryOp{kind: OpAdd} })
+	register(OpSub, func() opKernel { return &binaryOp{kind: OpSub} })
+	register(OpMul, func() opKernel { return &binaryOp{kind: OpMul} })
+	register(OpDiv, func() opKernel { return &binaryOp{kind: OpDiv} })
+	register(OpMaximum, func() opKernel { return &binaryOp{kind: OpMaximum} })
+	register(OpMinimum, func() opKernel { return &binaryOp{kind: OpMinimum} })
+	register(OpFloorMod, func() opKernel { return &binaryOp{kind: OpFloorMod} })
+	register(OpLess, func() opKernel { return &binaryOp{kind: OpLess} })
+	register(OpGreater, func() opKernel { return &binaryOp{kind: OpGreater} })
+	register(OpEqual, func() opKernel { return &binaryOp{kind: OpEqual} })
+}
+
+// bcast maps output indices to the indices of two broadcast inputs (numpy
+// rules), iterating the innermost dimension in a tight loop.
+type bcast struct {
+	out    []int
+	sa, sb []int // per output dim; 0 where the input is broadcast
+	same   bool
+}
+
+func newBcast(a, b []int) (bcast, bool) {
+	r := max(len(a), len(b))
+	bc := bcast{out: make([]int, r), sa: make([]int, r), sb: make([]int, r), same: sameShape(a, b)}
+	dim := func(s []int, i int) int {
+		j := i - (r - len(s))
+		if j < 0 {
+			return 1
+		}
+		return s[j]
+	}
+	for i := 0; i < r; i++ {
+		da, db := dim(a, i), dim(b, i)
+		switch {
+		case da == db:
+			bc.out[i] = da
+		case da == 1:
+			bc.out[i] = db
+		case db == 1:
+			bc.out[i] = da
+		default:
+			return bc, false
+		}
+	}
+	strides := func(s []int, dst []int) {
+		st := 1
+		for i := r - 1; i >= 0; i-- {
+			d := dim(s, i)
+			if d == 1 {
+				dst[i] = 0
+			} else {
+				dst[i] = st
+			}
+			st *= d
+		}
+	}
+	strides(a, bc.sa)
+	strides(b, bc.sb)
+	return bc, true
+}
+
+// each calls fn for runs of the innermost dimension: output offset o, input
+// offsets ia and ib, their steps (0 or 1), and the run length.
+func (bc *bcast) each(fn func(o, ia, ib, stepA, stepB, n int)) {
+	r := len(bc.out)
+	total := 1
+	for _, d := range bc.out {
+		total *= d
+	}
+	if bc.same || r == 0 {
+		fn(0, 0, 0, 1, 1, total)
+		return
+	}
+	inner := bc.out[r-1]
+	if inner == 0 || total == 0 {
+		return
+	}
+	idx := make([]int, r)
+	for o := 0; o < total; o += inner {
+		ia, ib := 0, 0
+		for i := 0; i < r-1; i++ {
+			ia += idx[i] * bc.sa[i]
+			ib += idx[i] * bc.sb[i]
+		}
+		fn(o, ia, ib, bc.sa[r-1], bc.sb[r-1], inner)
+		for i := r - 2; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < bc.out[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+}
+
+type binaryOp struct {
+	kind BuiltinOp
+	bc   bcast
+	act  uint8
+	// quantized ADD/SUB
+	leftShift            int
+	m1, m2, mo           int32
+	s1, s2, so           int
+	z1, z2, zo, lo, hi   int32
+	flo, fhi             float32
+}
+
+func (k *binaryOp) prepare(ip *Interpreter, n *node) error {
+	if len(n.in) != 2 || len(n.out) != 1 || n.in[0] == nil || n.in[1] == nil {
+		return n.errorf("needs two inputs and one output")
+	}
+	a, b, out := n.in[0], n.in[1], n.out[0]
+	if a.typ != b.typ {
+		return n.errorf("%w: mixed input types %s and %s", models.ErrUnsupported, a.typ, b.typ)
+	}
+	bc, ok := newBcast(a.shape, b.shape)
+	if !ok {
+		return n.errorf("shapes %v and %v do not broadcast", a.shape, b.shape)
+	}
+	k.bc = bc
+	out.shape = append([]int(nil), bc.out...)
+	switch k.kind {
+	case OpAdd, OpSub, OpMul, OpDiv:
+		k.act = n.op.optByte(0, 0)
+	}
+	switch k.kind {
+	case OpLess, OpGreater, OpEqual:
+		out.typ = models.Bool
+	default:
+		out.typ = a.typ
+	}
+	switch a.typ {
+	case models.Float32:
+		k.flo, k.fhi = actFloat(k.act)
+		return nil
+	case models.Int32, models.Int64:
+		return nil
+	case models.Int8, models.UInt8:
+		if k.kind == OpLess || k.kind == OpGreater || k.kind == OpEqual || k.kind == OpMaximum || k.kind == OpMinimum {
+			if !sameQuant(a, b) {
+				return n.errorf("%w: quantized comparison with different scales", models.ErrUnsupported)
+			}
+			return nil
+		}
+		if !isQuantized(a) || !isQuantized(b) || !isQuantized(out) {
+			return n.errorf("quantized %s without quantization parameters", a.typ)
+		}
+		k.z1, k.z2, k.zo = a.zp(), b.zp(), out.zp()
+		k.lo, k.hi = actRange(k.act, out)
+		switch k.kind {
+		case OpAdd, OpSub:
+			k.leftShift = 20
+			twiceMax := 2 * math.Max(a.scale(), b.scale())
+			k.m1, k.s1 = quantizeMultiplier(a.scale() / twiceMax)
+			k.m2, k.s2 = quantizeMultiplier(b.scale() / twiceMax)
+			k.mo, k.so = quantizeMultiplier(twiceMax / (float64(int(1)<<k.leftShift) * out.scale()))
+			return nil
+		case OpMul:
+			k.mo, k.so = quantizeMultiplier(a.scale() * b.scale() / out.scale())
+			return nil
+		}
+	}
+	return n.errorf("%w: %s on %s", models.ErrUnsupported, k.kind, a.typ)
+}
+
+func sameQuant(a, b *rtensor) bool {
+	return a.scale() == b.scale() && a.zp() == b.zp()
+}
+
+func (k *binaryOp) eval(ip *Interpreter, n *node) error {
+	a, b, out := n.in[0], n.in[1], n.out[0]
+	switch a.typ {
+	case models.Float32:
+		k.evalF32(f32s(a.data), f32s(b.data), out)
+	case models.Int32:
+		evalInt(k, i32s(a.data), i32s(b.data), out)
+	case models.Int64:
+		evalInt(k, i64s(a.data), i64s(b.data), out)
+	case models.Int8, models.UInt8:
+		k.evalQ(a, b, out)
+	}
+	return nil
+}
+
+func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
+	var o []float32
+	var ob []byte
+	if out.typ == models.Bool {
+		ob = out.data
+	} else {
+		o = f32s(out.data)
+	}
+	lo, hi := k.flo, k.fhi
+	k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+		for j := 0; j < n; j++ {
+			u, v := x[ia+j*sa], y[ib+j*sb]
+			var r float32
+			switch k.kind {
+			case OpAdd:
+				r = u + v
+			case OpSub:
+				r = u - v
+			case OpMul:
+				r = u * v
+			case OpDiv:
+				r = u / v
+			case OpMaximum:
+				r = max(u, v)
+			case OpMinimum:
+				r = min(u, v)
+			case OpFloorMod:
+				m := float32(math.Mod(float64(u), float64(v)))
+				if m != 0 && (m < 0) != (v < 0) {
+					m += v
+				}
+				r = m
+			case OpLess:
+				ob[oi+j] = b2u(u < v)
+				continue
+			case OpGreater:
+				ob[oi+j] = b2u(u > v)
+				continue
+			case OpEqual:
+				ob[oi+j] = b2u(u == v)
+				continue
+			}
+			if r < lo {
+				r = lo
+			} else if r > hi {
+				r = hi
+			}
+			o[oi+j] = r
+		}
+	})
+}
+
+func b2u(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func evalInt[T int32 | int64](k *binaryOp, x, y []T, out *rtensor) {
+	var o []T
+	if out.typ != models.Bool {
+		switch any(x).(type) {
+		case []int32:
+			o = any(i32s(out.data)).([]T)
+		default:
+			o = any(i64s(out.data)).([]T)
+		}
+	}
+	k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+		for j := 0; j < n; j++ {
+			u, v := x[ia+j*sa], y[ib+j*sb]
+			switch k.kind {
+			case OpAdd:
+				o[oi+j] = u + v
+			case OpSub:
+				o[oi+j] = u - v
+			case OpMul:
+				o[oi+j] = u * v
+			case OpDiv:
+				if v == 0 {
+					o[oi+j] = 0
+				} else {
+					o[oi+j] = u / v
+				}
+			case OpMaximum:
+				o[oi+j] = max(u, v)
+			case OpMinimum:
+				o[oi+j] = min(u, v)
+			case OpFloorMod:
+				if v == 0 {
+					o[oi+j] = 0
+					continue
+				}
+				m := u % v
+				if m != 0 && (m < 0) != (v < 0) {
+					m += v
+				}
+				o[oi+j] = m
+			case OpLess:
+				out.data[oi+j] = b2u(u < v)
+			case OpGreater:
+				out.data[oi+j] = b2u(u > v)
+			case OpEqual:
+				out.data[oi+j] = b2u(u == v)
+			}
+		}
+	})
+}
+
+func (k *binaryOp) evalQ(a, b, out *rtensor) {
+	signed := a.typ == models.Int8
+	get := func(t []byte, i int) int32 {
+		if signed {
+			return int32(int8(t[i]))
+		}
+		return int32(t[i])
+	}
+	x, y, o := a.data, b.data, out.data
+	switch k.kind {
+	case OpAdd, OpSub:
+		sub := k.kind == OpSub
+		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+			for j := 0; j < n; j++ {
+				v1 := (get(x, ia+j*sa) - k.z1) * (1 << k.leftShift)
+				v2 := (get(y, ib+j*sb) - k.z2) * (1 << k.leftShift)
+				s1 := mbqm(v1, k.m1, k.s1)
+				s2 := mbqm(v2, k.m2, k.s2)
+				raw := s1 + s2
+				if sub {
+					raw = s1 - s2
+				}
+				r := mbqm(raw, k.mo, k.so) + k.zo
+				o[oi+j] = byte(clamp32(r, k.lo, k.hi))
+			}
+		})
+	case OpMul:
+		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+			for j := 0; j < n; j++ {
+				p := (get(x, ia+j*sa) - k.z1) * (get(y, ib+j*sb) - k.z2)
+				r := mbqm(p, k.mo, k.so) + k.zo
+				o[oi+j] = byte(clamp32(r, k.lo, k.hi))
+			}
+		})
+	default: // comparisons and min/max on equal quantization
+		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+			for j := 0; j < n; j++ {
+				u, v := get(x, ia+j*sa), get(y, ib+j*sb)
+				switch k.kind {
+				case OpLess:
+					o[oi+j] = b2u(u < v)
+				case OpGreater:
+					o[oi+j] = b2u(u > v)
+				case OpEqual:
+					o[oi+j] = b2u(u == v)
+				case OpMaximum:
+					o[oi+j] = byte(max(u, v))
+				case OpMinimum:
+					o[oi+j] = byte(min(u, v))
+				}
+			}
+		})
+	}
+}

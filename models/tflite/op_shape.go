@@ -1,0 +1,665 @@
+package tflite
+
+import (
+	"fmt"
+	"math"
+
+	"edgefleet/models"
+)
+
+func init() {
+	register(OpReshape, func() opKernel { return &reshape{} })
+	register(OpSqueeze, func() opKernel { return &reshape{} })
+	register(OpExpandDims, func() opKernel { return &reshape{} })
+	register(OpConcatenation, func() opKernel { return &concat{} })
+	register(OpStridedSlice, func() opKernel { return &stridedSlice{} })
+	register(OpTranspose, func() opKernel { return &transpose{} })
+	register(OpSplit, func() opKernel { return &split{} })
+	register(OpPack, func() opKernel { return &pack{} })
+	register(OpPad, func() opKernel { return &pad{} })
+	register(OpPadv2, func() opKernel { return &pad{v2: true} })
+	register(OpTile, func() opKernel { return &tile{} })
+}
+
+// constInts reads a constant int32/int64 tensor.
+func constInts(t *rtensor) ([]int, bool) {
+	if t == nil || !t.konst {
+		return nil, false
+	}
+	switch t.typ {
+	case models.Int32:
+		v := i32s(t.data)
+		out := make([]int, len(v))
+		for i, x := range v {
+			out[i] = int(x)
+		}
+		return out, true
+	case models.Int64:
+		v := i64s(t.data)
+		out := make([]int, len(v))
+		for i, x := range v {
+			if x > math.MaxInt32 || x < math.MinInt32 {
+				return nil, false
+			}
+			out[i] = int(x)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+func needIO(n *node, ins, outs int) error {
+	if len(n.in) < ins || len(n.out) != outs {
+		return n.errorf("needs %d inputs and %d outputs, has %d and %d", ins, outs, len(n.in), len(n.out))
+	}
+	for i := 0; i < ins; i++ {
+		if n.in[i] == nil {
+			return n.errorf("input %d missing", i)
+		}
+	}
+	return nil
+}
+
+func normAxis(n *node, axis, rank int) (int, error) {
+	if axis < 0 {
+		axis += rank
+	}
+	if axis < 0 || axis >= max(rank, 1) {
+		return 0, n.errorf("axis %d out of range for rank %d", axis, rank)
+	}
+	return axis, nil
+}
+
+func product(s []int) int {
+	p := 1
+	for _, d := range s {
+		p *= d
+	}
+	return p
+}
+
+type reshape struct{}
+
+func (k *reshape) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 1, 1); err != nil {
+		return err
+	}
+	in, out := n.in[0], n.out[0]
+	out.typ = in.typ
+	var shape []int
+	switch {
+	case n.code.Builtin == OpReshape && len(n.in) > 1 && n.in[1] != nil:
+		s, ok := constInts(n.in[1])
+		if !ok {
+			shape = append([]int(nil), out.decl.Shape...)
+		} else {
+			shape = s
+		}
+	case n.code.Builtin == OpReshape && n.op.hasOptions && len(n.op.optInts(0)) > 0:
+		shape = n.op.optInts(0)
+	default:
+		shape = append([]int(nil), out.decl.Shape...)
+	}
+	elems := in.elems()
+	unknown := -1
+	p := 1
+	for i, d := range shape {
+		if d == -1 {
+			if unknown >= 0 {
+				return n.errorf("new shape %v has two -1", shape)
+			}
+			unknown = i
+			continue
+		}
+		if d < 0 {
+			return n.errorf("bad new shape %v", shape)
+		}
+		p *= d
+	}
+	if unknown >= 0 {
+		if p == 0 || elems%p != 0 {
+			return n.errorf("cannot reshape %v into %v", in.shape, shape)
+		}
+		shape[unknown] = elems / p
+		p = elems
+	}
+	if p != elems && ip.batch > 1 && len(shape) > 0 && shape[0] == 1 && p*ip.batch == elems {
+		shape[0] = ip.batch // the graph hard-codes batch 1
+		p = elems
+	}
+	if p != elems {
+		return n.errorf("cannot reshape %v (%d elements) into %v", in.shape, elems, shape)
+	}
+	out.shape = shape
+	out.quant = keepQuant(out, in)
+	return nil
+}
+
+// keepQuant: shape ops keep the input's quantization when the output has none.
+func keepQuant(out, in *rtensor) *models.Quant {
+	if out.quant == nil {
+		return in.quant
+	}
+	return out.quant
+}
+
+func (k *reshape) eval(ip *Interpreter, n *node) error {
+	copy(n.out[0].data, n.in[0].data)
+	return nil
+}
+
+type concat struct {
+	axis    int
+	requant []bool
+}
+
+func (k *concat) prepare(ip *Interpreter, n *node) error {
+	if len(n.in) < 1 || len(n.out) != 1 {
+		return n.errorf("needs inputs and one output")
+	}
+	first := n.in[0]
+	if first == nil {
+		return n.errorf("input 0 missing")
+	}
+	rank := len(first.shape)
+	axis, err := normAxis(n, int(n.op.optInt(0, 0)), rank)
+	if err != nil {
+		return err
+	}
+	if act := n.op.optByte(1, 0); act != actNone && first.typ != models.Float32 {
+		return n.errorf("%w: fused activation on quantized concatenation", models.ErrUnsupported)
+	}
+	k.axis = axis
+	shape := append([]int(nil), first.shape...)
+	shape[axis] = 0
+	k.requant = make([]bool, len(n.in))
+	out := n.out[0]
+	out.typ = first.typ
+	for i, t := range n.in {
+		if t == nil || len(t.shape) != rank || t.typ != first.typ {
+			return n.errorf("input %d does not match input 0 (%s %v)", i, first.typ, first.shape)
+		}
+		for d := range t.shape {
+			if d != axis && t.shape[d] != first.shape[d] {
+				return n.errorf("input %d shape %v does not match %v off axis %d", i, t.shape, first.shape, axis)
+			}
+		}
+		shape[axis] += t.shape[axis]
+		if isQuantized(t) && isQuantized(out) && !sameQuant(t, out) {
+			k.requant[i] = true
+		}
+	}
+	out.shape = shape
+	return nil
+}
+
+func (k *concat) eval(ip *Interpreter, n *node) error {
+	out := n.out[0]
+	es := out.typ.Size()
+	outer := product(out.shape[:k.axis])
+	innerOut := product(out.shape[k.axis:]) * es
+	off := 0
+	for i, t := range n.in {
+		chunk := product(t.shape[k.axis:]) * es
+		if !k.requant[i] {
+			for o := 0; o < outer; o++ {
+				copy(out.data[o*innerOut+off:o*innerOut+off+chunk], t.data[o*chunk:(o+1)*chunk])
+			}
+		} else {
+			scale := float32(t.scale() / out.scale())
+			bias := -float32(t.zp()) * scale
+			lo, hi := qRange(out.typ)
+			zo := out.zp()
+			cnt := chunk / es
+			for o := 0; o < outer; o++ {
+				for j := 0; j < cnt; j++ {
+					v := int32(math.Round(float64(float32(qget(t, o*cnt+j))*scale+bias))) + zo
+					qput(out, (o*innerOut+off)/es+j, clamp32(v, lo, hi))
+				}
+			}
+		}
+		off += chunk
+	}
+	return nil
+}
+
+// strided copies: a general N-D gather of elements by start and step per dim.
+type stridedView struct {
+	start, step, count []int
+	inStrides          []int
+}
+
+func rowStrides(shape []int) []int {
+	st := make([]int, len(shape))
+	s := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		st[i] = s
+		s *= shape[i]
+	}
+	return st
+}
+
+func (v *stridedView) copy(dst, src []byte, es int) {
+	r := len(v.count)
+	if r == 0 {
+		copy(dst[:es], src[:es])
+		return
+	}
+	total := product(v.count)
+	if total == 0 {
+		return
+	}
+	idx := make([]int, r)
+	o := 0
+	innerContig := v.step[r-1]*v.inStrides[r-1] == 1
+	inner := v.count[r-1]
+	for o < total {
+		base := 0
+		for i := 0; i < r-1; i++ {
+			base += (v.start[i] + idx[i]*v.step[i]) * v.inStrides[i]
+		}
+		if innerContig {
+			s := (base + v.start[r-1]) * es
+			copy(dst[o*es:(o+inner)*es], src[s:s+inner*es])
+		} else {
+			for j := 0; j < inner; j++ {
+				s := (base + (v.start[r-1]+j*v.step[r-1])*v.inStrides[r-1]) * es
+				copy(dst[(o+j)*es:(o+j+1)*es], src[s:s+es])
+			}
+		}
+		o += inner
+		for i := r - 2; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < v.count[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+}
+
+type stridedSlice struct{ v stridedView }
+
+func (k *stridedSlice) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 4, 1); err != nil {
+		return err
+	}
+	in, out := n.in[0], n.out[0]
+	begin, ok1 := constInts(n.in[1])
+	end, ok2 := constInts(n.in[2])
+	strides, ok3 := constInts(n.in[3])
+	if !ok1 || !ok2 || !ok3 {
+		return n.errorf("%w: non-constant begin/end/strides", models.ErrUnsupported)
+	}
+	if len(begin) != len(end) || len(begin) != len(strides) || len(begin) > len(in.shape) {
+		return n.errorf("begin %v, end %v, strides %v do not fit input %v", begin, end, strides, in.shape)
+	}
+	bm, em := n.op.optInt(0, 0), n.op.optInt(1, 0)
+	ellipsis, newAxis, shrink := n.op.optInt(2, 0), n.op.optInt(3, 0), n.op.optInt(4, 0)
+	offset := n.op.optBool(5)
+	if ellipsis != 0 || newAxis != 0 {
+		return n.errorf("%w: ellipsis or new-axis masks", models.ErrUnsupported)
+	}
+	r := len(in.shape)
+	v := stridedView{start: make([]int, r), step: make([]int, r), count: make([]int, r), inStrides: rowStrides(in.shape)}
+	var shape []int
+	for i := 0; i < r; i++ {
+		dim := in.shape[i]
+		if i >= len(begin) {
+			v.start[i], v.step[i], v.count[i] = 0, 1, dim
+			shape = append(shape, dim)
+			continue
+		}
+		s := strides[i]
+		if s == 0 {
+			return n.errorf("stride 0 on axis %d", i)
+		}
+		b, e := begin[i], end[i]
+		if offset {
+			e = b + e
+		}
+		if b < 0 {
+			b += dim
+		}
+		if e < 0 && !offset {
+			e += dim
+		}
+		if shrink&(1<<i) != 0 {
+			if b < 0 || b >= dim {
+				return n.errorf("shrink index %d out of range on axis %d of %v", begin[i], i, in.shape)
+			}
+			v.start[i], v.step[i], v.count[i] = b, 1, 1
+			continue
+		}
+		if s > 0 {
+			if bm&(1<<i) != 0 {
+				b = 0
+			}
+			if em&(1<<i) != 0 {
+				e = dim
+			}
+			b, e = min(max(b, 0), dim), min(max(e, 0), dim)
+		} else {
+			if bm&(1<<i) != 0 {
+				b = dim - 1
+			}
+			if em&(1<<i) != 0 {
+				e = -1
+			}
+			b, e = min(max(b, -1), dim-1), min(max(e, -1), dim-1)
+		}
+		cnt := 0
+		if s > 0 && e > b {
+			cnt = (e - b + s - 1) / s
+		} else if s < 0 && e < b {
+			cnt = (b - e - s - 1) / -s
+		}
+		v.start[i], v.step[i], v.count[i] = b, s, cnt
+		shape = append(shape, cnt)
+	}
+	k.v = v
+	out.typ = in.typ
+	out.shape = shape
+	out.quant = keepQuant(out, in)
+	return nil
+}
+
+func (k *stridedSlice) eval(ip *Interpreter, n *node) error {
+	k.v.copy(n.out[0].data, n.in[0].data, n.in[0].typ.Size())
+	return nil
+}
+
+type transpose struct {
+	perm []int
+}
+
+func (k *transpose) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.in[0], n.out[0]
+	perm, ok := constInts(n.in[1])
+	if !ok {
+		return n.errorf("%w: non-constant permutation", models.ErrUnsupported)
+	}
+	if len(perm) != len(in.shape) {
+		return n.errorf("permutation %v for rank %d", perm, len(in.shape))
+	}
+	seen := make([]bool, len(perm))
+	shape := make([]int, len(perm))
+	for i, p := range perm {
+		if p < 0 || p >= len(perm) || seen[p] {
+			return n.errorf("bad permutation %v", perm)
+		}
+		seen[p] = true
+		shape[i] = in.shape[p]
+	}
+	k.perm = perm
+	out.typ = in.typ
+	out.shape = shape
+	out.quant = keepQuant(out, in)
+	return nil
+}
+
+func (k *transpose) eval(ip *Interpreter, n *node) error {
+	in, out := n.in[0], n.out[0]
+	es := in.typ.Size()
+	ist := rowStrides(in.shape)
+	r := len(k.perm)
+	if r == 0 {
+		copy(out.data, in.data)
+		return nil
+	}
+	v := stridedView{start: make([]int, r), step: make([]int, r), count: out.shape, inStrides: make([]int, r)}
+	for i, p := range k.perm {
+		v.step[i] = 1
+		v.inStrides[i] = ist[p]
+	}
+	// The general copy treats inStrides per output dim; the innermost output
+	// dim maps to a strided input dim unless perm keeps it last.
+	if es == 1 && r >= 2 && k.perm[r-1] != r-1 {
+		transposeBytes(out.data, in.data, out.shape, v.inStrides)
+		return nil
+	}
+	v.copy(out.data, in.data, es)
+	return nil
+}
+
+// transposeBytes is the common int8 case: walk the output in order.
+func transposeBytes(dst, src []byte, oshape, istr []int) {
+	r := len(oshape)
+	idx := make([]int, r)
+	inner := oshape[r-1]
+	step := istr[r-1]
+	total := product(oshape)
+	for o := 0; o < total; o += inner {
+		base := 0
+		for i := 0; i < r-1; i++ {
+			base += idx[i] * istr[i]
+		}
+		d := dst[o : o+inner]
+		for j := range d {
+			d[j] = src[base+j*step]
+		}
+		for i := r - 2; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < oshape[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+}
+
+type split struct{ axis int }
+
+func (k *split) prepare(ip *Interpreter, n *node) error {
+	if len(n.in) < 2 || n.in[0] == nil || n.in[1] == nil || len(n.out) == 0 {
+		return n.errorf("needs axis and input, and outputs")
+	}
+	ax, ok := constInts(n.in[0])
+	if !ok || len(ax) != 1 {
+		return n.errorf("%w: non-constant split axis", models.ErrUnsupported)
+	}
+	in := n.in[1]
+	axis, err := normAxis(n, ax[0], len(in.shape))
+	if err != nil {
+		return err
+	}
+	ns := len(n.out)
+	if in.shape[axis]%ns != 0 {
+		return n.errorf("axis %d of %v does not split in %d", axis, in.shape, ns)
+	}
+	k.axis = axis
+	for _, o := range n.out {
+		o.typ = in.typ
+		o.shape = append([]int(nil), in.shape...)
+		o.shape[axis] /= ns
+		o.quant = keepQuant(o, in)
+	}
+	return nil
+}
+
+func (k *split) eval(ip *Interpreter, n *node) error {
+	in := n.in[1]
+	es := in.typ.Size()
+	outer := product(in.shape[:k.axis])
+	inner := product(in.shape[k.axis:]) * es
+	chunk := inner / len(n.out)
+	for i, o := range n.out {
+		for r := 0; r < outer; r++ {
+			copy(o.data[r*chunk:(r+1)*chunk], in.data[r*inner+i*chunk:r*inner+(i+1)*chunk])
+		}
+	}
+	return nil
+}
+
+type pack struct{ axis int }
+
+func (k *pack) prepare(ip *Interpreter, n *node) error {
+	if len(n.in) == 0 || len(n.out) != 1 || n.in[0] == nil {
+		return n.errorf("needs inputs and one output")
+	}
+	first := n.in[0]
+	axis := int(n.op.optInt(1, 0))
+	if axis < 0 {
+		axis += len(first.shape) + 1
+	}
+	if axis < 0 || axis > len(first.shape) {
+		return n.errorf("axis %d out of range", axis)
+	}
+	for i, t := range n.in {
+		if t == nil || !sameShape(t.shape, first.shape) || t.typ != first.typ {
+			return n.errorf("input %d does not match input 0", i)
+		}
+	}
+	k.axis = axis
+	out := n.out[0]
+	out.typ = first.typ
+	out.shape = append(append(append([]int(nil), first.shape[:axis]...), len(n.in)), first.shape[axis:]...)
+	out.quant = keepQuant(out, first)
+	return nil
+}
+
+func (k *pack) eval(ip *Interpreter, n *node) error {
+	first := n.in[0]
+	es := first.typ.Size()
+	outer := product(first.shape[:k.axis])
+	chunk := product(first.shape[k.axis:]) * es
+	for i, t := range n.in {
+		for r := 0; r < outer; r++ {
+			d := (r*len(n.in) + i) * chunk
+			copy(n.out[0].data[d:d+chunk], t.data[r*chunk:(r+1)*chunk])
+		}
+	}
+	return nil
+}
+
+type pad struct {
+	v2     bool
+	before []int
+	fill   []byte
+}
+
+func (k *pad) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.in[0], n.out[0]
+	p, ok := constInts(n.in[1])
+	if !ok {
+		return n.errorf("%w: non-constant paddings", models.ErrUnsupported)
+	}
+	r := len(in.shape)
+	if len(p) != 2*r {
+		return n.errorf("paddings of %d values for rank %d", len(p), r)
+	}
+	out.typ = in.typ
+	out.quant = keepQuant(out, in)
+	out.shape = make([]int, r)
+	k.before = make([]int, r)
+	for i := 0; i < r; i++ {
+		if p[2*i] < 0 || p[2*i+1] < 0 || p[2*i] > 1<<16 || p[2*i+1] > 1<<16 {
+			return n.errorf("bad padding %v", p)
+		}
+		k.before[i] = p[2*i]
+		out.shape[i] = in.shape[i] + p[2*i] + p[2*i+1]
+	}
+	es := in.typ.Size()
+	k.fill = make([]byte, es)
+	if k.v2 && len(n.in) > 2 && n.in[2] != nil {
+		if !n.in[2].konst || len(n.in[2].data) != es {
+			return n.errorf("%w: non-constant or mis-typed pad value", models.ErrUnsupported)
+		}
+		copy(k.fill, n.in[2].data)
+	} else if isQuantized(out) {
+		qv := out.zp()
+		for i := range k.fill {
+			k.fill[i] = byte(qv >> (8 * i))
+		}
+	}
+	return nil
+}
+
+func (k *pad) eval(ip *Interpreter, n *node) error {
+	in, out := n.in[0], n.out[0]
+	es := in.typ.Size()
+	// fill, then copy the input rows into place
+	if es == 1 {
+		for i := range out.data {
+			out.data[i] = k.fill[0]
+		}
+	} else {
+		for i := 0; i < len(out.data); i += es {
+			copy(out.data[i:i+es], k.fill)
+		}
+	}
+	r := len(in.shape)
+	if r == 0 || in.elems() == 0 {
+		copy(out.data, in.data)
+		return nil
+	}
+	ost := rowStrides(out.shape)
+	inner := in.shape[r-1] * es
+	rows := in.elems() / in.shape[r-1]
+	idx := make([]int, r)
+	for row := 0; row < rows; row++ {
+		o := k.before[r-1] * ost[r-1]
+		for i := 0; i < r-1; i++ {
+			o += (idx[i] + k.before[i]) * ost[i]
+		}
+		copy(out.data[o*es:o*es+inner], in.data[row*inner:(row+1)*inner])
+		for i := r - 2; i >= 0; i-- {
+			idx[i]++
+			if idx[i] < in.shape[i] {
+				break
+			}
+			idx[i] = 0
+		}
+	}
+	return nil
+}
+
+type tile struct{ mult []int }
+
+func (k *tile) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.in[0], n.out[0]
+	m, ok := constInts(n.in[1])
+	if !ok || len(m) != len(in.shape) {
+		return n.errorf("%w: multiples must be constant, one per dimension", models.ErrUnsupported)
+	}
+	out.typ = in.typ
+	out.quant = keepQuant(out, in)
+	out.shape = make([]int, len(m))
+	for i, x := range m {
+		if x < 0 || x > 1<<16 {
+			return n.errorf("bad multiple %d", x)
+		}
+		out.shape[i] = in.shape[i] * x
+	}
+	k.mult = m
+	return nil
+}
+
+func (k *tile) eval(ip *Interpreter, n *node) error {
+	in, out := n.in[0], n.out[0]
+	es := in.typ.Size()
+	r := len(in.shape)
+	ist, ost := rowStrides(in.shape), rowStrides(out.shape)
+	total := out.elems()
+	for o := 0; o < total; o++ {
+		src, rem := 0, o
+		for i := 0; i < r; i++ {
+			c := rem / ost[i]
+			rem %= ost[i]
+			src += (c % in.shape[i]) * ist[i]
+		}
+		copy(out.data[o*es:(o+1)*es], in.data[src*es:(src+1)*es])
+	}
+	return nil
+}
+
+var _ = fmt.Sprint
