@@ -3,6 +3,8 @@
 package kernel
 
 import (
+	"sync"
+
 	"golang.org/x/sys/cpu"
 )
 
@@ -12,10 +14,12 @@ type (
 	s8vnniFunc   func(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 	s8vnniRqFunc func(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 	f32fmaFunc   func(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+	s8avx2Func   func(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 )
 
 var (
 	hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
+	hasAVX2 = cpu.X86.HasAVX2
 	hasFMA  = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 )
 
@@ -27,6 +31,10 @@ var (
 )
 
 func init() {
+	if hasAVX2 {
+		bestS8 = implAVX2
+		s8Impls = append(s8Impls, implAVX2)
+	}
 	if hasVNNI {
 		bestS8 = implVNNI
 		s8Impls = append(s8Impls, implVNNI)
@@ -49,6 +57,10 @@ type chunk struct {
 const rowBlockBytes = 192 << 10
 
 func packS8Arch(p *PackedS8, b []int8) {
+	if p.impl == implAVX2 {
+		packS8AVX2(p, b)
+		return
+	}
 	n, k := p.n, p.k
 	np := (n + 15) / 16
 	kg := (k + 3) / 4
@@ -94,12 +106,19 @@ func safeRows(m int, a []int8, lda, kg int) int {
 }
 
 func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	if p.impl == implAVX2 {
+		gemmS8AVX2(p, m, a, lda, c, ldc)
+		return
+	}
 	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
 		s8vnniKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &c[i*ldc+ch.p0*16], ldc, &p.corr[ch.p0*16], ch.mask)
 	})
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
+	if p.impl != implVNNI {
+		return false
+	}
 	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
 		s8vnniRqKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &out[i*ldo+ch.p0*16], ldo, &p.corr[ch.p0*16],
 			&q.vec[ch.p0*vecFields*16], &q.consts[0], ch.mask)
@@ -183,6 +202,73 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 			mr := len(kern) - 1
 			for i := ib; i < ie; i += mr {
 				kern[min(mr, ie-i)](&a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
+			}
+		}
+	}
+}
+
+// packS8AVX2 packs B as int16 for s8avx2 kernels: chunks of up to two
+// 8-channel panels, [pair of k][panel][8 channels][2].
+func packS8AVX2(p *PackedS8, b []int8) {
+	n, k := p.n, p.k
+	np := (n + 7) / 8
+	kp := (k + 1) / 2
+	p.kg = kp
+	p.b16 = make([]int16, np*8*kp*2)
+	for p0 := 0; p0 < np; {
+		nv := min(2, np-p0)
+		c := chunk{nv: nv, p0: p0, off: p0 * 8 * kp * 2}
+		if last := n - (p0+nv-1)*8; last < 8 {
+			c.mask = uint64(last)
+		}
+		p.chunks = append(p.chunks, c)
+		dst := p.b16[c.off:]
+		for g := 0; g < kp; g++ {
+			for v := 0; v < nv; v++ {
+				for l := 0; l < 8; l++ {
+					j := (p0+v)*8 + l
+					for t := 0; t < 2; t++ {
+						if x := 2*g + t; j < n && x < k {
+							dst[((g*nv+v)*8+l)*2+t] = int16(b[j*k+x])
+						}
+					}
+				}
+			}
+		}
+		p0 += nv
+	}
+}
+
+// scratch16 recycles the int16 copies of A of the AVX2 path.
+var scratch16 = sync.Pool{New: func() any { return new([]int16) }}
+
+func gemmS8AVX2(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	k, kp := p.k, p.kg
+	ld := 2 * kp
+	mc := max(12, rowBlockBytes/(2*ld))
+	sp := scratch16.Get().(*[]int16)
+	defer scratch16.Put(sp)
+	if need := min(m, mc) * ld; cap(*sp) < need {
+		*sp = make([]int16, need)
+	}
+	s := (*sp)[:cap(*sp)]
+	for ib := 0; ib < m; ib += mc {
+		ie := min(m, ib+mc)
+		if k > 0 && ld > 0 {
+			_ = s[(ie-ib)*ld-1]
+			_ = a[(ie-1)*lda+k-1]
+			widenRows(&s[0], ld, &a[ib*lda], lda, ie-ib, k)
+		}
+		for ci := range p.chunks {
+			ch := &p.chunks[ci]
+			var mask *int32
+			if ch.mask != 0 {
+				mask = &f32Masks[ch.mask][0]
+			}
+			kern := s8avx2Kern[ch.nv]
+			mr := len(kern) - 1
+			for i := ib; i < ie; i += mr {
+				kern[min(mr, ie-i)](&s[(i-ib)*ld], ld, &p.b16[ch.off], kp, &c[i*ldc+ch.p0*8], ldc, mask)
 			}
 		}
 	}

@@ -11,6 +11,10 @@
 // signed bytes, and the epilogue adds corr = -128·Σ_k B[j][k] back. B is
 // packed as [group of 4 k][vector][16 channels][4 k], zero padded.
 //
+// int8 (AVX2): A is first widened to int16 (a scratch copy of a block of
+// rows), B is packed as int16 [pair of k][vector][8 channels][2 k], and
+// VPMADDWD+VPADDD accumulate exactly.
+//
 // float32 (AVX2+FMA): B is packed as [k][vector][8 channels], zero padded;
 // A is broadcast one float at a time.
 package main
@@ -18,6 +22,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"go/format"
 	"os"
 )
 
@@ -43,13 +48,18 @@ func main() {
 	for nv := 1; nv <= 2; nv++ {
 		for mr := 1; mr <= fmaMR[nv]; mr++ {
 			fma(nv, mr)
+			avx2S8(nv, mr)
 		}
 	}
+	widen()
 	table("s8vnniKern", "s8vnni", vnniMR)
+	table("s8avx2Kern", "s8avx2", fmaMR)
 	table("s8vnniRqKern", "s8vnniRq", vnniMR)
 	table("f32fmaKern", "f32fma", fmaMR)
 	must(os.WriteFile("kernel_amd64.s", s.Bytes(), 0o644))
-	must(os.WriteFile("kernel_amd64_gen.go", g.Bytes(), 0o644))
+	src, err := format.Source(g.Bytes())
+	must(err)
+	must(os.WriteFile("kernel_amd64_gen.go", src, 0o644))
 }
 
 func must(err error) {
@@ -297,4 +307,121 @@ func fma(nv, mr int) {
 	emit("VMOVDQU (R13), Y13")
 	store(true)
 	fmt.Fprintln(&s)
+}
+
+// avx2S8 writes an AVX2 int8 kernel (on int16-widened A) of mr rows × 8·nv
+// channels: Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast pair of A,
+// Y15 the products.
+func avx2S8(nv, mr int) {
+	name := fmt.Sprintf("s8avx2_%d_%d", nv, mr)
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)\n\n", name)
+	fmt.Fprintf(&s, "// func %s: %d rows × %d channels.\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, mr, 8*nv, name)
+	emit("MOVQ a+0(FP), SI")
+	emit("MOVQ lda+8(FP), DI")
+	emit("SHLQ $1, DI")
+	emit("MOVQ b+16(FP), BX")
+	emit("MOVQ kp+24(FP), CX")
+	rowBases(mr)
+	for i := 0; i < mr*nv; i++ {
+		emit("VPXOR Y%d, Y%d, Y%d", i, i, i)
+	}
+	fmt.Fprintf(&s, "loop:\n")
+	for v := 0; v < nv; v++ {
+		emit("VMOVDQU %d(BX), Y%d", v*32, 12+v)
+	}
+	for r := 0; r < mr; r++ {
+		emit("VPBROADCASTD %s, Y14", rowAddr(r))
+		for v := 0; v < nv; v++ {
+			emit("VPMADDWD Y%d, Y14, Y15", 12+v)
+			emit("VPADDD Y15, Y%d, Y%d", r*nv+v, r*nv+v)
+		}
+	}
+	advanceRows(mr, 4)
+	emit("ADDQ $%d, BX", nv*32)
+	emit("DECQ CX")
+	emit("JNZ loop")
+	emit("MOVQ c+32(FP), DX")
+	emit("MOVQ ldc+40(FP), R12")
+	emit("SHLQ $2, R12")
+	emit("MOVQ mask+48(FP), R13")
+	emit("TESTQ R13, R13")
+	emit("JNZ masked")
+	store := func(masked bool) {
+		for r := 0; r < mr; r++ {
+			for v := 0; v < nv; v++ {
+				y := r*nv + v
+				if masked && v == nv-1 {
+					emit("VPMASKMOVD Y%d, Y13, %d(DX)", y, v*32)
+				} else {
+					emit("VMOVDQU Y%d, %d(DX)", y, v*32)
+				}
+			}
+			if r < mr-1 {
+				emit("ADDQ R12, DX")
+			}
+		}
+		emit("VZEROUPPER")
+		emit("RET")
+	}
+	store(false)
+	fmt.Fprintf(&s, "masked:\n")
+	emit("VMOVDQU (R13), Y13")
+	store(true)
+	fmt.Fprintln(&s)
+}
+
+// widen writes widenRows: dst[r·ldd+x] = int16(src[r·lds+x]) for r < rows,
+// x < k, and zeros dst[r·ldd+x] for k ≤ x < ldd.
+func widen() {
+	fmt.Fprint(&g, "//go:noescape\nfunc widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)\n\n")
+	fmt.Fprint(&s, "// func widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)\nTEXT ·widenRows(SB), NOSPLIT, $0-48\n")
+	emit("MOVQ dst+0(FP), DI")
+	emit("MOVQ ldd+8(FP), R10")
+	emit("MOVQ src+16(FP), SI")
+	emit("MOVQ lds+24(FP), R11")
+	emit("MOVQ rows+32(FP), DX")
+	emit("MOVQ k+40(FP), R12")
+	emit("TESTQ DX, DX")
+	emit("JZ done")
+	fmt.Fprintf(&s, "row:\n")
+	emit("MOVQ SI, R8")
+	emit("MOVQ DI, R9")
+	emit("MOVQ R12, CX")
+	emit("CMPQ CX, $16")
+	emit("JLT tail")
+	fmt.Fprintf(&s, "vec:\n")
+	emit("VPMOVSXBW (R8), Y0")
+	emit("VMOVDQU Y0, (R9)")
+	emit("ADDQ $16, R8")
+	emit("ADDQ $32, R9")
+	emit("SUBQ $16, CX")
+	emit("CMPQ CX, $16")
+	emit("JGE vec")
+	fmt.Fprintf(&s, "tail:\n")
+	emit("TESTQ CX, CX")
+	emit("JZ pad")
+	fmt.Fprintf(&s, "tail1:\n")
+	emit("MOVBQSX (R8), AX")
+	emit("MOVW AX, (R9)")
+	emit("INCQ R8")
+	emit("ADDQ $2, R9")
+	emit("DECQ CX")
+	emit("JNZ tail1")
+	fmt.Fprintf(&s, "pad:\n")
+	emit("MOVQ R10, CX")
+	emit("SUBQ R12, CX")
+	emit("JLE next")
+	fmt.Fprintf(&s, "pad1:\n")
+	emit("MOVW $0, (R9)")
+	emit("ADDQ $2, R9")
+	emit("DECQ CX")
+	emit("JNZ pad1")
+	fmt.Fprintf(&s, "next:\n")
+	emit("ADDQ R11, SI")
+	emit("LEAQ (DI)(R10*2), DI")
+	emit("DECQ DX")
+	emit("JNZ row")
+	fmt.Fprintf(&s, "done:\n")
+	emit("VZEROUPPER")
+	emit("RET\n")
 }

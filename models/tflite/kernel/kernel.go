@@ -47,7 +47,8 @@ type PackedS8 struct {
 	rowSums []int32 // Σ_k B[j][k], len n
 	// b is B as given (n×k) for the Go path, or the panels of the
 	// assembly path (see the pack functions).
-	b []int8
+	b   []int8
+	b16 []int16 // B widened and packed for the AVX2 path
 	// corr is added to every output of the assembly path to undo its
 	// sign flip of A (-128·rowSums, padded to whole panels), or nil.
 	corr   []int32

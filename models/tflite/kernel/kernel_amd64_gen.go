@@ -260,61 +260,123 @@ func s8vnniRq_4_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *i
 func f32fma_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_7(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_8(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_9(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_10(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_1_11(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_1_12(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_2_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_2_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_2_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_2_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
 func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2_2_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
 func f32fma_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)
 
 var s8vnniKern = [...][]s8vnniFunc{
 	1: {nil, s8vnni_1_1, s8vnni_1_2, s8vnni_1_3, s8vnni_1_4, s8vnni_1_5, s8vnni_1_6, s8vnni_1_7, s8vnni_1_8, s8vnni_1_9, s8vnni_1_10, s8vnni_1_11, s8vnni_1_12, s8vnni_1_13, s8vnni_1_14, s8vnni_1_15, s8vnni_1_16},
 	2: {nil, s8vnni_2_1, s8vnni_2_2, s8vnni_2_3, s8vnni_2_4, s8vnni_2_5, s8vnni_2_6, s8vnni_2_7, s8vnni_2_8, s8vnni_2_9, s8vnni_2_10, s8vnni_2_11, s8vnni_2_12},
 	3: {nil, s8vnni_3_1, s8vnni_3_2, s8vnni_3_3, s8vnni_3_4, s8vnni_3_5, s8vnni_3_6, s8vnni_3_7, s8vnni_3_8},
 	4: {nil, s8vnni_4_1, s8vnni_4_2, s8vnni_4_3, s8vnni_4_4, s8vnni_4_5, s8vnni_4_6},
+}
+
+var s8avx2Kern = [...][]s8avx2Func{
+	1: {nil, s8avx2_1_1, s8avx2_1_2, s8avx2_1_3, s8avx2_1_4, s8avx2_1_5, s8avx2_1_6, s8avx2_1_7, s8avx2_1_8, s8avx2_1_9, s8avx2_1_10, s8avx2_1_11, s8avx2_1_12},
+	2: {nil, s8avx2_2_1, s8avx2_2_2, s8avx2_2_3, s8avx2_2_4, s8avx2_2_5, s8avx2_2_6},
 }
 
 var s8vnniRqKern = [...][]s8vnniRqFunc{
