@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"edgefleet/models"
-	"edgefleet/models/imageio"
 	"edgefleet/models/modeltest"
 	"edgefleet/models/yolo/yolotest"
 )
@@ -114,10 +113,7 @@ func TestDetectorReplay(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := imageio.Load(modeltest.Path(t, "images", ref.Image))
-			if err != nil {
-				t.Fatal(err)
-			}
+			img := testImage(t, ref.Image)
 			eng := newReplay(t, pair)
 			d, err := NewDetector(eng, Options{Labels: labels80(), Workers: 2})
 			if err != nil {
@@ -151,10 +147,7 @@ func TestDetectorBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := imageio.Load(modeltest.Path(t, "images", "chelsea.png"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cat := testImage(t, "chelsea.png")
 	grey := image.NewGray(image.Rect(0, 0, 200, 100))
 	imgs := []image.Image{cat, grey, cat, cat, grey}
 	for _, batch := range []int{1, 2, 4, 8} {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"edgefleet/models"
@@ -18,6 +19,22 @@ import (
 	"edgefleet/models/modeltest"
 	"edgefleet/models/yolo/yolotest"
 )
+
+var imageCache sync.Map // image file name → image.Image
+
+// testImage loads a shared test photo once per test binary.
+func testImage(t testing.TB, name string) image.Image {
+	t.Helper()
+	if img, ok := imageCache.Load(name); ok {
+		return img.(image.Image)
+	}
+	img, err := imageio.Load(modeltest.Path(t, "images", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageCache.Store(name, img)
+	return img
+}
 
 func refInputSpec(t *testing.T, r *yolotest.Reference) InputSpec {
 	t.Helper()
@@ -41,10 +58,7 @@ func TestLetterboxReferenceHashes(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(ref.Pair(), func(t *testing.T) {
-			img, err := imageio.Load(modeltest.Path(t, "images", ref.Image))
-			if err != nil {
-				t.Fatal(err)
-			}
+			img := testImage(t, ref.Image)
 			for _, workers := range []int{1, 3} {
 				spec := refInputSpec(t, ref)
 				l, err := NewLetterboxer(spec)
@@ -84,10 +98,7 @@ func TestLetterboxNativeInputs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img, err := imageio.Load(modeltest.Path(t, "images", ref.Image))
-			if err != nil {
-				t.Fatal(err)
-			}
+			img := testImage(t, ref.Image)
 			spec := refInputSpec(t, ref)
 			l, _ := NewLetterboxer(spec)
 			got := make([]byte, spec.ImageBytes())
