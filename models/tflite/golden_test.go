@@ -60,11 +60,13 @@ func TestGoldenTensors(t *testing.T) {
 		maxMean    float64 // mean difference allowed (steps, or absolute for float)
 		maxP99     float64
 	}{
-		{"yolov8n_full_integer_quant", "native", 0.1, 2},
-		{"yolo11n_full_integer_quant", "native", 0.1, 2},
-		{"yolov5n-int8", "native", 0.5, 2},
+		// Two real TFLite builds differ by up to 0.42 steps mean and 8-9
+		// steps p99 on the box rows (tensors/README.md); hold to that.
+		{"yolov8n_full_integer_quant", "native", 0.3, 6},
+		{"yolo11n_full_integer_quant", "native", 0.15, 4},
+		{"yolov5n-int8", "native", 0.6, 8},
 		{"yolov8n_int8", "native", 1e-3, 0.01},
-		{"yolo26n_int8_320_e2e", "wasm", 1e-2, 0.05},
+		{"yolo26n_int8_320_e2e", "wasm", 5e-3, 0.02},
 	}
 	for _, c := range cases {
 		t.Run(c.model, func(t *testing.T) {
@@ -103,6 +105,11 @@ func TestGoldenTensors(t *testing.T) {
 			if len(got) != len(want) {
 				t.Fatalf("output is %d bytes, reference %d", len(got), len(want))
 			}
+			if shape := e.Outputs()[0].Shape; len(shape) == 3 && shape[2] == 6 {
+				// End-to-end rows are sorted by score: below the detection
+				// threshold their order is arbitrary, so compare the kept rows.
+				got, want = keptRows(got, aligned(want), 0.25)
+			}
 			d := diffTensors(e.Outputs()[0].Type, got, want)
 			t.Logf("%s vs %s runtime: max %.4g mean %.4g p99 %.4g differ %.2f%%", c.model, c.dir, d.max, d.mean, d.p99, 100*d.differ)
 			if d.mean > c.maxMean || d.p99 > c.maxP99 {
@@ -110,4 +117,15 @@ func TestGoldenTensors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// keptRows returns the leading [x1,y1,x2,y2,score,class] rows whose reference
+// score exceeds conf, from both outputs.
+func keptRows(got, want []byte, conf float32) ([]byte, []byte) {
+	w := f32s(want)
+	n := 0
+	for n*6+5 < len(w) && w[n*6+4] > conf {
+		n++
+	}
+	return got[:n*24], want[:n*24]
 }
