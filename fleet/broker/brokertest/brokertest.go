@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -20,7 +21,7 @@ import (
 	"edgefleet/fleet/broker"
 )
 
-// Start runs a broker until the test ends. An empty opts.Addr and
+// Start runs a broker until the test ends (or the test closes it). An empty opts.Addr and
 // opts.TLSAddr mean "127.0.0.1:0"; a nil opts.Auth means an empty
 // StaticAuth.
 func Start(t testing.TB, opts broker.Options) *broker.Broker {
@@ -40,7 +41,8 @@ func Start(t testing.TB, opts broker.Options) *broker.Broker {
 	go func() { done <- b.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
+		// ErrClosed: the test closed the broker before Run started.
+		if err := <-done; err != nil && !errors.Is(err, broker.ErrClosed) {
 			t.Errorf("brokertest: run: %v", err)
 		}
 	})

@@ -1,0 +1,263 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+// Outbox is where the Sender takes events from: the agent's spool
+// (agent/spool), or MemOutbox in tests. Seqs start at 1.
+type Outbox interface {
+	// Next returns up to max events with Seq above after, in increasing Seq;
+	// none and a nil error when there are none yet (it need not block).
+	Next(ctx context.Context, after uint64, max int) ([]api.Event, error)
+	// Ack removes the events in ranges (inclusive); seqs it does not hold
+	// are ignored.
+	Ack(ctx context.Context, ranges ...api.SeqRange) error
+}
+
+// Optional Outbox extensions the Sender uses when present.
+type (
+	// readier: Ready receives a value when new events were stored, so the
+	// Sender need not wait for its next poll.
+	readier interface{ Ready() <-chan struct{} }
+	// corrupter: an error from Next with CorruptSeq names a record that can
+	// never be sent; the Sender acknowledges it (dropping it) and counts it.
+	corrupter interface{ CorruptSeq() uint64 }
+)
+
+// SenderOptions tune a Sender; zero values take the defaults.
+type SenderOptions struct {
+	// BatchSize is the most events per DetectionBatch; default 500. A batch
+	// whose JSON exceeds api.MaxPayload is split.
+	BatchSize int
+	// Window is the most batches sent but not yet acknowledged by the fleet;
+	// default 8.
+	Window int
+	// AckTimeout is how long the oldest unacknowledged batch may wait for
+	// the fleet's Ack before everything unacknowledged is sent again;
+	// default 30 s.
+	AckTimeout time.Duration
+	// Poll is how often an empty Outbox is asked again; default 50 ms.
+	Poll time.Duration
+	// Logger defaults to the Link's logger.
+	Logger *slog.Logger
+}
+
+// Sender drains an Outbox to the fleet through a Link: batches in seq order,
+// at most Window of them awaiting the fleet's Ack, Outbox.Ack when the Ack
+// arrives. After a reconnect, an error or an AckTimeout it sends again
+// everything not yet acknowledged (at least once; the fleet dedupes on
+// (device, seq)). A Sender is used by one goroutine, its Run.
+type Sender struct {
+	link *Link
+	out  Outbox
+	opts SenderOptions
+	log  *slog.Logger
+}
+
+// flight is one batch sent and not yet fully acknowledged.
+type flight struct {
+	seqs  []uint64 // increasing
+	acked []bool
+	left  int
+	sent  time.Time
+}
+
+// NewSender returns a Sender of out's events over l. It consumes l.Acks().
+func NewSender(l *Link, out Outbox, opts SenderOptions) *Sender {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 500
+	}
+	if opts.Window <= 0 {
+		opts.Window = 8
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 30 * time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 50 * time.Millisecond
+	}
+	log := opts.Logger
+	if log == nil {
+		log = l.opts.Logger
+	}
+	return &Sender{link: l, out: out, opts: opts, log: log.With("component", "sender", "device_id", l.opts.DeviceID)}
+}
+
+// Run sends until ctx is done, then returns nil. Outbox and publish errors
+// are logged, counted and retried; they do not end Run.
+func (s *Sender) Run(ctx context.Context) error {
+	var (
+		inflight []*flight
+		after    uint64 // the last seq handed to the link
+		session  uint64
+		ready    <-chan struct{}
+	)
+	if r, ok := s.out.(readier); ok {
+		ready = r.Ready()
+	}
+	m := s.link.metrics
+	// rewind forgets what is in flight and resumes after the last seq
+	// below the oldest unacknowledged batch; acknowledged events are gone
+	// from the outbox, so only unacknowledged ones are sent again.
+	rewind := func(reason string) {
+		if len(inflight) == 0 {
+			return
+		}
+		after = inflight[0].seqs[0] - 1
+		inflight = inflight[:0]
+		m.resends.WithLabelValues(reason).Inc()
+	}
+	onAck := func(a api.Ack) {
+		if err := s.out.Ack(ctx, a.Ranges...); err != nil {
+			// The events stay in the outbox and are sent again later.
+			s.log.Warn("outbox ack failed", "error", err)
+			return
+		}
+		var n int
+		inflight = slices.DeleteFunc(inflight, func(f *flight) bool {
+			n += f.ack(a.Ranges)
+			return f.left == 0
+		})
+		m.eventsAcked.Add(float64(n))
+	}
+	poll := time.NewTimer(s.opts.Poll)
+	defer poll.Stop()
+	var lastErr time.Time
+	for {
+		n, err := s.link.WaitConnected(ctx)
+		if err != nil {
+			return nil
+		}
+		if n != session {
+			rewind("reconnect")
+			session = n
+		}
+	drain:
+		for {
+			select {
+			case a := <-s.link.Acks():
+				onAck(a)
+			default:
+				break drain
+			}
+		}
+		if len(inflight) > 0 && time.Since(inflight[0].sent) > s.opts.AckTimeout {
+			s.log.Warn("no ack from the fleet in time; sending again", "from_seq", inflight[0].seqs[0], "batches", len(inflight))
+			rewind("ack_timeout")
+		}
+		if len(inflight) < s.opts.Window {
+			evs, err := s.out.Next(ctx, after, s.opts.BatchSize)
+			if err != nil {
+				var c corrupter
+				if errors.As(err, &c) && len(evs) == 0 {
+					seq := c.CorruptSeq()
+					s.log.Error("dropping corrupt outbox record", "seq", seq, "error", err)
+					if err := s.out.Ack(ctx, api.SeqRange{From: seq, To: seq}); err == nil {
+						m.dropped.WithLabelValues("corrupt").Inc()
+						continue
+					}
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				m.outboxErrors.Inc()
+				if time.Since(lastErr) > 10*time.Second {
+					s.log.Warn("outbox next failed", "error", err)
+					lastErr = time.Now()
+				}
+			}
+			if len(evs) > 0 {
+				fl, err := s.send(ctx, evs)
+				inflight = append(inflight, fl...)
+				if len(fl) > 0 {
+					after = fl[len(fl)-1].seqs[len(fl[len(fl)-1].seqs)-1]
+				}
+				if err == nil {
+					continue
+				}
+				if ctx.Err() != nil {
+					return nil
+				}
+				m.publishErrors.Inc()
+				s.log.Debug("publish failed", "error", err)
+				// Send again from the first unacknowledged event: what
+				// failed may or may not have reached the fleet.
+				if len(inflight) == 0 {
+					after = evs[0].Seq - 1
+				} else {
+					rewind("publish_error")
+				}
+			}
+		}
+		_, _, changed := s.link.current()
+		poll.Reset(s.opts.Poll)
+		select {
+		case <-ctx.Done():
+			return nil
+		case a := <-s.link.Acks():
+			onAck(a)
+		case <-ready:
+		case <-changed:
+		case <-poll.C:
+		}
+	}
+}
+
+// send publishes evs as one batch, or several when its JSON is too large,
+// and returns the flights that were acknowledged by the broker.
+func (s *Sender) send(ctx context.Context, evs []api.Event) ([]*flight, error) {
+	b := api.DetectionBatch{DeviceID: s.link.opts.DeviceID, Events: evs}
+	err := s.link.PublishBatch(ctx, &b)
+	switch {
+	case err == nil:
+		f := &flight{seqs: make([]uint64, len(evs)), acked: make([]bool, len(evs)), left: len(evs), sent: time.Now()}
+		for i, e := range evs {
+			f.seqs[i] = e.Seq
+		}
+		m := s.link.metrics
+		m.batches.Inc()
+		m.eventsSent.Add(float64(len(evs)))
+		return []*flight{f}, nil
+	case errors.Is(err, ErrTooLarge) && len(evs) > 1:
+		h := len(evs) / 2
+		f1, err := s.send(ctx, evs[:h])
+		if err != nil {
+			return f1, err
+		}
+		f2, err := s.send(ctx, evs[h:])
+		return append(f1, f2...), err
+	case errors.Is(err, ErrTooLarge):
+		// One event the fleet would never accept: drop it rather than
+		// block the outbox forever.
+		s.log.Error("dropping event too large to send", "seq", evs[0].Seq)
+		s.link.metrics.dropped.WithLabelValues("too_large").Inc()
+		if err := s.out.Ack(ctx, api.SeqRange{From: evs[0].Seq, To: evs[0].Seq}); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	}
+	return nil, err
+}
+
+// ack marks the seqs covered by ranges and returns how many were new.
+func (f *flight) ack(ranges []api.SeqRange) int {
+	n := 0
+	for _, r := range ranges {
+		i, _ := slices.BinarySearch(f.seqs, r.From)
+		for ; i < len(f.seqs) && f.seqs[i] <= r.To; i++ {
+			if !f.acked[i] {
+				f.acked[i] = true
+				n++
+			}
+		}
+	}
+	f.left -= n
+	return n
+}
