@@ -115,7 +115,7 @@ func TestRanges(t *testing.T) {
 		return out
 	}
 	got := Ranges(ev(1, 2, 3, 5, 7, 8))
-	want := []api.SeqRange{{1, 3}, {5, 5}, {7, 8}}
+	want := []api.SeqRange{{From: 1, To: 3}, {From: 5, To: 5}, {From: 7, To: 8}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Ranges = %v, want %v", got, want)
 	}

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"edgefleet/fleet/api"
+)
+
+// Config is fleetd's YAML configuration. Unknown keys are an error.
+type Config struct {
+	// DataDir holds detections.db and registry.db.
+	DataDir string     `yaml:"data_dir"`
+	Log     LogConfig  `yaml:"log"`
+	HTTP    HTTPConfig `yaml:"http"`
+	Broker  BrokerConf `yaml:"broker"`
+	// Operators are the bearer tokens of the REST API and console.
+	Operators []Operator `yaml:"operators"`
+	// Devices may connect to the embedded broker.
+	Devices []DeviceCred `yaml:"devices"`
+	// Services are MQTT users with access to every topic (tools, other fleetd processes).
+	Services  []ServiceCred `yaml:"services"`
+	Retention Retention     `yaml:"retention"`
+	Health    Health        `yaml:"health"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
+
+// HTTPConfig is the REST API, console and metrics listener.
+type HTTPConfig struct {
+	Listen       string        `yaml:"listen"`        // default 127.0.0.1:8080
+	ReadTimeout  time.Duration `yaml:"read_timeout"`  // default 30s
+	WriteTimeout time.Duration `yaml:"write_timeout"` // default 60s (live feed and export extend it)
+}
+
+// BrokerConf selects the embedded broker (default) or an external one (url).
+type BrokerConf struct {
+	// Listen is the embedded broker's plain MQTT address; default 127.0.0.1:1883.
+	Listen string `yaml:"listen"`
+	// TLSListen, TLSCert and TLSKey add a TLS listener; TLSClientCA requires client certificates.
+	TLSListen   string `yaml:"tls_listen"`
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+	TLSClientCA string `yaml:"tls_client_ca"`
+	// URL of an external broker (tcp://host:1883); when set, the embedded broker is off.
+	URL      string `yaml:"url"`
+	ClientID string `yaml:"client_id"` // default fleetd-<hostname>
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// ShareGroup names the shared subscription for detections; default fleetd.
+	ShareGroup string `yaml:"share_group"`
+}
+
+// Operator is one REST API user.
+type Operator struct {
+	Name string `yaml:"name"`
+	// Token, or TokenEnv naming an environment variable that holds it.
+	Token    string `yaml:"token"`
+	TokenEnv string `yaml:"token_env"`
+}
+
+// DeviceCred is one device's MQTT login: username = id.
+type DeviceCred struct {
+	ID       string `yaml:"id"`
+	Password string `yaml:"password"`
+}
+
+// ServiceCred is one MQTT service login.
+type ServiceCred struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+// Retention bounds the detection store.
+type Retention struct {
+	MaxAge    time.Duration `yaml:"max_age"`    // default 720h; 0 keeps forever only if set explicitly to "0s"
+	MaxEvents int64         `yaml:"max_events"` // 0: no bound
+	MaxBytes  int64         `yaml:"max_bytes"`  // 0: no bound
+	Every     time.Duration `yaml:"every"`      // default 1m
+}
+
+// Health sets the registry's health thresholds; zero means the registry default.
+type Health struct {
+	StaleAfter    time.Duration `yaml:"stale_after"`
+	MaxDropRate   float64       `yaml:"max_drop_rate"`
+	MaxSpoolDepth uint64        `yaml:"max_spool_depth"`
+	MaxSpoolAge   time.Duration `yaml:"max_spool_age"`
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := ParseConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes strictly, applies defaults and validates.
+func ParseConfig(r io.Reader) (*Config, error) {
+	c := &Config{}
+	c.Retention.MaxAge = -1 // "unset", to tell it from an explicit 0s
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) defaults() {
+	if c.HTTP.Listen == "" {
+		c.HTTP.Listen = "127.0.0.1:8080"
+	}
+	if c.HTTP.ReadTimeout == 0 {
+		c.HTTP.ReadTimeout = 30 * time.Second
+	}
+	if c.HTTP.WriteTimeout == 0 {
+		c.HTTP.WriteTimeout = 60 * time.Second
+	}
+	if c.Broker.URL == "" && c.Broker.Listen == "" && c.Broker.TLSListen == "" {
+		c.Broker.Listen = "127.0.0.1:1883"
+	}
+	if c.Broker.ShareGroup == "" {
+		c.Broker.ShareGroup = "fleetd"
+	}
+	if c.Broker.ClientID == "" {
+		h, _ := os.Hostname()
+		c.Broker.ClientID = "fleetd-" + strings.Map(func(r rune) rune {
+			if api.ValidateID(string(r)) == nil {
+				return r
+			}
+			return '-'
+		}, h)
+	}
+	if c.Retention.MaxAge < 0 {
+		c.Retention.MaxAge = 720 * time.Hour
+	}
+	if c.Retention.Every == 0 {
+		c.Retention.Every = time.Minute
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Validate checks the config; its errors name the key at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "required")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%v", err)
+	}
+	if c.HTTP.ReadTimeout < 0 || c.HTTP.WriteTimeout < 0 {
+		bad("http", "timeouts must not be negative")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	b := c.Broker
+	if b.URL != "" {
+		u, err := url.Parse(b.URL)
+		if err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "tls" && u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" {
+			bad("broker.url", "%q is not like tcp://host:1883", b.URL)
+		}
+		if b.Listen != "" || b.TLSListen != "" {
+			bad("broker.listen", "set only for the embedded broker, not with broker.url")
+		}
+		if len(c.Devices) > 0 {
+			bad("devices", "device credentials belong to the external broker when broker.url is set")
+		}
+	} else {
+		if b.Listen != "" {
+			if _, _, err := net.SplitHostPort(b.Listen); err != nil {
+				bad("broker.listen", "%v", err)
+			}
+		}
+		if b.TLSListen != "" && (b.TLSCert == "" || b.TLSKey == "") {
+			bad("broker.tls_cert", "tls_listen needs tls_cert and tls_key")
+		}
+	}
+	if err := api.ValidateID(b.ShareGroup); err != nil {
+		bad("broker.share_group", "%v", err)
+	}
+	if len(c.Operators) == 0 {
+		bad("operators", "at least one operator token is needed for the API")
+	}
+	names := map[string]bool{}
+	for i, o := range c.Operators {
+		key := fmt.Sprintf("operators[%d]", i)
+		if o.Name == "" {
+			bad(key+".name", "required")
+		}
+		if names[o.Name] {
+			bad(key+".name", "%q repeated", o.Name)
+		}
+		names[o.Name] = true
+		if (o.Token == "") == (o.TokenEnv == "") {
+			bad(key, "set exactly one of token and token_env")
+		} else if o.TokenEnv != "" && os.Getenv(o.TokenEnv) == "" {
+			bad(key+".token_env", "environment variable %s is empty", o.TokenEnv)
+		} else if tok := c.Operators[i].token(); len(tok) < 16 {
+			bad(key+".token", "shorter than 16 characters")
+		}
+	}
+	ids := map[string]bool{}
+	for i, d := range c.Devices {
+		key := fmt.Sprintf("devices[%d]", i)
+		if err := api.ValidateID(d.ID); err != nil {
+			bad(key+".id", "%v", err)
+		}
+		if ids[d.ID] {
+			bad(key+".id", "%q repeated", d.ID)
+		}
+		ids[d.ID] = true
+		if d.Password == "" {
+			bad(key+".password", "required")
+		}
+	}
+	for i, s := range c.Services {
+		if s.User == "" || s.Password == "" {
+			bad(fmt.Sprintf("services[%d]", i), "user and password are required")
+		}
+	}
+	if c.Retention.MaxAge < 0 || c.Retention.MaxEvents < 0 || c.Retention.MaxBytes < 0 {
+		bad("retention", "bounds must not be negative")
+	}
+	if c.Retention.Every < time.Second {
+		bad("retention.every", "%v is below 1s", c.Retention.Every)
+	}
+	if c.Health.MaxDropRate < 0 || c.Health.MaxDropRate > 1 {
+		bad("health.max_drop_rate", "%v is not in 0..1", c.Health.MaxDropRate)
+	}
+	return errors.Join(errs...)
+}
+
+func (o Operator) token() string {
+	if o.TokenEnv != "" {
+		return os.Getenv(o.TokenEnv)
+	}
+	return o.Token
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+data_dir: /tmp/x
+operators:
+  - name: alice
+    token: 0123456789abcdef
+`
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name, yaml, err string
+	}{
+		{"minimal", minimal, ""},
+		{"unknown key", minimal + "colour: blue\n", "field colour not found"},
+		{"nested unknown key", minimal + "http:\n  lisen: :80\n", "field lisen not found"},
+		{"no data dir", "operators: [{name: a, token: 0123456789abcdef}]\n", "data_dir: required"},
+		{"no operators", "data_dir: x\n", "operators: at least one"},
+		{"short token", "data_dir: x\noperators: [{name: a, token: short}]\n", "operators[0].token: shorter"},
+		{"both tokens", "data_dir: x\noperators: [{name: a, token: 0123456789abcdef, token_env: X}]\n", "operators[0]: set exactly one"},
+		{"bad duration", minimal + "retention:\n  max_age: forever\n", "forever"},
+		{"bad device", minimal + "devices: [{id: a/b, password: p}]\n", "devices[0].id"},
+		{"dup device", minimal + "devices: [{id: a, password: p}, {id: a, password: q}]\n", "devices[1].id: \"a\" repeated"},
+		{"url and listen", minimal + "broker:\n  url: tcp://h:1883\n  listen: :1883\n", "broker.listen"},
+		{"bad url", minimal + "broker:\n  url: h:1883\n", "broker.url"},
+		{"bad format", minimal + "log:\n  format: xml\n", "log.format"},
+		{"tls without cert", minimal + "broker:\n  tls_listen: :8883\n", "broker.tls_cert"},
+		{"bad drop rate", minimal + "health:\n  max_drop_rate: 2\n", "health.max_drop_rate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseConfig(strings.NewReader(tt.yaml))
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.HTTP.Listen != "127.0.0.1:8080" || c.Broker.Listen != "127.0.0.1:1883" || c.Retention.MaxAge != 720*time.Hour {
+					t.Errorf("defaults not applied: %+v", c)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.err)
+			}
+		})
+	}
+	c, err := ParseConfig(strings.NewReader(minimal + "retention:\n  max_age: 0s\n"))
+	if err != nil || c.Retention.MaxAge != 0 {
+		t.Fatalf("explicit 0s max_age: %v, %v", c.Retention.MaxAge, err)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add(minimal)
+	f.Add(minimal + "broker:\n  url: tcp://h:1\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		ParseConfig(strings.NewReader(s))
+	})
+}
