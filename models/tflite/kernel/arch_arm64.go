@@ -1,0 +1,107 @@
+//go:build arm64 && !purego
+
+package kernel
+
+import "golang.org/x/sys/cpu"
+
+type s8sdotFunc func(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
+
+var hasSDOT = cpu.ARM64.HasASIMDDP
+
+var (
+	bestS8   = implGo
+	bestF32  = implGo
+	s8Impls  = []impl{implGo}
+	f32Impls = []impl{implGo}
+)
+
+func init() {
+	if hasSDOT {
+		bestS8 = implNEON
+		s8Impls = append(s8Impls, implNEON)
+	}
+}
+
+// chunk is one 16-channel panel of the packed B, starting at element off;
+// valid is how many of its channels exist (16 but for the last).
+type chunk struct {
+	p0, off, valid int
+}
+
+// rowBlockBytes bounds the bytes of A that one pass over all chunks reads.
+const rowBlockBytes = 96 << 10
+
+// packS8Arch packs B for the SDOT kernels: per 16-channel panel,
+// [group of 4 k][16 channels][4 k], k padded with zeros to a multiple of 16.
+func packS8Arch(p *PackedS8, b []int8) {
+	n, k := p.n, p.k
+	np := (n + 15) / 16
+	k16 := (k + 15) / 16
+	p.kg = k16
+	stride := k16 * 16 * 16
+	p.b = make([]int8, np*stride)
+	for p0 := 0; p0 < np; p0++ {
+		c := chunk{p0: p0, off: p0 * stride, valid: min(16, n-p0*16)}
+		p.chunks = append(p.chunks, c)
+		dst := p.b[c.off:]
+		for g := 0; g < 4*k16; g++ {
+			for l := 0; l < c.valid; l++ {
+				j := p0*16 + l
+				for t := 0; t < 4; t++ {
+					if x := 4*g + t; x < k {
+						dst[(g*16+l)*4+t] = b[j*k+x]
+					}
+				}
+			}
+		}
+	}
+}
+
+func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	k16 := p.kg
+	need := 16 * k16
+	safe := 0
+	if cap(a) >= need {
+		safe = min(m, (cap(a)-need)/lda+1)
+	}
+	const mr = 5
+	var tmp [mr * 16]int32
+	call := func(i, r int, ch *chunk, ap *int8, lda int) {
+		kern := s8sdotKern[1][r]
+		if ch.valid == 16 {
+			kern(ap, lda, &p.b[ch.off], k16, &c[i*ldc+ch.p0*16], ldc)
+			return
+		}
+		kern(ap, lda, &p.b[ch.off], k16, &tmp[0], 16)
+		for x := 0; x < r; x++ {
+			copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
+		}
+	}
+	mc := max(mr, rowBlockBytes/lda)
+	for ib := 0; ib < safe; ib += mc {
+		ie := min(safe, ib+mc)
+		for ci := range p.chunks {
+			for i := ib; i < ie; i += mr {
+				call(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda)
+			}
+		}
+	}
+	if safe < m {
+		row := make([]int8, need)
+		for i := safe; i < m; i++ {
+			copy(row, a[i*lda:i*lda+p.k])
+			for ci := range p.chunks {
+				call(i, 1, &p.chunks[ci], &row[0], need)
+			}
+		}
+	}
+}
+
+func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
+	return false
+}
+
+func packF32Arch(p *PackedF32, b []float32) { panic("kernel: no float32 assembly on arm64") }
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
+	panic("kernel: no float32 assembly on arm64")
+}
