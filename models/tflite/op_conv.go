@@ -47,6 +47,7 @@ type conv struct {
 	kind      string
 	// int8
 	packed   *kernel.PackedS8
+	krq      *kernel.Requant
 	rq       requant
 	biasAdj  []int32
 	lo, hi   int32
@@ -237,11 +238,18 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		}
 		c.biasAdj[ch] = bv - c.inZP*sums[ch]
 	}
-	need := tileM * g.oc * 4
-	if !c.direct {
-		need += tileM * c.k
+	mult, shift := make([]int32, g.oc), make([]int32, g.oc)
+	for ch := range mult {
+		mult[ch], shift[ch] = c.rq.q[ch], int32(c.rq.shift[ch])
 	}
-	ip.needScratch(need)
+	krq, err := kernel.NewRequant(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
+	if err != nil {
+		return n.errorf("%v", err)
+	}
+	c.krq = krq
+	if !c.direct {
+		ip.needScratch(tileM * c.k)
+	}
 	return nil
 }
 
@@ -333,11 +341,9 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	dst := i8s(out.data)
 	tiles := (M + tileM - 1) / tileM
 	ip.parallel(tiles, 1, func(w, t0, t1 int) {
-		sc := ip.scratch[w]
-		acc := i32s(sc[:tileM*g.oc*4])
 		var col []int8
 		if !c.direct {
-			col = i8s(sc[tileM*g.oc*4:])
+			col = i8s(ip.scratch[w])
 		}
 		for t := t0; t < t1; t++ {
 			m0, m1 := t*tileM, min(M, (t+1)*tileM)
@@ -349,8 +355,7 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 				im2col(g, src, col, m0, m1, int8(c.inZP))
 				a = col[:rows*c.k]
 			}
-			c.packed.Gemm(rows, a, c.k, acc, g.oc)
-			requantRows(acc[:rows*g.oc], dst[m0*g.oc:m1*g.oc], g.oc, c.biasAdj, &c.rq, c.outZP, c.lo, c.hi)
+			c.packed.GemmRequant(rows, a, c.k, c.krq, dst[m0*g.oc:m1*g.oc], g.oc)
 		}
 	})
 }

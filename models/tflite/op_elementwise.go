@@ -111,6 +111,9 @@ type binaryOp struct {
 	s1, s2, so           int
 	z1, z2, zo, lo, hi   int32
 	flo, fhi             float32
+	// lut holds the exact result for every pair of quantized input bytes
+	// (x<<8 | y): 64 KiB per operator, one load per element at run time.
+	lut []byte
 }
 
 func (k *binaryOp) prepare(ip *Interpreter, n *node) error {
@@ -162,9 +165,11 @@ func (k *binaryOp) prepare(ip *Interpreter, n *node) error {
 			k.m1, k.s1 = quantizeMultiplier(a.scale() / twiceMax)
 			k.m2, k.s2 = quantizeMultiplier(b.scale() / twiceMax)
 			k.mo, k.so = quantizeMultiplier(twiceMax / (float64(int(1)<<k.leftShift) * out.scale()))
+			k.buildLUT(a.typ == models.Int8)
 			return nil
 		case OpMul:
 			k.mo, k.so = quantizeMultiplier(a.scale() * b.scale() / out.scale())
+			k.buildLUT(a.typ == models.Int8)
 			return nil
 		}
 	}
@@ -300,7 +305,52 @@ func evalInt[T int32 | int64](k *binaryOp, x, y []T, out *rtensor) {
 	})
 }
 
+// quantOne is the exact TFLite integer arithmetic for one pair of inputs.
+func (k *binaryOp) quantOne(x, y int32) int32 {
+	var r int32
+	switch k.kind {
+	case OpAdd, OpSub:
+		s1 := mbqm((x-k.z1)*(1<<k.leftShift), k.m1, k.s1)
+		s2 := mbqm((y-k.z2)*(1<<k.leftShift), k.m2, k.s2)
+		raw := s1 + s2
+		if k.kind == OpSub {
+			raw = s1 - s2
+		}
+		r = mbqm(raw, k.mo, k.so) + k.zo
+	case OpMul:
+		r = mbqm((x-k.z1)*(y-k.z2), k.mo, k.so) + k.zo
+	}
+	return clamp32(r, k.lo, k.hi)
+}
+
+func (k *binaryOp) buildLUT(signed bool) {
+	k.lut = make([]byte, 1<<16)
+	for i := 0; i < 1<<16; i++ {
+		x, y := int32(i>>8), int32(i&0xff)
+		if signed {
+			x, y = int32(int8(x)), int32(int8(y))
+		}
+		k.lut[i] = byte(k.quantOne(x, y))
+	}
+}
+
 func (k *binaryOp) evalQ(a, b, out *rtensor) {
+	if k.lut != nil {
+		x, y, o, lut := a.data, b.data, out.data, k.lut
+		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+			if sa == 1 && sb == 1 {
+				xs, ys, os := x[ia:ia+n], y[ib:ib+n], o[oi:oi+n]
+				for j := range os {
+					os[j] = lut[int(xs[j])<<8|int(ys[j])]
+				}
+				return
+			}
+			for j := 0; j < n; j++ {
+				o[oi+j] = lut[int(x[ia+j*sa])<<8|int(y[ib+j*sb])]
+			}
+		})
+		return
+	}
 	signed := a.typ == models.Int8
 	get := func(t []byte, i int) int32 {
 		if signed {
