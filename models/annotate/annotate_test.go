@@ -25,8 +25,8 @@ func TestDraw(t *testing.T) {
 	src := grey(200, 100)
 	dets := []models.Detection{
 		{ClassID: 3, Label: "motorcycle", Score: 0.9, Box: [4]float32{50, 40, 150, 90}},
-		{ClassID: 0, Score: 0.3, Box: [4]float32{-20, -20, 30, 30}},      // clipped, label by id
-		{ClassID: 5, Score: 0.3, Box: [4]float32{500, 500, 600, 600}},    // outside: skipped
+		{ClassID: 0, Score: 0.3, Box: [4]float32{-20, -20, 30, 30}},       // clipped, label by id
+		{ClassID: 5, Score: 0.3, Box: [4]float32{500, 500, 600, 600}},     // outside: skipped
 		{ClassID: 7, Label: "x", Score: 0.5, Box: [4]float32{0, 0, 0, 0}}, // empty
 	}
 	out := Draw(src, dets)
