@@ -336,7 +336,7 @@ func (k *binaryOp) buildLUT(signed bool) {
 
 func (k *binaryOp) evalQ(a, b, out *rtensor) {
 	if k.lut != nil {
-		x, y, o, lut := a.data, b.data, out.data, k.lut
+		x, y, o, lut := a.data, b.data, out.data, (*[1 << 16]byte)(k.lut)
 		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 			if sa == 1 && sb == 1 {
 				xs, ys, os := x[ia:ia+n], y[ib:ib+n], o[oi:oi+n]
