@@ -22,6 +22,7 @@ package spool
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -209,7 +210,7 @@ func Open(path string, opts Options) (*Spool, error) {
 	s := &Spool{
 		path:   path,
 		opts:   o,
-		log:    o.Logger.With("spool", path),
+		log:    o.Logger.With("spool_path", path),
 		reqs:   make(chan *request, 1024),
 		done:   make(chan struct{}),
 		ready:  make(chan struct{}, 1),
@@ -713,7 +714,7 @@ func (s *Spool) commitOnce(batch []*request) (outcome, error) {
 					if len(keys)+8 > cap(keys) {
 						keys = make([]byte, 0, 8*256)
 					}
-					keys = append(keys, seqKey(o.p.nextSeq)...)
+					keys = binary.BigEndian.AppendUint64(keys, o.p.nextSeq)
 					k := keys[len(keys)-8:]
 					v := sealRecord(k, body)
 					if err := b.Put(k, v); err != nil {

@@ -86,6 +86,11 @@ func TestAppendNextAck(t *testing.T) {
 	if err != nil || first != 1 || last != 10 {
 		t.Fatalf("Append = %d, %d, %v; want 1, 10, nil", first, last, err)
 	}
+	select {
+	case <-s.Ready():
+	default:
+		t.Fatal("Ready did not signal after Append")
+	}
 	got, err := s.Next(ctx, 0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -504,4 +509,22 @@ func value(c prometheus.Collector) float64 {
 		return m.Gauge.GetValue()
 	}
 	return -1
+}
+
+func TestContextEnds(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.Append(ctx, ev(1)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Append with a canceled ctx: %v", err)
+	}
+	if err := s.Ack(ctx, api.SeqRange{From: 1, To: 1}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ack with a canceled ctx: %v", err)
+	}
+	if _, err := s.Next(ctx, 0, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Next with a canceled ctx: %v", err)
+	}
+	if st := s.Stats(); st.Depth != 0 || st.NextSeq != 1 {
+		t.Fatalf("canceled calls changed the spool: %+v", st)
+	}
 }
