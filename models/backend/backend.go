@@ -5,9 +5,13 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 
 	"edgefleet/models"
+	"edgefleet/models/native"
 	"edgefleet/models/tflite"
 )
 
@@ -18,10 +22,42 @@ const (
 	Native = "native"
 )
 
-// Open opens model with the named backend.
+// Names lists the backend names Open accepts.
+var Names = []string{Auto, Go, Native}
+
+// Open opens model with the named backend:
+//
+//   - "go": the pure-Go interpreter, which needs nothing installed. It has
+//     no delegates, so asking for one is an error.
+//   - "native": the TFLite C library (see package native for where it is
+//     looked for); an error when it is missing or cannot run the model.
+//   - "auto" or "": native when the library is present and runs the model,
+//     else go. Only a delegate failure under opts.Strict stops the fallback.
+//
+// Engine.Info says which engine and delegate were chosen.
 func Open(ctx context.Context, name string, model []byte, opts models.Options) (models.Engine, error) {
-	switch name {
-	case "", Auto, Go:
+	switch strings.ToLower(name) {
+	case Go:
+		if d := strings.ToLower(opts.Delegate); d != "" && d != "none" {
+			return nil, fmt.Errorf("backend: the go engine has no %q delegate (use --backend native or auto)", opts.Delegate)
+		}
+		return tflite.Open(ctx, model, opts)
+	case Native:
+		return native.Open(ctx, model, opts)
+	case "", Auto:
+		e, err := native.Open(ctx, model, opts)
+		if err == nil {
+			return e, nil
+		}
+		if errors.Is(err, native.ErrDelegate) || ctx.Err() != nil {
+			return nil, err
+		}
+		level := slog.LevelWarn
+		if errors.Is(err, native.ErrNoLibrary) || errors.Is(err, native.ErrNotBuilt) {
+			level = slog.LevelInfo // the usual case on a box without the library
+		}
+		slog.Log(ctx, level, "backend: native engine unavailable, using the go engine", "err", err, "delegate", opts.Delegate)
+		opts.Delegate = ""
 		return tflite.Open(ctx, model, opts)
 	default:
 		return nil, fmt.Errorf("backend: unknown backend %q (want auto, go or native)", name)
