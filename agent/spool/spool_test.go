@@ -528,3 +528,65 @@ func TestContextEnds(t *testing.T) {
 		t.Fatalf("canceled calls changed the spool: %+v", st)
 	}
 }
+
+func TestCloseDuringAppends(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "spool.db")
+	s := open(t, path, Options{})
+	var mu sync.Mutex
+	var returned []uint64
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				f, l, err := s.Append(ctx, evs(g*10000+i, 3)...)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Append: %v, want success or ErrClosed", err)
+					return
+				}
+				mu.Lock()
+				returned = append(returned, f, l)
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = open(t, path, Options{})
+	got, err := s.Next(ctx, 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[uint64]bool{}
+	for _, e := range got {
+		have[e.Seq] = true
+	}
+	if len(returned) == 0 {
+		t.Fatal("no Append returned before Close")
+	}
+	for _, seq := range returned {
+		if !have[seq] {
+			t.Fatalf("seq %d returned by Append before Close is not stored", seq)
+		}
+	}
+}
+
+func TestSecondOpenOfSameFileFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spool.db")
+	open(t, path, Options{})
+	start := time.Now()
+	s, err := Open(path, Options{Logger: quiet})
+	if err == nil {
+		s.Close()
+		t.Fatal("second Open of a file in use succeeded")
+	}
+	if !contains(err.Error(), "spool.db") || time.Since(start) > 5*time.Second {
+		t.Fatalf("second Open: %v after %v", err, time.Since(start))
+	}
+}
