@@ -37,7 +37,11 @@ type SenderOptions struct {
 	// whose JSON exceeds api.MaxPayload is split.
 	BatchSize int
 	// Window is the most batches sent but not yet acknowledged by the fleet;
-	// default 8.
+	// default 1, which keeps the fleet's store in seq order whatever it
+	// loses. With a larger window, throughput over a long round trip grows,
+	// but if the fleet drops one batch while later ones get through (say its
+	// subscriber restarts behind an external broker), the resent batch is
+	// stored after them: still at least once, no longer in order.
 	Window int
 	// AckTimeout is how long the oldest unacknowledged batch may wait for
 	// the fleet's Ack before everything unacknowledged is sent again;
@@ -50,7 +54,7 @@ type SenderOptions struct {
 }
 
 // Sender drains an Outbox to the fleet through a Link: batches in seq order,
-// at most Window of them awaiting the fleet's Ack, Outbox.Ack when the Ack
+// at most Window of them awaiting the fleet's Ack (see SenderOptions.Window), Outbox.Ack when the Ack
 // arrives. After a reconnect, an error or an AckTimeout it sends again
 // everything not yet acknowledged (at least once; the fleet dedupes on
 // (device, seq)). A Sender is used by one goroutine, its Run.
@@ -75,7 +79,7 @@ func NewSender(l *Link, out Outbox, opts SenderOptions) *Sender {
 		opts.BatchSize = 500
 	}
 	if opts.Window <= 0 {
-		opts.Window = 8
+		opts.Window = 1
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = 30 * time.Second
