@@ -35,10 +35,6 @@ var delegateFactories = map[string]delegateFactory{
 	"gpu":     newGPU,
 }
 
-// XNNPackFP16Env, when "1", lets XNNPACK run float operators in fp16
-// (TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16): faster on ARMv8.2 cores, less precise.
-const XNNPackFP16Env = "EDGEFLEET_XNNPACK_FP16"
-
 const xnnFlagForceFP16 = 0x4
 
 func newXNNPack(l *library, opts models.Options, _ []byte) (*delegate, error) {

@@ -15,18 +15,6 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// LibraryEnv names the environment variable that points at
-// libtensorflowlite_c.so when Options.Library is empty.
-const LibraryEnv = "EDGEFLEET_TFLITE_LIB"
-
-// GPULibraryEnv names the environment variable that points at
-// libtensorflowlite_gpu_delegate.so.
-const GPULibraryEnv = "EDGEFLEET_TFLITE_GPU_LIB"
-
-// GPUCacheEnv names the environment variable for the GPU delegate's kernel
-// cache folder; empty means <user cache dir>/edgefleet/tflite-gpu.
-const GPUCacheEnv = "EDGEFLEET_TFLITE_GPU_CACHE"
-
 const libName = "libtensorflowlite_c.so"
 
 // TfLiteStatus values that matter here.

@@ -13,10 +13,6 @@ import (
 // Built reports whether this binary has the native engine.
 const Built = false
 
-// LibraryEnv names the environment variable that points at
-// libtensorflowlite_c.so when Options.Library is empty.
-const LibraryEnv = "EDGEFLEET_TFLITE_LIB"
-
 var _ models.Opener = Open
 
 // Open always fails with ErrNotBuilt in this build.
