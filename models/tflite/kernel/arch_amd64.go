@@ -10,13 +10,6 @@ import (
 
 //go:generate go run asm_gen.go
 
-type (
-	s8vnniFunc   func(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
-	s8vnniRqFunc func(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
-	f32fmaFunc   func(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
-	s8avx2Func   func(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
-)
-
 var (
 	hasVNNI = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI
 	hasAVX2 = cpu.X86.HasAVX2
@@ -110,47 +103,65 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 		gemmS8AVX2(p, m, a, lda, c, ldc)
 		return
 	}
-	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
-		s8vnniKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &c[i*ldc+ch.p0*16], ldc, &p.corr[ch.p0*16], ch.mask)
-	})
+	p.vnni(m, a, lda, vnniOut{c: c, ldc: ldc})
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
 	if p.impl != implVNNI {
 		return false
 	}
-	p.vnni(m, a, lda, func(i, r int, ch *chunk, ap *int8, lda int) {
-		s8vnniRqKern[ch.nv][r](ap, lda, &p.b[ch.off], p.kg, &out[i*ldo+ch.p0*16], ldo, &p.corr[ch.p0*16],
-			&q.vec[ch.p0*vecFields*16], &q.consts[0], ch.mask)
-	})
+	p.vnni(m, a, lda, vnniOut{q: q, out: out, ldc: ldo})
 	return true
 }
 
-// vnni walks the register blocks of an int8 product, calling kern for
-// r rows from row i of chunk ch, with A at ap.
-func (p *PackedS8) vnni(m int, a []int8, lda int, kern func(i, r int, ch *chunk, ap *int8, lda int)) {
+// vnniOut is where the VNNI kernels write: int32 c, or int8 out through q.
+type vnniOut struct {
+	c   []int32
+	q   *Requant
+	out []int8
+	ldc int
+}
+
+// vnni walks the register blocks of an int8 product over A's rows.
+func (p *PackedS8) vnni(m int, a []int8, lda int, o vnniOut) {
 	safe := safeRows(m, a, lda, p.kg)
 	mc := max(16, rowBlockBytes/lda)
 	for ib := 0; ib < safe; ib += mc {
 		ie := min(safe, ib+mc)
 		for ci := range p.chunks {
 			ch := &p.chunks[ci]
-			mr := len(s8vnniKern[ch.nv]) - 1
+			mr := s8vnniMR[ch.nv]
 			for i := ib; i < ie; i += mr {
-				kern(i, min(mr, ie-i), ch, &a[i*lda], lda)
+				p.vnniCall(i, min(mr, ie-i), ch, &a[i*lda], lda, &o)
 			}
 		}
 	}
 	if safe < m {
 		// The last rows through a zero-padded copy.
-		tmp := make([]int8, 4*p.kg)
+		var buf [512]int8
+		tmp := buf[:]
+		if 4*p.kg > len(buf) {
+			tmp = make([]int8, 4*p.kg)
+		}
+		tmp = tmp[:4*p.kg]
+		clear(tmp)
 		for i := safe; i < m; i++ {
 			copy(tmp, a[i*lda:i*lda+p.k])
 			for ci := range p.chunks {
-				kern(i, 1, &p.chunks[ci], &tmp[0], len(tmp))
+				p.vnniCall(i, 1, &p.chunks[ci], &tmp[0], len(tmp), &o)
 			}
 		}
 	}
+}
+
+// vnniCall runs the kernel for r rows from row i of chunk ch, A at ap.
+func (p *PackedS8) vnniCall(i, r int, ch *chunk, ap *int8, lda int, o *vnniOut) {
+	if o.q == nil {
+		s8vnniCall(ch.nv, r, ap, lda, &p.b[ch.off], p.kg, &o.c[i*o.ldc+ch.p0*16], o.ldc, &p.corr[ch.p0*16], ch.mask)
+		return
+	}
+	s8vnniRqCall(ch.nv, r, ap, lda, &p.b[ch.off], p.kg, &o.out[i*o.ldc+ch.p0*16], o.ldc, &p.corr[ch.p0*16],
+		&o.q.vec[ch.p0*vecFields*16], &o.q.consts[0], ch.mask)
 }
 
 // f32Masks[c] enables the first c of 8 lanes for VMASKMOVPS.
@@ -198,10 +209,9 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 			if ch.mask != 0 {
 				mask = &f32Masks[ch.mask][0]
 			}
-			kern := f32fmaKern[ch.nv]
-			mr := len(kern) - 1
+			mr := f32fmaMR[ch.nv]
 			for i := ib; i < ie; i += mr {
-				kern[min(mr, ie-i)](&a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
+				f32fmaCall(ch.nv, min(mr, ie-i), &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
 			}
 		}
 	}
@@ -265,10 +275,9 @@ func gemmS8AVX2(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 			if ch.mask != 0 {
 				mask = &f32Masks[ch.mask][0]
 			}
-			kern := s8avx2Kern[ch.nv]
-			mr := len(kern) - 1
+			mr := s8avx2MR[ch.nv]
 			for i := ib; i < ie; i += mr {
-				kern[min(mr, ie-i)](&s[(i-ib)*ld], ld, &p.b16[ch.off], kp, &c[i*ldc+ch.p0*8], ldc, mask)
+				s8avx2Call(ch.nv, min(mr, ie-i), &s[(i-ib)*ld], ld, &p.b16[ch.off], kp, &c[i*ldc+ch.p0*8], ldc, mask)
 			}
 		}
 	}

@@ -4,8 +4,6 @@ package kernel
 
 import "golang.org/x/sys/cpu"
 
-type s8sdotFunc func(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
-
 var hasSDOT = cpu.ARM64.HasASIMDDP
 
 var (
@@ -65,35 +63,45 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 		safe = min(m, (cap(a)-need)/lda+1)
 	}
 	const mr = 5
-	var tmp [mr * 16]int32
-	call := func(i, r int, ch *chunk, ap *int8, lda int) {
-		kern := s8sdotKern[1][r]
-		if ch.valid == 16 {
-			kern(ap, lda, &p.b[ch.off], k16, &c[i*ldc+ch.p0*16], ldc)
-			return
-		}
-		kern(ap, lda, &p.b[ch.off], k16, &tmp[0], 16)
-		for x := 0; x < r; x++ {
-			copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
-		}
-	}
 	mc := max(mr, rowBlockBytes/lda)
 	for ib := 0; ib < safe; ib += mc {
 		ie := min(safe, ib+mc)
 		for ci := range p.chunks {
 			for i := ib; i < ie; i += mr {
-				call(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda)
+				p.sdotCall(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda, c, ldc)
 			}
 		}
 	}
 	if safe < m {
-		row := make([]int8, need)
+		// The last rows through a zero-padded copy.
+		var buf [512]int8
+		row := buf[:]
+		if need > len(buf) {
+			row = make([]int8, need)
+		}
+		row = row[:need]
+		clear(row)
 		for i := safe; i < m; i++ {
 			copy(row, a[i*lda:i*lda+p.k])
 			for ci := range p.chunks {
-				call(i, 1, &p.chunks[ci], &row[0], need)
+				p.sdotCall(i, 1, &p.chunks[ci], &row[0], need, c, ldc)
 			}
 		}
+	}
+}
+
+// sdotCall runs the kernel for r rows from row i of chunk ch, A at ap; a
+// partial last panel goes through a small buffer, for NEON has no masked
+// store.
+func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, ldc int) {
+	if ch.valid == 16 {
+		s8sdotCall(1, r, ap, lda, &p.b[ch.off], p.kg, &c[i*ldc+ch.p0*16], ldc)
+		return
+	}
+	var tmp [5 * 16]int32
+	s8sdotCall(1, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 16)
+	for x := 0; x < r; x++ {
+		copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
 	}
 }
 

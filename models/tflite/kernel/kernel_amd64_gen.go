@@ -367,26 +367,278 @@ func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 //go:noescape
 func widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)
 
-var s8vnniKern = [...][]s8vnniFunc{
-	1: {nil, s8vnni_1_1, s8vnni_1_2, s8vnni_1_3, s8vnni_1_4, s8vnni_1_5, s8vnni_1_6, s8vnni_1_7, s8vnni_1_8, s8vnni_1_9, s8vnni_1_10, s8vnni_1_11, s8vnni_1_12, s8vnni_1_13, s8vnni_1_14, s8vnni_1_15, s8vnni_1_16},
-	2: {nil, s8vnni_2_1, s8vnni_2_2, s8vnni_2_3, s8vnni_2_4, s8vnni_2_5, s8vnni_2_6, s8vnni_2_7, s8vnni_2_8, s8vnni_2_9, s8vnni_2_10, s8vnni_2_11, s8vnni_2_12},
-	3: {nil, s8vnni_3_1, s8vnni_3_2, s8vnni_3_3, s8vnni_3_4, s8vnni_3_5, s8vnni_3_6, s8vnni_3_7, s8vnni_3_8},
-	4: {nil, s8vnni_4_1, s8vnni_4_2, s8vnni_4_3, s8vnni_4_4, s8vnni_4_5, s8vnni_4_6},
+var s8vnniMR = [...]int{0, 16, 12, 8, 6}
+
+func s8vnniCall(nv, mr int, a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8vnni_1_1(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x102:
+		s8vnni_1_2(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x103:
+		s8vnni_1_3(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x104:
+		s8vnni_1_4(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x105:
+		s8vnni_1_5(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x106:
+		s8vnni_1_6(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x107:
+		s8vnni_1_7(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x108:
+		s8vnni_1_8(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x109:
+		s8vnni_1_9(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10a:
+		s8vnni_1_10(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10b:
+		s8vnni_1_11(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10c:
+		s8vnni_1_12(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10d:
+		s8vnni_1_13(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10e:
+		s8vnni_1_14(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x10f:
+		s8vnni_1_15(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x110:
+		s8vnni_1_16(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x201:
+		s8vnni_2_1(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x202:
+		s8vnni_2_2(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x203:
+		s8vnni_2_3(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x204:
+		s8vnni_2_4(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x205:
+		s8vnni_2_5(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x206:
+		s8vnni_2_6(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x207:
+		s8vnni_2_7(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x208:
+		s8vnni_2_8(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x209:
+		s8vnni_2_9(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x20a:
+		s8vnni_2_10(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x20b:
+		s8vnni_2_11(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x20c:
+		s8vnni_2_12(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x301:
+		s8vnni_3_1(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x302:
+		s8vnni_3_2(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x303:
+		s8vnni_3_3(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x304:
+		s8vnni_3_4(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x305:
+		s8vnni_3_5(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x306:
+		s8vnni_3_6(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x307:
+		s8vnni_3_7(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x308:
+		s8vnni_3_8(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x401:
+		s8vnni_4_1(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x402:
+		s8vnni_4_2(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x403:
+		s8vnni_4_3(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x404:
+		s8vnni_4_4(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x405:
+		s8vnni_4_5(a, lda, b, kg, c, ldc, corr, mask)
+	case 0x406:
+		s8vnni_4_6(a, lda, b, kg, c, ldc, corr, mask)
+	default:
+		panic("kernel: no such register block")
+	}
 }
 
-var s8avx2Kern = [...][]s8avx2Func{
-	1: {nil, s8avx2_1_1, s8avx2_1_2, s8avx2_1_3, s8avx2_1_4, s8avx2_1_5, s8avx2_1_6, s8avx2_1_7, s8avx2_1_8, s8avx2_1_9, s8avx2_1_10, s8avx2_1_11, s8avx2_1_12},
-	2: {nil, s8avx2_2_1, s8avx2_2_2, s8avx2_2_3, s8avx2_2_4, s8avx2_2_5, s8avx2_2_6},
+var s8vnniRqMR = [...]int{0, 16, 12, 8, 6}
+
+func s8vnniRqCall(nv, mr int, a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8vnniRq_1_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x102:
+		s8vnniRq_1_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x103:
+		s8vnniRq_1_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x104:
+		s8vnniRq_1_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x105:
+		s8vnniRq_1_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x106:
+		s8vnniRq_1_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x107:
+		s8vnniRq_1_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x108:
+		s8vnniRq_1_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x109:
+		s8vnniRq_1_9(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10a:
+		s8vnniRq_1_10(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10b:
+		s8vnniRq_1_11(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10c:
+		s8vnniRq_1_12(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10d:
+		s8vnniRq_1_13(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10e:
+		s8vnniRq_1_14(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10f:
+		s8vnniRq_1_15(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x110:
+		s8vnniRq_1_16(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x201:
+		s8vnniRq_2_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x202:
+		s8vnniRq_2_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x203:
+		s8vnniRq_2_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x204:
+		s8vnniRq_2_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x205:
+		s8vnniRq_2_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x206:
+		s8vnniRq_2_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x207:
+		s8vnniRq_2_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x208:
+		s8vnniRq_2_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x209:
+		s8vnniRq_2_9(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20a:
+		s8vnniRq_2_10(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20b:
+		s8vnniRq_2_11(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20c:
+		s8vnniRq_2_12(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x301:
+		s8vnniRq_3_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x302:
+		s8vnniRq_3_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x303:
+		s8vnniRq_3_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x304:
+		s8vnniRq_3_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x305:
+		s8vnniRq_3_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x306:
+		s8vnniRq_3_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x307:
+		s8vnniRq_3_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x308:
+		s8vnniRq_3_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x401:
+		s8vnniRq_4_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x402:
+		s8vnniRq_4_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x403:
+		s8vnniRq_4_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x404:
+		s8vnniRq_4_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x405:
+		s8vnniRq_4_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x406:
+		s8vnniRq_4_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
 }
 
-var s8vnniRqKern = [...][]s8vnniRqFunc{
-	1: {nil, s8vnniRq_1_1, s8vnniRq_1_2, s8vnniRq_1_3, s8vnniRq_1_4, s8vnniRq_1_5, s8vnniRq_1_6, s8vnniRq_1_7, s8vnniRq_1_8, s8vnniRq_1_9, s8vnniRq_1_10, s8vnniRq_1_11, s8vnniRq_1_12, s8vnniRq_1_13, s8vnniRq_1_14, s8vnniRq_1_15, s8vnniRq_1_16},
-	2: {nil, s8vnniRq_2_1, s8vnniRq_2_2, s8vnniRq_2_3, s8vnniRq_2_4, s8vnniRq_2_5, s8vnniRq_2_6, s8vnniRq_2_7, s8vnniRq_2_8, s8vnniRq_2_9, s8vnniRq_2_10, s8vnniRq_2_11, s8vnniRq_2_12},
-	3: {nil, s8vnniRq_3_1, s8vnniRq_3_2, s8vnniRq_3_3, s8vnniRq_3_4, s8vnniRq_3_5, s8vnniRq_3_6, s8vnniRq_3_7, s8vnniRq_3_8},
-	4: {nil, s8vnniRq_4_1, s8vnniRq_4_2, s8vnniRq_4_3, s8vnniRq_4_4, s8vnniRq_4_5, s8vnniRq_4_6},
+var s8avx2MR = [...]int{0, 12, 6}
+
+func s8avx2Call(nv, mr int, a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8avx2_1_1(a, lda, b, kp, c, ldc, mask)
+	case 0x102:
+		s8avx2_1_2(a, lda, b, kp, c, ldc, mask)
+	case 0x103:
+		s8avx2_1_3(a, lda, b, kp, c, ldc, mask)
+	case 0x104:
+		s8avx2_1_4(a, lda, b, kp, c, ldc, mask)
+	case 0x105:
+		s8avx2_1_5(a, lda, b, kp, c, ldc, mask)
+	case 0x106:
+		s8avx2_1_6(a, lda, b, kp, c, ldc, mask)
+	case 0x107:
+		s8avx2_1_7(a, lda, b, kp, c, ldc, mask)
+	case 0x108:
+		s8avx2_1_8(a, lda, b, kp, c, ldc, mask)
+	case 0x109:
+		s8avx2_1_9(a, lda, b, kp, c, ldc, mask)
+	case 0x10a:
+		s8avx2_1_10(a, lda, b, kp, c, ldc, mask)
+	case 0x10b:
+		s8avx2_1_11(a, lda, b, kp, c, ldc, mask)
+	case 0x10c:
+		s8avx2_1_12(a, lda, b, kp, c, ldc, mask)
+	case 0x201:
+		s8avx2_2_1(a, lda, b, kp, c, ldc, mask)
+	case 0x202:
+		s8avx2_2_2(a, lda, b, kp, c, ldc, mask)
+	case 0x203:
+		s8avx2_2_3(a, lda, b, kp, c, ldc, mask)
+	case 0x204:
+		s8avx2_2_4(a, lda, b, kp, c, ldc, mask)
+	case 0x205:
+		s8avx2_2_5(a, lda, b, kp, c, ldc, mask)
+	case 0x206:
+		s8avx2_2_6(a, lda, b, kp, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
 }
 
-var f32fmaKern = [...][]f32fmaFunc{
-	1: {nil, f32fma_1_1, f32fma_1_2, f32fma_1_3, f32fma_1_4, f32fma_1_5, f32fma_1_6, f32fma_1_7, f32fma_1_8, f32fma_1_9, f32fma_1_10, f32fma_1_11, f32fma_1_12},
-	2: {nil, f32fma_2_1, f32fma_2_2, f32fma_2_3, f32fma_2_4, f32fma_2_5, f32fma_2_6},
+var f32fmaMR = [...]int{0, 12, 6}
+
+func f32fmaCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32fma_1_1(a, lda, b, k, c, ldc, mask)
+	case 0x102:
+		f32fma_1_2(a, lda, b, k, c, ldc, mask)
+	case 0x103:
+		f32fma_1_3(a, lda, b, k, c, ldc, mask)
+	case 0x104:
+		f32fma_1_4(a, lda, b, k, c, ldc, mask)
+	case 0x105:
+		f32fma_1_5(a, lda, b, k, c, ldc, mask)
+	case 0x106:
+		f32fma_1_6(a, lda, b, k, c, ldc, mask)
+	case 0x107:
+		f32fma_1_7(a, lda, b, k, c, ldc, mask)
+	case 0x108:
+		f32fma_1_8(a, lda, b, k, c, ldc, mask)
+	case 0x109:
+		f32fma_1_9(a, lda, b, k, c, ldc, mask)
+	case 0x10a:
+		f32fma_1_10(a, lda, b, k, c, ldc, mask)
+	case 0x10b:
+		f32fma_1_11(a, lda, b, k, c, ldc, mask)
+	case 0x10c:
+		f32fma_1_12(a, lda, b, k, c, ldc, mask)
+	case 0x201:
+		f32fma_2_1(a, lda, b, k, c, ldc, mask)
+	case 0x202:
+		f32fma_2_2(a, lda, b, k, c, ldc, mask)
+	case 0x203:
+		f32fma_2_3(a, lda, b, k, c, ldc, mask)
+	case 0x204:
+		f32fma_2_4(a, lda, b, k, c, ldc, mask)
+	case 0x205:
+		f32fma_2_5(a, lda, b, k, c, ldc, mask)
+	case 0x206:
+		f32fma_2_6(a, lda, b, k, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
 }

@@ -19,6 +19,21 @@ func s8sdot_1_4(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 //go:noescape
 func s8sdot_1_5(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 
-var s8sdotKern = [...][]s8sdotFunc{
-	1: {nil, s8sdot_1_1, s8sdot_1_2, s8sdot_1_3, s8sdot_1_4, s8sdot_1_5},
+var s8sdotMR = [...]int{0, 5}
+
+func s8sdotCall(nv, mr int, a *int8, lda int, b *int8, k16 int, c *int32, ldc int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8sdot_1_1(a, lda, b, k16, c, ldc)
+	case 0x102:
+		s8sdot_1_2(a, lda, b, k16, c, ldc)
+	case 0x103:
+		s8sdot_1_3(a, lda, b, k16, c, ldc)
+	case 0x104:
+		s8sdot_1_4(a, lda, b, k16, c, ldc)
+	case 0x105:
+		s8sdot_1_5(a, lda, b, k16, c, ldc)
+	default:
+		panic("kernel: no such register block")
+	}
 }

@@ -286,3 +286,37 @@ func FuzzGemmS8(f *testing.F) {
 		}
 	})
 }
+
+// TestNoAllocs: the interpreter calls the kernels per tile of a few dozen
+// rows, so a call must not allocate, including the ragged last row that
+// goes through a padded copy (a ends exactly at its last element here).
+func TestNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	const m, n, k = 64, 40, 27
+	a := make([]int8, m*k)
+	c := make([]int32, m*n)
+	o := make([]int8, m*n)
+	q, err := NewRequant(n, nil, make([]int32, n), make([]int32, n), 0, -128, 127)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range s8Impls {
+		p := packS8(im, n, k, make([]int8, n*k))
+		if got := testing.AllocsPerRun(10, func() { p.Gemm(m, a, k, c, n) }); got != 0 {
+			t.Errorf("%v: Gemm: %v allocations per call", im, got)
+		}
+		if got := testing.AllocsPerRun(10, func() { p.GemmRequant(m, a, k, q, o, n) }); got != 0 {
+			t.Errorf("%v: GemmRequant: %v allocations per call", im, got)
+		}
+	}
+	af := make([]float32, m*k)
+	cf := make([]float32, m*n)
+	for _, im := range f32Impls {
+		p := packF32(im, n, k, make([]float32, n*k))
+		if got := testing.AllocsPerRun(10, func() { p.Gemm(m, af, k, cf, n) }); got != 0 {
+			t.Errorf("%v: float32 Gemm: %v allocations per call", im, got)
+		}
+	}
+}

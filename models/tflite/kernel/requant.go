@@ -116,7 +116,8 @@ var errRequantSize = errors.New("kernel: GemmRequant: requant is for a different
 
 // GemmRequant computes the int8 outputs out[i*ldo+j] of rows i < m and
 // channels j < n: the exact Σ_k a[i*lda+k]·B[j][k] requantized by q. It
-// never materializes the int32 accumulators in memory on the assembly paths.
+// keeps the int32 accumulators in registers on the AVX-512 VNNI path;
+// elsewhere it requantizes from a small int32 buffer on the stack.
 // Concurrent calls are safe on disjoint rows of out.
 func (p *PackedS8) GemmRequant(m int, a []int8, lda int, q *Requant, out []int8, ldo int) {
 	if m <= 0 || p.n == 0 {
@@ -129,9 +130,13 @@ func (p *PackedS8) GemmRequant(m int, a []int8, lda int, q *Requant, out []int8,
 	if p.impl != implGo && p.k > 0 && gemmRequantArch(p, m, a, lda, q, out, ldo) {
 		return
 	}
-	// Plain Go: a few rows at a time through a small accumulator buffer.
-	const rows = 8
-	acc := make([]int32, rows*p.n)
+	// Otherwise a few rows at a time through a small accumulator buffer.
+	var buf [1024]int32
+	acc := buf[:]
+	if p.n > len(buf) {
+		acc = make([]int32, p.n)
+	}
+	rows := len(acc) / p.n
 	for i := 0; i < m; i += rows {
 		r := min(rows, m-i)
 		p.Gemm(r, a[i*lda:], lda, acc, p.n)
