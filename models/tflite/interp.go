@@ -250,6 +250,14 @@ func (ip *Interpreter) plan() error {
 		if len(t.shape) > 0 {
 			t.shape[0] *= ip.batch
 		}
+		for _, d := range t.shape {
+			if d < 0 {
+				return fmt.Errorf("tflite: input %s has unknown dimension in %v", t.name(), t.shape)
+			}
+		}
+		if t.bytes() > MaxTensorBytes {
+			return fmt.Errorf("tflite: input %s of shape %v needs %d MiB, over the %d MiB limit", t.name(), t.shape, t.bytes()>>20, MaxTensorBytes>>20)
+		}
 		t.first = 0
 	}
 	ip.scratchNeed = 0
@@ -277,8 +285,8 @@ func (ip *Interpreter) plan() error {
 					return n.errorf("output %s has unknown dimension in %v", t.name(), t.shape)
 				}
 			}
-			if t.bytes() > 1<<31 {
-				return n.errorf("output %s of shape %v is too large", t.name(), t.shape)
+			if t.bytes() > MaxTensorBytes {
+				return n.errorf("output %s of shape %v needs %d MiB, over the %d MiB limit", t.name(), t.shape, t.bytes()>>20, MaxTensorBytes>>20)
 			}
 			if ip.batch == 1 && len(t.decl.Shape) == len(t.shape) && !sameShape(t.decl.Shape, t.shape) && !hasUnknown(t.decl.ShapeSignature) {
 				return n.errorf("output %s: computed shape %v, model declares %v", t.name(), t.shape, t.decl.Shape)
@@ -321,9 +329,15 @@ func (ip *Interpreter) plan() error {
 		t := ip.tensors[i]
 		t.last = max(t.last, 0)
 	}
-	ip.allocate()
-	return nil
+	return ip.allocate()
 }
+
+// Memory limits that keep a hostile or mistaken model from exhausting the
+// box: no YOLO-class model comes near them.
+const (
+	MaxTensorBytes = 256 << 20
+	MaxArenaBytes  = 1 << 30
+)
 
 func (ip *Interpreter) isInput(t *rtensor) bool {
 	for _, i := range ip.sg.Inputs {
@@ -345,7 +359,7 @@ func (ip *Interpreter) foldable(n *node) bool {
 
 // allocate assigns arena offsets: greedy by size, first fit among the
 // tensors whose lifetimes overlap (TFLite's "arena planner" idea).
-func (ip *Interpreter) allocate() {
+func (ip *Interpreter) allocate() error {
 	type item struct {
 		t          *rtensor
 		size, off  int
@@ -387,6 +401,9 @@ func (ip *Interpreter) allocate() {
 		placed = append(placed, it)
 		total = max(total, off+it.size)
 	}
+	if total+ip.scratchNeed*ip.threads > MaxArenaBytes {
+		return fmt.Errorf("tflite: model needs %d MiB of tensor memory, over the %d MiB limit", (total+ip.scratchNeed*ip.threads)>>20, MaxArenaBytes>>20)
+	}
 	if cap(ip.arena) < total {
 		ip.arena = make([]byte, total)
 	}
@@ -400,6 +417,7 @@ func (ip *Interpreter) allocate() {
 			ip.scratch[i] = make([]byte, ip.scratchNeed)
 		}
 	}
+	return nil
 }
 
 // needScratch records that a kernel needs n bytes of scratch per worker.

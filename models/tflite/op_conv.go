@@ -20,11 +20,11 @@ const (
 
 // convGeom is the geometry shared by convolutions and pooling.
 type convGeom struct {
-	n, ih, iw, ic     int
-	oh, ow, oc        int
-	kh, kw            int
-	sh, sw, dh, dw    int
-	padTop, padLeft   int
+	n, ih, iw, ic   int
+	oh, ow, oc      int
+	kh, kw          int
+	sh, sw, dh, dw  int
+	padTop, padLeft int
 }
 
 // outSize and padding as TFLite's ComputePaddingHeightWidth.
@@ -61,7 +61,7 @@ type conv struct {
 	flo     float32
 	fhi     float32
 	k       int
-	groups  int // > 1 for grouped convolution (run by the direct loop)
+	groups  int  // > 1 for grouped convolution (run by the direct loop)
 	direct  bool // 1x1, stride 1, no padding: the input is the im2col matrix
 }
 

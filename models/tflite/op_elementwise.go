@@ -106,11 +106,11 @@ type binaryOp struct {
 	bc   bcast
 	act  uint8
 	// quantized ADD/SUB
-	leftShift            int
-	m1, m2, mo           int32
-	s1, s2, so           int
-	z1, z2, zo, lo, hi   int32
-	flo, fhi             float32
+	leftShift          int
+	m1, m2, mo         int32
+	s1, s2, so         int
+	z1, z2, zo, lo, hi int32
+	flo, fhi           float32
 	// lut holds the exact result for every pair of quantized input bytes
 	// (x<<8 | y): 64 KiB per operator, one load per element at run time.
 	lut []byte

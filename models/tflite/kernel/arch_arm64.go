@@ -6,11 +6,12 @@ import "golang.org/x/sys/cpu"
 
 var hasSDOT = cpu.ARM64.HasASIMDDP
 
+// Every arm64 CPU has NEON (ASIMD), so the float32 kernel needs no check.
 var (
 	bestS8   = implGo
-	bestF32  = implGo
+	bestF32  = implNEON
 	s8Impls  = []impl{implGo}
-	f32Impls = []impl{implGo}
+	f32Impls = []impl{implGo, implNEON}
 )
 
 func init() {
@@ -109,7 +110,43 @@ func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []in
 	return false
 }
 
-func packF32Arch(p *PackedF32, b []float32) { panic("kernel: no float32 assembly on arm64") }
+// packF32Arch packs B for the NEON float32 kernels: per 16-column panel,
+// [k][16], zero padded.
+func packF32Arch(p *PackedF32, b []float32) {
+	n, k := p.n, p.k
+	np := (n + 15) / 16
+	p.b = make([]float32, np*16*k)
+	for p0 := 0; p0 < np; p0++ {
+		c := chunk{p0: p0, off: p0 * 16 * k, valid: min(16, n-p0*16)}
+		p.chunks = append(p.chunks, c)
+		dst := p.b[c.off:]
+		for x := 0; x < k; x++ {
+			for l := 0; l < c.valid; l++ {
+				dst[x*16+l] = b[(p0*16+l)*k+x]
+			}
+		}
+	}
+}
+
 func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
-	panic("kernel: no float32 assembly on arm64")
+	const mr = 6
+	mc := max(mr, rowBlockBytes/(4*lda))
+	for ib := 0; ib < m; ib += mc {
+		ie := min(m, ib+mc)
+		for ci := range p.chunks {
+			ch := &p.chunks[ci]
+			for i := ib; i < ie; i += mr {
+				r := min(mr, ie-i)
+				if ch.valid == 16 {
+					f32neonCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*16], ldc)
+					continue
+				}
+				var tmp [mr * 16]float32
+				f32neonCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &tmp[0], 16)
+				for x := 0; x < r; x++ {
+					copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
+				}
+			}
+		}
+	}
 }

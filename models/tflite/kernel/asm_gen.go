@@ -21,6 +21,9 @@
 // packed as for VNNI with one 16-channel vector per chunk, k padded to 16.
 // Go's assembler has no SDOT, so it is written as WORD.
 //
+// float32 (arm64 NEON): B packed as [k][16 floats]; each float of A is
+// loaded replicated (LD1R) and multiplied into four registers with FMLA.
+//
 // float32 (AVX2+FMA): B is packed as [k][vector][8 channels], zero padded;
 // A is broadcast one float at a time.
 package main
@@ -77,7 +80,11 @@ func main() {
 	for mr := 1; mr <= sdotMR[1]; mr++ {
 		sdot(mr)
 	}
+	for mr := 1; mr <= neonFMAMR[1]; mr++ {
+		neonFMA(mr)
+	}
 	dispatch("s8sdot", sdotMR, s8sdotParams)
+	dispatch("f32neon", neonFMAMR, f32neonParams)
 	write("arm64")
 }
 
@@ -102,6 +109,7 @@ const (
 	s8avx2Params   = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
 	f32fmaParams   = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
 	s8sdotParams   = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
+	f32neonParams  = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
 )
 
 // dispatch writes prefixMR, the rows of each family member by vectors, and
@@ -524,6 +532,50 @@ func sdot(mr int) {
 		emit("VST1 [V%d.S4, V%d.S4, V%d.S4, V%d.S4], (R7)", 4*r, 4*r+1, 4*r+2, 4*r+3)
 		if r < mr-1 {
 			emit("ADD R8, R7, R7")
+		}
+	}
+	emit("RET\n")
+}
+
+// Rows per arm64 float32 kernel: 4·mr accumulators, 4 of B, 2 of A.
+var neonFMAMR = []int{0, 6}
+
+// neonFMA writes an arm64 float32 kernel of mr rows × 16 columns:
+// V0..V23 accumulators, V24..V27 B, V28..V29 A. Rows of A are in R0..R5,
+// B in R6, the count in R7.
+func neonFMA(mr int) {
+	name := fmt.Sprintf("f32neon_1_%d", mr)
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32neonParams)
+	fmt.Fprintf(&s, "// func %s: %d rows × 16 columns.\nTEXT ·%s(SB), NOSPLIT, $0-48\n", name, mr, name)
+	emit("MOVD a+0(FP), R0")
+	emit("MOVD lda+8(FP), R9")
+	emit("LSL $2, R9, R9")
+	for r := 1; r < mr; r++ {
+		emit("ADD R9, R%d, R%d", r-1, r)
+	}
+	emit("MOVD b+16(FP), R6")
+	emit("MOVD k+24(FP), R7")
+	for i := 0; i < 4*mr; i++ {
+		emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	fmt.Fprintf(&s, "loop:\n")
+	emit("VLD1.P 64(R6), [V24.S4, V25.S4, V26.S4, V27.S4]")
+	for r := 0; r < mr; r++ {
+		t := 28 + r%2
+		emit("VLD1R.P 4(R%d), [V%d.S4]", r, t)
+		for q := 0; q < 4; q++ {
+			emit("VFMLA V%d.S4, V%d.S4, V%d.S4", 24+q, t, 4*r+q)
+		}
+	}
+	emit("SUBS $1, R7, R7")
+	emit("BNE loop")
+	emit("MOVD c+32(FP), R8")
+	emit("MOVD ldc+40(FP), R9")
+	emit("LSL $2, R9, R9")
+	for r := 0; r < mr; r++ {
+		emit("VST1 [V%d.S4, V%d.S4, V%d.S4, V%d.S4], (R8)", 4*r, 4*r+1, 4*r+2, 4*r+3)
+		if r < mr-1 {
+			emit("ADD R9, R8, R8")
 		}
 	}
 	emit("RET\n")

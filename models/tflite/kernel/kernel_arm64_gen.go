@@ -19,6 +19,24 @@ func s8sdot_1_4(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 //go:noescape
 func s8sdot_1_5(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 
+//go:noescape
+func f32neon_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neon_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neon_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neon_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neon_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neon_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
 var s8sdotMR = [...]int{0, 5}
 
 func s8sdotCall(nv, mr int, a *int8, lda int, b *int8, k16 int, c *int32, ldc int) {
@@ -33,6 +51,27 @@ func s8sdotCall(nv, mr int, a *int8, lda int, b *int8, k16 int, c *int32, ldc in
 		s8sdot_1_4(a, lda, b, k16, c, ldc)
 	case 0x105:
 		s8sdot_1_5(a, lda, b, k16, c, ldc)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var f32neonMR = [...]int{0, 6}
+
+func f32neonCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32neon_1_1(a, lda, b, k, c, ldc)
+	case 0x102:
+		f32neon_1_2(a, lda, b, k, c, ldc)
+	case 0x103:
+		f32neon_1_3(a, lda, b, k, c, ldc)
+	case 0x104:
+		f32neon_1_4(a, lda, b, k, c, ldc)
+	case 0x105:
+		f32neon_1_5(a, lda, b, k, c, ldc)
+	case 0x106:
+		f32neon_1_6(a, lda, b, k, c, ldc)
 	default:
 		panic("kernel: no such register block")
 	}
