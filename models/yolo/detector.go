@@ -52,6 +52,9 @@ type Detector struct {
 	lb    *Letterboxer
 	dec   *Decoder
 	batch int // the engine's current batch size
+	// batchErr is why the engine refused a batch; the detector then runs
+	// one image per invoke.
+	batchErr error
 }
 
 var _ models.Detector = (*Detector)(nil)
@@ -130,17 +133,49 @@ func (d *Detector) DetectResults(ctx context.Context, imgs []image.Image) ([]Res
 	return res, nil
 }
 
+// BatchError says why the engine refused to run several images per invoke
+// (many exports fix the batch inside the graph), or nil. After a refusal the
+// detector runs one image per invoke.
+func (d *Detector) BatchError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.batchErr
+}
+
+func (d *Detector) setBatch(n int) error {
+	if n == d.batch {
+		return nil
+	}
+	b, ok := d.eng.(models.Batcher)
+	if !ok {
+		return fmt.Errorf("yolo: detect: engine runs batches of %d and cannot change it", d.batch)
+	}
+	if err := b.SetBatch(n); err != nil {
+		return fmt.Errorf("yolo: detect: set batch %d: %w", n, err)
+	}
+	d.batch = n
+	return nil
+}
+
 func (d *Detector) run(ctx context.Context, imgs []image.Image) ([]Result, error) {
 	n := len(imgs)
-	if n != d.batch {
-		b, ok := d.eng.(models.Batcher)
-		if !ok {
-			return nil, fmt.Errorf("yolo: detect: engine runs batches of %d and cannot change it", d.batch)
+	if err := d.setBatch(n); err != nil {
+		if n == 1 {
+			return nil, err
 		}
-		if err := b.SetBatch(n); err != nil {
-			return nil, fmt.Errorf("yolo: detect: set batch %d: %w", n, err)
+		// Fall back to one image at a time for good.
+		d.batchErr = err
+		d.opts.Batch = 1
+		d.batch = -1
+		var res []Result
+		for i := range imgs {
+			r, err := d.run(ctx, imgs[i:i+1])
+			if err != nil {
+				return nil, err
+			}
+			res = append(res, r...)
 		}
-		d.batch = n
+		return res, nil
 	}
 	in := d.eng.Input(0)
 	per := d.spec.ImageBytes()

@@ -30,6 +30,7 @@ type replayEngine struct {
 	invokes       int
 	matched       int
 	failInvoke    error
+	maxBatch      int
 }
 
 func newReplay(t *testing.T, pair string) *replayEngine {
@@ -40,7 +41,7 @@ func newReplay(t *testing.T, pair string) *replayEngine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &replayEngine{in: in, out: out, wantIn: wantIn, reply: reply, blank: make([]byte, len(reply))}
+	e := &replayEngine{in: in, out: out, wantIn: wantIn, reply: reply, blank: make([]byte, len(reply)), maxBatch: 8}
 	// A blank output: every value the quantized zero, i.e. score 0.
 	if out.Quant != nil {
 		for i := range e.blank {
@@ -89,7 +90,7 @@ func (e *replayEngine) Invoke(ctx context.Context) error {
 type batchReplay struct{ *replayEngine }
 
 func (b batchReplay) SetBatch(n int) error {
-	if n < 1 || n > 8 {
+	if n < 1 || n > b.maxBatch {
 		return fmt.Errorf("batch %d out of range", n)
 	}
 	b.setBatch(n)
@@ -175,6 +176,38 @@ func TestDetectorBatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDetectorBatchRefused: an engine that cannot take the batch (a graph
+// with the batch fixed inside) runs one image per invoke instead.
+func TestDetectorBatchRefused(t *testing.T) {
+	const pair = "yolov8n_full_integer_quant__chelsea"
+	ref, err := yolotest.ReadReference(modeltest.Path(t, "reference", pair+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := testImage(t, "chelsea.png")
+	eng := batchReplay{newReplay(t, pair)}
+	eng.maxBatch = 1
+	d, err := NewDetector(eng, Options{Batch: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		res, err := d.DetectResults(context.Background(), []image.Image{cat, cat, cat})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			sameDetections(t, ref.Dets(), r.Detections)
+		}
+	}
+	if eng.invokes != 6 || eng.matched != 6 {
+		t.Errorf("%d invokes, %d exact inputs; want 6 and 6", eng.invokes, eng.matched)
+	}
+	if d.BatchError() == nil {
+		t.Error("BatchError is nil after a refused batch")
 	}
 }
 

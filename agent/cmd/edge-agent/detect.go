@@ -1,0 +1,282 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"edgefleet/models"
+	"edgefleet/models/annotate"
+	"edgefleet/models/backend"
+	"edgefleet/models/imageio"
+	"edgefleet/models/meta"
+	"edgefleet/models/yolo"
+)
+
+func init() {
+	commands["detect"] = command{summary: "run a model on images", run: runDetect}
+}
+
+const detectUsage = `usage: edge-agent detect --model PATH [flags] IMAGE...
+
+Runs a YOLO TFLite model on PNG/JPEG images and prints one line per image.
+
+flags:
+`
+
+// detectFlags are the settings of one detect run.
+type detectFlags struct {
+	model, labels     string
+	conf, iou         float64
+	maxDet            int
+	classes           string
+	threads, batch    int
+	backend, delegate string
+	jsonOut           bool
+	annotateDir       string
+	images            []string
+}
+
+func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
+	f := &detectFlags{}
+	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.model, "model", "", "`path` of the .tflite model (required)")
+	fs.StringVar(&f.labels, "labels", "", "class names, one per line (default: the model's metadata, else class ids)")
+	fs.Float64Var(&f.conf, "conf", 0.25, "confidence threshold: keep scores above it")
+	fs.Float64Var(&f.iou, "iou", 0.45, "NMS IoU threshold")
+	fs.IntVar(&f.maxDet, "max-det", 300, "most detections per image")
+	fs.StringVar(&f.classes, "classes", "", "keep only these class ids, comma separated")
+	fs.IntVar(&f.threads, "threads", 1, "inference and preprocessing threads")
+	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
+	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
+	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
+	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
+	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
+	// Flags may come after the images, as in "detect a.png --json".
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stderr, detectUsage)
+				fs.SetOutput(stderr)
+				fs.PrintDefaults()
+			}
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		f.images = append(f.images, args[0])
+		args = args[1:]
+	}
+	switch {
+	case f.model == "":
+		return nil, errors.New("--model is required")
+	case len(f.images) == 0:
+		return nil, errors.New("no images given")
+	case !(f.conf >= 0 && f.conf < 1):
+		return nil, fmt.Errorf("--conf %v: want 0 <= conf < 1", f.conf)
+	case !(f.iou > 0 && f.iou <= 1):
+		return nil, fmt.Errorf("--iou %v: want 0 < iou <= 1", f.iou)
+	case f.threads < 1 || f.threads > 256:
+		return nil, fmt.Errorf("--threads %d: want 1..256", f.threads)
+	case f.batch < 1 || f.batch > 64:
+		return nil, fmt.Errorf("--batch %d: want 1..64", f.batch)
+	case f.maxDet < 1:
+		return nil, fmt.Errorf("--max-det %d: want at least 1", f.maxDet)
+	}
+	switch f.delegate {
+	case "none", "xnnpack", "gpu":
+	default:
+		return nil, fmt.Errorf("--delegate %q: want none, xnnpack or gpu", f.delegate)
+	}
+	return f, nil
+}
+
+func (f *detectFlags) classIDs() ([]int, error) {
+	if f.classes == "" {
+		return nil, nil
+	}
+	var ids []int
+	for _, s := range strings.Split(f.classes, ",") {
+		id, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || id < 0 {
+			return nil, fmt.Errorf("--classes: %q is not a class id", s)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// detectLine is the --json output for one image.
+type detectLine struct {
+	Image      string             `json:"image"`
+	Model      string             `json:"model"`
+	Width      int                `json:"width"`
+	Height     int                `json:"height"`
+	Detections []models.Detection `json:"detections"`
+	TimingsMS  struct {
+		Preprocess  float64 `json:"preprocess"`
+		Inference   float64 `json:"inference"`
+		Postprocess float64 `json:"postprocess"`
+	} `json:"timings_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func runDetect(ctx context.Context, args []string) error {
+	f, err := parseDetectFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return detect(ctx, f, os.Stdout, os.Stderr)
+}
+
+func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error {
+	classes, err := f.classIDs()
+	if err != nil {
+		return err
+	}
+	// Missing images fail before the model loads.
+	for _, p := range f.images {
+		if _, err := os.Stat(p); err != nil {
+			return fmt.Errorf("image %w", err)
+		}
+	}
+	if f.labels != "" {
+		if _, err := os.Stat(f.labels); err != nil {
+			return fmt.Errorf("labels %w", err)
+		}
+	}
+	modelBytes, err := os.ReadFile(f.model)
+	if err != nil {
+		return fmt.Errorf("model %w", err)
+	}
+	labels, _, err := meta.Labels(f.labels, modelBytes)
+	if err != nil {
+		return err
+	}
+	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate})
+	if err != nil {
+		return fmt.Errorf("model %s: %w", f.model, err)
+	}
+	defer eng.Close()
+	det, err := yolo.NewDetector(eng, yolo.Options{
+		Params:  yolo.Params{Conf: float32(f.conf), IoU: float32(f.iou), MaxDet: f.maxDet, Classes: classes},
+		Labels:  labels,
+		Batch:   f.batch,
+		Workers: f.threads,
+	})
+	if err != nil {
+		return fmt.Errorf("model %s: %w", f.model, err)
+	}
+	if f.conf == 0 {
+		// Params treats 0 as "default"; the smallest positive threshold keeps everything.
+		det, err = yolo.NewDetector(eng, yolo.Options{
+			Params: yolo.Params{Conf: 1e-30, IoU: float32(f.iou), MaxDet: f.maxDet, Classes: classes},
+			Labels: labels, Batch: f.batch, Workers: f.threads,
+		})
+		if err != nil {
+			return fmt.Errorf("model %s: %w", f.model, err)
+		}
+	}
+	if f.annotateDir != "" {
+		if err := os.MkdirAll(f.annotateDir, 0o755); err != nil {
+			return fmt.Errorf("annotate: %w", err)
+		}
+	}
+	written := map[string]int{}
+	warned := false
+	enc := json.NewEncoder(stdout)
+	for start := 0; start < len(f.images); start += f.batch {
+		paths := f.images[start:min(start+f.batch, len(f.images))]
+		imgs := make([]image.Image, len(paths))
+		for i, p := range paths {
+			if imgs[i], err = imageio.Load(p); err != nil {
+				return err
+			}
+		}
+		res, err := det.DetectResults(ctx, imgs)
+		if err != nil {
+			return fmt.Errorf("model %s: %w", f.model, err)
+		}
+		if err := det.BatchError(); err != nil && !warned {
+			warned = true
+			fmt.Fprintf(stderr, "edge-agent detect: warning: %s cannot run %d images per invoke, running one at a time (%v)\n", f.model, f.batch, err)
+		}
+		for i, r := range res {
+			b := imgs[i].Bounds()
+			if f.annotateDir != "" {
+				if err := saveAnnotated(f.annotateDir, paths[i], imgs[i], r.Detections, written); err != nil {
+					return err
+				}
+			}
+			if f.jsonOut {
+				l := detectLine{Image: paths[i], Model: f.model, Width: b.Dx(), Height: b.Dy(), Detections: r.Detections}
+				if l.Detections == nil {
+					l.Detections = []models.Detection{}
+				}
+				l.TimingsMS.Preprocess = ms(r.Timings.Preprocess)
+				l.TimingsMS.Inference = ms(r.Timings.Inference)
+				l.TimingsMS.Postprocess = ms(r.Timings.Postprocess)
+				if err := enc.Encode(l); err != nil {
+					return fmt.Errorf("write: %w", err)
+				}
+				continue
+			}
+			if _, err := fmt.Fprintln(stdout, textLine(paths[i], b, r)); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func textLine(path string, b image.Rectangle, r yolo.Result) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s %dx%d:", path, b.Dx(), b.Dy())
+	if len(r.Detections) == 0 {
+		sb.WriteString(" nothing found")
+	}
+	for i, d := range r.Detections {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, " %s %.2f [%.0f %.0f %.0f %.0f]", d.Label, d.Score, d.Box[0], d.Box[1], d.Box[2], d.Box[3])
+	}
+	t := r.Timings
+	fmt.Fprintf(&sb, " (preprocess %.1f ms, inference %.1f ms, postprocess %.2f ms)", ms(t.Preprocess), ms(t.Inference), ms(t.Postprocess))
+	return sb.String()
+}
+
+// saveAnnotated writes DIR/<image name>, adding -2, -3... when two images
+// share a name. JPEG inputs stay JPEG; everything else becomes PNG.
+func saveAnnotated(dir, path string, img image.Image, dets []models.Detection, written map[string]int) error {
+	base := filepath.Base(path)
+	ext := strings.ToLower(filepath.Ext(base))
+	stem := strings.TrimSuffix(base, filepath.Ext(base))
+	if ext != ".jpg" && ext != ".jpeg" {
+		ext = ".png"
+	}
+	written[stem+ext]++
+	if n := written[stem+ext]; n > 1 {
+		stem = fmt.Sprintf("%s-%d", stem, n)
+	}
+	if err := imageio.Save(filepath.Join(dir, stem+ext), annotate.Draw(img, dets)); err != nil {
+		return fmt.Errorf("annotate %s: %w", path, err)
+	}
+	return nil
+}
