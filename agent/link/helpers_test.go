@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"sync"
@@ -19,6 +20,9 @@ import (
 )
 
 const patience = 20 * time.Second
+
+// quiet drops logs; tests check behaviour through results and metrics.
+var quiet = slog.New(slog.DiscardHandler)
 
 // Credentials used with the embedded broker.
 const (
@@ -43,7 +47,7 @@ func testAuth(t testing.TB) *broker.StaticAuth {
 // startBroker runs the embedded broker on addr ("127.0.0.1:0" for any port).
 func startBroker(t testing.TB, addr string) *broker.Broker {
 	t.Helper()
-	return brokertest.Start(t, broker.Options{Addr: addr, Auth: testAuth(t)})
+	return brokertest.Start(t, broker.Options{Addr: addr, Auth: testAuth(t), Logger: quiet})
 }
 
 // receiver is the stand-in for fleetd's ingest: it stores each event once

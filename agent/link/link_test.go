@@ -31,6 +31,7 @@ func fastOptions(url, device, pass string) Options {
 		BackoffMax:     200 * time.Millisecond,
 		PublishTimeout: 2 * time.Second,
 		State:          api.State{AgentVersion: "test", Cameras: []string{"cam-a", "cam-b"}},
+		Logger:         quiet,
 	}
 }
 
@@ -417,7 +418,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := brokertest.Start(t, broker.Options{TLSAddr: "127.0.0.1:0", TLS: srvTLS, Auth: testAuth(t)})
+	b := brokertest.Start(t, broker.Options{TLSAddr: "127.0.0.1:0", TLS: srvTLS, Auth: testAuth(t), Logger: quiet})
 	opts := fastOptions("ssl://"+b.TLSAddr(), devID, devPass)
 	opts.CAFile, opts.CertFile, opts.KeyFile = certs.CA, certs.ClientCert, certs.ClientKey
 	r := newReceiver(devID)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func startBroker(t *testing.T, mod func(*Options)) (*Broker, *prometheus.Registr
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	opts := Options{Addr: "127.0.0.1:0", Auth: auth, Registerer: reg}
+	opts := Options{Addr: "127.0.0.1:0", Auth: auth, Registerer: reg, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&opts)
 	}
