@@ -2,11 +2,11 @@ package store
 
 import (
 	"bytes"
+	"slices"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,21 +22,21 @@ import (
 //	          "count"   -> uint64 records stored
 //	          "bytes"   -> uint64 bytes of record values stored
 //	events    time_us(8) | device | 0x00 | seq(8) -> Record as JSON
-//	devseq    device | 0x00 | seq(8)               -> time_us(8)
-//	floor     device                               -> seq(8)
+//	seen      device -> the seqs ever stored, as uvarint pairs (from, to-from)
 //
-// events orders records by capture time for time-range scans and retention.
-// devseq makes Ingest idempotent on (device, seq) and serves per-device
-// queries. floor remembers, per device, the highest seq that retention
-// deleted, so an old event resent after its record expired is still seen as
-// a duplicate rather than stored again.
+// events orders records by capture time: new records land at its tail, so a
+// commit dirties few pages, and time-range scans and retention walk it in
+// order. seen makes Ingest idempotent on (device, seq): it is loaded into
+// memory at Open and rewritten for each device a commit touches, in the
+// same transaction, so it always matches events. Agents send seqs in order,
+// so a device's entry is a handful of ranges. Retention deletes records but
+// not their seen ranges: an expired event sent again is still a duplicate.
 const schemaVersion = "1"
 
 var (
 	bucketMeta   = []byte("meta")
 	bucketEvents = []byte("events")
-	bucketDevSeq = []byte("devseq")
-	bucketFloor  = []byte("floor")
+	bucketSeen   = []byte("seen")
 
 	keyVersion = []byte("version")
 	keyCount   = []byte("count")
@@ -80,6 +80,9 @@ type Bolt struct {
 	commits, calls, stored, dups, commitNanos atomic.Uint64
 	records, recordsBytes                     atomic.Uint64
 	closeOnce                                 sync.Once
+
+	// seen mirrors the seen bucket; only Open and the commit loop touch it.
+	seen map[string]rangeSet
 }
 
 var _ Store = (*Bolt)(nil)
@@ -87,6 +90,8 @@ var _ Store = (*Bolt)(nil)
 type ingestReq struct {
 	device string
 	events []api.Event
+	keys   [][]byte // eventKey of each event
+	vals   [][]byte // JSON Record of each event
 	res    Result
 	err    error
 	done   chan struct{}
@@ -102,13 +107,14 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:        opt.Timeout,
+		PageSize:       16 << 10, // fewer pages, fewer writes per commit
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Bolt{db: db, opt: opt, reqs: make(chan *ingestReq, opt.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Bolt{db: db, opt: opt, seen: map[string]rangeSet{}, reqs: make(chan *ingestReq, opt.MaxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	if err := db.Update(s.init); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -130,10 +136,20 @@ func (s *Bolt) init(tx *bolt.Tx) error {
 	case string(v) != schemaVersion:
 		return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
 	}
-	for _, b := range [][]byte{bucketEvents, bucketDevSeq, bucketFloor} {
+	for _, b := range [][]byte{bucketEvents, bucketSeen} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
+	}
+	if err := tx.Bucket(bucketSeen).ForEach(func(k, v []byte) error {
+		rs, err := decodeRanges(v)
+		if err != nil {
+			return fmt.Errorf("seen %q: %w", k, err)
+		}
+		s.seen[string(k)] = rs
+		return nil
+	}); err != nil {
+		return err
 	}
 	s.records.Store(getUint(meta, keyCount))
 	s.recordsBytes.Store(getUint(meta, keyBytes))
@@ -160,7 +176,17 @@ func (s *Bolt) Ingest(ctx context.Context, device string, events []api.Event) (R
 	if len(events) == 0 {
 		return Result{}, nil
 	}
-	r := &ingestReq{device: device, events: events, done: make(chan struct{})}
+	// Encode here, in the caller's goroutine, to keep the commit loop short.
+	r := &ingestReq{device: device, events: events, done: make(chan struct{}),
+		keys: make([][]byte, len(events)), vals: make([][]byte, len(events))}
+	for i := range events {
+		e := &events[i]
+		v, err := json.Marshal(&Record{Device: device, Event: *e})
+		if err != nil {
+			return Result{}, fmt.Errorf("store: ingest: encode %s/%d: %w", device, e.Seq, err)
+		}
+		r.keys[i], r.vals[i] = eventKey(position{time: timeKey(e.Time), device: device, seq: e.Seq}), v
+	}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -226,73 +252,68 @@ func (s *Bolt) commitLoop() {
 func (s *Bolt) commit(batch []*ingestReq) {
 	start := time.Now()
 	var stored, dups, nbytes uint64
+	// Changes to seen apply to memory only once the transaction commits.
+	touched := map[string]rangeSet{}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		stored, dups, nbytes = 0, 0, 0
-		meta, evs, ds, fl := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketDevSeq), tx.Bucket(bucketFloor)
+		clear(touched)
+		meta, evs, seen := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketSeen)
 		for _, r := range batch {
 			r.res = Result{}
-			var floor uint64
-			if v := fl.Get([]byte(r.device)); len(v) == 8 {
-				floor = binary.BigEndian.Uint64(v)
+			rs, ok := touched[r.device]
+			if !ok {
+				rs = slices.Clone(s.seen[r.device])
 			}
 			for i := range r.events {
-				e := &r.events[i]
-				dk := devSeqKey(r.device, e.Seq)
-				if e.Seq <= floor || ds.Get(dk) != nil {
+				seq := r.events[i].Seq
+				if rs.has(seq) {
 					r.res.Duplicates++
 					continue
 				}
-				rec := Record{Device: r.device, Event: *e}
-				v, err := json.Marshal(&rec)
-				if err != nil {
-					return fmt.Errorf("encode %s/%d: %w", r.device, e.Seq, err)
-				}
-				tk := timeKey(e.Time)
-				if err := evs.Put(eventKey(position{time: tk, device: r.device, seq: e.Seq}), v); err != nil {
+				if err := evs.Put(r.keys[i], r.vals[i]); err != nil {
 					return err
 				}
-				if err := ds.Put(dk, binary.BigEndian.AppendUint64(nil, tk)); err != nil {
-					return err
-				}
+				rs = rs.add(seq)
 				r.res.Stored++
-				nbytes += uint64(len(v))
+				nbytes += uint64(len(r.vals[i]))
 			}
+			touched[r.device] = rs
 			stored += uint64(r.res.Stored)
 			dups += uint64(r.res.Duplicates)
 		}
 		if stored == 0 {
 			return nil
 		}
+		for d, rs := range touched {
+			if err := seen.Put([]byte(d), rs.encode()); err != nil {
+				return err
+			}
+		}
 		if err := putUint(meta, keyCount, getUint(meta, keyCount)+stored); err != nil {
 			return err
 		}
 		return putUint(meta, keyBytes, getUint(meta, keyBytes)+nbytes)
 	})
+	if err == nil {
+		for d, rs := range touched {
+			s.seen[d] = rs
+		}
+		s.commits.Add(1)
+		s.calls.Add(uint64(len(batch)))
+		s.stored.Add(stored)
+		s.dups.Add(dups)
+		s.records.Add(stored)
+		s.recordsBytes.Add(nbytes)
+		s.commitNanos.Add(uint64(time.Since(start)))
+	}
 	for _, r := range batch {
 		r.err = err
 		close(r.done)
 	}
-	if err != nil {
-		return
-	}
-	s.commits.Add(1)
-	s.calls.Add(uint64(len(batch)))
-	s.stored.Add(stored)
-	s.dups.Add(dups)
-	s.records.Add(stored)
-	s.recordsBytes.Add(nbytes)
-	s.commitNanos.Add(uint64(time.Since(start)))
 }
 
-func devSeqKey(device string, seq uint64) []byte {
-	k := make([]byte, 0, len(device)+9)
-	k = append(k, device...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// Query implements Store; see there. Without a device, records come newest
-// first by capture time; with a device, by seq, highest first.
+// Query implements Store; see there. It walks events newest first and
+// filters the device by key, without decoding other devices' records.
 func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
 	var cur *position
 	if q.Cursor != "" {
@@ -318,42 +339,6 @@ func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
 			return len(page.Records) >= limit, nil
 		}
 		n := 0
-		if q.Device != "" {
-			c := tx.Bucket(bucketDevSeq).Cursor()
-			prefix := append([]byte(q.Device), 0)
-			start := uint64(math.MaxUint64)
-			if cur != nil {
-				if cur.device != q.Device || cur.seq == 0 {
-					return ErrBadCursor
-				}
-				start = cur.seq - 1
-			}
-			k, v := c.Seek(devSeqKey(q.Device, start))
-			if k == nil || !bytes.Equal(k, devSeqKey(q.Device, start)) {
-				k, v = c.Prev()
-			}
-			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
-				if n++; n%4096 == 0 && ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if len(v) != 8 || len(k) != len(prefix)+8 {
-					continue
-				}
-				tk := binary.BigEndian.Uint64(v)
-				if !q.From.IsZero() && tk < timeKey(q.From.UnixMicro()) || !q.To.IsZero() && tk >= timeKey(q.To.UnixMicro()) {
-					continue
-				}
-				ev := evs.Get(eventKey(position{time: tk, device: q.Device, seq: binary.BigEndian.Uint64(k[len(prefix):])}))
-				if ev == nil {
-					continue
-				}
-				full, err := add(ev)
-				if err != nil || full {
-					return err
-				}
-			}
-			return nil
-		}
 		c := evs.Cursor()
 		var k, v []byte
 		switch {
@@ -383,6 +368,9 @@ func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
 			}
 			if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < from {
 				break
+			}
+			if q.Device != "" && !keyHasDevice(k, q.Device) {
+				continue
 			}
 			full, err := add(v)
 			if err != nil || full {
@@ -461,20 +449,17 @@ func (s *Bolt) Retain(ctx context.Context, now time.Time) (int, error) {
 		}
 		n := 0
 		var freed uint64
-		var count, size uint64
 		err := s.update(func(tx *bolt.Tx) error {
 			n, freed = 0, 0
-			meta, evs, ds, fl := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketDevSeq), tx.Bucket(bucketFloor)
-			count, size = getUint(meta, keyCount), getUint(meta, keyBytes)
+			meta, evs := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents)
+			count, size := getUint(meta, keyCount), getUint(meta, keyBytes)
 			over := func() bool {
 				return rt.MaxEvents > 0 && count > uint64(rt.MaxEvents) || rt.MaxBytes > 0 && size > uint64(rt.MaxBytes)
 			}
 			c := evs.Cursor()
 			var dead [][]byte
-			floors := map[string]uint64{}
 			for k, v := c.First(); k != nil && n < retainChunk; k, v = c.Next() {
-				p, ok := parseEventKey(k)
-				if ok && p.time >= cutoff && !over() {
+				if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) >= cutoff && !over() {
 					break
 				}
 				dead = append(dead, k)
@@ -482,25 +467,9 @@ func (s *Bolt) Retain(ctx context.Context, now time.Time) (int, error) {
 				count--
 				size -= min(size, uint64(len(v)))
 				freed += uint64(len(v))
-				if ok {
-					if p.seq > floors[p.device] {
-						floors[p.device] = p.seq
-					}
-					if err := ds.Delete(devSeqKey(p.device, p.seq)); err != nil {
-						return err
-					}
-				}
 			}
 			for _, k := range dead {
 				if err := evs.Delete(k); err != nil {
-					return err
-				}
-			}
-			for d, seq := range floors {
-				if v := fl.Get([]byte(d)); len(v) == 8 && binary.BigEndian.Uint64(v) >= seq {
-					continue
-				}
-				if err := fl.Put([]byte(d), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 					return err
 				}
 			}
@@ -515,8 +484,11 @@ func (s *Bolt) Retain(ctx context.Context, now time.Time) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("store: retain: %w", err)
 		}
-		s.records.Store(count)
-		s.recordsBytes.Store(size)
+		if n == 0 {
+			return total, nil
+		}
+		s.records.Add(^uint64(n - 1)) // minus n; commits may run between
+		s.recordsBytes.Add(^(freed - 1))
 		total += n
 		if n < retainChunk {
 			return total, nil

@@ -19,7 +19,7 @@ type Mem struct {
 	mu      sync.Mutex
 	closed  bool
 	records map[string]map[uint64]Record // device -> seq -> record
-	floor   map[string]uint64
+	seen    map[string]map[uint64]bool   // every (device, seq) ever stored
 	size    map[string]int // device/seq key -> encoded size, for MaxBytes
 }
 
@@ -27,7 +27,7 @@ var _ Store = (*Mem)(nil)
 
 // NewMem returns an empty in-memory store with the given retention.
 func NewMem(ret Retention) *Mem {
-	return &Mem{ret: ret, records: map[string]map[uint64]Record{}, floor: map[string]uint64{}, size: map[string]int{}}
+	return &Mem{ret: ret, records: map[string]map[uint64]Record{}, seen: map[string]map[uint64]bool{}, size: map[string]int{}}
 }
 
 func sizeKey(device string, seq uint64) string { return fmt.Sprintf("%s\x00%d", device, seq) }
@@ -46,19 +46,20 @@ func (m *Mem) Ingest(ctx context.Context, device string, events []api.Event) (Re
 		return Result{}, ErrClosed
 	}
 	var res Result
-	dev := m.records[device]
+	dev, seen := m.records[device], m.seen[device]
 	if dev == nil {
-		dev = map[uint64]Record{}
-		m.records[device] = dev
+		dev, seen = map[uint64]Record{}, map[uint64]bool{}
+		m.records[device], m.seen[device] = dev, seen
 	}
 	for _, e := range events {
-		if _, ok := dev[e.Seq]; ok || e.Seq <= m.floor[device] {
+		if seen[e.Seq] {
 			res.Duplicates++
 			continue
 		}
 		r := Record{Device: device, Event: e}
 		b, _ := json.Marshal(&r)
 		dev[e.Seq] = r
+		seen[e.Seq] = true
 		m.size[sizeKey(device, e.Seq)] = len(b)
 		res.Stored++
 	}
@@ -78,31 +79,17 @@ func (m *Mem) sorted(q Query) []Record {
 			}
 		}
 	}
-	if q.Device != "" {
-		slices.SortFunc(out, func(a, b Record) int { return cmpU(b.Seq, a.Seq) })
-	} else {
-		slices.SortFunc(out, func(a, b Record) int {
-			pa, pb := posOf(&a), posOf(&b)
-			switch {
-			case pa.less(pb):
-				return 1
-			case pb.less(pa):
-				return -1
-			}
-			return 0
-		})
-	}
+	slices.SortFunc(out, func(a, b Record) int {
+		pa, pb := posOf(&a), posOf(&b)
+		switch {
+		case pa.less(pb):
+			return 1
+		case pb.less(pa):
+			return -1
+		}
+		return 0
+	})
 	return out
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Query implements Store.
@@ -112,9 +99,6 @@ func (m *Mem) Query(ctx context.Context, q Query) (Page, error) {
 		p, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return Page{}, err
-		}
-		if q.Device != "" && (p.device != q.Device || p.seq == 0) {
-			return Page{}, fmt.Errorf("store: query: %w", ErrBadCursor)
 		}
 		cur = &p
 	}
@@ -127,7 +111,7 @@ func (m *Mem) Query(ctx context.Context, q Query) (Page, error) {
 	var page Page
 	for _, r := range m.sorted(q) {
 		if cur != nil {
-			if q.Device != "" && r.Seq >= cur.seq || q.Device == "" && !posOf(&r).less(*cur) {
+			if !posOf(&r).less(*cur) {
 				continue
 			}
 		}
@@ -184,7 +168,6 @@ func (m *Mem) Retain(ctx context.Context, now time.Time) (int, error) {
 		size -= int64(m.size[k])
 		delete(m.size, k)
 		delete(m.records[r.Device], r.Seq)
-		m.floor[r.Device] = max(m.floor[r.Device], r.Seq)
 		n++
 	}
 	return n, nil

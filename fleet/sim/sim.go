@@ -1,0 +1,327 @@
+// Package sim runs virtual edge agents over real MQTT, for load tests and
+// demos: each device publishes its retained state (with an offline last
+// will), telemetry every few seconds and detection batches at a steady
+// rate, and measures how long fleetd takes to acknowledge each batch.
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"edgefleet/fleet/api"
+)
+
+// Options configures Run. Broker and Devices are required.
+type Options struct {
+	// Broker is the MQTT URL, e.g. tcp://127.0.0.1:1883.
+	Broker string
+	// Devices is how many virtual agents to run; they are <Prefix><n>.
+	Devices int
+	Prefix  string // default "sim-"
+	// Rate is detection batches per second per device; default 1.
+	Rate float64
+	// Events per batch; default 3.
+	Events int
+	// TelemetryEvery is the telemetry period; default 10s.
+	TelemetryEvery time.Duration
+	// Duration of the sending phase; then Run waits up to Drain for the last acks.
+	Duration time.Duration
+	Drain    time.Duration // default 5s
+	// ConnectRate caps new connections per second; default 500.
+	ConnectRate int
+	// Login returns the MQTT username and password of a device; nil means
+	// username = device id and an empty password.
+	Login func(device string) (user, password string)
+	// Sites and Lines spread the devices over labels site-<i> and line-<j>; defaults 3 and 4.
+	Sites, Lines int
+	// Labels the detections are drawn from; default person, car, forklift, helmet.
+	Labels []string
+}
+
+func (o *Options) defaults() {
+	if o.Prefix == "" {
+		o.Prefix = "sim-"
+	}
+	if o.Rate <= 0 {
+		o.Rate = 1
+	}
+	if o.Events <= 0 {
+		o.Events = 3
+	}
+	if o.TelemetryEvery <= 0 {
+		o.TelemetryEvery = 10 * time.Second
+	}
+	if o.Drain <= 0 {
+		o.Drain = 5 * time.Second
+	}
+	if o.ConnectRate <= 0 {
+		o.ConnectRate = 500
+	}
+	if o.Login == nil {
+		o.Login = func(d string) (string, string) { return d, "" }
+	}
+	if o.Sites <= 0 {
+		o.Sites = 3
+	}
+	if o.Lines <= 0 {
+		o.Lines = 4
+	}
+	if len(o.Labels) == 0 {
+		o.Labels = []string{"person", "car", "forklift", "helmet"}
+	}
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Devices        int           `json:"devices"`
+	Connected      int           `json:"connected"`
+	ConnectErrors  int           `json:"connect_errors"`
+	Batches        int64         `json:"batches_sent"`
+	Events         int64         `json:"events_sent"`
+	Acked          int64         `json:"batches_acked"`
+	Lost           int64         `json:"batches_lost"` // sent but not acked by the end of the drain
+	PublishErrors  int64         `json:"publish_errors"`
+	Telemetry      int64         `json:"telemetry_sent"`
+	AckP50         time.Duration `json:"ack_p50"`
+	AckP99         time.Duration `json:"ack_p99"`
+	AckMax         time.Duration `json:"ack_max"`
+	Elapsed        time.Duration `json:"elapsed"`
+	BatchesPerSec  float64       `json:"batches_per_s"`
+	ConnectElapsed time.Duration `json:"connect_elapsed"`
+}
+
+// OK reports whether every batch was acknowledged and p99 is under limit.
+func (r Report) OK(limit time.Duration) bool {
+	return r.ConnectErrors == 0 && r.Lost == 0 && r.PublishErrors == 0 && r.Batches > 0 && r.AckP99 < limit
+}
+
+func (r Report) String() string {
+	return fmt.Sprintf("devices %d (connected %d, errors %d) sent %d batches / %d events in %v (%.0f batches/s), acked %d, lost %d, publish errors %d; ack latency p50 %v p99 %v max %v",
+		r.Devices, r.Connected, r.ConnectErrors, r.Batches, r.Events, r.Elapsed.Round(time.Millisecond), r.BatchesPerSec, r.Acked, r.Lost, r.PublishErrors,
+		r.AckP50.Round(time.Microsecond), r.AckP99.Round(time.Microsecond), r.AckMax.Round(time.Microsecond))
+}
+
+// device is one virtual agent.
+type device struct {
+	id  string
+	cl  paho.Client
+	seq uint64
+
+	mu      sync.Mutex
+	pending map[uint64]time.Time // first seq of a batch -> sent
+	lat     []time.Duration
+}
+
+// Run runs the fleet of virtual agents until Duration has passed (or ctx
+// ends), then waits for outstanding acks and reports.
+func Run(ctx context.Context, o Options) (Report, error) {
+	o.defaults()
+	if o.Broker == "" || o.Devices <= 0 {
+		return Report{}, errors.New("sim: run: Broker and Devices are required")
+	}
+	rep := Report{Devices: o.Devices}
+	devs := make([]*device, 0, o.Devices)
+	var mu sync.Mutex
+	var connErr error
+	start := time.Now()
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(o.ConnectRate))
+	for i := range o.Devices {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := connect(ctx, o, i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				rep.ConnectErrors++
+				connErr = err
+				return
+			}
+			devs = append(devs, d)
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	rep.Connected = len(devs)
+	rep.ConnectElapsed = time.Since(start)
+	defer func() {
+		for _, d := range devs {
+			d.cl.Disconnect(0)
+		}
+	}()
+	if len(devs) == 0 {
+		return rep, fmt.Errorf("sim: no device connected: %v", connErr)
+	}
+
+	sendCtx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	var batches, events, pubErrs, tele atomic.Int64
+	sendStart := time.Now()
+	for _, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.loop(sendCtx, o, &batches, &events, &pubErrs, &tele)
+		}()
+	}
+	wg.Wait()
+	rep.Elapsed = time.Since(sendStart)
+	rep.Batches, rep.Events, rep.PublishErrors, rep.Telemetry = batches.Load(), events.Load(), pubErrs.Load(), tele.Load()
+	rep.BatchesPerSec = float64(rep.Batches) / rep.Elapsed.Seconds()
+
+	// Drain: wait for the last acks.
+	drain := time.Now().Add(o.Drain)
+	for time.Now().Before(drain) && ctx.Err() == nil {
+		if outstanding(devs) == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var lat []time.Duration
+	for _, d := range devs {
+		d.mu.Lock()
+		rep.Lost += int64(len(d.pending))
+		lat = append(lat, d.lat...)
+		d.mu.Unlock()
+	}
+	rep.Acked = int64(len(lat))
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		rep.AckP50 = lat[len(lat)/2]
+		rep.AckP99 = lat[len(lat)*99/100]
+		rep.AckMax = lat[len(lat)-1]
+	}
+	return rep, nil
+}
+
+func outstanding(devs []*device) int {
+	n := 0
+	for _, d := range devs {
+		d.mu.Lock()
+		n += len(d.pending)
+		d.mu.Unlock()
+	}
+	return n
+}
+
+func connect(ctx context.Context, o Options, i int) (*device, error) {
+	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), pending: map[uint64]time.Time{}}
+	user, pass := o.Login(d.id)
+	will, _ := json.Marshal(api.State{DeviceID: d.id, Online: false})
+	d.cl = paho.NewClient(paho.NewClientOptions().AddBroker(o.Broker).SetClientID(d.id).
+		SetUsername(user).SetPassword(pass).SetCleanSession(true).SetAutoReconnect(false).
+		SetConnectTimeout(30*time.Second).SetKeepAlive(60*time.Second).SetWriteTimeout(10*time.Second).
+		SetBinaryWill(api.StateTopic(d.id), will, 1, true).SetOrderMatters(false))
+	if err := wait(ctx, d.cl.Connect(), 30*time.Second); err != nil {
+		return nil, fmt.Errorf("sim: connect %s: %w", d.id, err)
+	}
+	if err := wait(ctx, d.cl.Subscribe(api.AcksTopic(d.id), 1, d.onAck), 30*time.Second); err != nil {
+		d.cl.Disconnect(0)
+		return nil, fmt.Errorf("sim: subscribe %s: %w", d.id, err)
+	}
+	st, _ := json.Marshal(api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: "sim",
+		Labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)},
+		Model: "yolo-sim", ModelVersion: "1", Engine: "sim", Cameras: []string{"cam0"}})
+	if err := wait(ctx, d.cl.Publish(api.StateTopic(d.id), 1, true, st), 30*time.Second); err != nil {
+		d.cl.Disconnect(0)
+		return nil, fmt.Errorf("sim: state %s: %w", d.id, err)
+	}
+	return d, nil
+}
+
+func wait(ctx context.Context, t paho.Token, limit time.Duration) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(limit):
+		return fmt.Errorf("no answer in %v", limit)
+	}
+}
+
+func (d *device) onAck(_ paho.Client, m paho.Message) {
+	now := time.Now()
+	var a api.Ack
+	if api.Decode(m.Payload(), &a) != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range a.Ranges {
+		for s, t := range d.pending {
+			if s >= r.From && s <= r.To {
+				d.lat = append(d.lat, now.Sub(t))
+				delete(d.pending, s)
+			}
+		}
+	}
+}
+
+func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, tele *atomic.Int64) {
+	period := time.Duration(float64(time.Second) / o.Rate)
+	// Spread devices over the period so they do not publish in lockstep.
+	next := time.Now().Add(time.Duration(rand.Int64N(int64(period))))
+	nextTele := time.Now().Add(time.Duration(rand.Int64N(int64(o.TelemetryEvery))))
+	var uptime time.Time = time.Now()
+	for {
+		wake := min(next.UnixNano(), nextTele.UnixNano())
+		t := time.NewTimer(time.Until(time.Unix(0, wake)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if !now.Before(nextTele) {
+			nextTele = nextTele.Add(o.TelemetryEvery)
+			p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
+				Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
+				SpoolDepth: uint64(rand.IntN(10))})
+			d.cl.Publish(api.TelemetryTopic(d.id), 0, false, p)
+			tele.Add(1)
+		}
+		if now.Before(next) {
+			continue
+		}
+		next = next.Add(period)
+		b := api.DetectionBatch{DeviceID: d.id}
+		first := d.seq + 1
+		for range o.Events {
+			d.seq++
+			x := rand.Float32() * 600
+			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: "cam0", Time: now.UnixMicro(), Model: "yolo-sim", ModelVersion: "1",
+				ClassID: 0, Label: o.Labels[rand.IntN(len(o.Labels))], Score: 0.5 + rand.Float32()/2, Box: [4]float32{x, x / 2, x + 40, x/2 + 80}})
+		}
+		p, _ := json.Marshal(&b)
+		d.mu.Lock()
+		d.pending[first] = now
+		d.mu.Unlock()
+		tok := d.cl.Publish(api.DetectionsTopic(d.id), 1, false, p)
+		batches.Add(1)
+		events.Add(int64(o.Events))
+		go func() {
+			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				pubErrs.Add(1)
+			}
+		}()
+	}
+}
