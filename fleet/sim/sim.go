@@ -238,7 +238,7 @@ func connect(ctx context.Context, o Options, i int) (*device, error) {
 	}
 	st, _ := json.Marshal(api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: "sim",
 		Labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)},
-		Model: "yolo-sim", ModelVersion: "1", Engine: "sim", Cameras: []string{"cam0"}})
+		Model:  "yolo-sim", ModelVersion: "1", Engine: "sim", Cameras: []string{"cam0"}})
 	if err := wait(ctx, d.cl.Publish(api.StateTopic(d.id), 1, true, st), 30*time.Second); err != nil {
 		d.cl.Disconnect(0)
 		return nil, fmt.Errorf("sim: state %s: %w", d.id, err)

@@ -2,11 +2,11 @@ package store
 
 import (
 	"bytes"
-	"slices"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"

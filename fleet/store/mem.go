@@ -20,7 +20,7 @@ type Mem struct {
 	closed  bool
 	records map[string]map[uint64]Record // device -> seq -> record
 	seen    map[string]map[uint64]bool   // every (device, seq) ever stored
-	size    map[string]int // device/seq key -> encoded size, for MaxBytes
+	size    map[string]int               // device/seq key -> encoded size, for MaxBytes
 }
 
 var _ Store = (*Mem)(nil)
