@@ -153,28 +153,30 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 		})
 		return nil
 	}
-	// Quantized: exp of (q - max)·scale·beta from a table, sum in float,
-	// then quantize, as TFLite's optimized int8/uint8 softmax does.
+	// Quantized: TFLite's optimized kernel in float32 arithmetic: a table of
+	// exp(-scale·beta·(max - q)), a float32 sum, then round(p/scale) + zp.
 	var table [256]float32
-	s := in.scale() * k.beta
-	for i := range table {
-		table[i] = float32(math.Exp(-s * float64(i)))
+	sc := float32(-in.scale() * k.beta)
+	for v := 0; v < 256; v++ {
+		table[255-v] = float32(math.Exp(float64(sc * float32(v))))
 	}
 	lo, hi := qRange(out.typ)
-	inv := 1 / out.scale()
+	oscale := float32(out.scale())
 	oz := out.zp()
 	for r := 0; r < rows; r++ {
 		var mx int32 = math.MinInt32
 		for i := 0; i < d; i++ {
 			mx = max(mx, qget(in, r*d+i))
 		}
+		off := 255 - mx
 		var sum float32
 		for i := 0; i < d; i++ {
-			sum += table[mx-qget(in, r*d+i)]
+			sum += table[off+qget(in, r*d+i)]
 		}
+		inv := 1 / (sum * oscale)
 		for i := 0; i < d; i++ {
-			p := float64(table[mx-qget(in, r*d+i)]/sum) * inv
-			qput(out, r*d+i, clamp32(int32(math.Round(p))+oz, lo, hi))
+			p := table[off+qget(in, r*d+i)] * inv
+			qput(out, r*d+i, clamp32(int32(math.Round(float64(p)))+oz, lo, hi))
 		}
 	}
 	return nil
