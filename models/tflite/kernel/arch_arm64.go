@@ -57,8 +57,13 @@ func packS8Arch(p *PackedS8, b []int8) {
 }
 
 func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
-	k16 := p.kg
-	need := 16 * k16
+	p.sdot(m, a, lda, c, nil, ldc, nil)
+}
+
+// sdot walks the register blocks of an int8 product over A's rows, writing
+// c, or out through q when q is not nil.
+func (p *PackedS8) sdot(m int, a []int8, lda int, c []int32, out []int8, ldc int, q *Requant) {
+	need := 16 * p.kg
 	safe := 0
 	if cap(a) >= need {
 		safe = min(m, (cap(a)-need)/lda+1)
@@ -69,7 +74,7 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 		ie := min(safe, ib+mc)
 		for ci := range p.chunks {
 			for i := ib; i < ie; i += mr {
-				p.sdotCall(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda, c, ldc)
+				p.sdotCall(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda, c, out, ldc, q)
 			}
 		}
 	}
@@ -85,7 +90,7 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 		for i := safe; i < m; i++ {
 			copy(row, a[i*lda:i*lda+p.k])
 			for ci := range p.chunks {
-				p.sdotCall(i, 1, &p.chunks[ci], &row[0], need, c, ldc)
+				p.sdotCall(i, 1, &p.chunks[ci], &row[0], need, c, out, ldc, q)
 			}
 		}
 	}
@@ -94,20 +99,38 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 // sdotCall runs the kernel for r rows from row i of chunk ch, A at ap; a
 // partial last panel goes through a small buffer, for NEON has no masked
 // store.
-func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, ldc int) {
+func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, out []int8, ldc int, q *Requant) {
+	o := i*ldc + ch.p0*16
+	if q != nil {
+		qv, qc := &q.neon[ch.p0*64], &q.consts[0]
+		if ch.valid == 16 {
+			s8sdotRqCall(1, r, ap, lda, &p.b[ch.off], p.kg, &out[o], ldc, qv, qc)
+			return
+		}
+		var tmp [5 * 16]int8
+		s8sdotRqCall(1, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 16, qv, qc)
+		for x := 0; x < r; x++ {
+			copy(out[o+x*ldc:o+x*ldc+ch.valid], tmp[x*16:])
+		}
+		return
+	}
 	if ch.valid == 16 {
-		s8sdotCall(1, r, ap, lda, &p.b[ch.off], p.kg, &c[i*ldc+ch.p0*16], ldc)
+		s8sdotCall(1, r, ap, lda, &p.b[ch.off], p.kg, &c[o], ldc)
 		return
 	}
 	var tmp [5 * 16]int32
 	s8sdotCall(1, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 16)
 	for x := 0; x < r; x++ {
-		copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
+		copy(c[o+x*ldc:o+x*ldc+ch.valid], tmp[x*16:])
 	}
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
-	return false
+	if p.impl != implNEON {
+		return false
+	}
+	p.sdot(m, a, lda, nil, out, ldo, q)
+	return true
 }
 
 // packF32Arch packs B for the NEON float32 kernels: per 16-column panel,

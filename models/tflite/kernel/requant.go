@@ -27,7 +27,10 @@ type Requant struct {
 	// vec holds the same per-channel values for the assembly epilogue, 16
 	// channels at a time: [block][bias, mult, mult of odd lanes moved to
 	// even lanes, lshift, rshift, rmask, rhalf][16].
-	vec    []int32
+	vec []int32
+	// neon holds them for the arm64 epilogue, 4 channels at a time:
+	// [group of 4][bias, mult, lshift, -rshift][4].
+	neon   []int32
 	consts [4]int32 // outZero, min, max
 }
 
@@ -90,6 +93,15 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 		blk[4*16+l] = q.rshift[j]
 		blk[5*16+l] = q.rmask[j]
 		blk[6*16+l] = q.rhalf[j]
+	}
+	q.neon = make([]int32, np*4)
+	for j := 0; j < np; j++ {
+		blk := q.neon[j/4*16:]
+		l := j % 4
+		blk[0*4+l] = q.bias[j]
+		blk[1*4+l] = q.mult[j]
+		blk[2*4+l] = q.lshift[j]
+		blk[3*4+l] = -q.rshift[j]
 	}
 	q.consts = [4]int32{outZero, min, max}
 	return q, nil

@@ -189,3 +189,44 @@ func TestGemmRequant(t *testing.T) {
 		})
 	}
 }
+
+// TestGemmRequantExtremes drives the epilogue to the int32 edges: biases
+// near ±2³¹ (so acc+bias wraps), multipliers 0, 1 and 2³¹-1, shifts -31, 0
+// and left shifts that wrap, all against the scalar reference.
+func TestGemmRequantExtremes(t *testing.T) {
+	mults := []int32{0, 1, 1 << 30, math.MaxInt32, 1518500250}
+	shifts := []int32{-31, -30, -1, 0, 1, 30}
+	biases := []int32{0, math.MaxInt32, math.MinInt32, math.MaxInt32 - 16000, math.MinInt32 + 16000, -1, 1 << 30}
+	var bias, mult, shift []int32
+	for _, b := range biases {
+		for _, m := range mults {
+			for _, s := range shifts {
+				bias, mult, shift = append(bias, b), append(mult, m), append(shift, s)
+			}
+		}
+	}
+	n, k, m := len(bias), 2, 5
+	a := []int8{-128, -128, 127, 127, -128, 127, 0, 0, 1, -1}
+	b := make([]int8, n*k)
+	for j := range b {
+		b[j] = []int8{-128, 127, -1, 0, 1}[j%5]
+	}
+	q, err := NewRequant(n, bias, mult, shift, 5, -128, 127)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc := make([]int32, m*n)
+	refS8(m, n, k, a, k, b, acc, n)
+	for _, im := range s8Impls {
+		out := make([]int8, m*n)
+		packS8(im, n, k, b).GemmRequant(m, a, k, q, out, n)
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				if want := q.apply(acc[i*n+j], j); out[i*n+j] != want {
+					t.Fatalf("%v: out[%d][%d] = %d, want %d (acc %d bias %d mult %d shift %d)",
+						im, i, j, out[i*n+j], want, acc[i*n+j], bias[j], mult[j], shift[j])
+				}
+			}
+		}
+	}
+}
