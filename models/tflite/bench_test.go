@@ -1,10 +1,13 @@
 package tflite
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"edgefleet/models"
@@ -53,6 +56,26 @@ func BenchmarkInvoke(b *testing.B) {
 			b.ReportMetric(perImage, "ms/image")
 			b.ReportMetric(float64(ip.ArenaBytes())/(1<<20), "arena-MiB")
 			b.ReportMetric(float64(ms.HeapSys)/(1<<20), "heap-MiB")
+			if hwm := peakRSS(); hwm > 0 {
+				b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
+			}
 		})
 	}
+}
+
+// peakRSS is the process's peak resident set (VmHWM) in bytes, 0 if unknown.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
