@@ -1,6 +1,10 @@
 package broker
 
-import "edgefleet/fleet/api"
+import (
+	"strings"
+
+	"edgefleet/fleet/api"
+)
 
 // Allow reports whether a client with identity id may publish to topic
 // (write) or subscribe to the filter topic and receive messages on it (!write).
@@ -21,16 +25,31 @@ func Allow(id Identity, topic string, write bool) bool {
 	if id.DeviceID == "" {
 		return false
 	}
-	if !write {
-		return topic == api.AcksTopic(id.DeviceID) || topic == api.CommandsTopic(id.DeviceID)
-	}
-	device, kind, _, err := api.ParseTopic(topic)
-	if err != nil || device != id.DeviceID {
+	rest, ok := ownSubtree(topic, id.DeviceID)
+	if !ok {
 		return false
 	}
-	switch kind {
-	case api.KindState, api.KindTelemetry, api.KindDetections, api.KindJobs:
+	if !write {
+		return rest == api.KindAcks || rest == api.KindCommands
+	}
+	switch rest {
+	case api.KindState, api.KindTelemetry, api.KindDetections:
 		return true
 	}
-	return false
+	job, ok := strings.CutPrefix(rest, api.KindJobs+"/")
+	return ok && api.ValidateID(job) == nil
+}
+
+// ownSubtree returns what follows edgefleet/v1/<device>/ in topic, without
+// allocating: this runs for every publish.
+func ownSubtree(topic, device string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, api.Prefix)
+	if !ok || len(rest) < 1 || rest[0] != '/' {
+		return "", false
+	}
+	rest, ok = strings.CutPrefix(rest[1:], device)
+	if !ok || len(rest) < 1 || rest[0] != '/' {
+		return "", false
+	}
+	return rest[1:], true
 }

@@ -28,6 +28,13 @@ func TestAllow(t *testing.T) {
 		{dev, api.Prefix + "/cam-1/jobs", true, false},
 		{dev, api.Prefix + "/cam-1/jobs/a/b", true, false},
 		{dev, "edgefleet/v2/cam-1/state", true, false},
+		{dev, "edgefleet/v1/cam-10/state", true, false},
+		{dev, "edgefleet/v1cam-1/state", true, false},
+		{dev, "edgefleet/v1/cam-1state", true, false},
+		{dev, "edgefleet/v1/cam-1/", true, false},
+		{dev, "edgefleet/v1/cam-1/jobs/", true, false},
+		{dev, "edgefleet/v1/cam-1/jobs/+", true, false},
+		{dev, "edgefleet/v1/cam-1/acks/x", false, false},
 		{dev, "$SYS/broker/uptime", true, false},
 		{dev, api.AcksTopic("cam-1"), false, true},
 		{dev, api.CommandsTopic("cam-1"), false, true},
@@ -94,4 +101,21 @@ func TestStaticAuth(t *testing.T) {
 	if err := a.SetService("cam-3", "x"); err == nil {
 		t.Error("SetService accepted a device's name")
 	}
+}
+
+// BenchmarkAllow is the ACL cost of one publish. One op is 100,000 checks,
+// so that `make bench` (-benchtime=1x) still measures something.
+func BenchmarkAllow(b *testing.B) {
+	const perOp = 100000
+	id := Identity{Role: RoleDevice, DeviceID: "cam-box-0042"}
+	topic := api.DetectionsTopic(id.DeviceID)
+	b.ReportAllocs()
+	for b.Loop() {
+		for range perOp {
+			if !Allow(id, topic, true) {
+				b.Fatal("refused")
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perOp), "ns/check")
 }
