@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"edgefleet/fleet/api"
 )
@@ -121,6 +122,10 @@ func TestCompactAfterDrain(t *testing.T) {
 	st := s.Stats()
 	if err := s.Ack(ctx, api.SeqRange{From: 1, To: st.NextSeq - 1}); err != nil {
 		t.Fatal(err)
+	}
+	// The Ack returns before the compaction it triggers; wait for it.
+	for deadline := time.Now().Add(10 * time.Second); s.Stats().Compactions == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	small := fileSize(t, path)
 	if st := s.Stats(); st.Compactions != 1 || st.Depth != 0 || st.FileBytes != small {

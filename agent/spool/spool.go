@@ -21,6 +21,7 @@
 package spool
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -603,8 +604,8 @@ func (s *Spool) commit(batch []*request) {
 	for attempt := 0; err != nil && isFull(err) && attempt < 8; attempt++ {
 		dropped, derr := s.dropForSpace()
 		s.log.Warn("spool full; dropped oldest events", "err", err, "dropped", dropped, "budget_bytes", s.budget, "attempt", attempt+1)
-		if derr != nil {
-			s.log.Error("spool full and cannot drop", "err", derr)
+		if derr != nil || dropped == 0 {
+			s.log.Error("spool full and nothing more to drop", "err", derr)
 			break
 		}
 		out, err = s.commitOnce(batch)
@@ -621,9 +622,15 @@ func (s *Spool) commit(batch []*request) {
 			}
 		}
 	}
+	// Answer the appends and acks before a compaction, which may take a while.
 	asked := false
 	for _, r := range batch {
-		asked = asked || r.compact
+		if r.compact {
+			asked = true
+			continue
+		}
+		r.err = err
+		close(r.done)
 	}
 	var cerr error
 	if err == nil && (asked || s.wantCompact()) {
@@ -632,11 +639,10 @@ func (s *Spool) commit(batch []*request) {
 		}
 	}
 	for _, r := range batch {
-		r.err = err
-		if r.compact && err == nil {
-			r.err = cerr
+		if r.compact {
+			r.err = cmp.Or(err, cerr)
+			close(r.done)
 		}
-		close(r.done)
 	}
 }
 
