@@ -190,6 +190,18 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	case models.Int64:
 		evalInt(k, i64s(a.data), i64s(b.data), out)
 	case models.Int8, models.UInt8:
+		if k.lut != nil && k.bc.same && len(out.data) >= 1<<15 {
+			// Large same-shape tensors: split the table lookups over workers.
+			lut := (*[1 << 16]byte)(k.lut)
+			x, y, o := a.data, b.data, out.data
+			ip.parallel(len(o), 1<<14, func(_, lo, hi int) {
+				xs, ys, os := x[lo:hi], y[lo:hi], o[lo:hi]
+				for j := range os {
+					os[j] = lut[int(xs[j])<<8|int(ys[j])]
+				}
+			})
+			return nil
+		}
 		k.evalQ(a, b, out)
 	}
 	return nil

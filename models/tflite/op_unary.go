@@ -88,9 +88,12 @@ func (k *unary) eval(ip *Interpreter, n *node) error {
 	}
 	x, y := in.data, out.data
 	t := &k.table
-	for i, v := range x {
-		y[i] = t[v]
-	}
+	ip.parallel(len(x), 1<<14, func(_, lo, hi int) {
+		xs, ys := x[lo:hi], y[lo:hi]
+		for i, v := range xs {
+			ys[i] = t[v]
+		}
+	})
 	return nil
 }
 
