@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"edgefleet/fleet/sim"
+)
+
+func init() {
+	commands["sim"] = command{"run N virtual agents over MQTT against fleetd", runSim}
+}
+
+func runSim(ctx context.Context, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	broker := fs.String("mqtt", "tcp://127.0.0.1:1883", "fleetd's MQTT broker URL")
+	devices := fs.Int("devices", 10, "virtual agents")
+	rate := fs.Float64("rate", 1, "detection batches per second per device")
+	events := fs.Int("events", 3, "events per batch")
+	tele := fs.Duration("telemetry", 10*time.Second, "telemetry period")
+	dur := fs.Duration("duration", 30*time.Second, "how long to send")
+	prefix := fs.String("prefix", "sim-", "device id prefix (ids are <prefix><n>)")
+	password := fs.String("device-password", "", "password of every virtual device (username = device id); env EDGEFLEET_SIM_PASSWORD")
+	user := fs.String("service-user", "", "log in as this MQTT service user instead of as each device")
+	servicePass := fs.String("service-password", "", "the service user's password")
+	connectRate := fs.Int("connect-rate", 500, "new connections per second")
+	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *devices < 1 || *rate <= 0 || *events < 1 {
+		return fmt.Errorf("%w: --devices, --rate and --events must be positive", errUsage)
+	}
+	pw := first(*password, os.Getenv("EDGEFLEET_SIM_PASSWORD"))
+	login := func(d string) (string, string) { return d, pw }
+	if *user != "" {
+		login = func(string) (string, string) { return *user, *servicePass }
+	}
+	fmt.Fprintf(os.Stderr, "sim: %d devices, %.2g batch/s each, %d events per batch, telemetry every %v, for %v against %s\n",
+		*devices, *rate, *events, *tele, *dur, *broker)
+	rep, err := sim.Run(ctx, sim.Options{Broker: *broker, Devices: *devices, Prefix: *prefix, Rate: *rate, Events: *events,
+		TelemetryEvery: *tele, Duration: *dur, Login: login, ConnectRate: *connectRate})
+	if *jsonOut {
+		printJSON(w, rep)
+	} else {
+		fmt.Fprintf(w, "devices     %d connected, %d failed (connect took %v)\n", rep.Connected, rep.ConnectErrors, rep.ConnectElapsed.Round(time.Millisecond))
+		fmt.Fprintf(w, "sent        %d batches, %d events, %d telemetry in %v (%.0f batches/s)\n", rep.Batches, rep.Events, rep.Telemetry, rep.Elapsed.Round(time.Millisecond), rep.BatchesPerSec)
+		fmt.Fprintf(w, "acked       %d batches\n", rep.Acked)
+		fmt.Fprintf(w, "lost        %d batches (publish errors %d)\n", rep.Lost, rep.PublishErrors)
+		fmt.Fprintf(w, "ack latency p50 %v  p99 %v  max %v\n", rep.AckP50.Round(time.Microsecond), rep.AckP99.Round(time.Microsecond), rep.AckMax.Round(time.Microsecond))
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.OK(time.Second) {
+		return fmt.Errorf("sim: not sustained: lost %d, p99 %v", rep.Lost, rep.AckP99.Round(time.Millisecond))
+	}
+	return nil
+}
