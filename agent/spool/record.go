@@ -51,6 +51,10 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("spool: corrupt record at seq %d: %s", e.Seq, e.Reason)
 }
 
+// CorruptSeq returns Seq; the link's Sender looks for this method to skip
+// (acknowledge) a record that can never be sent.
+func (e *CorruptError) CorruptSeq() uint64 { return e.Seq }
+
 // Unwrap makes errors.Is(err, ErrCorrupt) true.
 func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 

@@ -450,6 +450,10 @@ func TestCorruptRecordNamesSeq(t *testing.T) {
 	s = open(t, path, Options{})
 	got, err := s.Next(ctx, 0, 10)
 	var ce *CorruptError
+	var cs interface{ CorruptSeq() uint64 }
+	if !errors.As(err, &cs) || cs.CorruptSeq() != 3 {
+		t.Fatalf("Next error %v has no CorruptSeq 3", err)
+	}
 	if !errors.As(err, &ce) || ce.Seq != 3 || !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Next error = %v, want CorruptError at seq 3", err)
 	}
