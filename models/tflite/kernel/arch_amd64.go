@@ -100,13 +100,17 @@ func safeRows(m int, a []int8, lda, kg int) int {
 
 func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 	if p.impl == implAVX2 {
-		gemmS8AVX2(p, m, a, lda, c, ldc)
+		p.avx2(m, a, lda, c, nil, ldc, nil)
 		return
 	}
 	p.vnni(m, a, lda, vnniOut{c: c, ldc: ldc})
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
+	if p.impl == implAVX2 {
+		p.avx2(m, a, lda, nil, out, ldo, q)
+		return true
+	}
 	if p.impl != implVNNI {
 		return false
 	}
@@ -252,7 +256,9 @@ func packS8AVX2(p *PackedS8, b []int8) {
 // scratch16 recycles the int16 copies of A of the AVX2 path.
 var scratch16 = sync.Pool{New: func() any { return new([]int16) }}
 
-func gemmS8AVX2(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+// avx2 runs the AVX2 int8 kernels over A's rows, writing c, or out through
+// q when q is not nil.
+func (p *PackedS8) avx2(m int, a []int8, lda int, c []int32, out []int8, ldc int, q *Requant) {
 	k, kp := p.k, p.kg
 	ld := 2 * kp
 	mc := max(12, rowBlockBytes/(2*ld))
@@ -264,21 +270,40 @@ func gemmS8AVX2(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 	s := (*sp)[:cap(*sp)]
 	for ib := 0; ib < m; ib += mc {
 		ie := min(m, ib+mc)
-		if k > 0 && ld > 0 {
-			_ = s[(ie-ib)*ld-1]
-			_ = a[(ie-1)*lda+k-1]
-			widenRows(&s[0], ld, &a[ib*lda], lda, ie-ib, k)
-		}
+		_ = s[(ie-ib)*ld-1]
+		_ = a[(ie-1)*lda+k-1]
+		widenRows(&s[0], ld, &a[ib*lda], lda, ie-ib, k)
 		for ci := range p.chunks {
 			ch := &p.chunks[ci]
-			var mask *int32
-			if ch.mask != 0 {
-				mask = &f32Masks[ch.mask][0]
-			}
 			mr := s8avx2MR[ch.nv]
 			for i := ib; i < ie; i += mr {
-				s8avx2Call(ch.nv, min(mr, ie-i), &s[(i-ib)*ld], ld, &p.b16[ch.off], kp, &c[i*ldc+ch.p0*8], ldc, mask)
+				r := min(mr, ie-i)
+				ap, bp, o := &s[(i-ib)*ld], &p.b16[ch.off], i*ldc+ch.p0*8
+				switch {
+				case q == nil:
+					var mask *int32
+					if ch.mask != 0 {
+						mask = &f32Masks[ch.mask][0]
+					}
+					s8avx2Call(ch.nv, r, ap, ld, bp, kp, &c[o], ldc, mask)
+				case ch.mask == 0:
+					s8avx2RqCall(ch.nv, r, ap, ld, bp, kp, &out[o], ldc, q.avx2v(ch.p0), &q.avx2c[0])
+				default:
+					// No byte-masked store in AVX2: a partial panel goes
+					// through a buffer.
+					var tmp [12 * 16]int8 // rows ≤ s8avx2MR[1]
+					s8avx2RqCall(ch.nv, r, ap, ld, bp, kp, &tmp[0], 16, q.avx2v(ch.p0), &q.avx2c[0])
+					valid := (ch.nv-1)*8 + int(ch.mask)
+					for x := 0; x < r; x++ {
+						copy(out[o+x*ldc:o+x*ldc+valid], tmp[x*16:])
+					}
+				}
 			}
 		}
 	}
+}
+
+// avx2v is where the per-channel values of 8-channel panel p0 start in q.vec.
+func (q *Requant) avx2v(p0 int) *int32 {
+	return &q.vec[p0/2*vecFields*16+p0%2*8]
 }

@@ -63,13 +63,15 @@ func main() {
 	for nv := 1; nv <= 2; nv++ {
 		for mr := 1; mr <= fmaMR[nv]; mr++ {
 			fma(nv, mr)
-			avx2S8(nv, mr)
+			avx2S8(nv, mr, false)
+			avx2S8(nv, mr, true)
 		}
 	}
 	widen()
 	dispatch("s8vnni", vnniMR, s8vnniParams)
 	dispatch("s8vnniRq", vnniMR, s8vnniRqParams)
 	dispatch("s8avx2", fmaMR, s8avx2Params)
+	dispatch("s8avx2Rq", fmaMR, s8avx2RqParams)
 	dispatch("f32fma", fmaMR, f32fmaParams)
 	write("amd64")
 
@@ -109,6 +111,7 @@ const (
 	s8vnniParams   = "a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64"
 	s8vnniRqParams = "a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64"
 	s8avx2Params   = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
+	s8avx2RqParams = "a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32"
 	f32fmaParams   = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
 	s8sdotParams   = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
 	f32neonParams  = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
@@ -372,10 +375,15 @@ func fma(nv, mr int) {
 // avx2S8 writes an AVX2 int8 kernel (on int16-widened A) of mr rows × 8·nv
 // channels: Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast pair of A,
 // Y15 the products.
-func avx2S8(nv, mr int) {
+func avx2S8(nv, mr int, rq bool) {
 	name := fmt.Sprintf("s8avx2_%d_%d", nv, mr)
-	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, s8avx2Params)
-	fmt.Fprintf(&s, "// func %s: %d rows × %d channels.\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, mr, 8*nv, name)
+	params, frame := s8avx2Params, 56
+	if rq {
+		name = fmt.Sprintf("s8avx2Rq_%d_%d", nv, mr)
+		params, frame = s8avx2RqParams, 64
+	}
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, params)
+	fmt.Fprintf(&s, "// func %s: %d rows × %d channels.\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, mr, 8*nv, name, frame)
 	emit("MOVQ a+0(FP), SI")
 	emit("MOVQ lda+8(FP), DI")
 	emit("SHLQ $1, DI")
@@ -400,6 +408,10 @@ func avx2S8(nv, mr int) {
 	emit("ADDQ $%d, BX", nv*32)
 	emit("DECQ CX")
 	emit("JNZ loop")
+	if rq {
+		avx2Requant(nv, mr)
+		return
+	}
 	emit("MOVQ c+32(FP), DX")
 	emit("MOVQ ldc+40(FP), R12")
 	emit("SHLQ $2, R12")
@@ -630,5 +642,54 @@ func neonFMA(mr int) {
 			emit("ADD R9, R8, R8")
 		}
 	}
+	emit("RET\n")
+}
+
+// avx2Requant writes the requantizing epilogue of an AVX2 int8 kernel. The
+// per-channel values are Requant.vec's (8 channels are half of a 16-channel
+// block); the constants come from Requant.avx2c as whole vectors, because
+// the accumulators leave only Y12..Y15 free.
+func avx2Requant(nv, mr int) {
+	emit("MOVQ out+32(FP), DX")
+	emit("MOVQ ldo+40(FP), R12")
+	emit("MOVQ qv+48(FP), AX")
+	emit("MOVQ qc+56(FP), R8")
+	for r := 0; r < mr; r++ {
+		for v := 0; v < nv; v++ {
+			y := r*nv + v
+			q := v * 32
+			emit("VPADDD %d(AX), Y%d, Y%d", q+qBias, y, y)
+			emit("VPSLLVD %d(AX), Y%d, Y%d", q+qLShift, y, y)
+			// (x·m + 2^30) >> 31: only the low 32 bits of the result are
+			// kept, so logical shifts do (AVX2 has no 64-bit VPSRAQ).
+			emit("VPMULDQ %d(AX), Y%d, Y12", q+qMult, y)
+			emit("VPSRLQ $32, Y%d, Y13", y)
+			emit("VPMULDQ %d(AX), Y13, Y13", q+qMultOdd)
+			emit("VPADDQ (R8), Y12, Y12")
+			emit("VPADDQ (R8), Y13, Y13")
+			emit("VPSRLQ $31, Y12, Y12")
+			emit("VPSLLQ $1, Y13, Y13")
+			emit("VPBLENDD $0xaa, Y13, Y12, Y%d", y)
+			// Rounding divide by 2^rshift, ties away from zero.
+			emit("VPAND %d(AX), Y%d, Y12", q+qRMask, y)
+			emit("VPSRAD $31, Y%d, Y13", y)
+			emit("VMOVDQU %d(AX), Y14", q+qRHalf)
+			emit("VPSUBD Y13, Y14, Y14")
+			emit("VPSRAVD %d(AX), Y%d, Y%d", q+qRShift, y, y)
+			emit("VPCMPGTD Y14, Y12, Y12")
+			emit("VPSUBD Y12, Y%d, Y%d", y, y)
+			emit("VPADDD 32(R8), Y%d, Y%d", y, y)
+			emit("VPMAXSD 64(R8), Y%d, Y%d", y, y)
+			emit("VPMINSD 96(R8), Y%d, Y%d", y, y)
+			emit("VEXTRACTI128 $1, Y%d, X13", y)
+			emit("VPACKSSDW X13, X%d, X13", y)
+			emit("VPACKSSWB X13, X13, X13")
+			emit("MOVQ X13, %d(DX)", v*8)
+		}
+		if r < mr-1 {
+			emit("ADDQ R12, DX")
+		}
+	}
+	emit("VZEROUPPER")
 	emit("RET\n")
 }

@@ -263,10 +263,16 @@ func f32fma_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_1_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -275,10 +281,16 @@ func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_1_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -287,10 +299,16 @@ func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_1_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -299,10 +317,16 @@ func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_1_7(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_7(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_8(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_8(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -311,10 +335,16 @@ func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_1_9(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_9(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_10(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_10(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -323,10 +353,16 @@ func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, ma
 func s8avx2_1_11(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_1_11(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_1_12(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_1_12(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -335,10 +371,16 @@ func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_2_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_2_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_2_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_2_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -347,10 +389,16 @@ func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_2_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_2_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_2_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_2_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -359,10 +407,16 @@ func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func s8avx2_2_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
+func s8avx2Rq_2_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
 func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
+
+//go:noescape
+func s8avx2Rq_2_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)
@@ -593,6 +647,51 @@ func s8avx2Call(nv, mr int, a *int16, lda int, b *int16, kp int, c *int32, ldc i
 		s8avx2_2_5(a, lda, b, kp, c, ldc, mask)
 	case 0x206:
 		s8avx2_2_6(a, lda, b, kp, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var s8avx2RqMR = [...]int{0, 12, 6}
+
+func s8avx2RqCall(nv, mr int, a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8avx2Rq_1_1(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x102:
+		s8avx2Rq_1_2(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x103:
+		s8avx2Rq_1_3(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x104:
+		s8avx2Rq_1_4(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x105:
+		s8avx2Rq_1_5(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x106:
+		s8avx2Rq_1_6(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x107:
+		s8avx2Rq_1_7(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x108:
+		s8avx2Rq_1_8(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x109:
+		s8avx2Rq_1_9(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10a:
+		s8avx2Rq_1_10(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10b:
+		s8avx2Rq_1_11(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10c:
+		s8avx2Rq_1_12(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x201:
+		s8avx2Rq_2_1(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x202:
+		s8avx2Rq_2_2(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x203:
+		s8avx2Rq_2_3(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x204:
+		s8avx2Rq_2_4(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x205:
+		s8avx2Rq_2_5(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x206:
+		s8avx2Rq_2_6(a, lda, b, kp, out, ldo, qv, qc)
 	default:
 		panic("kernel: no such register block")
 	}

@@ -32,6 +32,9 @@ type Requant struct {
 	// [group of 4][bias, mult, lshift, -rshift][4].
 	neon   []int32
 	consts [4]int32 // outZero, min, max
+	// avx2c holds 2³⁰ as four int64, then outZero, min and max as eight
+	// int32 each, for the AVX2 epilogue.
+	avx2c [32]int32
 }
 
 // NewRequant checks and prepares the requantization of n output channels.
@@ -104,6 +107,12 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 		blk[3*4+l] = -q.rshift[j]
 	}
 	q.consts = [4]int32{outZero, min, max}
+	for l := 0; l < 8; l++ {
+		if l%2 == 0 {
+			q.avx2c[l] = 1 << 30
+		}
+		q.avx2c[8+l], q.avx2c[16+l], q.avx2c[24+l] = outZero, min, max
+	}
 	return q, nil
 }
 
