@@ -8,13 +8,17 @@
 // deletes what the fleet has stored with Ack; nothing else removes events
 // except the bounds: the spool keeps within Options.MaxBytes on disk and
 // Options.MaxAge, dropping the oldest events first and counting them (Stats,
-// metrics). Append never fails because the spool is full, and on a full disk
-// (ENOSPC) it drops the oldest events and retries.
+// metrics). Append never fails because the spool is full: on a full file or
+// disk (ENOSPC) it drops the oldest events and retries. Only when nothing is
+// left to drop and the disk still has no room does that one Append fail; the
+// spool stays open and later Appends try again.
 //
 // bbolt files never shrink, so the spool compacts itself (bbolt.Compact into
-// a new file, fsync, atomic rename) when more than half of a file that has
-// grown past a quarter of MaxBytes is free pages, e.g. after a long broker
-// outage has drained.
+// a new file, fsync, atomic rename), at most once per CompactInterval, when
+// the file has grown past a quarter of MaxBytes (and 1 MiB) and more than
+// half of it is free pages, e.g. after a long broker outage has drained.
+// Freed pages are reused in between, so a spool that is acked as it goes
+// stays at the size of its largest backlog.
 //
 // The file layout is described at schemaVersion in schema.go and the record
 // encoding at recordFormat in record.go.
