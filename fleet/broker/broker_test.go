@@ -81,9 +81,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func dial(b *Broker, clientID, user, pass string, mod func(*paho.ClientOptions)) (*client, error) {
+func dial(addr, clientID, user, pass string, mod func(*paho.ClientOptions)) (*client, error) {
 	c := &client{lost: make(chan error, 1)}
-	o := paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).
 		SetClientID(clientID).SetUsername(user).SetPassword(pass).
 		SetAutoReconnect(false).SetConnectTimeout(wait).SetProtocolVersion(4).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost <- err }).
@@ -108,7 +108,7 @@ func dial(b *Broker, clientID, user, pass string, mod func(*paho.ClientOptions))
 
 func mustDial(t *testing.T, b *Broker, clientID, user, pass string) *client {
 	t.Helper()
-	c, err := dial(b, clientID, user, pass, nil)
+	c, err := dial(b.Addr(), clientID, user, pass, nil)
 	if err != nil {
 		t.Fatalf("connect %s: %v", clientID, err)
 	}
@@ -167,7 +167,7 @@ func TestLogin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := refusals(reg, tt.reason)
-			c, err := dial(b, tt.clientID, tt.user, tt.pass, func(o *paho.ClientOptions) {
+			c, err := dial(b.Addr(), tt.clientID, tt.user, tt.pass, func(o *paho.ClientOptions) {
 				if tt.will != "" {
 					o.SetWill(tt.will, `{"device_id":"x","online":false,"time_ms":0}`, 1, true)
 				}
@@ -454,5 +454,29 @@ func TestCloseTwiceAndRunAfterClose(t *testing.T) {
 	}
 	if err := b.Publish("a", nil, false, 0); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestWillOnAbruptClose: a device's own will is published when its
+// connection dies; a will on another device's topic is refused at CONNECT.
+func TestWillOnAbruptClose(t *testing.T) {
+	b, _ := startBroker(t, nil)
+	svc := mustDial(t, b, "fleetd", "svc", "svcpw")
+	subscribe(t, svc, api.Prefix+"/#")
+	if rc, err := rawConnectWithWill(b.Addr(), "dev2", "dev2", "pw2", api.StateTopic("dev2"), "own-will"); err != nil || rc != 0 {
+		t.Fatalf("CONNECT with own will: code %d, %v", rc, err)
+	}
+	waitFor(t, "own will", func() bool { return strings.Contains(strings.Join(svc.received(), " "), "own-will") })
+	rc, err := rawConnectWithWill(b.Addr(), "dev2", "dev2", "pw2", api.StateTopic("dev1"), "spoofed-will")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc == 0 {
+		t.Fatal("CONNECT with a will on dev1's state accepted")
+	}
+	publish(t, svc, api.TelemetryTopic("dev2"), 1, "marker")
+	waitFor(t, "marker", func() bool { return strings.Contains(strings.Join(svc.received(), " "), "marker") })
+	if strings.Contains(strings.Join(svc.received(), " "), "spoofed-will") {
+		t.Error("foreign will published")
 	}
 }
