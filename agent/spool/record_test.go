@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"math"
 	"strings"
@@ -126,4 +127,21 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("error %v does not name seq %d", err, seq)
 		}
 	})
+}
+
+// TestRecordGolden pins the on-disk record format: files written by earlier
+// builds must stay readable, so a change here needs a new recordFormat and
+// an upgrade step, not an edit of the constant.
+func TestRecordGolden(t *testing.T) {
+	const golden = "028180f9c0c1c482038280f28183898506025c8f023f0000803f000000400000f441000021420563616d2d3107796f6c6f76386e05312e322e3006706572736f6e66e12017"
+	if got := hex.EncodeToString(record(7, 1_700_000_000_000_001, ev(1))); got != golden {
+		t.Fatalf("record encoding changed:\n got %s\nwant %s", got, golden)
+	}
+	v, _ := hex.DecodeString(golden)
+	e, us, err := decodeRecord(7, v, nil)
+	want := ev(1)
+	want.Seq = 7
+	if err != nil || e != want || us != 1_700_000_000_000_001 {
+		t.Fatalf("golden record decodes to %+v, %d, %v", e, us, err)
+	}
 }
