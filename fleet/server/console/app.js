@@ -161,6 +161,7 @@ function livePage() {
   const state = el("span", { id: "feed-state" }, "connecting…");
   const connect = () => {
     if (feed) feed.close();
+    state.textContent = "connecting…";
     sessionStorage.setItem("edgefleet_label", input.value.trim());
     const p = new URLSearchParams({ access_token: token() });
     if (input.value.trim()) p.set("label", input.value.trim());
