@@ -8,16 +8,16 @@ var hasSDOT = cpu.ARM64.HasASIMDDP
 
 // Every arm64 CPU has NEON (ASIMD), so the float32 kernel needs no check.
 var (
-	bestS8   = implGo
 	bestF32  = implNEON
-	s8Impls  = []impl{implGo}
+	bestS8   = implSMULL
+	s8Impls  = []impl{implGo, implSMULL}
 	f32Impls = []impl{implGo, implNEON}
 )
 
 func init() {
 	if hasSDOT {
-		bestS8 = implNEON
-		s8Impls = append(s8Impls, implNEON)
+		bestS8 = implSDOT
+		s8Impls = append(s8Impls, implSDOT)
 	}
 }
 
@@ -33,6 +33,10 @@ const rowBlockBytes = 96 << 10
 // packS8Arch packs B for the SDOT kernels: per 16-channel panel,
 // [group of 4 k][16 channels][4 k], k padded with zeros to a multiple of 16.
 func packS8Arch(p *PackedS8, b []int8) {
+	if p.impl == implSMULL {
+		packS8SMULL(p, b)
+		return
+	}
 	n, k := p.n, p.k
 	np := (n + 15) / 16
 	k16 := (k + 15) / 16
@@ -57,6 +61,10 @@ func packS8Arch(p *PackedS8, b []int8) {
 }
 
 func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
+	if p.impl == implSMULL {
+		p.smull(m, a, lda, c, ldc)
+		return
+	}
 	p.sdot(m, a, lda, c, nil, ldc, nil)
 }
 
@@ -126,7 +134,7 @@ func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, o
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
-	if p.impl != implNEON {
+	if p.impl != implSDOT {
 		return false
 	}
 	p.sdot(m, a, lda, nil, out, ldo, q)
@@ -171,5 +179,79 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 				}
 			}
 		}
+	}
+}
+
+// packS8SMULL packs B for the SMULL kernels: per 4-channel panel,
+// [16 k][4 channels][16 k], zero padded.
+func packS8SMULL(p *PackedS8, b []int8) {
+	n, k := p.n, p.k
+	np := (n + 3) / 4
+	k16 := (k + 15) / 16
+	p.kg = k16
+	stride := k16 * 64
+	p.b = make([]int8, np*stride)
+	for p0 := 0; p0 < np; p0++ {
+		c := chunk{p0: p0, off: p0 * stride, valid: min(4, n-p0*4)}
+		p.chunks = append(p.chunks, c)
+		dst := p.b[c.off:]
+		for blk := 0; blk < k16; blk++ {
+			for l := 0; l < c.valid; l++ {
+				j := p0*4 + l
+				for t := 0; t < 16; t++ {
+					if x := 16*blk + t; x < k {
+						dst[(blk*4+l)*16+t] = b[j*k+x]
+					}
+				}
+			}
+		}
+	}
+}
+
+// smull runs the SMULL kernels over A's rows.
+func (p *PackedS8) smull(m int, a []int8, lda int, c []int32, ldc int) {
+	need := 16 * p.kg
+	safe := 0
+	if cap(a) >= need {
+		safe = min(m, (cap(a)-need)/lda+1)
+	}
+	const mr = 4
+	mc := max(mr, rowBlockBytes/lda)
+	for ib := 0; ib < safe; ib += mc {
+		ie := min(safe, ib+mc)
+		for ci := range p.chunks {
+			for i := ib; i < ie; i += mr {
+				p.smullCall(i, min(mr, ie-i), &p.chunks[ci], &a[i*lda], lda, c, ldc)
+			}
+		}
+	}
+	if safe < m {
+		// The last rows through a zero-padded copy.
+		var buf [512]int8
+		row := buf[:]
+		if need > len(buf) {
+			row = make([]int8, need)
+		}
+		row = row[:need]
+		clear(row)
+		for i := safe; i < m; i++ {
+			copy(row, a[i*lda:i*lda+p.k])
+			for ci := range p.chunks {
+				p.smullCall(i, 1, &p.chunks[ci], &row[0], need, c, ldc)
+			}
+		}
+	}
+}
+
+func (p *PackedS8) smullCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, ldc int) {
+	o := i*ldc + ch.p0*4
+	if ch.valid == 4 {
+		s8smullCall(1, r, ap, lda, &p.b[ch.off], p.kg, &c[o], ldc)
+		return
+	}
+	var tmp [4 * 4]int32
+	s8smullCall(1, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 4)
+	for x := 0; x < r; x++ {
+		copy(c[o+x*ldc:o+x*ldc+ch.valid], tmp[x*4:])
 	}
 }

@@ -21,6 +21,11 @@
 // packed as for VNNI with one 16-channel vector per chunk, k padded to 16.
 // Go's assembler has no SDOT, so it is written as WORD.
 //
+// int8 (arm64 NEON without the dot product extension, e.g. Cortex-A72 and
+// A53): SMULL/SMULL2 multiply 16 k of a row and of a channel into int16
+// (exact: |product| ≤ 2¹⁴), SADALP adds the pairs into int32 lanes, and
+// ADDP folds the lanes at the end. B is packed as [16 k][4 channels][16].
+//
 // float32 (arm64 NEON): B packed as [k][16 floats]; each float of A is
 // loaded replicated (LD1R) and multiplied into four registers with FMLA.
 //
@@ -86,6 +91,10 @@ func main() {
 	for mr := 1; mr <= neonFMAMR[1]; mr++ {
 		neonFMA(mr)
 	}
+	for mr := 1; mr <= smullMR[1]; mr++ {
+		smull(mr)
+	}
+	dispatch("s8smull", smullMR, s8smullParams)
 	dispatch("s8sdot", sdotMR, s8sdotParams)
 	dispatch("s8sdotRq", sdotMR, s8sdotRqParams)
 	dispatch("f32neon", neonFMAMR, f32neonParams)
@@ -115,6 +124,7 @@ const (
 	f32fmaParams   = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
 	s8sdotParams   = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
 	f32neonParams  = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
+	s8smullParams  = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
 	s8sdotRqParams = "a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32"
 )
 
@@ -691,5 +701,61 @@ func avx2Requant(nv, mr int) {
 		}
 	}
 	emit("VZEROUPPER")
+	emit("RET\n")
+}
+
+// Rows per arm64 SMULL kernel (4 channels): 16 accumulators, 4 rows of A,
+// 4 channels of B, 4 temporaries.
+var smullMR = []int{0, 4}
+
+// smull writes an arm64 int8 kernel of mr rows × 4 channels without SDOT:
+// V0..V15 accumulators (row·4 + channel), V16..V19 A, V20..V23 B,
+// V24..V27 products. Rows of A are in R0..R3, B in R5, the count in R6.
+func smull(mr int) {
+	name := fmt.Sprintf("s8smull_1_%d", mr)
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, s8smullParams)
+	fmt.Fprintf(&s, "// func %s: %d rows × 4 channels.\nTEXT ·%s(SB), NOSPLIT, $0-48\n", name, mr, name)
+	emit("MOVD a+0(FP), R0")
+	emit("MOVD lda+8(FP), R9")
+	for r := 1; r < mr; r++ {
+		emit("ADD R9, R%d, R%d", r-1, r)
+	}
+	emit("MOVD b+16(FP), R5")
+	emit("MOVD k16+24(FP), R6")
+	for i := 0; i < 4*mr; i++ {
+		emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	}
+	fmt.Fprintf(&s, "loop:\n")
+	emit("VLD1.P 64(R5), [V20.B16, V21.B16, V22.B16, V23.B16]")
+	for r := 0; r < mr; r++ {
+		emit("VLD1.P 16(R%d), [V%d.B16]", r, 16+r)
+	}
+	for r := 0; r < mr; r++ {
+		for c := 0; c < 4; c++ {
+			t := 24 + 2*(c%2)
+			a, b, d := 16+r, 20+c, 4*r+c
+			emit("WORD $0x%08x // SMULL V%d.8H, V%d.8B, V%d.8B", 0x0E20C000|uint32(b)<<16|uint32(a)<<5|uint32(t), t, a, b)
+			emit("WORD $0x%08x // SMULL2 V%d.8H, V%d.16B, V%d.16B", 0x4E20C000|uint32(b)<<16|uint32(a)<<5|uint32(t+1), t+1, a, b)
+			emit("WORD $0x%08x // SADALP V%d.4S, V%d.8H", 0x4E606800|uint32(t)<<5|uint32(d), d, t)
+			emit("WORD $0x%08x // SADALP V%d.4S, V%d.8H", 0x4E606800|uint32(t+1)<<5|uint32(d), d, t+1)
+		}
+	}
+	emit("SUBS $1, R6, R6")
+	emit("BNE loop")
+	emit("MOVD c+32(FP), R7")
+	emit("MOVD ldc+40(FP), R8")
+	emit("LSL $2, R8, R8")
+	addp := func(d, n, m int) {
+		emit("WORD $0x%08x // ADDP V%d.4S, V%d.4S, V%d.4S", 0x4EA0BC00|uint32(m)<<16|uint32(n)<<5|uint32(d), d, n, m)
+	}
+	for r := 0; r < mr; r++ {
+		addp(24, 4*r, 4*r+1)
+		addp(25, 4*r+2, 4*r+3)
+		addp(26, 24, 25)
+		emit("VST1 [V26.S4], (R7)")
+		if r < mr-1 {
+			emit("ADD R8, R7, R7")
+		}
+	}
 	emit("RET\n")
 }

@@ -21,10 +21,12 @@ import "fmt"
 type impl uint8
 
 const (
-	implGo   impl = iota // plain Go, every platform
-	implAVX2             // amd64 AVX2 (+FMA for float32)
-	implVNNI             // amd64 AVX-512 VNNI (int8) / AVX-512F
-	implNEON             // arm64 NEON
+	implGo    impl = iota // plain Go, every platform
+	implAVX2              // amd64 AVX2 (+FMA for float32)
+	implVNNI              // amd64 AVX-512 VNNI (int8) / AVX-512F
+	implNEON              // arm64 NEON (float32)
+	implSDOT              // arm64 NEON with the dot product extension (int8)
+	implSMULL             // arm64 NEON without it: SMULL+SADALP (int8)
 )
 
 func (i impl) String() string {
@@ -37,6 +39,10 @@ func (i impl) String() string {
 		return "avx512vnni"
 	case implNEON:
 		return "neon"
+	case implSDOT:
+		return "neon-sdot"
+	case implSMULL:
+		return "neon-smull"
 	}
 	return fmt.Sprintf("impl(%d)", uint8(i))
 }
@@ -185,5 +191,6 @@ func (p *PackedF32) Gemm(m int, a []float32, lda int, c []float32, ldc int) {
 }
 
 // Impl reports which implementation the int8 and float32 kernels use on this
-// machine ("go", "avx2", "avx512vnni", "neon"), for logs and benchmarks.
+// machine ("go", "avx2", "avx512vnni", "neon", "neon-sdot", "neon-smull"),
+// for logs and benchmarks.
 func Impl() (s8, f32 string) { return bestS8.String(), bestF32.String() }

@@ -52,6 +52,35 @@ func f32neon_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 //go:noescape
 func f32neon_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
+//go:noescape
+func s8smull_1_1(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
+
+//go:noescape
+func s8smull_1_2(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
+
+//go:noescape
+func s8smull_1_3(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
+
+//go:noescape
+func s8smull_1_4(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
+
+var s8smullMR = [...]int{0, 4}
+
+func s8smullCall(nv, mr int, a *int8, lda int, b *int8, k16 int, c *int32, ldc int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8smull_1_1(a, lda, b, k16, c, ldc)
+	case 0x102:
+		s8smull_1_2(a, lda, b, k16, c, ldc)
+	case 0x103:
+		s8smull_1_3(a, lda, b, k16, c, ldc)
+	case 0x104:
+		s8smull_1_4(a, lda, b, k16, c, ldc)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
 var s8sdotMR = [...]int{0, 5}
 
 func s8sdotCall(nv, mr int, a *int8, lda int, b *int8, k16 int, c *int32, ldc int) {
