@@ -9,9 +9,9 @@ import (
 	"edgefleet/models/modeltest"
 )
 
-func frame1080p() *image.RGBA {
+func frame(w, h int) *image.RGBA {
 	r := rand.New(rand.NewPCG(5, 6))
-	img := image.NewRGBA(image.Rect(0, 0, 1920, 1080))
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for i := range img.Pix {
 		img.Pix[i] = uint8(r.IntN(256))
 	}
@@ -19,9 +19,33 @@ func frame1080p() *image.RGBA {
 }
 
 // BenchmarkLetterbox1080p letterboxes a 1920×1080 RGBA frame into a
-// 640×640 int8 NHWC input (yolov8n's), on one goroutine.
+// 640×640 int8 NHWC input (yolov8n's), on one goroutine. 1920/640 is exactly
+// 3, so every bilinear tap has weight 0 on its second pixel and takes the
+// exact shortcut; BenchmarkLetterboxGeneric measures a size that does not.
 func BenchmarkLetterbox1080p(b *testing.B) {
-	img := frame1080p()
+	benchLetterbox(b, frame(1920, 1080))
+}
+
+// BenchmarkLetterboxGeneric letterboxes a 1366×768 RGBA frame, where every
+// output pixel blends four source pixels.
+func BenchmarkLetterboxGeneric(b *testing.B) {
+	benchLetterbox(b, frame(1366, 768))
+}
+
+// BenchmarkLetterbox1080pYCbCr letterboxes a 1080p 4:2:0 frame, as a JPEG
+// camera delivers it.
+func BenchmarkLetterbox1080pYCbCr(b *testing.B) {
+	r := rand.New(rand.NewPCG(5, 6))
+	img := image.NewYCbCr(image.Rect(0, 0, 1920, 1080), image.YCbCrSubsampleRatio420)
+	for _, p := range [][]uint8{img.Y, img.Cb, img.Cr} {
+		for i := range p {
+			p[i] = uint8(r.IntN(256))
+		}
+	}
+	benchLetterbox(b, img)
+}
+
+func benchLetterbox(b *testing.B, img image.Image) {
 	spec := InputSpec{W: 640, H: 640, Layout: NHWC, Type: models.Int8, Scale: 1.0 / 255, ZeroPoint: -128}
 	l, err := NewLetterboxer(spec)
 	if err != nil {

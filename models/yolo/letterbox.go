@@ -223,7 +223,10 @@ func (l *Letterboxer) prepare(w, h int) error {
 	l.ys = taps(h, g.NewH)
 	seen := make([]bool, w)
 	for _, t := range l.xs {
-		seen[t.i0], seen[t.i1] = true, true
+		seen[t.i0] = true
+		if t.w1 != 0 {
+			seen[t.i1] = true
+		}
 	}
 	l.cols = l.cols[:0]
 	for x, s := range seen {
@@ -349,11 +352,20 @@ func sourceOf(img image.Image) *source {
 	case *image.Gray:
 		return &source{pix: m.Pix[m.PixOffset(b.Min.X, b.Min.Y):], stride: m.Stride, ps: 1}
 	case *image.YCbCr:
+		// Offsets into the planes are a row part plus a column part for
+		// every subsampling ratio; tabulate the column parts once.
+		y0, c0 := m.YOffset(b.Min.X, b.Min.Y), m.COffset(b.Min.X, b.Min.Y)
+		colY := make([]int, b.Dx())
+		colC := make([]int, b.Dx())
+		for x := range colY {
+			colY[x] = m.YOffset(b.Min.X+x, b.Min.Y) - y0
+			colC[x] = m.COffset(b.Min.X+x, b.Min.Y) - c0
+		}
 		return &source{convert: func(y int, cols []int, buf []uint8) {
+			yr, cr := m.YOffset(b.Min.X, b.Min.Y+y), m.COffset(b.Min.X, b.Min.Y+y)
 			for _, x := range cols {
-				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
-				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bl := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				ci := cr + colC[x]
+				r, g, bl := color.YCbCrToRGB(m.Y[yr+colY[x]], m.Cb[ci], m.Cr[ci])
 				buf[x*3], buf[x*3+1], buf[x*3+2] = r, g, bl
 			}
 		}}
@@ -376,8 +388,13 @@ func (l *Letterboxer) horizontal(src *source, y int, conv *[]uint8, out []float6
 		pix = pix[:l.geo.SrcW*4]
 		for i, t := range l.xs {
 			a := pix[t.i0*4 : t.i0*4+3 : t.i0*4+3]
-			b := pix[t.i1*4 : t.i1*4+3 : t.i1*4+3]
 			o := out[i*3 : i*3+3 : i*3+3]
+			if t.w1 == 0 {
+				// a*1 + b*0 is exactly a.
+				o[0], o[1], o[2] = u8f[a[0]], u8f[a[1]], u8f[a[2]]
+				continue
+			}
+			b := pix[t.i1*4 : t.i1*4+3 : t.i1*4+3]
 			w0, w1 := t.w0, t.w1
 			o[0] = float64(u8f[a[0]]*w0) + float64(u8f[b[0]]*w1)
 			o[1] = float64(u8f[a[1]]*w0) + float64(u8f[b[1]]*w1)
@@ -421,13 +438,18 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 				rb.topRow = t.i0
 			}
 		}
+		oy := g.Top + y
+		if t.w1 == 0 {
+			// top*1 + bot*0 is exactly top: the bottom row is not needed.
+			l.store(dst, oy, rb.top[:n])
+			continue
+		}
 		if rb.botRow != t.i1 {
 			l.horizontal(src, t.i1, &rb.rgb1, rb.bot)
 			rb.botRow = t.i1
 		}
 		top, bot := rb.top[:n], rb.bot[:n]
 		w0, w1 := t.w0, t.w1
-		oy := g.Top + y
 		switch {
 		case s.Layout == NHWC && e == 1:
 			o := dst[(oy*s.W+g.Left)*3:]
@@ -452,6 +474,33 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 				c, x := i%3, i/3
 				copy(dst[c*plane+base+x*e:], l.lut[v][:e])
 			}
+		}
+	}
+}
+
+// store writes one resized row whose values need only rounding.
+func (l *Letterboxer) store(dst []byte, oy int, row []float64) {
+	g, s, e := l.geo, l.spec, l.esz
+	n := len(row)
+	switch {
+	case s.Layout == NHWC && e == 1:
+		o := dst[(oy*s.W+g.Left)*3:]
+		o = o[:n]
+		for i, v := range row[:len(o)] {
+			o[i] = l.lut[round255(v)][0]
+		}
+	case s.Layout == NHWC:
+		o := dst[(oy*s.W+g.Left)*3*e:]
+		o = o[:n*4]
+		for i, v := range row {
+			copy(o[i*4:i*4+4], l.lut[round255(v)][:])
+		}
+	default: // NCHW
+		plane := s.W * s.H * e
+		base := (oy*s.W + g.Left) * e
+		for i, v := range row {
+			c, x := i%3, i/3
+			copy(dst[c*plane+base+x*e:], l.lut[round255(v)][:e])
 		}
 	}
 }
