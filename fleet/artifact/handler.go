@@ -1,0 +1,100 @@
+package artifact
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"edgefleet/models/manifest"
+)
+
+// DeviceAuth checks a device's credentials: its id and its token (the same
+// pair it uses for MQTT). fleetd adapts its broker authenticator to it.
+type DeviceAuth interface {
+	AuthenticateDevice(ctx context.Context, deviceID string, token []byte) error
+}
+
+// AuthFunc adapts a function to DeviceAuth.
+type AuthFunc func(ctx context.Context, deviceID string, token []byte) error
+
+// AuthenticateDevice implements DeviceAuth.
+func (f AuthFunc) AuthenticateDevice(ctx context.Context, id string, token []byte) error {
+	return f(ctx, id, token)
+}
+
+// Handler serves GET and HEAD /artifacts/<sha256> to authenticated devices,
+// with Range requests (so an interrupted download resumes) and an ETag of the
+// sha256. Devices send HTTP basic credentials: user = device id, password =
+// token. Errors are JSON {"error": "...", "status": N}. It is safe for
+// concurrent use.
+type Handler struct {
+	store Store
+	auth  DeviceAuth
+	log   *slog.Logger
+}
+
+// NewHandler returns a Handler; a nil logger means slog.Default().
+func NewHandler(st Store, auth DeviceAuth, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Handler{store: st, auth: auth, log: log}
+}
+
+// PathPrefix is where Handler expects to be mounted.
+const PathPrefix = "/artifacts/"
+
+// URL returns the path under which the artifact with sha256 sum is served.
+func URL(sum string) string { return PathPrefix + sum }
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+		return
+	}
+	id, tok, ok := r.BasicAuth()
+	if !ok || h.auth == nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="edgefleet artifacts"`)
+		writeError(w, http.StatusUnauthorized, "device credentials required")
+		return
+	}
+	if err := h.auth.AuthenticateDevice(r.Context(), id, []byte(tok)); err != nil {
+		w.Header().Set("WWW-Authenticate", `Basic realm="edgefleet artifacts"`)
+		writeError(w, http.StatusUnauthorized, "bad device credentials")
+		h.log.Warn("artifact download refused", "device_id", id, "err", err)
+		return
+	}
+	sum, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
+	if !ok || manifest.CheckSHA256(sum) != nil {
+		writeError(w, http.StatusNotFound, "no artifact at %s (want %s<sha256>)", r.URL.Path, PathPrefix)
+		return
+	}
+	f, m, err := h.store.Open(r.Context(), sum)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "artifact %s not found", sum)
+		return
+	}
+	defer f.Close()
+	w.Header().Set("ETag", `"`+m.SHA256+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Edgefleet-SHA256", m.SHA256)
+	if r.Header.Get("Range") == "" {
+		h.log.Info("artifact download", "device_id", id, "sha256", sum, "name", m.Name, "version", m.Version)
+	}
+	// ServeContent handles Range, If-Range (against the ETag) and HEAD.
+	http.ServeContent(w, r, "", m.CreatedAt, f)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(struct {
+		Error  string `json:"error"`
+		Status int    `json:"status"`
+	}{fmt.Sprintf(format, args...), code})
+}
