@@ -42,7 +42,8 @@ var (
 // Brokers and DeviceID are required.
 type Options struct {
 	// Brokers are tried in order on each connection attempt, e.g.
-	// "tcp://fleet:1883" or "ssl://fleet:8883" (also "tls://", "mqtts://").
+	// "tcp://fleet:1883" or "ssl://fleet:8883" (also "tls://", "mqtts://"),
+	// or MQTT over websockets, "ws://" and "wss://".
 	Brokers []string
 	// DeviceID is this device's id; it is also the MQTT client id.
 	DeviceID string
@@ -158,8 +159,8 @@ func New(opts Options) (*Link, error) {
 			return nil, fmt.Errorf("link: new: broker %q: want scheme://host:port", u)
 		}
 		switch scheme {
-		case "tcp", "mqtt":
-		case "ssl", "tls", "mqtts", "tcps":
+		case "tcp", "mqtt", "ws":
+		case "ssl", "tls", "mqtts", "tcps", "wss":
 			needTLS = true
 		default:
 			return nil, fmt.Errorf("link: new: broker %q: unsupported scheme %q", u, scheme)

@@ -444,6 +444,7 @@ func TestNewErrors(t *testing.T) {
 		{"bad device id", Options{Brokers: []string{"tcp://h:1"}, DeviceID: "a/b"}, "device id"},
 		{"no scheme", Options{Brokers: []string{"h:1"}, DeviceID: "d"}, "want scheme://host:port"},
 		{"bad scheme", Options{Brokers: []string{"http://h:1"}, DeviceID: "d"}, "unsupported scheme"},
+		{"one bad of two", Options{Brokers: []string{"ws://h:1/mqtt", "udp://h:1"}, DeviceID: "d"}, "unsupported scheme"},
 		{"missing CA file", Options{Brokers: []string{"ssl://h:1"}, DeviceID: "d", CAFile: "/nonexistent"}, "tls ca"},
 		{"CA file without PEM", Options{Brokers: []string{"ssl://h:1"}, DeviceID: "d", CAFile: certs.ClientKey}, "no PEM certificates"},
 		{"cert without key", Options{Brokers: []string{"ssl://h:1"}, DeviceID: "d", CertFile: certs.ClientCert}, "both cert_file and key_file"},
