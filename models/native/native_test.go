@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,9 +170,21 @@ func readRef(t testing.TB, path string) refTensors {
 // diffStats compares two raw output tensors: in quantization steps for
 // integer types, in absolute value for float32.
 type diffStats struct {
-	max, mean float64
-	differ    int
-	n         int
+	max, mean, p99 float64
+	differ         int
+	n              int
+}
+
+// tooFar says whether s drifts more than two real TFLite runtimes do on
+// these files (tensors/README.md: mean up to 0.42 steps, p99 of 8-9 steps
+// on the box rows; float mean 1e-4). Single elements may differ more (up
+// to 90 steps between two real runtimes), so the maximum is reported, not
+// held to.
+func (s diffStats) tooFar(dt models.DType) bool {
+	if dt == models.Float32 {
+		return s.mean > 1e-3 || s.p99 > 0.01
+	}
+	return s.mean > 0.5 || s.p99 > 9
 }
 
 func compare(t testing.TB, dt models.DType, got, want []byte) diffStats {
@@ -181,8 +194,10 @@ func compare(t testing.TB, dt models.DType, got, want []byte) diffStats {
 	}
 	var s diffStats
 	var sum float64
+	var all []float64
 	add := func(d float64) {
 		d = math.Abs(d)
+		all = append(all, d)
 		s.max = max(s.max, d)
 		sum += d
 		if d != 0 {
@@ -210,6 +225,8 @@ func compare(t testing.TB, dt models.DType, got, want []byte) diffStats {
 	}
 	if s.n > 0 {
 		s.mean = sum / float64(s.n)
+		slices.Sort(all)
+		s.p99 = all[(len(all)-1)*99/100]
 	}
 	return s
 }
@@ -271,6 +288,7 @@ func equalInts(a, b []int) bool {
 func TestReferenceTensors(t *testing.T) {
 	lib := libPath(t)
 	refs := modeltest.Glob(t, "tensors/native/*.tensors.json")
+	cpu := map[string][]byte{} // each model's output on this library's CPU path
 	for _, delegate := range []string{"none", "xnnpack"} {
 		for _, path := range refs {
 			ref := readRef(t, path)
@@ -282,16 +300,28 @@ func TestReferenceTensors(t *testing.T) {
 				want := runReference(t, e, ref, filepath.Dir(path))
 				out := e.Outputs()[0]
 				s := compare(t, out.Type, e.Output(0), want)
-				t.Logf("TFLite %s %s delegate=%q vs %s: %d of %d elements differ, max %.4g mean %.4g %s",
-					e.Info().Version, runtimeArch(), e.Info().Delegate, ref.Runtime, s.differ, s.n, s.max, s.mean, unit(out.Type))
+				t.Logf("TFLite %s %s delegate=%q vs %s: %d of %d elements differ, max %.4g mean %.4g p99 %.4g %s",
+					e.Info().Version, runtimeArch(), e.Info().Delegate, ref.Runtime, s.differ, s.n, s.max, s.mean, s.p99, unit(out.Type))
 				exact := e.Info().Version == "2.4.0" && runtimeArch() == "amd64" && e.Info().Delegate == ""
 				switch {
 				case exact && s.differ != 0:
 					t.Errorf("the reference library build must reproduce the reference output bit for bit")
-				case out.Type == models.Float32 && (s.max > 0.5 || s.mean > 1e-3):
-					t.Errorf("float output drifts beyond two real runtimes' drift (max 0.27, mean 1e-4)")
-				case out.Type != models.Float32 && (s.max > 128 || s.mean > 0.5):
-					t.Errorf("quantized output drifts beyond two real runtimes' drift (max 90 steps, mean 0.42)")
+				case s.tooFar(out.Type):
+					t.Errorf("output drifts from the reference more than two real runtimes do")
+				}
+				if delegate == "none" {
+					cpu[ref.Model] = append([]byte(nil), e.Output(0)...)
+					return
+				}
+				// XNNPACK's kernels round differently from TFLite's own,
+				// so a delegate that really runs the graph changes some
+				// output bytes; identical bytes would mean it took no node.
+				if c := cpu[ref.Model]; c != nil {
+					d := compare(t, out.Type, e.Output(0), c)
+					t.Logf("xnnpack vs this library's CPU path: %d of %d elements differ", d.differ, d.n)
+					if d.differ == 0 {
+						t.Errorf("XNNPACK reported applied but the output is bit-identical to the CPU path: did it take any node?")
+					}
 				}
 			})
 		}
@@ -437,7 +467,7 @@ func TestDelegateRejectsModel(t *testing.T) {
 		t.Errorf("fallback counter rose by %v, want 1", got)
 	}
 	want := runReference(t, e, ref, filepath.Dir(path))
-	if s := compare(t, e.Outputs()[0].Type, e.Output(0), want); s.max > 128 || s.mean > 0.5 {
+	if s := compare(t, e.Outputs()[0].Type, e.Output(0), want); s.tooFar(e.Outputs()[0].Type) {
 		t.Errorf("CPU fallback output is off: %+v", s)
 	}
 
