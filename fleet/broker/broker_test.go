@@ -366,7 +366,12 @@ func publishRetained(t *testing.T, c *client, topic, payload string) {
 
 func TestMaxPacketSize(t *testing.T) {
 	b, reg := startBroker(t, func(o *Options) { o.MaxPacketSize = 4096 })
+	got := make(chan Message, 10)
+	if _, err := b.Subscribe(api.Filter(api.KindTelemetry), func(m Message) { got <- m }); err != nil {
+		t.Fatal(err)
+	}
 	dev1 := mustDial(t, b, "dev1", "dev1", "pw1")
+	dev2 := mustDial(t, b, "dev2", "dev2", "pw2")
 	publish(t, dev1, api.TelemetryTopic("dev1"), 1, "small")
 	dev1.Publish(api.TelemetryTopic("dev1"), 1, false, bytes.Repeat([]byte("x"), 8192))
 	select {
@@ -377,6 +382,20 @@ func TestMaxPacketSize(t *testing.T) {
 	waitFor(t, "too-large counter", func() bool {
 		return gauge(t, reg, "edgefleet_broker_packets_too_large_total") == 1
 	})
+	// Other devices are not disturbed.
+	publish(t, dev2, api.TelemetryTopic("dev2"), 1, "still-here")
+	var topics []string
+	for len(topics) < 2 {
+		select {
+		case m := <-got:
+			topics = append(topics, string(m.Payload))
+		case <-time.After(wait):
+			t.Fatalf("fleet got only %q", topics)
+		}
+	}
+	if strings.Join(topics, " ") != "small still-here" {
+		t.Errorf("fleet got %q, want the small message and dev2's", topics)
+	}
 	if got := gauge(t, reg, "edgefleet_broker_messages_received_total"); got < 1 {
 		t.Errorf("messages received = %v, want >= 1", got)
 	}
