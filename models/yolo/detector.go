@@ -91,7 +91,9 @@ func NewDetector(eng models.Engine, opts Options) (*Detector, error) {
 		opts.Batch = 1
 	}
 	if _, ok := eng.(models.Batcher); !ok {
-		opts.Batch = 1
+		// A model exported with a fixed batch takes that many images per
+		// invoke; a short last group is padded.
+		opts.Batch = batch
 	}
 	return &Detector{opts: opts, eng: eng, spec: spec, head: head, lb: lb, dec: dec, batch: batch}, nil
 }
@@ -159,6 +161,18 @@ func (d *Detector) setBatch(n int) error {
 
 func (d *Detector) run(ctx context.Context, imgs []image.Image) ([]Result, error) {
 	n := len(imgs)
+	if _, ok := d.eng.(models.Batcher); !ok && n < d.batch {
+		// Fixed batch: repeat the last image into the unused slots.
+		padded := append([]image.Image(nil), imgs...)
+		for len(padded) < d.batch {
+			padded = append(padded, imgs[n-1])
+		}
+		res, err := d.run(ctx, padded)
+		if err != nil {
+			return nil, err
+		}
+		return res[:n], nil
+	}
 	if err := d.setBatch(n); err != nil {
 		if n == 1 {
 			return nil, err

@@ -211,6 +211,36 @@ func TestDetectorBatchRefused(t *testing.T) {
 	}
 }
 
+// TestDetectorFixedBatch: a model exported with batch 2 and an engine that
+// cannot change it get two images per invoke, the last group padded.
+func TestDetectorFixedBatch(t *testing.T) {
+	const pair = "yolov8n_full_integer_quant__chelsea"
+	ref, err := yolotest.ReadReference(modeltest.Path(t, "reference", pair+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := testImage(t, "chelsea.png")
+	grey := image.NewGray(image.Rect(0, 0, 20, 10))
+	eng := newReplay(t, pair)
+	eng.setBatch(2)
+	d, err := NewDetector(eng, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.DetectResults(context.Background(), []image.Image{grey, cat, cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 || eng.invokes != 2 {
+		t.Fatalf("%d results in %d invokes, want 3 in 2", len(res), eng.invokes)
+	}
+	if len(res[0].Detections) != 0 {
+		t.Errorf("blank image: %v", res[0].Detections)
+	}
+	sameDetections(t, ref.Dets(), res[1].Detections)
+	sameDetections(t, ref.Dets(), res[2].Detections)
+}
+
 func TestDetectorErrors(t *testing.T) {
 	const pair = "yolov8n_full_integer_quant__chelsea"
 	// Without models.Batcher, a batch option runs images one at a time.
