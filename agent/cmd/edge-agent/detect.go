@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,7 @@ type detectFlags struct {
 	threads, batch    int
 	backend, delegate string
 	jsonOut           bool
+	verbose           bool
 	annotateDir       string
 	images            []string
 }
@@ -62,6 +64,7 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
+	fs.BoolVar(&f.verbose, "v", false, "log engine choices and warnings to stderr")
 	// Flags may come after the images, as in "detect a.png --json".
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -142,6 +145,12 @@ func runDetect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Errors are the one line main prints; engine chatter only on -v.
+	level := slog.LevelError + 1
+	if f.verbose {
+		level = slog.LevelInfo
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	return detect(ctx, f, os.Stdout, os.Stderr)
 }
 

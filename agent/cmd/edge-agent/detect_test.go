@@ -335,3 +335,41 @@ func TestParseDetectFlags(t *testing.T) {
 		t.Error("--classes x accepted")
 	}
 }
+
+// TestDetectText checks the readable output and the class filter.
+func TestDetectText(t *testing.T) {
+	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
+	img := modeltest.Path(t, "images", "chelsea.png")
+	tests := []struct {
+		name    string
+		args    []string
+		want    []string
+		notWant []string
+	}{
+		{"all classes", []string{img}, []string{img + " 451x300:", "cat 0.", "inference"}, nil},
+		{"only cats", []string{"--classes", "15", img}, []string{"cat 0."}, []string{"clock"}},
+		{"only clocks", []string{"--classes", "74", img}, []string{"clock 0."}, []string{"cat"}},
+		{"nothing above 0.99", []string{"--conf", "0.99", img}, []string{"nothing found"}, []string{"cat"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr, code := run(t, append([]string{"detect", "--model", model}, tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if n := strings.Count(stdout, "\n"); n != 1 {
+				t.Errorf("%d lines, want 1: %q", n, stdout)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("output %q lacks %q", stdout, w)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(stdout, w) {
+					t.Errorf("output %q has %q", stdout, w)
+				}
+			}
+		})
+	}
+}
