@@ -377,8 +377,8 @@ func (c *Config) Validate() error {
 	if c.Spool.Path == "" {
 		bad("spool.path", "required")
 	}
-	if c.Spool.MaxBytes < 1<<16 {
-		bad("spool.max_bytes", "must be >= 65536, not %d", c.Spool.MaxBytes)
+	if c.Spool.MaxBytes < 1<<20 {
+		bad("spool.max_bytes", "must be >= 1048576 (1 MiB), not %d", c.Spool.MaxBytes)
 	}
 	if c.Spool.MaxAge < 0 {
 		bad("spool.max_age", "must not be negative")
