@@ -58,8 +58,13 @@ func TestLetterboxReferenceHashes(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(ref.Pair(), func(t *testing.T) {
+			t.Parallel()
 			img := testImage(t, ref.Image)
-			for _, workers := range []int{1, 3} {
+			workerCounts := []int{1}
+			if ref.Image == "chelsea.png" {
+				workerCounts = append(workerCounts, 3) // rows split over goroutines
+			}
+			for _, workers := range workerCounts {
 				spec := refInputSpec(t, ref)
 				l, err := NewLetterboxer(spec)
 				if err != nil {
