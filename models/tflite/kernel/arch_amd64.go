@@ -38,6 +38,21 @@ func init() {
 	}
 }
 
+// s8Arch is what the amd64 int8 paths add to PackedS8.
+type s8Arch struct {
+	kg     int     // k in groups of 4 (VNNI) or 2 (AVX2), padded
+	chunks []chunk // the kernel calls that cover n
+	b16    []int16 // B widened and packed for the AVX2 path
+	// corr is added to every output of the VNNI path to undo its sign flip
+	// of A: -128·rowSums, padded to whole panels.
+	corr []int32
+}
+
+// f32Arch is what the amd64 float32 path adds to PackedF32.
+type f32Arch struct {
+	chunks []chunk // the kernel calls that cover n
+}
+
 // chunk is a run of nv panels (16 int8 channels or 8 floats each) that one
 // kernel call covers, starting at panel p0 and at element off of the packed B.
 type chunk struct {

@@ -21,6 +21,17 @@ func init() {
 	}
 }
 
+// s8Arch is what the arm64 int8 paths add to PackedS8.
+type s8Arch struct {
+	kg     int     // k in blocks of 16, padded
+	chunks []chunk // the kernel calls that cover n
+}
+
+// f32Arch is what the arm64 float32 path adds to PackedF32.
+type f32Arch struct {
+	chunks []chunk // the kernel calls that cover n
+}
+
 // chunk is one 16-channel panel of the packed B, starting at element off;
 // valid is how many of its channels exist (16 but for the last).
 type chunk struct {

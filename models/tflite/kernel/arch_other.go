@@ -28,5 +28,8 @@ func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []in
 	return false
 }
 
-// chunk exists on the assembly paths only.
-type chunk struct{}
+// Without assembly the packed matrices need nothing more.
+type (
+	s8Arch  struct{}
+	f32Arch struct{}
+)

@@ -55,13 +55,9 @@ type PackedS8 struct {
 	rowSums []int32 // Σ_k B[j][k], len n
 	// b is B as given (n×k) for the Go path, or the panels of the
 	// assembly path (see the pack functions).
-	b   []int8
-	b16 []int16 // B widened and packed for the AVX2 path
-	// corr is added to every output of the assembly path to undo its
-	// sign flip of A (-128·rowSums, padded to whole panels), or nil.
-	corr   []int32
-	kg     int     // k in groups of 4, padded (assembly path)
-	chunks []chunk // the kernel calls that cover n (assembly path)
+	b []int8
+	//lint:ignore U1000 what the assembly paths add; empty without them
+	s8Arch
 }
 
 // PackS8 packs the n×k row-major int8 matrix b (len(b) ≥ n*k) for Gemm.
@@ -135,10 +131,11 @@ func checkArgs(op string, m, n, k, la, lda, lc, ldc int) {
 // PackedF32 holds an n×k float32 matrix B packed for the float32 kernel of
 // this CPU. It is safe for concurrent use.
 type PackedF32 struct {
-	n, k   int
-	impl   impl
-	b      []float32
-	chunks []chunk // the kernel calls that cover n (assembly path)
+	n, k int
+	impl impl
+	b    []float32
+	//lint:ignore U1000 what the assembly paths add; empty without them
+	f32Arch
 }
 
 // PackF32 packs the n×k row-major float32 matrix b (len(b) ≥ n*k) for Gemm.
