@@ -65,7 +65,7 @@ type sim struct {
 	devices map[string]*simDevice
 	order   []string
 	// onUpdate, if set, is called (unlocked) for every first update command.
-	onUpdate func(dev string, cmd api.Command)
+	onUpdate       func(dev string, cmd api.Command)
 	sentAfterAbort int
 	failDispatch   map[string]bool
 }
