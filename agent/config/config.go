@@ -68,7 +68,8 @@ type Model struct {
 	// file name without extension, Version to "".
 	Name    string `yaml:"name"`
 	Version string `yaml:"version"`
-	// Labels is a file with one class name per line; empty means COCO-80.
+	// Labels is a file with one class name per line; empty means the names
+	// embedded in the model (Ultralytics metadata), else class ids.
 	Labels string `yaml:"labels"`
 	// Backend is auto (default), go or native.
 	Backend string `yaml:"backend"`

@@ -1,0 +1,462 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"edgefleet/agent/spool"
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/broker"
+	"edgefleet/models/modeltest"
+)
+
+// agentYAML is a config with two synthetic cameras; %s are the model path,
+// the sprite folder, the spool path and the fleet block.
+const agentYAML = `device_id: box-e2e
+labels: {site: test}
+model:
+  path: %s
+  version: "1"
+cameras:
+  - id: belt-a
+    source: synth
+    path: %s
+    seed: 1
+    fps: 3
+  - id: belt-b
+    source: synth
+    path: %[2]s
+    seed: 2
+    fps: 3
+spool:
+  path: %s
+telemetry_interval: 1s
+http:
+  listen: 127.0.0.1:0
+log_level: debug
+%s`
+
+func writeConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRunConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	base := fmt.Sprintf(agentYAML, filepath.Join(dir, "model.tflite"), dir, filepath.Join(dir, "spool.db"), "")
+	tests := []struct {
+		name     string
+		old, new string
+		want     []string // all must appear in stderr
+	}{
+		{"unknown key", "    seed: 2\n", "    seed: 2\n    exposure: 3\n", []string{"cameras[1].exposure: unknown key"}},
+		{"unknown top key", "log_level: debug\n", "log_level: debug\nmqtt: {}\n", []string{"mqtt: unknown key"}},
+		{"bad value", "    fps: 3\n", "    fps: -2\n    width: 4\n", []string{"cameras[0].fps: must be > 0", "cameras[0].width: must be 16..8192"}},
+		{"bad type", "telemetry_interval: 1s", "telemetry_interval: often", []string{"often"}},
+		{"missing device", "    source: synth\n    path: " + dir + "\n    seed: 2\n", "    source: v4l2\n    device: /dev/video-edgefleet-missing\n", []string{"cameras[1].device", "/dev/video-edgefleet-missing"}},
+		{"bad device id", "device_id: box-e2e", "device_id: box e2e", []string{"device_id:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(base, tt.old) {
+				t.Fatalf("test broken: %q not in config", tt.old)
+			}
+			p := writeConfig(t, t.TempDir(), strings.Replace(base, tt.old, tt.new, 1))
+			_, stderr, code := run(t, "run", "--config", p)
+			if code != 1 {
+				t.Errorf("exit code %d, want 1; stderr:\n%s", code, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr does not name %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+	t.Run("no config flag", func(t *testing.T) {
+		_, stderr, code := run(t, "run")
+		if code != 1 || !strings.Contains(stderr, "--config is required") {
+			t.Errorf("code %d, stderr %s", code, stderr)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		_, stderr, code := run(t, "run", "--config", filepath.Join(dir, "nope.yaml"))
+		if code != 1 || !strings.Contains(stderr, "nope.yaml") {
+			t.Errorf("code %d, stderr %s", code, stderr)
+		}
+	})
+}
+
+// store is the stand-in for fleetd's ingest: it keeps each event once by
+// seq, then acknowledges the batch, as fleetd does after its durable write.
+type store struct {
+	mu       sync.Mutex
+	events   map[uint64]api.Event
+	order    []uint64 // seqs in the order first stored
+	dups     int      // events delivered again (at least once on the wire)
+	mismatch []string // a seq delivered twice with different content
+}
+
+func (s *store) handle(b *broker.Broker, payload []byte) {
+	var batch api.DetectionBatch
+	if err := api.Decode(payload, &batch); err != nil {
+		return
+	}
+	ack := api.Ack{DeviceID: batch.DeviceID}
+	s.mu.Lock()
+	for _, e := range batch.Events {
+		if old, ok := s.events[e.Seq]; ok {
+			s.dups++
+			if old != e {
+				s.mismatch = append(s.mismatch, fmt.Sprintf("seq %d: %+v then %+v", e.Seq, old, e))
+			}
+		} else {
+			s.events[e.Seq] = e
+			s.order = append(s.order, e.Seq)
+		}
+		ack.Ranges = append(ack.Ranges, api.SeqRange{From: e.Seq, To: e.Seq})
+	}
+	s.mu.Unlock()
+	p, _ := json.Marshal(ack)
+	_ = b.Publish(api.AcksTopic(batch.DeviceID), p, false, 1)
+}
+
+// newest returns how many events are stored and the latest capture time among them.
+func (s *store) newest() (int, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t int64
+	for _, e := range s.events {
+		t = max(t, e.Time)
+	}
+	return len(s.events), time.UnixMicro(t)
+}
+
+func (s *store) capturedBetween(from, to time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.events {
+		if e.Time >= from.UnixMicro() && e.Time <= to.UnixMicro() {
+			n++
+		}
+	}
+	return n
+}
+
+// fleet is an embedded broker on a fixed port that the test can stop and
+// start again, with the store subscribed to it.
+type fleet struct {
+	t     *testing.T
+	addr  string
+	store *store
+	b     *broker.Broker
+}
+
+func (f *fleet) start() {
+	auth := broker.NewStaticAuth()
+	if err := auth.SetDevice("box-e2e", "pw"); err != nil {
+		f.t.Fatal(err)
+	}
+	// The old broker's port may take a moment to be free again.
+	var b *broker.Broker
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		b, err = broker.New(broker.Options{Addr: f.addr, Auth: auth, Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("broker on %s: %v", f.addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { b.Run(ctx); close(done) }()
+	f.t.Cleanup(func() { cancel(); b.Close(); <-done })
+	if _, err := b.Subscribe(api.DetectionsTopic("box-e2e"), func(m broker.Message) { f.store.handle(b, m.Payload) }); err != nil {
+		f.t.Fatal(err)
+	}
+	f.b = b
+}
+
+func (f *fleet) stop() { f.b.Close() }
+
+// agentProc is a running edge-agent.
+type agentProc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startAgent(t *testing.T, config string) *agentProc {
+	t.Helper()
+	cmd := exec.Command(agentBinary(t), "run", "--config", config)
+	p := &agentProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("agent log (last 4000 bytes):\n%s", tail(p.stderr.String(), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRunDeliversExactlyOnce is issue 4 point 1: edge-agent runs as a real
+// process with two synthetic cameras and a real model; the broker goes
+// down for a while, and the agent is killed with SIGKILL and restarted.
+// Every event the spool ever accepted must reach the store exactly once
+// (or still be in the spool, for the next run), in order per camera, with
+// no seq reused.
+func TestRunDeliversExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run with a real model")
+	}
+	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
+	images := modeltest.Path(t, "images")
+	dir := t.TempDir()
+	f := &fleet{t: t, addr: freeAddr(t), store: &store{events: map[uint64]api.Event{}}}
+	f.start()
+	spoolPath := filepath.Join(dir, "spool.db")
+	cfg := writeConfig(t, dir, fmt.Sprintf(agentYAML, model, images, spoolPath,
+		"fleet:\n  broker: tcp://"+f.addr+"\n  password: pw\n"))
+
+	const patience = 60 * time.Second
+	a := startAgent(t, cfg)
+	waitUntil(t, "first detections stored", patience, func() bool { n, _ := f.store.newest(); return n >= 4 })
+
+	// Broker outage: detections keep being made and spooled.
+	f.stop()
+	down := time.Now()
+	time.Sleep(2500 * time.Millisecond)
+	up := time.Now()
+	f.start()
+	waitUntil(t, "detections made during the outage", patience, func() bool {
+		_, newest := f.store.newest()
+		return f.store.capturedBetween(down, up) > 0 && newest.After(up)
+	})
+
+	// kill -9 in the middle of things, then start again on the same spool.
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	a.done <- nil // for the cleanup
+	restart := time.Now()
+	a = startAgent(t, cfg)
+	waitUntil(t, "detections after the restart", patience, func() bool {
+		_, newest := f.store.newest()
+		return newest.After(restart)
+	})
+	// Let the sender catch up a little, then stop cleanly.
+	time.Sleep(500 * time.Millisecond)
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-a.done:
+		a.done <- nil
+		if err != nil {
+			t.Fatalf("agent exit after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent did not stop within 30s of SIGTERM")
+	}
+
+	// What the spool still holds was not acknowledged yet; with what the
+	// store has, it must make up every seq ever assigned, exactly once.
+	sp, err := spool.Open(spoolPath, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	st := sp.Stats()
+	left, err := sp.Next(context.Background(), 0, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dropped() != 0 {
+		t.Errorf("spool dropped %d events", st.Dropped())
+	}
+	s := f.store
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := map[uint64]api.Event{}
+	for k, v := range s.events {
+		all[k] = v
+	}
+	for _, e := range left {
+		if old, ok := all[e.Seq]; ok && old != e {
+			t.Errorf("seq %d differs between store and spool: %+v vs %+v", e.Seq, old, e)
+		}
+		all[e.Seq] = e
+	}
+	last := st.NextSeq - 1
+	for seq := uint64(1); seq <= last; seq++ {
+		if _, ok := all[seq]; !ok {
+			t.Errorf("seq %d of %d is neither in the store nor in the spool: lost", seq, last)
+		}
+	}
+	if uint64(len(all)) != last {
+		t.Errorf("%d distinct events for seqs 1..%d", len(all), last)
+	}
+	for _, m := range s.mismatch {
+		t.Errorf("seq reused: %s", m)
+	}
+	// In order per camera: seqs arrive increasing, capture times with them.
+	lastSeq := map[string]uint64{}
+	lastTime := map[string]int64{}
+	perCam := map[string]int{}
+	for _, seq := range s.order {
+		e := s.events[seq]
+		perCam[e.CameraID]++
+		if seq < lastSeq[e.CameraID] {
+			t.Errorf("camera %s: seq %d stored after seq %d", e.CameraID, seq, lastSeq[e.CameraID])
+		}
+		if e.Time < lastTime[e.CameraID] {
+			t.Errorf("camera %s: seq %d captured before the event stored ahead of it", e.CameraID, seq)
+		}
+		lastSeq[e.CameraID], lastTime[e.CameraID] = seq, e.Time
+		if e.Model != "yolov8n_full_integer_quant" || e.ModelVersion != "1" || e.Label == "" || e.Score <= 0.25 {
+			t.Errorf("event %+v", e)
+		}
+	}
+	if perCam["belt-a"] == 0 || perCam["belt-b"] == 0 {
+		t.Errorf("events per camera: %v", perCam)
+	}
+	t.Logf("%d events stored once each (%d still spooled, %d duplicate deliveries ignored), per camera %v; %d made during a %v outage",
+		len(s.events), len(left), s.dups, perCam, f.store.capturedBetweenLocked(down, up), up.Sub(down).Round(time.Millisecond))
+}
+
+func (s *store) capturedBetweenLocked(from, to time.Time) int {
+	n := 0
+	for _, e := range s.events {
+		if e.Time >= from.UnixMicro() && e.Time <= to.UnixMicro() {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkAgentMemory runs edge-agent with two synthetic cameras and
+// yolov8n int8 for a few seconds and reports its peak resident memory.
+func BenchmarkAgentMemory(b *testing.B) {
+	model := modeltest.Path(b, "models", "yolov8n_full_integer_quant.tflite")
+	images := modeltest.Path(b, "images")
+	bin := filepath.Join(b.TempDir(), "edge-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	for b.Loop() {
+		dir := b.TempDir()
+		p := filepath.Join(dir, "agent.yaml")
+		os.WriteFile(p, []byte(fmt.Sprintf(agentYAML, model, images, filepath.Join(dir, "spool.db"), "")), 0o600)
+		cmd := exec.Command(bin, "run", "--config", p)
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(8 * time.Second)
+		hwm, rss := procMemKiB(cmd.Process.Pid)
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if hwm == 0 {
+			b.Fatal("could not read the agent's memory")
+		}
+		b.ReportMetric(float64(hwm)/1024, "MiB-peak-RSS")
+		b.ReportMetric(float64(rss)/1024, "MiB-RSS")
+	}
+}
+
+// procMemKiB reads VmHWM and VmRSS of a process.
+func procMemKiB(pid int) (hwm, rss int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+		switch k {
+		case "VmHWM":
+			hwm = n
+		case "VmRSS":
+			rss = n
+		}
+	}
+	return hwm, rss
+}
