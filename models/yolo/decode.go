@@ -161,7 +161,8 @@ type Decoder struct {
 	qmin    int    // smallest quantized score (as stored, int8 or uint8 value) > Conf
 	never   bool   // no quantized value passes Conf
 
-	bestq   []int16 // per anchor best class value (V8), -1 untouched
+	bestq   []int16   // per anchor best class value (V8), -1 untouched
+	bestf   []float32 // per anchor best score (V8 float32)
 	bestc   []int32
 	touched []int32
 	cands   []cand
@@ -290,36 +291,50 @@ func (d *Decoder) Decode(out []byte, g Geometry, dst []models.Detection) ([]mode
 // every box coordinate of the output is <= 2 (normalized), else 1.
 func (d *Decoder) coordScale(out []byte) (float32, float32) {
 	h := d.head
-	var mx float32 = float32(math.Inf(-1))
-	var mq = math.MinInt
-	quant := h.Type != models.Float32
-	look := func(i int) {
-		if quant {
-			mq = max(mq, d.raw(out, i))
-		} else {
-			mx = max(mx, d.at(out, i))
-		}
-	}
+	stride := 1 // elements between one anchor's box coordinates
+	rows := 4   // V8: the first 4 rows of A values
 	switch h.Format {
-	case V8:
-		for i := 0; i < 4*h.Anchors; i++ {
-			look(i)
-		}
-	default:
-		stride := h.Classes + 4
-		if h.Format == V5 {
-			stride = h.Classes + 5
-		} else if h.Format == E2E {
-			stride = 6
-		}
-		for a := 0; a < h.Anchors; a++ {
-			for k := 0; k < 4; k++ {
-				look(a*stride + k)
+	case V5:
+		stride, rows = h.Classes+5, h.Anchors
+	case V8Rows:
+		stride, rows = h.Classes+4, h.Anchors
+	case E2E:
+		stride, rows = 6, h.Anchors
+	}
+	var mx float32
+	switch h.Type {
+	case models.Float32:
+		mx = float32(math.Inf(-1))
+		if h.Format == V8 {
+			for i := 0; i < 4*h.Anchors; i++ {
+				mx = max(mx, math.Float32frombits(binary.LittleEndian.Uint32(out[i*4:])))
+			}
+		} else {
+			for r := 0; r < rows; r++ {
+				for k := 0; k < 4; k++ {
+					mx = max(mx, math.Float32frombits(binary.LittleEndian.Uint32(out[(r*stride+k)*4:])))
+				}
 			}
 		}
-	}
-	if quant {
-		mx = d.deq(mq)
+	default:
+		// Largest stored value in value order: int8 flips the sign bit.
+		var flip byte
+		if h.Type == models.Int8 {
+			flip = 0x80
+		}
+		var mq byte
+		if h.Format == V8 {
+			for _, b := range out[:4*h.Anchors] {
+				mq = max(mq, b^flip)
+			}
+		} else {
+			for r := 0; r < rows; r++ {
+				for _, b := range out[r*stride : r*stride+4] {
+					mq = max(mq, b^flip)
+				}
+			}
+		}
+		mx = d.deq(int(mq) - int(flip))
 	}
 	if mx <= 2 {
 		return float32(d.in.W), float32(d.in.H)
@@ -343,15 +358,34 @@ func (d *Decoder) candidatesV8(out []byte, sx, sy float32) {
 	A := h.Anchors
 	d.touched = d.touched[:0]
 	if h.Type == models.Float32 {
-		for a := 0; a < A; a++ {
-			best, bc := float32(math.Inf(-1)), -1
-			for c := 0; c < h.Classes; c++ {
-				if v := d.at(out, (4+c)*A+a); v > best {
-					best, bc = v, c
+		// Row by row, as memory lies: a class counts only above the threshold,
+		// so the best of those is the best class whenever it passes.
+		if d.bestf == nil {
+			d.bestf = make([]float32, A)
+		}
+		for c := 0; c < h.Classes; c++ {
+			row := out[(4+c)*A*4 : (5+c)*A*4]
+			for a := 0; a < A; a++ {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(row[a*4:]))
+				if !(v > d.p.Conf) {
+					continue
+				}
+				if d.bestq[a] < 0 {
+					d.touched = append(d.touched, int32(a))
+					d.bestq[a] = 0
+					d.bestf[a] = v
+					d.bestc[a] = int32(c)
+				} else if v > d.bestf[a] {
+					d.bestf[a], d.bestc[a] = v, int32(c)
 				}
 			}
-			if best > d.p.Conf && d.classAllowed(bc) {
-				d.addXYWH(a, d.at(out, a), d.at(out, A+a), d.at(out, 2*A+a), d.at(out, 3*A+a), sx, sy, best, bc)
+		}
+		slices.Sort(d.touched)
+		for _, a32 := range d.touched {
+			a := int(a32)
+			d.bestq[a] = -1
+			if c := int(d.bestc[a]); d.classAllowed(c) {
+				d.addXYWH(a, d.at(out, a), d.at(out, A+a), d.at(out, 2*A+a), d.at(out, 3*A+a), sx, sy, d.bestf[a], c)
 			}
 		}
 		return
