@@ -64,6 +64,11 @@ type Meta struct {
 	Name      string    `json:"name"`
 	Version   string    `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
+	// Labels are a model's class names; OS and Arch a firmware bundle's
+	// platform. Both go into the manifest.
+	Labels []string `json:"labels,omitempty"`
+	OS     string   `json:"os,omitempty"`
+	Arch   string   `json:"arch,omitempty"`
 	// Manifest is the signed canonical manifest, Sig its ed25519 signature
 	// and KeyID the signing key.
 	Manifest []byte `json:"manifest,omitempty"`
