@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"edgefleet/fleet/api"
 )
 
@@ -113,7 +111,7 @@ func (r Report) String() string {
 // device is one virtual agent.
 type device struct {
 	id  string
-	cl  paho.Client
+	cl  *mqttConn
 	seq uint64
 
 	mu      sync.Mutex
@@ -163,7 +161,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.ConnectElapsed = time.Since(start)
 	defer func() {
 		for _, d := range devs {
-			d.cl.Disconnect(0)
+			d.cl.close()
 		}
 	}()
 	if len(devs) == 0 {
@@ -224,43 +222,32 @@ func outstanding(devs []*device) int {
 func connect(ctx context.Context, o Options, i int) (*device, error) {
 	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), pending: map[uint64]time.Time{}}
 	user, pass := o.Login(d.id)
-	will, _ := json.Marshal(api.State{DeviceID: d.id, Online: false})
-	d.cl = paho.NewClient(paho.NewClientOptions().AddBroker(o.Broker).SetClientID(d.id).
-		SetUsername(user).SetPassword(pass).SetCleanSession(true).SetAutoReconnect(false).
-		SetConnectTimeout(30*time.Second).SetKeepAlive(60*time.Second).SetWriteTimeout(10*time.Second).
-		SetBinaryWill(api.StateTopic(d.id), will, 1, true).SetOrderMatters(false))
-	if err := wait(ctx, d.cl.Connect(), 30*time.Second); err != nil {
+	lwt, _ := json.Marshal(api.State{DeviceID: d.id, Online: false})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	d.cl, err = dialMQTT(ctx, o.Broker, d.id, user, pass, &will{topic: api.StateTopic(d.id), payload: lwt, retain: true, qos: 1}, d.onAck)
+	if err != nil {
 		return nil, fmt.Errorf("sim: connect %s: %w", d.id, err)
 	}
-	if err := wait(ctx, d.cl.Subscribe(api.AcksTopic(d.id), 1, d.onAck), 30*time.Second); err != nil {
-		d.cl.Disconnect(0)
+	if err := d.cl.subscribe(ctx, api.AcksTopic(d.id)); err != nil {
+		d.cl.close()
 		return nil, fmt.Errorf("sim: subscribe %s: %w", d.id, err)
 	}
 	st, _ := json.Marshal(api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: "sim",
 		Labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)},
 		Model:  "yolo-sim", ModelVersion: "1", Engine: "sim", Cameras: []string{"cam0"}})
-	if err := wait(ctx, d.cl.Publish(api.StateTopic(d.id), 1, true, st), 30*time.Second); err != nil {
-		d.cl.Disconnect(0)
+	if err := d.cl.publish(api.StateTopic(d.id), 1, true, st); err != nil {
+		d.cl.close()
 		return nil, fmt.Errorf("sim: state %s: %w", d.id, err)
 	}
 	return d, nil
 }
 
-func wait(ctx context.Context, t paho.Token, limit time.Duration) error {
-	select {
-	case <-t.Done():
-		return t.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(limit):
-		return fmt.Errorf("no answer in %v", limit)
-	}
-}
-
-func (d *device) onAck(_ paho.Client, m paho.Message) {
+func (d *device) onAck(_ string, payload []byte) {
 	now := time.Now()
 	var a api.Ack
-	if api.Decode(m.Payload(), &a) != nil {
+	if api.Decode(payload, &a) != nil {
 		return
 	}
 	d.mu.Lock()
@@ -296,7 +283,9 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 			p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
 				Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
 				SpoolDepth: uint64(rand.IntN(10))})
-			d.cl.Publish(api.TelemetryTopic(d.id), 0, false, p)
+			if d.cl.publish(api.TelemetryTopic(d.id), 0, false, p) != nil {
+				pubErrs.Add(1)
+			}
 			tele.Add(1)
 		}
 		if now.Before(next) {
@@ -315,13 +304,10 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		d.mu.Lock()
 		d.pending[first] = now
 		d.mu.Unlock()
-		tok := d.cl.Publish(api.DetectionsTopic(d.id), 1, false, p)
+		if d.cl.publish(api.DetectionsTopic(d.id), 1, false, p) != nil {
+			pubErrs.Add(1)
+		}
 		batches.Add(1)
 		events.Add(int64(o.Events))
-		go func() {
-			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-				pubErrs.Add(1)
-			}
-		}()
 	}
 }

@@ -127,7 +127,8 @@ func BenchmarkFleet(b *testing.B) {
 				break
 			}
 			st := f.store.Stats()
-			b.Logf("%d devices: %v; store: %d commits, %d batches, %.1f ms/commit", n, rep, st.Commits, st.Calls, float64(st.CommitNanos)/1e6/float64(max(st.Commits, 1)))
+			b.Logf("%d devices: %v; store: %d commits, %d batches, %.1f ms/commit, %.1f pages/commit, write %.1f ms/commit, spill %.1f ms/commit", n, rep, st.Commits, st.Calls, float64(st.CommitNanos)/1e6/float64(max(st.Commits, 1)), float64(st.PageWrites)/float64(max(st.Commits, 1)),
+				float64(st.WriteNanos)/1e6/float64(max(st.Commits, 1)), float64(st.SpillNanos)/1e6/float64(max(st.Commits, 1)))
 			if !rep.OK(time.Second) {
 				break
 			}

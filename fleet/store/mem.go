@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -57,7 +56,7 @@ func (m *Mem) Ingest(ctx context.Context, device string, events []api.Event) (Re
 			continue
 		}
 		r := Record{Device: device, Event: e}
-		b, _ := json.Marshal(&r)
+		b := encodeValue(&e)
 		dev[e.Seq] = r
 		seen[e.Seq] = true
 		m.size[sizeKey(device, e.Seq)] = len(b)

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
+
+	"edgefleet/fleet/api"
 )
 
 func TestRangeSet(t *testing.T) {
@@ -76,4 +79,28 @@ func FuzzDecodeRanges(f *testing.F) {
 			}
 		}
 	})
+}
+
+func FuzzDecodeValue(f *testing.F) {
+	f.Add(encodeValue(&api.Event{CameraID: "c", Label: "person", ClassID: -3, Score: 0.5, Box: [4]float32{1, 2, 3, 4}, Model: "m", ModelVersion: "v"}))
+	f.Add([]byte{1, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r, r2 Record
+		if decodeValue(position{device: "d"}, b, &r) == nil {
+			if err := decodeValue(position{device: "d"}, encodeValue(&r.Event), &r2); err != nil || fmt.Sprint(r2) != fmt.Sprint(r) {
+				t.Fatalf("value %x: %+v does not round-trip: %+v, %v", b, r, r2, err)
+			}
+		}
+	})
+}
+
+func TestValueRoundTrip(t *testing.T) {
+	e := api.Event{Seq: 7, CameraID: "dock-2", Time: 1234567, Label: "forklift", ClassID: 12, Score: 0.875, Box: [4]float32{-1, 2.5, 300, 4e3}, Model: "yolov8n", ModelVersion: "2026.1"}
+	var r Record
+	if err := decodeValue(position{time: 1234567, device: "d", seq: 7}, encodeValue(&e), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Event != e || r.Device != "d" {
+		t.Fatalf("round trip: %+v, want %+v", r.Event, e)
+	}
 }
