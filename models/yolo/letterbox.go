@@ -260,6 +260,9 @@ func (l *Letterboxer) Letterbox(img image.Image, dst []byte) (Geometry, error) {
 			top: make([]float64, n), bot: make([]float64, n), topRow: -1, botRow: -1,
 		})
 	}
+	for _, rb := range l.bufs {
+		rb.topRow, rb.botRow = -1, -1 // rows cached from another image
+	}
 	l.pad(dst)
 	if workers == 1 {
 		l.rows(src, l.bufs[0], dst, 0, l.geo.NewH)

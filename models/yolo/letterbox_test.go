@@ -257,6 +257,29 @@ func TestLetterboxMatchesNaive(t *testing.T) {
 	}
 }
 
+// TestLetterboxNewImageSameSize: row caches must not leak from one image to
+// the next (a one-pixel-tall image reads the same source row everywhere).
+func TestLetterboxNewImageSameSize(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	spec := InputSpec{W: 32, H: 32, Layout: NHWC, Type: models.UInt8, Scale: 1.0 / 255}
+	for _, sz := range [][2]int{{40, 1}, {1, 40}, {20, 20}} {
+		l, err := NewLetterboxer(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := randomImages(r, sz[0], sz[1])[0]
+		b := randomImages(r, sz[0], sz[1])[0]
+		got := make([]byte, spec.ImageBytes())
+		l.Letterbox(a, got)
+		if _, err := l.Letterbox(b, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, naive(b, spec)) {
+			t.Errorf("%v: second image differs from naive", sz)
+		}
+	}
+}
+
 func TestRound255(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	vals := []float64{0, 0.49999999999999994, 0.5, 1.5, 2.5, 254.5, 255, 127.49999999999999, math.Nextafter(0.5, 0), math.Nextafter(3.5, 0)}
