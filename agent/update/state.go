@@ -1,0 +1,180 @@
+package update
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"edgefleet/fleet/api"
+	"edgefleet/models/manifest"
+)
+
+// The data directory:
+//
+//	<dir>/state.json            which model is current, previous (the last
+//	                            known good before it) and on trial; queued jobs;
+//	                            ids of jobs seen. Replaced by write, fsync,
+//	                            rename, fsync of the directory.
+//	<dir>/models/<sha256>.tflite installed models (current, previous, trial)
+//	<dir>/staging/<sha256>.part  a download in progress; kept across restarts
+//	                            so the next attempt resumes with a Range request
+//	<dir>/staging/<sha256>.etag  the ETag the partial file came with (If-Range)
+
+// stateVersion is the schema version of state.json.
+const stateVersion = 1
+
+// maxJobRecords bounds the remembered job ids; the oldest are forgotten first.
+const maxJobRecords = 512
+
+// Model is an installed model as state.json records it.
+type Model struct {
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Manifest, Sig and KeyID are the signed manifest it was installed with;
+	// empty for a model adopted from local configuration (Seed).
+	Manifest []byte `json:"manifest,omitempty"`
+	Sig      []byte `json:"signature,omitempty"`
+	KeyID    string `json:"key_id,omitempty"`
+}
+
+// trial is a model swapped in and under watch; current is still the last
+// known good one until the health window commits the trial.
+type trial struct {
+	JobID string `json:"job_id"`
+	Model Model  `json:"model"`
+}
+
+// JobRecord is the last state a job reached.
+type JobRecord struct {
+	JobID  string `json:"job_id"`
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type state struct {
+	Version  int           `json:"version"`
+	Current  *Model        `json:"current,omitempty"`
+	Previous *Model        `json:"previous,omitempty"`
+	Trial    *trial        `json:"trial,omitempty"`
+	Queue    []api.Command `json:"queue,omitempty"`
+	Jobs     []JobRecord   `json:"jobs,omitempty"`
+}
+
+func (s *state) job(id string) (JobRecord, bool) {
+	for _, j := range s.Jobs {
+		if j.JobID == id {
+			return j, true
+		}
+	}
+	return JobRecord{}, false
+}
+
+// record sets the job's state, adding it if new, dropping the oldest past the bound.
+func (s *state) record(j JobRecord) {
+	for i := range s.Jobs {
+		if s.Jobs[i].JobID == j.JobID {
+			s.Jobs[i] = j
+			return
+		}
+	}
+	s.Jobs = append(s.Jobs, j)
+	if n := len(s.Jobs) - maxJobRecords; n > 0 {
+		s.Jobs = append([]JobRecord(nil), s.Jobs[n:]...)
+	}
+}
+
+func (s *state) dequeue(jobID string) {
+	for i, c := range s.Queue {
+		if c.JobID == jobID {
+			s.Queue = append(s.Queue[:i:i], s.Queue[i+1:]...)
+			return
+		}
+	}
+}
+
+// loadState reads path; a missing file is an empty state.
+func loadState(path string) (*state, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return &state{Version: stateVersion}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update: read state: %w", err)
+	}
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("update: read state %s: %w", path, err)
+	}
+	if s.Version != stateVersion {
+		return nil, fmt.Errorf("update: read state %s: schema version %d, this agent reads %d", path, s.Version, stateVersion)
+	}
+	for _, m := range []*Model{s.Current, s.Previous} {
+		if m != nil && manifest.CheckSHA256(m.SHA256) != nil {
+			return nil, fmt.Errorf("update: read state %s: bad model sha256 %q", path, m.SHA256)
+		}
+	}
+	if s.Trial != nil && manifest.CheckSHA256(s.Trial.Model.SHA256) != nil {
+		return nil, fmt.Errorf("update: read state %s: bad trial sha256 %q", path, s.Trial.Model.SHA256)
+	}
+	return &s, nil
+}
+
+// saveState replaces path atomically and durably.
+func saveState(path string, s *state) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("update: save state: %w", err)
+	}
+	if err := writeFileAtomic(path, b); err != nil {
+		return fmt.Errorf("update: save state: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes b to a temporary file beside path, fsyncs it,
+// renames it over path and fsyncs the directory, so a crash leaves either
+// the old or the new content.
+func writeFileAtomic(path string, b []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
