@@ -398,3 +398,9 @@ func (l *latencies) quantiles() (p50, p99 time.Duration) {
 	q := func(f float64) time.Duration { return s[min(len(s)-1, int(f*float64(len(s))))] }
 	return q(0.50), q(0.99)
 }
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
