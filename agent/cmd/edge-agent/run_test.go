@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +115,17 @@ type store struct {
 	order    []uint64 // seqs in the order first stored
 	dups     int      // events delivered again (at least once on the wire)
 	mismatch []string // a seq delivered twice with different content
+
+	telemetry []api.Telemetry
+}
+
+func (s *store) lastTelemetry() (api.Telemetry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.telemetry) == 0 {
+		return api.Telemetry{}, false
+	}
+	return s.telemetry[len(s.telemetry)-1], true
 }
 
 func (s *store) handle(b *broker.Broker, payload []byte) {
@@ -195,6 +208,16 @@ func (f *fleet) start() {
 	go func() { b.Run(ctx); close(done) }()
 	f.t.Cleanup(func() { cancel(); b.Close(); <-done })
 	if _, err := b.Subscribe(api.DetectionsTopic("box-e2e"), func(m broker.Message) { f.store.handle(b, m.Payload) }); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := b.Subscribe(api.TelemetryTopic("box-e2e"), func(m broker.Message) {
+		var tm api.Telemetry
+		if api.Decode(m.Payload, &tm) == nil {
+			f.store.mu.Lock()
+			f.store.telemetry = append(f.store.telemetry, tm)
+			f.store.mu.Unlock()
+		}
+	}); err != nil {
 		f.t.Fatal(err)
 	}
 	f.b = b
@@ -295,6 +318,14 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 	const patience = 60 * time.Second
 	a := startAgent(t, cfg)
 	waitUntil(t, "first detections stored", patience, func() bool { n, _ := f.store.newest(); return n >= 4 })
+	checkEndpoints(t, a)
+	waitUntil(t, "telemetry with both cameras up", patience, func() bool {
+		tm, ok := f.store.lastTelemetry()
+		return ok && len(tm.Cameras) == 2 && tm.Cameras[0].Up && tm.Cameras[1].Up && tm.Cameras[0].FPS > 0
+	})
+	if tm, _ := f.store.lastTelemetry(); tm.Model != "yolov8n_full_integer_quant" || tm.Engine == "" || tm.DiskFreeBytes == 0 || tm.InferP50Ms <= 0 || tm.InferP99Ms < tm.InferP50Ms {
+		t.Errorf("telemetry %+v", tm)
+	}
 
 	// Broker outage: detections keep being made and spooled.
 	f.stop()
@@ -397,6 +428,50 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 	}
 	t.Logf("%d events stored once each (%d still spooled, %d duplicate deliveries ignored), per camera %v; %d made during a %v outage",
 		len(s.events), len(left), s.dups, perCam, f.store.capturedBetweenLocked(down, up), up.Sub(down).Round(time.Millisecond))
+}
+
+// checkEndpoints reads the agent's local endpoints at the address it logged.
+func checkEndpoints(t *testing.T, a *agentProc) {
+	t.Helper()
+	var addr string
+	waitUntil(t, "the agent's http address in its log", 30*time.Second, func() bool {
+		for _, line := range strings.Split(a.stderr.String(), "\n") {
+			if _, rest, ok := strings.Cut(line, "msg=\"http listening\" addr="); ok {
+				addr = strings.Fields(rest)[0]
+				return true
+			}
+		}
+		return false
+	})
+	get := func(path string) (int, string, []byte) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	}
+	if code, _, body := get("/healthz"); code != 200 || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	_, _, metrics := get("/metrics")
+	for _, want := range []string{`edgefleet_agent_frames_total{camera="belt-a"}`, "edgefleet_agent_inference_seconds_count", "edgefleet_spool_appended_events_total", "edgefleet_link_connected 1", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	code, ct, body := get("/snapshot/belt-a.jpg")
+	if code != 200 || ct != "image/jpeg" {
+		t.Fatalf("/snapshot/belt-a.jpg: %d %s", code, ct)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != 640 || b.Dy() != 480 {
+		t.Errorf("snapshot is %v, want 640x480", b)
+	}
 }
 
 func (s *store) capturedBetweenLocked(from, to time.Time) int {
