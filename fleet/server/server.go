@@ -50,6 +50,8 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxExport caps the rows of one CSV export; default 1,000,000.
 	MaxExport int
+	// OTA enables the model registry and rollout routes (ota.go); nil leaves them out.
+	OTA *OTA
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -102,7 +104,7 @@ func (s *Server) Hub() *Hub { return s.hub }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -126,6 +128,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/detections/count", true, s.count)
 	s.handle("GET /api/v1/detections/export", true, s.export)
 	s.handle("GET /api/v1/detections/stream", true, s.stream)
+	s.otaRoutes()
 	s.handle("/api/", false, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path)
 	})

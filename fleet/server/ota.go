@@ -1,0 +1,396 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/artifact"
+	"edgefleet/fleet/rollout"
+	"edgefleet/models/manifest"
+	"edgefleet/models/meta"
+)
+
+// OTA holds what the model registry and rollout routes need; Options.OTA
+// nil leaves them out. Routes (operator token unless noted):
+//
+//	POST   /api/v1/models                    multipart: name, version, [labels], file (last)
+//	GET    /api/v1/models                    list
+//	GET    /api/v1/models/{name}/{version}   one model with its manifest
+//	DELETE /api/v1/models/{name}/{version}   409 while a rollout uses it
+//	GET    /api/v1/keys                      the pinned public keys
+//	POST   /api/v1/rollouts                  CreateRollout
+//	GET    /api/v1/rollouts                  summaries
+//	GET    /api/v1/rollouts/{id}             summary and per-device jobs
+//	POST   /api/v1/rollouts/{id}/{action}    pause, resume, abort ({"reason"}), rollback
+//	GET    /artifacts/{sha256}               device credentials (HTTP basic), Range
+type OTA struct {
+	Artifacts artifact.Store
+	Rollouts  *rollout.Engine
+	// Keys are the public keys agents pin, listed by GET /api/v1/keys.
+	Keys manifest.KeySet
+	// DeviceAuth gates artifact downloads; nil refuses every download.
+	DeviceAuth artifact.DeviceAuth
+	// ArtifactBase prefixes the artifact path in commands, e.g.
+	// "http://fleetd.plant-a:8080"; empty sends the bare path.
+	ArtifactBase string
+	// MaxUpload caps one upload; 0 means 1 GiB.
+	MaxUpload int64
+}
+
+// bodyLimit is the request body cap: uploads get OTA.MaxUpload, the rest 1 MiB.
+func (s *Server) bodyLimit(r *http.Request) int64 {
+	if o := s.opt.OTA; o != nil && r.Method == http.MethodPost && r.URL.Path == "/api/v1/models" {
+		if o.MaxUpload > 0 {
+			return o.MaxUpload + 64<<10
+		}
+		return 1<<30 + 64<<10
+	}
+	return 1 << 20
+}
+
+func (s *Server) otaRoutes() {
+	o := s.opt.OTA
+	if o == nil {
+		return
+	}
+	if o.Artifacts == nil || o.Rollouts == nil {
+		s.log.Error("OTA routes disabled: OTA.Artifacts and OTA.Rollouts are required")
+		return
+	}
+	s.handle("POST /api/v1/models", true, s.modelPush)
+	s.handle("GET /api/v1/models", true, s.modelList)
+	s.handle("GET /api/v1/models/{name}/{version}", true, s.modelShow)
+	s.handle("DELETE /api/v1/models/{name}/{version}", true, s.modelDelete)
+	s.handle("GET /api/v1/keys", true, s.keyList)
+	s.handle("POST /api/v1/rollouts", true, s.rolloutCreate)
+	s.handle("GET /api/v1/rollouts", true, s.rolloutList)
+	s.handle("GET /api/v1/rollouts/{id}", true, s.rolloutShow)
+	s.handle("POST /api/v1/rollouts/{id}/{action}", true, s.rolloutAction)
+	h := artifact.NewHandler(o.Artifacts, o.DeviceAuth, s.log)
+	s.handle("GET "+artifact.PathPrefix+"{sha}", false, h.ServeHTTP)
+}
+
+// ModelView is a stored model as the API shows it.
+type ModelView struct {
+	Name      string            `json:"name"`
+	Version   string            `json:"version"`
+	SHA256    string            `json:"sha256"`
+	Size      int64             `json:"size"`
+	CreatedAt time.Time         `json:"created_at"`
+	KeyID     string            `json:"key_id"`
+	Labels    int               `json:"labels"`
+	Inputs    []manifest.Tensor `json:"inputs,omitempty"`
+	Outputs   []manifest.Tensor `json:"outputs,omitempty"`
+	// InUse lists the unfinished rollouts that send it.
+	InUse []string `json:"in_use,omitempty"`
+	// Manifest is the signed payload (canonical JSON) and Signature its signature.
+	Manifest  []byte `json:"manifest,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
+}
+
+func (s *Server) modelView(m artifact.Meta, full bool) ModelView {
+	v := ModelView{Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size, CreatedAt: m.CreatedAt, KeyID: m.KeyID,
+		Labels: len(m.Labels), InUse: s.opt.OTA.Rollouts.ArtifactInUse(m.SHA256)}
+	if man, err := manifest.Parse(m.Manifest); err == nil {
+		v.Inputs, v.Outputs = man.Inputs, man.Outputs
+	}
+	if full {
+		v.Manifest, v.Signature = m.Manifest, m.Sig
+	}
+	return v
+}
+
+// modelPush streams a multipart upload into the artifact store; the store's
+// sealer reads the model's tensors and signs the manifest.
+func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "multipart/form-data" {
+		writeError(w, http.StatusUnsupportedMediaType, "send multipart/form-data with fields name, version, labels and then file")
+		return
+	}
+	mr, err := r.MultipartReader()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "multipart: %v", err)
+		return
+	}
+	m := artifact.Meta{Kind: manifest.KindModel}
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			writeError(w, http.StatusBadRequest, "no file part")
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "multipart: %v", err)
+			return
+		}
+		switch part.FormName() {
+		case "name", "version", "labels":
+			b, err := io.ReadAll(io.LimitReader(part, 1<<20))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "multipart %s: %v", part.FormName(), err)
+				return
+			}
+			switch part.FormName() {
+			case "name":
+				m.Name = strings.TrimSpace(string(b))
+			case "version":
+				m.Version = strings.TrimSpace(string(b))
+			case "labels":
+				m.Labels = meta.ParseLabels(b)
+			}
+		case "file":
+			if err := api.ValidateID(m.Name); err != nil {
+				writeError(w, http.StatusBadRequest, "name: %v", err)
+				return
+			}
+			if err := api.ValidateID(m.Version); err != nil {
+				writeError(w, http.StatusBadRequest, "version: %v", err)
+				return
+			}
+			got, err := s.opt.OTA.Artifacts.Put(r.Context(), part, m)
+			if err != nil {
+				writeError(w, artifactStatus(err), "%v", err)
+				return
+			}
+			op, _ := s.operator(r)
+			s.log.Info("model pushed", "name", got.Name, "version", got.Version, "sha256", got.SHA256, "size", got.Size, "operator", op)
+			writeJSON(w, http.StatusCreated, s.modelView(got, true))
+			return
+		default:
+			writeError(w, http.StatusBadRequest, "unknown multipart field %q", part.FormName())
+			return
+		}
+	}
+}
+
+func artifactStatus(err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, artifact.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, artifact.ErrExists), errors.Is(err, artifact.ErrInUse):
+		return http.StatusConflict
+	case errors.Is(err, artifact.ErrTooLarge), errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, artifact.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func (s *Server) modelList(w http.ResponseWriter, r *http.Request) {
+	all, err := s.opt.OTA.Artifacts.List(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	out := []ModelView{}
+	for _, m := range all {
+		if m.Kind == manifest.KindModel {
+			out = append(out, s.modelView(m, false))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"models": out})
+}
+
+func (s *Server) modelShow(w http.ResponseWriter, r *http.Request) {
+	m, err := s.opt.OTA.Artifacts.Find(r.Context(), manifest.KindModel, r.PathValue("name"), r.PathValue("version"))
+	if err != nil {
+		writeError(w, artifactStatus(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.modelView(m, true))
+}
+
+func (s *Server) modelDelete(w http.ResponseWriter, r *http.Request) {
+	st := s.opt.OTA.Artifacts
+	m, err := st.Find(r.Context(), manifest.KindModel, r.PathValue("name"), r.PathValue("version"))
+	if err == nil {
+		err = st.Delete(r.Context(), m.SHA256)
+	}
+	if err != nil {
+		writeError(w, artifactStatus(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": m.Name + "@" + m.Version, "sha256": m.SHA256})
+}
+
+// KeyView is one pinned public key.
+type KeyView struct {
+	ID        string `json:"id"`
+	PublicKey string `json:"public_key"` // PEM
+}
+
+func (s *Server) keyList(w http.ResponseWriter, r *http.Request) {
+	out := []KeyView{}
+	for _, id := range s.opt.OTA.Keys.IDs() {
+		pem, err := manifest.EncodePublicKey(s.opt.OTA.Keys[id])
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "key %s: %v", id, err)
+			return
+		}
+		out = append(out, KeyView{ID: id, PublicKey: string(pem)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+}
+
+// CreateRollout is the body of POST /api/v1/rollouts. Strings take the
+// fleetctl flag syntax: model "name@version", selector "site=a,line=3",
+// waves "10%,50%,100%", max_failures "5%" or "3", durations "2m".
+type CreateRollout struct {
+	Model        string `json:"model"`
+	Selector     string `json:"selector"`
+	Canary       int    `json:"canary"`
+	Waves        string `json:"waves"`
+	MaxFailures  string `json:"max_failures"`
+	HealthWindow string `json:"health_window"`
+	JobTimeout   string `json:"job_timeout"`
+}
+
+// Spec resolves the request against the artifact store.
+func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error) {
+	var sp rollout.Spec
+	name, version, ok := strings.Cut(c.Model, "@")
+	if !ok || name == "" || version == "" {
+		return sp, http.StatusBadRequest, fmt.Errorf("model: %q is not name@version", c.Model)
+	}
+	m, err := o.Artifacts.Find(r.Context(), manifest.KindModel, name, version)
+	if err != nil {
+		return sp, artifactStatus(err), err
+	}
+	if len(m.Manifest) == 0 || len(m.Sig) == 0 {
+		return sp, http.StatusConflict, fmt.Errorf("model %s@%s has no signed manifest", name, version)
+	}
+	sp.Artifact = api.Artifact{Kind: m.Kind, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size,
+		URL: strings.TrimSuffix(o.ArtifactBase, "/") + artifact.URL(m.SHA256), Manifest: m.Manifest, Sig: m.Sig, KeyID: m.KeyID}
+	if sp.Selector, err = rollout.ParseSelector(c.Selector); err != nil {
+		return sp, http.StatusBadRequest, err
+	}
+	sp.Canary = c.Canary
+	if c.Waves == "" {
+		c.Waves = "100%"
+	}
+	if sp.Waves, err = rollout.ParseWaves(c.Waves); err != nil {
+		return sp, http.StatusBadRequest, err
+	}
+	if c.MaxFailures != "" {
+		if sp.MaxFailures, err = rollout.ParseThreshold(c.MaxFailures); err != nil {
+			return sp, http.StatusBadRequest, err
+		}
+	}
+	for _, d := range []struct {
+		name string
+		in   string
+		out  *time.Duration
+	}{{"health_window", c.HealthWindow, &sp.HealthWindow}, {"job_timeout", c.JobTimeout, &sp.JobTimeout}} {
+		if d.in == "" {
+			continue
+		}
+		if *d.out, err = time.ParseDuration(d.in); err != nil {
+			return sp, http.StatusBadRequest, fmt.Errorf("%s: %q is not a duration like 2m", d.name, d.in)
+		}
+	}
+	return sp, 0, nil
+}
+
+func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
+	var c CreateRollout
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return
+	}
+	if err := api.Decode(b, &c); err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return
+	}
+	sp, code, err := c.spec(r, s.opt.OTA)
+	if err != nil {
+		writeError(w, code, "%v", err)
+		return
+	}
+	sum, err := s.opt.OTA.Rollouts.Create(r.Context(), sp)
+	if err != nil {
+		writeError(w, rolloutStatus(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, sum)
+}
+
+func rolloutStatus(err error) int {
+	switch {
+	case errors.Is(err, rollout.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, rollout.ErrState):
+		return http.StatusConflict
+	case errors.Is(err, rollout.ErrNoTargets):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, rollout.ErrClosed):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
+}
+
+func (s *Server) rolloutList(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"rollouts": s.opt.OTA.Rollouts.List()})
+}
+
+// RolloutView is the body of GET /api/v1/rollouts/{id}.
+type RolloutView struct {
+	rollout.Summary
+	Canary       int           `json:"canary"`
+	WavePercents []float64     `json:"wave_percents"`
+	HealthWindow string        `json:"health_window"`
+	JobTimeout   string        `json:"job_timeout"`
+	Jobs         []rollout.Job `json:"jobs"`
+}
+
+func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
+	ro, err := s.opt.OTA.Rollouts.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, rolloutStatus(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RolloutView{Summary: ro.Summarize(), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
+		HealthWindow: ro.Spec.HealthWindow.String(), JobTimeout: ro.Spec.JobTimeout.String(), Jobs: ro.Jobs})
+}
+
+func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
+	e, id := s.opt.OTA.Rollouts, r.PathValue("id")
+	var sum rollout.Summary
+	var err error
+	switch a := r.PathValue("action"); a {
+	case "pause":
+		sum, err = e.Pause(id)
+	case "resume":
+		sum, err = e.Resume(id)
+	case "rollback":
+		sum, err = e.Rollback(id)
+	case "abort":
+		var body struct {
+			Reason string `json:"reason"`
+		}
+		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+			if derr := api.Decode(b, &body); derr != nil {
+				writeError(w, http.StatusBadRequest, "%v", derr)
+				return
+			}
+		}
+		op, _ := s.operator(r)
+		sum, err = e.Abort(id, strings.TrimSpace(body.Reason+" ("+op+")"))
+	default:
+		writeError(w, http.StatusNotFound, "unknown action %q (pause, resume, abort, rollback)", a)
+		return
+	}
+	if err != nil {
+		writeError(w, rolloutStatus(err), "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sum)
+}

@@ -1,0 +1,268 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/artifact"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/rollout"
+	"edgefleet/fleet/store"
+	"edgefleet/models/manifest"
+	"edgefleet/models/modeltest"
+)
+
+type recordDispatcher struct {
+	mu   sync.Mutex
+	cmds map[string][]api.Command
+}
+
+func (d *recordDispatcher) Dispatch(_ context.Context, dev string, cmd api.Command) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cmds[dev] = append(d.cmds[dev], cmd)
+	return nil
+}
+
+type otaFixture struct {
+	ts   *httptest.Server
+	eng  *rollout.Engine
+	disp *recordDispatcher
+	keys manifest.KeySet
+}
+
+func setupOTA(t *testing.T) *otaFixture {
+	t.Helper()
+	dir := t.TempDir()
+	reg, err := registry.Open(filepath.Join(dir, "reg.db"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	for _, d := range []api.State{
+		{DeviceID: "cam-1", Online: true, Labels: map[string]string{"site": "a"}, Model: "yolov8n", ModelVersion: "1"},
+		{DeviceID: "cam-2", Online: true, Labels: map[string]string{"site": "a"}, Model: "yolov8n", ModelVersion: "1"},
+		{DeviceID: "cam-3", Online: true, Labels: map[string]string{"site": "b"}, Model: "yolov8n", ModelVersion: "1"},
+	} {
+		reg.UpdateState(d)
+	}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	keys := manifest.KeySet{}
+	keyID := keys.Add(pub)
+	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { arts.Close() })
+	disp := &recordDispatcher{cmds: map[string][]api.Command{}}
+	eng, err := rollout.Open(filepath.Join(dir, "rollouts.db"), rollout.Options{Devices: rollout.Registry{R: reg}, Dispatcher: disp, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	arts.SetInUse(eng)
+	auth := artifact.AuthFunc(func(_ context.Context, id string, tok []byte) error {
+		if strings.HasPrefix(id, "cam-") && string(tok) == "dev-pass" {
+			return nil
+		}
+		return errors.New("bad")
+	})
+	f := &otaFixture{eng: eng, disp: disp, keys: keys}
+	s, err := New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"},
+		Logger: slog.New(slog.DiscardHandler),
+		OTA:    &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ts = httptest.NewServer(s)
+	t.Cleanup(f.ts.Close)
+	return f
+}
+
+func (f *otaFixture) call(t *testing.T, method, path, token, ctype string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.ts.URL+path, body)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := f.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func multipartBody(t *testing.T, fields [][2]string, file []byte) (string, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for _, f := range fields {
+		mw.WriteField(f[0], f[1])
+	}
+	if file != nil {
+		w, _ := mw.CreateFormFile("file", "model.tflite")
+		w.Write(file)
+	}
+	mw.Close()
+	return mw.FormDataContentType(), &buf
+}
+
+func TestOTARoutes(t *testing.T) {
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov8n_int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels, _ := os.ReadFile(modeltest.Path(t, "models", "coco80.txt"))
+	f := setupOTA(t)
+
+	ct, body := multipartBody(t, [][2]string{{"name", "yolov8n"}, {"version", "2"}, {"labels", string(labels)}}, model)
+	code, b := f.call(t, "POST", "/api/v1/models", tok, ct, body)
+	if code != http.StatusCreated {
+		t.Fatalf("push: %d %s", code, b)
+	}
+	var mv ModelView
+	json.Unmarshal(b, &mv)
+	man, err := manifest.Verify(f.keys, mv.Manifest, mv.Signature, mv.KeyID)
+	if err != nil {
+		t.Fatalf("pushed model's manifest: %v", err)
+	}
+	if mv.Labels != 80 || len(mv.Inputs) != 1 || man.Size != int64(len(model)) || man.Labels[0] != "person" {
+		t.Fatalf("model view %+v", mv)
+	}
+
+	pushes := []struct {
+		name   string
+		token  string
+		fields [][2]string
+		file   []byte
+		code   int
+		substr string
+	}{
+		{"no token", "", [][2]string{{"name", "m"}, {"version", "1"}}, model, 401, "token"},
+		{"same version", tok, [][2]string{{"name", "yolov8n"}, {"version", "2"}}, model, 409, "already used"},
+		{"not a model", tok, [][2]string{{"name", "m"}, {"version", "1"}}, []byte("#!/bin/sh\necho hi\n"), 400, "not a .tflite"},
+		{"bad name", tok, [][2]string{{"name", "a/b"}, {"version", "1"}}, model, 400, "name:"},
+		{"no file", tok, [][2]string{{"name", "m"}, {"version", "1"}}, nil, 400, "no file"},
+		{"too large", tok, [][2]string{{"name", "m"}, {"version", "1"}}, make([]byte, 9<<20), 413, ""},
+	}
+	for _, tc := range pushes {
+		t.Run("push "+tc.name, func(t *testing.T) {
+			ct, body := multipartBody(t, tc.fields, tc.file)
+			code, b := f.call(t, "POST", "/api/v1/models", tc.token, ct, body)
+			if code != tc.code || !strings.Contains(string(b), tc.substr) {
+				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.substr)
+			}
+		})
+	}
+
+	if code, b := f.call(t, "GET", "/api/v1/models", tok, "", nil); code != 200 || !strings.Contains(string(b), `"name": "yolov8n"`) || strings.Contains(string(b), `"m"`) {
+		t.Fatalf("list: %d %s", code, b)
+	}
+	if code, b := f.call(t, "GET", "/api/v1/keys", tok, "", nil); code != 200 || !strings.Contains(string(b), mv.KeyID) || !strings.Contains(string(b), "BEGIN PUBLIC KEY") {
+		t.Fatalf("keys: %d %s", code, b)
+	}
+
+	creates := []struct {
+		name string
+		body string
+		code int
+		sub  string
+	}{
+		{"bad model", `{"model":"yolov8n"}`, 400, "name@version"},
+		{"missing model", `{"model":"yolov8n@9"}`, 404, "not found"},
+		{"bad waves", `{"model":"yolov8n@2","waves":"10%,x"}`, 400, "waves"},
+		{"decreasing waves", `{"model":"yolov8n@2","waves":"50%,10%"}`, 400, "does not increase"},
+		{"bad duration", `{"model":"yolov8n@2","health_window":"two"}`, 400, "health_window"},
+		{"unknown field", `{"model":"yolov8n@2","wavez":"1"}`, 400, "unknown field"},
+		{"no targets", `{"model":"yolov8n@2","selector":"site=zz"}`, 422, "no device"},
+	}
+	for _, tc := range creates {
+		t.Run("create "+tc.name, func(t *testing.T) {
+			code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(tc.body))
+			if code != tc.code || !strings.Contains(string(b), tc.sub) {
+				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.sub)
+			}
+		})
+	}
+	code, b = f.call(t, "POST", "/api/v1/rollouts", tok, "application/json",
+		strings.NewReader(`{"model":"yolov8n@2","selector":"site=a","canary":1,"waves":"50%,100%","max_failures":"1","health_window":"2m"}`))
+	if code != http.StatusCreated {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	var sum rollout.Summary
+	json.Unmarshal(b, &sum)
+	if sum.Targets != 2 || sum.State != rollout.StatePending {
+		t.Fatalf("summary %+v", sum)
+	}
+	f.eng.Step(context.Background())
+	f.disp.mu.Lock()
+	cmds := f.disp.cmds["cam-1"]
+	f.disp.mu.Unlock()
+	if len(cmds) != 1 || cmds[0].Artifact.URL != "http://fleetd.test/artifacts/"+mv.SHA256 || cmds[0].HealthWindowS != 120 {
+		t.Fatalf("commands to cam-1: %+v", cmds)
+	}
+	if _, err := manifest.Verify(f.keys, cmds[0].Artifact.Manifest, cmds[0].Artifact.Sig, cmds[0].Artifact.KeyID); err != nil {
+		t.Fatalf("command's manifest: %v", err)
+	}
+
+	// The device downloads the artifact with its own credentials, resuming with Range.
+	req, _ := http.NewRequest("GET", f.ts.URL+artifact.URL(mv.SHA256), nil)
+	req.SetBasicAuth("cam-1", "dev-pass")
+	req.Header.Set("Range", "bytes=1000-")
+	resp, err := f.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, model[1000:]) {
+		t.Fatalf("download: %d, %d bytes", resp.StatusCode, len(got))
+	}
+	if code, _ := f.call(t, "GET", artifact.URL(mv.SHA256), tok, "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("download with an operator token and no device credentials: %d", code)
+	}
+
+	steps := []struct {
+		method, path, body string
+		code               int
+		sub                string
+	}{
+		{"DELETE", "/api/v1/models/yolov8n/2", "", 409, sum.ID},
+		{"GET", "/api/v1/rollouts", "", 200, sum.ID},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"job_id": "` + sum.ID + `-0"`},
+		{"GET", "/api/v1/rollouts/r99", "", 404, "not found"},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 200, `"state": "paused"`},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 409, "not allowed"},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/resume", "", 200, `"state": "canary"`},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/explode", "", 404, "unknown action"},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/abort", `{"reason":"wrong labels"}`, 200, "wrong labels (alice)"},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/rollback", "", 200, `"state": "rolled_back"`},
+		{"DELETE", "/api/v1/models/yolov8n/2", "", 200, "yolov8n@2"},
+		{"GET", "/api/v1/models/yolov8n/2", "", 404, "not found"},
+	}
+	for _, st := range steps {
+		code, b := f.call(t, st.method, st.path, tok, "application/json", strings.NewReader(st.body))
+		if code != st.code || !strings.Contains(string(b), st.sub) {
+			t.Fatalf("%s %s: %d %s, want %d %q", st.method, st.path, code, b, st.code, st.sub)
+		}
+	}
+}
