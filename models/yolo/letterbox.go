@@ -144,6 +144,9 @@ type Letterboxer struct {
 	xs   []tap // per resized column
 	ys   []tap // per resized row
 	cols []int // source columns the resize reads, ascending
+	// noShare is set when no two resized rows read the same source row
+	// (downscales by 2 or more), so rows are resized in one fused pass.
+	noShare bool
 	bufs []*rowBufs
 }
 
@@ -226,6 +229,12 @@ func (l *Letterboxer) prepare(w, h int) error {
 		seen[t.i0] = true
 		if t.w1 != 0 {
 			seen[t.i1] = true
+		}
+	}
+	l.noShare = true
+	for y := 1; y < len(l.ys); y++ {
+		if l.ys[y].i0 <= l.ys[y-1].i1 {
+			l.noShare = false
 		}
 	}
 	l.cols = l.cols[:0]
@@ -428,8 +437,14 @@ var u8f = func() (t [256]float64) {
 func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 	g, s, e := l.geo, l.spec, l.esz
 	n := g.NewW * 3
+	fused := l.noShare && src.convert == nil && src.ps == 4 && src.co == [3]int{0, 1, 2} && s.Layout == NHWC && e == 1
 	for y := y0; y < y1; y++ {
 		t := l.ys[y]
+		if fused {
+			o := dst[((g.Top+y)*s.W+g.Left)*3:]
+			l.fusedRow(src.pix[t.i0*src.stride:], src.pix[t.i1*src.stride:], t.w0, t.w1, o[:n])
+			continue
+		}
 		// Reuse the horizontal pass of rows the previous output row read.
 		if rb.topRow != t.i0 {
 			if rb.botRow == t.i0 {
@@ -477,6 +492,38 @@ func (l *Letterboxer) rows(src *source, rb *rowBufs, dst []byte, y0, y1 int) {
 				c, x := i%3, i/3
 				copy(dst[c*plane+base+x*e:], l.lut[v][:e])
 			}
+		}
+	}
+}
+
+// fusedRow resizes one row of an RGBA source into one-byte NHWC output in a
+// single pass: the same products and sums as horizontal then vertical, in
+// the same order, without the row buffers.
+func (l *Letterboxer) fusedRow(r0, r1 []uint8, wy0, wy1 float64, o []byte) {
+	w := l.geo.SrcW * 4
+	r0, r1 = r0[:w], r1[:w]
+	lut := &l.lut
+	for i, t := range l.xs {
+		oo := o[i*3 : i*3+3 : i*3+3]
+		a0 := r0[t.i0*4 : t.i0*4+3 : t.i0*4+3]
+		a1 := r1[t.i0*4 : t.i0*4+3 : t.i0*4+3]
+		if t.w1 == 0 {
+			if wy1 == 0 {
+				oo[0], oo[1], oo[2] = lut[a0[0]][0], lut[a0[1]][0], lut[a0[2]][0]
+				continue
+			}
+			for c := 0; c < 3; c++ {
+				oo[c] = lut[round255(float64(u8f[a0[c]]*wy0)+float64(u8f[a1[c]]*wy1))][0]
+			}
+			continue
+		}
+		b0 := r0[t.i1*4 : t.i1*4+3 : t.i1*4+3]
+		b1 := r1[t.i1*4 : t.i1*4+3 : t.i1*4+3]
+		w0, w1 := t.w0, t.w1
+		for c := 0; c < 3; c++ {
+			top := float64(u8f[a0[c]]*w0) + float64(u8f[b0[c]]*w1)
+			bot := float64(u8f[a1[c]]*w0) + float64(u8f[b1[c]]*w1)
+			oo[c] = lut[round255(float64(top*wy0)+float64(bot*wy1))][0]
 		}
 	}
 }
