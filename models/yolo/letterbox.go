@@ -147,7 +147,7 @@ type Letterboxer struct {
 	// noShare is set when no two resized rows read the same source row
 	// (downscales by 2 or more), so rows are resized in one fused pass.
 	noShare bool
-	bufs []*rowBufs
+	bufs    []*rowBufs
 }
 
 // tap is one output coordinate of the bilinear resize: source indices and
