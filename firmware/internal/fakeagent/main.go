@@ -1,0 +1,108 @@
+// Command fakeagent stands for an edge-agent build in the firmware tests. Its
+// behaviour is stamped at build time with -ldflags "-X main.mode=...":
+//
+//	good   spools one event, commits its trial, then installs any bundle
+//	       dropped in <data>/inbox/ and exits with slot.ExitSwitch
+//	crash  exits with status 3 at start
+//	hang   spools one event and never reports healthy (ignores SIGTERM)
+//
+// The version it spools is stamped in edgefleet/agent.Version.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"edgefleet/agent"
+	"edgefleet/agent/spool"
+	"edgefleet/firmware/bundle"
+	"edgefleet/firmware/slot"
+	"edgefleet/fleet/api"
+	"edgefleet/models/manifest"
+)
+
+var mode = "good"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "fakeagent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "version" {
+		fmt.Println(agent.Version)
+		return nil
+	}
+	if mode == "crash" {
+		os.Exit(3)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if mode == "hang" {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	s, slotName, ok, err := slot.FromEnv()
+	if err != nil || !ok {
+		return fmt.Errorf("not under the launcher: %v", err)
+	}
+	data := s.Dir()
+	sp, err := spool.Open(filepath.Join(data, "spool", "events.db"), spool.Options{MaxBytes: spool.MinMaxBytes})
+	if err != nil {
+		return err
+	}
+	_, _, err = sp.Append(ctx, api.Event{CameraID: "cam0", Time: time.Now().UnixMicro(), Label: agent.Version + "@" + slotName, Score: 1})
+	if cerr := sp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if mode == "hang" {
+		select {}
+	}
+	if _, _, err := slot.CommitRunning(); err != nil {
+		return err
+	}
+	keys, err := manifest.LoadKeySet(filepath.Join(data, "keys"))
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+		bundles, _ := filepath.Glob(filepath.Join(data, "inbox", "*.bundle"))
+		for _, p := range bundles {
+			err := install(ctx, s, keys, p)
+			os.Remove(p)
+			if err != nil {
+				os.WriteFile(p+".err", []byte(err.Error()), 0o644)
+				continue
+			}
+			os.Exit(slot.ExitSwitch)
+		}
+	}
+}
+
+func install(ctx context.Context, s *slot.Slots, keys manifest.KeySet, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h, err := bundle.ReadHeader(f)
+	if err != nil {
+		return err
+	}
+	_, err = s.Install(ctx, h, f, slot.InstallOptions{Keys: keys, JobID: filepath.Base(path), Window: 2 * time.Second, MaxBoots: 2})
+	return err
+}
