@@ -280,6 +280,20 @@ func TestLetterboxNewImageSameSize(t *testing.T) {
 	}
 }
 
+func TestYCbCrToRGB(t *testing.T) {
+	for y := 0; y < 256; y++ {
+		for cb := 0; cb < 256; cb++ {
+			for cr := 0; cr < 256; cr++ {
+				r, g, b := ycbcrToRGB(uint8(y), uint8(cb), uint8(cr))
+				wr, wg, wb := color.YCbCrToRGB(uint8(y), uint8(cb), uint8(cr))
+				if r != wr || g != wg || b != wb {
+					t.Fatalf("ycbcrToRGB(%d,%d,%d) = %d,%d,%d, want %d,%d,%d", y, cb, cr, r, g, b, wr, wg, wb)
+				}
+			}
+		}
+	}
+}
+
 func TestRound255(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	vals := []float64{0, 0.49999999999999994, 0.5, 1.5, 2.5, 254.5, 255, 127.49999999999999, math.Nextafter(0.5, 0), math.Nextafter(3.5, 0)}
