@@ -586,6 +586,10 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 		progress: func(have int64) { th.update(float64(have) / float64(m.Size)) }}
 	resumed := fileSize(part) > 0
 	if err := x.download(jctx, f); err != nil {
+		if isPermanent(err) {
+			os.Remove(part)
+			os.Remove(f.etagPath)
+		} // else keep the partial file: a later job for this artifact resumes it
 		return api.JobFailed, err
 	}
 
@@ -602,6 +606,10 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 		os.Remove(part)
 		x.setState(jctx, c.JobID, api.JobDownloading)
 		if err := x.download(jctx, f); err != nil {
+			if isPermanent(err) {
+				os.Remove(part)
+				os.Remove(f.etagPath)
+			}
 			return api.JobFailed, err
 		}
 		x.setState(jctx, c.JobID, api.JobVerifying)
