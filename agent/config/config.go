@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -164,6 +165,8 @@ const (
 )
 
 // Load reads, strictly decodes, defaults and validates the file at path.
+// Relative file paths in it (model, labels, spool, camera files, TLS files)
+// are taken relative to the config file's folder.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -173,7 +176,26 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
+	c.resolve(filepath.Dir(path))
 	return c, nil
+}
+
+// resolve makes relative file paths relative to dir.
+func (c *Config) resolve(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Model.Path)
+	abs(&c.Model.Labels)
+	abs(&c.Spool.Path)
+	abs(&c.Fleet.CAFile)
+	abs(&c.Fleet.CertFile)
+	abs(&c.Fleet.KeyFile)
+	for i := range c.Cameras {
+		abs(&c.Cameras[i].Path)
+	}
 }
 
 // Parse strictly decodes a config, fills defaults and validates it. Errors

@@ -157,3 +157,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadDemoResolvesPaths(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantModel, _ := filepath.Abs(filepath.Join("testdata", "../../../../shared/testdata/models/yolov8n_full_integer_quant.tflite"))
+	if got, _ := filepath.Abs(c.Model.Path); got != wantModel {
+		t.Errorf("model path %s, want %s", got, wantModel)
+	}
+	if c.Spool.Path != "/tmp/edgefleet-demo/spool.db" {
+		t.Errorf("absolute spool path changed to %s", c.Spool.Path)
+	}
+	if len(c.Cameras) != 2 || len(c.Cameras[1].Region) != 4 || c.Cameras[1].MinScore != 0.4 {
+		t.Errorf("cameras %+v", c.Cameras)
+	}
+}

@@ -99,6 +99,9 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		}
 	}()
 
+	if err := os.MkdirAll(filepath.Dir(cfg.Spool.Path), 0o755); err != nil {
+		return fmt.Errorf("spool.path: %w", err)
+	}
 	sp, err := spool.Open(cfg.Spool.Path, spool.Options{MaxBytes: cfg.Spool.MaxBytes, MaxAge: cfg.Spool.MaxAge, Logger: log.With("component", "spool")})
 	if err != nil {
 		return fmt.Errorf("spool.path %s: %w", cfg.Spool.Path, err)
