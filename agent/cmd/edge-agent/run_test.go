@@ -8,6 +8,7 @@ import (
 	"image/jpeg"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -338,18 +339,21 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 		return f.store.capturedBetween(down, up) > 0 && newest.After(up)
 	})
 
-	// kill -9 in the middle of things, then start again on the same spool.
-	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	// kill -9 at arbitrary moments, each time starting again on the same spool.
+	for i := range 3 {
+		time.Sleep(time.Duration(rand.IntN(800)) * time.Millisecond)
+		if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-a.done
+		a.done <- nil // for the cleanup
+		restart := time.Now()
+		a = startAgent(t, cfg)
+		waitUntil(t, fmt.Sprintf("detections after restart %d", i+1), patience, func() bool {
+			_, newest := f.store.newest()
+			return newest.After(restart)
+		})
 	}
-	<-a.done
-	a.done <- nil // for the cleanup
-	restart := time.Now()
-	a = startAgent(t, cfg)
-	waitUntil(t, "detections after the restart", patience, func() bool {
-		_, newest := f.store.newest()
-		return newest.After(restart)
-	})
 	// Let the sender catch up a little, then stop cleanly.
 	time.Sleep(500 * time.Millisecond)
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
