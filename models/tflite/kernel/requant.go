@@ -136,10 +136,11 @@ func (q *Requant) apply(acc int32, j int) int8 {
 var errRequantSize = errors.New("kernel: GemmRequant: requant is for a different number of channels")
 
 // GemmRequant computes the int8 outputs out[i*ldo+j] of rows i < m and
-// channels j < n: the exact Σ_k a[i*lda+k]·B[j][k] requantized by q. It
-// keeps the int32 accumulators in registers on the AVX-512 VNNI path;
-// elsewhere it requantizes from a small int32 buffer on the stack.
-// Concurrent calls are safe on disjoint rows of out.
+// channels j < n: the exact Σ_k a[i*lda+k]·B[j][k] requantized by q. The
+// assembly paths (AVX-512 VNNI, AVX2, arm64 SDOT) requantize in registers;
+// the others from a small int32 buffer on the stack. Concurrent calls are
+// safe on disjoint rows of out. It panics if q was made for another number
+// of channels or the slices are too short, which are bugs in the caller.
 func (p *PackedS8) GemmRequant(m int, a []int8, lda int, q *Requant, out []int8, ldo int) {
 	if m <= 0 || p.n == 0 {
 		return
