@@ -452,7 +452,7 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 		t.Errorf("healthz cameras %+v: want belt up, idle down", hz.Cameras)
 	}
 
-	resp, body = get("/metrics")
+	_, body = get("/metrics")
 	for _, want := range []string{
 		`edgefleet_agent_frames_total{camera="belt"}`,
 		`edgefleet_agent_frames_dropped_total{camera="idle"} 0`,
