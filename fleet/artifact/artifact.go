@@ -43,17 +43,17 @@ import (
 // Errors returned (wrapped) by Store methods. Test with errors.Is.
 var (
 	// ErrNotFound means no artifact has that sha256 or name and version.
-	ErrNotFound = errors.New("artifact: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrExists means another artifact already has that kind, name and version.
-	ErrExists = errors.New("artifact: name and version already used")
+	ErrExists = errors.New("name and version already used")
 	// ErrMismatch means the uploaded bytes do not match the expected sha256 or size.
-	ErrMismatch = errors.New("artifact: content does not match")
+	ErrMismatch = errors.New("content does not match")
 	// ErrInUse means a rollout references the artifact, so it cannot be deleted.
-	ErrInUse = errors.New("artifact: in use")
+	ErrInUse = errors.New("in use")
 	// ErrTooLarge means an upload exceeded Options.MaxSize.
-	ErrTooLarge = errors.New("artifact: too large")
+	ErrTooLarge = errors.New("too large")
 	// ErrClosed means the store is closed.
-	ErrClosed = errors.New("artifact: store closed")
+	ErrClosed = errors.New("store closed")
 )
 
 // Meta describes one stored artifact.

@@ -55,13 +55,13 @@ import (
 // Errors returned (wrapped) by the Engine. Test with errors.Is.
 var (
 	// ErrNotFound means no rollout or job has that id.
-	ErrNotFound = errors.New("rollout: not found")
+	ErrNotFound = errors.New("not found")
 	// ErrState means the operation does not apply in the rollout's state.
-	ErrState = errors.New("rollout: not allowed in this state")
+	ErrState = errors.New("not allowed in this state")
 	// ErrNoTargets means the selector matches no device.
-	ErrNoTargets = errors.New("rollout: no device matches the selector")
+	ErrNoTargets = errors.New("no device matches the selector")
 	// ErrClosed means the engine is closed.
-	ErrClosed = errors.New("rollout: engine closed")
+	ErrClosed = errors.New("engine closed")
 )
 
 // State is a rollout's state.
@@ -432,7 +432,7 @@ func (e *Engine) Create(ctx context.Context, spec Spec) (Summary, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return Summary{}, ErrClosed
+		return Summary{}, fmt.Errorf("rollout: %w", ErrClosed)
 	}
 	err = e.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRollouts)
@@ -527,7 +527,7 @@ func (e *Engine) op(id, name string, f func(r *Rollout, now time.Time) error) (S
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return Summary{}, ErrClosed
+		return Summary{}, fmt.Errorf("rollout: %w", ErrClosed)
 	}
 	r, ok := e.rollouts[id]
 	if !ok {
@@ -631,7 +631,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return ErrClosed
+		return fmt.Errorf("rollout: %w", ErrClosed)
 	}
 	switch st.State {
 	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
@@ -708,7 +708,7 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return ErrClosed
+		return fmt.Errorf("rollout: %w", ErrClosed)
 	}
 	now := e.opt.Now()
 	type need struct {
@@ -761,7 +761,7 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return ErrClosed
+		return fmt.Errorf("rollout: %w", ErrClosed)
 	}
 	if err := e.flushLocked(); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"edgefleet/fleet/rollout"
+	"edgefleet/fleet/server"
+)
+
+func init() {
+	commands["rollouts create"] = command{"start a rollout: --model N@V --selector k=v,... --canary 2 --waves 10%,50%,100% --max-failures 5% --health-window 2m", rolloutsCreate}
+	commands["rollouts list"] = command{"list rollouts", rolloutsList}
+	commands["rollouts show"] = command{"show a rollout's progress per wave and per device", rolloutsShow}
+	commands["rollouts pause"] = command{"pause a rollout (jobs in flight continue)", rolloutAction("pause")}
+	commands["rollouts resume"] = command{"resume a paused rollout", rolloutAction("resume")}
+	commands["rollouts abort"] = command{"abort a rollout and send its failed devices back [--reason R]", rolloutAction("abort")}
+	commands["rollouts rollback"] = command{"send every device of a rollout back to its previous version", rolloutAction("rollback")}
+}
+
+func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("rollouts create", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	var req server.CreateRollout
+	fs.StringVar(&req.Model, "model", "", "model NAME@VERSION (required)")
+	fs.StringVar(&req.Selector, "selector", "", "device labels, e.g. site=plant-a,line=3 (default: all devices)")
+	fs.IntVar(&req.Canary, "canary", 1, "devices in the canary wave")
+	fs.StringVar(&req.Waves, "waves", "10%,50%,100%", "cumulative waves, percent of the targets")
+	fs.StringVar(&req.MaxFailures, "max-failures", "5%", "abort once failures pass this count or percentage")
+	fs.StringVar(&req.HealthWindow, "health-window", "2m", "how long a device watches the new model before it reports success")
+	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default 30m)")
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if req.Model == "" {
+		return fmt.Errorf("%w: rollouts create needs --model NAME@VERSION", errUsage)
+	}
+	if _, _, err := splitNameVersion(req.Model); err != nil {
+		return err
+	}
+	// Check the flags here so a typo is a usage error, not a server round trip.
+	if _, err := rollout.ParseSelector(req.Selector); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if _, err := rollout.ParseWaves(req.Waves); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if _, err := rollout.ParseThreshold(req.MaxFailures); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	c, err := cf.newClient()
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(req)
+	var sum rollout.Summary
+	if err := c.send(ctx, nil, "POST", "/api/v1/rollouts", "application/json", bytes.NewReader(body), &sum); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(w, sum)
+	}
+	fmt.Fprintf(w, "rollout %s: %s@%s to %d devices (%s), canary %d, waves %s, max failures %d\n",
+		sum.ID, sum.Name, sum.Version, sum.Targets, dash(sum.Selector), req.Canary, req.Waves, sum.MaxFailures)
+	return nil
+}
+
+func waveName(sum rollout.Summary) string {
+	switch sum.State {
+	case rollout.StateCanary:
+		return "canary"
+	case rollout.StateWave:
+		return fmt.Sprintf("wave %d/%d", sum.Wave, sum.Waves)
+	}
+	return string(sum.State)
+}
+
+func rolloutsList(ctx context.Context, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("rollouts list", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := cf.newClient()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Rollouts []rollout.Summary `json:"rollouts"`
+	}
+	if err := c.getJSON(ctx, "/api/v1/rollouts", nil, &out); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(w, out.Rollouts)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tARTIFACT\tSELECTOR\tSTATE\tTARGETS\tSUCCEEDED\tFAILED\tCREATED")
+	for _, s := range out.Rollouts {
+		fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%d\t%d\t%d/%d\t%s\n", s.ID, s.Name, s.Version, dash(s.Selector), waveName(s),
+			s.Targets, s.Succeeded, s.Failed, s.MaxFailures, s.CreatedAt.Local().Format(time.DateTime))
+	}
+	return tw.Flush()
+}
+
+func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("rollouts show", flag.ContinueOnError)
+	var cf clientFlags
+	cf.register(fs)
+	all := fs.Bool("all", false, "list every device (default: those not yet succeeded, and the first 20)")
+	pos, err := parseFlags(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	c, err := cf.newClient()
+	if err != nil {
+		return err
+	}
+	var v server.RolloutView
+	if err := c.getJSON(ctx, "/api/v1/rollouts/"+url.PathEscape(pos[0]), nil, &v); err != nil {
+		return err
+	}
+	if cf.json {
+		return printJSON(w, v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Rollout\t%s\n", v.ID)
+	fmt.Fprintf(tw, "Artifact\t%s %s@%s (%s)\n", v.Kind, v.Name, v.Version, v.SHA256)
+	fmt.Fprintf(tw, "Selector\t%s\n", dash(v.Selector))
+	fmt.Fprintf(tw, "State\t%s\n", waveName(v.Summary))
+	if v.Reason != "" {
+		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
+	}
+	fmt.Fprintf(tw, "Devices\t%d: %d succeeded, %d failed (max %d), %d rolled back\n", v.Targets, v.Succeeded, v.Failed, v.MaxFailures, v.RolledBack)
+	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED")
+	for _, p := range v.Progress {
+		name := "canary"
+		if p.Wave > 0 {
+			name = fmt.Sprintf("%d (%g%%)", p.Wave, v.WavePercents[p.Wave-1])
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tWAVE\tJOB\tSTATE\tPREVIOUS\tROLLBACK\tREASON")
+	shown, hidden := 0, 0
+	for _, j := range v.Jobs {
+		if !*all && (j.State == "succeeded" || j.State == "skipped") && shown >= 20 {
+			hidden++
+			continue
+		}
+		shown++
+		state := j.State
+		if j.State == "downloading" && j.Progress > 0 {
+			state = fmt.Sprintf("downloading %.0f%%", 100*j.Progress)
+		}
+		reason := j.Reason
+		if j.RollbackReason != "" {
+			reason = strings.TrimSpace(reason + "; rollback: " + j.RollbackReason)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", j.DeviceID, j.Wave, j.JobID, state, dash(j.Previous), dash(j.Rollback), dash(reason))
+	}
+	tw.Flush()
+	if hidden > 0 {
+		fmt.Fprintf(w, "(%d more succeeded devices; --all lists them)\n", hidden)
+	}
+	return nil
+}
+
+func rolloutAction(action string) func(context.Context, []string, io.Writer) error {
+	return func(ctx context.Context, args []string, w io.Writer) error {
+		fs := flag.NewFlagSet("rollouts "+action, flag.ContinueOnError)
+		var cf clientFlags
+		cf.register(fs)
+		reason := ""
+		if action == "abort" {
+			fs.StringVar(&reason, "reason", "", "why, for the record")
+		}
+		pos, err := parseFlags(fs, args, 1)
+		if err != nil {
+			return err
+		}
+		c, err := cf.newClient()
+		if err != nil {
+			return err
+		}
+		var body io.Reader
+		if reason != "" {
+			b, _ := json.Marshal(map[string]string{"reason": reason})
+			body = bytes.NewReader(b)
+		}
+		var sum rollout.Summary
+		if err := c.send(ctx, nil, "POST", "/api/v1/rollouts/"+url.PathEscape(pos[0])+"/"+action, "application/json", body, &sum); err != nil {
+			return err
+		}
+		if cf.json {
+			return printJSON(w, sum)
+		}
+		fmt.Fprintf(w, "rollout %s: %s\n", sum.ID, waveName(sum))
+		return nil
+	}
+}
