@@ -502,3 +502,16 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHealthzNoCameraUp(t *testing.T) {
+	a, err := New(Options{DeviceID: "box-1", Detector: countingDetector(0), Spool: &agenttest.MemSpool{},
+		Cameras: []Camera{{ID: "idle", Source: agenttest.NewChanSource()}}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "no camera up") {
+		t.Errorf("healthz %d %s", rec.Code, rec.Body)
+	}
+}

@@ -629,3 +629,36 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// silentDevice opens fine but never delivers a frame, like a camera whose
+// USB link stalled.
+type silentDevice struct{ closed *atomic.Int32 }
+
+func (d silentDevice) ReadFrame(timeout time.Duration) ([]byte, error) {
+	time.Sleep(time.Millisecond)
+	return nil, ErrFrameTimeout
+}
+
+func (d silentDevice) Close() error { d.closed.Add(1); return nil }
+
+func TestV4L2StallCountsAsDown(t *testing.T) {
+	var opens, closed atomic.Int32
+	open := func(cfg DeviceConfig) (Device, DeviceConfig, error) {
+		opens.Add(1)
+		return silentDevice{&closed}, cfg, nil
+	}
+	v := NewV4L2(DeviceConfig{Path: "/dev/video5", Format: FormatYUYV, Width: 4, Height: 2},
+		V4L2Options{Open: open, Stall: 30 * time.Millisecond, Backoff: Backoff{Min: time.Millisecond, Max: time.Millisecond}})
+	defer v.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := v.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next = %v", err)
+	}
+	if st := v.Status(); st.Up || !strings.Contains(st.Err, "no frame for") {
+		t.Errorf("status %+v, want down for a stall", st)
+	}
+	if opens.Load() < 2 || closed.Load() < 1 {
+		t.Errorf("stalled device opened %d and closed %d times; want it reopened", opens.Load(), closed.Load())
+	}
+}
