@@ -32,7 +32,8 @@ var Names = []string{Auto, Go, Native}
 //   - "native": the TFLite C library (see package native for where it is
 //     looked for); an error when it is missing or cannot run the model.
 //   - "auto" or "": native when the library is present and runs the model,
-//     else go. Only a delegate failure under opts.Strict stops the fallback.
+//     else go. Only a delegate failure under opts.Strict stops the fallback;
+//     when both engines fail, the error says why each did.
 //
 // Engine.Info says which engine and delegate were chosen.
 func Open(ctx context.Context, name string, model []byte, opts models.Options) (models.Engine, error) {
@@ -45,20 +46,31 @@ func Open(ctx context.Context, name string, model []byte, opts models.Options) (
 	case Native:
 		return native.Open(ctx, model, opts)
 	case "", Auto:
-		e, err := native.Open(ctx, model, opts)
-		if err == nil {
+		e, nerr := native.Open(ctx, model, opts)
+		if nerr == nil {
 			return e, nil
 		}
-		if errors.Is(err, native.ErrDelegate) || ctx.Err() != nil {
-			return nil, err
+		if errors.Is(nerr, native.ErrDelegate) || ctx.Err() != nil {
+			return nil, nerr
 		}
-		level := slog.LevelWarn
-		if errors.Is(err, native.ErrNoLibrary) || errors.Is(err, native.ErrNotBuilt) {
-			level = slog.LevelInfo // the usual case on a box without the library
-		}
-		slog.Log(ctx, level, "backend: native engine unavailable, using the go engine", "err", err, "delegate", opts.Delegate)
+		noLib := errors.Is(nerr, native.ErrNoLibrary) || errors.Is(nerr, native.ErrNotBuilt)
+		delegate := opts.Delegate
 		opts.Delegate = ""
-		return tflite.Open(ctx, model, opts)
+		g, gerr := tflite.Open(ctx, model, opts)
+		if gerr != nil {
+			if noLib || errors.Is(nerr, tflite.ErrFormat) { // nothing more to say
+				return nil, gerr
+			}
+			return nil, fmt.Errorf("%w (native engine: %v)", gerr, nerr)
+		}
+		// No library is the usual case on a box without it: say so only
+		// when the user asked for a native delegate.
+		level := slog.LevelWarn
+		if noLib && (delegate == "" || strings.EqualFold(delegate, "none")) {
+			level = slog.LevelDebug
+		}
+		slog.Log(ctx, level, "backend: native engine unavailable, using the go engine", "err", nerr, "delegate", delegate)
+		return g, nil
 	default:
 		return nil, fmt.Errorf("backend: unknown backend %q (want auto, go or native)", name)
 	}

@@ -65,6 +65,13 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+func TestAutoNotAModel(t *testing.T) {
+	_, err := Open(context.Background(), Auto, []byte("\x89PNG\r\n\x1a\n not a model"), models.Options{})
+	if err == nil || strings.Count(err.Error(), "TFL3") != 1 {
+		t.Fatalf("err = %v, want one not-a-model error", err)
+	}
+}
+
 // TestAutoWithLibrary: with the library, auto picks native for the models
 // it can run and the go engine for the others.
 func TestAutoWithLibrary(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite"
 )
 
 // Built reports whether this binary has the native engine.
@@ -58,8 +59,10 @@ func Open(ctx context.Context, model []byte, opts models.Options) (models.Engine
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("native: open: %w", err)
 	}
-	if len(model) < 8 || string(model[4:8]) != "TFL3" {
-		return nil, errors.New("native: open: not a TFLite model (no TFL3 file identifier)")
+	// The C library trusts the file more than it should; the Go reader
+	// checks every offset first, so a corrupt file is an error, not a crash.
+	if _, err := tflite.Parse(model); err != nil {
+		return nil, fmt.Errorf("native: open: %w", err)
 	}
 	lib, err := loadLibrary(opts.Library)
 	if err != nil {

@@ -3,6 +3,7 @@
 package native
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,6 +24,7 @@ import (
 
 	"edgefleet/models"
 	"edgefleet/models/modeltest"
+	"edgefleet/models/tflite"
 )
 
 // libPath returns $EDGEFLEET_TFLITE_LIB or skips the test.
@@ -64,7 +66,7 @@ func TestMissingLibrary(t *testing.T) {
 	if err := os.WriteFile(notELF, []byte("not a shared object\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	model := []byte("\x18\x00\x00\x00TFL3\x00\x00\x00\x00")
+	model := readModel(t, "yolov5n-int8.tflite")
 	tests := []struct {
 		name    string
 		library string
@@ -109,9 +111,15 @@ func TestSearchListsWhereItLooked(t *testing.T) {
 
 func TestWrongLibrary(t *testing.T) {
 	// libc loads anywhere but is not TFLite: the error names a missing symbol.
-	for _, lib := range []string{"libc.so.6", "libm.so.6"} {
+	model := readModel(t, "yolov5n-int8.tflite")
+	for _, lib := range []string{"libc.so.6", "libm.so.6", "libz.so.1"} {
 		t.Run(lib, func(t *testing.T) {
-			_, err := Open(context.Background(), []byte("\x18\x00\x00\x00TFL3\x00\x00\x00\x00"), models.Options{Library: lib})
+			if h, err := purego.Dlopen(lib, purego.RTLD_NOW|purego.RTLD_LOCAL); err != nil {
+				t.Skipf("%s not on this box: %v", lib, err)
+			} else {
+				purego.Dlclose(h)
+			}
+			_, err := Open(context.Background(), model, models.Options{Library: lib})
 			if !errors.Is(err, ErrNotTFLite) {
 				t.Fatalf("err = %v, want ErrNotTFLite", err)
 			}
@@ -123,10 +131,29 @@ func TestWrongLibrary(t *testing.T) {
 }
 
 func TestNotAModel(t *testing.T) {
-	for _, b := range [][]byte{nil, []byte("short"), []byte("\x89PNG\r\n\x1a\n0000000000")} {
-		if _, err := Open(context.Background(), b, models.Options{Library: "/nonexistent"}); err == nil || !strings.Contains(err.Error(), "TFL3") {
-			t.Errorf("Open(%q) err = %v, want a not-a-model error", b, err)
-		}
+	model := readModel(t, "yolov8n_full_integer_quant.tflite")
+	corrupt := append([]byte(nil), model...)
+	for i := 8; i < 4096; i += 7 {
+		corrupt[i] ^= 0xa5
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"short", []byte("short")},
+		{"png", []byte("\x89PNG\r\n\x1a\n0000000000")},
+		{"truncated", model[:len(model)/2]},
+		{"corrupt tables", corrupt},
+	}
+	lib := os.Getenv(LibraryEnv) // with the library, bad files must not reach it either
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(context.Background(), tt.data, models.Options{Library: cmp.Or(lib, "/nonexistent")})
+			if !errors.Is(err, tflite.ErrFormat) {
+				t.Errorf("err = %v, want tflite.ErrFormat", err)
+			}
+		})
 	}
 }
 
