@@ -36,6 +36,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"edgefleet/models/manifest"
 )
@@ -282,7 +283,7 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		return arts.Put([]byte(sum), val)
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			err = ErrClosed
 		}
 		return Meta{}, fmt.Errorf("artifact: put: %w", err)
@@ -314,7 +315,7 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 
 func (d *Disk) view(f func(tx *bolt.Tx) error) error {
 	err := d.db.View(f)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
@@ -416,7 +417,7 @@ func (d *Disk) Delete(ctx context.Context, sum string) error {
 		}
 		return arts.Delete([]byte(sum))
 	})
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		err = ErrClosed
 	}
 	if err != nil {

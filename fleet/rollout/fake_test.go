@@ -65,9 +65,8 @@ type sim struct {
 	devices map[string]*simDevice
 	order   []string
 	// onUpdate, if set, is called (unlocked) for every first update command.
-	onUpdate       func(dev string, cmd api.Command)
-	sentAfterAbort int
-	failDispatch   map[string]bool
+	onUpdate     func(dev string, cmd api.Command)
+	failDispatch map[string]bool
 }
 
 func newSim(t testing.TB, n int, version string) *sim {

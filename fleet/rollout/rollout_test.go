@@ -295,7 +295,7 @@ func TestOperations(t *testing.T) {
 	if ids := e.ArtifactInUse(sp.Artifact.SHA256); len(ids) != 1 || ids[0] != sum.ID {
 		t.Fatalf("ArtifactInUse = %v", ids)
 	}
-	r := stepUntil(t, e, 5, func(r *Rollout) bool { return r.State == StateWave }, sum.ID)
+	stepUntil(t, e, 5, func(r *Rollout) bool { return r.State == StateWave }, sum.ID)
 	if _, err := e.Pause(sum.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func TestOperations(t *testing.T) {
 	for range 3 {
 		e.Step(ctx)
 	}
-	r, _ = e.Get(sum.ID)
+	r, _ := e.Get(sum.ID)
 	if r.State != StatePaused || r.Wave != 1 || r.Jobs[5].State != JobPending {
 		t.Fatalf("paused: state %s wave %d job %+v", r.State, r.Wave, r.Jobs[5])
 	}
