@@ -288,6 +288,15 @@ type camera struct {
 }
 
 func startCamera(t *testing.T, s *Slot, every time.Duration) *camera {
+	return runCamera(t, s, every, true)
+}
+
+// startCameraTolerant counts errors without failing the test.
+func startCameraTolerant(t *testing.T, s *Slot, every time.Duration) *camera {
+	return runCamera(t, s, every, false)
+}
+
+func runCamera(t *testing.T, s *Slot, every time.Duration, strict bool) *camera {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &camera{stop: cancel, done: make(chan struct{})}
 	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
@@ -296,7 +305,9 @@ func startCamera(t *testing.T, s *Slot, every time.Duration) *camera {
 		for ctx.Err() == nil {
 			if _, err := s.Detect(ctx, []image.Image{img}); err != nil && ctx.Err() == nil {
 				c.errs.Add(1)
-				t.Errorf("camera: detect: %v", err)
+				if strict {
+					t.Errorf("camera: detect: %v", err)
+				}
 			}
 			c.frames.Add(1)
 			select {

@@ -26,6 +26,7 @@ type Slot struct {
 	det *yolo.Detector
 	eng models.Engine
 	man *manifest.Manifest
+	gen uint64 // counts swaps
 
 	hmu sync.Mutex // guards win
 	win window
@@ -33,6 +34,7 @@ type Slot struct {
 
 // window accumulates the inference figures since the last Mark.
 type window struct {
+	gen                  uint64 // frames of other generations do not count
 	frames, errors, dets uint64
 	lat                  []time.Duration // ring of the newest per-frame latencies
 	next                 int
@@ -74,6 +76,7 @@ func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detec
 		s.mu.RUnlock()
 		return nil, errSlotClosed
 	}
+	gen := s.gen
 	t0 := time.Now()
 	res, err := s.det.Detect(ctx, imgs)
 	el := time.Since(t0)
@@ -81,6 +84,9 @@ func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detec
 
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
+	if gen != s.win.gen {
+		return res, err // served by a model swapped out since
+	}
 	if err != nil {
 		if ctx.Err() == nil { // a cancelled frame says nothing about the model
 			s.win.errors++
@@ -105,7 +111,8 @@ func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detec
 }
 
 // Swap implements Swapper: it waits for the frame in flight, if any, then
-// serves eng. It does not close the old engine.
+// serves eng, and starts a new health window that counts only eng's frames.
+// It does not close the old engine.
 func (s *Slot) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (models.Engine, error) {
 	det, err := s.detector(eng, m)
 	if err != nil {
@@ -117,6 +124,10 @@ func (s *Slot) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest
 	s.mu.Lock()
 	old := s.eng
 	s.det, s.eng, s.man = det, eng, m
+	s.gen++
+	s.hmu.Lock()
+	s.win = window{gen: s.gen}
+	s.hmu.Unlock()
 	s.mu.Unlock()
 	return old, nil
 }
@@ -147,7 +158,7 @@ func (s *Slot) Mark() Stats {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	st := s.win.stats()
-	s.win = window{}
+	s.win = window{gen: s.win.gen}
 	return st
 }
 

@@ -233,6 +233,10 @@ type Executor struct {
 	verify Verifier
 	wake   chan struct{}
 
+	// rmu orders reports: Handle holds it from queueing a job to reporting
+	// it queued, so Run cannot report the job's next state first.
+	rmu sync.Mutex
+
 	mu      sync.Mutex
 	st      *state
 	pending []api.JobStatus // reports found at open (a trial rolled back), sent by Run
@@ -420,6 +424,8 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("update: handle: %w", err)
 	}
+	x.rmu.Lock()
+	defer x.rmu.Unlock()
 	x.mu.Lock()
 	if _, seen := x.st.job(c.JobID); seen {
 		x.mu.Unlock()
@@ -435,7 +441,7 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 		return fmt.Errorf("update: handle: %w", err)
 	}
 	x.mu.Unlock()
-	x.report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobQueued})
+	x.reportLocked(ctx, api.JobStatus{JobID: c.JobID, State: api.JobQueued})
 	select {
 	case x.wake <- struct{}{}:
 	default:
@@ -497,6 +503,13 @@ func (x *Executor) Run(ctx context.Context) error {
 }
 
 func (x *Executor) report(ctx context.Context, s api.JobStatus) {
+	x.rmu.Lock()
+	defer x.rmu.Unlock()
+	x.reportLocked(ctx, s)
+}
+
+// reportLocked is report with x.rmu held.
+func (x *Executor) reportLocked(ctx context.Context, s api.JobStatus) {
 	s.DeviceID = x.opts.DeviceID
 	s.Time = x.opts.Now().UnixMilli()
 	if x.opts.Reporter == nil {

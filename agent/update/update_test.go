@@ -104,8 +104,8 @@ func TestRealModelSwitches(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, tinyE2E(0.9), func(o *Options) {
-		o.HealthWindow = time.Second
-		o.SmokeBudget = 30 * time.Second
+		o.HealthWindow = 8 * time.Second // a frame takes seconds under -race
+		o.SmokeBudget = 60 * time.Second
 		// A 320×320 real model is much slower than the tiny one and finds
 		// nothing on a black frame: judge errors and frames only.
 		o.Policy = HealthPolicy{MaxLatencyRatio: 1e9, MinDetectionRatio: -1}
