@@ -333,9 +333,13 @@ func New(opts Options) (*Executor, error) {
 	return x, nil
 }
 
-func (x *Executor) statePath() string           { return filepath.Join(x.opts.Dir, "state.json") }
-func (x *Executor) modelPath(sum string) string { return filepath.Join(x.opts.Dir, "models", sum+".tflite") }
-func (x *Executor) partPath(sum string) string  { return filepath.Join(x.opts.Dir, "staging", sum+".part") }
+func (x *Executor) statePath() string { return filepath.Join(x.opts.Dir, "state.json") }
+func (x *Executor) modelPath(sum string) string {
+	return filepath.Join(x.opts.Dir, "models", sum+".tflite")
+}
+func (x *Executor) partPath(sum string) string {
+	return filepath.Join(x.opts.Dir, "staging", sum+".part")
+}
 
 // isKept says whether a model file is current or previous; x.mu must be held
 // or the state not yet shared.
