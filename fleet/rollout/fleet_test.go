@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/registry"
 )
@@ -38,7 +40,8 @@ func TestFleetAdapters(t *testing.T) {
 	reg.UpdateState(api.State{DeviceID: "cam-2", Online: true, Labels: map[string]string{"site": "b"}, Model: "yolo", ModelVersion: "1"})
 	reg.UpdateState(api.State{DeviceID: "cam-3", Online: false, Labels: map[string]string{"site": "a"}, Model: "yolo", ModelVersion: "1"})
 	pub := &recordPublisher{msgs: map[string][]byte{}}
-	e, err := Open(dbPath(t), Options{Devices: Registry{reg}, Dispatcher: MQTT{pub}, Logger: quietLogger()})
+	prom := prometheus.NewRegistry()
+	e, err := Open(dbPath(t), Options{Devices: Registry{reg}, Dispatcher: MQTT{pub}, Logger: quietLogger(), Registerer: prom})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,5 +72,28 @@ func TestFleetAdapters(t *testing.T) {
 	e.Step(ctx)
 	if _, ok := pub.msgs[api.CommandsTopic("cam-3")]; !ok {
 		t.Fatal("cam-3 got no command when it came online")
+	}
+	got := map[string]float64{}
+	mfs, err := prom.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for k, want := range map[string]float64{
+		"edgefleet_rollout_commands_total/model_update":   2,
+		"edgefleet_rollout_jobs_finished_total/succeeded": 1,
+		"edgefleet_rollouts/wave":                         1,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], want, got)
+		}
 	}
 }

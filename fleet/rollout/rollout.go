@@ -47,6 +47,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"edgefleet/fleet/api"
@@ -241,6 +242,36 @@ type Options struct {
 	// Tick is how often Run steps without being poked; 0 means 1s.
 	Tick   time.Duration
 	Logger *slog.Logger
+	// Registerer receives the engine's metrics; nil means none.
+	Registerer prometheus.Registerer
+}
+
+type metrics struct {
+	commands       *prometheus.CounterVec // by command kind
+	dispatchErrors prometheus.Counter
+	finished       *prometheus.CounterVec // jobs by final state
+	rollouts       *prometheus.GaugeVec   // by state
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_rollout_commands_total",
+			Help: "Commands the rollout engine sent to devices, by kind."}, []string{"kind"}),
+		dispatchErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgefleet_rollout_dispatch_errors_total",
+			Help: "Commands that could not be sent (retried at the next step)."}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_rollout_jobs_finished_total",
+			Help: "Rollout jobs that ended, by final state."}, []string{"state"}),
+		rollouts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgefleet_rollouts",
+			Help: "Rollouts by state."}, []string{"state"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.commands, m.dispatchErrors, m.finished, m.rollouts} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
 }
 
 // Engine runs rollouts. It is safe for concurrent use.
@@ -259,6 +290,8 @@ type Engine struct {
 	dirty    map[string]bool   // rollouts to write at the next flush
 	resend   map[string]bool   // job ids to send again (after a restart)
 	closed   bool
+
+	m *metrics
 }
 
 type jobRef struct {
@@ -289,11 +322,15 @@ func Open(path string, opt Options) (*Engine, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	m, err := newMetrics(opt.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("rollout: open: metrics: %w", err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("rollout: open: %w", err)
 	}
-	e := &Engine{db: db, opt: opt, log: opt.Logger, kick: make(chan struct{}, 1),
+	e := &Engine{db: db, opt: opt, log: opt.Logger, kick: make(chan struct{}, 1), m: m,
 		rollouts: map[string]*Rollout{}, jobs: map[string]jobRef{}, dirty: map[string]bool{}, resend: map[string]bool{}}
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketRollouts} {
@@ -678,6 +715,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 
 // afterFinalLocked applies the consequences of a job that just ended.
 func (e *Engine) afterFinalLocked(r *Rollout, j *Job, now time.Time) {
+	e.m.finished.WithLabelValues(j.State).Inc()
 	switch {
 	case r.State == StateRolledBack && j.State == api.JobSucceeded,
 		r.State.Final() && (j.State == api.JobFailed || j.State == JobTimedOut):
@@ -754,8 +792,11 @@ func (e *Engine) Step(ctx context.Context) error {
 	for _, s := range sends {
 		if err := e.opt.Dispatcher.Dispatch(ctx, s.dev, s.cmd); err != nil {
 			errs = append(errs, fmt.Errorf("rollout %s: dispatch %s to %s: %w", s.r, s.job, s.dev, err))
+			e.m.dispatchErrors.Inc()
 			e.undoSend(s)
+			continue
 		}
+		e.m.commands.WithLabelValues(s.cmd.Kind).Inc()
 	}
 
 	e.mu.Lock()
@@ -765,6 +806,13 @@ func (e *Engine) Step(ctx context.Context) error {
 	}
 	if err := e.flushLocked(); err != nil {
 		errs = append(errs, err)
+	}
+	counts := map[State]int{}
+	for _, r := range e.rollouts {
+		counts[r.State]++
+	}
+	for _, st := range []State{StatePending, StateCanary, StateWave, StatePaused, StateAborted, StateCompleted, StateRolledBack} {
+		e.m.rollouts.WithLabelValues(string(st)).Set(float64(counts[st]))
 	}
 	return errors.Join(errs...)
 }
