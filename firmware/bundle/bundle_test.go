@@ -10,13 +10,12 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
 	"edgefleet/firmware/bundle"
+	"edgefleet/firmware/firmwaretest"
 	"edgefleet/models/manifest"
 )
 
@@ -252,12 +251,7 @@ func TestInspect(t *testing.T) {
 
 	// A real cross build, static, with a stamped version.
 	other, _ := otherArch()
-	exe := filepath.Join(t.TempDir(), "agent")
-	cmd := exec.Command("go", "build", "-o", exe, "-ldflags", "-s -w -X "+bundle.VersionVar+"=7.0.1-rc1", "edgefleet/firmware/internal/fakeagent")
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+other, "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	exe := firmwaretest.BuildFor(t, t.TempDir(), "7.0.1-rc1", firmwaretest.Good, other)
 	f, err := os.Open(exe)
 	if err != nil {
 		t.Fatal(err)

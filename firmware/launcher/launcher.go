@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -40,7 +41,7 @@ type Options struct {
 	// Env is added to the launcher's environment for the agent.
 	Env []string
 	// Stdout and Stderr receive the agent's output; nil means the launcher's.
-	Stdout, Stderr *os.File
+	Stdout, Stderr io.Writer
 	// StopTimeout is how long a stopped agent gets between SIGTERM and
 	// SIGKILL; 0 means 10s.
 	StopTimeout time.Duration

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -53,6 +54,9 @@ func run() error {
 		return fmt.Errorf("not under the launcher: %v", err)
 	}
 	data := s.Dir()
+	if err := os.MkdirAll(filepath.Join(data, "spool"), 0o755); err != nil {
+		return err
+	}
 	sp, err := spool.Open(filepath.Join(data, "spool", "events.db"), spool.Options{MaxBytes: spool.MinMaxBytes})
 	if err != nil {
 		return err
@@ -103,6 +107,6 @@ func install(ctx context.Context, s *slot.Slots, keys manifest.KeySet, path stri
 	if err != nil {
 		return err
 	}
-	_, err = s.Install(ctx, h, f, slot.InstallOptions{Keys: keys, JobID: filepath.Base(path), Window: 2 * time.Second, MaxBoots: 2})
+	_, err = s.Install(ctx, h, f, slot.InstallOptions{Keys: keys, JobID: strings.TrimSuffix(filepath.Base(path), ".bundle"), Window: 2 * time.Second, MaxBoots: 2})
 	return err
 }

@@ -1,0 +1,110 @@
+// Package firmwaretest builds stand-in agent binaries and signed bundles
+// for tests of the firmware packages and their users.
+package firmwaretest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"edgefleet/firmware/bundle"
+	"edgefleet/models/manifest"
+)
+
+// Modes of the stand-in agent (see firmware/internal/fakeagent).
+const (
+	Good  = "good"  // spools, commits, installs bundles from <data>/inbox
+	Crash = "crash" // exits with status 3 at start
+	Hang  = "hang"  // spools, never commits, ignores SIGTERM
+)
+
+// Build compiles the stand-in agent for this machine into dir, stamped with
+// version and mode, and returns its path.
+func Build(t testing.TB, dir, version, mode string) string {
+	t.Helper()
+	return BuildFor(t, dir, version, mode, runtime.GOARCH)
+}
+
+// BuildFor is Build for another GOARCH (linux, static).
+func BuildFor(t testing.TB, dir, version, mode, goarch string) string {
+	t.Helper()
+	out := filepath.Join(dir, "agent-"+version+"-"+goarch)
+	cmd := exec.Command("go", "build", "-o", out,
+		"-ldflags", "-X main.mode="+mode+" -X "+bundle.VersionVar+"="+version,
+		"edgefleet/firmware/internal/fakeagent")
+	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+goarch, "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("firmwaretest: go build %s: %v\n%s", version, err, b)
+	}
+	return out
+}
+
+// Signer signs firmware manifests with a fresh key.
+type Signer struct {
+	Priv  ed25519.PrivateKey
+	KeyID string
+	Keys  manifest.KeySet // holds the public key
+}
+
+// NewSigner makes a signer with a new key pair.
+func NewSigner(t testing.TB) *Signer {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := manifest.KeySet{}
+	return &Signer{Priv: priv, KeyID: ks.Add(pub), Keys: ks}
+}
+
+// WritePublicKey writes the public key as dir/fleet.pub.
+func (s *Signer) WritePublicKey(t testing.TB, dir string) {
+	t.Helper()
+	b, err := manifest.EncodePublicKey(s.Keys[s.KeyID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "fleet.pub"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Bundle builds the manifest of the binary at bin and returns a signed
+// bundle file's bytes.
+func (s *Signer) Bundle(t testing.TB, bin string) []byte {
+	t.Helper()
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := bundle.ForBinary(f, fi.Size(), "edge-agent", "", 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, sig, err := manifest.Sign(s.Priv, s.KeyID, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := bundle.Write(&buf, bundle.Header{Manifest: payload, Sig: sig, KeyID: s.KeyID}, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

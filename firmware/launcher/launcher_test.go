@@ -1,0 +1,206 @@
+package launcher_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"edgefleet/agent/spool"
+	"edgefleet/firmware/firmwaretest"
+	"edgefleet/firmware/launcher"
+	"edgefleet/firmware/slot"
+	"edgefleet/fleet/api"
+)
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// waitFor polls cond until it holds or the time is up.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func outcome(s *slot.Slots, job string) (slot.Outcome, bool) {
+	p, _ := s.Pending()
+	for _, o := range p {
+		if o.JobID == job {
+			return o, true
+		}
+	}
+	return slot.Outcome{}, false
+}
+
+// TestTrials runs real agent builds under the launcher: a good update
+// commits; one that exits at start and one that never reports healthy are
+// rolled back to the previous slot with the reason recorded; the spool and
+// the model in the data directory survive every switch.
+func TestTrials(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("linux only")
+	}
+	build := t.TempDir()
+	bins := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, v := range []struct{ version, mode string }{
+		{"1.0.0", firmwaretest.Good}, {"2.0.0", firmwaretest.Good},
+		{"3.0.0-crash", firmwaretest.Crash}, {"4.0.0-hang", firmwaretest.Hang},
+	} {
+		wg.Go(func() {
+			p := firmwaretest.Build(t, build, v.version, v.mode)
+			mu.Lock()
+			bins[v.version] = p
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	data := t.TempDir()
+	signer := firmwaretest.NewSigner(t)
+	signer.WritePublicKey(t, filepath.Join(data, "keys"))
+	model := []byte("the current model, outside the slots")
+	os.MkdirAll(filepath.Join(data, "models"), 0o755)
+	os.MkdirAll(filepath.Join(data, "inbox"), 0o755)
+	if err := os.WriteFile(filepath.Join(data, "models", "current.tflite"), model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := slot.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.Open(bins["1.0.0"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Seed(context.Background(), v1, "1.0.0")
+	v1.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- launcher.Run(ctx, s, launcher.Options{
+			Stdout: testWriter{t}, Stderr: testWriter{t},
+			Poll: 20 * time.Millisecond, RestartDelay: 20 * time.Millisecond, MaxRestartDelay: 200 * time.Millisecond, StopTimeout: 300 * time.Millisecond,
+			Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	// The running agent picks a bundle up from its inbox, as it would take
+	// a firmware_update job, installs it and exits to switch.
+	push := func(job, version string) {
+		t.Helper()
+		tmp := filepath.Join(data, "inbox", job+".tmp")
+		if err := os.WriteFile(tmp, signer.Bundle(t, bins[version]), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(data, "inbox", job+".bundle")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	push("job-2", "2.0.0")
+	waitFor(t, "job-2 to commit", 20*time.Second, func() bool { _, ok := outcome(s, "job-2"); return ok })
+	o, _ := outcome(s, "job-2")
+	st, _ := s.State()
+	if o.State != api.JobSucceeded || st.Active != slot.B || st.Trial || st.Slots[slot.B].Version != "2.0.0" {
+		t.Fatalf("good update: outcome %+v, state %+v", o, st)
+	}
+
+	push("job-3", "3.0.0-crash")
+	waitFor(t, "job-3 to roll back", 20*time.Second, func() bool { _, ok := outcome(s, "job-3"); return ok })
+	o, _ = outcome(s, "job-3")
+	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "exited with status 3") || !strings.Contains(o.Reason, "started 2 times") {
+		t.Errorf("crashing update: %+v", o)
+	}
+	waitFor(t, "2.0.0 back in slot b", 10*time.Second, func() bool {
+		st, _ := s.State()
+		return st.Active == slot.B && !st.Trial
+	})
+
+	push("job-4", "4.0.0-hang")
+	waitFor(t, "job-4 to roll back", 20*time.Second, func() bool { _, ok := outcome(s, "job-4"); return ok })
+	o, _ = outcome(s, "job-4")
+	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "not healthy within 2s") {
+		t.Errorf("hanging update: %+v", o)
+	}
+	// 2.0.0 runs again: its start after the rollback spools a fourth event.
+	wantLabels := []string{"1.0.0@a", "2.0.0@b", "2.0.0@b", "4.0.0-hang@a", "2.0.0@b"}
+	var labels []string
+	waitFor(t, "2.0.0 to run again", 10*time.Second, func() bool {
+		st, _ := s.State()
+		if st.Active != slot.B || st.Trial {
+			return false
+		}
+		labels = spooled(t, data)
+		return len(labels) >= len(wantLabels)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("launcher: %v", err)
+	}
+	done <- nil
+
+	if strings.Join(labels, " ") != strings.Join(wantLabels, " ") {
+		t.Errorf("spooled events %v, want %v", labels, wantLabels)
+	}
+	if got, _ := os.ReadFile(filepath.Join(data, "models", "current.tflite")); !bytes.Equal(got, model) {
+		t.Errorf("model changed across switches: %q", got)
+	}
+	p, _ := s.Pending()
+	if len(p) != 3 {
+		t.Errorf("pending outcomes %+v, want 3", p)
+	}
+	for _, o := range p {
+		js := o.JobStatus("cam-1")
+		if err := js.Validate(); err != nil {
+			t.Errorf("job status of %+v: %v", o, err)
+		}
+	}
+}
+
+// spooled reads the labels of every event in the agent's spool.
+func spooled(t *testing.T, data string) []string {
+	t.Helper()
+	sp, err := spool.Open(filepath.Join(data, "spool", "events.db"), spool.Options{MaxBytes: spool.MinMaxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	evs, err := sp.Next(context.Background(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labels []string
+	for _, e := range evs {
+		labels = append(labels, e.Label)
+	}
+	return labels
+}
