@@ -110,8 +110,10 @@ func (p *Paho) Subscribe(ctx context.Context, filter string, h func(string, []by
 	return nil
 }
 
-// Publish implements Conn.
+// Publish implements Conn. It gives up after 10s (e.g. while disconnected).
 func (p *Paho) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if err := wait(ctx, p.cl.Publish(topic, 1, retain, payload)); err != nil {
 		return fmt.Errorf("publish %s: %w", topic, err)
 	}

@@ -71,8 +71,8 @@ type Options struct {
 	ShareGroup string
 	// MaxInflight bounds detection batches being stored at once; default 50000.
 	MaxInflight int
-	// StoreTimeout bounds one batch's store and ack; default 30s.
-	StoreTimeout time.Duration
+	// AckWorkers publish acks once batches are stored; default 4.
+	AckWorkers int
 	// OnStored, if set, is called with each batch's newly stored records.
 	OnStored func(recs []store.Record)
 	// OnJob, if set, is called with each valid job status report.
@@ -87,8 +87,12 @@ type Ingest struct {
 	opt  Options
 	conn Conn
 	sem  chan struct{}
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // batches submitted and not yet acked
 	log  *slog.Logger
+	acks chan stored
+
+	mu      sync.RWMutex
+	closing bool
 
 	messages *prometheus.CounterVec
 	dropped  *prometheus.CounterVec
@@ -105,14 +109,14 @@ func New(conn Conn, opt Options) (*Ingest, error) {
 	if opt.MaxInflight <= 0 {
 		opt.MaxInflight = 50000
 	}
-	if opt.StoreTimeout <= 0 {
-		opt.StoreTimeout = 30 * time.Second
+	if opt.AckWorkers <= 0 {
+		opt.AckWorkers = 4
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
 	in := &Ingest{
-		opt: opt, conn: conn, sem: make(chan struct{}, opt.MaxInflight), log: opt.Logger,
+		opt: opt, conn: conn, sem: make(chan struct{}, opt.MaxInflight), log: opt.Logger, acks: make(chan stored, 4096),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_messages_total", Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
 		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_dropped_total", Help: "Messages dropped, by reason."}, []string{"reason"}),
 		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_events_total", Help: "Detection events received, by result (stored or duplicate)."}, []string{"result"}),
@@ -139,6 +143,22 @@ func (in *Ingest) Run(ctx context.Context) error {
 	if in.opt.ShareGroup != "" {
 		det = "$share/" + in.opt.ShareGroup + "/" + det
 	}
+	var workers sync.WaitGroup
+	for range in.opt.AckWorkers {
+		workers.Go(func() {
+			for s := range in.acks {
+				in.ack(s)
+			}
+		})
+	}
+	defer func() {
+		in.mu.Lock()
+		in.closing = true
+		in.mu.Unlock()
+		in.wg.Wait()
+		close(in.acks)
+		workers.Wait()
+	}()
 	for _, f := range []string{api.Filter(api.KindState), api.Filter(api.KindTelemetry), api.Filter(api.KindJobs), det} {
 		if err := in.conn.Subscribe(ctx, f, in.Handle); err != nil {
 			return fmt.Errorf("ingest: subscribe %s: %w", f, err)
@@ -146,7 +166,6 @@ func (in *Ingest) Run(ctx context.Context) error {
 	}
 	in.log.Info("ingest subscribed", "share_group", in.opt.ShareGroup)
 	<-ctx.Done()
-	in.wg.Wait()
 	return nil
 }
 
@@ -195,25 +214,54 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		if !in.decode(payload, &b) || !in.sameDevice(device, b.DeviceID) || len(b.Events) == 0 {
 			return
 		}
-		in.sem <- struct{}{}
-		in.wg.Add(1)
-		in.inflight.Inc()
-		go func() {
-			defer func() { <-in.sem; in.wg.Done(); in.inflight.Dec() }()
-			in.storeAndAck(b, received)
-		}()
+		in.submit(b, received)
 	default:
 		in.drop(ReasonUnexpected) // acks and commands are ours, not the devices'
 	}
 }
 
-func (in *Ingest) storeAndAck(b api.DetectionBatch, received time.Time) {
-	ctx, cancel := context.WithTimeout(context.Background(), in.opt.StoreTimeout)
-	defer cancel()
-	res, err := in.opt.Store.Ingest(ctx, b.DeviceID, b.Events)
-	if err != nil {
+// stored is a batch whose store call has finished.
+type stored struct {
+	batch    api.DetectionBatch
+	received time.Time
+	res      store.Result
+	err      error
+}
+
+// submit hands a batch to the store; an ack worker acknowledges it once
+// it is durable. It blocks (slowing only this device) while MaxInflight
+// batches are pending.
+func (in *Ingest) submit(b api.DetectionBatch, received time.Time) {
+	in.mu.RLock()
+	defer in.mu.RUnlock()
+	if in.closing {
+		return // the device resends it to the next fleetd
+	}
+	in.sem <- struct{}{}
+	in.wg.Add(1)
+	in.inflight.Inc()
+	done := func(res store.Result, err error) {
+		in.acks <- stored{batch: b, received: received, res: res, err: err}
+	}
+	if sub, ok := in.opt.Store.(store.Submitter); ok {
+		if err := sub.Submit(context.Background(), b.DeviceID, b.Events, done); err != nil {
+			done(store.Result{}, err)
+		}
+		return
+	}
+	go func() {
+		res, err := in.opt.Store.Ingest(context.Background(), b.DeviceID, b.Events)
+		done(res, err)
+	}()
+}
+
+// ack publishes the ack of a stored batch and feeds the registry and live feed.
+func (in *Ingest) ack(s stored) {
+	defer func() { <-in.sem; in.wg.Done(); in.inflight.Dec() }()
+	b, res := s.batch, s.res
+	if s.err != nil {
 		in.drop(ReasonStoreError)
-		in.log.Error("store detections", "device_id", b.DeviceID, "events", len(b.Events), "err", err)
+		in.log.Error("store detections", "device_id", b.DeviceID, "events", len(b.Events), "err", s.err)
 		return
 	}
 	in.events.WithLabelValues("stored").Add(float64(res.Stored))
@@ -229,13 +277,12 @@ func (in *Ingest) storeAndAck(b api.DetectionBatch, received time.Time) {
 			in.opt.OnStored(recs)
 		}
 	}
-	ack := api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)}
-	payload, _ := json.Marshal(&ack)
-	if err := in.conn.Publish(ctx, api.AcksTopic(b.DeviceID), false, payload); err != nil {
+	payload, _ := json.Marshal(&api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)})
+	if err := in.conn.Publish(context.Background(), api.AcksTopic(b.DeviceID), false, payload); err != nil {
 		in.log.Warn("publish ack", "device_id", b.DeviceID, "err", err)
 		return
 	}
-	in.ackLat.Observe(time.Since(received).Seconds())
+	in.ackLat.Observe(time.Since(s.received).Seconds())
 }
 
 // Ranges compresses the seqs of events (increasing) into inclusive ranges.

@@ -53,6 +53,12 @@ func newIngest(t testing.TB, conn Conn) (*Ingest, store.Store, *registry.Registr
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, fake := conn.(*fakeConn); fake { // run the ack workers
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- in.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	return in, st, reg
 }
 

@@ -38,7 +38,7 @@ type Options struct {
 	ConnectRate int
 	// Login returns the MQTT username and password of a device; nil means
 	// username = device id and an empty password.
-	Login func(device string) (user, password string)
+	Login func(device string) (user, password string) `json:"-"`
 	// Sites and Lines spread the devices over labels site-<i> and line-<j>; defaults 3 and 4.
 	Sites, Lines int
 	// Labels the detections are drawn from; default person, car, forklift, helmet.

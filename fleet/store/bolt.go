@@ -88,7 +88,10 @@ type Bolt struct {
 	seen map[string]rangeSet
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store     = (*Bolt)(nil)
+	_ Submitter = (*Bolt)(nil)
+)
 
 type ingestReq struct {
 	device string
@@ -96,8 +99,7 @@ type ingestReq struct {
 	keys   [][]byte // eventKey of each event
 	vals   [][]byte // JSON Record of each event
 	res    Result
-	err    error
-	done   chan struct{}
+	done   func(Result, error)
 }
 
 // OpenBolt opens or creates the store at path.
@@ -109,10 +111,12 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 		opt.Timeout = 5 * time.Second
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        opt.Timeout,
-		PageSize:       16 << 10, // fewer pages, fewer writes per commit
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		Timeout:  opt.Timeout,
+		PageSize: 16 << 10, // fewer pages, fewer writes per commit
+		// Map ahead so that a growing file is not remapped (which waits for readers) often.
+		InitialMmapSize: 256 << 20,
+		FreelistType:    bolt.FreelistMapType,
+		NoFreelistSync:  true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -173,40 +177,52 @@ func putUint(b *bolt.Bucket, k []byte, n uint64) error {
 
 // Ingest implements Store; see there.
 func (s *Bolt) Ingest(ctx context.Context, device string, events []api.Event) (Result, error) {
+	type answer struct {
+		res Result
+		err error
+	}
+	ch := make(chan answer, 1)
+	if err := s.Submit(ctx, device, events, func(res Result, err error) { ch <- answer{res, err} }); err != nil {
+		return Result{}, err
+	}
+	select {
+	case a := <-ch:
+		return a.res, a.err
+	case <-ctx.Done():
+		// The commit may still happen; the device resends and dedup absorbs it.
+		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+}
+
+// Submit implements Submitter: it queues events of one device for the next
+// group commit and returns; done runs on the commit goroutine once they are
+// durable (or failed), so it must be quick. Submit blocks only while the
+// queue is full.
+func (s *Bolt) Submit(ctx context.Context, device string, events []api.Event, done func(Result, error)) error {
 	if err := api.ValidateID(device); err != nil {
-		return Result{}, fmt.Errorf("store: ingest: %w", err)
+		return fmt.Errorf("store: ingest: %w", err)
 	}
 	if len(events) == 0 {
-		return Result{}, nil
+		done(Result{}, nil)
+		return nil
 	}
 	// Encode here, in the caller's goroutine, to keep the commit loop short.
-	r := &ingestReq{device: device, events: events, done: make(chan struct{}),
+	r := &ingestReq{device: device, events: events, done: done,
 		keys: make([][]byte, len(events)), vals: make([][]byte, len(events))}
 	for i := range events {
 		e := &events[i]
 		r.keys[i], r.vals[i] = eventKey(position{time: timeKey(e.Time), device: device, seq: e.Seq}), encodeValue(e)
 	}
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	if s.closed {
-		s.mu.RUnlock()
-		return Result{}, ErrClosed
+		return ErrClosed
 	}
 	select {
 	case s.reqs <- r:
+		return nil
 	case <-ctx.Done():
-		s.mu.RUnlock()
-		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
-	}
-	s.mu.RUnlock()
-	select {
-	case <-r.done:
-		if r.err != nil {
-			return Result{}, fmt.Errorf("store: ingest: %w", r.err)
-		}
-		return r.res, nil
-	case <-ctx.Done():
-		// The commit may still happen; the device resends and dedup absorbs it.
-		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
+		return fmt.Errorf("store: ingest: %w", ctx.Err())
 	}
 }
 
@@ -307,8 +323,11 @@ func (s *Bolt) commit(batch []*ingestReq) {
 		s.commitNanos.Add(uint64(time.Since(start)))
 	}
 	for _, r := range batch {
-		r.err = err
-		close(r.done)
+		if err != nil {
+			r.done(Result{}, fmt.Errorf("store: ingest: %w", err))
+		} else {
+			r.done(r.res, nil)
+		}
 	}
 }
 

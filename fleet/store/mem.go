@@ -22,7 +22,10 @@ type Mem struct {
 	size    map[string]int               // device/seq key -> encoded size, for MaxBytes
 }
 
-var _ Store = (*Mem)(nil)
+var (
+	_ Store     = (*Mem)(nil)
+	_ Submitter = (*Mem)(nil)
+)
 
 // NewMem returns an empty in-memory store with the given retention.
 func NewMem(ret Retention) *Mem {
@@ -30,6 +33,16 @@ func NewMem(ret Retention) *Mem {
 }
 
 func sizeKey(device string, seq uint64) string { return fmt.Sprintf("%s\x00%d", device, seq) }
+
+// Submit implements Submitter; it calls done before returning.
+func (m *Mem) Submit(ctx context.Context, device string, events []api.Event, done func(Result, error)) error {
+	res, err := m.Ingest(ctx, device, events)
+	if err != nil {
+		return err
+	}
+	done(res, nil)
+	return nil
+}
 
 // Ingest implements Store.
 func (m *Mem) Ingest(ctx context.Context, device string, events []api.Event) (Result, error) {

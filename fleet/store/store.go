@@ -44,6 +44,13 @@ type Store interface {
 	Close() error
 }
 
+// Submitter is implemented by stores that can take events without a
+// goroutine waiting for each call: done is called once the events are
+// durable or have failed. Ingest is Submit plus a wait.
+type Submitter interface {
+	Submit(ctx context.Context, device string, events []api.Event, done func(Result, error)) error
+}
+
 // Result says what one Ingest call did.
 type Result struct {
 	Stored     int // new events written
