@@ -160,6 +160,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.opts.Telemetry != nil {
 		g.Go(func() error { a.telemetryLoop(gctx); return nil })
 	}
+	g.Go(func() error { a.watchCameras(gctx, time.Second); return nil })
 	if l := a.opts.Listener; l != nil {
 		srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		g.Go(func() error {
@@ -180,6 +181,31 @@ func (a *Agent) Run(ctx context.Context) error {
 	err := g.Wait()
 	a.log.Info("agent stopped", "events", a.pipe.Events(), "lost", a.pipe.Lost())
 	return err
+}
+
+// watchCameras logs when a camera goes down or comes back (sources that
+// reconnect on their own report it only through their status).
+func (a *Agent) watchCameras(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	up := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, c := range a.pipe.Counters() {
+			was, seen := up[c.ID]
+			up[c.ID] = c.Up
+			switch {
+			case c.Up && seen && !was:
+				a.log.Info("camera up", "camera_id", c.ID)
+			case !c.Up && (was || !seen):
+				a.log.Warn("camera down", "camera_id", c.ID, "err", c.Err)
+			}
+		}
+	}
 }
 
 func (a *Agent) telemetryLoop(ctx context.Context) {
