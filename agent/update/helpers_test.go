@@ -93,8 +93,7 @@ type artServer struct {
 	stallAfter int64
 	// fail503 answers that many requests with 503 first.
 	fail503 int
-	// block, when set, holds every request until it is closed.
-	served atomic.Int64
+	served atomic.Int64 // body bytes sent in all
 }
 
 type servedReq struct {
@@ -103,7 +102,7 @@ type servedReq struct {
 	Bytes          int64
 }
 
-func newArtServer(t *testing.T) *artServer {
+func newArtServer(t testing.TB) *artServer {
 	a := &artServer{files: map[string][]byte{}}
 	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
 	t.Cleanup(a.srv.Close)
@@ -328,7 +327,6 @@ type fixture struct {
 	art    *artServer
 	rep    *recorder
 	slot   *Slot
-	cam    *camera
 	x      *Executor
 	opts   Options
 	priv   ed25519.PrivateKey
@@ -446,3 +444,5 @@ func (f *fixture) modelFiles() []string {
 	}
 	return files
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

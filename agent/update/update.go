@@ -801,7 +801,8 @@ func modelManifest(m *Model) *manifest.Manifest {
 	return man
 }
 
-// gc removes model files that are neither current nor previous.
+// gc removes model files that are neither current, previous nor on trial,
+// and partial downloads that no queued job will resume.
 func (x *Executor) gc() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -809,6 +810,19 @@ func (x *Executor) gc() {
 	for _, f := range files {
 		sum := strings.TrimSuffix(filepath.Base(f), ".tflite")
 		if !x.isKept(sum) && (x.st.Trial == nil || x.st.Trial.Model.SHA256 != sum) {
+			os.Remove(f)
+		}
+	}
+	queued := map[string]bool{}
+	for _, c := range x.st.Queue {
+		if c.Artifact != nil {
+			queued[c.Artifact.SHA256] = true
+		}
+	}
+	staged, _ := filepath.Glob(filepath.Join(x.opts.Dir, "staging", "*"))
+	for _, f := range staged {
+		sum, _, _ := strings.Cut(filepath.Base(f), ".")
+		if !queued[sum] {
 			os.Remove(f)
 		}
 	}

@@ -515,3 +515,33 @@ func TestBadCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestCommitCleansUp: a commit removes the model two updates back and
+// partial downloads no queued job needs.
+func TestCommitCleansUp(t *testing.T) {
+	v1, v2, v3 := tinyE2E(0.9), tinyE2E(0.8), tinyE2E(0.7)
+	f := newFixture(t, v1, nil)
+	startCamera(t, f.slot, 2*time.Millisecond)
+	stale := filepath.Join(f.dir, "staging", strings.Repeat("a", 64)+".part")
+	if err := os.WriteFile(stale, []byte("abandoned"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	for i, data := range [][]byte{v2, v3} {
+		c := f.signed("job-"+strconv.Itoa(i), data, strconv.Itoa(i+2))
+		f.handle(c)
+		if end := f.rep.wait(t, c.JobID, jobTimeout); end.State != api.JobSucceeded {
+			t.Fatalf("%s: %s (%s)", c.JobID, end.State, end.Reason)
+		}
+	}
+	files := f.modelFiles()
+	slices.Sort(files)
+	want := []string{sum256(v2) + ".tflite", sum256(v3) + ".tflite"}
+	slices.Sort(want)
+	if !slices.Equal(files, want) {
+		t.Errorf("models/ holds %v, want %v", files, want)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("stale partial download kept")
+	}
+}
