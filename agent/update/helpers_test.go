@@ -93,7 +93,7 @@ type artServer struct {
 	stallAfter int64
 	// fail503 answers that many requests with 503 first.
 	fail503 int
-	served atomic.Int64 // body bytes sent in all
+	served  atomic.Int64 // body bytes sent in all
 }
 
 type servedReq struct {
