@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"edgefleet/agent/spool"
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
@@ -129,7 +131,18 @@ func (s *store) lastTelemetry() (api.Telemetry, bool) {
 	return s.telemetry[len(s.telemetry)-1], true
 }
 
-func (s *store) handle(b *broker.Broker, payload []byte) {
+// telemetryMsg keeps a telemetry message.
+func (s *store) telemetryMsg(payload []byte) {
+	var tm api.Telemetry
+	if api.Decode(payload, &tm) == nil {
+		s.mu.Lock()
+		s.telemetry = append(s.telemetry, tm)
+		s.mu.Unlock()
+	}
+}
+
+// handle stores a detection batch and publishes the ack.
+func (s *store) handle(publish func(topic string, payload []byte), payload []byte) {
 	var batch api.DetectionBatch
 	if err := api.Decode(payload, &batch); err != nil {
 		return
@@ -150,7 +163,7 @@ func (s *store) handle(b *broker.Broker, payload []byte) {
 	}
 	s.mu.Unlock()
 	p, _ := json.Marshal(ack)
-	_ = b.Publish(api.AcksTopic(batch.DeviceID), p, false, 1)
+	publish(api.AcksTopic(batch.DeviceID), p)
 }
 
 // newest returns how many events are stored and the latest capture time among them.
@@ -176,18 +189,30 @@ func (s *store) capturedBetween(from, to time.Time) int {
 	return n
 }
 
-// fleet is an embedded broker on a fixed port that the test can stop and
-// start again, with the store subscribed to it.
-type fleet struct {
-	t     *testing.T
-	addr  string
-	store *store
-	b     *broker.Broker
+// fleetSide is the broker the agent talks to, with the store subscribed to
+// it, and a way to make the broker unreachable for a while.
+type fleetSide interface {
+	url() string
+	down()
+	up()
 }
 
-func (f *fleet) start() {
+// embeddedFleet is the embedded broker on a fixed port, stopped and started
+// again for an outage.
+type embeddedFleet struct {
+	t      *testing.T
+	addr   string
+	device string
+	store  *store
+	b      *broker.Broker
+}
+
+func (f *embeddedFleet) url() string { return "tcp://" + f.addr }
+func (f *embeddedFleet) down()       { f.b.Close() }
+
+func (f *embeddedFleet) up() {
 	auth := broker.NewStaticAuth()
-	if err := auth.SetDevice("box-e2e", "pw"); err != nil {
+	if err := auth.SetDevice(f.device, "pw"); err != nil {
 		f.t.Fatal(err)
 	}
 	// The old broker's port may take a moment to be free again.
@@ -208,23 +233,103 @@ func (f *fleet) start() {
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()
 	f.t.Cleanup(func() { cancel(); b.Close(); <-done })
-	if _, err := b.Subscribe(api.DetectionsTopic("box-e2e"), func(m broker.Message) { f.store.handle(b, m.Payload) }); err != nil {
+	publish := func(topic string, p []byte) { _ = b.Publish(topic, p, false, 1) }
+	if _, err := b.Subscribe(api.DetectionsTopic(f.device), func(m broker.Message) { f.store.handle(publish, m.Payload) }); err != nil {
 		f.t.Fatal(err)
 	}
-	if _, err := b.Subscribe(api.TelemetryTopic("box-e2e"), func(m broker.Message) {
-		var tm api.Telemetry
-		if api.Decode(m.Payload, &tm) == nil {
-			f.store.mu.Lock()
-			f.store.telemetry = append(f.store.telemetry, tm)
-			f.store.mu.Unlock()
-		}
-	}); err != nil {
+	if _, err := b.Subscribe(api.TelemetryTopic(f.device), func(m broker.Message) { f.store.telemetryMsg(m.Payload) }); err != nil {
 		f.t.Fatal(err)
 	}
 	f.b = b
 }
 
-func (f *fleet) stop() { f.b.Close() }
+// mosquittoFleet is a real mosquitto with the store as an MQTT client of
+// it; the agent reaches it through a proxy that cuts it off for an outage.
+type mosquittoFleet struct {
+	proxy *proxy
+}
+
+func newMosquittoFleet(t *testing.T, addr, device string, s *store) *mosquittoFleet {
+	var publish func(topic string, p []byte)
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("store-" + device).
+		SetProtocolVersion(4).SetAutoReconnect(true).SetConnectRetry(true).
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe(api.DetectionsTopic(device), 1, func(_ paho.Client, m paho.Message) { s.handle(publish, m.Payload()) })
+			c.Subscribe(api.TelemetryTopic(device), 0, func(_ paho.Client, m paho.Message) { s.telemetryMsg(m.Payload()) })
+		})
+	c := paho.NewClient(o)
+	// Not waited for: this runs on paho's delivery goroutine.
+	publish = func(topic string, p []byte) { c.Publish(topic, 1, false, p) }
+	if tok := c.Connect(); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
+		t.Fatalf("store connect to mosquitto %s: %v", addr, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return &mosquittoFleet{proxy: startProxy(t, addr)}
+}
+
+func (f *mosquittoFleet) url() string { return "tcp://" + f.proxy.ln.Addr().String() }
+func (f *mosquittoFleet) down()       { f.proxy.setDown(true) }
+func (f *mosquittoFleet) up()         { f.proxy.setDown(false) }
+
+// proxy forwards TCP to a target; while down it cuts every connection and
+// refuses new ones.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu     sync.Mutex
+	isDown bool
+	conns  map[net.Conn]bool
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.setDown(true) })
+	return p
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.isDown
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[c], p.conns[u] = true, true
+		p.mu.Unlock()
+		go func() { io.Copy(u, c); u.Close(); c.Close() }()
+		go func() { io.Copy(c, u); u.Close(); c.Close() }()
+	}
+}
+
+func (p *proxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isDown = down
+	if down {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
 
 // agentProc is a running edge-agent.
 type agentProc struct {
@@ -307,36 +412,59 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run with a real model")
 	}
+	s := &store{events: map[uint64]api.Event{}}
+	f := &embeddedFleet{t: t, addr: freeAddr(t), device: "box-e2e", store: s}
+	f.up()
+	deliverThrough(t, f, s, "box-e2e")
+}
+
+// TestRunInteropMosquitto is the same run against a real mosquitto
+// (started by .ci/run, address in EDGEFLEET_MOSQUITTO).
+func TestRunInteropMosquitto(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run with a real model")
+	}
+	addr := os.Getenv("EDGEFLEET_MOSQUITTO")
+	if addr == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("EDGEFLEET_MOSQUITTO is not set under CI; .ci/run starts mosquitto and sets it")
+		}
+		t.Skip("EDGEFLEET_MOSQUITTO not set (host:port of a mosquitto allowing anonymous clients)")
+	}
+	device := fmt.Sprintf("e2e-%d-%d", os.Getpid(), time.Now().UnixNano()%1e9)
+	s := &store{events: map[uint64]api.Event{}}
+	deliverThrough(t, newMosquittoFleet(t, addr, device, s), s, device)
+}
+
+func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
 	images := modeltest.Path(t, "images")
 	dir := t.TempDir()
-	f := &fleet{t: t, addr: freeAddr(t), store: &store{events: map[uint64]api.Event{}}}
-	f.start()
 	spoolPath := filepath.Join(dir, "spool.db")
-	cfg := writeConfig(t, dir, fmt.Sprintf(agentYAML, model, images, spoolPath,
-		"fleet:\n  broker: tcp://"+f.addr+"\n  password: pw\n"))
+	cfg := writeConfig(t, dir, strings.Replace(fmt.Sprintf(agentYAML, model, images, spoolPath,
+		"fleet:\n  broker: "+f.url()+"\n  password: pw\n"), "box-e2e", device, 1))
 
 	const patience = 60 * time.Second
 	a := startAgent(t, cfg)
-	waitUntil(t, "first detections stored", patience, func() bool { n, _ := f.store.newest(); return n >= 4 })
+	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 4 })
 	checkEndpoints(t, a)
 	waitUntil(t, "telemetry with both cameras up", patience, func() bool {
-		tm, ok := f.store.lastTelemetry()
+		tm, ok := s.lastTelemetry()
 		return ok && len(tm.Cameras) == 2 && tm.Cameras[0].Up && tm.Cameras[1].Up && tm.Cameras[0].FPS > 0
 	})
-	if tm, _ := f.store.lastTelemetry(); tm.Model != "yolov8n_full_integer_quant" || tm.Engine == "" || tm.DiskFreeBytes == 0 || tm.InferP50Ms <= 0 || tm.InferP99Ms < tm.InferP50Ms {
+	if tm, _ := s.lastTelemetry(); tm.Model != "yolov8n_full_integer_quant" || tm.Engine == "" || tm.DiskFreeBytes == 0 || tm.InferP50Ms <= 0 || tm.InferP99Ms < tm.InferP50Ms {
 		t.Errorf("telemetry %+v", tm)
 	}
 
 	// Broker outage: detections keep being made and spooled.
-	f.stop()
+	f.down()
 	down := time.Now()
 	time.Sleep(2500 * time.Millisecond)
 	up := time.Now()
-	f.start()
+	f.up()
 	waitUntil(t, "detections made during the outage", patience, func() bool {
-		_, newest := f.store.newest()
-		return f.store.capturedBetween(down, up) > 0 && newest.After(up)
+		_, newest := s.newest()
+		return s.capturedBetween(down, up) > 0 && newest.After(up)
 	})
 
 	// kill -9 at arbitrary moments, each time starting again on the same spool.
@@ -350,7 +478,7 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 		restart := time.Now()
 		a = startAgent(t, cfg)
 		waitUntil(t, fmt.Sprintf("detections after restart %d", i+1), patience, func() bool {
-			_, newest := f.store.newest()
+			_, newest := s.newest()
 			return newest.After(restart)
 		})
 	}
@@ -384,7 +512,6 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 	if st.Dropped() != 0 {
 		t.Errorf("spool dropped %d events", st.Dropped())
 	}
-	s := f.store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	all := map[uint64]api.Event{}
@@ -431,7 +558,7 @@ func TestRunDeliversExactlyOnce(t *testing.T) {
 		t.Errorf("events per camera: %v", perCam)
 	}
 	t.Logf("%d events stored once each (%d still spooled, %d duplicate deliveries ignored), per camera %v; %d made during a %v outage",
-		len(s.events), len(left), s.dups, perCam, f.store.capturedBetweenLocked(down, up), up.Sub(down).Round(time.Millisecond))
+		len(s.events), len(left), s.dups, perCam, s.capturedBetweenLocked(down, up), up.Sub(down).Round(time.Millisecond))
 }
 
 // checkEndpoints reads the agent's local endpoints at the address it logged.
