@@ -160,7 +160,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.Connected = len(devs)
 	rep.ConnectElapsed = time.Since(start)
 	defer func() {
+		// Leave as an agent does: retained state offline, then disconnect.
 		for _, d := range devs {
+			off, _ := json.Marshal(api.State{DeviceID: d.id, Online: false, Time: time.Now().UnixMilli()})
+			d.cl.publish(api.StateTopic(d.id), 1, true, off)
 			d.cl.close()
 		}
 	}()

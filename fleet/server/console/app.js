@@ -52,6 +52,10 @@ function flags(list) {
   return (list || []).map((f) => el("span", { class: "flag" }, f.replace(/_/g, " ")));
 }
 
+function healthCell(list) {
+  return list && list.length ? flags(list) : el("span", { class: "ok" }, "ok");
+}
+
 function onlineDot(on) {
   return el("span", {}, el("span", { class: "dot " + (on ? "on" : "off") }), on ? "online" : "offline");
 }
@@ -106,7 +110,7 @@ async function overview() {
     el("td", {}, d.model ? `${d.model} ${d.model_version || ""}` : "–"),
     el("td", {}, [d.engine, d.delegate].filter(Boolean).join(" / ") || "–"),
     el("td", { class: "det" }, d.detections), el("td", {}, fmt.num(d.detections_per_min, 0)),
-    el("td", {}, flags(d.health))));
+    el("td", {}, healthCell(d.health))));
   const devTable = el("table", { id: "devices" },
     el("tr", {}, ["device", "site", "line", "status", "model", "engine", "detections", "per min", "health"].map((h) => el("th", {}, h))), rows);
   const chart = svgChart("Detections per minute, last 30 min", rate.buckets.map((b) => ({ t: Date.parse(b.start), v: b.count })), { bars: true });
@@ -128,7 +132,7 @@ async function devicePage(id) {
      ["agent", d.agent_version || "–"], ["model", d.model ? `${d.model} ${d.model_version || ""}` : "–"],
      ["engine", [d.engine, d.delegate, t.engine_version].filter(Boolean).join(" / ") || "–"],
      ["cameras", (t.cameras || []).map((c) => `${c.id} ${c.up ? "up" : "DOWN"} ${fmt.num(c.fps)} fps`).join(", ") || (d.cameras || []).join(", ") || "–"],
-     ["last seen", fmt.time(d.last_seen)], ["health", flags(d.health).length ? flags(d.health) : "ok"]]
+     ["last seen", fmt.time(d.last_seen)], ["health", healthCell(d.health)]]
       .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
   const charts = el("div", { class: "charts" },
     svgChart("Frames per second", series((p) => p.fps)),
