@@ -40,6 +40,7 @@ import (
 	"edgefleet/models"
 	"edgefleet/models/backend"
 	"edgefleet/models/manifest"
+	"edgefleet/models/meta"
 )
 
 // Errors a job fails with (wrapped; the job's reason is the whole message).
@@ -181,8 +182,9 @@ func (p HealthPolicy) judge(before, cur Stats) error {
 	return nil
 }
 
-// Options configure an Executor. Dir, Verifier (or Keys), Swapper and
-// Health are required; zero values of the rest take the defaults given.
+// Options configure an Executor. Dir and Verifier (or Keys) are required,
+// and Swapper and Health before Run (here or through Attach); zero values of
+// the rest take the defaults given.
 type Options struct {
 	// Dir is the data directory (created if missing).
 	Dir string
@@ -248,9 +250,6 @@ type Executor struct {
 func New(opts Options) (*Executor, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("update: new: Dir is required")
-	}
-	if opts.Swapper == nil || opts.Health == nil {
-		return nil, errors.New("update: new: Swapper and Health are required")
 	}
 	if opts.Verifier == nil {
 		if len(opts.Keys) == 0 {
@@ -453,11 +452,23 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 	return nil
 }
 
+// Attach sets the Swapper and Health, for an agent that opens its detector
+// only after New (it asks Current which model to open). Call it before Run.
+func (x *Executor) Attach(s Swapper, h Health) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.opts.Swapper, x.opts.Health = s, h
+}
+
 // Run processes queued jobs, one at a time and in arrival order, until ctx
 // is done. Jobs queued before a restart run again; a download they had
 // started resumes.
 func (x *Executor) Run(ctx context.Context) error {
 	x.mu.Lock()
+	if x.opts.Swapper == nil || x.opts.Health == nil {
+		x.mu.Unlock()
+		return errors.New("update: run: no Swapper and Health (Options or Attach)")
+	}
 	pending := x.pending
 	x.pending = nil
 	x.mu.Unlock()
@@ -671,6 +682,7 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 			os.Remove(x.modelPath(m.SHA256))
 		}
 	}
+	m = withLabels(m, data)
 	eng, err := x.opts.Open(jctx, data, x.opts.EngineOptions)
 	if err != nil {
 		discard()
@@ -790,6 +802,35 @@ func (x *Executor) currentManifest() *manifest.Manifest {
 	return modelManifest(x.st.Current)
 }
 
+// Signed parses the model's signed manifest (verified when the model was
+// installed); nil for a model adopted by Seed.
+func (m Model) Signed() *manifest.Manifest { return modelManifest(&m) }
+
+// Labels are the class names of a model: its manifest's, else those embedded
+// in the file (Ultralytics metadata), else none.
+func Labels(m *manifest.Manifest, data []byte) []string {
+	if m != nil && len(m.Labels) > 0 {
+		return m.Labels
+	}
+	l, _, _ := meta.Labels("", data)
+	return l
+}
+
+// withLabels returns m, or a copy of it carrying the labels embedded in the
+// model when the manifest names none, for the detector that runs it.
+func withLabels(m *manifest.Manifest, data []byte) *manifest.Manifest {
+	if len(m.Labels) > 0 {
+		return m
+	}
+	l := Labels(nil, data)
+	if len(l) == 0 {
+		return m
+	}
+	c := *m
+	c.Labels = l
+	return &c
+}
+
 func modelManifest(m *Model) *manifest.Manifest {
 	if m == nil || len(m.Manifest) == 0 {
 		return nil
@@ -846,6 +887,9 @@ func (x *Executor) rollback(ctx context.Context, c api.Command) (string, error) 
 		return api.JobFailed, fmt.Errorf("update: rollback: %w: the previous model's file has sha256 %s, recorded %s", ErrMismatch, short(sum), short(prev.SHA256))
 	}
 	m := modelManifest(prev)
+	if m != nil {
+		m = withLabels(m, data)
+	}
 	eng, err := x.opts.Open(ctx, data, x.opts.EngineOptions)
 	if err != nil {
 		return api.JobFailed, fmt.Errorf("update: rollback: %w: open engine: %v", ErrSmoke, err)

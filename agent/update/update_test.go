@@ -121,8 +121,13 @@ func TestRealModelSwitches(t *testing.T) {
 	if got := f.serving(); got != sum256(data) {
 		t.Errorf("serving %s, want yolo26n", short(got))
 	}
-	if n := f.slot.Manifest().Outputs[0].Shape; !slices.Equal(n, []int{1, 300, 6}) {
+	served := f.slot.Manifest()
+	if n := served.Outputs[0].Shape; !slices.Equal(n, []int{1, 300, 6}) {
 		t.Errorf("served model output %v", n)
+	}
+	// The manifest names no labels: the detector gets those embedded in the model.
+	if len(served.Labels) != 80 || served.Labels[0] != "person" {
+		t.Errorf("served labels %d (%.3q), want the 80 embedded COCO names", len(served.Labels), served.Labels)
 	}
 	if cam.errs.Load() != 0 {
 		t.Errorf("camera errors: %d", cam.errs.Load())
@@ -543,5 +548,54 @@ func TestCommitCleansUp(t *testing.T) {
 	}
 	if _, err := os.Stat(stale); err == nil {
 		t.Errorf("stale partial download kept")
+	}
+}
+
+func TestAttach(t *testing.T) {
+	f := newFixture(t, tinyE2E(0.9), nil)
+	o := f.opts
+	o.Swapper, o.Health = nil, nil
+	x, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "no Swapper and Health") {
+		t.Fatalf("Run without a Swapper: %v", err)
+	}
+	// The agent opens what Current names, then attaches its slot.
+	m, path, ok := x.Current()
+	if !ok || m.SHA256 != sum256(f.old) || m.Signed() != nil {
+		t.Fatalf("Current = %+v, %v", m, ok)
+	}
+	if b, err := os.ReadFile(path); err != nil || sum256(b) != m.SHA256 {
+		t.Fatalf("current file: %v", err)
+	}
+	x.Attach(f.slot, f.slot)
+	f.x = x
+	startCamera(t, f.slot, 2*time.Millisecond)
+	f.start()
+	c := f.signed("job-attached", tinyE2E(0.8), "2")
+	f.handle(c)
+	if end := f.rep.wait(t, c.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("final %s (%s)", end.State, end.Reason)
+	}
+	if m, _, _ := x.Current(); m.Signed() == nil || m.Signed().Version != "2" {
+		t.Errorf("current manifest %+v", m.Signed())
+	}
+}
+
+func TestLabels(t *testing.T) {
+	data, err := os.ReadFile(modeltest.Path(t, "models", "yolo11n_full_integer_quant.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := Labels(&manifest.Manifest{Labels: []string{"widget"}}, data); !slices.Equal(l, []string{"widget"}) {
+		t.Errorf("manifest labels: %v", l)
+	}
+	if l := Labels(nil, data); len(l) != 80 || l[0] != "person" {
+		t.Errorf("embedded labels: %d %.3q", len(l), l)
+	}
+	if l := Labels(nil, tinyE2E(1)); l != nil {
+		t.Errorf("labels of a model without metadata: %v", l)
 	}
 }
