@@ -21,6 +21,7 @@
 //     the failed devices get a rollback command to their previous version.
 //     Rollback does that for every device the rollout touched.
 //   - Pause stops new dispatches and wave changes; jobs in flight continue.
+//   - A device that no longer matches the selector counts as offline.
 //
 // State lives in bbolt and survives a restart: Open reloads it, and jobs that
 // were in flight are sent again (devices ignore a job id they have seen, and
@@ -634,8 +635,7 @@ func (e *Engine) Rollback(id string) (Summary, error) {
 		// Jobs in flight get theirs when they end (afterFinalLocked), so a
 		// rollback cannot overtake the update it undoes.
 		for i := range r.Jobs {
-			j := &r.Jobs[i]
-			if j.State == api.JobSucceeded || j.State == api.JobFailed || j.State == JobTimedOut {
+			if j := &r.Jobs[i]; j.State == api.JobSucceeded || failedOnDevice(j) {
 				queueRollback(j, now)
 			}
 		}
@@ -646,13 +646,20 @@ func (e *Engine) Rollback(id string) (Summary, error) {
 func (e *Engine) abortLocked(r *Rollout, now time.Time, reason string) {
 	r.State, r.Reason, r.PausedFrom, r.UpdatedAt = StateAborted, reason, "", now
 	for i := range r.Jobs {
-		j := &r.Jobs[i]
-		if j.State == api.JobFailed || j.State == JobTimedOut {
+		if j := &r.Jobs[i]; failedOnDevice(j) {
 			queueRollback(j, now)
 		}
 	}
 	e.dirty[r.ID] = true
 	e.log.Warn("rollout aborted", "rollout_id", r.ID, "reason", reason)
+}
+
+// failedOnDevice reports whether a job failed in a way that may have left
+// its device on the new version: it failed (and did not roll back by
+// itself), or timed out after it was sent. A job that timed out waiting for
+// an offline device never reached it.
+func failedOnDevice(j *Job) bool {
+	return j.State == api.JobFailed || j.State == JobTimedOut && !j.SentAt.IsZero()
 }
 
 func queueRollback(j *Job, now time.Time) {
@@ -718,7 +725,7 @@ func (e *Engine) afterFinalLocked(r *Rollout, j *Job, now time.Time) {
 	e.m.finished.WithLabelValues(j.State).Inc()
 	switch {
 	case r.State == StateRolledBack && j.State == api.JobSucceeded,
-		r.State.Final() && (j.State == api.JobFailed || j.State == JobTimedOut):
+		r.State.Final() && failedOnDevice(j):
 		queueRollback(j, now)
 	}
 	if !r.State.Final() && jobFailed(j.State) {

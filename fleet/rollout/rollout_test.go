@@ -279,6 +279,14 @@ func TestOfflineAndTimeout(t *testing.T) {
 	if sm := r.Summarize(); sm.Failed != 1 || sm.Succeeded != 3 {
 		t.Fatalf("summary %+v", sm)
 	}
+	// Rolling back: the device that never got the update gets no rollback either.
+	if _, err := e.Rollback(sum.ID); err != nil {
+		t.Fatal(err)
+	}
+	r = stepUntil(t, e, 3, func(r *Rollout) bool { return r.Summarize().RolledBack == 3 }, sum.ID)
+	if r.Jobs[2].Rollback != "" {
+		t.Fatalf("never-sent job got rollback %q", r.Jobs[2].Rollback)
+	}
 }
 
 func TestOperations(t *testing.T) {
