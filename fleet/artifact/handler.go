@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"edgefleet/models/manifest"
 )
@@ -86,6 +87,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Range") == "" {
 		h.log.Info("artifact download", "device_id", id, "sha256", sum, "name", m.Name, "version", m.Version)
 	}
+	// A server-wide write timeout is made for small answers; a device on a
+	// slow link needs longer (and resumes with Range if cut off anyway).
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(30 * time.Minute))
 	// ServeContent handles Range, If-Range (against the ETag) and HEAD.
 	http.ServeContent(w, r, "", m.CreatedAt, f)
 }

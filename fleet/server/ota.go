@@ -113,6 +113,11 @@ func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, "send multipart/form-data with fields name, version, labels and then file")
 		return
 	}
+	// fleetd's server-wide read and write timeouts are for small requests;
+	// a model upload on a slow link takes longer.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(time.Hour))
+	rc.SetWriteDeadline(time.Now().Add(time.Hour + time.Minute))
 	mr, err := r.MultipartReader()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "multipart: %v", err)

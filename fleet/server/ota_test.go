@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/artifact"
@@ -264,5 +265,46 @@ func TestOTARoutes(t *testing.T) {
 		if code != st.code || !strings.Contains(string(b), st.sub) {
 			t.Fatalf("%s %s: %d %s, want %d %q", st.method, st.path, code, b, st.code, st.sub)
 		}
+	}
+}
+
+// slowReader pauses once, after its first read.
+type slowReader struct {
+	r      io.Reader
+	paused bool
+	pause  time.Duration
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	if len(p) > 4096 {
+		p = p[:4096]
+	}
+	n, err := s.r.Read(p)
+	if !s.paused {
+		s.paused = true
+		time.Sleep(s.pause)
+	}
+	return n, err
+}
+
+// TestSlowUploadOutlivesReadTimeout: fleetd's server-wide read timeout is
+// short; a model upload extends it.
+func TestSlowUploadOutlivesReadTimeout(t *testing.T) {
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setupOTA(t)
+	f.ts.Close()
+	slow := httptest.NewUnstartedServer(f.ts.Config.Handler)
+	slow.Config.ReadTimeout = 300 * time.Millisecond
+	slow.Config.WriteTimeout = 300 * time.Millisecond
+	slow.Start()
+	defer slow.Close()
+	f.ts = slow
+	ct, body := multipartBody(t, [][2]string{{"name", "slow"}, {"version", "1"}}, model)
+	code, b := f.call(t, "POST", "/api/v1/models", tok, ct, &slowReader{r: body, pause: 700 * time.Millisecond})
+	if code != http.StatusCreated {
+		t.Fatalf("slow upload: %d %s", code, b)
 	}
 }
