@@ -84,12 +84,13 @@ type Options struct {
 
 // Ingest is safe for concurrent use.
 type Ingest struct {
-	opt  Options
-	conn Conn
-	sem  chan struct{}
-	wg   sync.WaitGroup // batches submitted and not yet acked
-	log  *slog.Logger
-	acks chan stored
+	opt   Options
+	conn  Conn
+	sem   chan struct{}
+	wg    sync.WaitGroup // batches submitted and not yet acked
+	log   *slog.Logger
+	acks  chan stored
+	ready chan struct{}
 
 	mu      sync.RWMutex
 	closing bool
@@ -116,7 +117,7 @@ func New(conn Conn, opt Options) (*Ingest, error) {
 		opt.Logger = slog.Default()
 	}
 	in := &Ingest{
-		opt: opt, conn: conn, sem: make(chan struct{}, opt.MaxInflight), log: opt.Logger, acks: make(chan stored, 4096),
+		opt: opt, conn: conn, sem: make(chan struct{}, opt.MaxInflight), log: opt.Logger, acks: make(chan stored, 4096), ready: make(chan struct{}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_messages_total", Help: "MQTT messages received, by topic kind."}, []string{"kind"}),
 		dropped:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_dropped_total", Help: "Messages dropped, by reason."}, []string{"reason"}),
 		events:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_ingest_events_total", Help: "Detection events received, by result (stored or duplicate)."}, []string{"result"}),
@@ -165,9 +166,13 @@ func (in *Ingest) Run(ctx context.Context) error {
 		}
 	}
 	in.log.Info("ingest subscribed", "share_group", in.opt.ShareGroup)
+	close(in.ready)
 	<-ctx.Done()
 	return nil
 }
+
+// Ready is closed once Run has subscribed to every topic.
+func (in *Ingest) Ready() <-chan struct{} { return in.ready }
 
 // Dropped returns how many messages were dropped for reason.
 func (in *Ingest) Dropped(reason string) float64 {

@@ -56,6 +56,17 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+func TestExampleConfig(t *testing.T) {
+	t.Setenv("FLEETD_ADMIN_TOKEN", "an-admin-token-of-some-length")
+	c, err := LoadConfig("fleetd.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Broker.Listen != "0.0.0.0:1883" || len(c.Devices) != 1 || c.Retention.MaxAge != 720*time.Hour {
+		t.Fatalf("example parsed as %+v", c)
+	}
+}
+
 func FuzzParseConfig(f *testing.F) {
 	f.Add(minimal)
 	f.Add(minimal + "broker:\n  url: tcp://h:1\n")

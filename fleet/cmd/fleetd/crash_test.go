@@ -46,15 +46,22 @@ type fleetdProc struct {
 // startFleetd runs fleetd and waits until it reports its addresses.
 func startFleetd(t *testing.T, bin, dir string) *fleetdProc {
 	t.Helper()
+	return startFleetdWith(t, bin, dir, fmt.Sprintf(`
+broker: {listen: "127.0.0.1:0"}
+devices: [{id: %s, password: %s}]
+`, testDevice, testPass))
+}
+
+// startFleetdWith runs fleetd with a config of the common keys plus extra.
+func startFleetdWith(t *testing.T, bin, dir, extra string) *fleetdProc {
+	t.Helper()
 	cfg := filepath.Join(dir, "fleetd.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`
 data_dir: %s
 log: {format: json}
 http: {listen: "127.0.0.1:0"}
-broker: {listen: "127.0.0.1:0"}
 operators: [{name: test, token: %s}]
-devices: [{id: %s, password: %s}]
-`, filepath.Join(dir, "data"), testToken, testDevice, testPass)), 0o600)
+`, filepath.Join(dir, "data"), testToken)+extra), 0o600)
 	cmd := exec.Command(bin, "--config", cfg)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {

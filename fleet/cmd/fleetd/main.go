@@ -195,7 +195,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		defer cancel()
 		return hs.Shutdown(sctx)
 	})
-	log.Info("fleetd ready")
+	select {
+	case <-in.Ready():
+		log.Info("fleetd ready")
+	case <-ctx.Done():
+	}
 	return g.Wait()
 }
 

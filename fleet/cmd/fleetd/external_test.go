@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+// mosquittoAddr is $EDGEFLEET_MOSQUITTO, or a mosquitto started for the
+// test, or a skip (a failure under CI=true).
+func mosquittoAddr(t *testing.T) string {
+	t.Helper()
+	if addr := os.Getenv("EDGEFLEET_MOSQUITTO"); addr != "" {
+		return addr
+	}
+	bin := ""
+	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
+		if b, err := exec.LookPath(p); err == nil {
+			bin = b
+			break
+		}
+	}
+	if bin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mosquitto not found and EDGEFLEET_MOSQUITTO unset")
+		}
+		t.Skip("mosquitto not installed")
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\n"), 0o600)
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mosquitto did not start")
+		}
+	}
+}
+
+// TestExternalBroker runs fleetd against mosquitto (broker.url): a device
+// on mosquitto registers and gets its detections acknowledged.
+func TestExternalBroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs fleetd")
+	}
+	mq := mosquittoAddr(t)
+	dir := t.TempDir()
+	bin := buildFleetd(t, dir)
+	p := startFleetdWith(t, bin, dir, fmt.Sprintf("broker: {url: \"tcp://%s\", client_id: fleetd-test}\n", mq))
+	if p.mqtt != "" {
+		t.Fatalf("embedded broker started (%s) although broker.url is set", p.mqtt)
+	}
+	ag := connectAgent(t, mq, map[uint64]bool{})
+	defer ag.cl.Disconnect(0)
+	st, _ := json.Marshal(api.State{DeviceID: testDevice, Online: true, Labels: map[string]string{"site": "ext"}})
+	ag.cl.Publish(api.StateTopic(testDevice), 1, true, st).WaitTimeout(5 * time.Second)
+	for i := uint64(0); i < 5; i++ {
+		if tok := ag.send(i*10+1, i*10+10); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(ag.ackedCopy()) < 50; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("acked %d of 50 through mosquitto", len(ag.ackedCopy()))
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+p.http+"/api/v1/devices/"+testDevice, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"site": "ext"`) || !strings.Contains(string(body), `"detections": 50`) {
+		t.Fatalf("device over REST: %d %s", resp.StatusCode, body)
+	}
+}
