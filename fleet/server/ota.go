@@ -23,6 +23,7 @@ import (
 //	GET    /api/v1/models                    list
 //	GET    /api/v1/models/{name}/{version}   one model with its manifest
 //	DELETE /api/v1/models/{name}/{version}   409 while a rollout uses it
+//	...    /api/v1/firmware[/{name}/{version}] the same for agent bundles (multipart: name, version, os, arch, file)
 //	GET    /api/v1/keys                      the pinned public keys
 //	POST   /api/v1/rollouts                  CreateRollout
 //	GET    /api/v1/rollouts                  summaries
@@ -45,7 +46,7 @@ type OTA struct {
 
 // bodyLimit is the request body cap: uploads get OTA.MaxUpload, the rest 1 MiB.
 func (s *Server) bodyLimit(r *http.Request) int64 {
-	if o := s.opt.OTA; o != nil && r.Method == http.MethodPost && r.URL.Path == "/api/v1/models" {
+	if o := s.opt.OTA; o != nil && r.Method == http.MethodPost && (r.URL.Path == "/api/v1/models" || r.URL.Path == "/api/v1/firmware") {
 		if o.MaxUpload > 0 {
 			return o.MaxUpload + 64<<10
 		}
@@ -67,6 +68,10 @@ func (s *Server) otaRoutes() {
 	s.handle("GET /api/v1/models", true, s.modelList)
 	s.handle("GET /api/v1/models/{name}/{version}", true, s.modelShow)
 	s.handle("DELETE /api/v1/models/{name}/{version}", true, s.modelDelete)
+	s.handle("POST /api/v1/firmware", true, s.modelPush)
+	s.handle("GET /api/v1/firmware", true, s.modelList)
+	s.handle("GET /api/v1/firmware/{name}/{version}", true, s.modelShow)
+	s.handle("DELETE /api/v1/firmware/{name}/{version}", true, s.modelDelete)
 	s.handle("GET /api/v1/keys", true, s.keyList)
 	s.handle("POST /api/v1/rollouts", true, s.rolloutCreate)
 	s.handle("GET /api/v1/rollouts", true, s.rolloutList)
@@ -76,8 +81,25 @@ func (s *Server) otaRoutes() {
 	s.handle("GET "+artifact.PathPrefix+"{sha}", false, h.ServeHTTP)
 }
 
-// ModelView is a stored model as the API shows it.
+// pathKind is the artifact kind a route serves: firmware under /api/v1/firmware, else model.
+func pathKind(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/api/v1/firmware") {
+		return manifest.KindFirmware
+	}
+	return manifest.KindModel
+}
+
+// listKey is the JSON key of a kind's list.
+func listKey(kind string) string {
+	if kind == manifest.KindFirmware {
+		return "firmware"
+	}
+	return "models"
+}
+
+// ModelView is a stored model (or agent bundle) as the API shows it.
 type ModelView struct {
+	Kind      string            `json:"kind"`
 	Name      string            `json:"name"`
 	Version   string            `json:"version"`
 	SHA256    string            `json:"sha256"`
@@ -87,6 +109,8 @@ type ModelView struct {
 	Labels    int               `json:"labels"`
 	Inputs    []manifest.Tensor `json:"inputs,omitempty"`
 	Outputs   []manifest.Tensor `json:"outputs,omitempty"`
+	OS        string            `json:"os,omitempty"`
+	Arch      string            `json:"arch,omitempty"`
 	// InUse lists the unfinished rollouts that send it.
 	InUse []string `json:"in_use,omitempty"`
 	// Manifest is the signed payload (canonical JSON) and Signature its signature.
@@ -95,7 +119,7 @@ type ModelView struct {
 }
 
 func (s *Server) modelView(m artifact.Meta, full bool) ModelView {
-	v := ModelView{Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size, CreatedAt: m.CreatedAt, KeyID: m.KeyID,
+	v := ModelView{Kind: m.Kind, OS: m.OS, Arch: m.Arch, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size, CreatedAt: m.CreatedAt, KeyID: m.KeyID,
 		Labels: len(m.Labels), InUse: s.opt.OTA.Rollouts.ArtifactInUse(m.SHA256)}
 	if man, err := manifest.Parse(m.Manifest); err == nil {
 		v.Inputs, v.Outputs = man.Inputs, man.Outputs
@@ -110,7 +134,7 @@ func (s *Server) modelView(m artifact.Meta, full bool) ModelView {
 // sealer reads the model's tensors and signs the manifest.
 func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "multipart/form-data" {
-		writeError(w, http.StatusUnsupportedMediaType, "send multipart/form-data with fields name, version, labels and then file")
+		writeError(w, http.StatusUnsupportedMediaType, "send multipart/form-data with fields name, version, labels (or os, arch) and then file")
 		return
 	}
 	// fleetd's server-wide read and write timeouts are for small requests;
@@ -123,7 +147,7 @@ func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "multipart: %v", err)
 		return
 	}
-	m := artifact.Meta{Kind: manifest.KindModel}
+	m := artifact.Meta{Kind: pathKind(r)}
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -135,7 +159,7 @@ func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		switch part.FormName() {
-		case "name", "version", "labels":
+		case "name", "version", "labels", "os", "arch":
 			b, err := io.ReadAll(io.LimitReader(part, 1<<20))
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "multipart %s: %v", part.FormName(), err)
@@ -148,6 +172,10 @@ func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 				m.Version = strings.TrimSpace(string(b))
 			case "labels":
 				m.Labels = meta.ParseLabels(b)
+			case "os":
+				m.OS = strings.TrimSpace(string(b))
+			case "arch":
+				m.Arch = strings.TrimSpace(string(b))
 			}
 		case "file":
 			if err := api.ValidateID(m.Name); err != nil {
@@ -158,13 +186,17 @@ func (s *Server) modelPush(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusBadRequest, "version: %v", err)
 				return
 			}
+			if (m.Kind == manifest.KindFirmware) != (m.OS != "" && m.Arch != "") || m.Kind == manifest.KindModel && (m.OS != "" || m.Arch != "") {
+				writeError(w, http.StatusBadRequest, "os and arch are required for firmware and only for firmware")
+				return
+			}
 			got, err := s.opt.OTA.Artifacts.Put(r.Context(), part, m)
 			if err != nil {
 				writeError(w, artifactStatus(err), "%v", err)
 				return
 			}
 			op, _ := s.operator(r)
-			s.log.Info("model pushed", "name", got.Name, "version", got.Version, "sha256", got.SHA256, "size", got.Size, "operator", op)
+			s.log.Info("artifact pushed", "kind", got.Kind, "name", got.Name, "version", got.Version, "sha256", got.SHA256, "size", got.Size, "operator", op)
 			writeJSON(w, http.StatusCreated, s.modelView(got, true))
 			return
 		default:
@@ -195,17 +227,18 @@ func (s *Server) modelList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "%v", err)
 		return
 	}
+	kind := pathKind(r)
 	out := []ModelView{}
 	for _, m := range all {
-		if m.Kind == manifest.KindModel {
+		if m.Kind == kind {
 			out = append(out, s.modelView(m, false))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"models": out})
+	writeJSON(w, http.StatusOK, map[string]any{listKey(kind): out})
 }
 
 func (s *Server) modelShow(w http.ResponseWriter, r *http.Request) {
-	m, err := s.opt.OTA.Artifacts.Find(r.Context(), manifest.KindModel, r.PathValue("name"), r.PathValue("version"))
+	m, err := s.opt.OTA.Artifacts.Find(r.Context(), pathKind(r), r.PathValue("name"), r.PathValue("version"))
 	if err != nil {
 		writeError(w, artifactStatus(err), "%v", err)
 		return
@@ -215,7 +248,7 @@ func (s *Server) modelShow(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) modelDelete(w http.ResponseWriter, r *http.Request) {
 	st := s.opt.OTA.Artifacts
-	m, err := st.Find(r.Context(), manifest.KindModel, r.PathValue("name"), r.PathValue("version"))
+	m, err := st.Find(r.Context(), pathKind(r), r.PathValue("name"), r.PathValue("version"))
 	if err == nil {
 		err = st.Delete(r.Context(), m.SHA256)
 	}
@@ -246,10 +279,12 @@ func (s *Server) keyList(w http.ResponseWriter, r *http.Request) {
 }
 
 // CreateRollout is the body of POST /api/v1/rollouts. Strings take the
-// fleetctl flag syntax: model "name@version", selector "site=a,line=3",
-// waves "10%,50%,100%", max_failures "5%" or "3", durations "2m".
+// fleetctl flag syntax: model (or firmware) "name@version", selector
+// "site=a,line=3", waves "10%,50%,100%", max_failures "5%" or "3",
+// durations "2m".
 type CreateRollout struct {
-	Model        string `json:"model"`
+	Model        string `json:"model,omitempty"`
+	Firmware     string `json:"firmware,omitempty"`
 	Selector     string `json:"selector"`
 	Canary       int    `json:"canary"`
 	Waves        string `json:"waves"`
@@ -261,16 +296,23 @@ type CreateRollout struct {
 // Spec resolves the request against the artifact store.
 func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error) {
 	var sp rollout.Spec
-	name, version, ok := strings.Cut(c.Model, "@")
-	if !ok || name == "" || version == "" {
-		return sp, http.StatusBadRequest, fmt.Errorf("model: %q is not name@version", c.Model)
+	kind, ref := manifest.KindModel, c.Model
+	switch {
+	case c.Model != "" && c.Firmware != "":
+		return sp, http.StatusBadRequest, errors.New("give model or firmware, not both")
+	case c.Firmware != "":
+		kind, ref = manifest.KindFirmware, c.Firmware
 	}
-	m, err := o.Artifacts.Find(r.Context(), manifest.KindModel, name, version)
+	name, version, ok := strings.Cut(ref, "@")
+	if !ok || name == "" || version == "" {
+		return sp, http.StatusBadRequest, fmt.Errorf("%s: %q is not name@version", kind, ref)
+	}
+	m, err := o.Artifacts.Find(r.Context(), kind, name, version)
 	if err != nil {
 		return sp, artifactStatus(err), err
 	}
 	if len(m.Manifest) == 0 || len(m.Sig) == 0 {
-		return sp, http.StatusConflict, fmt.Errorf("model %s@%s has no signed manifest", name, version)
+		return sp, http.StatusConflict, fmt.Errorf("%s %s@%s has no signed manifest", kind, name, version)
 	}
 	sp.Artifact = api.Artifact{Kind: m.Kind, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size,
 		URL: strings.TrimSuffix(o.ArtifactBase, "/") + artifact.URL(m.SHA256), Manifest: m.Manifest, Sig: m.Sig, KeyID: m.KeyID}

@@ -308,3 +308,57 @@ func TestSlowUploadOutlivesReadTimeout(t *testing.T) {
 		t.Fatalf("slow upload: %d %s", code, b)
 	}
 }
+
+// TestOTAFirmware: agent bundles share the store, signing and rollouts.
+func TestOTAFirmware(t *testing.T) {
+	f := setupOTA(t)
+	bundle := bytes.Repeat([]byte("\x7fELF agent "), 1000)
+	pushes := []struct {
+		name   string
+		path   string
+		fields [][2]string
+		code   int
+		substr string
+	}{
+		{"firmware", "/api/v1/firmware", [][2]string{{"name", "edge-agent"}, {"version", "0.2.0"}, {"os", "linux"}, {"arch", "arm64"}}, 201, `"arch": "arm64"`},
+		{"firmware without arch", "/api/v1/firmware", [][2]string{{"name", "edge-agent"}, {"version", "0.3.0"}, {"os", "linux"}}, 400, "os and arch"},
+		{"model with arch", "/api/v1/models", [][2]string{{"name", "m"}, {"version", "1"}, {"arch", "arm64"}}, 400, "os and arch"},
+	}
+	var fw ModelView
+	for _, tc := range pushes {
+		ct, body := multipartBody(t, tc.fields, bundle)
+		code, b := f.call(t, "POST", tc.path, tok, ct, body)
+		if code != tc.code || !strings.Contains(string(b), tc.substr) {
+			t.Fatalf("%s: %d %s, want %d %q", tc.name, code, b, tc.code, tc.substr)
+		}
+		if code == 201 {
+			json.Unmarshal(b, &fw)
+		}
+	}
+	man, err := manifest.Verify(f.keys, fw.Manifest, fw.Signature, fw.KeyID)
+	if err != nil || man.Kind != manifest.KindFirmware || man.Arch != "arm64" || man.OS != "linux" {
+		t.Fatalf("firmware manifest %+v: %v", man, err)
+	}
+	if code, b := f.call(t, "GET", "/api/v1/firmware", tok, "", nil); code != 200 || !strings.Contains(string(b), `"firmware": [`) || !strings.Contains(string(b), "edge-agent") {
+		t.Fatalf("firmware list: %d %s", code, b)
+	}
+	if code, b := f.call(t, "GET", "/api/v1/models", tok, "", nil); code != 200 || strings.Contains(string(b), "edge-agent") {
+		t.Fatalf("models list shows firmware: %d %s", code, b)
+	}
+	if code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(`{"model":"a@1","firmware":"edge-agent@0.2.0"}`)); code != 400 || !strings.Contains(string(b), "not both") {
+		t.Fatalf("model and firmware: %d %s", code, b)
+	}
+	if code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(`{"firmware":"edge-agent@0.2.0","selector":"site=b"}`)); code != 201 {
+		t.Fatalf("firmware rollout: %d %s", code, b)
+	}
+	f.eng.Step(context.Background())
+	f.disp.mu.Lock()
+	cmds := f.disp.cmds["cam-3"]
+	f.disp.mu.Unlock()
+	if len(cmds) != 1 || cmds[0].Kind != api.CommandFirmwareUpdate || cmds[0].Artifact.Kind != manifest.KindFirmware {
+		t.Fatalf("commands to cam-3: %+v", cmds)
+	}
+	if code, b := f.call(t, "DELETE", "/api/v1/firmware/edge-agent/0.2.0", tok, "", nil); code != 409 {
+		t.Fatalf("delete firmware in use: %d %s", code, b)
+	}
+}
