@@ -31,7 +31,8 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	var req server.CreateRollout
-	fs.StringVar(&req.Model, "model", "", "model NAME@VERSION (required)")
+	fs.StringVar(&req.Model, "model", "", "model NAME@VERSION")
+	fs.StringVar(&req.Firmware, "firmware", "", "agent bundle NAME@VERSION, instead of --model")
 	fs.StringVar(&req.Selector, "selector", "", "device labels, e.g. site=plant-a,line=3 (default: all devices)")
 	fs.IntVar(&req.Canary, "canary", 1, "devices in the canary wave")
 	fs.StringVar(&req.Waves, "waves", "10%,50%,100%", "cumulative waves, percent of the targets")
@@ -41,10 +42,10 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if req.Model == "" {
-		return fmt.Errorf("%w: rollouts create needs --model NAME@VERSION", errUsage)
+	if (req.Model == "") == (req.Firmware == "") {
+		return fmt.Errorf("%w: rollouts create needs --model NAME@VERSION or --firmware NAME@VERSION", errUsage)
 	}
-	if _, _, err := splitNameVersion(req.Model); err != nil {
+	if _, _, err := splitNameVersion(req.Model + req.Firmware); err != nil {
 		return err
 	}
 	// Check the flags here so a typo is a usage error, not a server round trip.
