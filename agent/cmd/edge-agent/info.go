@@ -12,7 +12,6 @@ import (
 	"os"
 	"runtime"
 	"sort"
-	"strings"
 	"text/tabwriter"
 
 	"edgefleet/agent"
@@ -294,8 +293,11 @@ func (r *infoReport) print(w io.Writer) error {
 			state = "not usable"
 		}
 		detail := e.Version
-		if e.Engine == "native" && r.Native.Library != "" && e.Delegate == "" {
-			detail = strings.TrimSpace("TFLite " + e.Version + " " + r.Native.Library)
+		if e.Engine == "native" && r.Native.Library != "" {
+			detail = "TFLite " + e.Version
+			if e.Delegate == "" {
+				detail += " " + r.Native.Library
+			}
 		}
 		if e.Error != "" {
 			detail = e.Error
