@@ -31,5 +31,8 @@ demo: build ## run the agent on the test photos and write annotated pictures to 
 		--annotate demo-out --json $(EDGEFLEET_TESTDATA)/images/*.png
 	@echo "annotated pictures in demo-out/"
 
+cross: ## static edge-agent/edge-launcher (linux arm64, armv7, amd64), fleetd/fleetctl (linux amd64, arm64) into bin/<os>_<arch>/
+	GO=$(GO) BIN=$(BIN) VERSION=$(VERSION) scripts/cross.sh
+
 clean: ## remove build outputs
 	rm -rf $(BIN) demo-out
