@@ -243,10 +243,6 @@ func (r *recorder) states(job string) []string {
 	return out
 }
 
-func terminal(state string) bool {
-	return state == api.JobSucceeded || state == api.JobFailed || state == api.JobRolledBack
-}
-
 // wait returns the job's final status.
 func (r *recorder) wait(t *testing.T, job string, timeout time.Duration) api.JobStatus {
 	t.Helper()

@@ -54,6 +54,10 @@ type JobRecord struct {
 	JobID  string `json:"job_id"`
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
+	// From and To are the sha256 of the model a committed update replaced
+	// and installed (From is empty when there was none on record).
+	From string `json:"from,omitempty"`
+	To   string `json:"to,omitempty"`
 }
 
 type state struct {
@@ -74,10 +78,14 @@ func (s *state) job(id string) (JobRecord, bool) {
 	return JobRecord{}, false
 }
 
-// record sets the job's state, adding it if new, dropping the oldest past the bound.
+// record sets the job's state, adding it if new, dropping the oldest past
+// the bound. From and To, once set, stay.
 func (s *state) record(j JobRecord) {
 	for i := range s.Jobs {
 		if s.Jobs[i].JobID == j.JobID {
+			if j.To == "" {
+				j.From, j.To = s.Jobs[i].From, s.Jobs[i].To
+			}
 			s.Jobs[i] = j
 			return
 		}

@@ -351,6 +351,13 @@ func (x *Executor) isKept(sum string) bool {
 	return false
 }
 
+func shortModel(m *Model) string {
+	if m == nil {
+		return "none"
+	}
+	return short(m.SHA256)
+}
+
 func short(sum string) string {
 	if len(sum) > 12 {
 		return sum[:12]
@@ -421,8 +428,9 @@ func (x *Executor) Seed(ctx context.Context, path, name, version string) error {
 }
 
 // Handle accepts a command: it persists it and queues it for Run, and
-// reports queued. A job id seen before is ignored (nil error), whether it
-// is still queued, running or finished.
+// reports queued. A job id seen before is not run again (nil error); if
+// that job has ended, its final state is reported again, for a fleet that
+// resends jobs whose outcome it missed.
 func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("update: handle: %w", err)
@@ -430,9 +438,13 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 	x.rmu.Lock()
 	defer x.rmu.Unlock()
 	x.mu.Lock()
-	if _, seen := x.st.job(c.JobID); seen {
+	if rec, seen := x.st.job(c.JobID); seen {
 		x.mu.Unlock()
-		x.log.Info("update: duplicate job ignored", "job_id", c.JobID)
+		x.log.Info("update: duplicate job ignored", "job_id", c.JobID, "state", rec.State)
+		if terminal(rec.State) {
+			// The fleet resends jobs it has no final state for: tell it again.
+			x.reportLocked(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason})
+		}
 		return nil
 	}
 	x.st.Queue = append(x.st.Queue, c)
@@ -515,6 +527,10 @@ func (x *Executor) Run(ctx context.Context) error {
 			x.log.Info("update: job ended", "job_id", rec.JobID, "state", rec.State)
 		}
 	}
+}
+
+func terminal(state string) bool {
+	return state == api.JobSucceeded || state == api.JobFailed || state == api.JobRolledBack
 }
 
 func (x *Executor) report(ctx context.Context, s api.JobStatus) {
@@ -712,7 +728,7 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	old, err := x.opts.Swapper.Swap(jctx, eng, m)
 	if err != nil {
 		eng.Close()
-		x.endTrial(nil)
+		x.endTrial(c.JobID, nil)
 		discard()
 		return api.JobFailed, fmt.Errorf("update: swap: %w", err)
 	}
@@ -740,11 +756,11 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 			return api.JobFailed, fmt.Errorf("%v; and swapping the old model back failed: %w", err, serr)
 		}
 		back.Close()
-		x.endTrial(nil)
+		x.endTrial(c.JobID, nil)
 		discard()
 		return api.JobRolledBack, err
 	}
-	if err := x.endTrial(&newModel); err != nil {
+	if err := x.endTrial(c.JobID, &newModel); err != nil {
 		return api.JobFailed, err
 	}
 	if old != nil {
@@ -779,12 +795,17 @@ func (x *Executor) watch(ctx context.Context, window time.Duration, before Stats
 
 // endTrial clears the trial; with committed, that model becomes current and
 // the current one previous (the last known good to return to).
-func (x *Executor) endTrial(committed *Model) error {
+func (x *Executor) endTrial(jobID string, committed *Model) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	prevCur, prevPrev := x.st.Current, x.st.Previous
 	x.st.Trial = nil
 	if committed != nil {
+		from := ""
+		if x.st.Current != nil {
+			from = x.st.Current.SHA256
+		}
+		x.st.record(JobRecord{JobID: jobID, State: api.JobHealthCheck, From: from, To: committed.SHA256})
 		x.st.Previous, x.st.Current = x.st.Current, committed
 	}
 	if err := saveState(x.statePath(), x.st); err != nil {
@@ -869,11 +890,46 @@ func (x *Executor) gc() {
 	}
 }
 
+// RollbackSuffix ends the id of a rollback job that undoes the job whose id
+// precedes it (fleet/rollout names them so).
+const RollbackSuffix = "-rb"
+
 // rollback returns to the previous model: the fleet's answer to a rollout
-// that went wrong after this device had committed.
+// that went wrong. A job id "<id>-rb" undoes job <id> only: when that job
+// did not install its model here, there is nothing to undo and the
+// rollback succeeds without a swap (and <id>, if it comes later, is not
+// run); when the model it installed is no longer current, the rollback
+// fails. Any other rollback job returns to the previous model.
 func (x *Executor) rollback(ctx context.Context, c api.Command) (string, error) {
 	x.mu.Lock()
 	prev, cur := x.st.Previous, x.st.Current
+	if base, ok := strings.CutSuffix(c.JobID, RollbackSuffix); ok && base != "" {
+		rec, seen := x.st.job(base)
+		switch {
+		case !seen:
+			x.st.record(JobRecord{JobID: base, State: api.JobFailed, Reason: "cancelled by rollback job " + c.JobID})
+			err := saveState(x.statePath(), x.st)
+			x.mu.Unlock()
+			if err != nil {
+				return api.JobFailed, err
+			}
+			x.log.Info("update: rollback of a job never run here: nothing to undo", "job_id", c.JobID, "undo_job_id", base)
+			return api.JobSucceeded, nil
+		case rec.To == "":
+			x.mu.Unlock()
+			x.log.Info("update: rollback of a job that installed nothing: nothing to undo", "job_id", c.JobID,
+				"undo_job_id", base, "undo_job_state", rec.State)
+			return api.JobSucceeded, nil
+		case cur != nil && cur.SHA256 == rec.From:
+			x.mu.Unlock()
+			x.log.Info("update: rollback: the model before the job is already current", "job_id", c.JobID, "undo_job_id", base)
+			return api.JobSucceeded, nil
+		case cur == nil || cur.SHA256 != rec.To || prev == nil || prev.SHA256 != rec.From:
+			x.mu.Unlock()
+			return api.JobFailed, fmt.Errorf("update: rollback: job %s installed %s over %s, but the current model is %s and the previous %s",
+				base, short(rec.To), short(rec.From), shortModel(cur), shortModel(prev))
+		}
+	}
 	x.mu.Unlock()
 	if prev == nil {
 		return api.JobFailed, ErrNoPrevious

@@ -402,6 +402,61 @@ func TestDuplicateJobIgnored(t *testing.T) {
 	if queued != 1 {
 		t.Errorf("queued reported %d times, want 1", queued)
 	}
+	// The duplicates after the end are answered with the final state.
+	var finals int
+	for _, s := range f.rep.of(c.JobID) {
+		if s.State == api.JobSucceeded {
+			finals++
+		}
+	}
+	if finals != 3 {
+		t.Errorf("succeeded reported %d times, want 3 (the end, then once per later duplicate)", finals)
+	}
+}
+
+// TestRollbackOfJob: "<job>-rb" undoes that job only.
+func TestRollbackOfJob(t *testing.T) {
+	old, next := tinyE2E(0.9), tinyE2E(0.8)
+	f := newFixture(t, old, nil)
+	startCamera(t, f.slot, 2*time.Millisecond)
+	f.start()
+	run := func(c api.Command, want string) api.JobStatus {
+		t.Helper()
+		f.handle(c)
+		end := f.rep.wait(t, c.JobID, jobTimeout)
+		if end.State != want {
+			t.Fatalf("%s: %s (%s), want %s", c.JobID, end.State, end.Reason, want)
+		}
+		return end
+	}
+	// A job that failed installed nothing: its rollback changes nothing.
+	bad := f.signed("job-bad", next, "2")
+	bad.Artifact.Sig = nil
+	run(bad, api.JobFailed)
+	run(api.Command{JobID: "job-bad-rb", Kind: api.CommandRollback}, api.JobSucceeded)
+	if got := f.serving(); got != sum256(old) {
+		t.Errorf("serving %s after a no-op rollback", short(got))
+	}
+	// A job that committed is undone.
+	run(f.signed("job-good", next, "2"), api.JobSucceeded)
+	run(api.Command{JobID: "job-good-rb", Kind: api.CommandRollback}, api.JobSucceeded)
+	if got := f.serving(); got != sum256(old) {
+		t.Errorf("serving %s, want the model before job-good", short(got))
+	}
+	if st := readState(t, f.dir); st.Current.SHA256 != sum256(old) {
+		t.Errorf("current %s", short(st.Current.SHA256))
+	}
+	// A rollback that arrives before its job cancels it.
+	run(api.Command{JobID: "job-late-rb", Kind: api.CommandRollback}, api.JobSucceeded)
+	late := f.signed("job-late", tinyE2E(0.7), "3")
+	f.handle(late)
+	end := f.rep.wait(t, late.JobID, jobTimeout)
+	if end.State != api.JobFailed || end.Reason != "cancelled by rollback job job-late-rb" {
+		t.Errorf("job after its rollback: %s (%q)", end.State, end.Reason)
+	}
+	if got := f.serving(); got != sum256(old) {
+		t.Errorf("serving %s after a cancelled job", short(got))
+	}
 }
 
 func TestRollbackCommand(t *testing.T) {
