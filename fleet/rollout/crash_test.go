@@ -78,10 +78,11 @@ func crashChild(t *testing.T, path string) {
 	stepUntil(t, e, 10, func(r *Rollout) bool { return r.State == StateWave && r.Wave == 2 }, "r1")
 	e.Step(ctx) // writes the held jobs' queued state
 	// A report the engine takes but has not written when the process dies.
-	if err := e.HandleJobStatus(ctx, api.JobStatus{DeviceID: s.order[20], JobID: "r1-20", State: api.JobSucceeded}); err != nil {
+	r, _ := e.Get("r1")
+	if err := e.HandleJobStatus(ctx, api.JobStatus{DeviceID: s.order[20], JobID: r.Jobs[20].JobID, State: api.JobSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := e.Get("r1"); !strings.HasPrefix(r.Jobs[20].State, "succ") {
+	if r, _ = e.Get("r1"); !strings.HasPrefix(r.Jobs[20].State, "succ") {
 		t.Fatal("report not taken")
 	}
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)

@@ -30,13 +30,19 @@
 // bbolt schema (version 1):
 //
 //	meta/version      -> "1"
+//	meta/epoch        -> 8 hex digits, set when the database is created
 //	rollouts/<id>     -> JSON Rollout (with every job)
 //
-// Ids are r<n>, n from the rollouts bucket's sequence.
+// Rollout ids are r<n>, n from the rollouts bucket's sequence. Job ids are
+// <rollout id>-<epoch>-<target index>: the epoch, random and kept in
+// meta/epoch, makes job ids of a new database differ from those of an old
+// one, which agents remember and would ignore.
 package rollout
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -291,6 +297,7 @@ type Engine struct {
 	dirty    map[string]bool   // rollouts to write at the next flush
 	resend   map[string]bool   // job ids to send again (after a restart)
 	closed   bool
+	epoch    string
 
 	m *metrics
 }
@@ -340,6 +347,18 @@ func Open(path string, opt Options) (*Engine, error) {
 			}
 		}
 		mb := tx.Bucket(bucketMeta)
+		if ep := mb.Get([]byte("epoch")); ep != nil {
+			e.epoch = string(ep)
+		} else {
+			var b [4]byte
+			if _, err := rand.Read(b[:]); err != nil {
+				return err
+			}
+			e.epoch = hex.EncodeToString(b[:])
+			if err := mb.Put([]byte("epoch"), []byte(e.epoch)); err != nil {
+				return err
+			}
+		}
 		switch v := mb.Get([]byte("version")); {
 		case v == nil:
 			if err := mb.Put([]byte("version"), []byte(schemaVersion)); err != nil {
@@ -484,7 +503,7 @@ func (e *Engine) Create(ctx context.Context, spec Spec) (Summary, error) {
 			for i >= r.WaveEnd[wave] {
 				wave++
 			}
-			j := Job{DeviceID: d.ID, JobID: r.ID + "-" + strconv.Itoa(i), Wave: wave, State: JobPending, UpdatedAt: now}
+			j := Job{DeviceID: d.ID, JobID: r.ID + "-" + e.epoch + "-" + strconv.Itoa(i), Wave: wave, State: JobPending, UpdatedAt: now}
 			if spec.Artifact.Kind == "firmware" {
 				j.Previous = d.AgentVersion
 			} else {

@@ -551,3 +551,31 @@ func equalStates(a, b []State) bool {
 	}
 	return true
 }
+
+// TestJobIDsDifferAcrossDatabases: agents remember job ids; a new database
+// (fleetd reinstalled) must not reuse those of the old one, while a reopened
+// one keeps its epoch.
+func TestJobIDsDifferAcrossDatabases(t *testing.T) {
+	ctx := context.Background()
+	var ids []string
+	path := dbPath(t)
+	for _, p := range []string{path, dbPath(t), path} {
+		s := newSim(t, 1, "1")
+		e := openEngine(t, p, s, newClock())
+		sum, err := e.Create(ctx, Spec{Artifact: testArtifact("2"), Waves: []float64{100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := e.Get(sum.ID)
+		if err := api.ValidateID(r.Jobs[0].JobID); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.Jobs[0].JobID)
+		e.Close()
+	}
+	epoch := func(id string) string { return strings.Split(id, "-")[1] }
+	if !strings.HasPrefix(ids[0], "r1-") || !strings.HasPrefix(ids[1], "r1-") || !strings.HasPrefix(ids[2], "r2-") ||
+		epoch(ids[0]) == epoch(ids[1]) || epoch(ids[0]) != epoch(ids[2]) {
+		t.Fatalf("job ids %v: want r1 in two databases with different epochs, r2 with the first one's", ids)
+	}
+}

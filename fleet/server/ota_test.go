@@ -249,7 +249,7 @@ func TestOTARoutes(t *testing.T) {
 	}{
 		{"DELETE", "/api/v1/models/yolov8n/2", "", 409, sum.ID},
 		{"GET", "/api/v1/rollouts", "", 200, sum.ID},
-		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"job_id": "` + sum.ID + `-0"`},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"job_id": "` + cmds[0].JobID + `"`},
 		{"GET", "/api/v1/rollouts/r99", "", 404, "not found"},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 200, `"state": "paused"`},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 409, "not allowed"},
