@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -38,7 +39,9 @@ func main() {
 
 func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println(agent.Version)
+		// As edge-agent version --json prints it.
+		fmt.Printf(`{"version":%q,"os":%q,"arch":%q,"config_schema":%d,"go_version":%q}`+"\n",
+			agent.Version, runtime.GOOS, runtime.GOARCH, agent.ConfigSchema, runtime.Version())
 		return nil
 	}
 	if mode == "crash" {
