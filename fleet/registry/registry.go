@@ -45,7 +45,8 @@ type Options struct {
 	// MaxSpoolDepth and MaxSpoolAge flag a backed-up spool; defaults 10000 events and 5m.
 	MaxSpoolDepth uint64
 	MaxSpoolAge   time.Duration
-	// HistoryPoints bounds the telemetry history kept per device; default 720.
+	// HistoryPoints bounds the telemetry history kept per device; default 360
+	// (an hour at one report per 10 s, about 40 bytes each).
 	HistoryPoints int
 	// HistoryAge bounds it by age; default 2h.
 	HistoryAge time.Duration
@@ -67,7 +68,7 @@ func (o *Options) defaults() {
 		o.MaxSpoolAge = 5 * time.Minute
 	}
 	if o.HistoryPoints <= 0 {
-		o.HistoryPoints = 720
+		o.HistoryPoints = 360
 	}
 	if o.HistoryAge <= 0 {
 		o.HistoryAge = 2 * time.Hour
@@ -121,7 +122,7 @@ type Point struct {
 // entry is a device with its volatile parts.
 type entry struct {
 	Device
-	history []Point
+	history ring
 	rate    [6]uint64 // detections per 10 s slot, ring over the last minute
 	rateAt  int64     // unix 10-s slot of rate's newest element
 	dirty   bool
@@ -208,10 +209,7 @@ func (r *Registry) load(tx *bolt.Tx) error {
 		if e == nil || json.Unmarshal(v, &p) != nil {
 			return nil
 		}
-		e.history = append(e.history, p)
-		if len(e.history) > r.opt.HistoryPoints {
-			e.history = e.history[1:]
-		}
+		e.history.push(p, r.opt.HistoryPoints)
 		return nil
 	})
 }
@@ -313,10 +311,7 @@ func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
 	if t.Engine != "" {
 		e.Engine, e.Delegate = t.Engine, t.Delegate
 	}
-	e.history = append(e.history, p)
-	if n := len(e.history) - r.opt.HistoryPoints; n > 0 {
-		e.history = slices.Delete(e.history, 0, n)
-	}
+	e.history.push(p, r.opt.HistoryPoints)
 	e.newPts = append(e.newPts, p)
 	return nil
 }
@@ -403,7 +398,7 @@ func (r *Registry) health(e *entry, now time.Time) []string {
 	if t == nil {
 		return flags
 	}
-	if n := len(e.history); n > 0 && e.history[n-1].DropRate > r.opt.MaxDropRate {
+	if last, ok := e.history.last(); ok && last.DropRate > r.opt.MaxDropRate {
 		flags = append(flags, FlagHighDropRate)
 	}
 	for _, c := range t.Cameras {
@@ -481,8 +476,7 @@ func (r *Registry) History(id string, since time.Time) ([]Point, bool) {
 	if !ok {
 		return nil, false
 	}
-	i, _ := slices.BinarySearchFunc(e.history, since, func(p Point, t time.Time) int { return p.Time.Compare(t) })
-	return slices.Clone(e.history[i:]), true
+	return e.history.since(since), true
 }
 
 // Summary counts devices online and offline per site and line.
@@ -649,4 +643,63 @@ func (r *Registry) Close() error {
 		err = fmt.Errorf("registry: close: %w", e)
 	}
 	return err
+}
+
+// point is a Point stored compactly.
+type point struct {
+	t                       int64 // unix ms
+	fps, p50, p99, dropRate float32
+	dropped, depth          uint32
+	camerasUp               uint16
+}
+
+func sat32(v uint64) uint32 { return uint32(min(v, 1<<32-1)) }
+
+func compact(p Point) point {
+	return point{t: p.Time.UnixMilli(), fps: float32(p.FPS), p50: float32(p.InferP50Ms), p99: float32(p.InferP99Ms),
+		dropRate: float32(p.DropRate), dropped: sat32(p.Dropped), depth: sat32(p.SpoolDepth), camerasUp: uint16(min(p.CamerasUp, 1<<16-1))}
+}
+
+func (c point) expand() Point {
+	return Point{Time: time.UnixMilli(c.t).UTC(), FPS: float64(c.fps), InferP50Ms: float64(c.p50), InferP99Ms: float64(c.p99),
+		DropRate: float64(c.dropRate), Dropped: uint64(c.dropped), SpoolDepth: uint64(c.depth), CamerasUp: int(c.camerasUp)}
+}
+
+// ring is a bounded history, oldest overwritten first.
+type ring struct {
+	buf   []point
+	start int // index of the oldest point when full
+}
+
+func (r *ring) push(p Point, capacity int) {
+	if len(r.buf) < capacity {
+		r.buf = append(r.buf, compact(p))
+		return
+	}
+	r.buf[r.start] = compact(p)
+	r.start = (r.start + 1) % len(r.buf)
+}
+
+func (r *ring) at(i int) point { return r.buf[(r.start+i)%len(r.buf)] }
+
+func (r *ring) last() (Point, bool) {
+	if len(r.buf) == 0 {
+		return Point{}, false
+	}
+	return r.at(len(r.buf) - 1).expand(), true
+}
+
+// since returns the points at or after t, oldest first.
+func (r *ring) since(t time.Time) []Point {
+	ms := t.UnixMilli()
+	if t.IsZero() {
+		ms = 0
+	}
+	out := []Point{}
+	for i := range len(r.buf) {
+		if p := r.at(i); p.t >= ms {
+			out = append(out, p.expand())
+		}
+	}
+	return out
 }

@@ -164,3 +164,28 @@ func TestPersist(t *testing.T) {
 		t.Fatalf("history since: %d points, want 2", len(h))
 	}
 }
+
+func TestRing(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		pushes, capacity, want int
+	}{{0, 3, 0}, {2, 3, 2}, {3, 3, 3}, {10, 3, 3}, {7, 1, 1}}
+	for _, tt := range tests {
+		var r ring
+		for i := range tt.pushes {
+			r.push(Point{Time: t0.Add(time.Duration(i) * time.Second), FPS: float64(i)}, tt.capacity)
+		}
+		got := r.since(time.Time{})
+		if len(got) != tt.want {
+			t.Fatalf("%d pushes into %d: %d points", tt.pushes, tt.capacity, len(got))
+		}
+		for i, p := range got {
+			if want := float64(tt.pushes - tt.want + i); p.FPS != want {
+				t.Errorf("%d pushes into %d: point %d has fps %v, want %v (oldest first)", tt.pushes, tt.capacity, i, p.FPS, want)
+			}
+		}
+		if last, ok := r.last(); ok != (tt.pushes > 0) || ok && last.FPS != float64(tt.pushes-1) {
+			t.Errorf("last = %+v, %v", last, ok)
+		}
+	}
+}
