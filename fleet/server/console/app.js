@@ -103,7 +103,10 @@ async function overview() {
   const groups = el("table", {},
     el("tr", {}, el("th", {}, "site"), el("th", {}, "line"), el("th", {}, "online"), el("th", {}, "offline"), el("th", {}, "flagged"), el("th", {}, "detections/min")),
     fleet.groups.map((g) => el("tr", {}, el("td", {}, g.site || "–"), el("td", {}, g.line || "–"), el("td", {}, g.online), el("td", {}, g.offline), el("td", {}, g.unhealthy), el("td", {}, fmt.num(g.detections_per_min, 0)))));
-  const rows = devs.devices.map((d) => el("tr", { "data-device": d.id },
+  // Devices with health flags first; a big fleet shows its first 300 here.
+  const MAX_ROWS = 300;
+  const sorted = devs.devices.slice().sort((a, b) => (b.health || []).length - (a.health || []).length || a.id.localeCompare(b.id));
+  const rows = sorted.slice(0, MAX_ROWS).map((d) => el("tr", { "data-device": d.id },
     el("td", {}, el("a", { href: "#/device/" + encodeURIComponent(d.id) }, d.id)),
     el("td", {}, (d.labels || {}).site || "–"), el("td", {}, (d.labels || {}).line || "–"),
     el("td", {}, onlineDot(d.online)),
@@ -114,7 +117,8 @@ async function overview() {
   const devTable = el("table", { id: "devices" },
     el("tr", {}, ["device", "site", "line", "status", "model", "engine", "detections", "per min", "health"].map((h) => el("th", {}, h))), rows);
   const chart = svgChart("Detections per minute, last 30 min", rate.buckets.map((b) => ({ t: Date.parse(b.start), v: b.count })), { bars: true });
-  return [el("h2", {}, "Fleet"), cards, el("div", { class: "charts" }, chart), el("h3", {}, "By site and line"), groups, el("h3", {}, "Devices"), devTable];
+  const more = sorted.length > MAX_ROWS ? el("p", {}, `Showing ${MAX_ROWS} of ${sorted.length} devices (flagged first); fleetctl devices list shows all.`) : null;
+  return [el("h2", {}, "Fleet"), cards, el("div", { class: "charts" }, chart), el("h3", {}, "By site and line"), groups, el("h3", {}, "Devices"), more, devTable];
 }
 
 async function devicePage(id) {
