@@ -247,9 +247,11 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		return n.errorf("%v", err)
 	}
 	c.krq = krq
+	need := tileM * g.oc * 4
 	if !c.direct {
-		ip.needScratch(tileM * c.k)
+		need += tileM * c.k
 	}
+	ip.needScratch(need)
 	return nil
 }
 
@@ -341,9 +343,11 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	dst := i8s(out.data)
 	tiles := (M + tileM - 1) / tileM
 	ip.parallel(tiles, 1, func(w, t0, t1 int) {
+		sc := ip.scratch[w]
+		acc := i32s(sc[:tileM*g.oc*4])
 		var col []int8
 		if !c.direct {
-			col = i8s(ip.scratch[w])
+			col = i8s(sc[tileM*g.oc*4:])
 		}
 		for t := t0; t < t1; t++ {
 			m0, m1 := t*tileM, min(M, (t+1)*tileM)
@@ -355,7 +359,10 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 				im2col(g, src, col, m0, m1, int8(c.inZP))
 				a = col[:rows*c.k]
 			}
-			c.packed.GemmRequant(rows, a, c.k, c.krq, dst[m0*g.oc:m1*g.oc], g.oc)
+			// The kernel's fused epilogue rounds twice (gemmlowp style);
+			// TFLite's conv rounds once (ruy), so requantize here.
+			c.packed.Gemm(rows, a, c.k, acc, g.oc)
+			requantRows(acc[:rows*g.oc], dst[m0*g.oc:m1*g.oc], g.oc, c.biasAdj, &c.rq, c.outZP, c.lo, c.hi)
 		}
 	})
 }
@@ -367,7 +374,7 @@ func requantRows(acc []int32, dst []int8, oc int, bias []int32, rq *requant, zp,
 		d := dst[i : i+oc]
 		for ch := range a {
 			q, s := rq.at(ch)
-			v := mbqm(a[ch]+bias[ch], q, s) + zp
+			v := mbqmRuy(a[ch]+bias[ch], q, s) + zp
 			d[ch] = int8(clamp32(v, lo, hi))
 		}
 	}

@@ -747,7 +747,7 @@ func (k *fullyConnected) evalDynamicS8(n *node) error {
 			for i, v := range xr {
 				acc += (int32(v) - zx) * (int32(wr[i]) - zw)
 			}
-			os[r*k.out+c] = int8(clamp32(mbqm(acc, q, s)+k.zo, k.lo, k.hi))
+			os[r*k.out+c] = int8(clamp32(mbqmRuy(acc, q, s)+k.zo, k.lo, k.hi))
 		}
 	}
 	return nil
