@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -615,3 +616,28 @@ func TestProbe(t *testing.T) {
 }
 
 const goarch = runtime.GOARCH
+
+// TestInvokeCancel: with a library that supports cancellation (2.13 and
+// later), ending ctx stops a running Invoke, and the engine still works.
+func TestInvokeCancel(t *testing.T) {
+	lib := libPath(t)
+	l, err := loadLibrary(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.interpCancel == nil {
+		t.Skipf("TFLite %s has no TfLiteInterpreterCancel", l.version)
+	}
+	e := open(t, readModel(t, "yolov8n_int8.tflite"), models.Options{Library: lib, Threads: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(20 * time.Millisecond) // after Invoke began, well before a float yolov8n invoke (100s of ms) ends
+		cancel()
+	}()
+	if err := e.Invoke(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Invoke while cancelled = %v, want context.Canceled", err)
+	}
+	if err := e.Invoke(context.Background()); err != nil {
+		t.Fatalf("Invoke after a cancelled one: %v", err)
+	}
+}
