@@ -65,7 +65,7 @@ func TestGoldenTensors(t *testing.T) {
 		{"yolov8n_full_integer_quant", "native", 0, 0}, // bit-exact
 
 		{"yolo11n_full_integer_quant", "native", 0, 0}, // bit-exact
-		{"yolov5n-int8", "native", 0, 0}, // bit-exact
+		{"yolov5n-int8", "native", 0, 0},               // bit-exact
 		{"yolov8n_int8", "native", 1e-3, 0.01},
 		{"yolo26n_int8_320_e2e", "wasm", 5e-3, 0.02},
 	}
