@@ -169,12 +169,12 @@ func cpuTime() time.Duration {
 // store, registry, ingest) runs in this process; the simulator runs in a
 // child process on the same machine and shares its CPUs. Steps go up to
 // EDGEFLEET_BENCH_MAX_DEVICES (default 5000), EDGEFLEET_BENCH_SECONDS each
-// (default 10); EDGEFLEET_BENCH_ONLY_MAX=1 runs only the last step.
+// (default 8); EDGEFLEET_BENCH_ONLY_MAX=1 runs only the last step.
 func BenchmarkFleet(b *testing.B) {
 	maxDev := envInt("EDGEFLEET_BENCH_MAX_DEVICES", 5000)
-	secs := envInt("EDGEFLEET_BENCH_SECONDS", 10)
+	secs := envInt("EDGEFLEET_BENCH_SECONDS", 8)
 	steps := []int{}
-	for _, n := range []int{1000, 2500, 5000, 7500, 10000, 15000, 20000} {
+	for _, n := range []int{1000, 2500, 3500, 5000, 7500, 10000, 15000, 20000} {
 		if n <= maxDev {
 			steps = append(steps, n)
 		}
