@@ -269,4 +269,3 @@ func firmwareBundle(ctx context.Context, args []string, w io.Writer) error {
 	fmt.Fprintf(w, "wrote %s: %s@%s for %s/%s, min config schema %d, signed by key %s\n", *outPath, m.Name, m.Version, m.OS, m.Arch, m.MinConfigSchema, keyID)
 	return nil
 }
-
