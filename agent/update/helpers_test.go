@@ -82,9 +82,11 @@ func openGo(ctx context.Context, b []byte, o models.Options) (models.Engine, err
 type artServer struct {
 	srv *httptest.Server
 
+	inflight sync.WaitGroup // handlers running
+
 	mu    sync.Mutex
 	files map[string][]byte // by URL path
-	reqs  []servedReq
+	reqs  []servedReq       // in arrival order
 	// dropAfter, when > 0, makes the next full response close the
 	// connection after that many body bytes (then it resets).
 	dropAfter int64
@@ -118,7 +120,9 @@ func (a *artServer) put(sum string, body []byte) string {
 	return a.srv.URL + p
 }
 
+// requests waits for the handlers in flight and returns every request.
 func (a *artServer) requests() []servedReq {
+	a.inflight.Wait()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.reqs)
@@ -151,6 +155,9 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 }
 
 func (a *artServer) serve(w http.ResponseWriter, r *http.Request) {
+	a.inflight.Add(1)
+	defer a.inflight.Done()
+	rec := servedReq{Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")}
 	a.mu.Lock()
 	body, ok := a.files[r.URL.Path]
 	drop, stall := a.dropAfter, a.stallAfter
@@ -159,11 +166,12 @@ func (a *artServer) serve(w http.ResponseWriter, r *http.Request) {
 	if fail {
 		a.fail503--
 	}
+	idx := len(a.reqs)
+	a.reqs = append(a.reqs, rec)
 	a.mu.Unlock()
-	rec := servedReq{Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")}
 	defer func() {
 		a.mu.Lock()
-		a.reqs = append(a.reqs, rec)
+		a.reqs[idx] = rec
 		a.mu.Unlock()
 	}()
 	if fail {
