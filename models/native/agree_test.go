@@ -21,6 +21,7 @@ import (
 func TestDetectionsAgree(t *testing.T) {
 	lib := libPath(t)
 	refs := modeltest.Glob(t, "reference/*.json")
+	imgs := map[string]image.Image{} // decoded once: PNG decoding is slow under -race
 	for _, delegate := range []string{"none", "xnnpack"} {
 		t.Run(delegate, func(td *testing.T) {
 			t := td
@@ -54,9 +55,13 @@ func TestDetectionsAgree(t *testing.T) {
 					if det == nil {
 						t.Skipf("this library cannot load %s", ref.Model)
 					}
-					img, err := imageio.Load(modeltest.Path(t, "images", ref.Image))
-					if err != nil {
-						t.Fatal(err)
+					img, ok := imgs[ref.Image]
+					if !ok {
+						var err error
+						if img, err = imageio.Load(modeltest.Path(t, "images", ref.Image)); err != nil {
+							t.Fatal(err)
+						}
+						imgs[ref.Image] = img
 					}
 					got, err := det.Detect(context.Background(), []image.Image{img})
 					if err != nil {
