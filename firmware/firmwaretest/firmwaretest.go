@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"testing"
 	"time"
 
 	"edgefleet/firmware/bundle"
+	"edgefleet/fleet/api"
 	"edgefleet/models/manifest"
 )
 
@@ -107,4 +109,40 @@ func (s *Signer) Bundle(t testing.TB, bin string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// Outbox returns the job states the stand-in agent reported, in order.
+func Outbox(t testing.TB, data string) []api.JobStatus {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(data, "outbox", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	var out []api.JobStatus
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s api.JobStatus
+		if err := api.Decode(b, &s); err != nil {
+			t.Fatalf("outbox %s: %v", f, err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Final returns the last terminal state reported for job.
+func Final(t testing.TB, data, job string) (api.JobStatus, bool) {
+	t.Helper()
+	var last api.JobStatus
+	found := false
+	for _, s := range Outbox(t, data) {
+		if s.JobID == job && (s.State == api.JobSucceeded || s.State == api.JobFailed || s.State == api.JobRolledBack) {
+			last, found = s, true
+		}
+	}
+	return last, found
 }

@@ -38,20 +38,12 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func outcome(s *slot.Slots, job string) (slot.Outcome, bool) {
-	p, _ := s.Pending()
-	for _, o := range p {
-		if o.JobID == job {
-			return o, true
-		}
-	}
-	return slot.Outcome{}, false
-}
 
 // TestTrials runs real agent builds under the launcher: a good update
 // commits; one that exits at start and one that never reports healthy are
-// rolled back to the previous slot with the reason recorded; the spool and
-// the model in the data directory survive every switch.
+// rolled back to the previous slot, and the version that runs next reports
+// each outcome with its reason; the spool and the model in the data
+// directory survive every switch.
 func TestTrials(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("linux only")
@@ -103,7 +95,7 @@ func TestTrials(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- launcher.Run(ctx, s, launcher.Options{
-			Stdout: testWriter{t}, Stderr: testWriter{t},
+			Stdout: testWriter{t}, Stderr: testWriter{t}, Env: []string{"FAKEAGENT_DEVICE=cam-1"},
 			Poll: 20 * time.Millisecond, RestartDelay: 20 * time.Millisecond, MaxRestartDelay: 200 * time.Millisecond, StopTimeout: 300 * time.Millisecond,
 			Log: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 		})
@@ -127,16 +119,17 @@ func TestTrials(t *testing.T) {
 	}
 
 	push("job-2", "2.0.0")
-	waitFor(t, "job-2 to commit", 20*time.Second, func() bool { _, ok := outcome(s, "job-2"); return ok })
-	o, _ := outcome(s, "job-2")
+	outcome := func(job string) (api.JobStatus, bool) { return firmwaretest.Final(t, data, job) }
+	waitFor(t, "job-2 to commit", 20*time.Second, func() bool { _, ok := outcome("job-2"); return ok })
+	o, _ := outcome("job-2")
 	st, _ := s.State()
 	if o.State != api.JobSucceeded || st.Active != slot.B || st.Trial || st.Slots[slot.B].Version != "2.0.0" {
 		t.Fatalf("good update: outcome %+v, state %+v", o, st)
 	}
 
 	push("job-3", "3.0.0-crash")
-	waitFor(t, "job-3 to roll back", 20*time.Second, func() bool { _, ok := outcome(s, "job-3"); return ok })
-	o, _ = outcome(s, "job-3")
+	waitFor(t, "job-3 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-3"); return ok })
+	o, _ = outcome("job-3")
 	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "exited with status 3") || !strings.Contains(o.Reason, "started 2 times") {
 		t.Errorf("crashing update: %+v", o)
 	}
@@ -146,8 +139,8 @@ func TestTrials(t *testing.T) {
 	})
 
 	push("job-4", "4.0.0-hang")
-	waitFor(t, "job-4 to roll back", 20*time.Second, func() bool { _, ok := outcome(s, "job-4"); return ok })
-	o, _ = outcome(s, "job-4")
+	waitFor(t, "job-4 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-4"); return ok })
+	o, _ = outcome("job-4")
 	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "not healthy within 2s") {
 		t.Errorf("hanging update: %+v", o)
 	}
@@ -174,15 +167,18 @@ func TestTrials(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(data, "models", "current.tflite")); !bytes.Equal(got, model) {
 		t.Errorf("model changed across switches: %q", got)
 	}
-	p, _ := s.Pending()
-	if len(p) != 3 {
-		t.Errorf("pending outcomes %+v, want 3", p)
+	if p, _ := s.Pending(); len(p) != 0 {
+		t.Errorf("outcomes left unreported: %+v", p)
 	}
-	for _, o := range p {
-		js := o.JobStatus("cam-1")
+	var finals []string
+	for _, js := range firmwaretest.Outbox(t, data) {
 		if err := js.Validate(); err != nil {
-			t.Errorf("job status of %+v: %v", o, err)
+			t.Errorf("job status %+v: %v", js, err)
 		}
+		finals = append(finals, js.JobID+":"+js.State)
+	}
+	if want := "job-2:succeeded job-3:rolled_back job-4:rolled_back"; strings.Join(finals, " ") != want {
+		t.Errorf("reports %v, want %s", finals, want)
 	}
 }
 

@@ -169,7 +169,8 @@ func install(ctx context.Context, data, keysPath, path string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	m, err := s.Install(ctx, h, f, slot.InstallOptions{Keys: keys, JobID: "local-" + time.Now().UTC().Format("20060102T150405Z")})
+	// No job id: a local install has no fleet job to report to.
+	m, err := s.Install(ctx, h, f, slot.InstallOptions{Keys: keys})
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,11 @@ func status(data string, asJSON bool, w io.Writer) error {
 		fmt.Fprintf(w, "trial: boot %d of %d, deadline %s\n", st.BootCount, st.MaxBoots, st.Deadline.Format(time.RFC3339))
 	}
 	for _, o := range st.Outcomes {
-		fmt.Fprintf(w, "unreported: job %s %s %s %s\n", o.JobID, o.Version, o.State, o.Reason)
+		job := o.JobID
+		if job == "" {
+			job = "- (local)"
+		}
+		fmt.Fprintf(w, "outcome: job %s %s %s %s\n", job, o.Version, o.State, o.Reason)
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"status", "--data", data}, "* b  1.0.0", nil},
 		{[]string{"status", "--data", data, "--json"}, `"trial": true`, nil},
 		{[]string{"rollback", "--data", data}, "rolled back from 1.0.0", nil},
-		{[]string{"status", "--data", data}, "unreported: job local-", nil},
+		{[]string{"status", "--data", data}, "outcome: job - (local) 1.0.0 rolled_back", nil},
 		{[]string{"frobnicate"}, "unknown command", nil},
 	}
 	for _, st := range steps {

@@ -1,8 +1,12 @@
 // Command fakeagent stands for an edge-agent build in the firmware tests. Its
 // behaviour is stamped at build time with -ldflags "-X main.mode=...":
 //
-//	good   spools one event, commits its trial, then installs any bundle
-//	       dropped in <data>/inbox/ and exits with slot.ExitSwitch
+//	good   spools one event, commits its trial (reporting finished trials as
+//	       JSON files in <data>/outbox/), then installs any bundle dropped in
+//	       <data>/inbox/*.bundle, or runs any api.Command in <data>/inbox/*.cmd
+//	       through firmware.Updater (download with the device credentials in
+//	       $FAKEAGENT_DEVICE and $FAKEAGENT_TOKEN), and exits with
+//	       slot.ExitSwitch
 //	crash  exits with status 3 at start
 //	hang   spools one event and never reports healthy (ignores SIGTERM)
 //
@@ -11,6 +15,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,6 +28,7 @@ import (
 
 	"edgefleet/agent"
 	"edgefleet/agent/spool"
+	"edgefleet/firmware"
 	"edgefleet/firmware/bundle"
 	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
@@ -74,11 +81,34 @@ func run() error {
 	if mode == "hang" {
 		select {}
 	}
-	if _, _, err := slot.CommitRunning(); err != nil {
-		return err
-	}
 	keys, err := manifest.LoadKeySet(filepath.Join(data, "keys"))
 	if err != nil {
+		return err
+	}
+	outbox := filepath.Join(data, "outbox")
+	if err := os.MkdirAll(outbox, 0o755); err != nil {
+		return err
+	}
+	n := 0
+	report := func(_ context.Context, st api.JobStatus) error {
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		n++
+		name := fmt.Sprintf("%d-%d-%03d", time.Now().UnixNano(), os.Getpid(), n)
+		tmp := filepath.Join(outbox, "."+name)
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			return err
+		}
+		return os.Rename(tmp, filepath.Join(outbox, name+".json"))
+	}
+	u, err := firmware.New(firmware.Options{Keys: keys, DeviceID: os.Getenv("FAKEAGENT_DEVICE"), Token: os.Getenv("FAKEAGENT_TOKEN"),
+		Report: report, MaxBoots: 2})
+	if err != nil {
+		return err
+	}
+	if err := u.Healthy(ctx); err != nil {
 		return err
 	}
 	for {
@@ -96,6 +126,21 @@ func run() error {
 				continue
 			}
 			os.Exit(slot.ExitSwitch)
+		}
+		cmds, _ := filepath.Glob(filepath.Join(data, "inbox", "*.cmd"))
+		for _, p := range cmds {
+			b, err := os.ReadFile(p)
+			os.Remove(p)
+			var c api.Command
+			if err == nil {
+				err = api.Decode(b, &c)
+			}
+			if err != nil {
+				return fmt.Errorf("command %s: %w", p, err)
+			}
+			if err := u.Handle(ctx, c); errors.Is(err, firmware.ErrRestart) {
+				os.Exit(slot.ExitSwitch)
+			}
 		}
 	}
 }
