@@ -38,7 +38,6 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-
 // TestTrials runs real agent builds under the launcher: a good update
 // commits; one that exits at start and one that never reports healthy are
 // rolled back to the previous slot, and the version that runs next reports
