@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"edgefleet/fleet/api"
 )
@@ -360,4 +363,22 @@ func BenchmarkBoltIngest(b *testing.B) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Stored)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.Calls)/float64(max(st.Commits, 1)), "calls/commit")
+}
+
+func TestBoltSchemaVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "det.db")
+	s, err := OpenBolt(path, BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte("99")) })
+	db.Close()
+	if _, err := OpenBolt(path, BoltOptions{}); err == nil || !strings.Contains(err.Error(), `schema version "99"`) {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
 }
