@@ -3,6 +3,7 @@
 package native
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -147,7 +148,7 @@ func openLibrary(path string) (*library, error) {
 	}
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
 	if err != nil {
-		return nil, fmt.Errorf("%s: dlopen: %v", path, err)
+		return nil, fmt.Errorf("%s: dlopen: %v%s", path, err, elfProblem(path))
 	}
 	l := &library{path: path, handle: h}
 	if err := l.resolve(); err != nil {
@@ -257,6 +258,26 @@ func loadedPath() string {
 		if strings.Contains(filepath.Base(p), "tensorflowlite_c") {
 			return p
 		}
+	}
+	return ""
+}
+
+// machines maps GOARCH to the ELF machine a library for it is built for.
+var machines = map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+
+// elfProblem explains a dlopen failure that the loader reports unclearly,
+// such as a library built for another CPU ("No such file or directory").
+func elfProblem(path string) string {
+	if !strings.Contains(path, "/") {
+		return ""
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return " (not an ELF shared library)"
+	}
+	defer f.Close()
+	if want, ok := machines[runtime.GOARCH]; ok && f.Machine != want {
+		return fmt.Sprintf(" (the file is built for %v, this program runs on %s)", f.Machine, runtime.GOARCH)
 	}
 	return ""
 }

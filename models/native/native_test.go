@@ -5,6 +5,7 @@ package native
 import (
 	"cmp"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -67,6 +68,14 @@ func TestMissingLibrary(t *testing.T) {
 	if err := os.WriteFile(notELF, []byte("not a shared object\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// An ELF header for the other CPU is enough: the loader rejects it early.
+	otherCPU := filepath.Join(dir, "other", "libtensorflowlite_c.so")
+	if err := os.MkdirAll(filepath.Dir(otherCPU), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(otherCPU, elfHeader(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	model := readModel(t, "yolov5n-int8.tflite")
 	tests := []struct {
 		name    string
@@ -76,7 +85,8 @@ func TestMissingLibrary(t *testing.T) {
 	}{
 		{"option names a missing file", named, "", []string{named, "no such file"}},
 		{"env names a missing file", "", named, []string{named, "no such file"}},
-		{"not an ELF file", notELF, "", []string{notELF, "dlopen"}},
+		{"not an ELF file", notELF, "", []string{notELF, "dlopen", "not an ELF shared library"}},
+		{"library for another CPU", otherCPU, "", []string{otherCPU, "dlopen", "built for EM_"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -640,4 +650,21 @@ func TestInvokeCancel(t *testing.T) {
 	if err := e.Invoke(context.Background()); err != nil {
 		t.Fatalf("Invoke after a cancelled one: %v", err)
 	}
+}
+
+// elfHeader returns a 64-bit little-endian ELF shared-object header for the
+// CPU this test does not run on.
+func elfHeader() []byte {
+	m := elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		m = elf.EM_X86_64
+	}
+	h := make([]byte, 64)
+	copy(h, "\x7fELF")
+	h[elf.EI_CLASS], h[elf.EI_DATA], h[elf.EI_VERSION] = byte(elf.ELFCLASS64), byte(elf.ELFDATA2LSB), byte(elf.EV_CURRENT)
+	binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_DYN))
+	binary.LittleEndian.PutUint16(h[18:], uint16(m))
+	binary.LittleEndian.PutUint32(h[20:], uint32(elf.EV_CURRENT))
+	binary.LittleEndian.PutUint16(h[52:], 64) // e_ehsize
+	return h
 }
