@@ -23,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"edgefleet/firmware/bundle"
@@ -177,4 +178,50 @@ func (u *Updater) Healthy(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// rollbackSuffix ends the job id of a rollback command: the id of the job it
+// undoes plus this suffix (fleet/rollout.RollbackJobID).
+const rollbackSuffix = "-rb"
+
+// Rollback handles an api.CommandRollback. handled is false when the job it
+// undoes is not a firmware job on this device (pass the command on to the
+// model updater). When the version that job installed is the active one,
+// Rollback switches back to the previous slot, reports the rollback job
+// succeeded and returns ErrRestart; when the device already runs the
+// previous version (the job failed before switching, or the launcher rolled
+// it back) it only reports success.
+func (u *Updater) Rollback(ctx context.Context, c api.Command) (handled bool, err error) {
+	if c.Kind != api.CommandRollback {
+		return false, fmt.Errorf("firmware: rollback: command %s is not a rollback", c.Kind)
+	}
+	orig, ok := strings.CutSuffix(c.JobID, rollbackSuffix)
+	if !ok || orig == "" {
+		return false, nil
+	}
+	st, err := u.opt.Slots.State()
+	if err != nil {
+		return false, fmt.Errorf("firmware: rollback: %w", err)
+	}
+	active := st.Slots[st.Active]
+	switch {
+	case active.JobID == orig:
+		if _, err := u.opt.Slots.Revert("rolled back by the fleet (job " + c.JobID + ")"); err != nil {
+			u.report(ctx, c.JobID, api.JobFailed, err.Error())
+			return true, fmt.Errorf("firmware: rollback: %w", err)
+		}
+		u.report(ctx, c.JobID, api.JobSucceeded, "back to the previous agent version; restarting")
+		return true, ErrRestart
+	case st.Slots[other(st.Active)].JobID == orig:
+		u.report(ctx, c.JobID, api.JobSucceeded, "already on the previous agent version "+active.Version)
+		return true, nil
+	}
+	return false, nil
+}
+
+func other(s string) string {
+	if s == slot.A {
+		return slot.B
+	}
+	return slot.A
 }

@@ -102,6 +102,9 @@ type Info struct {
 	Size        int64     `json:"size"`
 	InstalledAt time.Time `json:"installed_at"`
 	JobID       string    `json:"job_id,omitempty"` // the fleet job that installed it
+	// Committed is true once this binary has run healthy (seeded, or its
+	// trial committed); only a committed slot is a place to go back to.
+	Committed bool `json:"committed,omitempty"`
 }
 
 // Outcome is how a trial ended; it waits in the state until reported.
@@ -210,7 +213,7 @@ func (s *Slots) Seed(ctx context.Context, bin io.Reader, version string) error {
 		if err != nil {
 			return fmt.Errorf("slot: seed: %w", err)
 		}
-		info.Version = version
+		info.Version, info.Committed = version, true
 		return s.write(&State{Schema: stateSchema, Active: A, Slots: map[string]Info{A: info}})
 	})
 }
@@ -383,8 +386,12 @@ func (s *Slots) Revert(reason string) (Outcome, error) {
 			return true, nil
 		}
 		prev := other(st.Active)
-		if _, ok := st.Slots[prev]; !ok {
+		p, ok := st.Slots[prev]
+		if !ok {
 			return false, ErrNoPrevious
+		}
+		if !p.Committed {
+			return false, fmt.Errorf("%w: slot %s holds %s, which never ran healthy", ErrNoPrevious, prev, p.Version)
 		}
 		cur := st.Slots[st.Active]
 		o = Outcome{JobID: cur.JobID, Version: cur.Version, State: api.JobRolledBack, Reason: reason, Time: s.now().UTC()}
@@ -408,6 +415,8 @@ func (s *Slots) Commit(slot string) (o Outcome, ok bool, err error) {
 			return false, nil
 		}
 		info := st.Slots[slot]
+		info.Committed = true
+		st.Slots[slot] = info
 		o = Outcome{JobID: info.JobID, Version: info.Version, State: api.JobSucceeded, Time: s.now().UTC()}
 		st.Outcomes = append(st.Outcomes, o)
 		st.Trial, st.BootCount, st.Deadline, st.LastExit = false, 0, time.Time{}, ""

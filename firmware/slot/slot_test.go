@@ -282,6 +282,10 @@ func TestRollbackAndRevert(t *testing.T) {
 	if err != nil || o.Reason != "hung" || o.Version != "2.0.0" {
 		t.Fatalf("rollback: %+v %v", o, err)
 	}
+	// Slot b holds a build that never ran healthy: nothing to revert to.
+	if _, err := f.s.Revert("x"); !errors.Is(err, slot.ErrNoPrevious) {
+		t.Errorf("revert onto a failed build: %v, want ErrNoPrevious", err)
+	}
 	if err := f.install(t, "2.0.0", "job-3"); err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +298,10 @@ func TestRollbackAndRevert(t *testing.T) {
 	}
 	if st, _ := f.s.State(); st.Active != slot.A || st.Trial {
 		t.Errorf("after revert: %+v", st)
+	}
+	// Forward again onto the committed 2.0.0.
+	if o, err := f.s.Revert("forward"); err != nil || o.Version != "1.0.0" {
+		t.Errorf("revert forward: %+v %v", o, err)
 	}
 }
 

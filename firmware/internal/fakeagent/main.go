@@ -138,7 +138,12 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("command %s: %w", p, err)
 			}
-			if err := u.Handle(ctx, c); errors.Is(err, firmware.ErrRestart) {
+			if c.Kind == api.CommandRollback {
+				_, err = u.Rollback(ctx, c)
+			} else {
+				err = u.Handle(ctx, c)
+			}
+			if errors.Is(err, firmware.ErrRestart) {
 				os.Exit(slot.ExitSwitch)
 			}
 		}
