@@ -456,6 +456,18 @@ func (r *Registry) List(f Filter) []Device {
 	return out
 }
 
+// Counts returns how many devices are known and how many are online.
+func (r *Registry) Counts() (total, online int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.devices {
+		if e.Online {
+			online++
+		}
+	}
+	return len(r.devices), online
+}
+
 // Get returns one device.
 func (r *Registry) Get(id string) (Device, bool) {
 	now := r.now()
@@ -536,6 +548,7 @@ func (r *Registry) Summarize() []Summary {
 func (r *Registry) Flush(ctx context.Context) error {
 	type dirty struct {
 		id   string
+		d    Device
 		dev  []byte
 		pts  []Point
 		trim time.Time
@@ -546,24 +559,28 @@ func (r *Registry) Flush(ctx context.Context) error {
 		r.mu.Unlock()
 		return ErrClosed
 	}
+	// Copy under the lock, encode outside it: ingest waits on this lock.
+	// A shallow copy is enough, since updates replace (never modify) the
+	// maps, slices and pointers a Device holds.
 	var work []dirty
 	for id, e := range r.devices {
 		if !e.dirty {
 			continue
 		}
-		d := e.Device
-		d.Health = nil
-		b, err := json.Marshal(&d)
-		if err != nil {
-			r.mu.Unlock()
-			return fmt.Errorf("registry: flush %s: %w", id, err)
-		}
-		work = append(work, dirty{id: id, dev: b, pts: e.newPts, trim: now.Add(-r.opt.HistoryAge)})
+		work = append(work, dirty{id: id, d: e.Device, pts: e.newPts, trim: now.Add(-r.opt.HistoryAge)})
 		e.dirty, e.newPts = false, nil
 	}
 	r.mu.Unlock()
 	if len(work) == 0 {
 		return nil
+	}
+	for i := range work {
+		work[i].d.Health = nil
+		b, err := json.Marshal(&work[i].d)
+		if err != nil {
+			return fmt.Errorf("registry: flush %s: %w", work[i].id, err)
+		}
+		work[i].dev = b
 	}
 	err := r.db.Update(func(tx *bolt.Tx) error {
 		devs, hist := tx.Bucket(bucketDevices), tx.Bucket(bucketHistory)

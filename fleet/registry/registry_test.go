@@ -119,6 +119,9 @@ func TestRateAndSummary(t *testing.T) {
 	if len(s) != 2 || s[0].Site != "plant-a" || s[0].Online != 1 || s[0].Offline != 1 || s[1].Online != 1 {
 		t.Fatalf("summary %+v", s)
 	}
+	if n, on := r.Counts(); n != 3 || on != 2 {
+		t.Fatalf("Counts = %d, %d; want 3, 2", n, on)
+	}
 	on := true
 	if l := r.List(Filter{Site: "plant-a", Online: &on}); len(l) != 1 || l[0].ID != "a1" {
 		t.Fatalf("filtered list %+v", l)

@@ -111,8 +111,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer reg.Close()
 	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_devices_online", Help: "Devices whose state is online."}, func() float64 {
-		on := true
-		return float64(len(reg.List(registry.Filter{Online: &on})))
+		_, on := reg.Counts()
+		return float64(on)
+	}))
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_devices", Help: "Devices known to the registry."}, func() float64 {
+		n, _ := reg.Counts()
+		return float64(n)
 	}))
 
 	tokens := map[string]string{}
