@@ -52,6 +52,11 @@ type Options struct {
 	// telemetry and metrics.
 	Model, ModelVersion string
 	Engine              models.EngineInfo
+	// ModelInfo, if set, names the model serving now (a detector whose
+	// model is replaced at run time, agent/update.Slot); it is asked for
+	// every Detect call, telemetry report and metrics scrape, and replaces
+	// Model and ModelVersion there.
+	ModelInfo func() (name, version string)
 	// Batch is the most frames per Detect call (see PipelineOptions.Batch).
 	Batch int
 	// Telemetry, if set, receives api.Telemetry every TelemetryInterval
@@ -102,7 +107,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	pipe, err := NewPipeline(PipelineOptions{
 		Cameras: opts.Cameras, Detector: opts.Detector, Spool: opts.Spool,
-		Model: opts.Model, ModelVersion: opts.ModelVersion, Batch: opts.Batch,
+		Model: opts.Model, ModelVersion: opts.ModelVersion, ModelInfo: opts.ModelInfo, Batch: opts.Batch,
 		Metrics: m, Logger: opts.Logger,
 	})
 	if err != nil {
@@ -112,11 +117,9 @@ func New(opts Options) (*Agent, error) {
 	up := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "edgefleet_agent_camera_up", Help: "1 while the camera delivers frames.",
 	}, []string{"camera"})
-	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "edgefleet_agent_info", Help: "Always 1; labels say what runs.",
-	}, []string{"version", "model", "model_version", "engine", "delegate"})
-	info.WithLabelValues(opts.Version, opts.Model, opts.ModelVersion, opts.Engine.Engine, opts.Engine.Delegate).Set(1)
-	opts.Registry.MustRegister(info, &upCollector{a: a, desc: up})
+	info := prometheus.NewDesc("edgefleet_agent_info", "Always 1; labels say what runs.",
+		[]string{"version", "model", "model_version", "engine", "delegate"}, nil)
+	opts.Registry.MustRegister(&infoCollector{a: a, desc: info}, &upCollector{a: a, desc: up})
 	if opts.SpoolStatus != nil {
 		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgefleet_agent_spool_depth", Help: "Events in the spool not yet acknowledged by the fleet.",
@@ -124,6 +127,23 @@ func New(opts Options) (*Agent, error) {
 	}
 	return a, nil
 }
+
+// infoCollector reports edgefleet_agent_info with the model serving at
+// scrape time.
+type infoCollector struct {
+	a    *Agent
+	desc *prometheus.Desc
+}
+
+func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
+	o := c.a.opts
+	name, version := c.a.Model()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, o.Version, name, version, o.Engine.Engine, o.Engine.Delegate)
+}
+
+// Model returns the name and version of the model serving now.
+func (a *Agent) Model() (name, version string) { return a.pipe.Model() }
 
 // upCollector reports camera_up from the pipeline at scrape time.
 type upCollector struct {
@@ -176,8 +196,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		})
 	}
+	name, version := a.Model()
 	a.log.Info("agent running", "device_id", a.opts.DeviceID, "cameras", len(a.opts.Cameras),
-		"model", a.opts.Model, "model_version", a.opts.ModelVersion, "engine", a.opts.Engine.Engine)
+		"model", name, "model_version", version, "engine", a.opts.Engine.Engine)
 	err := g.Wait()
 	a.log.Info("agent stopped", "events", a.pipe.Events(), "lost", a.pipe.Lost())
 	return err
@@ -234,13 +255,14 @@ func (a *Agent) telemetryLoop(ctx context.Context) {
 func (a *Agent) Telemetry() api.Telemetry {
 	now := time.Now()
 	p50, p99 := a.pipe.InferenceQuantiles()
+	name, version := a.Model()
 	t := api.Telemetry{
 		DeviceID:      a.opts.DeviceID,
 		Time:          now.UnixMilli(),
 		UptimeS:       now.Sub(a.started).Seconds(),
 		AgentVersion:  a.opts.Version,
-		Model:         a.opts.Model,
-		ModelVersion:  a.opts.ModelVersion,
+		Model:         name,
+		ModelVersion:  version,
 		Engine:        a.opts.Engine.Engine,
 		Delegate:      a.opts.Engine.Delegate,
 		EngineVersion: a.opts.Engine.Version,

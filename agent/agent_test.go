@@ -515,3 +515,64 @@ func TestHealthzNoCameraUp(t *testing.T) {
 		t.Errorf("healthz %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestModelInfoFollowsSwap: events name the model that ran their frame,
+// which ModelInfo gives before Detect; telemetry and /metrics name the
+// model serving now.
+func TestModelInfoFollowsSwap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	version := "1"
+	setVersion := func(v string) { mu.Lock(); version = v; mu.Unlock() }
+	info := func() (string, string) { mu.Lock(); defer mu.Unlock(); return "yolo", version }
+
+	src := agenttest.NewChanSource()
+	det := newGated()
+	sp := &agenttest.MemSpool{}
+	sink := &telemetrySink{}
+	a, err := New(Options{
+		DeviceID: "box-1", Detector: det, Spool: sp, Cameras: []Camera{{ID: "cam1", Source: src}},
+		Model: "configured", ModelVersion: "0", ModelInfo: info, Engine: models.EngineInfo{Engine: "go"},
+		Telemetry: sink, TelemetryInterval: 50 * time.Millisecond, Version: "test", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	src.Send(ctx, numbered(1))
+	<-det.entered
+	setVersion("2") // a swap while frame 1 is in flight: frame 1 was still run by "1"
+	det.release <- struct{}{}
+	waitFor(t, "event of frame 1", func() bool { return len(sp.Events()) == 1 })
+	src.Send(ctx, numbered(2))
+	<-det.entered
+	det.release <- struct{}{}
+	waitFor(t, "event of frame 2", func() bool { return len(sp.Events()) == 2 })
+	waitFor(t, "telemetry after the swap", func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.got) > 0 && sink.got[len(sink.got)-1].ModelVersion == "2"
+	})
+
+	evs := sp.Events()
+	for i, want := range []string{"1", "2"} {
+		if evs[i].Model != "yolo" || evs[i].ModelVersion != want {
+			t.Errorf("event of frame %d names %s %s, want yolo %s", i+1, evs[i].Model, evs[i].ModelVersion, want)
+		}
+	}
+	if tm := a.Telemetry(); tm.Model != "yolo" || tm.ModelVersion != "2" {
+		t.Errorf("telemetry names %s %s, want yolo 2", tm.Model, tm.ModelVersion)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `edgefleet_agent_info{delegate="",engine="go",model="yolo",model_version="2",version="test"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -40,6 +40,10 @@ type PipelineOptions struct {
 	Spool    Spool
 	// Model and ModelVersion are stamped on every event.
 	Model, ModelVersion string
+	// ModelInfo, if set, replaces Model and ModelVersion: it is asked before
+	// each Detect call, so events name the model that made them even when
+	// the detector swaps models between frames.
+	ModelInfo func() (name, version string)
 	// Batch is the most frames (from different cameras) given to one Detect
 	// call; 0 or 1 means one at a time.
 	Batch   int
@@ -245,6 +249,10 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		for i, f := range frames {
 			imgs[i] = f.Image
 		}
+		// Asked before Detect: a swap waits for the frame in flight, so the
+		// model named now is the one that runs it, unless a swap slips in
+		// between these two calls.
+		model, version := p.Model()
 		start := time.Now()
 		dets, err := p.opts.Detector.Detect(ctx, imgs)
 		took := time.Since(start)
@@ -281,8 +289,8 @@ func (p *Pipeline) infer(ctx context.Context) error {
 				events = append(events, api.Event{
 					CameraID:     c.ID,
 					Time:         frames[i].Time.UnixMicro(),
-					Model:        p.opts.Model,
-					ModelVersion: p.opts.ModelVersion,
+					Model:        model,
+					ModelVersion: version,
 					ClassID:      d.ClassID,
 					Label:        d.Label,
 					Score:        d.Score,
@@ -310,6 +318,14 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		}
 		p.events.Add(uint64(len(events)))
 	}
+}
+
+// Model returns the name and version of the model serving now.
+func (p *Pipeline) Model() (name, version string) {
+	if p.opts.ModelInfo != nil {
+		return p.opts.ModelInfo()
+	}
+	return p.opts.Model, p.opts.ModelVersion
 }
 
 // CameraCounters are one camera's totals since start.
