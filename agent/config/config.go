@@ -15,6 +15,9 @@
 //	  path: /var/lib/edgefleet/spool.db
 //	fleet:
 //	  broker: tcp://fleet.local:1883
+//	update:
+//	  keys: [/etc/edgefleet/keys/fleet.pub]
+//	  artifact_url: https://fleet.local:8443
 package config
 
 import (
@@ -54,6 +57,8 @@ type Config struct {
 	Cameras []Camera `yaml:"cameras"`
 	Spool   Spool    `yaml:"spool"`
 	Fleet   Fleet    `yaml:"fleet"`
+	// Update configures over-the-air model updates from the fleet.
+	Update Update `yaml:"update"`
 	// TelemetryInterval is how often telemetry is published; default 10s.
 	TelemetryInterval time.Duration `yaml:"telemetry_interval"`
 	HTTP              HTTP          `yaml:"http"`
@@ -148,6 +153,58 @@ type Fleet struct {
 	KeyFile  string `yaml:"key_file"`
 }
 
+// Update configures the over-the-air model update executor (agent/update).
+// Updates are disabled while Keys is empty.
+type Update struct {
+	// Keys are the pinned ed25519 public keys (PEM files, as fleetctl keys
+	// generate writes them); a folder stands for every *.pub file in it.
+	// Only models whose manifest one of them signed are installed. Pin the
+	// old and the new key to rotate without re-flashing.
+	Keys []string `yaml:"keys"`
+	// Dir holds the update state (state.json: the current model, the last
+	// known good one, queued and seen jobs), installed models and partial
+	// downloads; default "update" beside spool.path. Once it records a
+	// model, the agent starts on that model rather than model.path.
+	Dir string `yaml:"dir"`
+	// ArtifactURL is the base URL of fleetd's artifact server that relative
+	// artifact URLs (/artifacts/<sha256>) are resolved against, e.g.
+	// https://fleet.local:8443. Downloads authenticate with the device id
+	// and fleet.token (or fleet.password), and trust fleet.ca_file.
+	ArtifactURL string `yaml:"artifact_url"`
+	// HealthWindow is how long a new model is watched before it is
+	// committed, for jobs that do not set their own; default 60s.
+	HealthWindow time.Duration `yaml:"health_window"`
+	// SmokeBudget is the most the new model may take on the reference frame
+	// before the swap; default 10s.
+	SmokeBudget time.Duration `yaml:"smoke_budget"`
+	// StallTimeout abandons a download attempt that receives nothing for
+	// this long; default 30s.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// MaxAttempts is the most download attempts in a row without progress;
+	// default 5.
+	MaxAttempts int `yaml:"max_attempts"`
+	// Policy decides whether the health window passes.
+	Policy HealthPolicy `yaml:"policy"`
+}
+
+// HealthPolicy decides whether a new model passed its health window,
+// comparing it with the window before the swap.
+type HealthPolicy struct {
+	// MaxErrors is the most inference errors tolerated; default 0.
+	MaxErrors uint64 `yaml:"max_errors"`
+	// MinFrames is the fewest frames the window must see; default 1.
+	MinFrames uint64 `yaml:"min_frames"`
+	// MaxLatencyRatio fails a median latency above this multiple of the
+	// one before; default 2.
+	MaxLatencyRatio float64 `yaml:"max_latency_ratio"`
+	// MinDetectionRatio fails detections per frame below this fraction of
+	// the rate before; default 0.5, 0 turns the check off.
+	MinDetectionRatio *float64 `yaml:"min_detection_ratio"`
+}
+
+// Enabled reports whether updates are on (some key is pinned).
+func (u *Update) Enabled() bool { return len(u.Keys) > 0 }
+
 // HTTP is the local endpoint (/healthz, /metrics, /snapshot/<camera>.jpg).
 type HTTP struct {
 	// Listen is host:port; default 127.0.0.1:9101. "off" disables it.
@@ -162,6 +219,15 @@ const (
 	DefaultFPS               = 5
 	DefaultWidth             = 640
 	DefaultHeight            = 480
+
+	DefaultUpdateDir         = "update" // beside spool.path
+	DefaultHealthWindow      = 60 * time.Second
+	DefaultSmokeBudget       = 10 * time.Second
+	DefaultStallTimeout      = 30 * time.Second
+	DefaultMaxAttempts       = 5
+	DefaultMinFrames         = 1
+	DefaultMaxLatencyRatio   = 2.0
+	DefaultMinDetectionRatio = 0.5
 )
 
 // Load reads, strictly decodes, defaults and validates the file at path.
@@ -193,6 +259,10 @@ func (c *Config) resolve(dir string) {
 	abs(&c.Fleet.CAFile)
 	abs(&c.Fleet.CertFile)
 	abs(&c.Fleet.KeyFile)
+	abs(&c.Update.Dir)
+	for i := range c.Update.Keys {
+		abs(&c.Update.Keys[i])
+	}
 	for i := range c.Cameras {
 		abs(&c.Cameras[i].Path)
 	}
@@ -264,6 +334,32 @@ func (c *Config) Defaults() {
 	}
 	if m.Batch == 0 {
 		m.Batch = 1
+	}
+	u := &c.Update
+	if u.Dir == "" && c.Spool.Path != "" {
+		u.Dir = filepath.Join(filepath.Dir(c.Spool.Path), DefaultUpdateDir)
+	}
+	if u.HealthWindow == 0 {
+		u.HealthWindow = DefaultHealthWindow
+	}
+	if u.SmokeBudget == 0 {
+		u.SmokeBudget = DefaultSmokeBudget
+	}
+	if u.StallTimeout == 0 {
+		u.StallTimeout = DefaultStallTimeout
+	}
+	if u.MaxAttempts == 0 {
+		u.MaxAttempts = DefaultMaxAttempts
+	}
+	if u.Policy.MinFrames == 0 {
+		u.Policy.MinFrames = DefaultMinFrames
+	}
+	if u.Policy.MaxLatencyRatio == 0 {
+		u.Policy.MaxLatencyRatio = DefaultMaxLatencyRatio
+	}
+	if u.Policy.MinDetectionRatio == nil {
+		r := DefaultMinDetectionRatio
+		u.Policy.MinDetectionRatio = &r
 	}
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
@@ -425,6 +521,40 @@ func (c *Config) Validate() error {
 	}
 	if f.Password != "" && f.Token != "" {
 		bad("fleet.token", "set password or token, not both")
+	}
+
+	u := c.Update
+	for i, k := range u.Keys {
+		if strings.TrimSpace(k) == "" {
+			bad(fmt.Sprintf("update.keys[%d]", i), "empty path")
+		}
+	}
+	if u.Enabled() && u.Dir == "" {
+		bad("update.dir", "required (or spool.path, which it defaults beside)")
+	}
+	if u.ArtifactURL != "" {
+		p, err := url.Parse(u.ArtifactURL)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad("update.artifact_url", "must be an http:// or https:// URL, not %q", u.ArtifactURL)
+		}
+	}
+	if u.HealthWindow < 100*time.Millisecond || u.HealthWindow > 24*time.Hour {
+		bad("update.health_window", "must be 100ms..24h, not %v", u.HealthWindow)
+	}
+	if u.SmokeBudget < 10*time.Millisecond || u.SmokeBudget > 10*time.Minute {
+		bad("update.smoke_budget", "must be 10ms..10m, not %v", u.SmokeBudget)
+	}
+	if u.StallTimeout < 100*time.Millisecond || u.StallTimeout > time.Hour {
+		bad("update.stall_timeout", "must be 100ms..1h, not %v", u.StallTimeout)
+	}
+	if u.MaxAttempts < 1 || u.MaxAttempts > 1000 {
+		bad("update.max_attempts", "must be 1..1000, not %d", u.MaxAttempts)
+	}
+	if !(u.Policy.MaxLatencyRatio >= 1) || u.Policy.MaxLatencyRatio > 1000 {
+		bad("update.policy.max_latency_ratio", "must be 1..1000, not %v", u.Policy.MaxLatencyRatio)
+	}
+	if r := u.Policy.MinDetectionRatio; r != nil && !(*r >= 0 && *r <= 1) {
+		bad("update.policy.min_detection_ratio", "must be within 0..1 (0 turns the check off), not %v", *r)
 	}
 
 	if c.HTTP.Listen != "off" {

@@ -92,6 +92,17 @@ func TestParseErrors(t *testing.T) {
 		{"small spool", "max_bytes: 1048576", "max_bytes: 10", "spool.max_bytes: must be >= 1048576"},
 		{"mjpeg bad url", "    source: files", "    source: mjpeg\n    url: ftp://x", "cameras[1].url: must be an http"},
 		{"not a mapping", "device_id: box-1", "device_id: [box-1]", "cannot unmarshal"},
+		{"unknown update key", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {keys: [k.pub], helth_window: 1m}", "update.helth_window: unknown key"},
+		{"unknown policy key", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {max_errorz: 1}}", "update.policy.max_errorz: unknown key"},
+		{"empty key path", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {keys: [k.pub, ' ']}", "update.keys[1]: empty path"},
+		{"bad artifact url", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {artifact_url: 'fleet.local:8443'}", "update.artifact_url: must be an http"},
+		{"bad health window", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {health_window: -1s}", "update.health_window: must be 100ms..24h"},
+		{"bad smoke budget", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {smoke_budget: 1h}", "update.smoke_budget: must be 10ms..10m"},
+		{"bad stall timeout", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {stall_timeout: 1ms}", "update.stall_timeout: must be 100ms..1h"},
+		{"bad attempts", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {max_attempts: -3}", "update.max_attempts: must be 1..1000"},
+		{"bad latency ratio", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {max_latency_ratio: 0.5}}", "update.policy.max_latency_ratio: must be 1..1000"},
+		{"bad detection ratio", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_detection_ratio: 1.5}}", "update.policy.min_detection_ratio: must be within 0..1"},
+		{"negative min frames", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_frames: -1}}", "cannot unmarshal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,5 +183,78 @@ func TestLoadDemoResolvesPaths(t *testing.T) {
 	}
 	if len(c.Cameras) != 2 || len(c.Cameras[1].Region) != 4 || c.Cameras[1].MinScore != 0.4 {
 		t.Errorf("cameras %+v", c.Cameras)
+	}
+}
+
+func TestUpdateDefaults(t *testing.T) {
+	c, err := Parse(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Update
+	if u.Enabled() {
+		t.Error("updates enabled without keys")
+	}
+	if u.Dir != "/var/lib/edgefleet/update" || u.HealthWindow != DefaultHealthWindow || u.SmokeBudget != DefaultSmokeBudget ||
+		u.StallTimeout != DefaultStallTimeout || u.MaxAttempts != DefaultMaxAttempts || u.ArtifactURL != "" {
+		t.Errorf("update defaults: %+v", u)
+	}
+	p := u.Policy
+	if p.MaxErrors != 0 || p.MinFrames != 1 || p.MaxLatencyRatio != 2 || p.MinDetectionRatio == nil || *p.MinDetectionRatio != 0.5 {
+		t.Errorf("policy defaults: %+v", p)
+	}
+}
+
+func TestUpdateLoad(t *testing.T) {
+	dir := t.TempDir()
+	body := strings.Replace(good, "telemetry_interval: 5s", `telemetry_interval: 5s
+update:
+  keys: [keys/fleet.pub, /etc/edgefleet/keys]
+  dir: data/update
+  artifact_url: https://fleet.local:8443
+  health_window: 2m
+  smoke_budget: 3s
+  stall_timeout: 5s
+  max_attempts: 9
+  policy:
+    max_errors: 2
+    min_frames: 10
+    max_latency_ratio: 1.5
+    min_detection_ratio: 0
+`, 1)
+	p := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Update
+	if !u.Enabled() || len(u.Keys) != 2 || u.Keys[0] != filepath.Join(dir, "keys/fleet.pub") || u.Keys[1] != "/etc/edgefleet/keys" {
+		t.Errorf("keys %v (relative paths resolve against the config's folder)", u.Keys)
+	}
+	if u.Dir != filepath.Join(dir, "data/update") {
+		t.Errorf("dir %s", u.Dir)
+	}
+	if u.ArtifactURL != "https://fleet.local:8443" || u.HealthWindow != 2*time.Minute || u.SmokeBudget != 3*time.Second ||
+		u.StallTimeout != 5*time.Second || u.MaxAttempts != 9 {
+		t.Errorf("update %+v", u)
+	}
+	pol := u.Policy
+	if pol.MaxErrors != 2 || pol.MinFrames != 10 || pol.MaxLatencyRatio != 1.5 || pol.MinDetectionRatio == nil || *pol.MinDetectionRatio != 0 {
+		t.Errorf("policy %+v (min_detection_ratio 0 must stay 0: the check off)", pol)
+	}
+
+	// The default dir sits beside a relative spool path, resolved like it.
+	body = strings.Replace(good, "/var/lib/edgefleet/spool.db", "state/spool.db", 1)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "state", "update"); c.Update.Dir != want {
+		t.Errorf("default dir %s, want %s", c.Update.Dir, want)
 	}
 }
