@@ -179,8 +179,14 @@ func (p *PackedS8) vnniCall(i, r int, ch *chunk, ap *int8, lda int, o *vnniOut) 
 		s8vnniCall(ch.nv, r, ap, lda, &p.b[ch.off], p.kg, &o.c[i*o.ldc+ch.p0*16], o.ldc, &p.corr[ch.p0*16], ch.mask)
 		return
 	}
-	s8vnniRqCall(ch.nv, r, ap, lda, &p.b[ch.off], p.kg, &o.out[i*o.ldc+ch.p0*16], o.ldc, &p.corr[ch.p0*16],
-		&o.q.vec[ch.p0*vecFields*16], &o.q.consts[0], ch.mask)
+	// Direct calls, not a func value, so that escape analysis sees the
+	// assembly's //go:noescape (see dispatch in asm_gen.go).
+	b, out, corr, qv, qc := &p.b[ch.off], &o.out[i*o.ldc+ch.p0*16], &p.corr[ch.p0*16], &o.q.vec[ch.p0*o.q.fields*16], &o.q.consts[0]
+	if o.q.ruy {
+		s8vnniRqRuyCall(ch.nv, r, ap, lda, b, p.kg, out, o.ldc, corr, qv, qc, ch.mask)
+		return
+	}
+	s8vnniRqCall(ch.nv, r, ap, lda, b, p.kg, out, o.ldc, corr, qv, qc, ch.mask)
 }
 
 // f32Masks[c] enables the first c of 8 lanes for VMASKMOVPS.
@@ -302,12 +308,12 @@ func (p *PackedS8) avx2(m int, a []int8, lda int, c []int32, out []int8, ldc int
 					}
 					s8avx2Call(ch.nv, r, ap, ld, bp, kp, &c[o], ldc, mask)
 				case ch.mask == 0:
-					s8avx2RqCall(ch.nv, r, ap, ld, bp, kp, &out[o], ldc, q.avx2v(ch.p0), &q.avx2c[0])
+					avx2RqCall(q.ruy, ch.nv, r, ap, ld, bp, kp, &out[o], ldc, q.avx2v(ch.p0), &q.avx2c[0])
 				default:
 					// No byte-masked store in AVX2: a partial panel goes
 					// through a buffer.
 					var tmp [12 * 16]int8 // rows ≤ s8avx2MR[1]
-					s8avx2RqCall(ch.nv, r, ap, ld, bp, kp, &tmp[0], 16, q.avx2v(ch.p0), &q.avx2c[0])
+					avx2RqCall(q.ruy, ch.nv, r, ap, ld, bp, kp, &tmp[0], 16, q.avx2v(ch.p0), &q.avx2c[0])
 					valid := (ch.nv-1)*8 + int(ch.mask)
 					for x := 0; x < r; x++ {
 						copy(out[o+x*ldc:o+x*ldc+valid], tmp[x*16:])
@@ -318,7 +324,16 @@ func (p *PackedS8) avx2(m int, a []int8, lda int, c []int32, out []int8, ldc int
 	}
 }
 
+// avx2RqCall calls the AVX2 requantizing kernel of the rounding mode.
+func avx2RqCall(ruy bool, nv, mr int, a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32) {
+	if ruy {
+		s8avx2RqRuyCall(nv, mr, a, lda, b, kp, out, ldo, qv, qc)
+		return
+	}
+	s8avx2RqCall(nv, mr, a, lda, b, kp, out, ldo, qv, qc)
+}
+
 // avx2v is where the per-channel values of 8-channel panel p0 start in q.vec.
 func (q *Requant) avx2v(p0 int) *int32 {
-	return &q.vec[p0/2*vecFields*16+p0%2*8]
+	return &q.vec[p0/2*q.fields*16+p0%2*8]
 }

@@ -123,11 +123,11 @@ func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, o
 	if q != nil {
 		qv, qc := &q.neon[ch.p0*64], &q.consts[0]
 		if ch.valid == 16 {
-			s8sdotRqCall(1, r, ap, lda, &p.b[ch.off], p.kg, &out[o], ldc, qv, qc)
+			sdotRqCall(q.ruy, r, ap, lda, &p.b[ch.off], p.kg, &out[o], ldc, qv, qc)
 			return
 		}
 		var tmp [5 * 16]int8
-		s8sdotRqCall(1, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 16, qv, qc)
+		sdotRqCall(q.ruy, r, ap, lda, &p.b[ch.off], p.kg, &tmp[0], 16, qv, qc)
 		for x := 0; x < r; x++ {
 			copy(out[o+x*ldc:o+x*ldc+ch.valid], tmp[x*16:])
 		}
@@ -142,6 +142,15 @@ func (p *PackedS8) sdotCall(i, r int, ch *chunk, ap *int8, lda int, c []int32, o
 	for x := 0; x < r; x++ {
 		copy(c[o+x*ldc:o+x*ldc+ch.valid], tmp[x*16:])
 	}
+}
+
+// sdotRqCall calls the requantizing SDOT kernel of the rounding mode.
+func sdotRqCall(ruy bool, mr int, a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32) {
+	if ruy {
+		s8sdotRqRuyCall(1, mr, a, lda, b, k16, out, ldo, qv, qc)
+		return
+	}
+	s8sdotRqCall(1, mr, a, lda, b, k16, out, ldo, qv, qc)
 }
 
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {

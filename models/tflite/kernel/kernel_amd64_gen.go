@@ -11,10 +11,16 @@ func s8vnni_1_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_1_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_2(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -23,10 +29,16 @@ func s8vnni_1_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_1_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_4(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -35,10 +47,16 @@ func s8vnni_1_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_1_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_6(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -47,10 +65,16 @@ func s8vnni_1_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_1_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_8(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_9(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -59,10 +83,16 @@ func s8vnni_1_9(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_1_9(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_9(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_10(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_10(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_10(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_11(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -71,10 +101,16 @@ func s8vnni_1_11(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int
 func s8vnniRq_1_11(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_11(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_12(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_12(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_12(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_13(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -83,10 +119,16 @@ func s8vnni_1_13(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int
 func s8vnniRq_1_13(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_13(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_14(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_14(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_14(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_1_15(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -95,10 +137,16 @@ func s8vnni_1_15(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int
 func s8vnniRq_1_15(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_1_15(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_1_16(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_1_16(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_1_16(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -107,10 +155,16 @@ func s8vnni_2_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_2_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_2(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -119,10 +173,16 @@ func s8vnni_2_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_2_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_4(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -131,10 +191,16 @@ func s8vnni_2_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_2_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_6(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -143,10 +209,16 @@ func s8vnni_2_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_2_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_8(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_9(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -155,10 +227,16 @@ func s8vnni_2_9(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_2_9(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_9(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_10(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_10(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_10(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_2_11(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -167,10 +245,16 @@ func s8vnni_2_11(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int
 func s8vnniRq_2_11(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_2_11(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_2_12(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_2_12(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_2_12(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_3_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -179,10 +263,16 @@ func s8vnni_3_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_3_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_3_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_3_2(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_3_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_3_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_3_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -191,10 +281,16 @@ func s8vnni_3_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_3_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_3_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_3_4(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_3_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_3_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_3_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -203,10 +299,16 @@ func s8vnni_3_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_3_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_3_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_3_6(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_3_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_3_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_3_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -215,10 +317,16 @@ func s8vnni_3_7(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_3_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_3_7(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_3_8(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_3_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_3_8(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_4_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -227,10 +335,16 @@ func s8vnni_4_1(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_4_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_4_1(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_4_2(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_4_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_4_2(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_4_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -239,10 +353,16 @@ func s8vnni_4_3(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_4_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_4_3(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_4_4(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_4_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_4_4(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func s8vnni_4_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
@@ -251,10 +371,16 @@ func s8vnni_4_5(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int3
 func s8vnniRq_4_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
+func s8vnniRqRuy_4_5(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
 func s8vnni_4_6(a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64)
 
 //go:noescape
 func s8vnniRq_4_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
+
+//go:noescape
+func s8vnniRqRuy_4_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64)
 
 //go:noescape
 func f32fma_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -266,6 +392,9 @@ func s8avx2_1_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_1_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -273,6 +402,9 @@ func s8avx2_1_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_1_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -284,6 +416,9 @@ func s8avx2_1_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_1_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -291,6 +426,9 @@ func s8avx2_1_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_1_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -302,6 +440,9 @@ func s8avx2_1_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_1_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -309,6 +450,9 @@ func s8avx2_1_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_1_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -320,6 +464,9 @@ func s8avx2_1_7(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_1_7(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_7(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -327,6 +474,9 @@ func s8avx2_1_8(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_1_8(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_8(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -338,6 +488,9 @@ func s8avx2_1_9(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_1_9(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_9(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -345,6 +498,9 @@ func s8avx2_1_10(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *i
 
 //go:noescape
 func s8avx2Rq_1_10(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_10(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -356,6 +512,9 @@ func s8avx2_1_11(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *i
 func s8avx2Rq_1_11(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_1_11(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -363,6 +522,9 @@ func s8avx2_1_12(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *i
 
 //go:noescape
 func s8avx2Rq_1_12(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_1_12(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -374,6 +536,9 @@ func s8avx2_2_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_2_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_2_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -381,6 +546,9 @@ func s8avx2_2_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_2_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_2_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -392,6 +560,9 @@ func s8avx2_2_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_2_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_2_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -399,6 +570,9 @@ func s8avx2_2_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_2_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_2_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
@@ -410,6 +584,9 @@ func s8avx2_2_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 func s8avx2Rq_2_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8avx2RqRuy_2_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func f32fma_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
@@ -417,6 +594,9 @@ func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *in
 
 //go:noescape
 func s8avx2Rq_2_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8avx2RqRuy_2_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func widenRows(dst *int16, ldd int, src *int8, lds int, rows int, k int)
@@ -607,6 +787,99 @@ func s8vnniRqCall(nv, mr int, a *int8, lda int, b *int8, kg int, out *int8, ldo 
 	}
 }
 
+var s8vnniRqRuyMR = [...]int{0, 16, 12, 8, 6}
+
+func s8vnniRqRuyCall(nv, mr int, a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8vnniRqRuy_1_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x102:
+		s8vnniRqRuy_1_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x103:
+		s8vnniRqRuy_1_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x104:
+		s8vnniRqRuy_1_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x105:
+		s8vnniRqRuy_1_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x106:
+		s8vnniRqRuy_1_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x107:
+		s8vnniRqRuy_1_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x108:
+		s8vnniRqRuy_1_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x109:
+		s8vnniRqRuy_1_9(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10a:
+		s8vnniRqRuy_1_10(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10b:
+		s8vnniRqRuy_1_11(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10c:
+		s8vnniRqRuy_1_12(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10d:
+		s8vnniRqRuy_1_13(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10e:
+		s8vnniRqRuy_1_14(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x10f:
+		s8vnniRqRuy_1_15(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x110:
+		s8vnniRqRuy_1_16(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x201:
+		s8vnniRqRuy_2_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x202:
+		s8vnniRqRuy_2_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x203:
+		s8vnniRqRuy_2_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x204:
+		s8vnniRqRuy_2_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x205:
+		s8vnniRqRuy_2_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x206:
+		s8vnniRqRuy_2_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x207:
+		s8vnniRqRuy_2_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x208:
+		s8vnniRqRuy_2_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x209:
+		s8vnniRqRuy_2_9(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20a:
+		s8vnniRqRuy_2_10(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20b:
+		s8vnniRqRuy_2_11(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x20c:
+		s8vnniRqRuy_2_12(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x301:
+		s8vnniRqRuy_3_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x302:
+		s8vnniRqRuy_3_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x303:
+		s8vnniRqRuy_3_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x304:
+		s8vnniRqRuy_3_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x305:
+		s8vnniRqRuy_3_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x306:
+		s8vnniRqRuy_3_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x307:
+		s8vnniRqRuy_3_7(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x308:
+		s8vnniRqRuy_3_8(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x401:
+		s8vnniRqRuy_4_1(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x402:
+		s8vnniRqRuy_4_2(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x403:
+		s8vnniRqRuy_4_3(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x404:
+		s8vnniRqRuy_4_4(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x405:
+		s8vnniRqRuy_4_5(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	case 0x406:
+		s8vnniRqRuy_4_6(a, lda, b, kg, out, ldo, corr, qv, qc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
 var s8avx2MR = [...]int{0, 12, 6}
 
 func s8avx2Call(nv, mr int, a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32) {
@@ -692,6 +965,51 @@ func s8avx2RqCall(nv, mr int, a *int16, lda int, b *int16, kp int, out *int8, ld
 		s8avx2Rq_2_5(a, lda, b, kp, out, ldo, qv, qc)
 	case 0x206:
 		s8avx2Rq_2_6(a, lda, b, kp, out, ldo, qv, qc)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var s8avx2RqRuyMR = [...]int{0, 12, 6}
+
+func s8avx2RqRuyCall(nv, mr int, a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8avx2RqRuy_1_1(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x102:
+		s8avx2RqRuy_1_2(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x103:
+		s8avx2RqRuy_1_3(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x104:
+		s8avx2RqRuy_1_4(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x105:
+		s8avx2RqRuy_1_5(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x106:
+		s8avx2RqRuy_1_6(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x107:
+		s8avx2RqRuy_1_7(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x108:
+		s8avx2RqRuy_1_8(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x109:
+		s8avx2RqRuy_1_9(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10a:
+		s8avx2RqRuy_1_10(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10b:
+		s8avx2RqRuy_1_11(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x10c:
+		s8avx2RqRuy_1_12(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x201:
+		s8avx2RqRuy_2_1(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x202:
+		s8avx2RqRuy_2_2(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x203:
+		s8avx2RqRuy_2_3(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x204:
+		s8avx2RqRuy_2_4(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x205:
+		s8avx2RqRuy_2_5(a, lda, b, kp, out, ldo, qv, qc)
+	case 0x206:
+		s8avx2RqRuy_2_6(a, lda, b, kp, out, ldo, qv, qc)
 	default:
 		panic("kernel: no such register block")
 	}

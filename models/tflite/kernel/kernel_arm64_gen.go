@@ -11,10 +11,16 @@ func s8sdot_1_1(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 func s8sdotRq_1_1(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8sdotRqRuy_1_1(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func s8sdot_1_2(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 
 //go:noescape
 func s8sdotRq_1_2(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8sdotRqRuy_1_2(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func s8sdot_1_3(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
@@ -23,16 +29,25 @@ func s8sdot_1_3(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 func s8sdotRq_1_3(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8sdotRqRuy_1_3(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func s8sdot_1_4(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 
 //go:noescape
 func s8sdotRq_1_4(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
+func s8sdotRqRuy_1_4(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
 func s8sdot_1_5(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
 
 //go:noescape
 func s8sdotRq_1_5(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
+
+//go:noescape
+func s8sdotRqRuy_1_5(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32)
 
 //go:noescape
 func f32neon_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int)
@@ -114,6 +129,25 @@ func s8sdotRqCall(nv, mr int, a *int8, lda int, b *int8, k16 int, out *int8, ldo
 		s8sdotRq_1_4(a, lda, b, k16, out, ldo, qv, qc)
 	case 0x105:
 		s8sdotRq_1_5(a, lda, b, k16, out, ldo, qv, qc)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var s8sdotRqRuyMR = [...]int{0, 5}
+
+func s8sdotRqRuyCall(nv, mr int, a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		s8sdotRqRuy_1_1(a, lda, b, k16, out, ldo, qv, qc)
+	case 0x102:
+		s8sdotRqRuy_1_2(a, lda, b, k16, out, ldo, qv, qc)
+	case 0x103:
+		s8sdotRqRuy_1_3(a, lda, b, k16, out, ldo, qv, qc)
+	case 0x104:
+		s8sdotRqRuy_1_4(a, lda, b, k16, out, ldo, qv, qc)
+	case 0x105:
+		s8sdotRqRuy_1_5(a, lda, b, k16, out, ldo, qv, qc)
 	default:
 		panic("kernel: no such register block")
 	}

@@ -302,6 +302,10 @@ func TestNoAllocs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	qr, err := NewRequantRuy(n, nil, make([]int32, n), make([]int32, n), 0, -128, 127)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, im := range s8Impls {
 		p := packS8(im, n, k, make([]int8, n*k))
 		if got := testing.AllocsPerRun(10, func() { p.Gemm(m, a, k, c, n) }); got != 0 {
@@ -309,6 +313,9 @@ func TestNoAllocs(t *testing.T) {
 		}
 		if got := testing.AllocsPerRun(10, func() { p.GemmRequant(m, a, k, q, o, n) }); got != 0 {
 			t.Errorf("%v: GemmRequant: %v allocations per call", im, got)
+		}
+		if got := testing.AllocsPerRun(10, func() { p.GemmRequant(m, a, k, qr, o, n) }); got != 0 {
+			t.Errorf("%v: GemmRequant (ruy): %v allocations per call", im, got)
 		}
 	}
 	af := make([]float32, m*k)

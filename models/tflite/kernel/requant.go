@@ -12,9 +12,13 @@ import (
 //
 //	out = clamp(MultiplyByQuantizedMultiplier(acc + Bias[j], Multiplier[j], Shift[j]) + OutZero, Min, Max)
 //
-// Build it with NewRequant; it is immutable and safe for concurrent use.
+// NewRequant builds it with TFLite's reference (gemmlowp) rounding, which
+// rounds twice; NewRequantRuy with the single rounding of ruy, the GEMM
+// library native TFLite runs int8 convolutions and fully connected layers
+// through. It is immutable and safe for concurrent use.
 type Requant struct {
 	n       int
+	ruy     bool    // single rounding (NewRequantRuy)
 	bias    []int32 // len n
 	mult    []int32
 	lshift  []int32 // max(shift, 0)
@@ -24,17 +28,26 @@ type Requant struct {
 	outZero int32
 	min     int32
 	max     int32
-	// vec holds the same per-channel values for the assembly epilogue, 16
-	// channels at a time: [block][bias, mult, mult of odd lanes moved to
-	// even lanes, lshift, rshift, rmask, rhalf][16].
-	vec []int32
-	// neon holds them for the arm64 epilogue, 4 channels at a time:
-	// [group of 4][bias, mult, lshift, -rshift][4].
+	// vec holds the same per-channel values for the amd64 epilogues, 16
+	// channels at a time, fields vectors per block. Double rounding:
+	// [block][bias, mult, mult of odd lanes moved to even lanes, lshift,
+	// rshift, rmask, rhalf][16]. Single rounding (int64 fields hold the
+	// channels 0, 2, …, 14 or 1, 3, …, 15 of the block): [block][bias,
+	// mult, mult of odd lanes moved to even lanes, round even, round odd,
+	// total shift even, total shift odd, round+2⁶² even, round+2⁶² odd,
+	// 2^(62-total) even, 2^(62-total) odd]; see the ruy epilogues in
+	// asm_gen.go.
+	vec    []int32
+	fields int
+	// neon holds them for the arm64 epilogue, 4 channels at a time. Double
+	// rounding: [group of 4][bias, mult, lshift, -rshift][4]. Single
+	// rounding: [group of 4][bias[4], mult[4], -total as four int64].
 	neon   []int32
 	consts [4]int32 // outZero, min, max
 	// avx2c holds 2³⁰ as four int64, then outZero, min and max as eight
-	// int32 each, for the AVX2 epilogue.
-	avx2c [32]int32
+	// int32 each, then MaxInt32 and MinInt32 as four int64 each, for the
+	// AVX2 epilogue.
+	avx2c [48]int32
 }
 
 // NewRequant checks and prepares the requantization of n output channels.
@@ -47,6 +60,23 @@ type Requant struct {
 // the output zero point, and [min, max] ⊆ [-128, 127] the fused activation
 // range in the output domain.
 func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error) {
+	return newRequant(false, n, bias, mult, shift, outZero, min, max)
+}
+
+// NewRequantRuy is NewRequant with ruy's single rounding in place of the
+// reference kernels' two: per output channel j, with total = 31 - Shift[j],
+//
+//	out = clamp(sat32((int64(acc + Bias[j])·Multiplier[j] + 2^(total-1)) >> total) + OutZero, Min, Max)
+//
+// where acc + Bias[j] and the addition of OutZero wrap like int32, >> is
+// arithmetic and sat32 saturates to int32. This is what native TFLite
+// computes for int8 CONV_2D and FULLY_CONNECTED; the arguments are those
+// of NewRequant.
+func NewRequantRuy(n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error) {
+	return newRequant(true, n, bias, mult, shift, outZero, min, max)
+}
+
+func newRequant(ruy bool, n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error) {
 	switch {
 	case n < 0:
 		return nil, fmt.Errorf("kernel: requant: %d channels", n)
@@ -60,7 +90,7 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 	// Vectors are read 16 channels at a time, so pad to whole vectors.
 	np := (n + 15) &^ 15
 	q := &Requant{
-		n: n, outZero: outZero, min: min, max: max,
+		n: n, ruy: ruy, outZero: outZero, min: min, max: max,
 		bias: make([]int32, np), mult: make([]int32, np),
 		lshift: make([]int32, np), rshift: make([]int32, np),
 		rmask: make([]int32, np), rhalf: make([]int32, np),
@@ -83,6 +113,35 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 		q.rmask[j] = int32(int64(1)<<q.rshift[j] - 1)
 		q.rhalf[j] = q.rmask[j] >> 1
 	}
+	if ruy {
+		q.packRuy(np)
+	} else {
+		q.packDouble(np)
+	}
+	q.consts = [4]int32{outZero, min, max}
+	for l := 0; l < 8; l++ {
+		if l%2 == 0 {
+			q.avx2c[l] = 1 << 30
+		}
+		q.avx2c[8+l], q.avx2c[16+l], q.avx2c[24+l] = outZero, min, max
+	}
+	for l := 0; l < 4; l++ {
+		putInt64(q.avx2c[32+2*l:], math.MaxInt32)
+		putInt64(q.avx2c[40+2*l:], math.MinInt32)
+	}
+	return q, nil
+}
+
+// Fields per block of Requant.vec in each rounding mode.
+const (
+	vecFields    = 7
+	vecFieldsRuy = 11
+)
+
+// packDouble lays out the per-channel values of the double rounding for
+// the assembly epilogues.
+func (q *Requant) packDouble(np int) {
+	q.fields = vecFields
 	q.vec = make([]int32, np/16*vecFields*16)
 	for j := 0; j < np; j++ {
 		blk := q.vec[j/16*vecFields*16:]
@@ -106,18 +165,47 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 		blk[2*4+l] = q.lshift[j]
 		blk[3*4+l] = -q.rshift[j]
 	}
-	q.consts = [4]int32{outZero, min, max}
-	for l := 0; l < 8; l++ {
-		if l%2 == 0 {
-			q.avx2c[l] = 1 << 30
-		}
-		q.avx2c[8+l], q.avx2c[16+l], q.avx2c[24+l] = outZero, min, max
-	}
-	return q, nil
 }
 
-// vecFields is the number of 16-channel vectors per block of Requant.vec.
-const vecFields = 7
+// packRuy lays out the per-channel values of the single rounding for the
+// assembly epilogues. Padding channels get total shift 31 (shift 0), which
+// keeps every shift count valid.
+func (q *Requant) packRuy(np int) {
+	q.fields = vecFieldsRuy
+	q.vec = make([]int32, np/16*vecFieldsRuy*16)
+	for j := 0; j < np; j++ {
+		blk := q.vec[j/16*vecFieldsRuy*16:]
+		l := j % 16
+		total := int64(31 - q.shift(j))
+		blk[0*16+l] = q.bias[j]
+		blk[1*16+l] = q.mult[j]
+		if l%2 == 1 {
+			blk[2*16+l-1] = q.mult[j]
+		}
+		// int64 fields: lane l/2 of the even or of the odd vector.
+		f := 3*16 + l%2*16 + l/2*2
+		putInt64(blk[f:], 1<<(total-1))
+		putInt64(blk[f+2*16:], total)
+		putInt64(blk[f+4*16:], 1<<(total-1)+1<<62)
+		putInt64(blk[f+6*16:], 1<<(62-total))
+	}
+	q.neon = make([]int32, np*4)
+	for j := 0; j < np; j++ {
+		blk := q.neon[j/4*16:]
+		l := j % 4
+		blk[0*4+l] = q.bias[j]
+		blk[1*4+l] = q.mult[j]
+		putInt64(blk[8+2*l:], -int64(31-q.shift(j)))
+	}
+}
+
+// shift is the shift of channel j as given to NewRequant.
+func (q *Requant) shift(j int) int32 { return q.lshift[j] - q.rshift[j] }
+
+// putInt64 stores v in d[0:2] the way a little-endian int64 is laid out.
+func putInt64(d []int32, v int64) {
+	d[0], d[1] = int32(uint32(v)), int32(uint64(v)>>32)
+}
 
 // N is the number of channels q was made for.
 func (q *Requant) N() int { return q.n }
@@ -125,7 +213,12 @@ func (q *Requant) N() int { return q.n }
 // apply requantizes one accumulator of channel j.
 func (q *Requant) apply(acc int32, j int) int8 {
 	x := acc + q.bias[j]
-	v := RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x<<q.lshift[j], q.mult[j]), int(q.rshift[j]))
+	var v int32
+	if q.ruy {
+		v = MultiplyByQuantizedMultiplierRuy(x, q.mult[j], int(q.shift(j)))
+	} else {
+		v = RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x<<q.lshift[j], q.mult[j]), int(q.rshift[j]))
+	}
 	v += q.outZero
 	v = max(q.min, min(q.max, v))
 	return int8(v)
@@ -201,6 +294,15 @@ func RoundingDivideByPOT(x int32, exponent int) int32 {
 		r++
 	}
 	return r
+}
+
+// MultiplyByQuantizedMultiplierRuy returns x·mult·2^(shift-31) rounded
+// once, to nearest with ties toward +∞, and saturated to int32: ruy's
+// MultiplyByQuantizedMultiplier, for shift in [-31, 30].
+func MultiplyByQuantizedMultiplierRuy(x, mult int32, shift int) int32 {
+	total := 31 - shift
+	r := (int64(x)*int64(mult) + int64(1)<<(total-1)) >> total
+	return int32(max(math.MinInt32, min(math.MaxInt32, r)))
 }
 
 // MultiplyByQuantizedMultiplier returns x·mult·2^(shift-31) rounded the way

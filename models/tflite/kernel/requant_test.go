@@ -107,6 +107,9 @@ func TestNewRequantErrors(t *testing.T) {
 		if _, err := NewRequant(tt.n, tt.bias, tt.mult, tt.shift, 0, tt.min, tt.max); err == nil {
 			t.Errorf("%s: no error", tt.name)
 		}
+		if _, err := NewRequantRuy(tt.n, tt.bias, tt.mult, tt.shift, 0, tt.min, tt.max); err == nil {
+			t.Errorf("%s: NewRequantRuy: no error", tt.name)
+		}
 	}
 }
 
