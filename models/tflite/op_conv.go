@@ -48,6 +48,7 @@ type conv struct {
 	// int8
 	packed   *kernel.PackedS8
 	krq      *kernel.Requant
+	krqRuy   *kernel.Requant // single rounding, as native TFLite (ruy)
 	rq       requant
 	biasAdj  []int32
 	lo, hi   int32
@@ -247,6 +248,11 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		return n.errorf("%v", err)
 	}
 	c.krq = krq
+	krqRuy, err := kernel.NewRequantRuy(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
+	if err != nil {
+		return n.errorf("%v", err)
+	}
+	c.krqRuy = krqRuy
 	need := tileM * g.oc * 4
 	if !c.direct {
 		need += tileM * c.k
@@ -344,7 +350,6 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	tiles := (M + tileM - 1) / tileM
 	ip.parallel(tiles, 1, func(w, t0, t1 int) {
 		sc := ip.scratch[w]
-		acc := i32s(sc[:tileM*g.oc*4])
 		var col []int8
 		if !c.direct {
 			col = i8s(sc[tileM*g.oc*4:])
@@ -359,10 +364,8 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 				im2col(g, src, col, m0, m1, int8(c.inZP))
 				a = col[:rows*c.k]
 			}
-			// The kernel's fused epilogue rounds twice (gemmlowp style);
-			// TFLite's conv rounds once (ruy), so requantize here.
-			c.packed.Gemm(rows, a, c.k, acc, g.oc)
-			requantRows(acc[:rows*g.oc], dst[m0*g.oc:m1*g.oc], g.oc, c.biasAdj, &c.rq, c.outZP, c.lo, c.hi)
+			// TFLite's conv rounds once (ruy), so the single-rounding epilogue.
+			c.packed.GemmRequant(rows, a, c.k, c.krqRuy, dst[m0*g.oc:m1*g.oc], g.oc)
 		}
 	})
 }
