@@ -112,7 +112,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:  opt.Timeout,
-		PageSize: 16 << 10, // fewer pages, fewer writes per commit
+		PageSize: 64 << 10, // fewer pages, fewer writes per commit
 		// Map ahead so that a growing file is not remapped (which waits for readers) often.
 		InitialMmapSize: 256 << 20,
 		FreelistType:    bolt.FreelistMapType,
