@@ -44,11 +44,9 @@ func TestEnginesAgree(t *testing.T) {
 	for _, path := range modeltest.Glob(t, "models/*.tflite") {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
-			if testing.Short() && name != "yolov8n_full_integer_quant.tflite" {
-				t.Skip("short: one model")
-			}
-			if raceEnabled && name == "yolov8n_int8.tflite" {
-				t.Skip("the float model takes too long on the go engine under -race; run without -race")
+			if (testing.Short() || raceEnabled) && name != "yolov8n_full_integer_quant.tflite" {
+				// The go engine is slow under -race: one model there, all without it.
+				t.Skip("-short or -race: one model")
 			}
 			model := readModel(t, name)
 			opts := models.Options{Library: lib, Threads: 2}
