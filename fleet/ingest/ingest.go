@@ -57,6 +57,7 @@ const (
 	ReasonUnknownField   = "unknown_field"
 	ReasonInvalid        = "invalid"
 	ReasonDeviceMismatch = "device_mismatch"
+	ReasonJobMismatch    = "job_mismatch"
 	ReasonStoreError     = "store_error"
 	ReasonUnexpected     = "unexpected_kind"
 )
@@ -79,7 +80,8 @@ type Options struct {
 	OnJob func(api.JobStatus)
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// Logger receives errors and lifecycle logs; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Ingest is safe for concurrent use.
@@ -125,7 +127,7 @@ func New(conn Conn, opt Options) (*Ingest, error) {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgefleet_ingest_inflight_batches", Help: "Detection batches being stored."}),
 	}
-	for _, r := range []string{ReasonBadTopic, ReasonTooLarge, ReasonBadJSON, ReasonWrongType, ReasonUnknownField, ReasonInvalid, ReasonDeviceMismatch, ReasonStoreError} {
+	for _, r := range []string{ReasonBadTopic, ReasonTooLarge, ReasonBadJSON, ReasonWrongType, ReasonUnknownField, ReasonInvalid, ReasonDeviceMismatch, ReasonJobMismatch, ReasonStoreError} {
 		in.dropped.WithLabelValues(r)
 	}
 	if opt.Registerer != nil {
@@ -182,7 +184,7 @@ func (in *Ingest) Dropped(reason string) float64 {
 // Handle processes one MQTT message. It does not keep payload.
 func (in *Ingest) Handle(topic string, payload []byte) {
 	received := time.Now()
-	device, kind, _, err := api.ParseTopic(topic)
+	device, kind, job, err := api.ParseTopic(topic)
 	if err != nil {
 		in.drop(ReasonBadTopic)
 		return
@@ -209,6 +211,10 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 	case api.KindJobs:
 		var j api.JobStatus
 		if in.decode(payload, &j) && in.sameDevice(device, j.DeviceID) {
+			if j.JobID != job {
+				in.drop(ReasonJobMismatch)
+				return
+			}
 			in.opt.Devices.RecordJob(j)
 			if in.opt.OnJob != nil {
 				in.opt.OnJob(j)

@@ -89,6 +89,8 @@ func TestMalformed(t *testing.T) {
 		{"bad topic", "edgefleet/v1/d1/detections/x", string(batch("d1", 1)), ReasonBadTopic},
 		{"bad device in topic", "edgefleet/v1/d$1/detections", string(batch("d1", 1)), ReasonBadTopic},
 		{"ack from device", api.AcksTopic("d1"), `{}`, ReasonUnexpected},
+		{"job id mismatch", api.JobTopic("d1", "j1"), `{"device_id":"d1","job_id":"j2","state":"queued"}`, ReasonJobMismatch},
+		{"bad job state", api.JobTopic("d1", "j1"), `{"device_id":"d1","job_id":"j1","state":"dancing"}`, ReasonInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

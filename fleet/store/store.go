@@ -85,7 +85,8 @@ const (
 // Page is one page of query results.
 type Page struct {
 	Records []Record `json:"records"`
-	// Next is the cursor for the following (older) page; empty when there is none.
+	// Next is the cursor for the following (older) page. It is set whenever
+	// the page is full, so the last page may come back empty.
 	Next string `json:"next,omitempty"`
 }
 
