@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +246,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met in 5s")
 		}
+	}
+}
+
+func TestJobAndTelemetry(t *testing.T) {
+	fc := &fakeConn{}
+	in, st, reg := newIngest(t, fc)
+	var jobs []api.JobStatus
+	in.opt.OnJob = func(j api.JobStatus) { jobs = append(jobs, j) }
+	in.Handle(api.StateTopic("d1"), []byte(`{"device_id":"d1","online":true}`))
+	in.Handle(api.JobTopic("d1", "j1"), []byte(`{"device_id":"d1","job_id":"j1","state":"downloading","progress":0.5}`))
+	in.Handle(api.TelemetryTopic("d1"), []byte(`{"device_id":"d1","cameras":[{"id":"c","up":false,"fps":0}],"spool_depth":3}`))
+	in.Handle(api.DetectionsTopic("d1"), batch("d1", 4, 5, 7))
+	in.Handle(api.DetectionsTopic("d1"), batch("d1", 4, 5)) // resent: acked again, stored once
+	in.wg.Wait()
+	if len(jobs) != 1 || jobs[0].Progress != 0.5 {
+		t.Fatalf("OnJob got %+v", jobs)
+	}
+	d, ok := reg.Get("d1")
+	if !ok || d.LastJob == nil || d.LastJob.State != api.JobDownloading || d.Telemetry == nil || d.Telemetry.SpoolDepth != 3 || d.Detections != 3 {
+		t.Fatalf("registry: %+v", d)
+	}
+	if !slices.Contains(d.Health, registry.FlagCameraDown) {
+		t.Errorf("health %v lacks camera_down", d.Health)
+	}
+	fc.mu.Lock()
+	acks := fc.pub[api.AcksTopic("d1")]
+	fc.mu.Unlock()
+	if len(acks) != 2 || string(acks[0]) != `{"device_id":"d1","ranges":[{"from":4,"to":5},{"from":7,"to":7}]}` || string(acks[1]) != `{"device_id":"d1","ranges":[{"from":4,"to":5}]}` {
+		t.Fatalf("acks %q", acks)
+	}
+	if p, _ := st.Query(context.Background(), store.Query{}); len(p.Records) != 3 {
+		t.Fatalf("stored %d records, want 3", len(p.Records))
 	}
 }
