@@ -65,6 +65,13 @@ func TestExampleConfig(t *testing.T) {
 	if c.Broker.Listen != "0.0.0.0:1883" || len(c.Devices) != 1 || c.Retention.MaxAge != 720*time.Hour {
 		t.Fatalf("example parsed as %+v", c)
 	}
+	c, err = LoadConfig("demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Listen != "127.0.0.1:8080" || len(c.Devices) != 2 || len(c.Services) != 1 {
+		t.Fatalf("demo parsed as %+v", c)
+	}
 }
 
 func FuzzParseConfig(f *testing.F) {
