@@ -22,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 what=${1:-}
 shift || true
-case $what in agent|fleetd) ;; *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;; esac
+case $what in agent|fleetd) ;; *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;; esac
 
 case $(uname -m) in
   aarch64|arm64) arch=arm64 ;;
@@ -71,6 +71,10 @@ owner() { # owner USER PATH...
 unit() {
   install -D -m 0644 "$here/systemd/$1" "$root/etc/systemd/system/$1"
   [[ -n $root ]] && return 0
+  if [[ ! -d /run/systemd/system ]]; then
+    echo "install: systemd is not running here; enable $1 once it is" >&2
+    return 0
+  fi
   systemctl daemon-reload
   if ((start)); then systemctl enable --now "$1"; else systemctl enable "$1"; fi
 }

@@ -21,7 +21,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -139,6 +141,9 @@ func seed(ctx context.Context, data, bin, version string) error {
 		version = info.Version
 	}
 	if version == "" {
+		version = selfReported(ctx, bin)
+	}
+	if version == "" {
 		version = "unknown"
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -149,6 +154,29 @@ func seed(ctx context.Context, data, bin, version string) error {
 		return err
 	}
 	return s.Seed(ctx, f, version)
+}
+
+// selfReported runs `bin version --json` (edge-agent's) and returns the
+// version it prints, or "" (builds with -trimpath keep no -ldflags in their
+// build info, so the stamped version is only known by asking).
+func selfReported(ctx context.Context, bin string) string {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, abs, "version", "--json").Output()
+	if err != nil {
+		return ""
+	}
+	var v struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(out, &v) != nil {
+		return ""
+	}
+	return v.Version
 }
 
 func install(ctx context.Context, data, keysPath, path string, stdout io.Writer) error {
