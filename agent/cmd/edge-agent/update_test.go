@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/broker"
+	"edgefleet/models/manifest"
+	"edgefleet/models/modeltest"
+)
+
+// artifactServer stands in for fleetd's /artifacts/<sha256>: HTTP basic
+// auth with the device's id and token, Range requests (http.ServeContent),
+// and, by the query's "serve", a corrupted or truncated body.
+type artifactServer struct {
+	device, token string
+	files         map[string][]byte // by sha256
+
+	mu   sync.Mutex
+	gets int
+}
+
+func (a *artifactServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, tok, ok := r.BasicAuth()
+	if !ok || id != a.device || tok != a.token {
+		http.Error(w, "device credentials required", http.StatusUnauthorized)
+		return
+	}
+	sum, ok := strings.CutPrefix(r.URL.Path, "/artifacts/")
+	b, found := a.files[sum]
+	if !ok || !found {
+		http.NotFound(w, r)
+		return
+	}
+	a.mu.Lock()
+	a.gets++
+	a.mu.Unlock()
+	switch r.URL.Query().Get("serve") {
+	case "corrupt":
+		b = bytes.Clone(b)
+		b[len(b)/2] ^= 0xff
+	case "truncated":
+		b = b[:len(b)/2]
+	}
+	http.ServeContent(w, r, sum+".tflite", time.Time{}, bytes.NewReader(b))
+}
+
+// jobWatch records what the device publishes on its jobs and state topics.
+type jobWatch struct {
+	mu     sync.Mutex
+	states map[string][]api.JobStatus // by job id, in arrival order
+	state  []api.State                // retained state messages
+}
+
+func watchJobs(t *testing.T, b *broker.Broker, device string) *jobWatch {
+	t.Helper()
+	w := &jobWatch{states: map[string][]api.JobStatus{}}
+	cancel, err := b.Subscribe(api.DeviceTopic(device, api.KindJobs)+"/+", func(m broker.Message) {
+		var s api.JobStatus
+		if err := api.Decode(m.Payload, &s); err != nil {
+			t.Errorf("job status on %s: %v", m.Topic, err)
+			return
+		}
+		if m.Topic != api.JobTopic(device, s.JobID) {
+			t.Errorf("job %s reported on %s", s.JobID, m.Topic)
+		}
+		w.mu.Lock()
+		w.states[s.JobID] = append(w.states[s.JobID], s)
+		w.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cancel)
+	cancelState, err := b.Subscribe(api.StateTopic(device), func(m broker.Message) {
+		var s api.State
+		if api.Decode(m.Payload, &s) == nil {
+			w.mu.Lock()
+			w.state = append(w.state, s)
+			w.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cancelState)
+	return w
+}
+
+// final returns the job's terminal status, if it has one yet.
+func (w *jobWatch) final(job string) (api.JobStatus, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.states[job] {
+		if s.State == api.JobSucceeded || s.State == api.JobFailed || s.State == api.JobRolledBack {
+			return s, true
+		}
+	}
+	return api.JobStatus{}, false
+}
+
+// path lists the job's states without repeats (progress reports).
+func (w *jobWatch) path(job string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, s := range w.states[job] {
+		if len(out) == 0 || out[len(out)-1] != s.State {
+			out = append(out, s.State)
+		}
+	}
+	return out
+}
+
+func (w *jobWatch) lastState() (api.State, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.state) == 0 {
+		return api.State{}, false
+	}
+	return w.state[len(w.state)-1], true
+}
+
+// versionsSince counts the stored events captured at or after t, by
+// "model version".
+func (s *store) versionsSince(t time.Time) map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range s.events {
+		if e.Time >= t.UnixMicro() {
+			out[e.Model+" "+e.ModelVersion]++
+		}
+	}
+	return out
+}
+
+// TestRunModelUpdate is issue 6's "a real agent process gets, in turn"
+// for the agent side: edge-agent runs yolov8n_int8 (version 1) with the
+// fleet's public key pinned; over MQTT it gets an unsigned model, one
+// signed with an unknown key, a corrupted and a truncated download, each
+// refused with its precise reason on edgefleet/v1/<dev>/jobs/<id> while
+// events keep flowing from the old model; then a good, signed
+// yolov8n_full_integer_quant (yolov8n 2), which it swaps in without a
+// restart: same process, and the events, telemetry and retained state
+// that follow name the new model.
+func TestRunModelUpdate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run with real models")
+	}
+	const device = "box-ota"
+	s := &store{events: map[uint64]api.Event{}}
+	f := &embeddedFleet{t: t, addr: freeAddr(t), device: device, store: s}
+	f.up()
+	jobs := watchJobs(t, f.b, device)
+
+	dir := t.TempDir()
+	keyDir := filepath.Join(dir, "keys")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fleetKey, err := manifest.GenerateKey(keyDir, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueDir := t.TempDir()
+	rogueKey, err := manifest.GenerateKey(rogueDir, "rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(keyPath string, m *manifest.Manifest) (payload, sig []byte, keyID string) {
+		t.Helper()
+		priv, id, err := manifest.LoadPrivateKey(keyPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, sig, err = manifest.Sign(priv, id, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return payload, sig, id
+	}
+
+	newData, err := os.ReadFile(modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := manifest.ForModel(newData, "yolov8n", "2", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts := &artifactServer{device: device, token: "pw", files: map[string][]byte{man.SHA256: newData}}
+	srv := httptest.NewServer(arts)
+	t.Cleanup(srv.Close)
+
+	old := modeltest.Path(t, "models", "yolov8n_int8.tflite")
+	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1), old, modeltest.Path(t, "images"),
+		filepath.Join(dir, "spool.db"), fmt.Sprintf(`fleet:
+  broker: %s
+  password: pw
+update:
+  keys: [%s]
+  artifact_url: %s
+  health_window: 30s
+  policy:
+    max_latency_ratio: 1.5
+    min_detection_ratio: 0.2
+`, f.url(), filepath.Join(keyDir, "fleet.pub"), srv.URL)))
+
+	const patience = 45 * time.Second
+	a := startAgent(t, cfg)
+	pid := a.cmd.Process.Pid
+	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
+	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
+		t.Fatalf("events before any update name %v, want only yolov8n_int8 1", v)
+	}
+	if st, ok := jobs.lastState(); !ok || st.Model != "yolov8n_int8" || st.ModelVersion != "1" || !st.Online {
+		t.Errorf("retained state %+v, want online with yolov8n_int8 1", st)
+	}
+
+	send := func(c api.Command) {
+		t.Helper()
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	artifact := func(query string) *api.Artifact {
+		payload, sig, id := sign(filepath.Join(keyDir, "fleet.key"), man)
+		return &api.Artifact{Kind: manifest.KindModel, Name: man.Name, Version: man.Version, SHA256: man.SHA256, Size: man.Size,
+			URL: "/artifacts/" + man.SHA256 + query, Manifest: payload, Sig: sig, KeyID: id}
+	}
+	unsigned := artifact("")
+	unsigned.Sig, unsigned.KeyID = nil, ""
+	rogue := artifact("")
+	rogue.Manifest, rogue.Sig, rogue.KeyID = sign(filepath.Join(rogueDir, "rogue.key"), man)
+
+	refused := []struct {
+		job      string
+		artifact *api.Artifact
+		want     string // in the failed job's reason
+	}{
+		{"ota-unsigned", unsigned, "manifest: unsigned"},
+		{"ota-unknown-key", rogue, "manifest: signed by an unknown key"},
+		{"ota-corrupt", artifact("?serve=corrupt"), "artifact does not match"},
+		{"ota-truncated", artifact("?serve=truncated"), fmt.Sprintf("truncated artifact: the server sent %d of the signed %d bytes", len(newData)/2, len(newData))},
+	}
+	for _, tt := range refused {
+		send(api.Command{JobID: tt.job, Kind: api.CommandModelUpdate, Artifact: tt.artifact, HealthWindowS: 2})
+		waitUntil(t, "job "+tt.job+" to end", patience, func() bool { _, ok := jobs.final(tt.job); return ok })
+		st, _ := jobs.final(tt.job)
+		if st.State != api.JobFailed || !strings.Contains(st.Reason, tt.want) || st.DeviceID != device {
+			t.Errorf("job %s ended %s %q, want failed with %q", tt.job, st.State, st.Reason, tt.want)
+		}
+		if p := jobs.path(tt.job); p[0] != api.JobQueued {
+			t.Errorf("job %s went %v, want queued first", tt.job, p)
+		}
+	}
+	if rogueKey == fleetKey {
+		t.Fatalf("key ids %s and %s", fleetKey, rogueKey)
+	}
+	arts.mu.Lock()
+	if arts.gets != 2 {
+		t.Errorf("%d downloads, want 2 (the unsigned and unknown-key manifests are refused before any)", arts.gets)
+	}
+	arts.mu.Unlock()
+
+	// The old model still serves: events captured after the last refusal.
+	refusedAt := time.Now()
+	waitUntil(t, "events after the refusals", patience, func() bool { return len(s.versionsSince(refusedAt)) > 0 })
+	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
+		t.Fatalf("events after the refusals name %v, want only yolov8n_int8 1", v)
+	}
+
+	// The good model: swapped in, committed after its health window.
+	send(api.Command{JobID: "ota-good", Kind: api.CommandModelUpdate, Artifact: artifact(""), HealthWindowS: 2})
+	waitUntil(t, "job ota-good to end", patience, func() bool { _, ok := jobs.final("ota-good"); return ok })
+	if st, _ := jobs.final("ota-good"); st.State != api.JobSucceeded {
+		t.Fatalf("job ota-good ended %s %q, want succeeded", st.State, st.Reason)
+	}
+	want := []string{api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck, api.JobSucceeded}
+	if p := jobs.path("ota-good"); fmt.Sprint(p) != fmt.Sprint(want) {
+		t.Errorf("job ota-good went %v, want %v", p, want)
+	}
+	select {
+	case err := <-a.done:
+		a.done <- err
+		t.Fatalf("the agent exited during the update: %v", err)
+	default:
+	}
+	if a.cmd.Process.Pid != pid {
+		t.Fatal("the agent process changed")
+	}
+	swappedAt := time.Now()
+	waitUntil(t, "events after the swap", patience, func() bool { return len(s.versionsSince(swappedAt)) > 0 })
+	if v := s.versionsSince(swappedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
+		t.Errorf("events after the update name %v, want only yolov8n 2", v)
+	}
+	waitUntil(t, "telemetry naming the new model", patience, func() bool {
+		tm, ok := s.lastTelemetry()
+		return ok && tm.Model == "yolov8n" && tm.ModelVersion == "2"
+	})
+	waitUntil(t, "retained state naming the new model", patience, func() bool {
+		st, ok := jobs.lastState()
+		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2"
+	})
+	// A model that loads but fails its health window: yolov8n_int8, signed
+	// as yolov8n 3, runs several times slower than yolov8n 2, past
+	// policy.max_latency_ratio; it is rolled back and 2 keeps serving.
+	slowData, err := os.ReadFile(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow, err := manifest.ForModel(slowData, "yolov8n", "3", nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts.files[slow.SHA256] = slowData // the server is idle: no handler reads the map now
+	payload, sig, id := sign(filepath.Join(keyDir, "fleet.key"), slow)
+	send(api.Command{JobID: "ota-slow", Kind: api.CommandModelUpdate, HealthWindowS: 3, Artifact: &api.Artifact{
+		Kind: manifest.KindModel, Name: slow.Name, Version: slow.Version, SHA256: slow.SHA256, Size: slow.Size,
+		URL: "/artifacts/" + slow.SHA256, Manifest: payload, Sig: sig, KeyID: id}})
+	waitUntil(t, "job ota-slow to end", patience, func() bool { _, ok := jobs.final("ota-slow"); return ok })
+	st, _ := jobs.final("ota-slow")
+	if st.State != api.JobRolledBack || !strings.Contains(st.Reason, "update: unhealthy: p50 latency") {
+		t.Errorf("job ota-slow ended %s %q, want rolled_back for its latency", st.State, st.Reason)
+	}
+	if p := jobs.path("ota-slow"); !strings.Contains(fmt.Sprint(p), "installing health_check rolled_back") {
+		t.Errorf("job ota-slow went %v", p)
+	}
+	rolledBackAt := time.Now()
+	waitUntil(t, "events after the rollback", patience, func() bool { return len(s.versionsSince(rolledBackAt)) > 0 })
+	if v := s.versionsSince(rolledBackAt); len(v) != 1 || v["yolov8n 2"] == 0 {
+		t.Errorf("events after the rollback name %v, want only yolov8n 2", v)
+	}
+	waitUntil(t, "retained state back on the committed model", patience, func() bool {
+		st, ok := jobs.lastState()
+		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2"
+	})
+
+	// The committed model survives a restart: the agent starts on it.
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-a.done; err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v", err)
+	}
+	a.done <- nil
+	restartedAt := time.Now()
+	a = startAgent(t, cfg)
+	waitUntil(t, "events after the restart", patience, func() bool { return len(s.versionsSince(restartedAt)) > 0 })
+	if v := s.versionsSince(restartedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
+		t.Errorf("events after the restart name %v, want only yolov8n 2", v)
+	}
+	t.Logf("events by model: %v", s.versionsSince(time.Time{}))
+	for _, job := range []string{"ota-unsigned", "ota-unknown-key", "ota-corrupt", "ota-truncated", "ota-good", "ota-slow"} {
+		st, _ := jobs.final(job)
+		t.Logf("%s: %v: %s", job, jobs.path(job), st.Reason)
+	}
+	if os.Getenv("SHOWLOG") != "" {
+		t.Log(a.stderr.String())
+	}
+}
