@@ -212,7 +212,7 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		b.ReportMetric(float64(sustained), "devices")
 		b.ReportMetric(float64(p99.Microseconds())/1000, "p99_ms")
-		b.ReportMetric(float64(p50.Microseconds())/1000, "ms/op")
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50_ms")
 		b.ReportMetric(rate, "batches/s")
 		b.ReportMetric(fleetCPU, "fleet_cpu_us/batch")
 		b.ReportMetric(simCPU, "sim_cpu_us/batch")
