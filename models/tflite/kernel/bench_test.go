@@ -47,7 +47,14 @@ func BenchmarkGemmS8(b *testing.B) {
 	}
 }
 
-func BenchmarkGemmRequant(b *testing.B) {
+func BenchmarkGemmRequant(b *testing.B) { benchGemmRequant(b, NewRequant, false) }
+
+// BenchmarkGemmRequantRuy is BenchmarkGemmRequant with the single rounding;
+// the unfused sub-benchmarks run Gemm and then requantize in Go, as the
+// interpreter did before the fused mode existed.
+func BenchmarkGemmRequantRuy(b *testing.B) { benchGemmRequant(b, NewRequantRuy, true) }
+
+func benchGemmRequant(b *testing.B, newRequant func(n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error), unfused bool) {
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, s := range yoloShapes {
 		a := make([]int8, s.m*s.k)
@@ -60,7 +67,7 @@ func BenchmarkGemmRequant(b *testing.B) {
 		for j := range mult {
 			mult[j], shift[j] = 1<<30+int32(j)*12345, -12
 		}
-		q, err := NewRequant(s.n, make([]int32, s.n), mult, shift, -3, -128, 127)
+		q, err := newRequant(s.n, make([]int32, s.n), mult, shift, -3, -128, 127)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -76,6 +83,26 @@ func BenchmarkGemmRequant(b *testing.B) {
 				reportGMACs(b, s.m, s.n, s.k, cpu)
 			})
 		}
+		if !unfused {
+			continue
+		}
+		p := packS8(bestS8, s.n, s.k, w)
+		acc := make([]int32, s.m*s.n)
+		b.Run(fmt.Sprintf("%s-unfused/%s", bestS8, s.name), func(b *testing.B) {
+			loop := func() {
+				p.Gemm(s.m, a, s.k, acc, s.n)
+				for i, v := range acc {
+					out[i] = q.apply(v, i%s.n)
+				}
+			}
+			loop()
+			cpu := onThread(func() {
+				for b.Loop() {
+					loop()
+				}
+			})
+			reportGMACs(b, s.m, s.n, s.k, cpu)
+		})
 	}
 }
 
