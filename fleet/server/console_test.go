@@ -3,7 +3,10 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"image"
+	"image/jpeg"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -78,6 +81,18 @@ func TestConsoleInBrowser(t *testing.T) {
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
+	// The agent's snapshot server: one small JPEG per camera.
+	snaps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/snapshot/dock.jpg") {
+			http.NotFound(w, r)
+			return
+		}
+		img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+		w.Header().Set("Content-Type", "image/jpeg")
+		jpeg.Encode(w, img, nil)
+	}))
+	defer snaps.Close()
+
 	// A test agent registers over real MQTT.
 	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("cam-7").SetUsername("cam-7").SetPassword("pw-cam-7"))
 	if tok := agent.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -93,7 +108,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // ingest subscribed
 	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x", "line": "7"},
-		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}})
+		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}, SnapshotURL: snaps.URL})
 	for i := range 3 {
 		pub(api.TelemetryTopic("cam-7"), api.Telemetry{DeviceID: "cam-7", Time: time.Now().UnixMilli(), Cameras: []api.CameraStats{{ID: "dock", Up: true, FPS: 10 + float64(i)}},
 			InferP50Ms: 30, InferP99Ms: 45, SpoolDepth: uint64(i)})
@@ -168,5 +183,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	detect("ladder")
 	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="ladder"]`))); err != nil {
 		t.Fatalf("device page did not update: %v", err)
+	}
+	// The latest snapshot from the device's snapshot_url is shown.
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === 64 })()`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("snapshot not shown: %v", err)
 	}
 }
