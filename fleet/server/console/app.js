@@ -144,8 +144,9 @@ async function devicePage(id) {
     svgChart("Inference p99 ms", series((p) => p.infer_p99_ms), { color: "#bf3989" }),
     svgChart("Dropped frames", series((p) => p.dropped), { color: "#c62828" }),
     svgChart("Spool depth", series((p) => p.spool_depth), { color: "#b26a00" }));
-  const snaps = d.snapshot_url ? (d.cameras || []).map((c) =>
-    el("figure", {}, el("img", { class: "snap", src: `${d.snapshot_url.replace(/\/$/, "")}/snapshot/${encodeURIComponent(c)}.jpg?t=${Date.now()}`, alt: "snapshot " + c }), el("figcaption", {}, c))) : [];
+  const snapBase = /^https?:\/\//.test(d.snapshot_url || "") ? d.snapshot_url : ""; // only http(s) from a device
+  const snaps = snapBase ? (d.cameras || []).map((c) =>
+    el("figure", {}, el("img", { class: "snap", src: `${snapBase.replace(/\/$/, "")}/snapshot/${encodeURIComponent(c)}.jpg?t=${Date.now()}`, alt: "snapshot " + c }), el("figcaption", {}, c))) : [];
   return [el("h2", {}, "Device ", d.id), info, charts,
     snaps.length ? [el("h3", {}, "Latest snapshot"), snaps] : null,
     el("h3", {}, "Recent detections"), detTable(det.records, "recent")];
