@@ -126,7 +126,7 @@ async function devicePage(id) {
   const [d, tel, det] = await Promise.all([
     get("/api/v1/devices/" + q),
     get("/api/v1/devices/" + q + "/telemetry?since=-1h"),
-    get("/api/v1/detections?limit=25&device=" + q),
+    get("/api/v1/detections?limit=25&from=-24h&device=" + q),
   ]);
   const pts = tel.points || [];
   const series = (f) => pts.map((p) => ({ t: Date.parse(p.time), v: f(p) }));
