@@ -2,6 +2,13 @@
 // and float32 matrix multiplies with B packed ahead of time, and a fused int8
 // requantizing epilogue with TFLite's fixed-point semantics.
 //
+// The epilogue rounds in one of two ways, chosen when the Requant is made:
+// NewRequant rounds twice like TFLite's reference kernels (gemmlowp's
+// SaturatingRoundingDoublingHighMul, then RoundingDivideByPOT); NewRequantRuy
+// rounds once like ruy, which native TFLite runs int8 CONV_2D and
+// FULLY_CONNECTED through, so its outputs match the native library's byte
+// for byte. Both are fused in every assembly path.
+//
 // Every entry point has a plain-Go implementation that all platforms can use
 // and that the tests compare the others against. The int8 multiply runs in
 // assembly where the CPU allows: AVX-512 VNNI, else AVX2 on amd64, and NEON
