@@ -6,14 +6,14 @@
 //
 //	go run asm_gen.go [-out DIR]
 //
+// The requantizing epilogues come in two roundings (see Requant): double
+// (gemmlowp) and single (ruy: a 64-bit product, rounding term and shift,
+// saturated to int32).
+//
 // int8 (AVX-512 VNNI): A's bytes are flipped to unsigned (a^0x80) by one
 // broadcasting VPXORD per row and 4 k, VPDPBUSD multiplies them with B's
 // signed bytes, and the epilogue adds corr = -128·Σ_k B[j][k] back. B is
 // packed as [group of 4 k][vector][16 channels][4 k], zero padded.
-//
-// The requantizing epilogues come in two roundings (see Requant): double
-// (gemmlowp) and single (ruy: a 64-bit product, rounding term and shift,
-// saturated to int32).
 //
 // int8 (AVX2): A is first widened to int16 (a scratch copy of a block of
 // rows), B is packed as int16 [pair of k][vector][8 channels][2 k], and
