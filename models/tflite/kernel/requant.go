@@ -7,15 +7,15 @@ import (
 )
 
 // Requant turns the int32 accumulators of an int8 convolution or fully
-// connected layer into int8 outputs the way TFLite's reference kernels do,
-// per output channel j:
+// connected layer into int8 outputs, per output channel j:
 //
-//	out = clamp(MultiplyByQuantizedMultiplier(acc + Bias[j], Multiplier[j], Shift[j]) + OutZero, Min, Max)
+//	out = clamp(M(acc + Bias[j], Multiplier[j], Shift[j]) + OutZero, Min, Max)
 //
-// NewRequant builds it with TFLite's reference (gemmlowp) rounding, which
-// rounds twice; NewRequantRuy with the single rounding of ruy, the GEMM
-// library native TFLite runs int8 convolutions and fully connected layers
-// through. It is immutable and safe for concurrent use.
+// NewRequant makes one whose M is MultiplyByQuantizedMultiplier, as in
+// TFLite's reference kernels (gemmlowp's two roundings); NewRequantRuy one
+// whose M is MultiplyByQuantizedMultiplierRuy, as in ruy, the GEMM library
+// native TFLite runs int8 convolutions and fully connected layers through
+// (one rounding). It is immutable and safe for concurrent use.
 type Requant struct {
 	n       int
 	ruy     bool    // single rounding (NewRequantRuy)
