@@ -193,7 +193,10 @@ func taps(src, dst int) []tap {
 	t := make([]tap, dst)
 	scale := float64(src) / float64(dst)
 	for d := range t {
-		f := (float64(d)+0.5)*scale - 0.5
+		// The conversion keeps arm64 from fusing the multiply and subtract
+		// (the spec allows fusion without it), so every platform gets the
+		// same taps.
+		f := float64((float64(d)+0.5)*scale) - 0.5
 		fl := math.Floor(f)
 		w := f - fl
 		i0 := int(fl)

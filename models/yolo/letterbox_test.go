@@ -141,7 +141,8 @@ func naive(img image.Image, s InputSpec) []byte {
 		return float64([]uint8{cc.R, cc.G, cc.B}[c])
 	}
 	idx := func(src, dst, d int) (int, int, float64) {
-		f := (float64(d)+0.5)*(float64(src)/float64(dst)) - 0.5
+		// float64() conversions stop arm64 from fusing multiply-adds.
+		f := float64((float64(d)+0.5)*(float64(src)/float64(dst))) - 0.5
 		i0 := int(math.Floor(f))
 		fr := f - math.Floor(f)
 		if i0 < 0 {
@@ -175,9 +176,9 @@ func naive(img image.Image, s InputSpec) []byte {
 				if dx >= 0 && dy >= 0 && dx < g.NewW && dy < g.NewH {
 					x0, x1, fx := idx(w, g.NewW, dx)
 					y0, y1, fy := idx(h, g.NewH, dy)
-					top := px(x0, y0, c)*(1-fx) + px(x1, y0, c)*fx
-					bot := px(x0, y1, c)*(1-fx) + px(x1, y1, c)*fx
-					v = int(math.Round(top*(1-fy) + bot*fy))
+					top := float64(px(x0, y0, c)*(1-fx)) + float64(px(x1, y0, c)*fx)
+					bot := float64(px(x0, y1, c)*(1-fx)) + float64(px(x1, y1, c)*fx)
+					v = int(math.Round(float64(top*(1-fy)) + float64(bot*fy)))
 				}
 				var o int
 				if s.Layout == NHWC {
