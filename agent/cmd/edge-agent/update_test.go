@@ -375,3 +375,74 @@ update:
 		t.Log(a.stderr.String())
 	}
 }
+
+// TestRunUpdateKeyErrors: a key file that is missing or not a public key
+// stops the agent at start with an error naming update.keys.
+func TestRunUpdateKeyErrors(t *testing.T) {
+	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
+	dir := t.TempDir()
+	notKey := filepath.Join(dir, "not.pub")
+	if err := os.WriteFile(notKey, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, key string
+	}{
+		{"missing file", filepath.Join(dir, "nope.pub")},
+		{"not a key", notKey},
+		{"folder without keys", empty},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := t.TempDir()
+			p := writeConfig(t, d, fmt.Sprintf(agentYAML, model, dir, filepath.Join(d, "spool.db"), "update:\n  keys: ["+tt.key+"]\n"))
+			_, stderr, code := run(t, "run", "--config", p)
+			if code != 1 || !strings.Contains(stderr, "update.keys") {
+				t.Errorf("exit code %d, want 1 with an error naming update.keys; stderr:\n%s", code, stderr)
+			}
+		})
+	}
+}
+
+// TestRunUpdatesDisabled: without update.keys a command fails at once with
+// the reason, rather than waiting for the fleet's timeout, and the
+// configured model keeps serving.
+func TestRunUpdatesDisabled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run with a real model")
+	}
+	const device = "box-noota"
+	s := &store{events: map[uint64]api.Event{}}
+	f := &embeddedFleet{t: t, addr: freeAddr(t), device: device, store: s}
+	f.up()
+	jobs := watchJobs(t, f.b, device)
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1),
+		modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"), modeltest.Path(t, "images"),
+		filepath.Join(dir, "spool.db"), "fleet:\n  broker: "+f.url()+"\n  password: pw\n"))
+	a := startAgent(t, cfg)
+	waitUntil(t, "the agent online", 30*time.Second, func() bool { st, ok := jobs.lastState(); return ok && st.Online })
+	b, _ := json.Marshal(api.Command{JobID: "ota-1", Kind: api.CommandModelUpdate, Artifact: &api.Artifact{Kind: manifest.KindModel}})
+	if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "job ota-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("ota-1"); return ok })
+	if st, _ := jobs.final("ota-1"); st.State != api.JobFailed || !strings.Contains(st.Reason, "updates are disabled on this device") || st.DeviceID != device {
+		t.Errorf("job ota-1 ended %+v, want failed: updates disabled", st)
+	}
+	if !strings.Contains(a.stderr.String(), `msg="updates disabled: no update.keys configured"`) {
+		t.Error("the agent did not log that updates are disabled")
+	}
+	if n := strings.Count(a.stderr.String(), "updates disabled: no update.keys"); n != 1 {
+		t.Errorf("logged %d times that updates are disabled, want once", n)
+	}
+	since := time.Now()
+	waitUntil(t, "events after the refusal", 30*time.Second, func() bool { return len(s.versionsSince(since)) > 0 })
+	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_full_integer_quant 1"] == 0 {
+		t.Errorf("events name %v, want only the configured model", v)
+	}
+}
