@@ -70,8 +70,9 @@ func NewRequant(n int, bias, mult, shift []int32, outZero, min, max int32) (*Req
 //
 // where acc + Bias[j] and the addition of OutZero wrap like int32, >> is
 // arithmetic and sat32 saturates to int32. This is what native TFLite
-// computes for int8 CONV_2D and FULLY_CONNECTED; the arguments are those
-// of NewRequant.
+// computes for int8 CONV_2D and FULLY_CONNECTED (ruy assumes rather than
+// enforces that the result fits in int32; saturating defines the rest). The
+// arguments are those of NewRequant.
 func NewRequantRuy(n int, bias, mult, shift []int32, outZero, min, max int32) (*Requant, error) {
 	return newRequant(true, n, bias, mult, shift, outZero, min, max)
 }
