@@ -26,7 +26,8 @@ const (
 )
 
 // Build compiles the stand-in agent for this machine into dir, stamped with
-// version and mode, and returns its path.
+// version and mode, and returns its path. Call it before a test moves HOME:
+// the go build cache lives under it, and an empty one costs minutes.
 func Build(t testing.TB, dir, version, mode string) string {
 	t.Helper()
 	return BuildFor(t, dir, version, mode, runtime.GOARCH)

@@ -20,18 +20,19 @@ func TestFirmwareCommands(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		t.Skip("builds linux/amd64 and arm64 agents and runs the arm64 one under qemu")
 	}
+	// Build before HOME moves: the go build cache lives under it.
+	keyDir, build := t.TempDir(), t.TempDir()
+	native := firmwaretest.Build(t, build, "2.0.0", firmwaretest.Good)
+	arm64 := firmwaretest.BuildFor(t, build, "2.1.0", firmwaretest.Good, "arm64")
 	t.Setenv("EDGEFLEET_CONFIG", "")
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	keyDir, build := t.TempDir(), t.TempDir()
 	if code, out, errOut := fleetctl(t, "keys", "generate", "--dir", keyDir); code != 0 {
 		t.Fatalf("keys generate: %s %s", out, errOut)
 	}
 	url := fleetdOTA(t, keyDir)
 	auth := []string{"--server", url, "--token", token}
 
-	native := firmwaretest.Build(t, build, "2.0.0", firmwaretest.Good)
-	arm64 := firmwaretest.BuildFor(t, build, "2.1.0", firmwaretest.Good, "arm64")
 	// An amd64 build whose ELF header claims arm64.
 	b, err := os.ReadFile(native)
 	if err != nil {
