@@ -341,6 +341,10 @@ func openServed(ctx context.Context, cfg *config.Config, l *link.Link, token str
 				data, path, srv.baseName, srv.baseVersion = b, curPath, cur.Name, cur.Version
 			default:
 				data, path, man = b, curPath, cur.Signed()
+				if man != nil {
+					log.Info("running the model installed by an update (update.dir), not model.path",
+						"model", man.Name, "model_version", man.Version, "path", curPath)
+				}
 			}
 		}
 	} else {

@@ -352,6 +352,18 @@ update:
 		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2"
 	})
 
+	jobs.mu.Lock()
+	var stateVersions []string
+	for _, st := range jobs.state {
+		if len(stateVersions) == 0 || stateVersions[len(stateVersions)-1] != st.ModelVersion {
+			stateVersions = append(stateVersions, st.ModelVersion)
+		}
+	}
+	jobs.mu.Unlock()
+	if fmt.Sprint(stateVersions) != "[1 2 3 2]" {
+		t.Errorf("retained state named model versions %v, want [1 2 3 2]", stateVersions)
+	}
+
 	// The committed model survives a restart: the agent starts on it.
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -365,6 +377,9 @@ update:
 	waitUntil(t, "events after the restart", patience, func() bool { return len(s.versionsSince(restartedAt)) > 0 })
 	if v := s.versionsSince(restartedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
 		t.Errorf("events after the restart name %v, want only yolov8n 2", v)
+	}
+	if !strings.Contains(a.stderr.String(), `msg="running the model installed by an update (update.dir), not model.path" model=yolov8n model_version=2`) {
+		t.Error("the restarted agent did not say it runs the installed model")
 	}
 	t.Logf("events by model: %v", s.versionsSince(time.Time{}))
 	for _, job := range []string{"ota-unsigned", "ota-unknown-key", "ota-corrupt", "ota-truncated", "ota-good", "ota-slow"} {
