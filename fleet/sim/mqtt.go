@@ -241,11 +241,13 @@ func (m *mqttConn) nextID() uint16 {
 	return m.id
 }
 
-// subscribe subscribes to one filter at QoS 1 and waits for the SUBACK.
-func (m *mqttConn) subscribe(ctx context.Context, filter string) error {
+// subscribe subscribes to filters at QoS 1 and waits for the SUBACK.
+func (m *mqttConn) subscribe(ctx context.Context, filters ...string) error {
 	body := binary.BigEndian.AppendUint16(nil, m.nextID())
-	body = appendString(body, filter)
-	body = append(body, 1)
+	for _, f := range filters {
+		body = appendString(body, f)
+		body = append(body, 1)
+	}
 	if err := m.write(pktSubscribe<<4|0x02, body); err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 // Package sim runs virtual edge agents over real MQTT, for load tests and
 // demos: each device publishes its retained state (with an offline last
 // will), telemetry every few seconds and detection batches at a steady
-// rate, and measures how long fleetd takes to acknowledge each batch.
+// rate, and measures how long fleetd takes to acknowledge each batch. The
+// devices also answer update commands (see ota.go), so rollouts can be
+// tested against a thousand devices over real MQTT.
 package sim
 
 import (
@@ -43,6 +45,19 @@ type Options struct {
 	Sites, Lines int
 	// Labels the detections are drawn from; default person, car, forklift, helmet.
 	Labels []string
+	// Model, ModelVersion and AgentVersion are what the devices run at
+	// start; defaults yolo-sim, 1 and sim.
+	Model, ModelVersion, AgentVersion string
+	// FailRate is the fraction of devices (picked by FailsUpdate) whose
+	// updates fail at the health check.
+	FailRate float64
+	// UpdateStep is the time between two job states; default 20ms.
+	UpdateStep time.Duration
+	// MaxHealthWindow caps the health window a command asks for; default 1s.
+	MaxHealthWindow time.Duration
+	// OnConnected, if set, is called once the devices have connected, with
+	// how many did.
+	OnConnected func(connected int) `json:"-"`
 }
 
 func (o *Options) defaults() {
@@ -76,6 +91,21 @@ func (o *Options) defaults() {
 	if len(o.Labels) == 0 {
 		o.Labels = []string{"person", "car", "forklift", "helmet"}
 	}
+	if o.Model == "" {
+		o.Model = "yolo-sim"
+	}
+	if o.ModelVersion == "" {
+		o.ModelVersion = "1"
+	}
+	if o.AgentVersion == "" {
+		o.AgentVersion = "sim"
+	}
+	if o.UpdateStep <= 0 {
+		o.UpdateStep = 20 * time.Millisecond
+	}
+	if o.MaxHealthWindow <= 0 {
+		o.MaxHealthWindow = time.Second
+	}
 }
 
 // Report is the outcome of a run.
@@ -95,6 +125,10 @@ type Report struct {
 	Elapsed        time.Duration `json:"elapsed"`
 	BatchesPerSec  float64       `json:"batches_per_s"`
 	ConnectElapsed time.Duration `json:"connect_elapsed"`
+	// OTA counts the update commands answered.
+	OTA OTAStats `json:"ota"`
+	// Versions are the devices' versions at the end, by device id.
+	Versions map[string]Version `json:"versions,omitempty"`
 }
 
 // OK reports whether every batch was acknowledged and p99 is under limit.
@@ -110,13 +144,21 @@ func (r Report) String() string {
 
 // device is one virtual agent.
 type device struct {
-	id  string
-	cl  *mqttConn
-	seq uint64
+	id     string
+	o      *Options
+	ctx    context.Context // Run's: update jobs end with it
+	cl     *mqttConn
+	seq    uint64
+	labels map[string]string
+	ota    *otaCounters
+	jobsWG sync.WaitGroup
 
-	mu      sync.Mutex
-	pending map[uint64]time.Time // first seq of a batch -> sent
-	lat     []time.Duration
+	mu                                sync.Mutex
+	pending                           map[uint64]time.Time // first seq of a batch -> sent
+	lat                               []time.Duration
+	jobs                              map[string]*jobRun // by job id
+	closing                           bool
+	model, modelVersion, agentVersion string
 }
 
 // Run runs the fleet of virtual agents until Duration has passed (or ctx
@@ -130,6 +172,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	devs := make([]*device, 0, o.Devices)
 	var mu sync.Mutex
 	var connErr error
+	ota := &otaCounters{}
 	start := time.Now()
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(o.ConnectRate))
@@ -144,7 +187,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, err := connect(ctx, o, i)
+			d, err := connect(ctx, &o, i, ota)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -162,6 +205,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	defer func() {
 		// Leave as an agent does: retained state offline, then disconnect.
 		for _, d := range devs {
+			d.stopJobs()
 			off, _ := json.Marshal(api.State{DeviceID: d.id, Online: false, Time: time.Now().UnixMilli()})
 			d.cl.publish(api.StateTopic(d.id), 1, true, off)
 			d.cl.close()
@@ -169,6 +213,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}()
 	if len(devs) == 0 {
 		return rep, fmt.Errorf("sim: no device connected: %v", connErr)
+	}
+	if o.OnConnected != nil {
+		o.OnConnected(len(devs))
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, o.Duration)
@@ -203,6 +250,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		d.mu.Unlock()
 	}
 	rep.Acked = int64(len(lat))
+	rep.OTA = ota.stats()
+	rep.Versions = make(map[string]Version, len(devs))
+	for _, d := range devs {
+		rep.Versions[d.id] = d.version()
+	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		rep.AckP50 = lat[len(lat)/2]
@@ -222,25 +274,24 @@ func outstanding(devs []*device) int {
 	return n
 }
 
-func connect(ctx context.Context, o Options, i int) (*device, error) {
-	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), pending: map[uint64]time.Time{}}
+func connect(ctx context.Context, o *Options, i int, ota *otaCounters) (*device, error) {
+	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), o: o, ctx: ctx, ota: ota, pending: map[uint64]time.Time{}, jobs: map[string]*jobRun{},
+		model: o.Model, modelVersion: o.ModelVersion, agentVersion: o.AgentVersion,
+		labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)}}
 	user, pass := o.Login(d.id)
 	lwt, _ := json.Marshal(api.State{DeviceID: d.id, Online: false})
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var err error
-	d.cl, err = dialMQTT(ctx, o.Broker, d.id, user, pass, &will{topic: api.StateTopic(d.id), payload: lwt, retain: true, qos: 1}, d.onAck)
+	d.cl, err = dialMQTT(cctx, o.Broker, d.id, user, pass, &will{topic: api.StateTopic(d.id), payload: lwt, retain: true, qos: 1}, d.onMessage)
 	if err != nil {
 		return nil, fmt.Errorf("sim: connect %s: %w", d.id, err)
 	}
-	if err := d.cl.subscribe(ctx, api.AcksTopic(d.id)); err != nil {
+	if err := d.cl.subscribe(cctx, api.AcksTopic(d.id), api.CommandsTopic(d.id)); err != nil {
 		d.cl.close()
 		return nil, fmt.Errorf("sim: subscribe %s: %w", d.id, err)
 	}
-	st, _ := json.Marshal(api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: "sim",
-		Labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)},
-		Model:  "yolo-sim", ModelVersion: "1", Engine: "sim", Cameras: []string{"cam0"}})
-	if err := d.cl.publish(api.StateTopic(d.id), 1, true, st); err != nil {
+	if err := d.publishState(); err != nil {
 		d.cl.close()
 		return nil, fmt.Errorf("sim: state %s: %w", d.id, err)
 	}
@@ -283,7 +334,9 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		now := time.Now()
 		if !now.Before(nextTele) {
 			nextTele = nextTele.Add(o.TelemetryEvery)
+			v := d.version()
 			p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
+				AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
 				Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
 				SpoolDepth: uint64(rand.IntN(10))})
 			if d.cl.publish(api.TelemetryTopic(d.id), 0, false, p) != nil {
@@ -296,11 +349,12 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		}
 		next = next.Add(period)
 		b := api.DetectionBatch{DeviceID: d.id}
+		v := d.version()
 		first := d.seq + 1
 		for range o.Events {
 			d.seq++
 			x := rand.Float32() * 600
-			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: "cam0", Time: now.UnixMicro(), Model: "yolo-sim", ModelVersion: "1",
+			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: "cam0", Time: now.UnixMicro(), Model: v.Model, ModelVersion: v.ModelVersion,
 				ClassID: 0, Label: o.Labels[rand.IntN(len(o.Labels))], Score: 0.5 + rand.Float32()/2, Box: [4]float32{x, x / 2, x + 40, x/2 + 80}})
 		}
 		p, _ := json.Marshal(&b)

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/broker/brokertest"
 	"edgefleet/fleet/ingest"
@@ -27,9 +28,16 @@ type fleet struct {
 	url   string
 	store *store.Bolt
 	reg   *registry.Registry
+	conn  ingest.Conn
 }
 
 func startFleet(t testing.TB, devices int, prefix string) *fleet {
+	t.Helper()
+	return startFleetJobs(t, devices, prefix, nil)
+}
+
+// startFleetJobs is startFleet with ingest's OnJob hook.
+func startFleetJobs(t testing.TB, devices int, prefix string, onJob func(api.JobStatus)) *fleet {
 	t.Helper()
 	auth := broker.NewStaticAuth()
 	for i := range devices {
@@ -48,7 +56,8 @@ func startFleet(t testing.TB, devices int, prefix string) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, err := ingest.New(ingest.Embedded(b), ingest.Options{Store: st, Devices: reg, Logger: slog.New(slog.DiscardHandler)})
+	conn := ingest.Embedded(b)
+	in, err := ingest.New(conn, ingest.Options{Store: st, Devices: reg, OnJob: onJob, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +71,7 @@ func startFleet(t testing.TB, devices int, prefix string) *fleet {
 		reg.Close()
 	})
 	time.Sleep(50 * time.Millisecond) // subscriptions in place
-	return &fleet{url: "tcp://" + b.Addr(), store: st, reg: reg}
+	return &fleet{url: "tcp://" + b.Addr(), store: st, reg: reg, conn: conn}
 }
 
 func login(d string) (string, string) { return d, "pw-" + d }

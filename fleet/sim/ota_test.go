@@ -1,0 +1,180 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+func TestFailsUpdate(t *testing.T) {
+	for _, rate := range []float64{0, 0.1, 0.5, 1} {
+		n := 0
+		for i := range 2000 {
+			if FailsUpdate(fmt.Sprintf("sim-%d", i), rate) {
+				n++
+			}
+		}
+		if want := rate * 2000; float64(n) < want*0.8 || float64(n) > want*1.2 {
+			t.Errorf("rate %v: %d of 2000 devices fail, want about %.0f", rate, n, want)
+		}
+		if FailsUpdate("sim-7", rate) != FailsUpdate("sim-7", rate) {
+			t.Errorf("rate %v: not deterministic", rate)
+		}
+	}
+}
+
+// TestUpdateCommands sends update and rollback commands to simulated
+// devices over real MQTT and checks their job reports and versions.
+func TestUpdateCommands(t *testing.T) {
+	const n, rate = 6, 0.5
+	var mu sync.Mutex
+	reports := map[string][]string{} // job id -> states
+	f := startFleetJobs(t, n, "sim-", func(j api.JobStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports[j.JobID] = append(reports[j.JobID], j.State)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connected := make(chan int, 1)
+	done := make(chan Report, 1)
+	go func() {
+		rep, err := Run(ctx, Options{Broker: f.url, Devices: n, Rate: 0.001, Duration: time.Minute, Login: login, TelemetryEvery: 50 * time.Millisecond, FailRate: rate,
+			UpdateStep: 5 * time.Millisecond, OnConnected: func(c int) { connected <- c }})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	if c := <-connected; c != n {
+		t.Fatalf("%d of %d devices connected", c, n)
+	}
+	failing := map[string]bool{}
+	for i := range n {
+		if id := fmt.Sprintf("sim-%d", i); FailsUpdate(id, rate) {
+			failing[id] = true
+		}
+	}
+	if len(failing) == 0 || len(failing) == n {
+		t.Fatalf("fail rate %v picks %d of %d devices; the test needs some of each", rate, len(failing), n)
+	}
+	art := &api.Artifact{Kind: "model", Name: "yolo-sim", Version: "2", SHA256: strings.Repeat("ab", 32), Size: 10,
+		URL: "http://fleet/artifacts/x", Manifest: []byte(`{}`), Sig: []byte{1}, KeyID: "k"}
+	send := func(dev string, c api.Command) {
+		t.Helper()
+		p, _ := json.Marshal(c)
+		if err := f.conn.Publish(ctx, api.CommandsTopic(dev), false, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := func(job string) string {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			mu.Lock()
+			s := reports[job]
+			mu.Unlock()
+			if len(s) > 0 {
+				switch last := s[len(s)-1]; last {
+				case api.JobSucceeded, api.JobFailed, api.JobRolledBack:
+					return last
+				}
+			}
+		}
+		t.Fatalf("job %s: no final state; reports %v", job, reports[job])
+		return ""
+	}
+	version := func(dev, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			d, ok := f.reg.Get(dev)
+			if ok && d.ModelVersion == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s runs model version %q, want %q", dev, d.ModelVersion, want)
+			}
+		}
+	}
+	for i := range n {
+		dev := fmt.Sprintf("sim-%d", i)
+		send(dev, api.Command{JobID: "job-" + dev, Kind: api.CommandModelUpdate, Artifact: art, HealthWindowS: 0.05})
+	}
+	happy := []string{api.JobQueued, api.JobDownloading, api.JobDownloading, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck}
+	for i := range n {
+		dev := fmt.Sprintf("sim-%d", i)
+		want := api.JobSucceeded
+		if failing[dev] {
+			want = api.JobFailed
+		}
+		if got := final("job-" + dev); got != want {
+			t.Errorf("%s: final state %s, want %s", dev, got, want)
+		}
+		mu.Lock()
+		if got := reports["job-"+dev]; !slices.Equal(got, append(slices.Clone(happy), want)) {
+			t.Errorf("%s: states %v", dev, got)
+		}
+		mu.Unlock()
+		// Failed devices keep the new version until the fleet rolls them back.
+		version(dev, "2")
+	}
+	// A job id seen before is not run again: its state is reported again.
+	dev0 := "sim-0"
+	mu.Lock()
+	before := len(reports["job-"+dev0])
+	mu.Unlock()
+	send(dev0, api.Command{JobID: "job-" + dev0, Kind: api.CommandModelUpdate, Artifact: art})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		got := reports["job-"+dev0]
+		mu.Unlock()
+		if len(got) == before+1 {
+			if got[before] != got[before-1] {
+				t.Errorf("repeated job reported %s, then %s", got[before-1], got[before])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("repeated job: reports %v", got)
+		}
+	}
+	// The fleet rolls the failed devices back.
+	for dev := range failing {
+		send(dev, api.Command{JobID: "job-" + dev + "-rb", Kind: api.CommandRollback})
+		if got := final("job-" + dev + "-rb"); got != api.JobSucceeded {
+			t.Errorf("%s rollback: %s", dev, got)
+		}
+		version(dev, "1")
+	}
+	// A malformed update fails with a reason.
+	send("sim-1", api.Command{JobID: "bad-1", Kind: api.CommandModelUpdate, Artifact: &api.Artifact{Name: "x"}})
+	if got := final("bad-1"); got != api.JobFailed {
+		t.Errorf("malformed update: %s", got)
+	}
+	// The telemetry names the version too.
+	want0 := map[bool]string{true: "1", false: "2"}[failing[dev0]]
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if d, _ := f.reg.Get(dev0); d.Telemetry != nil && d.Telemetry.Model == "yolo-sim" && d.Telemetry.ModelVersion == want0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			d, _ := f.reg.Get(dev0)
+			t.Fatalf("telemetry of %s: %+v, want model version %s", dev0, d.Telemetry, want0)
+		}
+	}
+	cancel()
+	rep := <-done
+	if rep.OTA.Rollbacks != int64(len(failing)) || rep.OTA.Failed != int64(len(failing))+1 || rep.OTA.Succeeded != int64(n-len(failing)) {
+		t.Errorf("OTA stats %+v with %d failing devices", rep.OTA, len(failing))
+	}
+	for dev, v := range rep.Versions {
+		if v.ModelVersion != map[bool]string{true: "1", false: "2"}[failing[dev]] {
+			t.Errorf("%s ends on %v", dev, v)
+		}
+	}
+}
