@@ -11,9 +11,9 @@ export EDGEFLEET_TESTDATA ?= $(abspath ../shared/testdata)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-build: ## build edge-agent, fleetd and fleetctl into bin/
+build: ## build edge-agent, edge-launcher, fleetd and fleetctl into bin/
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/... ./fleet/cmd/...
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/... ./fleet/cmd/... ./firmware/cmd/...
 
 test: ## run every test with -race
 	$(GO) test -race -timeout 25m ./...

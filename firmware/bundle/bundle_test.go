@@ -280,3 +280,16 @@ func TestInspect(t *testing.T) {
 		t.Errorf("foreign binary under a native manifest: %v, %d bytes written", err, out.Len())
 	}
 }
+
+func FuzzInspect(f *testing.F) {
+	self := selfBinary(f)
+	f.Add(self[:4096])
+	f.Add(withMachine(self[:64], elf.EM_AARCH64))
+	f.Add([]byte("\x7fELF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, _ = bundle.Inspect(bytes.NewReader(data))
+		for _, arch := range []string{"amd64", "arm64", "arm"} {
+			_ = bundle.CheckELF(data, "linux", arch)
+		}
+	})
+}
