@@ -42,6 +42,9 @@ type OTA struct {
 	ArtifactBase string
 	// MaxUpload caps one upload; 0 means 1 GiB.
 	MaxUpload int64
+	// HealthWindow and JobTimeout apply to rollouts created without them;
+	// zero leaves them to the rollout engine's defaults.
+	HealthWindow, JobTimeout time.Duration
 }
 
 // bodyLimit is the request body cap: uploads get OTA.MaxUpload, the rest 1 MiB.
@@ -335,13 +338,18 @@ func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error)
 		name string
 		in   string
 		out  *time.Duration
-	}{{"health_window", c.HealthWindow, &sp.HealthWindow}, {"job_timeout", c.JobTimeout, &sp.JobTimeout}} {
+		def  time.Duration
+	}{{"health_window", c.HealthWindow, &sp.HealthWindow, o.HealthWindow}, {"job_timeout", c.JobTimeout, &sp.JobTimeout, o.JobTimeout}} {
 		if d.in == "" {
+			*d.out = d.def
 			continue
 		}
 		if *d.out, err = time.ParseDuration(d.in); err != nil {
 			return sp, http.StatusBadRequest, fmt.Errorf("%s: %q is not a duration like 2m", d.name, d.in)
 		}
+	}
+	if c.JobTimeout == "" && sp.HealthWindow >= sp.JobTimeout {
+		sp.JobTimeout = 0 // a default shorter than the asked health window: the engine's (twice the window)
 	}
 	return sp, 0, nil
 }

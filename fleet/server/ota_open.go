@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,6 +32,8 @@ type OTAConfig struct {
 	// ArtifactBase prefixes artifact paths in commands; see OTA.ArtifactBase.
 	ArtifactBase string
 	MaxUpload    int64
+	// HealthWindow and JobTimeout are the defaults of rollouts created without them.
+	HealthWindow, JobTimeout time.Duration
 }
 
 // OpenOTA opens the artifact store and the rollout engine for fleetd: the
@@ -91,7 +94,8 @@ func OpenOTA(cfg OTAConfig, reg *registry.Registry, pub rollout.Publisher, auth 
 		}
 		return nil
 	})
-	ota = &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: devAuth, ArtifactBase: cfg.ArtifactBase, MaxUpload: cfg.MaxUpload}
+	ota = &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: devAuth, ArtifactBase: cfg.ArtifactBase, MaxUpload: cfg.MaxUpload,
+		HealthWindow: cfg.HealthWindow, JobTimeout: cfg.JobTimeout}
 	log.Info("ota ready", "key_id", keyID, "pinned_keys", keys.IDs())
 	return ota, func() error { return errors.Join(eng.Close(), arts.Close()) }, nil
 }

@@ -18,19 +18,42 @@ import (
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
 type Config struct {
-	// DataDir holds detections.db and registry.db.
+	// DataDir holds detections.db, registry.db and ota/.
 	DataDir string     `yaml:"data_dir"`
 	Log     LogConfig  `yaml:"log"`
 	HTTP    HTTPConfig `yaml:"http"`
 	Broker  BrokerConf `yaml:"broker"`
 	// Operators are the bearer tokens of the REST API and console.
 	Operators []Operator `yaml:"operators"`
-	// Devices may connect to the embedded broker.
+	// Devices may connect to the embedded broker and download artifacts
+	// (with an external broker, only the latter: the broker has its own).
 	Devices []DeviceCred `yaml:"devices"`
 	// Services are MQTT users with access to every topic (tools, other fleetd processes).
 	Services  []ServiceCred `yaml:"services"`
 	Retention Retention     `yaml:"retention"`
 	Health    Health        `yaml:"health"`
+	OTA       OTA           `yaml:"ota"`
+}
+
+// OTA configures the model registry and the rollout engine; their state
+// lives under data_dir/ota (artifacts/, rollouts.db, keys/).
+type OTA struct {
+	// SigningKey is the ed25519 private key file (0600) that signs the
+	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first start.
+	SigningKey string `yaml:"signing_key"`
+	// PublicKeys are more key files or folders of *.pub that agents may pin
+	// (old keys during a rotation), listed by GET /api/v1/keys.
+	PublicKeys []string `yaml:"public_keys"`
+	// ArtifactBase is the URL devices download artifacts from, e.g.
+	// http://fleetd.plant-a:8080; default http://<http.listen> (the
+	// host name when http.listen is 0.0.0.0 or [::]).
+	ArtifactBase string `yaml:"artifact_base"`
+	// MaxUpload caps one model or bundle upload in bytes; default 1 GiB.
+	MaxUpload int64 `yaml:"max_upload"`
+	// HealthWindow and JobTimeout apply to rollouts created without
+	// them: defaults 2m and 30m.
+	HealthWindow time.Duration `yaml:"health_window"`
+	JobTimeout   time.Duration `yaml:"job_timeout"`
 }
 
 // LogConfig selects the log format and level.
@@ -166,6 +189,35 @@ func (c *Config) defaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.OTA.HealthWindow == 0 {
+		c.OTA.HealthWindow = 2 * time.Minute
+	}
+	if c.OTA.JobTimeout == 0 {
+		c.OTA.JobTimeout = 30 * time.Minute
+	}
+	if c.OTA.MaxUpload == 0 {
+		c.OTA.MaxUpload = 1 << 30
+	}
+}
+
+// artifactBase is ota.artifact_base, or one derived from the address the
+// HTTP listener bound.
+func (c *Config) artifactBase(bound string) string {
+	if c.OTA.ArtifactBase != "" {
+		return strings.TrimSuffix(c.OTA.ArtifactBase, "/")
+	}
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return "http://" + bound
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		} else {
+			host = "127.0.0.1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // Validate checks the config; its errors name the key at fault.
@@ -201,9 +253,6 @@ func (c *Config) Validate() error {
 		}
 		if b.Listen != "" || b.TLSListen != "" {
 			bad("broker.listen", "set only for the embedded broker, not with broker.url")
-		}
-		if len(c.Devices) > 0 {
-			bad("devices", "device credentials belong to the external broker when broker.url is set")
 		}
 	} else {
 		if b.Listen != "" {
@@ -266,6 +315,31 @@ func (c *Config) Validate() error {
 	}
 	if c.Health.MaxDropRate < 0 || c.Health.MaxDropRate > 1 {
 		bad("health.max_drop_rate", "%v is not in 0..1", c.Health.MaxDropRate)
+	}
+	o := c.OTA
+	if o.ArtifactBase != "" {
+		u, err := url.Parse(o.ArtifactBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("ota.artifact_base", "%q is not like http://fleetd.example:8080", o.ArtifactBase)
+		}
+	}
+	if o.SigningKey != "" {
+		if _, err := os.Stat(o.SigningKey); err != nil {
+			bad("ota.signing_key", "%v", err)
+		}
+	}
+	for i, p := range o.PublicKeys {
+		if _, err := os.Stat(p); err != nil {
+			bad(fmt.Sprintf("ota.public_keys[%d]", i), "%v", err)
+		}
+	}
+	if o.MaxUpload < 0 {
+		bad("ota.max_upload", "must not be negative")
+	}
+	if o.HealthWindow < 0 || o.JobTimeout < 0 {
+		bad("ota", "health_window and job_timeout must not be negative")
+	} else if o.JobTimeout > 0 && o.JobTimeout <= o.HealthWindow {
+		bad("ota.job_timeout", "%v must be longer than ota.health_window %v", o.JobTimeout, o.HealthWindow)
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,15 @@ func TestParseConfig(t *testing.T) {
 		{"bad format", minimal + "log:\n  format: xml\n", "log.format"},
 		{"tls without cert", minimal + "broker:\n  tls_listen: :8883\n", "broker.tls_cert"},
 		{"bad drop rate", minimal + "health:\n  max_drop_rate: 2\n", "health.max_drop_rate"},
+		{"url with devices", minimal + "broker: {url: tcp://h:1883}\ndevices: [{id: a, password: p}]\n", ""},
+		{"ota unknown key", minimal + "ota: {signing_kee: x}\n", "field signing_kee not found"},
+		{"ota bad base", minimal + "ota: {artifact_base: fleetd:8080}\n", "ota.artifact_base"},
+		{"ota base with query", minimal + "ota: {artifact_base: \"http://f:1/?a=b\"}\n", "ota.artifact_base"},
+		{"ota missing key", minimal + "ota: {signing_key: /nonexistent/fleet.key}\n", "ota.signing_key"},
+		{"ota missing pub", minimal + "ota: {public_keys: [/nonexistent/k.pub]}\n", "ota.public_keys[0]"},
+		{"ota timeout below window", minimal + "ota: {health_window: 10m, job_timeout: 5m}\n", "ota.job_timeout"},
+		{"ota negative", minimal + "ota: {health_window: -1s}\n", "must not be negative"},
+		{"ota bad duration", minimal + "ota: {job_timeout: soon}\n", "soon"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +50,8 @@ func TestParseConfig(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if c.HTTP.Listen != "127.0.0.1:8080" || c.Broker.Listen != "127.0.0.1:1883" || c.Retention.MaxAge != 720*time.Hour {
+				if c.HTTP.Listen != "127.0.0.1:8080" || c.Broker.URL == "" && c.Broker.Listen != "127.0.0.1:1883" || c.Retention.MaxAge != 720*time.Hour ||
+					c.OTA.HealthWindow != 2*time.Minute || c.OTA.JobTimeout != 30*time.Minute || c.OTA.MaxUpload != 1<<30 {
 					t.Errorf("defaults not applied: %+v", c)
 				}
 				return
@@ -69,8 +80,28 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTP.Listen != "127.0.0.1:8080" || len(c.Devices) != 2 || len(c.Services) != 1 {
+	if c.HTTP.Listen != "127.0.0.1:8080" || len(c.Devices) != 2 || len(c.Services) != 1 || c.OTA.HealthWindow != 20*time.Second {
 		t.Fatalf("demo parsed as %+v", c)
+	}
+}
+
+func TestArtifactBase(t *testing.T) {
+	host, _ := os.Hostname()
+	tests := []struct {
+		set, bound, want string
+	}{
+		{"", "127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"", "10.1.2.3:43211", "http://10.1.2.3:43211"},
+		{"", "[::1]:8080", "http://[::1]:8080"},
+		{"", "0.0.0.0:8080", "http://" + host + ":8080"},
+		{"", "[::]:8080", "http://" + host + ":8080"},
+		{"https://fleet.example/", "0.0.0.0:8080", "https://fleet.example"},
+	}
+	for _, tt := range tests {
+		c := &Config{OTA: OTA{ArtifactBase: tt.set}}
+		if got := c.artifactBase(tt.bound); got != tt.want {
+			t.Errorf("artifactBase(%q) with %q = %q, want %q", tt.bound, tt.set, got, tt.want)
+		}
 	}
 }
 

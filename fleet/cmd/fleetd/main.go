@@ -1,6 +1,7 @@
 // Command fleetd is the edgefleet fleet controller: an MQTT broker (embedded
 // by default, or an external one), the device registry, the detection store
-// with its ingest, the REST API, Prometheus metrics and the web console.
+// with its ingest, the model registry and rollout engine (OTA), the REST
+// API, Prometheus metrics and the web console.
 //
 //	fleetd --config fleetd.yaml
 //
@@ -26,9 +27,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
+	"edgefleet/fleet/rollout"
 	"edgefleet/fleet/server"
 	"edgefleet/fleet/store"
 )
@@ -123,25 +126,19 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	for _, o := range cfg.Operators {
 		tokens[o.token()] = o.Name
 	}
-	srv, err := server.New(server.Options{Store: st, Registry: reg, Tokens: tokens, Gatherer: prom, Registerer: prom, Logger: log,
-		Ready: func(ctx context.Context) error {
-			_, err := st.Query(ctx, store.Query{Limit: 1})
-			return err
-		}})
-	if err != nil {
-		return err
-	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	var conn ingest.Conn
 	shareGroup := ""
-	if cfg.Broker.URL == "" {
-		auth := broker.NewStaticAuth()
-		for _, d := range cfg.Devices {
-			if err := auth.SetDevice(d.ID, d.Password); err != nil {
-				return fmt.Errorf("devices: %w", err)
-			}
+	// auth checks device credentials: the embedded broker's logins, and the
+	// artifact downloads in both modes.
+	auth := broker.NewStaticAuth()
+	for _, d := range cfg.Devices {
+		if err := auth.SetDevice(d.ID, d.Password); err != nil {
+			return fmt.Errorf("devices: %w", err)
 		}
+	}
+	if cfg.Broker.URL == "" {
 		for _, s := range cfg.Services {
 			if err := auth.SetService(s.User, s.Password); err != nil {
 				return fmt.Errorf("services: %w", err)
@@ -170,23 +167,47 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Info("connected to external broker", "url", cfg.Broker.URL, "share_group", cfg.Broker.ShareGroup)
 		conn, shareGroup = p, cfg.Broker.ShareGroup
 	}
+
+	// Listen before OTA opens: the default artifact URL names the bound port.
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	defer ln.Close()
+	ota, closeOTA, err := server.OpenOTA(server.OTAConfig{Dir: filepath.Join(cfg.DataDir, "ota"), SigningKey: cfg.OTA.SigningKey,
+		PublicKeys: cfg.OTA.PublicKeys, ArtifactBase: cfg.artifactBase(ln.Addr().String()), MaxUpload: cfg.OTA.MaxUpload,
+		HealthWindow: cfg.OTA.HealthWindow, JobTimeout: cfg.OTA.JobTimeout}, reg, conn, auth, prom, log)
+	if err != nil {
+		return err
+	}
+	defer closeOTA()
+
+	srv, err := server.New(server.Options{Store: st, Registry: reg, Tokens: tokens, Gatherer: prom, Registerer: prom, Logger: log, OTA: ota,
+		Ready: func(ctx context.Context) error {
+			_, err := st.Query(ctx, store.Query{Limit: 1})
+			return err
+		}})
+	if err != nil {
+		return err
+	}
 	in, err := ingest.New(conn, ingest.Options{Store: st, Devices: reg, ShareGroup: shareGroup, Registerer: prom, Logger: log,
-		OnStored: srv.Hub().Publish})
+		OnStored: srv.Hub().Publish,
+		OnJob: func(j api.JobStatus) {
+			if err := ota.Rollouts.HandleJobStatus(ctx, j); err != nil && !errors.Is(err, rollout.ErrNotFound) {
+				log.Warn("job status", "device_id", j.DeviceID, "job_id", j.JobID, "err", err)
+			}
+		}})
 	if err != nil {
 		return err
 	}
 	g.Go(func() error { return in.Run(ctx) })
 	g.Go(func() error { return reg.Run(ctx) })
 	g.Go(func() error { return retain(ctx, st, cfg.Retention.Every, log) })
-
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
+	g.Go(func() error { return ota.Rollouts.Run(ctx) })
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: cfg.HTTP.ReadTimeout,
 		WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	log.Info("http listening", "http_addr", ln.Addr().String(), "console", "http://"+ln.Addr().String()+"/")
+	log.Info("http listening", "http_addr", ln.Addr().String(), "console", "http://"+ln.Addr().String()+"/", "artifact_base", ota.ArtifactBase)
 	g.Go(func() error {
 		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
