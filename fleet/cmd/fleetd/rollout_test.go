@@ -46,7 +46,7 @@ func (h *addrLog) root() *addrLog {
 }
 
 func (h *addrLog) Enabled(context.Context, slog.Level) bool { return true }
-func (h *addrLog) WithGroup(string) slog.Handler               { return h }
+func (h *addrLog) WithGroup(string) slog.Handler            { return h }
 func (h *addrLog) WithAttrs(as []slog.Attr) slog.Handler {
 	return &addrLog{parent: h.root(), attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
 }
