@@ -47,7 +47,6 @@ type conv struct {
 	kind      string
 	// int8
 	packed   *kernel.PackedS8
-	krq      *kernel.Requant
 	krqRuy   *kernel.Requant // single rounding, as native TFLite (ruy)
 	rq       requant
 	biasAdj  []int32
@@ -243,21 +242,14 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	for ch := range mult {
 		mult[ch], shift[ch] = c.rq.q[ch], int32(c.rq.shift[ch])
 	}
-	krq, err := kernel.NewRequant(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
-	if err != nil {
-		return n.errorf("%v", err)
-	}
-	c.krq = krq
 	krqRuy, err := kernel.NewRequantRuy(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
 	if err != nil {
 		return n.errorf("%v", err)
 	}
 	c.krqRuy = krqRuy
-	need := tileM * g.oc * 4
 	if !c.direct {
-		need += tileM * c.k
+		ip.needScratch(tileM * c.k)
 	}
-	ip.needScratch(need)
 	return nil
 }
 
@@ -349,10 +341,9 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	dst := i8s(out.data)
 	tiles := (M + tileM - 1) / tileM
 	ip.parallel(tiles, 1, func(w, t0, t1 int) {
-		sc := ip.scratch[w]
 		var col []int8
 		if !c.direct {
-			col = i8s(sc[tileM*g.oc*4:])
+			col = i8s(ip.scratch[w])
 		}
 		for t := t0; t < t1; t++ {
 			m0, m1 := t*tileM, min(M, (t+1)*tileM)
@@ -370,18 +361,6 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	})
 }
 
-// requantRows turns int32 accumulators into int8 outputs.
-func requantRows(acc []int32, dst []int8, oc int, bias []int32, rq *requant, zp, lo, hi int32) {
-	for i := 0; i < len(acc); i += oc {
-		a := acc[i : i+oc]
-		d := dst[i : i+oc]
-		for ch := range a {
-			q, s := rq.at(ch)
-			v := mbqmRuy(a[ch]+bias[ch], q, s) + zp
-			d[ch] = int8(clamp32(v, lo, hi))
-		}
-	}
-}
 
 func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
 	g := &c.g

@@ -569,6 +569,7 @@ type fullyConnected struct {
 	rows    int
 	act     uint8
 	packed  *kernel.PackedS8
+	krq     *kernel.Requant
 	packedF *kernel.PackedF32
 	biasAdj []int32
 	rq      requant
@@ -645,7 +646,15 @@ func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 		}
 		k.zo = out.zp()
 		k.lo, k.hi = actRange(k.act, out)
-		ip.needScratch(k.rows * k.out * 4)
+		mult, shift := make([]int32, k.out), make([]int32, k.out)
+		for c := range mult {
+			mult[c], shift[c] = k.rq.q[c], int32(k.rq.shift[c])
+		}
+		krq, err := kernel.NewRequantRuy(k.out, k.biasAdj, mult, shift, k.zo, k.lo, k.hi)
+		if err != nil {
+			return n.errorf("%v", err)
+		}
+		k.krq = krq
 		return nil
 	case x.typ == models.Float32 && (w.typ == models.Float32 || w.typ == models.Int8):
 		k.kind = "f32"
@@ -682,9 +691,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 		return k.evalDynamicF32(n)
 	}
 	if k.kind == "s8" {
-		acc := i32s(ip.scratch[0][:k.rows*k.out*4])
-		k.packed.Gemm(k.rows, i8s(x.data), k.in, acc, k.out)
-		requantRows(acc, i8s(out.data), k.out, k.biasAdj, &k.rq, k.zo, k.lo, k.hi)
+		k.packed.GemmRequant(k.rows, i8s(x.data), k.in, k.krq, i8s(out.data), k.out)
 		return nil
 	}
 	o := f32s(out.data)
