@@ -361,7 +361,6 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	})
 }
 
-
 func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
 	g := &c.g
 	M := g.n * g.oh * g.ow
