@@ -18,6 +18,7 @@
 //	update:
 //	  keys: [/etc/edgefleet/keys/fleet.pub]
 //	  artifact_url: https://fleet.local:8443
+//	firmware: {}   # agent self-updates under edge-launcher, signed by update.keys
 package config
 
 import (
@@ -29,6 +30,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +61,8 @@ type Config struct {
 	Fleet   Fleet    `yaml:"fleet"`
 	// Update configures over-the-air model updates from the fleet.
 	Update Update `yaml:"update"`
+	// Firmware configures updates of the agent binary itself.
+	Firmware Firmware `yaml:"firmware"`
 	// TelemetryInterval is how often telemetry is published; default 10s.
 	TelemetryInterval time.Duration `yaml:"telemetry_interval"`
 	HTTP              HTTP          `yaml:"http"`
@@ -83,6 +87,13 @@ type Model struct {
 	Delegate string `yaml:"delegate"`
 	// Threads for the engine; default 1.
 	Threads int `yaml:"threads"`
+	// Strict makes a native delegate that fails to load or apply an error
+	// at start (and for an update's model) instead of a warning, a count in
+	// edgefleet_native_delegate_fallbacks_total and the CPU path.
+	Strict bool `yaml:"strict"`
+	// Library is the path of libtensorflowlite_c.so for the native backend;
+	// empty means $EDGEFLEET_TFLITE_LIB, then the usual library paths.
+	Library string `yaml:"library"`
 	// Conf is the minimum score the decoder keeps (default 0.25); IoU the NMS
 	// overlap threshold (default 0.45).
 	Conf float32 `yaml:"conf"`
@@ -187,6 +198,28 @@ type Update struct {
 	Policy HealthPolicy `yaml:"policy"`
 }
 
+// Firmware configures updates of the agent binary (firmware_update
+// commands). They need the agent to run under edge-launcher, which keeps
+// the A/B slots; elsewhere such commands are refused with the reason.
+type Firmware struct {
+	// Keys are the pinned public keys (PEM files, or folders of *.pub) that
+	// must have signed an agent bundle; default update.keys. With neither,
+	// firmware updates are refused (a trial started by edge-launcher
+	// install is still committed once the agent is healthy).
+	Keys []string `yaml:"keys"`
+	// DataDir is edge-launcher's data directory (slots and state.json);
+	// default the one the launcher names in $EDGEFLEET_FIRMWARE_DIR. When
+	// both are set they must be the same folder.
+	DataDir string `yaml:"data_dir"`
+	// MaxBoots is how many starts a new version gets to report healthy
+	// before the launcher rolls it back; default 3.
+	MaxBoots int `yaml:"max_boots"`
+}
+
+// Enabled reports whether firmware updates can be verified (some key is
+// pinned for them).
+func (f *Firmware) Enabled() bool { return len(f.Keys) > 0 }
+
 // HealthPolicy decides whether a new model passed its health window,
 // comparing it with the window before the swap.
 type HealthPolicy struct {
@@ -228,6 +261,8 @@ const (
 	DefaultMinFrames         = 1
 	DefaultMaxLatencyRatio   = 2.0
 	DefaultMinDetectionRatio = 0.5
+
+	DefaultFirmwareMaxBoots = 3
 )
 
 // Load reads, strictly decodes, defaults and validates the file at path.
@@ -255,6 +290,11 @@ func (c *Config) resolve(dir string) {
 	}
 	abs(&c.Model.Path)
 	abs(&c.Model.Labels)
+	abs(&c.Model.Library)
+	abs(&c.Firmware.DataDir)
+	for i := range c.Firmware.Keys {
+		abs(&c.Firmware.Keys[i])
+	}
 	abs(&c.Spool.Path)
 	abs(&c.Fleet.CAFile)
 	abs(&c.Fleet.CertFile)
@@ -360,6 +400,13 @@ func (c *Config) Defaults() {
 	if u.Policy.MinDetectionRatio == nil {
 		r := DefaultMinDetectionRatio
 		u.Policy.MinDetectionRatio = &r
+	}
+	fw := &c.Firmware
+	if len(fw.Keys) == 0 {
+		fw.Keys = slices.Clone(u.Keys)
+	}
+	if fw.MaxBoots == 0 {
+		fw.MaxBoots = DefaultFirmwareMaxBoots
 	}
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
@@ -555,6 +602,27 @@ func (c *Config) Validate() error {
 	}
 	if r := u.Policy.MinDetectionRatio; r != nil && !(*r >= 0 && *r <= 1) {
 		bad("update.policy.min_detection_ratio", "must be within 0..1 (0 turns the check off), not %v", *r)
+	}
+
+	fw := c.Firmware
+	for i, k := range fw.Keys {
+		if strings.TrimSpace(k) == "" {
+			bad(fmt.Sprintf("firmware.keys[%d]", i), "empty path")
+		}
+	}
+	if fw.MaxBoots < 1 || fw.MaxBoots > 100 {
+		bad("firmware.max_boots", "must be 1..100, not %d", fw.MaxBoots)
+	}
+	if fw.DataDir != "" && strings.TrimSpace(fw.DataDir) == "" {
+		bad("firmware.data_dir", "blank path")
+	}
+	if m.Library != "" && strings.TrimSpace(m.Library) == "" {
+		bad("model.library", "blank path")
+	}
+	if m.Backend == "go" {
+		if m.Library != "" {
+			bad("model.library", "is for the native backend; model.backend is go")
+		}
 	}
 
 	if c.HTTP.Listen != "off" {

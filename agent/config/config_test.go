@@ -102,6 +102,13 @@ func TestParseErrors(t *testing.T) {
 		{"bad attempts", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {max_attempts: -3}", "update.max_attempts: must be 1..1000"},
 		{"bad latency ratio", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {max_latency_ratio: 0.5}}", "update.policy.max_latency_ratio: must be 1..1000"},
 		{"bad detection ratio", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_detection_ratio: 1.5}}", "update.policy.min_detection_ratio: must be within 0..1"},
+		{"unknown firmware key", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {keys: [k.pub], data: /x}", "firmware.data: unknown key"},
+		{"empty firmware key path", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {keys: [' ']}", "firmware.keys[0]: empty path"},
+		{"bad max boots", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {max_boots: 101}", "firmware.max_boots: must be 1..100"},
+		{"negative max boots", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {max_boots: -1}", "firmware.max_boots: must be 1..100"},
+		{"blank data dir", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {data_dir: ' '}", "firmware.data_dir: blank path"},
+		{"strict not a bool", "  threads: 2", "  threads: 2\n  strict: maybe", "cannot unmarshal"},
+		{"library with the go backend", "  threads: 2", "  threads: 2\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", "model.library: is for the native backend"},
 		{"negative min frames", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_frames: -1}}", "cannot unmarshal"},
 	}
 	for _, tt := range tests {
@@ -256,5 +263,57 @@ update:
 	}
 	if want := filepath.Join(dir, "state", "update"); c.Update.Dir != want {
 		t.Errorf("default dir %s, want %s", c.Update.Dir, want)
+	}
+}
+
+func TestFirmwareAndEngineLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "agent.yaml")
+	load := func(t *testing.T, body string) *Config {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tests := []struct {
+		name     string
+		extra    string
+		keys     []string
+		dataDir  string
+		maxBoots int
+	}{
+		{"off by default", "", nil, "", DefaultFirmwareMaxBoots},
+		{"keys from update.keys", "update: {keys: [keys/fleet.pub]}", []string{filepath.Join(dir, "keys/fleet.pub")}, "", DefaultFirmwareMaxBoots},
+		{"own keys and data dir", "update: {keys: [keys/fleet.pub]}\nfirmware: {keys: [fw.pub, /etc/fw], data_dir: slots, max_boots: 2}",
+			[]string{filepath.Join(dir, "fw.pub"), "/etc/fw"}, filepath.Join(dir, "slots"), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := load(t, strings.Replace(good, "telemetry_interval: 5s", "telemetry_interval: 5s\n"+tt.extra, 1))
+			f := c.Firmware
+			if f.Enabled() != (len(tt.keys) > 0) || strings.Join(f.Keys, ",") != strings.Join(tt.keys, ",") {
+				t.Errorf("keys %v (enabled %v), want %v", f.Keys, f.Enabled(), tt.keys)
+			}
+			if f.DataDir != tt.dataDir || f.MaxBoots != tt.maxBoots {
+				t.Errorf("firmware %+v, want data_dir %q, max_boots %d", f, tt.dataDir, tt.maxBoots)
+			}
+			if len(c.Update.Keys) > 0 && &c.Update.Keys[0] == &f.Keys[0] {
+				t.Error("firmware.keys shares update.keys' array")
+			}
+		})
+	}
+
+	c := load(t, strings.Replace(good, "  threads: 2", "  threads: 2\n  backend: native\n  delegate: xnnpack\n  strict: true\n  library: lib/libtensorflowlite_c.so", 1))
+	if m := c.Model; !m.Strict || m.Library != filepath.Join(dir, "lib/libtensorflowlite_c.so") || m.Delegate != "xnnpack" {
+		t.Errorf("model %+v", m)
+	}
+	c = load(t, good)
+	if m := c.Model; m.Strict || m.Library != "" {
+		t.Errorf("model defaults %+v: strict off, library found at run time", m)
 	}
 }
