@@ -57,6 +57,9 @@ type Options struct {
 	// every Detect call, telemetry report and metrics scrape, and replaces
 	// Model and ModelVersion there.
 	ModelInfo func() (name, version string)
+	// EngineInfo, if set, says what the engine serving now runs (it may
+	// change with the model); it replaces Engine in telemetry and metrics.
+	EngineInfo func() models.EngineInfo
 	// Batch is the most frames per Detect call (see PipelineOptions.Batch).
 	Batch int
 	// Telemetry, if set, receives api.Telemetry every TelemetryInterval
@@ -139,7 +142,16 @@ func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
 	o := c.a.opts
 	name, version := c.a.Model()
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, o.Version, name, version, o.Engine.Engine, o.Engine.Delegate)
+	e := c.a.Engine()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1, o.Version, name, version, e.Engine, e.Delegate)
+}
+
+// Engine says what the engine serving now runs.
+func (a *Agent) Engine() models.EngineInfo {
+	if a.opts.EngineInfo != nil {
+		return a.opts.EngineInfo()
+	}
+	return a.opts.Engine
 }
 
 // Model returns the name and version of the model serving now.
@@ -198,7 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	name, version := a.Model()
 	a.log.Info("agent running", "device_id", a.opts.DeviceID, "cameras", len(a.opts.Cameras),
-		"model", name, "model_version", version, "engine", a.opts.Engine.Engine)
+		"model", name, "model_version", version, "engine", a.Engine().Engine)
 	err := g.Wait()
 	a.log.Info("agent stopped", "events", a.pipe.Events(), "lost", a.pipe.Lost())
 	return err
@@ -256,6 +268,7 @@ func (a *Agent) Telemetry() api.Telemetry {
 	now := time.Now()
 	p50, p99 := a.pipe.InferenceQuantiles()
 	name, version := a.Model()
+	eng := a.Engine()
 	t := api.Telemetry{
 		DeviceID:      a.opts.DeviceID,
 		Time:          now.UnixMilli(),
@@ -263,9 +276,9 @@ func (a *Agent) Telemetry() api.Telemetry {
 		AgentVersion:  a.opts.Version,
 		Model:         name,
 		ModelVersion:  version,
-		Engine:        a.opts.Engine.Engine,
-		Delegate:      a.opts.Engine.Delegate,
-		EngineVersion: a.opts.Engine.Version,
+		Engine:        eng.Engine,
+		Delegate:      eng.Delegate,
+		EngineVersion: eng.Version,
 		InferP50Ms:    float64(p50.Microseconds()) / 1000,
 		InferP99Ms:    float64(p99.Microseconds()) / 1000,
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"io"
@@ -574,5 +575,41 @@ func TestModelInfoFollowsSwap(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEngineInfoFollowsSwap: with EngineInfo set, telemetry and /metrics
+// name the engine serving now (a model update may open it with another
+// delegate or library), not the one at start.
+func TestEngineInfoFollowsSwap(t *testing.T) {
+	var mu sync.Mutex
+	cur := models.EngineInfo{Engine: "native", Delegate: "xnnpack", Version: "2.18.0", Threads: 2}
+	a, err := New(Options{
+		DeviceID: "box-1", Detector: newGated(), Spool: &agenttest.MemSpool{},
+		Cameras: []Camera{{ID: "cam1", Source: agenttest.NewChanSource()}},
+		Model:   "yolo", Engine: models.EngineInfo{Engine: "go"},
+		EngineInfo: func() models.EngineInfo { mu.Lock(); defer mu.Unlock(); return cur },
+		Version:    "test", Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []models.EngineInfo{
+		{Engine: "native", Delegate: "xnnpack", Version: "2.18.0"},
+		{Engine: "native", Delegate: "", Version: "2.4.0"}, // the delegate fell back for the new model
+		{Engine: "go", Version: "tflite-go"},
+	} {
+		mu.Lock()
+		cur = want
+		mu.Unlock()
+		if tm := a.Telemetry(); tm.Engine != want.Engine || tm.Delegate != want.Delegate || tm.EngineVersion != want.Version {
+			t.Errorf("telemetry engine %q delegate %q version %q, want %+v", tm.Engine, tm.Delegate, tm.EngineVersion, want)
+		}
+		rec := httptest.NewRecorder()
+		a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		line := fmt.Sprintf(`edgefleet_agent_info{delegate=%q,engine=%q,model="yolo",model_version="",version="test"} 1`, want.Delegate, want.Engine)
+		if !strings.Contains(rec.Body.String(), line) {
+			t.Errorf("/metrics lacks %s", line)
+		}
 	}
 }
