@@ -18,7 +18,9 @@ type State struct {
 	ModelVersion string            `json:"model_version,omitempty"`
 	Engine       string            `json:"engine,omitempty"`
 	Delegate     string            `json:"delegate,omitempty"`
-	Cameras      []string          `json:"cameras,omitempty"`
+	// EngineVersion is the TFLite library's (or the pure-Go interpreter's) version.
+	EngineVersion string   `json:"engine_version,omitempty"`
+	Cameras       []string `json:"cameras,omitempty"`
 	// SnapshotURL is where the device serves /snapshot/<camera>.jpg, if reachable.
 	SnapshotURL string `json:"snapshot_url,omitempty"`
 }
