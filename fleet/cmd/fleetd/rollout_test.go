@@ -257,16 +257,22 @@ func TestRolloutSimulatedFleet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mqtt, httpAddr := inProcessFleetd(t, `
+	// Each part has its own fleetd: the simulator's devices reconnecting at
+	// once under the same client ids to the same embedded broker can lose
+	// their subscriptions to a race in the broker's session takeover
+	// (reported separately); a fresh broker keeps this test about rollouts.
+	fleetd := func(t *testing.T) (string, apiClient) {
+		mqtt, httpAddr := inProcessFleetd(t, `
 services: [{user: sim, password: sim-password}]
 ota: {health_window: 200ms, job_timeout: 20s}
 `)
-	c := apiClient{t: t, base: "http://" + httpAddr}
-	c.pushModel("yolo-sim", "2", model)
-	c.pushModel("yolo-sim", "3", append(append([]byte{}, model...), 0)) // another sha256
+		c := apiClient{t: t, base: "http://" + httpAddr}
+		c.pushModel("yolo-sim", "2", model)
+		return mqtt, c
+	}
 
 	t.Run("completes", func(t *testing.T) {
-		c := apiClient{t: t, base: c.base}
+		mqtt, c := fleetd(t)
 		stop := startSim(t, mqtt, n, 0)
 		c.waitOnline(n)
 		start := time.Now()
@@ -325,27 +331,12 @@ ota: {health_window: 200ms, job_timeout: 20s}
 	})
 
 	t.Run("aborts", func(t *testing.T) {
-		c := apiClient{t: t, base: c.base}
-		// A fresh simulator: its devices run version 1 again.
+		mqtt, c := fleetd(t)
 		stop := startSim(t, mqtt, n, 0.1)
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-			vs, v1 := c.deviceVersions(), 0
-			for _, ver := range vs {
-				if ver == "1" {
-					v1++
-				}
-			}
-			if v1 == n {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d of %d devices back on version 1", v1, n)
-			}
-		}
 		c.waitOnline(n)
 		var sum rollout.Summary
 		if code := c.do("POST", "/api/v1/rollouts", "application/json",
-			strings.NewReader(`{"model":"yolo-sim@3","canary":2,"waves":"10%,50%,100%","max_failures":"3%"}`), &sum); code != http.StatusCreated {
+			strings.NewReader(`{"model":"yolo-sim@2","canary":2,"waves":"10%,50%,100%","max_failures":"3%"}`), &sum); code != http.StatusCreated {
 			t.Fatalf("create: %d", code)
 		}
 		// Aborted, and every job and rollback that was sent has ended.
@@ -373,7 +364,7 @@ ota: {health_window: 200ms, job_timeout: 20s}
 			want := "1"
 			switch j.State {
 			case api.JobSucceeded:
-				want = "3"
+				want = "2"
 				if sim.FailsUpdate(j.DeviceID, 0.1) {
 					t.Errorf("%s: succeeded, but the simulator fails it", j.DeviceID)
 				}
