@@ -28,12 +28,18 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	user := fs.String("service-user", "", "log in as this MQTT service user instead of as each device")
 	servicePass := fs.String("service-password", "", "the service user's password")
 	connectRate := fs.Int("connect-rate", 500, "new connections per second")
+	failRate := fs.Float64("fail-rate", 0, "fraction of devices whose updates fail at the health check (they keep the new version until rolled back)")
+	updateStep := fs.Duration("update-step", 200*time.Millisecond, "time between two states of an update job")
+	healthCap := fs.Duration("max-health-window", 10*time.Second, "cap on the health window a rollout asks for")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if *devices < 1 || *rate <= 0 || *events < 1 {
 		return fmt.Errorf("%w: --devices, --rate and --events must be positive", errUsage)
+	}
+	if !(*failRate >= 0 && *failRate <= 1) {
+		return fmt.Errorf("%w: --fail-rate must be in [0, 1]", errUsage)
 	}
 	pw := first(*password, os.Getenv("EDGEFLEET_SIM_PASSWORD"))
 	login := func(d string) (string, string) { return d, pw }
@@ -43,7 +49,7 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	fmt.Fprintf(os.Stderr, "sim: %d devices, %.2g batch/s each, %d events per batch, telemetry every %v, for %v against %s\n",
 		*devices, *rate, *events, *tele, *dur, *broker)
 	rep, err := sim.Run(ctx, sim.Options{Broker: *broker, Devices: *devices, Prefix: *prefix, Rate: *rate, Events: *events,
-		TelemetryEvery: *tele, Duration: *dur, Login: login, ConnectRate: *connectRate})
+		TelemetryEvery: *tele, Duration: *dur, Login: login, ConnectRate: *connectRate, FailRate: *failRate, UpdateStep: *updateStep, MaxHealthWindow: *healthCap})
 	if *jsonOut {
 		printJSON(w, rep)
 	} else {
@@ -52,6 +58,9 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(w, "acked       %d batches\n", rep.Acked)
 		fmt.Fprintf(w, "lost        %d batches (publish errors %d)\n", rep.Lost, rep.PublishErrors)
 		fmt.Fprintf(w, "ack latency p50 %v  p99 %v  max %v\n", rep.AckP50.Round(time.Microsecond), rep.AckP99.Round(time.Microsecond), rep.AckMax.Round(time.Microsecond))
+		if rep.OTA.Commands > 0 {
+			fmt.Fprintf(w, "updates     %d commands: %d succeeded, %d failed, %d rolled back\n", rep.OTA.Commands, rep.OTA.Succeeded, rep.OTA.Failed, rep.OTA.Rollbacks)
+		}
 	}
 	if err != nil {
 		return err

@@ -47,6 +47,10 @@ func TestSimCommand(t *testing.T) {
 	if n := len(reg.List(registry.Filter{})); n != 3 {
 		t.Errorf("registry has %d devices, want 3", n)
 	}
+	// A fail rate outside [0, 1] is a usage error.
+	if code, _, errOut := fleetctl(t, "sim", "--mqtt", "tcp://"+b.Addr(), "--fail-rate", "1.5"); code != 2 || !strings.Contains(errOut, "--fail-rate") {
+		t.Errorf("--fail-rate 1.5: exit %d: %s", code, errOut)
+	}
 	// Wrong credentials: a clear failure, exit 1.
 	code, _, errOut = fleetctl(t, "sim", "--mqtt", "tcp://"+b.Addr(), "--devices", "1", "--duration", "1s", "--device-password", "nope")
 	if code != 1 || !strings.Contains(errOut, "no device connected") {
