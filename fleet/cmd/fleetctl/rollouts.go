@@ -37,8 +37,8 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	fs.IntVar(&req.Canary, "canary", 1, "devices in the canary wave")
 	fs.StringVar(&req.Waves, "waves", "10%,50%,100%", "cumulative waves, percent of the targets")
 	fs.StringVar(&req.MaxFailures, "max-failures", "5%", "abort once failures pass this count or percentage")
-	fs.StringVar(&req.HealthWindow, "health-window", "2m", "how long a device watches the new model before it reports success")
-	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default 30m)")
+	fs.StringVar(&req.HealthWindow, "health-window", "", "how long a device watches the new model before it reports success (default: fleetd's ota.health_window, 2m)")
+	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default: fleetd's ota.job_timeout, 30m)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
