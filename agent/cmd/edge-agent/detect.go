@@ -42,6 +42,8 @@ type detectFlags struct {
 	classes           string
 	threads, batch    int
 	backend, delegate string
+	strict            bool
+	library           string
 	jsonOut           bool
 	verbose           bool
 	annotateDir       string
@@ -62,6 +64,8 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
 	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
 	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
+	fs.BoolVar(&f.strict, "strict", false, "fail when the native delegate cannot be loaded or applied, instead of falling back to the CPU")
+	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so for the native engine (default: $EDGEFLEET_TFLITE_LIB, then the usual library paths)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
 	fs.BoolVar(&f.verbose, "v", false, "log engine choices and warnings to stderr")
@@ -102,6 +106,9 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	case "none", "xnnpack", "gpu":
 	default:
 		return nil, fmt.Errorf("--delegate %q: want none, xnnpack or gpu", f.delegate)
+	}
+	if f.library != "" && f.backend == "go" {
+		return nil, errors.New("--library is for the native engine; --backend is go")
 	}
 	return f, nil
 }
@@ -178,7 +185,7 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate})
+	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
 	}

@@ -316,6 +316,9 @@ func TestParseDetectFlags(t *testing.T) {
 	if !reflect.DeepEqual(f.images, []string{"a.png", "b.jpg"}) || f.model != "m.tflite" || !f.jsonOut || f.batch != 4 || f.conf != 0.25 || f.iou != 0.45 {
 		t.Errorf("flags %+v", f)
 	}
+	if f.strict || f.library != "" {
+		t.Errorf("--strict and --library default to off and empty: %+v", f)
+	}
 	if ids, err := f.classIDs(); err != nil || !reflect.DeepEqual(ids, []int{0, 2}) {
 		t.Errorf("classes %v %v", ids, err)
 	}
@@ -325,10 +328,16 @@ func TestParseDetectFlags(t *testing.T) {
 		{"--model", "m", "--batch", "100", "a"},
 		{"--model", "m", "--delegate", "npu", "a"},
 		{"--model", "m", "--max-det", "0", "a"},
+		{"--model", "m", "--backend", "go", "--library", "/lib/libtensorflowlite_c.so", "a"},
+		{"--model", "m", "--strict=maybe", "a"},
 	} {
 		if _, err := parseDetectFlags(bad, os.Stderr); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+	f, err = parseDetectFlags([]string{"--model", "m", "--backend", "native", "--delegate", "xnnpack", "--strict", "--library", "/opt/tflite/libtensorflowlite_c.so", "a"}, os.Stderr)
+	if err != nil || !f.strict || f.library != "/opt/tflite/libtensorflowlite_c.so" {
+		t.Errorf("--strict --library: %+v %v", f, err)
 	}
 	f, _ = parseDetectFlags([]string{"--model", "m", "--classes", "x", "a"}, os.Stderr)
 	if _, err := f.classIDs(); err == nil {

@@ -14,8 +14,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,11 +31,14 @@ import (
 	"edgefleet/agent/link"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
+	"edgefleet/firmware"
+	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
 	"edgefleet/models"
 	"edgefleet/models/backend"
 	"edgefleet/models/manifest"
 	"edgefleet/models/meta"
+	"edgefleet/models/native"
 	"edgefleet/models/yolo"
 )
 
@@ -43,7 +49,9 @@ func init() {
 const runUsage = `usage: edge-agent run --config agent.yaml [--listen ADDR]
 
 Runs the agent: cameras, detector, spool and the link to the fleet, as the
-config file says. Stops cleanly on SIGINT or SIGTERM.
+config file says. Stops cleanly on SIGINT or SIGTERM. Under edge-launcher it
+also takes firmware_update commands; after installing one it closes the
+spool and exits with status 75 so that the launcher starts the new version.
 
 flags:
 `
@@ -81,7 +89,15 @@ func runAgent(ctx context.Context, args []string) error {
 	if err := cfg.CheckDevices(); err != nil {
 		return err
 	}
-	return runConfig(ctx, cfg, newLogger(cfg.LogLevel))
+	log := newLogger(cfg.LogLevel)
+	err = runConfig(ctx, cfg, log)
+	if errors.Is(err, firmware.ErrRestart) {
+		// Everything is closed (spool included): the launcher starts the
+		// slot that is active now.
+		log.Info("exiting for edge-launcher to start the new agent version", "exit_status", slot.ExitSwitch)
+		os.Exit(slot.ExitSwitch)
+	}
+	return err
 }
 
 func newLogger(level string) *slog.Logger {
@@ -93,7 +109,8 @@ func newLogger(level string) *slog.Logger {
 // runConfig wires the parts from cfg and runs them until ctx is done.
 func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		native.DelegateFallbacks)
 
 	// Cameras first: a bad camera setting fails before the model loads.
 	cams, err := openCameras(cfg)
@@ -142,10 +159,16 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 		return err
 	}
 	defer srv.slot.Close()
-	info := srv.slot.Engine().Info()
+	info := srv.engine()
 	name, version := srv.model()
 	log.Info("model loaded", "model", name, "model_version", version,
-		"engine", info.Engine, "delegate", info.Delegate, "threads", info.Threads)
+		"engine", info.Engine, "delegate", info.Delegate, "engine_version", info.Version, "threads", info.Threads)
+
+	fw, err := openFirmware(cfg, l, password, log)
+	if err != nil {
+		return err
+	}
+	det := &firstFrame{Detector: srv.slot, done: make(chan struct{})}
 
 	var ln net.Listener
 	snapshotURL := ""
@@ -159,6 +182,7 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { fw.whenHealthy(gctx, l, det.done, log); return nil })
 	var pub agent.TelemetryPublisher
 	if l != nil {
 		ids := make([]string, len(cams))
@@ -166,12 +190,13 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 			ids[i] = c.ID
 		}
 		state := api.State{
-			AgentVersion: agent.Version, Labels: cfg.Labels,
-			Engine: info.Engine, Delegate: info.Delegate, Cameras: ids, SnapshotURL: snapshotURL,
+			AgentVersion: agent.Version, Labels: cfg.Labels, Cameras: ids, SnapshotURL: snapshotURL,
 		}
 		stateNow := func() api.State {
 			st := state
 			st.Model, st.ModelVersion = srv.model()
+			e := srv.engine()
+			st.Engine, st.Delegate, st.EngineVersion = e.Engine, e.Delegate, e.Version
 			return st
 		}
 		if err := l.SetState(ctx, stateNow()); err != nil {
@@ -189,7 +214,8 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 				case <-srv.swapped:
 				}
 				st := stateNow()
-				log.Info("model serving", "model", st.Model, "model_version", st.ModelVersion)
+				log.Info("model serving", "model", st.Model, "model_version", st.ModelVersion,
+					"engine", st.Engine, "delegate", st.Delegate, "engine_version", st.EngineVersion)
 				pctx, cancel := context.WithTimeout(gctx, 15*time.Second)
 				if err := l.SetState(pctx, st); err != nil && gctx.Err() == nil {
 					log.Warn("state not published after a model swap; it goes out on the next connect", "err", err)
@@ -197,7 +223,7 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 				cancel()
 			}
 		})
-		g.Go(func() error { forwardCommands(gctx, l, cfg.DeviceID, srv.x, log); return nil })
+		g.Go(func() error { return forwardCommands(gctx, l, cfg.DeviceID, srv.x, fw, log) })
 		pub = l
 	}
 	if srv.x != nil {
@@ -205,13 +231,13 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	}
 
 	opts := agent.Options{
-		DeviceID: cfg.DeviceID, Cameras: cams, Detector: srv.slot, Spool: sp,
+		DeviceID: cfg.DeviceID, Cameras: cams, Detector: det, Spool: sp,
 		SpoolStatus: func() agent.SpoolStatus {
 			st := sp.Stats()
 			return agent.SpoolStatus{Depth: st.Depth, Oldest: st.OldestAge, Dropped: st.Dropped()}
 		},
 		SpoolDir: filepath.Dir(cfg.Spool.Path),
-		Model:    srv.baseName, ModelVersion: srv.baseVersion, ModelInfo: srv.model, Engine: info,
+		Model:    srv.baseName, ModelVersion: srv.baseVersion, ModelInfo: srv.model, Engine: info, EngineInfo: srv.engine,
 		Batch:     cfg.Model.Batch,
 		Telemetry: pub, TelemetryInterval: cfg.TelemetryInterval,
 		Listener: ln, Registry: reg, Version: agent.Version, Logger: log,
@@ -232,16 +258,59 @@ func runConfig(ctx context.Context, cfg *config.Config, log *slog.Logger) error 
 	return nil
 }
 
-// forwardCommands hands the fleet's commands to the update executor, or,
-// with updates disabled (x nil), fails each job at once so that the fleet
-// does not wait for its timeout.
-func forwardCommands(ctx context.Context, l *link.Link, device string, x *update.Executor, log *slog.Logger) {
+// forwardCommands hands the fleet's commands to the firmware updater
+// (firmware_update, and rollbacks of firmware jobs) or the model update
+// executor; with updates disabled (x nil, or no firmware updater) it fails
+// each job at once so that the fleet does not wait for its timeout. It
+// returns firmware.ErrRestart when a new agent version must start.
+func forwardCommands(ctx context.Context, l *link.Link, device string, x *update.Executor, fw *selfUpdate, log *slog.Logger) error {
+	refuse := func(c api.Command, reason error) {
+		log.Warn("command refused", "job_id", c.JobID, "kind", c.Kind, "err", reason)
+		st := api.JobStatus{DeviceID: device, JobID: c.JobID, State: api.JobFailed, Reason: reason.Error(), Time: time.Now().UnixMilli()}
+		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		if err := l.PublishJob(pctx, &st); err != nil && ctx.Err() == nil {
+			log.Warn("job status not sent", "job_id", c.JobID, "err", err)
+		}
+		cancel()
+	}
 	for {
 		var c api.Command
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case c = <-l.Commands():
+		}
+		switch c.Kind {
+		case api.CommandFirmwareUpdate:
+			if fw.u == nil {
+				refuse(c, fw.off)
+				continue
+			}
+			err := fw.handle(ctx, c, log)
+			if errors.Is(err, firmware.ErrRestart) {
+				return err
+			}
+			if err != nil {
+				log.Warn("firmware update failed", "job_id", c.JobID, "err", err) // reported by the updater
+			}
+			continue
+		case api.CommandRollback:
+			if fw.u != nil {
+				handled, err := fw.u.Rollback(ctx, c)
+				if errors.Is(err, firmware.ErrRestart) {
+					log.Info("firmware: rolled back by the fleet", "job_id", c.JobID)
+					return err
+				}
+				if handled {
+					if err != nil {
+						log.Warn("firmware rollback failed", "job_id", c.JobID, "err", err)
+					}
+					continue
+				}
+				if err != nil {
+					log.Warn("firmware rollback: passing the command on to the model updater", "job_id", c.JobID, "err", err)
+				}
+			}
 		}
 		if x != nil {
 			if err := x.Handle(ctx, c); err != nil {
@@ -249,17 +318,182 @@ func forwardCommands(ctx context.Context, l *link.Link, device string, x *update
 			}
 			continue
 		}
-		log.Warn("command refused: updates are disabled", "job_id", c.JobID, "kind", c.Kind)
-		st := api.JobStatus{DeviceID: device, JobID: c.JobID, State: api.JobFailed, Reason: errUpdatesDisabled.Error(), Time: time.Now().UnixMilli()}
-		pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		if err := l.PublishJob(pctx, &st); err != nil && ctx.Err() == nil {
-			log.Warn("job status not sent", "job_id", c.JobID, "err", err)
-		}
-		cancel()
+		refuse(c, errUpdatesDisabled)
 	}
 }
 
 var errUpdatesDisabled = errors.New("update: updates are disabled on this device (no update.keys configured)")
+
+// errNoFleet is what a firmware report meets without fleet.broker; the
+// outcome stays pending in the slot state.
+var errNoFleet = errors.New("no fleet.broker configured")
+
+// selfUpdate is the firmware side of the agent: under edge-launcher, the
+// slots it runs from and, with keys pinned, the updater of its own binary.
+type selfUpdate struct {
+	u *firmware.Updater
+	// off says why firmware_update commands are refused (u nil).
+	off error
+	// slots and slot are set under edge-launcher, even without keys, so that
+	// a trial installed locally (edge-launcher install) is still committed.
+	slots *slot.Slots
+	slot  string
+	// base resolves relative artifact URLs (update.artifact_url).
+	base string
+}
+
+// openFirmware sets up firmware updates from cfg.Firmware and the
+// environment edge-launcher gives the agent.
+func openFirmware(cfg *config.Config, l *link.Link, token string, log *slog.Logger) (*selfUpdate, error) {
+	f := &selfUpdate{base: cfg.Update.ArtifactURL}
+	c := cfg.Firmware
+	s, name, launched, err := slot.FromEnv()
+	if err != nil {
+		return nil, fmt.Errorf("firmware: %s %s: %w", slot.EnvDataDir, os.Getenv(slot.EnvDataDir), err)
+	}
+	if !launched {
+		f.off = errors.New("firmware: the agent does not run under edge-launcher, so it cannot update itself")
+		if c.DataDir != "" {
+			log.Warn("firmware.data_dir is set but the agent was not started by edge-launcher: firmware updates are off", "data_dir", c.DataDir)
+		} else {
+			log.Debug("not under edge-launcher: firmware updates are off")
+		}
+		return f, nil
+	}
+	if c.DataDir != "" && !sameDir(c.DataDir, s.Dir()) {
+		return nil, fmt.Errorf("firmware.data_dir %s: edge-launcher runs this agent from %s", c.DataDir, s.Dir())
+	}
+	f.slots, f.slot = s, name
+	if !c.Enabled() {
+		f.off = errors.New("firmware: no firmware.keys (or update.keys) configured to verify agent bundles")
+		log.Warn("under edge-launcher without keys: firmware updates are refused", "data_dir", s.Dir(), "slot", name)
+		return f, nil
+	}
+	keys, err := manifest.LoadKeySet(c.Keys...)
+	if err != nil {
+		return nil, fmt.Errorf("firmware.keys: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("firmware.keys: no public key in %v", c.Keys)
+	}
+	client, err := artifactClient(cfg.Fleet.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		client = &http.Client{Transport: boundedTransport(nil)}
+	}
+	report := func(ctx context.Context, st api.JobStatus) error {
+		if l == nil {
+			return errNoFleet
+		}
+		return l.PublishJob(ctx, &st)
+	}
+	f.u, err = firmware.New(firmware.Options{
+		Slots: s, Slot: name, Keys: keys, DeviceID: cfg.DeviceID, Token: token,
+		Report: report, HTTP: client, MaxBoots: c.MaxBoots, Log: log.With("component", "firmware"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("firmware updates enabled", "data_dir", s.Dir(), "slot", name, "keys", keys.IDs())
+	return f, nil
+}
+
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	ai, err1 := os.Stat(a)
+	bi, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(ai, bi)
+}
+
+// handle runs a firmware_update command. A job that already installed one
+// of the slots (the command delivered again after the restart) is not run
+// again: its outcome is reported by whenHealthy.
+func (f *selfUpdate) handle(ctx context.Context, c api.Command, log *slog.Logger) error {
+	if st, err := f.slots.State(); err == nil && c.JobID != "" {
+		for name, in := range st.Slots {
+			if in.JobID == c.JobID {
+				log.Info("firmware: job already installed; not running it again", "job_id", c.JobID, "slot", name, "version", in.Version)
+				return nil
+			}
+		}
+	}
+	if a := c.Artifact; a != nil && f.base != "" {
+		if u, err := url.Parse(a.URL); err == nil && !u.IsAbs() {
+			if base, err := url.Parse(f.base); err == nil {
+				art := *a
+				art.URL = base.ResolveReference(u).String()
+				c.Artifact = &art
+			}
+		}
+	}
+	return f.u.Handle(ctx, c)
+}
+
+// whenHealthy waits until the agent is healthy (the first frame inferred
+// and, with a fleet, the link connected), then commits the trial this
+// process runs, if any, and reports the finished trials, retrying with
+// backoff until the reports are out.
+func (f *selfUpdate) whenHealthy(ctx context.Context, l *link.Link, firstFrame <-chan struct{}, log *slog.Logger) {
+	if f.slots == nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-firstFrame:
+	}
+	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
+		if l != nil {
+			if _, err := l.WaitConnected(ctx); err != nil {
+				return
+			}
+		}
+		before, _ := f.slots.State()
+		var err error
+		if f.u != nil {
+			err = f.u.Healthy(ctx)
+		} else {
+			_, _, err = f.slots.Commit(f.slot)
+		}
+		if before.Trial && before.Active == f.slot {
+			if after, serr := f.slots.State(); serr == nil && !after.Trial {
+				log.Info("firmware: healthy; this version is committed", "version", agent.Version, "slot", f.slot)
+			}
+		}
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("firmware: healthy report", "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// firstFrame is the pipeline's detector, closing done after its first
+// successful Detect: a sign of health for a new agent version.
+type firstFrame struct {
+	models.Detector
+	once sync.Once
+	done chan struct{}
+}
+
+func (d *firstFrame) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detection, error) {
+	res, err := d.Detector.Detect(ctx, imgs)
+	if err == nil {
+		d.once.Do(func() { close(d.done) })
+	}
+	return res, err
+}
 
 // served is the detector the pipeline runs: a slot holding the model the
 // update state names (else the configured one), and the executor that
@@ -272,6 +506,17 @@ type served struct {
 	// baseName and baseVersion name the model without a signed manifest:
 	// the configured one (or the one adopted from it earlier).
 	baseName, baseVersion string
+	// info is the Info of the engine serving, taken before the engine is
+	// handed to the slot (an engine is not safe for concurrent use).
+	info atomic.Pointer[models.EngineInfo]
+}
+
+// engine says what the engine serving now runs.
+func (s *served) engine() models.EngineInfo {
+	if p := s.info.Load(); p != nil {
+		return *p
+	}
+	return models.EngineInfo{}
 }
 
 // model names the model serving now.
@@ -282,17 +527,20 @@ func (s *served) model() (name, version string) {
 	return s.baseName, s.baseVersion
 }
 
-// notifySwapper is the slot as the executor's Swapper, telling served.swapped.
+// notifySwapper is the slot as the executor's Swapper, recording the new
+// engine's Info and telling served.swapped.
 type notifySwapper struct {
 	*update.Slot
-	swapped chan<- struct{}
+	srv *served
 }
 
 func (n notifySwapper) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (models.Engine, error) {
+	info := eng.Info()
 	old, err := n.Slot.Swap(ctx, eng, m)
 	if err == nil {
+		n.srv.info.Store(&info)
 		select {
-		case n.swapped <- struct{}{}:
+		case n.srv.swapped <- struct{}{}:
 		default:
 		}
 	}
@@ -312,7 +560,7 @@ func openServed(ctx context.Context, cfg *config.Config, l *link.Link, token str
 	if err != nil {
 		return nil, fmt.Errorf("model.labels: %w", err)
 	}
-	engOpts := models.Options{Threads: m.Threads, Delegate: m.Delegate}
+	engOpts := models.Options{Threads: m.Threads, Delegate: m.Delegate, Strict: m.Strict, Library: m.Library}
 	open := func(ctx context.Context, b []byte, o models.Options) (models.Engine, error) {
 		return backend.Open(ctx, m.Backend, b, o)
 	}
@@ -371,6 +619,8 @@ func openServed(ctx context.Context, cfg *config.Config, l *link.Link, token str
 			man = &c
 		}
 	}
+	info := eng.Info()
+	srv.info.Store(&info)
 	srv.slot, err = update.NewSlot(eng, man, yolo.Options{
 		Params: yolo.Params{Conf: m.Conf, IoU: m.IoU}, Labels: labels, Batch: m.Batch, Workers: m.Threads,
 	})
@@ -379,7 +629,7 @@ func openServed(ctx context.Context, cfg *config.Config, l *link.Link, token str
 		return nil, fmt.Errorf("model.path %s: %w", path, err)
 	}
 	if srv.x != nil {
-		srv.x.Attach(notifySwapper{Slot: srv.slot, swapped: srv.swapped}, srv.slot)
+		srv.x.Attach(notifySwapper{Slot: srv.slot, srv: srv}, srv.slot)
 	}
 	return srv, nil
 }
@@ -441,15 +691,21 @@ func artifactClient(caFile string) (*http.Client, error) {
 	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("fleet.ca_file %s: no PEM certificate in it", caFile)
 	}
+	return &http.Client{Transport: boundedTransport(roots)}, nil
+}
+
+// boundedTransport bounds each step of a download but its body (roots nil:
+// the system's).
+func boundedTransport(roots *x509.CertPool) *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
+	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second,
 		IdleConnTimeout:       time.Minute,
-	}}, nil
+	}
 }
 
 func sha256Hex(b []byte) string {
