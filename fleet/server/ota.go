@@ -403,7 +403,11 @@ type RolloutView struct {
 	WavePercents []float64     `json:"wave_percents"`
 	HealthWindow string        `json:"health_window"`
 	JobTimeout   string        `json:"job_timeout"`
-	Jobs         []rollout.Job `json:"jobs"`
+	// States counts the jobs by state, and RollbackStates the rollback
+	// jobs by theirs (devices without one are not counted).
+	States         map[string]int `json:"states"`
+	RollbackStates map[string]int `json:"rollback_states"`
+	Jobs           []rollout.Job  `json:"jobs"`
 }
 
 func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
@@ -412,8 +416,16 @@ func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, RolloutView{Summary: ro.Summarize(), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
-		HealthWindow: ro.Spec.HealthWindow.String(), JobTimeout: ro.Spec.JobTimeout.String(), Jobs: ro.Jobs})
+	v := RolloutView{Summary: ro.Summarize(), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
+		HealthWindow: ro.Spec.HealthWindow.String(), JobTimeout: ro.Spec.JobTimeout.String(), Jobs: ro.Jobs,
+		States: map[string]int{}, RollbackStates: map[string]int{}}
+	for _, j := range ro.Jobs {
+		v.States[j.State]++
+		if j.Rollback != "" {
+			v.RollbackStates[j.Rollback]++
+		}
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {

@@ -85,7 +85,8 @@ func setupOTA(t *testing.T) *otaFixture {
 	f := &otaFixture{eng: eng, disp: disp, keys: keys}
 	s, err := New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"},
 		Logger: slog.New(slog.DiscardHandler),
-		OTA:    &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20}})
+		OTA:    &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20,
+			HealthWindow: 90 * time.Second, JobTimeout: 10 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +251,8 @@ func TestOTARoutes(t *testing.T) {
 		{"DELETE", "/api/v1/models/yolov8n/2", "", 409, sum.ID},
 		{"GET", "/api/v1/rollouts", "", 200, sum.ID},
 		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"job_id": "` + cmds[0].JobID + `"`},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"states": {
+    "dispatched": 1,`},
 		{"GET", "/api/v1/rollouts/r99", "", 404, "not found"},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 200, `"state": "paused"`},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 409, "not allowed"},
@@ -360,5 +363,45 @@ func TestOTAFirmware(t *testing.T) {
 	}
 	if code, b := f.call(t, "DELETE", "/api/v1/firmware/edge-agent/0.2.0", tok, "", nil); code != 409 {
 		t.Fatalf("delete firmware in use: %d %s", code, b)
+	}
+}
+
+// TestRolloutDefaults: a rollout created without a health window or job
+// timeout gets fleetd's configured ones, and a default job timeout shorter
+// than the asked health window gives way to the engine's.
+func TestRolloutDefaults(t *testing.T) {
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := setupOTA(t)
+	ct, body := multipartBody(t, [][2]string{{"name", "m"}, {"version", "2"}}, model)
+	if code, b := f.call(t, "POST", "/api/v1/models", tok, ct, body); code != http.StatusCreated {
+		t.Fatalf("push: %d %s", code, b)
+	}
+	tests := []struct {
+		body         string
+		health, jobs time.Duration
+	}{
+		{`{"model":"m@2"}`, 90 * time.Second, 10 * time.Minute},
+		{`{"model":"m@2","health_window":"1m"}`, time.Minute, 10 * time.Minute},
+		{`{"model":"m@2","job_timeout":"5m"}`, 90 * time.Second, 5 * time.Minute},
+		{`{"model":"m@2","health_window":"20m"}`, 20 * time.Minute, 30 * time.Minute}, // the engine default
+	}
+	for _, tt := range tests {
+		code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(tt.body))
+		if code != http.StatusCreated {
+			t.Fatalf("%s: %d %s", tt.body, code, b)
+		}
+		var sum rollout.Summary
+		json.Unmarshal(b, &sum)
+		r, err := f.eng.Get(sum.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Spec.HealthWindow != tt.health || r.Spec.JobTimeout != tt.jobs {
+			t.Errorf("%s: health window %v, job timeout %v; want %v, %v", tt.body, r.Spec.HealthWindow, r.Spec.JobTimeout, tt.health, tt.jobs)
+		}
+		f.eng.Abort(sum.ID, "test")
 	}
 }
