@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -120,6 +121,11 @@ type store struct {
 	mismatch []string // a seq delivered twice with different content
 
 	telemetry []api.Telemetry
+
+	// drop, while set, makes the store lose the batches it receives (no
+	// store, no ack), recording their seqs in dropped.
+	drop    atomic.Bool
+	dropped map[uint64]bool
 }
 
 func (s *store) lastTelemetry() (api.Telemetry, bool) {
@@ -148,6 +154,17 @@ func (s *store) handle(publish func(topic string, payload []byte), payload []byt
 		return
 	}
 	ack := api.Ack{DeviceID: batch.DeviceID}
+	if s.drop.Load() {
+		s.mu.Lock()
+		if s.dropped == nil {
+			s.dropped = map[uint64]bool{}
+		}
+		for _, e := range batch.Events {
+			s.dropped[e.Seq] = true
+		}
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Lock()
 	for _, e := range batch.Events {
 		if old, ok := s.events[e.Seq]; ok {
