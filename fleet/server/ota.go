@@ -399,10 +399,10 @@ func (s *Server) rolloutList(w http.ResponseWriter, r *http.Request) {
 // RolloutView is the body of GET /api/v1/rollouts/{id}.
 type RolloutView struct {
 	rollout.Summary
-	Canary       int           `json:"canary"`
-	WavePercents []float64     `json:"wave_percents"`
-	HealthWindow string        `json:"health_window"`
-	JobTimeout   string        `json:"job_timeout"`
+	Canary       int       `json:"canary"`
+	WavePercents []float64 `json:"wave_percents"`
+	HealthWindow string    `json:"health_window"`
+	JobTimeout   string    `json:"job_timeout"`
 	// States counts the jobs by state, and RollbackStates the rollback
 	// jobs by theirs (devices without one are not counted).
 	States         map[string]int `json:"states"`

@@ -85,7 +85,7 @@ func setupOTA(t *testing.T) *otaFixture {
 	f := &otaFixture{eng: eng, disp: disp, keys: keys}
 	s, err := New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"},
 		Logger: slog.New(slog.DiscardHandler),
-		OTA:    &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20,
+		OTA: &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20,
 			HealthWindow: 90 * time.Second, JobTimeout: 10 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)

@@ -188,6 +188,81 @@ function livePage() {
   return [el("h2", {}, "Live detections"), el("p", {}, "Filter by label: ", input, " ", state), table];
 }
 
+// Rollouts (OTA): list and per-rollout progress. fleetd without OTA answers 404.
+function rolloutState(r) {
+  if (r.state === "canary") return "canary";
+  if (r.state === "wave") return `wave ${r.wave}/${r.waves}`;
+  return r.state.replace(/_/g, " ");
+}
+
+function bar(done, failed, total) {
+  const pct = (n) => (total ? (100 * n) / total : 0);
+  return el("span", { class: "bar", title: `${done} succeeded, ${failed} failed of ${total}` },
+    el("span", { class: "bar-ok", style: `width:${pct(done)}%` }), el("span", { class: "bar-bad", style: `width:${pct(failed)}%` }));
+}
+
+async function rolloutsPage() {
+  let l;
+  try { l = await get("/api/v1/rollouts"); } catch (e) {
+    if (e instanceof AuthError) throw e;
+    return [el("h2", {}, "Rollouts"), el("p", {}, "Rollouts are not available: " + e.message)];
+  }
+  const rs = (l.rollouts || []).slice().sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+  const table = el("table", { id: "rollouts" },
+    el("tr", {}, ["rollout", "artifact", "selector", "state", "progress", "succeeded", "failed / max", "rolled back", "targets", "created"].map((h) => el("th", {}, h))),
+    rs.map((r) => el("tr", { "data-rollout": r.id, "data-state": r.state },
+      el("td", {}, el("a", { href: "#/rollout/" + encodeURIComponent(r.id) }, r.id)),
+      el("td", {}, `${r.kind === "firmware" ? "agent " : ""}${r.name}@${r.version}`), el("td", {}, r.selector || "all devices"),
+      el("td", { class: "state-" + r.state }, rolloutState(r)), el("td", {}, bar(r.succeeded, r.failed, r.targets)),
+      el("td", {}, r.succeeded), el("td", {}, `${r.failed} / ${r.max_failures}`), el("td", {}, r.rolled_back), el("td", {}, r.targets),
+      el("td", {}, fmt.time(Date.parse(r.created_at))))));
+  return [el("h2", {}, "Rollouts"),
+    rs.length ? table : el("p", {}, "No rollout yet: fleetctl rollouts create --model NAME@VERSION starts one.")];
+}
+
+const JOB_ORDER = ["pending", "dispatched", "queued", "downloading", "verifying", "installing", "health_check", "succeeded", "skipped", "failed", "rolled_back", "timed_out"];
+
+function stateCounts(id, counts) {
+  const keys = Object.keys(counts || {}).sort((a, b) => JOB_ORDER.indexOf(a) - JOB_ORDER.indexOf(b));
+  return el("table", { id, class: "narrow" }, el("tr", {}, el("th", {}, "state"), el("th", {}, "devices")),
+    keys.map((k) => el("tr", { "data-state": k }, el("td", {}, k.replace(/_/g, " ")), el("td", { class: "count" }, counts[k]))));
+}
+
+async function rolloutPage(id) {
+  const v = await get("/api/v1/rollouts/" + encodeURIComponent(id));
+  const info = el("table", { id: "rollout-info" },
+    [["rollout", v.id], ["artifact", `${v.kind} ${v.name}@${v.version}`], ["sha256", v.sha256], ["selector", v.selector || "all devices"],
+     ["state", el("span", { id: "rollout-state", class: "state-" + v.state }, rolloutState(v))], ["reason", v.reason || "–"],
+     ["devices", `${v.targets}: ${v.succeeded} succeeded, ${v.failed} failed (max ${v.max_failures}), ${v.rolled_back} rolled back`],
+     ["progress", bar(v.succeeded, v.failed, v.targets)],
+     ["health window", `${v.health_window}, job timeout ${v.job_timeout}`], ["created", new Date(v.created_at).toLocaleString()]]
+      .map(([k, val]) => el("tr", {}, el("th", {}, k), el("td", {}, val))));
+  const waves = el("table", { id: "waves" },
+    el("tr", {}, ["wave", "devices", "pending", "in flight", "succeeded", "failed", "progress"].map((h) => el("th", {}, h))),
+    (v.progress || []).map((p) => el("tr", { "data-wave": p.wave, class: v.state === (p.wave ? "wave" : "canary") && v.wave === p.wave ? "current" : "" },
+      el("td", {}, p.wave ? `${p.wave} (${fmt.num((v.wave_percents || [])[p.wave - 1], 1)}%)` : "canary"),
+      el("td", {}, p.devices), el("td", {}, p.pending), el("td", {}, p.in_flight), el("td", {}, p.succeeded), el("td", {}, p.failed),
+      el("td", {}, bar(p.succeeded, p.failed, p.devices)))));
+  // Devices still moving or failed first; a big rollout shows its first 200 here.
+  const MAX_ROWS = 200;
+  const rank = (j) => (j.state === "succeeded" || j.state === "skipped" ? 2 : j.state === "pending" ? 1 : 0);
+  const jobs = (v.jobs || []).slice().sort((a, b) => rank(a) - rank(b) || a.wave - b.wave || a.device_id.localeCompare(b.device_id));
+  const jobTable = el("table", { id: "jobs" },
+    el("tr", {}, ["device", "wave", "state", "previous", "rollback", "reason", "updated"].map((h) => el("th", {}, h))),
+    jobs.slice(0, MAX_ROWS).map((j) => el("tr", { "data-device": j.device_id, "data-state": j.state },
+      el("td", {}, el("a", { href: "#/device/" + encodeURIComponent(j.device_id) }, j.device_id)),
+      el("td", {}, j.wave || "canary"),
+      el("td", { class: "state-" + j.state }, j.state === "downloading" && j.progress ? `downloading ${fmt.num(100 * j.progress, 0)}%` : j.state.replace(/_/g, " ")),
+      el("td", {}, j.previous || "–"), el("td", {}, j.rollback ? j.rollback.replace(/_/g, " ") : "–"),
+      el("td", { class: "reason" }, [j.reason, j.rollback_reason && "rollback: " + j.rollback_reason].filter(Boolean).join("; ") || "–"),
+      el("td", {}, fmt.time(Date.parse(j.updated_at))))));
+  const more = jobs.length > MAX_ROWS ? el("p", {}, `Showing ${MAX_ROWS} of ${jobs.length} devices (unfinished and failed first); fleetctl rollouts show ${v.id} --all lists all.`) : null;
+  const rb = Object.keys(v.rollback_states || {}).length ? [el("h3", {}, "Rollback jobs by state"), stateCounts("rollback-states", v.rollback_states)] : null;
+  return [el("h2", {}, "Rollout ", v.id), info, el("h3", {}, "Waves"), waves,
+    el("div", { class: "counts" }, el("div", {}, el("h3", {}, "Devices by job state"), stateCounts("job-states", v.states)), rb && el("div", {}, rb)),
+    el("h3", {}, "Devices"), more, jobTable];
+}
+
 function login(msg) {
   app.replaceChildren(document.getElementById("login").content.cloneNode(true));
   document.getElementById("login-error").textContent = msg || "";
@@ -216,6 +291,8 @@ function route() {
   const h = location.hash || "#/";
   let fn;
   if (h.startsWith("#/device/")) { const id = decodeURIComponent(h.slice(9)); fn = () => devicePage(id); }
+  else if (h.startsWith("#/rollout/")) { const id = decodeURIComponent(h.slice(10)); fn = () => rolloutPage(id); }
+  else if (h === "#/rollouts") fn = rolloutsPage;
   else if (h === "#/live") { app.replaceChildren(...livePage().flat()); return; }
   else fn = overview;
   render(fn);
