@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -403,5 +404,40 @@ func TestRolloutDefaults(t *testing.T) {
 			t.Errorf("%s: health window %v, job timeout %v; want %v, %v", tt.body, r.Spec.HealthWindow, r.Spec.JobTimeout, tt.health, tt.jobs)
 		}
 		f.eng.Abort(sum.ID, "test")
+	}
+}
+
+// TestOpenAPIOTA: the served OpenAPI description has every OTA route, with
+// the method, and the schemas it refers to.
+func TestOpenAPIOTA(t *testing.T) {
+	f := setupOTA(t)
+	code, b := f.call(t, "GET", "/api/openapi.json", "", "", nil)
+	if code != http.StatusOK {
+		t.Fatalf("openapi: %d", code)
+	}
+	var doc struct {
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]json.RawMessage `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{
+		"POST /api/v1/models", "GET /api/v1/models", "GET /api/v1/models/{name}/{version}", "DELETE /api/v1/models/{name}/{version}",
+		"POST /api/v1/firmware", "GET /api/v1/firmware", "GET /api/v1/firmware/{name}/{version}", "DELETE /api/v1/firmware/{name}/{version}",
+		"GET /api/v1/keys", "POST /api/v1/rollouts", "GET /api/v1/rollouts", "GET /api/v1/rollouts/{id}", "POST /api/v1/rollouts/{id}/{action}",
+		"GET /artifacts/{sha256}",
+	} {
+		method, path, _ := strings.Cut(r, " ")
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("openapi.json lacks %s", r)
+		}
+	}
+	for _, m := range regexp.MustCompile(`"#/components/schemas/(\w+)"`).FindAllSubmatch(b, -1) {
+		if _, ok := doc.Components.Schemas[string(m[1])]; !ok {
+			t.Errorf("openapi.json refers to schema %s, which it lacks", m[1])
+		}
 	}
 }
