@@ -1,7 +1,9 @@
 // Package server is fleetd's HTTP face: the REST JSON API for operators
 // (devices, telemetry history, detections query/count/CSV export), a
-// server-sent-events feed of live detections, the embedded web console,
-// /metrics and /healthz, and the OpenAPI description at /api/openapi.json.
+// server-sent-events feed of live detections, the model registry and
+// rollout routes with the artifact downloads (ota.go, when Options.OTA is
+// set), the embedded web console, /metrics and /healthz, and the OpenAPI
+// description at /api/openapi.json.
 //
 // Every /api/v1 route needs an operator bearer token (Authorization: Bearer
 // <token>; the SSE feed also accepts ?access_token= because browsers cannot
