@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,8 +81,25 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTP.Listen != "127.0.0.1:8080" || len(c.Devices) != 2 || len(c.Services) != 1 || c.OTA.HealthWindow != 20*time.Second {
+	if c.HTTP.Listen != "127.0.0.1:8080" || len(c.Devices) != 2 || len(c.Services) != 1 {
 		t.Fatalf("demo parsed as %+v", c)
+	}
+}
+
+// TestDemoConfigWithOTA: demo.yaml with the ota section scripts/demo.sh appends.
+func TestDemoConfigWithOTA(t *testing.T) {
+	b, err := os.ReadFile("demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "fleet.key")
+	os.WriteFile(key, []byte("x"), 0o600)
+	c, err := ParseConfig(strings.NewReader(string(b) + "ota:\n  signing_key: " + key + "\n  artifact_base: http://127.0.0.1:8080\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OTA.SigningKey != key || c.artifactBase("127.0.0.1:8080") != "http://127.0.0.1:8080" {
+		t.Fatalf("ota %+v", c.OTA)
 	}
 }
 
