@@ -24,8 +24,12 @@ func TestFailsUpdate(t *testing.T) {
 		if want := rate * 2000; float64(n) < want*0.8 || float64(n) > want*1.2 {
 			t.Errorf("rate %v: %d of 2000 devices fail, want about %.0f", rate, n, want)
 		}
-		if FailsUpdate("sim-7", rate) != FailsUpdate("sim-7", rate) {
-			t.Errorf("rate %v: not deterministic", rate)
+	}
+	// A higher rate keeps the devices a lower one fails.
+	for i := range 2000 {
+		id := fmt.Sprintf("sim-%d", i)
+		if FailsUpdate(id, 0.1) && !FailsUpdate(id, 0.5) {
+			t.Fatalf("%s fails at rate 0.1 but not at 0.5", id)
 		}
 	}
 }
