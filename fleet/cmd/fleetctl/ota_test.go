@@ -110,7 +110,7 @@ func TestOTACommands(t *testing.T) {
 		{"create", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--selector", "site=a", "--canary", "1", "--waves", "50%,100%", "--max-failures", "1", "--health-window", "2m"}, auth...), 0, []string{"rollout r1: yolov8n@2 to 2 devices (site=a)"}, ""},
 		{"delete in use", append([]string{"models", "delete", "yolov8n@2"}, auth...), 1, nil, "in use by rollouts r1"},
 		{"rollouts list", append([]string{"rollouts", "list"}, auth...), 0, []string{"r1", "yolov8n@2", "site=a", "pending"}, ""},
-		{"show rollout", append([]string{"rollouts", "show", "r1"}, auth...), 0, []string{"WAVE", "canary", "1 (50%)", "cam-1", "r1-", "pending"}, ""},
+		{"show rollout", append([]string{"rollouts", "show", "r1"}, auth...), 0, []string{"WAVE", "canary", "1 (50%)", "cam-1", "r1-", "pending", "Job states     pending 2"}, ""},
 		{"show missing rollout", append([]string{"rollouts", "show", "r9"}, auth...), 1, nil, "not found"},
 		{"pause", append([]string{"rollouts", "pause", "r1"}, auth...), 0, []string{"paused"}, ""},
 		{"pause again", append([]string{"rollouts", "pause", "r1"}, auth...), 1, nil, "HTTP 409"},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -143,6 +144,10 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
 	}
 	fmt.Fprintf(tw, "Devices\t%d: %d succeeded, %d failed (max %d), %d rolled back\n", v.Targets, v.Succeeded, v.Failed, v.MaxFailures, v.RolledBack)
+	fmt.Fprintf(tw, "Job states\t%s\n", countsLine(v.States))
+	if len(v.RollbackStates) > 0 {
+		fmt.Fprintf(tw, "Rollback jobs\t%s\n", countsLine(v.RollbackStates))
+	}
 	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -181,6 +186,29 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(w, "(%d more succeeded devices; --all lists them)\n", hidden)
 	}
 	return nil
+}
+
+// jobStateOrder is the order jobs pass through their states.
+var jobStateOrder = []string{"pending", "dispatched", "queued", "downloading", "verifying", "installing", "health_check",
+	"succeeded", "skipped", "failed", "rolled_back", "timed_out"}
+
+// countsLine prints job counts by state in jobStateOrder, e.g. "downloading 3, succeeded 40".
+func countsLine(m map[string]int) string {
+	var parts []string
+	for _, s := range jobStateOrder {
+		if m[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, m[s]))
+		}
+	}
+	for s, n := range m {
+		if !slices.Contains(jobStateOrder, s) && n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func rolloutAction(action string) func(context.Context, []string, io.Writer) error {
