@@ -139,6 +139,13 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 	}
 	if cfg.Broker.URL == "" {
+		// No device is connected to a broker that has not started yet: the
+		// online flags kept from the last run are stale (after a crash, no
+		// last will was sent). Devices say they are online again when they
+		// reconnect; until then the rollout engine keeps their jobs.
+		if n := markOffline(reg); n > 0 {
+			log.Info("devices marked offline until they reconnect", "devices", n)
+		}
 		for _, s := range cfg.Services {
 			if err := auth.SetService(s.User, s.Password); err != nil {
 				return fmt.Errorf("services: %w", err)
@@ -226,6 +233,17 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	return g.Wait()
+}
+
+// markOffline sets every device the registry has as online to offline, and
+// returns how many there were.
+func markOffline(reg *registry.Registry) int {
+	on := true
+	devs := reg.List(registry.Filter{Online: &on})
+	for _, d := range devs {
+		reg.UpdateState(api.State{DeviceID: d.ID}) // a bare offline state keeps the description
+	}
+	return len(devs)
 }
 
 func retain(ctx context.Context, st store.Store, every time.Duration, log *slog.Logger) error {

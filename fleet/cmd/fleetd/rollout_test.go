@@ -392,3 +392,78 @@ ota: {health_window: 200ms, job_timeout: 20s}
 		}
 	})
 }
+
+// TestRolloutSurvivesKill is issue 6's "fleetd killed mid-rollout resumes
+// the rollout", with a real fleetd process and 200 simulated devices: kill
+// -9 during wave 1, start fleetd again on the same data: the devices count
+// as offline until they reconnect (the embedded broker lost them), the jobs
+// that were in flight are sent again under the same job ids, and the
+// rollout completes with no failure. The simulator has no reconnect and no
+// memory, so a new one plays the devices after the restart.
+func TestRolloutSurvivesKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds fleetd")
+	}
+	const n = 200
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildFleetd(t, t.TempDir())
+	dir := t.TempDir()
+	extra := `
+broker: {listen: "127.0.0.1:0"}
+services: [{user: sim, password: sim-password}]
+ota: {health_window: 1s, job_timeout: 2m}
+`
+	p := startFleetdWith(t, bin, dir, extra)
+	c := apiClient{t: t, base: "http://" + p.http}
+	c.pushModel("yolo-sim", "2", model)
+	stop := startSim(t, p.mqtt, n, 0)
+	c.waitOnline(n)
+	time.Sleep(2500 * time.Millisecond) // the registry has written the devices, online (it flushes every 2s)
+	var sum rollout.Summary
+	if code := c.do("POST", "/api/v1/rollouts", "application/json",
+		strings.NewReader(`{"model":"yolo-sim@2","canary":2,"waves":"50%,100%","max_failures":"0"}`), &sum); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	before := c.waitRollout(sum.ID, 30*time.Second, func(v server.RolloutView) bool {
+		return v.State == rollout.StateWave && v.Wave == 1 && v.Progress[1].InFlight > 20
+	})
+	p.cmd.Process.Kill()
+	<-p.exited
+	stop()
+	t.Logf("killed fleetd in wave 1: %+v", before.Progress)
+
+	p = startFleetdWith(t, bin, dir, extra)
+	c = apiClient{t: t, base: "http://" + p.http}
+	var f server.FleetView
+	if c.do("GET", "/api/v1/fleet", "", nil, &f); f.Devices != n || f.Online != 0 {
+		t.Fatalf("after the restart: %d devices, %d online; want %d, none online", f.Devices, f.Online, n)
+	}
+	var mid server.RolloutView
+	c.do("GET", "/api/v1/rollouts/"+sum.ID, "", nil, &mid)
+	if mid.State != rollout.StateWave || mid.Wave != 1 || mid.Progress[0].Succeeded != 2 {
+		t.Fatalf("after the restart: %s wave %d, %+v", mid.State, mid.Wave, mid.Progress)
+	}
+	stop = startSim(t, p.mqtt, n, 0)
+	after := c.waitRollout(sum.ID, 60*time.Second, func(v server.RolloutView) bool { return v.State.Final() })
+	rep := stop()
+	t.Logf("after the restart: %s (%s); the new simulator ran %d jobs", after.State, after.Reason, rep.OTA.Succeeded)
+	if after.State != rollout.StateCompleted || after.Succeeded != n || after.Failed != 0 {
+		t.Fatalf("rollout %+v", after.Summary)
+	}
+	ids := map[string]string{}
+	for _, j := range before.Jobs {
+		ids[j.DeviceID] = j.JobID
+	}
+	for _, j := range after.Jobs {
+		if ids[j.DeviceID] != j.JobID {
+			t.Fatalf("%s: job %s after the restart, %s before", j.DeviceID, j.JobID, ids[j.DeviceID])
+		}
+	}
+	// The jobs in flight at the kill were sent again; those already done were not.
+	if rep.OTA.Succeeded < int64(before.Progress[1].InFlight) || rep.OTA.Succeeded > int64(n-before.Succeeded) {
+		t.Errorf("the new simulator ran %d jobs; %d were in flight and %d not yet succeeded at the kill", rep.OTA.Succeeded, before.Progress[1].InFlight, n-before.Succeeded)
+	}
+}
