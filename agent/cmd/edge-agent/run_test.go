@@ -126,6 +126,8 @@ type store struct {
 	// store, no ack), recording their seqs in dropped.
 	drop    atomic.Bool
 	dropped map[uint64]bool
+	// storedAt is when each seq was first stored.
+	storedAt map[uint64]time.Time
 }
 
 func (s *store) lastTelemetry() (api.Telemetry, bool) {
@@ -175,6 +177,10 @@ func (s *store) handle(publish func(topic string, payload []byte), payload []byt
 		} else {
 			s.events[e.Seq] = e
 			s.order = append(s.order, e.Seq)
+			if s.storedAt == nil {
+				s.storedAt = map[uint64]time.Time{}
+			}
+			s.storedAt[e.Seq] = time.Now()
 		}
 		ack.Ranges = append(ack.Ranges, api.SeqRange{From: e.Seq, To: e.Seq})
 	}
