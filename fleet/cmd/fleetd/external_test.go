@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,7 +14,12 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/rollout"
+	"edgefleet/fleet/server"
+	"edgefleet/models/modeltest"
 )
 
 // mosquittoAddr is $EDGEFLEET_MOSQUITTO, or a mosquitto started for the
@@ -59,7 +65,9 @@ func mosquittoAddr(t *testing.T) string {
 }
 
 // TestExternalBroker runs fleetd against mosquitto (broker.url): a device
-// on mosquitto registers and gets its detections acknowledged.
+// on mosquitto registers and gets its detections acknowledged; a rollout
+// reaches it through mosquitto, it downloads the model with the
+// credentials of fleetd's devices list, and its report completes the rollout.
 func TestExternalBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs fleetd")
@@ -67,7 +75,7 @@ func TestExternalBroker(t *testing.T) {
 	mq := mosquittoAddr(t)
 	dir := t.TempDir()
 	bin := buildFleetd(t, dir)
-	p := startFleetdWith(t, bin, dir, fmt.Sprintf("broker: {url: \"tcp://%s\", client_id: fleetd-test}\n", mq))
+	p := startFleetdWith(t, bin, dir, fmt.Sprintf("broker: {url: \"tcp://%s\", client_id: fleetd-test}\ndevices: [{id: %s, password: %s}]\n", mq, testDevice, testPass))
 	if p.mqtt != "" {
 		t.Fatalf("embedded broker started (%s) although broker.url is set", p.mqtt)
 	}
@@ -96,4 +104,54 @@ func TestExternalBroker(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"site": "ext"`) || !strings.Contains(string(body), `"detections": 50`) {
 		t.Fatalf("device over REST: %d %s", resp.StatusCode, body)
 	}
+
+	// OTA through mosquitto.
+	cmds := make(chan api.Command, 1)
+	if tok := ag.cl.Subscribe(api.CommandsTopic(testDevice), 1, func(_ paho.Client, m paho.Message) {
+		var c api.Command
+		if api.Decode(m.Payload(), &c) == nil {
+			cmds <- c
+		}
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := apiClient{t: t, base: "http://" + p.http}
+	c.pushModel("m", "2", model)
+	var sum rollout.Summary
+	if code := c.do("POST", "/api/v1/rollouts", "application/json", strings.NewReader(`{"model":"m@2","selector":"site=ext","canary":0}`), &sum); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	var cmd api.Command
+	select {
+	case cmd = <-cmds:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no command through mosquitto")
+	}
+	if want := "http://" + p.http + "/artifacts/"; !strings.HasPrefix(cmd.Artifact.URL, want) {
+		t.Fatalf("artifact url %q, want it under %s", cmd.Artifact.URL, want)
+	}
+	get := func(pass string) (int, []byte) {
+		req, _ := http.NewRequest("GET", cmd.Artifact.URL, nil)
+		req.SetBasicAuth(testDevice, pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	if code, b := get(testPass); code != http.StatusOK || !bytes.Equal(b, model) {
+		t.Fatalf("download: %d, %d bytes", code, len(b))
+	}
+	if code, _ := get("wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("download with a wrong password: %d", code)
+	}
+	js, _ := json.Marshal(api.JobStatus{DeviceID: testDevice, JobID: cmd.JobID, State: api.JobSucceeded, Time: time.Now().UnixMilli()})
+	ag.cl.Publish(api.JobTopic(testDevice, cmd.JobID), 1, false, js).WaitTimeout(5 * time.Second)
+	c.waitRollout(sum.ID, 10*time.Second, func(v server.RolloutView) bool { return v.State == rollout.StateCompleted && v.Succeeded == 1 })
 }
