@@ -163,13 +163,17 @@ firmware:
 		Kind: manifest.KindFirmware, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size,
 		URL: "/artifacts/" + m.SHA256, Manifest: payload, Sig: sig, KeyID: signer.KeyID,
 	}}
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
+	send := func(c api.Command) {
+		t.Helper()
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
-		t.Fatal(err)
-	}
+	send(c)
 	// 1.0.0 exits after reporting health_check; the fleet hears again from
 	// then on, so what reaches it of the lost batches comes from the spool.
 	waitUntil(t, "fw-2 installed", patience, func() bool { return slices.Contains(jobs.path("fw-2"), api.JobHealthCheck) })
@@ -221,7 +225,6 @@ firmware:
 		return newest > resumed.UnixMicro()
 	})
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.mismatch) > 0 {
 		t.Errorf("seqs reused with other content: %v", s.mismatch[:min(3, len(s.mismatch))])
 	}
@@ -248,6 +251,35 @@ firmware:
 		if e.Time >= dropFrom.UnixMicro() && e.Time < installed.UnixMicro() {
 			spooled++
 		}
+	}
+	s.mu.Unlock()
+
+	// The same command again (a redelivery): 2.0.0 does not install it twice.
+	send(c)
+	waitUntil(t, "2.0.0 to skip the job it runs from", patience, func() bool {
+		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
+	})
+	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
+		t.Errorf("after the redelivery fw-2 went %v, want %v", p, want)
+	}
+
+	// The operator rolls fw-2 back: 2.0.0 reverts to slot a and exits for
+	// the launcher to start 1.0.0 again, on the same spool.
+	send(api.Command{JobID: "fw-2-rb", Kind: api.CommandRollback})
+	waitUntil(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
+	if st, _ := jobs.final("fw-2-rb"); st.State != api.JobSucceeded {
+		t.Errorf("fw-2-rb ended %+v, want succeeded", st)
+	}
+	back := time.Now()
+	waitUntil(t, "1.0.0 online again", patience, online("1.0.0"))
+	if st, err := sl.State(); err != nil || st.Active != slot.A || st.Trial {
+		t.Errorf("slot state %+v (%v), want a active, no trial", st, err)
+	}
+	waitUntil(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mismatch) > 0 {
+		t.Errorf("seqs reused with other content after the rollback: %v", s.mismatch[:min(3, len(s.mismatch))])
 	}
 	t.Logf("%d events stored; %d seqs lost once on the wire and %d captured while the fleet lost batches, delivered after the switch; %d resent duplicates",
 		len(s.events), len(s.dropped), spooled, s.dups)

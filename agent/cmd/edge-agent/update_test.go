@@ -455,6 +455,15 @@ func TestRunUpdatesDisabled(t *testing.T) {
 	if n := strings.Count(a.stderr.String(), "updates disabled: no update.keys"); n != 1 {
 		t.Errorf("logged %d times that updates are disabled, want once", n)
 	}
+	// Not under edge-launcher: a firmware update is refused at once, with the reason.
+	b, _ = json.Marshal(api.Command{JobID: "fw-1", Kind: api.CommandFirmwareUpdate, Artifact: &api.Artifact{Kind: manifest.KindFirmware}})
+	if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "job fw-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("fw-1"); return ok })
+	if st, _ := jobs.final("fw-1"); st.State != api.JobFailed || !strings.Contains(st.Reason, "does not run under edge-launcher") {
+		t.Errorf("job fw-1 ended %+v, want failed: not under edge-launcher", st)
+	}
 	since := time.Now()
 	waitUntil(t, "events after the refusal", 30*time.Second, func() bool { return len(s.versionsSince(since)) > 0 })
 	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_full_integer_quant 1"] == 0 {
