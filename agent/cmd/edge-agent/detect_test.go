@@ -178,6 +178,9 @@ func TestDetectBadInputs(t *testing.T) {
 		{"unknown flag", []string{"--model", realModel, "--colour", "red", img}, []string{"-colour"}},
 		{"bad conf", []string{"--model", realModel, "--conf", "2", img}, []string{"--conf 2"}},
 		{"bad backend", []string{"--model", realModel, "--backend", "tpu", img}, []string{realModel, "tpu"}},
+		{"native library missing", []string{"--model", realModel, "--backend", "native", "--library", filepath.Join(dir, "libtensorflowlite_c.so"), img},
+			[]string{filepath.Join(dir, "libtensorflowlite_c.so"), "TFLite C library not found"}},
+		{"native library not a library", []string{"--model", realModel, "--backend", "native", "--strict", "--library", notModel, img}, []string{notModel}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,6 +79,10 @@ func TestRunConfigErrors(t *testing.T) {
 		{"bad type", "telemetry_interval: 1s", "telemetry_interval: often", []string{"often"}},
 		{"missing device", "    source: synth\n    path: " + dir + "\n    seed: 2\n", "    source: v4l2\n    device: /dev/video-edgefleet-missing\n", []string{"cameras[1].device", "/dev/video-edgefleet-missing"}},
 		{"bad device id", "device_id: box-e2e", "device_id: box e2e", []string{"device_id:"}},
+		{"native library missing", filepath.Join(dir, "model.tflite"), modeltest.Path(t, "models", "yolov8n_int8.tflite") +
+			"\n  backend: native\n  library: " + filepath.Join(dir, "libtensorflowlite_c.so"), []string{"model.path", filepath.Join(dir, "libtensorflowlite_c.so"), "TFLite C library not found"}},
+		{"library for the go backend", filepath.Join(dir, "model.tflite"), filepath.Join(dir, "model.tflite") +
+			"\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", []string{"model.library: is for the native backend"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
