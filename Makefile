@@ -25,11 +25,8 @@ lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
-demo: build ## run the agent on the test photos and write annotated pictures to demo-out/
-	@mkdir -p demo-out
-	$(BIN)/edge-agent detect --model $(EDGEFLEET_TESTDATA)/models/yolov8n_full_integer_quant.tflite \
-		--annotate demo-out --json $(EDGEFLEET_TESTDATA)/images/*.png
-	@echo "annotated pictures in demo-out/"
+demo: build ## detect on the test photos, then fleetd + two agents + a model rollout (console on 127.0.0.1:8080)
+	BIN=$(BIN) scripts/demo.sh
 
 cross: ## static edge-agent/edge-launcher (linux arm64, armv7, amd64), fleetd/fleetctl (linux amd64, arm64) into bin/<os>_<arch>/
 	GO=$(GO) BIN=$(BIN) VERSION=$(VERSION) scripts/cross.sh

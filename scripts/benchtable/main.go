@@ -127,27 +127,53 @@ func num(v float64) string {
 	return strconv.FormatFloat(v, 'f', 4, 64)
 }
 
-// print writes the table.
+// print writes one table per package, each with only the metric columns
+// its benchmarks report: a single table of every unit is too wide to read.
 func (t *table) print(w io.Writer) {
+	for start := 0; start < len(t.rows); {
+		end := start
+		for end < len(t.rows) && t.rows[end].pkg == t.rows[start].pkg {
+			end++
+		}
+		t.printPackage(w, t.rows[start:end])
+		fmt.Fprintln(w)
+		start = end
+	}
+	for _, n := range t.notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func (t *table) printPackage(w io.Writer, rows []row) {
+	used := map[string]bool{}
+	for _, r := range rows {
+		for u := range r.metrics {
+			used[u] = true
+		}
+	}
+	var units []string
+	for _, u := range t.units {
+		if used[u] {
+			units = append(units, u)
+		}
+	}
+	for _, u := range []string{"B/op", "allocs/op"} {
+		if used[u] {
+			units = append(units, u)
+		}
+	}
+	fmt.Fprintln(w, rows[0].pkg)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	head := []string{"package", "benchmark", "runs", "ms/op"}
-	head = append(head, t.units...)
-	head = append(head, "B/op", "allocs/op")
+	head := append([]string{"  benchmark", "runs", "ms/op"}, units...)
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
-	last := ""
-	for _, r := range t.rows {
-		pkg := r.pkg
-		if pkg == last {
-			pkg = ""
-		}
-		last = r.pkg
-		cells := []string{pkg, r.name, strconv.FormatInt(r.runs, 10), "-"}
+	for _, r := range rows {
+		cells := []string{"  " + r.name, strconv.FormatInt(r.runs, 10), "-"}
 		if v, ok := r.metrics["ns/op"]; ok {
-			cells[3] = num(v / 1e6)
+			cells[2] = num(v / 1e6)
 		} else if v, ok := r.metrics["ms/op"]; ok {
-			cells[3] = num(v)
+			cells[2] = num(v)
 		}
-		for _, u := range append(append([]string{}, t.units...), "B/op", "allocs/op") {
+		for _, u := range units {
 			if v, ok := r.metrics[u]; ok {
 				cells = append(cells, num(v))
 			} else {
@@ -157,9 +183,6 @@ func (t *table) print(w io.Writer) {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-	for _, n := range t.notes {
-		fmt.Fprintln(w, "note:", n)
-	}
 }
 
 func main() {

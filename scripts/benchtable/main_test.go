@@ -59,10 +59,15 @@ func TestParsePassing(t *testing.T) {
 	var out bytes.Buffer
 	tb.print(&out)
 	want := []string{
-		"package                  benchmark                                 runs  ms/op   ms/image  arena-MiB  B/op  allocs/op",
-		"edgefleet/models/yolo    Letterbox1080p                            100   2.28    -         -          133   1",
-		"                         DecodeNMS                                 100   0.1496  -         -          22    0",
-		"edgefleet/models/tflite  Invoke/yolov8n_int8_640/threads=1/batch=1  1     512     512       31.50      1024  7",
+		"edgefleet/models/yolo",
+		"  benchmark       runs  ms/op   B/op  allocs/op",
+		"  Letterbox1080p  100   2.28    133   1",
+		"  DecodeNMS       100   0.1496  22    0",
+		"",
+		"edgefleet/models/tflite",
+		"  benchmark                                  runs  ms/op  ms/image  arena-MiB  B/op  allocs/op",
+		"  Invoke/yolov8n_int8_640/threads=1/batch=1  1     512    512       31.50      1024  7",
+		"",
 		"note: SKIP: BenchmarkOther: bench_test.go:12: test asset missing: x.tflite",
 	}
 	got := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
