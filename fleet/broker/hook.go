@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -51,7 +52,36 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		}
 	}
 	b.ids.Store(cl, id)
+	b.awaitEarlierSession(cl)
 	return true
+}
+
+// awaitEarlierSession takes down an earlier clean-session connection with
+// the same client id and waits until mochi has finished cleaning it up.
+// Without this, that clean-up can run after the new connection registered
+// and erase the new connection's subscriptions and registration, so a
+// device that reconnects at once silently stops receiving (seen for 18% of
+// 1,000 quick reconnects; TestQuickReconnectKeepsSubscriptions).
+func (b *Broker) awaitEarlierSession(cl *mqtt.Client) {
+	old, ok := b.srv.Clients.Get(cl.ID)
+	if !ok || old == cl {
+		return
+	}
+	p := old.Properties
+	clean := (p.ProtocolVersion < 5 && p.Clean) || (p.ProtocolVersion == 5 && p.Props.SessionExpiryInterval == 0)
+	if !clean {
+		return // a persistent session is inherited by mochi, never deleted
+	}
+	if !old.Closed() {
+		_ = b.srv.DisconnectClient(old, packets.ErrSessionTakenOver)
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		if cur, ok := b.srv.Clients.Get(cl.ID); !ok || cur != old {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.log.Warn("earlier session not cleaned up in time", "client_id", cl.ID)
 }
 
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
