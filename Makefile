@@ -28,7 +28,7 @@ lint: ## go vet and staticcheck
 demo: build ## detect on the test photos, then fleetd + two agents + a model rollout (console on 127.0.0.1:8080)
 	BIN=$(BIN) scripts/demo.sh
 
-cross: ## static edge-agent/edge-launcher (linux arm64, armv7, amd64), fleetd/fleetctl (linux amd64, arm64) into bin/<os>_<arch>/
+cross: ## static edge-agent/edge-launcher (linux arm64, armv7, amd64), edge-agent-native (arm64, glibc, native TFLite), fleetd/fleetctl (amd64, arm64) into bin/<os>_<arch>/
 	GO=$(GO) BIN=$(BIN) VERSION=$(VERSION) scripts/cross.sh
 
 clean: ## remove build outputs
