@@ -813,6 +813,15 @@ func (e *Engine) Step(ctx context.Context) error {
 			sends = e.collectLocked(r, on, now, sends)
 		}
 	}
+	// Write what is about to be sent (and the wave it belongs to) before
+	// any command leaves: after a crash the stored state is never behind
+	// the devices, and a resend reuses the same job ids.
+	if len(sends) > 0 {
+		if err := e.flushLocked(); err != nil {
+			e.mu.Unlock()
+			return errors.Join(append(errs, err)...)
+		}
+	}
 	e.mu.Unlock()
 
 	for _, s := range sends {
