@@ -7,8 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"mime/multipart"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -141,47 +139,8 @@ func firmwarePush(ctx context.Context, args []string, w io.Writer) error {
 		return fmt.Errorf("firmware push: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("firmware push: %w", err)
-	}
-	var src io.Reader = f
-	var bar *progress
-	if !*quiet && !cf.json && fi.Size() > 1<<20 && isTerminal(os.Stderr) {
-		bar = &progress{r: f, w: os.Stderr, label: "pushing " + *name + "@" + v.Version, total: fi.Size()}
-		src = bar
-	}
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		err := func() error {
-			for _, kv := range [][2]string{{"name", *name}, {"version", v.Version}, {"os", v.OS}, {"arch", v.Arch}} {
-				if err := mw.WriteField(kv[0], kv[1]); err != nil {
-					return err
-				}
-			}
-			part, err := mw.CreateFormFile("file", filepath.Base(pos[0]))
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(part, src); err != nil {
-				return err
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-	}()
-	hc := &http.Client{}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "timeout" {
-			hc.Timeout = cf.timeout
-		}
-	})
-	var mv server.ModelView
-	err = c.send(ctx, hc, "POST", "/api/v1/firmware", mw.FormDataContentType(), pr, &mv)
-	if bar != nil {
-		fmt.Fprintln(os.Stderr)
-	}
+	fields := [][2]string{{"name", *name}, {"version", v.Version}, {"os", v.OS}, {"arch", v.Arch}}
+	mv, err := upload(ctx, c, &cf, fs, "/api/v1/firmware", fields, f, "pushing "+*name+"@"+v.Version, *quiet)
 	if err != nil {
 		return fmt.Errorf("firmware push: %w", err)
 	}

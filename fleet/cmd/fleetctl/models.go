@@ -7,12 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -151,61 +149,17 @@ func modelsPush(ctx context.Context, args []string, w io.Writer) error {
 		return fmt.Errorf("models push: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("models push: %w", err)
-	}
 	var labels []byte
 	if *labelsPath != "" {
 		if labels, err = os.ReadFile(*labelsPath); err != nil {
 			return fmt.Errorf("models push: labels: %w", err)
 		}
 	}
-	var src io.Reader = f
-	var bar *progress
-	if !*quiet && !cf.json && fi.Size() > 1<<20 && isTerminal(os.Stderr) {
-		bar = &progress{r: f, w: os.Stderr, label: "pushing " + *name + "@" + *version, total: fi.Size()}
-		src = bar
+	fields := [][2]string{{"name", *name}, {"version", *version}}
+	if labels != nil {
+		fields = append(fields, [2]string{"labels", string(labels)})
 	}
-	// Stream the multipart body: fields first, the file last.
-	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
-	go func() {
-		err := func() error {
-			for _, kv := range [][2]string{{"name", *name}, {"version", *version}} {
-				if err := mw.WriteField(kv[0], kv[1]); err != nil {
-					return err
-				}
-			}
-			if labels != nil {
-				if err := mw.WriteField("labels", string(labels)); err != nil {
-					return err
-				}
-			}
-			part, err := mw.CreateFormFile("file", filepath.Base(pos[0]))
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(part, src); err != nil {
-				return err
-			}
-			return mw.Close()
-		}()
-		pw.CloseWithError(err)
-	}()
-	// Uploads may take long on slow links: only ctx (Ctrl-C) bounds them,
-	// unless --timeout is given.
-	hc := &http.Client{}
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "timeout" {
-			hc.Timeout = cf.timeout
-		}
-	})
-	var mv server.ModelView
-	err = c.send(ctx, hc, "POST", "/api/v1/models", mw.FormDataContentType(), pr, &mv)
-	if bar != nil {
-		fmt.Fprintln(os.Stderr)
-	}
+	mv, err := upload(ctx, c, &cf, fs, "/api/v1/models", fields, f, "pushing "+*name+"@"+*version, *quiet)
 	if err != nil {
 		return fmt.Errorf("models push: %w", err)
 	}
