@@ -15,7 +15,8 @@ const Version = "edgefleet-go-1"
 
 // Interpreter runs the main subgraph of a Model in pure Go. Tensors live in
 // one arena planned by lifetime when the interpreter is built (and again on
-// SetBatch); Invoke allocates nothing. An Interpreter is not safe for
+// SetBatch); Invoke allocates no tensor or scratch memory, only small index
+// buffers and worker closures. An Interpreter is not safe for
 // concurrent use.
 type Interpreter struct {
 	model   *Model

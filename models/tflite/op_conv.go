@@ -222,6 +222,7 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	c.biasAdj = make([]int32, g.oc)
 	if c.depthwise {
 		c.filterS8 = i8s(f.data)
+		ip.needScratch(g.oc * 4) // per-worker accumulators
 		for ch := range c.biasAdj {
 			if b != nil {
 				c.biasAdj[ch] = b[ch]
@@ -334,58 +335,46 @@ func im2col[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal 
 	}
 }
 
-func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
+// convTiles runs fn on tiles of tileM output pixels, split over the workers.
+// a is the tile's patch matrix: the input itself for a direct 1x1
+// convolution, else the tile's im2col in the worker's scratch.
+func convTiles[T int8 | float32](ip *Interpreter, c *conv, src []T, view func([]byte) []T, pad T, fn func(m0, m1 int, a []T)) {
 	g := &c.g
 	M := g.n * g.oh * g.ow
-	src := i8s(in.data)
-	dst := i8s(out.data)
 	tiles := (M + tileM - 1) / tileM
 	ip.parallel(tiles, 1, func(w, t0, t1 int) {
-		var col []int8
+		var col []T
 		if !c.direct {
-			col = i8s(ip.scratch[w])
+			col = view(ip.scratch[w])
 		}
 		for t := t0; t < t1; t++ {
 			m0, m1 := t*tileM, min(M, (t+1)*tileM)
-			rows := m1 - m0
-			var a []int8
 			if c.direct {
-				a = src[m0*c.k : m1*c.k]
-			} else {
-				im2col(g, src, col, m0, m1, int8(c.inZP))
-				a = col[:rows*c.k]
+				fn(m0, m1, src[m0*c.k:m1*c.k])
+				continue
 			}
-			// TFLite's conv rounds once (ruy), so the single-rounding epilogue.
-			c.packed.GemmRequant(rows, a, c.k, c.krqRuy, dst[m0*g.oc:m1*g.oc], g.oc)
+			im2col(g, src, col, m0, m1, pad)
+			fn(m0, m1, col[:(m1-m0)*c.k])
 		}
 	})
 }
 
+func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
+	oc := c.g.oc
+	dst := i8s(out.data)
+	convTiles(ip, c, i8s(in.data), i8s, int8(c.inZP), func(m0, m1 int, a []int8) {
+		// TFLite's conv rounds once (ruy), so the single-rounding epilogue.
+		c.packed.GemmRequant(m1-m0, a, c.k, c.krqRuy, dst[m0*oc:m1*oc], oc)
+	})
+}
+
 func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
-	g := &c.g
-	M := g.n * g.oh * g.ow
-	src := f32s(in.data)
+	oc := c.g.oc
 	dst := f32s(out.data)
-	tiles := (M + tileM - 1) / tileM
-	ip.parallel(tiles, 1, func(w, t0, t1 int) {
-		var col []float32
-		if !c.direct {
-			col = f32s(ip.scratch[w])
-		}
-		for t := t0; t < t1; t++ {
-			m0, m1 := t*tileM, min(M, (t+1)*tileM)
-			rows := m1 - m0
-			var a []float32
-			if c.direct {
-				a = src[m0*c.k : m1*c.k]
-			} else {
-				im2col(g, src, col, m0, m1, 0)
-				a = col[:rows*c.k]
-			}
-			o := dst[m0*g.oc : m1*g.oc]
-			c.packedF.Gemm(rows, a, c.k, o, g.oc)
-			biasAct(o, c.biasF, c.flo, c.fhi)
-		}
+	convTiles(ip, c, f32s(in.data), f32s, 0, func(m0, m1 int, a []float32) {
+		o := dst[m0*oc : m1*oc]
+		c.packedF.Gemm(m1-m0, a, c.k, o, oc)
+		biasAct(o, c.biasF, c.flo, c.fhi)
 	})
 }
 
@@ -411,8 +400,8 @@ func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
 	dst := i8s(out.data)
 	w := c.filterS8
 	rows := g.n * g.oh
-	ip.parallel(rows, 1, func(_, r0, r1 int) {
-		acc := make([]int32, g.oc)
+	ip.parallel(rows, 1, func(worker, r0, r1 int) {
+		acc := i32s(ip.scratch[worker])[:g.oc]
 		for r := r0; r < r1; r++ {
 			b, oy := r/g.oh, r%g.oh
 			for ox := 0; ox < g.ow; ox++ {
