@@ -370,32 +370,10 @@ func (k *binaryOp) evalQ(a, b, out *rtensor) {
 		}
 		return int32(t[i])
 	}
+	// Quantized ADD/SUB/MUL always have a table (quantOne builds it); what
+	// is left are comparisons and min/max on equal quantization.
 	x, y, o := a.data, b.data, out.data
 	switch k.kind {
-	case OpAdd, OpSub:
-		sub := k.kind == OpSub
-		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
-			for j := 0; j < n; j++ {
-				v1 := (get(x, ia+j*sa) - k.z1) * (1 << k.leftShift)
-				v2 := (get(y, ib+j*sb) - k.z2) * (1 << k.leftShift)
-				s1 := mbqm(v1, k.m1, k.s1)
-				s2 := mbqm(v2, k.m2, k.s2)
-				raw := s1 + s2
-				if sub {
-					raw = s1 - s2
-				}
-				r := mbqm(raw, k.mo, k.so) + k.zo
-				o[oi+j] = byte(clamp32(r, k.lo, k.hi))
-			}
-		})
-	case OpMul:
-		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
-			for j := 0; j < n; j++ {
-				p := (get(x, ia+j*sa) - k.z1) * (get(y, ib+j*sb) - k.z2)
-				r := mbqm(p, k.mo, k.so) + k.zo
-				o[oi+j] = byte(clamp32(r, k.lo, k.hi))
-			}
-		})
 	default: // comparisons and min/max on equal quantization
 		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 			for j := 0; j < n; j++ {
