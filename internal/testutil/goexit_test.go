@@ -1,0 +1,5 @@
+package testutil
+
+import "runtime"
+
+func runtimeGoexit() { runtime.Goexit() }
