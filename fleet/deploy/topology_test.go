@@ -87,12 +87,14 @@ func TestComposeTopology(t *testing.T) {
 	dev, pw, _ := strings.Cut(strings.Fields(env["EDGEFLEET_DEVICES"])[0], ":")
 	// Send until every replica has stored some: a replica's subscription
 	// may land after the first batches, which then all go to the others.
+	// Seqs start from the clock: a PostgreSQL store shared with earlier runs
+	// has stored (device, 1..n) already and would count them as duplicates.
 	send, acked := deviceClient(t, fmt.Sprintf("127.0.0.1:%d", devPort), dev, pw)
-	sent := 0
+	base, sent := uint64(time.Now().UnixMicro()), 0
 	testutil.WaitFor(t, "every replica storing a share of the detections", 30*time.Second, func() bool {
 		for range 5 {
 			sent++
-			send(uint64(sent))
+			send(base + uint64(sent))
 		}
 		for _, r := range replicas {
 			if r.storedEvents(t) == 0 {
