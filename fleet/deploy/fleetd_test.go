@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,9 +40,11 @@ func fleetdBinary(t *testing.T) string {
 		if fleetdDir, fleetdErr = os.MkdirTemp("", "deploy-fleetd-"); fleetdErr != nil {
 			return
 		}
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(gobin); err != nil {
-			gobin = "go"
+		// go test runs with the go command's directory first in PATH.
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			fleetdErr = fmt.Errorf("go build fleetd: %w", err)
+			return
 		}
 		fleetdPath = filepath.Join(fleetdDir, "fleetd")
 		cmd := exec.Command(gobin, "build", "-o", fleetdPath, "edgefleet/fleet/cmd/fleetd")

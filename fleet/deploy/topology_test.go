@@ -447,6 +447,4 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func (s *syncBuffer) contains(sub string) bool { return strings.Contains(s.String(), sub) }
-
 var _ io.Writer = (*syncBuffer)(nil)
