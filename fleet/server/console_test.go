@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,22 +22,8 @@ import (
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
-	"edgefleet/models/modeltest"
+	"edgefleet/internal/testutil"
 )
-
-// chromium finds the browser, or skips (fails under CI=true).
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found; CI must install it (apt package chromium)")
-	}
-	t.Skip("chromium not found; install it (apt package chromium) to test the console")
-	return ""
-}
 
 // TestConsoleInBrowser runs fleetd's core (embedded broker, store,
 // registry, ingest, HTTP) and a real headless Chromium: the console shows a
@@ -49,7 +33,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	exe := chromium(t)
+	exe := testutil.Chromium(t)
 
 	// fleetd core.
 	auth := broker.NewStaticAuth()
@@ -192,165 +176,3 @@ func TestConsoleInBrowser(t *testing.T) {
 }
 
 // TestConsoleRollout runs fleetd's core with OTA and a real headless
-// Chromium: a rollout to a device that answers over MQTT shows in the
-// rollout list, and its page follows the device's job from downloading to
-// succeeded, per wave and by state.
-func TestConsoleRollout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a browser")
-	}
-	exe := chromium(t)
-	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	auth := broker.NewStaticAuth()
-	auth.SetDevice("cam-9", "pw-cam-9")
-	b := brokertest.Start(t, broker.Options{Addr: "127.0.0.1:0", Auth: auth, Logger: log})
-	st := store.NewMem(store.Retention{})
-	dir := t.TempDir()
-	reg, err := registry.Open(filepath.Join(dir, "reg.db"), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	conn := ingest.Embedded(b)
-	ota, closeOTA, err := OpenOTA(OTAConfig{Dir: filepath.Join(dir, "ota"), HealthWindow: time.Second, JobTimeout: time.Minute}, reg, conn, auth, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeOTA()
-	srv, err := New(Options{Store: st, Registry: reg, Tokens: map[string]string{tok: "alice"}, Logger: log, OTA: ota})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	in, err := ingest.New(conn, ingest.Options{Store: st, Devices: reg, Logger: log, OnJob: func(j api.JobStatus) {
-		if err := ota.Rollouts.HandleJobStatus(ctx, j); err != nil {
-			t.Errorf("job status: %v", err)
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan struct{}, 2)
-	go func() { in.Run(rctx); done <- struct{}{} }()
-	go func() { ota.Rollouts.Run(rctx); done <- struct{}{} }()
-	defer func() { rcancel(); <-done; <-done }()
-	<-in.Ready()
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-
-	// The device: it takes commands and reports its job as the test says.
-	cmds := make(chan api.Command, 4)
-	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr()).SetClientID("cam-9").SetUsername("cam-9").SetPassword("pw-cam-9"))
-	if tk := agent.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-		t.Fatalf("agent connect: %v", tk.Error())
-	}
-	defer agent.Disconnect(0)
-	if tk := agent.Subscribe(api.CommandsTopic("cam-9"), 1, func(_ paho.Client, m paho.Message) {
-		var c api.Command
-		if api.Decode(m.Payload(), &c) == nil {
-			cmds <- c
-		}
-	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-		t.Fatalf("subscribe: %v", tk.Error())
-	}
-	pub := func(topic string, v any) {
-		t.Helper()
-		p, _ := json.Marshal(v)
-		if tk := agent.Publish(topic, 1, false, p); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tk.Error())
-		}
-	}
-	pub(api.StateTopic("cam-9"), api.State{DeviceID: "cam-9", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x"}, Model: "yolov5n", ModelVersion: "1"})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if d, ok := reg.Get("cam-9"); ok && d.Online {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("device not registered")
-		}
-	}
-
-	// An operator pushes version 2 and rolls it out.
-	f := &otaFixture{ts: ts}
-	ct, body := multipartBody(t, [][2]string{{"name", "yolov5n"}, {"version", "2"}}, model)
-	if code, b := f.call(t, "POST", "/api/v1/models", tok, ct, body); code != http.StatusCreated {
-		t.Fatalf("push: %d %s", code, b)
-	}
-	if code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(`{"model":"yolov5n@2","selector":"site=plant-x","canary":0,"waves":"100%"}`)); code != http.StatusCreated {
-		t.Fatalf("create: %d %s", code, b)
-	}
-	var cmd api.Command
-	select {
-	case cmd = <-cmds:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no command reached the device")
-	}
-	report := func(state string, progress float64) {
-		t.Helper()
-		pub(api.JobTopic("cam-9", cmd.JobID), api.JobStatus{DeviceID: "cam-9", JobID: cmd.JobID, State: state, Progress: progress, Time: time.Now().UnixMilli()})
-	}
-	report(api.JobQueued, 0)
-	report(api.JobDownloading, 0.5)
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return s
-	}
-
-	// The list: the rollout, in its only wave.
-	row := `#rollouts tr[data-rollout="r1"]`
-	if err := chromedp.Do(bctx, chromedp.Navigate(ts.URL+"/?token="+tok+"#/rollouts"), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
-		t.Fatalf("rollout list: %v", err)
-	}
-	for _, want := range []string{"yolov5n@2", "site=plant-x", "wave 1/1", "0 / 0"} {
-		if s := text(row); !strings.Contains(s, want) {
-			t.Errorf("rollout row %q lacks %q", s, want)
-		}
-	}
-	// Its page: the device downloading, counted in flight in wave 1 and by state.
-	if err := chromedp.Do(bctx, chromedp.Navigate(ts.URL+"/#/rollout/r1"),
-		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-device="cam-9"][data-state="downloading"]`))); err != nil {
-		t.Fatalf("rollout page: %v", err)
-	}
-	if s := text(`#jobs tr[data-device="cam-9"]`); !strings.Contains(s, "downloading 50%") {
-		t.Errorf("job row %q", s)
-	}
-	if s := text(`#waves tr[data-wave="1"]`); !strings.Contains(s, "1 (100%)") {
-		t.Errorf("wave row %q", s)
-	}
-	if n, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#waves tr[data-wave="1"]').cells[3].textContent`)); err != nil || n != "1" {
-		t.Errorf("wave 1 in flight: %q, %v", n, err)
-	}
-	if s := text(`#job-states tr[data-state="downloading"] td.count`); s != "1" {
-		t.Errorf("downloading count %q", s)
-	}
-	// The device succeeds: the page follows by itself.
-	report(api.JobHealthCheck, 0)
-	report(api.JobSucceeded, 0)
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const s = document.getElementById("rollout-state"); return !!s && s.textContent === "completed" })()`,
-		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
-		t.Fatalf("rollout page did not show the rollout completed: %v", err)
-	}
-	if s := text(`#job-states tr[data-state="succeeded"] td.count`); s != "1" {
-		t.Errorf("succeeded count %q", s)
-	}
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-device="cam-9"][data-state="succeeded"]`))); err != nil {
-		t.Fatal(err)
-	}
-}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
@@ -142,7 +143,7 @@ func TestOTARoutes(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("push: %d %s", code, b)
 	}
-	var mv ModelView
+	var mv rest.Model
 	json.Unmarshal(b, &mv)
 	man, err := manifest.Verify(f.keys, mv.Manifest, mv.Signature, mv.KeyID)
 	if err != nil {
@@ -328,7 +329,7 @@ func TestOTAFirmware(t *testing.T) {
 		{"firmware without arch", "/api/v1/firmware", [][2]string{{"name", "edge-agent"}, {"version", "0.3.0"}, {"os", "linux"}}, 400, "os and arch"},
 		{"model with arch", "/api/v1/models", [][2]string{{"name", "m"}, {"version", "1"}, {"arch", "arm64"}}, 400, "os and arch"},
 	}
-	var fw ModelView
+	var fw rest.Model
 	for _, tc := range pushes {
 		ct, body := multipartBody(t, tc.fields, bundle)
 		code, b := f.call(t, "POST", tc.path, tok, ct, body)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
@@ -113,7 +114,7 @@ func TestAPI(t *testing.T) {
 				t.Fatalf("GET %s: %d %s\nwant %d containing %q", tt.path, resp.StatusCode, body, tt.code, tt.want)
 			}
 			if tt.code >= 400 {
-				var e Error
+				var e rest.Error
 				if err := json.Unmarshal(body, &e); err != nil || e.Status != tt.code {
 					t.Errorf("error body %s is not {error, status}", body)
 				}
