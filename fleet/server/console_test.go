@@ -91,7 +91,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("publish %s: %v", topic, tok.Error())
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // ingest subscribed
+	<-in.Ready() // ingest subscribed
 	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x", "line": "7"},
 		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}, SnapshotURL: snaps.URL})
 	for i := range 3 {
