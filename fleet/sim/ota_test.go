@@ -79,26 +79,7 @@ func TestUpdateCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final := func(job string) string {
-		t.Helper()
-		last := ""
-		testutil.Eventually(t, "a final state of job "+job, func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			if s := reports[job]; len(s) > 0 {
-				last = s[len(s)-1]
-			}
-			return last == api.JobSucceeded || last == api.JobFailed || last == api.JobRolledBack
-		})
-		return last
-	}
-	version := func(dev, want string) {
-		t.Helper()
-		testutil.Eventually(t, dev+" on model version "+want, func() bool {
-			d, ok := f.reg.Get(dev)
-			return ok && d.ModelVersion == want
-		})
-	}
+	final, version := jobWatchers(t, &mu, reports, f)
 	for i := range n {
 		dev := fmt.Sprintf("sim-%d", i)
 		send(dev, api.Command{JobID: "job-" + dev, Kind: api.CommandModelUpdate, Artifact: art, HealthWindowS: 0.05})
@@ -166,4 +147,30 @@ func TestUpdateCommands(t *testing.T) {
 			t.Errorf("%s ends on %v", dev, v)
 		}
 	}
+}
+
+// jobWatchers returns waits for a job's final state (from the reports
+// OnJob collects under mu) and for a device's model version in the registry.
+func jobWatchers(t *testing.T, mu *sync.Mutex, reports map[string][]string, f *fleet) (final func(job string) string, version func(dev, want string)) {
+	final = func(job string) string {
+		t.Helper()
+		last := ""
+		testutil.Eventually(t, "a final state of job "+job, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if s := reports[job]; len(s) > 0 {
+				last = s[len(s)-1]
+			}
+			return last == api.JobSucceeded || last == api.JobFailed || last == api.JobRolledBack
+		})
+		return last
+	}
+	version = func(dev, want string) {
+		t.Helper()
+		testutil.Eventually(t, dev+" on model version "+want, func() bool {
+			d, ok := f.reg.Get(dev)
+			return ok && d.ModelVersion == want
+		})
+	}
+	return final, version
 }
