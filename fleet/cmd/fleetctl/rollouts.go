@@ -36,8 +36,14 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	fs.StringVar(&req.MaxFailures, "max-failures", "5%", "abort once failures pass this count or percentage")
 	fs.StringVar(&req.HealthWindow, "health-window", "", "how long a device watches the new model before it reports success (default: fleetd's ota.health_window, 2m)")
 	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default: fleetd's ota.job_timeout, 30m)")
+	fs.Float64Var(&req.MaxFailureRate, "max-failure-rate", 0, "abort once failed/finished jobs pass this rate (0..1; 0: off)")
+	fs.IntVar(&req.MinExecutions, "min-executions", 0, "finished jobs before --max-failure-rate applies")
+	rollbackOnAbort := fs.Bool("rollback-on-abort", true, "send the failed devices back when the rollout aborts")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	if !*rollbackOnAbort {
+		req.RollbackOnAbort = rollbackOnAbort
 	}
 	if (req.Model == "") == (req.Firmware == "") {
 		return fmt.Errorf("%w: rollouts create needs --model NAME@VERSION or --firmware NAME@VERSION", errUsage)
@@ -136,6 +142,9 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(tw, "Rollback jobs\t%s\n", countsLine(v.RollbackStates))
 	}
 	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
+	for _, tr := range v.Transitions {
+		fmt.Fprintf(tw, "  %s\t%s -> %s %s %s\n", tr.At.Local().Format(time.DateTime), dash(tr.From), tr.To, dash(tr.By), tr.Reason)
+	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
