@@ -38,23 +38,24 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"edgefleet/internal/atomicfile"
 	"edgefleet/models/manifest"
 )
 
 // Errors returned (wrapped) by Store methods. Test with errors.Is.
 var (
 	// ErrNotFound means no artifact has that sha256 or name and version.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errors.New("artifact: not found")
 	// ErrExists means another artifact already has that kind, name and version.
-	ErrExists = errors.New("name and version already used")
+	ErrExists = errors.New("artifact: name and version already used")
 	// ErrMismatch means the uploaded bytes do not match the expected sha256 or size.
-	ErrMismatch = errors.New("content does not match")
+	ErrMismatch = errors.New("artifact: content does not match")
 	// ErrInUse means a rollout references the artifact, so it cannot be deleted.
-	ErrInUse = errors.New("in use")
+	ErrInUse = errors.New("artifact: in use")
 	// ErrTooLarge means an upload exceeded Options.MaxSize.
-	ErrTooLarge = errors.New("too large")
+	ErrTooLarge = errors.New("artifact: too large")
 	// ErrClosed means the store is closed.
-	ErrClosed = errors.New("store closed")
+	ErrClosed = errors.New("artifact: store closed")
 )
 
 // Meta describes one stored artifact.
@@ -207,7 +208,7 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		return Meta{}, fmt.Errorf("artifact: put: bad name %q or version %q", m.Name, m.Version)
 	}
 	if _, err := d.Find(ctx, m.Kind, m.Name, m.Version); err == nil {
-		return Meta{}, fmt.Errorf("artifact: put: %w: %s %s@%s", ErrExists, m.Kind, m.Name, m.Version)
+		return Meta{}, fmt.Errorf("%w: %s %s@%s", ErrExists, m.Kind, m.Name, m.Version)
 	}
 	tmp, err := os.CreateTemp(filepath.Join(d.dir, "tmp"), "put-*")
 	if err != nil {
@@ -223,17 +224,17 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		return Meta{}, fmt.Errorf("artifact: put %s@%s: read: %w", m.Name, m.Version, err)
 	}
 	if n > d.opt.MaxSize {
-		return Meta{}, fmt.Errorf("artifact: put %s@%s: %w: more than %d bytes", m.Name, m.Version, ErrTooLarge, d.opt.MaxSize)
+		return Meta{}, fmt.Errorf("%w: %s@%s: more than %d bytes", ErrTooLarge, m.Name, m.Version, d.opt.MaxSize)
 	}
 	if n == 0 {
 		return Meta{}, fmt.Errorf("artifact: put %s@%s: empty upload", m.Name, m.Version)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
 	if m.SHA256 != "" && m.SHA256 != sum {
-		return Meta{}, fmt.Errorf("artifact: put %s@%s: %w: sha256 %s, expected %s", m.Name, m.Version, ErrMismatch, sum, m.SHA256)
+		return Meta{}, fmt.Errorf("%w: %s@%s: sha256 %s, expected %s", ErrMismatch, m.Name, m.Version, sum, m.SHA256)
 	}
 	if m.Size != 0 && m.Size != n {
-		return Meta{}, fmt.Errorf("artifact: put %s@%s: %w: %d bytes, expected %d", m.Name, m.Version, ErrMismatch, n, m.Size)
+		return Meta{}, fmt.Errorf("%w: %s@%s: %d bytes, expected %d", ErrMismatch, m.Name, m.Version, n, m.Size)
 	}
 	m.SHA256, m.Size = sum, n
 	if m.CreatedAt.IsZero() {
@@ -256,7 +257,7 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		if err := os.Rename(tmp.Name(), d.blobPath(sum)); err != nil {
 			return Meta{}, fmt.Errorf("artifact: put: %w", err)
 		}
-		if err := syncDir(filepath.Join(d.dir, "blobs")); err != nil {
+		if err := atomicfile.SyncDir(filepath.Join(d.dir, "blobs")); err != nil {
 			return Meta{}, fmt.Errorf("artifact: put: %w", err)
 		}
 	}
@@ -283,21 +284,15 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		return arts.Put([]byte(sum), val)
 	})
 	if err != nil {
-		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		switch {
+		case errors.Is(err, berrors.ErrDatabaseNotOpen):
 			err = ErrClosed
+		case !errors.Is(err, ErrExists):
+			err = fmt.Errorf("artifact: put: %w", err)
 		}
-		return Meta{}, fmt.Errorf("artifact: put: %w", err)
+		return Meta{}, err
 	}
 	return m, nil
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // ctxReader stops a long copy when ctx ends.
@@ -321,6 +316,17 @@ func (d *Disk) view(f func(tx *bolt.Tx) error) error {
 	return err
 }
 
+// wrap prefixes err with the operation, unless it is one of the package's
+// sentinel errors, whose text already says "artifact: ...".
+func wrap(op string, err error) error {
+	for _, s := range []error{ErrNotFound, ErrExists, ErrMismatch, ErrInUse, ErrTooLarge, ErrClosed} {
+		if errors.Is(err, s) {
+			return err
+		}
+	}
+	return fmt.Errorf("artifact: %s: %w", op, err)
+}
+
 // Get implements Store.
 func (d *Disk) Get(_ context.Context, sum string) (Meta, error) {
 	var m Meta
@@ -332,7 +338,7 @@ func (d *Disk) Get(_ context.Context, sum string) (Meta, error) {
 		return json.Unmarshal(v, &m)
 	})
 	if err != nil {
-		return Meta{}, fmt.Errorf("artifact: get: %w", err)
+		return Meta{}, wrap("get", err)
 	}
 	return m, nil
 }
@@ -349,7 +355,7 @@ func (d *Disk) Find(ctx context.Context, kind, name, version string) (Meta, erro
 		return nil
 	})
 	if err != nil {
-		return Meta{}, fmt.Errorf("artifact: find: %w", err)
+		return Meta{}, wrap("find", err)
 	}
 	return d.Get(ctx, sum)
 }
@@ -399,7 +405,7 @@ func (d *Disk) Delete(ctx context.Context, sum string) error {
 	d.mu.Unlock()
 	if u != nil {
 		if ids := u.ArtifactInUse(sum); len(ids) > 0 {
-			return fmt.Errorf("artifact: delete %s: %w by rollouts %s", sum, ErrInUse, strings.Join(ids, ", "))
+			return fmt.Errorf("%w by rollouts %s: sha256 %s", ErrInUse, strings.Join(ids, ", "), sum)
 		}
 	}
 	err := d.db.Update(func(tx *bolt.Tx) error {
@@ -417,10 +423,12 @@ func (d *Disk) Delete(ctx context.Context, sum string) error {
 		}
 		return arts.Delete([]byte(sum))
 	})
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		err = ErrClosed
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return ErrClosed
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInUse):
+		return err
+	case err != nil:
 		return fmt.Errorf("artifact: delete: %w", err)
 	}
 	if err := os.Remove(d.blobPath(sum)); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -71,38 +71,7 @@ func TestStore(t *testing.T) {
 		t.Fatalf("blob: %v %v", fi, err)
 	}
 
-	tests := []struct {
-		name string
-		data []byte
-		meta Meta
-		want error
-	}{
-		{"same name and version", []byte("other"), Meta{Kind: "model", Name: "yolo", Version: "1"}, ErrExists},
-		{"same content", a, Meta{Kind: "model", Name: "yolo", Version: "2"}, ErrExists},
-		{"wrong sha", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", SHA256: hexSum([]byte("abd"))}, ErrMismatch},
-		{"truncated", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", Size: 4}, ErrMismatch},
-		{"too large", make([]byte, 1<<20+1), Meta{Kind: "model", Name: "x", Version: "1"}, ErrTooLarge},
-		{"bad kind", []byte("abc"), Meta{Kind: "docker", Name: "x", Version: "1"}, nil},
-		{"slash in name", []byte("abc"), Meta{Kind: "model", Name: "a/b", Version: "1"}, nil},
-		{"empty", nil, Meta{Kind: "model", Name: "x", Version: "1"}, nil},
-		{"sealer refuses", []byte("EVIL bytes"), Meta{Kind: "model", Name: "x", Version: "1"}, nil},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := st.Put(ctx, bytes.NewReader(tc.data), tc.meta)
-			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
-				t.Fatalf("Put = %v, want %v", err, tc.want)
-			}
-		})
-	}
-	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
-		t.Fatalf("temporary files left: %v", tmps)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := st.Put(cctx, bytes.NewReader([]byte("abc")), Meta{Kind: "model", Name: "x", Version: "1"}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Put with canceled ctx = %v", err)
-	}
+	refusedPuts(t, st, dir, a)
 
 	fw := []byte("firmware bytes")
 	if _, err := st.Put(ctx, bytes.NewReader(fw), Meta{Kind: manifest.KindFirmware, Name: "yolo", Version: "1", SHA256: hexSum(fw), Size: int64(len(fw))}); err != nil {
@@ -162,6 +131,44 @@ func TestStore(t *testing.T) {
 	// The name is free again.
 	if _, err := st.Put(ctx, bytes.NewReader(a), Meta{Kind: manifest.KindModel, Name: "yolo", Version: "1"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// refusedPuts checks the uploads the store refuses, given st holding a
+// as model yolo@1: none leaves a temporary file behind.
+func refusedPuts(t *testing.T, st *Disk, dir string, a []byte) {
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		data []byte
+		meta Meta
+		want error
+	}{
+		{"same name and version", []byte("other"), Meta{Kind: "model", Name: "yolo", Version: "1"}, ErrExists},
+		{"same content", a, Meta{Kind: "model", Name: "yolo", Version: "2"}, ErrExists},
+		{"wrong sha", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", SHA256: hexSum([]byte("abd"))}, ErrMismatch},
+		{"truncated", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", Size: 4}, ErrMismatch},
+		{"too large", make([]byte, 1<<20+1), Meta{Kind: "model", Name: "x", Version: "1"}, ErrTooLarge},
+		{"bad kind", []byte("abc"), Meta{Kind: "docker", Name: "x", Version: "1"}, nil},
+		{"slash in name", []byte("abc"), Meta{Kind: "model", Name: "a/b", Version: "1"}, nil},
+		{"empty", nil, Meta{Kind: "model", Name: "x", Version: "1"}, nil},
+		{"sealer refuses", []byte("EVIL bytes"), Meta{Kind: "model", Name: "x", Version: "1"}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := st.Put(ctx, bytes.NewReader(tc.data), tc.meta)
+			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Put = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
+		t.Fatalf("temporary files left: %v", tmps)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := st.Put(cctx, bytes.NewReader([]byte("abc")), Meta{Kind: "model", Name: "x", Version: "1"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put with canceled ctx = %v", err)
 	}
 }
 

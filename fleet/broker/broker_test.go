@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 const wait = 5 * time.Second
@@ -69,16 +70,10 @@ func (c *client) received() []string {
 	return out
 }
 
-// waitFor polls cond until it holds or the test's patience runs out.
+// waitFor waits until cond holds, at most wait.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, wait, cond)
 }
 
 func dial(addr, clientID, user, pass string, mod func(*paho.ClientOptions)) (*client, error) {
@@ -270,12 +265,16 @@ func TestForeignTopicsRefused(t *testing.T) {
 		t.Fatalf("dev2 subscribe own acks: %#x", code)
 	}
 	publish(t, svc, api.AcksTopic("dev2"), 1, "for-dev2-again")
-	waitFor(t, "acks", func() bool { return len(dev1.received()) >= 1 && len(dev2.received()) >= 1 })
-	time.Sleep(50 * time.Millisecond)
-	if got, want := dev1.received(), []string{api.AcksTopic("dev1") + "=for-dev1"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	// Markers last: anything misrouted before them has arrived with them.
+	publish(t, svc, api.AcksTopic("dev1"), 1, "marker")
+	publish(t, svc, api.AcksTopic("dev2"), 1, "marker")
+	waitFor(t, "markers", func() bool {
+		return strings.HasSuffix(strings.Join(dev1.received(), " "), "=marker") && strings.HasSuffix(strings.Join(dev2.received(), " "), "=marker")
+	})
+	if got, want := dev1.received(), []string{api.AcksTopic("dev1") + "=for-dev1", api.AcksTopic("dev1") + "=marker"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("dev1 received %q, want %q", got, want)
 	}
-	if got, want := dev2.received(), []string{api.AcksTopic("dev2") + "=for-dev2-again"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	if got, want := dev2.received(), []string{api.AcksTopic("dev2") + "=for-dev2-again", api.AcksTopic("dev2") + "=marker"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("dev2 received %q, want %q", got, want)
 	}
 

@@ -82,18 +82,14 @@ func mosquittoAddr(t *testing.T) string {
 			t.Logf("mosquitto log:\n%s", log.String())
 		}
 	})
-	deadline := time.Now().Add(wait)
-	for {
+	waitFor(t, "mosquitto listening", func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil
+	})
+	return addr
 }
 
 // TestMosquittoACLExample checks that mosquitto.acl.example gives an
@@ -141,8 +137,8 @@ func TestMosquittoACLExample(t *testing.T) {
 	publish(t, svc, api.AcksTopic("dev2"), 1, "for-dev2")
 	publish(t, svc, api.TelemetryTopic("dev2"), 1, "dev2-telemetry")
 	publish(t, svc, api.AcksTopic("dev1"), 1, "for-dev1")
+	// for-dev1 went last: anything misrouted to dev1 arrived before it.
 	waitFor(t, "dev1's ack", func() bool { return strings.Contains(strings.Join(dev1.received(), " "), "for-dev1") })
-	time.Sleep(100 * time.Millisecond)
 	for _, m := range dev1.received() {
 		if !strings.HasPrefix(m, api.AcksTopic("dev1")+"=") && !strings.HasPrefix(m, api.Prefix+"/dev1/") {
 			t.Errorf("dev1 received %s", m)
@@ -153,8 +149,9 @@ func TestMosquittoACLExample(t *testing.T) {
 	// use_username_as_clientid makes it "dev2".
 	dev2 := must(dial(addr, "fleetd-svc", "dev2", "pw2", nil))
 	_ = dev2
-	time.Sleep(100 * time.Millisecond)
-	if !svc.IsConnectionOpen() {
+	// A takeover would have closed the service's connection before dev2's
+	// CONNACK: a QoS 1 round trip on it tells.
+	if tok := svc.Publish(api.TelemetryTopic("dev2"), 1, false, "still-here"); !tok.WaitTimeout(wait) || tok.Error() != nil || !svc.IsConnectionOpen() {
 		t.Error("a device took over the service's session by client id")
 	}
 
@@ -180,9 +177,12 @@ func TestMosquittoACLExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("raw CONNECT with a foreign will: CONNACK return code %d", rc)
-	publish(t, svc, api.TelemetryTopic("dev2"), 1, "after-will")
-	waitFor(t, "marker after the will", func() bool { return strings.Contains(strings.Join(svc.received(), " "), "after-will") })
-	time.Sleep(100 * time.Millisecond)
+	// A second own will, from a connection opened after the foreign one
+	// closed, is published after the foreign one would have been.
+	if rc, err := rawConnectWithWill(addr, "dev2", "dev2", "pw2", api.StateTopic("dev2"), "own-will-after"); err != nil || rc != 0 {
+		t.Fatalf("raw CONNECT with own will: code %d, %v", rc, err)
+	}
+	waitFor(t, "the will after the foreign one", func() bool { return strings.Contains(strings.Join(svc.received(), " "), "own-will-after") })
 	for _, m := range svc.received() {
 		if strings.Contains(m, "spoofed-will") {
 			t.Errorf("mosquitto published a foreign will: %s", m)

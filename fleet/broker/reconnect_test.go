@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 )
 
 // TestQuickReconnectKeepsSubscriptions: a client that drops its connection
@@ -59,20 +58,12 @@ func TestQuickReconnectKeepsSubscriptions(t *testing.T) {
 	for i := 0; i < n; i++ {
 		publish(t, pub, fmt.Sprintf("t/quick-%d", i), 1, "hello")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		missing := 0
+	waitFor(t, "every reconnected client's message", func() bool {
 		for _, c := range clients {
 			if len(c.received()) == 0 {
-				missing++
+				return false
 			}
 		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d reconnected clients never got their message", missing, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true
+	})
 }

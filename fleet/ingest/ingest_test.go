@@ -20,6 +20,7 @@ import (
 	"edgefleet/fleet/broker/brokertest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/testutil"
 )
 
 // fakeConn records publishes.
@@ -203,7 +204,7 @@ func TestOverMQTT(t *testing.T) {
 			done := make(chan error)
 			go func() { done <- in.Run(ctx) }()
 			defer func() { cancel(); <-done }()
-			time.Sleep(100 * time.Millisecond) // subscriptions in place
+			<-in.Ready() // subscribed
 
 			good, acks := device(t, url, "good")
 			bad, _ := device(t, url, "bad")
@@ -235,17 +236,8 @@ func TestOverMQTT(t *testing.T) {
 			if d, ok := reg.Get("good"); !ok || d.Labels["site"] != "s1" || d.Detections != 40 {
 				t.Errorf("registry: %+v", d)
 			}
-			waitFor(t, func() bool { return in.Dropped(ReasonWrongType) == 20 && in.Dropped(ReasonBadJSON) == 20 })
+			testutil.Eventually(t, "20 drops of each kind", func() bool { return in.Dropped(ReasonWrongType) == 20 && in.Dropped(ReasonBadJSON) == 20 })
 		})
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
 	}
 }
 

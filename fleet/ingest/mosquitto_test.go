@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"edgefleet/fleet/store"
+	"edgefleet/internal/testutil"
 )
 
 // mosquitto returns the address of a mosquitto for the test: the one in
@@ -18,8 +20,8 @@ import (
 // (fail under CI=true).
 func mosquitto(t *testing.T) string {
 	t.Helper()
-	if addr := os.Getenv("EDGEFLEET_MOSQUITTO"); addr != "" {
-		return addr
+	if os.Getenv("EDGEFLEET_MOSQUITTO") != "" {
+		return testutil.Mosquitto(t)
 	}
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -30,10 +32,7 @@ func mosquitto(t *testing.T) string {
 		}
 	}
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mosquitto not found and EDGEFLEET_MOSQUITTO unset")
-		}
-		t.Skip("mosquitto not installed")
+		testutil.Need(t, "mosquitto not installed and EDGEFLEET_MOSQUITTO unset")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -49,15 +48,14 @@ func mosquitto(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	testutil.WaitFor(t, "mosquitto listening", 5*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return addr
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("mosquitto did not start")
-		}
-	}
+		return err == nil
+	})
+	return addr
 }
 
 // TestSharedSubscription runs two ingest processes' worth of ingest on an
@@ -68,6 +66,7 @@ func TestSharedSubscription(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var stores []store.Store
 	var runs []chan error
+	var ins []*Ingest
 	for i := range 2 {
 		p, err := Dial(ctx, DialOptions{URL: url, ClientID: fmt.Sprintf("fleetd-%d", i)})
 		if err != nil {
@@ -78,7 +77,7 @@ func TestSharedSubscription(t *testing.T) {
 		in.opt.ShareGroup = "fleetd"
 		done := make(chan error, 1)
 		go func() { done <- in.Run(ctx) }()
-		stores, runs = append(stores, st), append(runs, done)
+		stores, runs, ins = append(stores, st), append(runs, done), append(ins, in)
 	}
 	defer func() {
 		cancel()
@@ -86,7 +85,9 @@ func TestSharedSubscription(t *testing.T) {
 			<-d
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // subscriptions in place
+	for _, in := range ins {
+		<-in.Ready() // subscribed
+	}
 
 	dev, acks := device(t, url, "good")
 	const n = 60
@@ -107,7 +108,21 @@ func TestSharedSubscription(t *testing.T) {
 			t.Fatalf("acked %d of %d", len(got), n)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // no second ack arrives
+	// A copy of a batch delivered to both would reach its second
+	// subscriber before any later message: publish markers until each
+	// store has one, and every earlier copy has been stored.
+	marker := uint64(n)
+	testutil.Eventually(t, "a marker batch stored by each subscriber", func() bool {
+		marker++
+		publish(t, dev, "edgefleet/v1/good/detections", batch("good", marker))
+		for _, st := range stores {
+			p, err := st.Query(context.Background(), store.Query{Limit: 1000})
+			if err != nil || !slices.ContainsFunc(p.Records, func(r store.Record) bool { return r.Seq > n }) {
+				return false
+			}
+		}
+		return true
+	})
 	per := make([]int, len(stores))
 	seen := map[uint64]int{}
 	for i, st := range stores {
@@ -115,9 +130,11 @@ func TestSharedSubscription(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		per[i] = len(p.Records)
 		for _, r := range p.Records {
-			seen[r.Seq]++
+			if r.Seq <= n {
+				seen[r.Seq]++
+				per[i]++
+			}
 		}
 	}
 	t.Logf("split between the two: %v", per)

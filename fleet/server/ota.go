@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/rollout"
 	"edgefleet/models/manifest"
@@ -32,7 +33,7 @@ import (
 //	GET    /artifacts/{sha256}               device credentials (HTTP basic), Range
 type OTA struct {
 	Artifacts artifact.Store
-	Rollouts  *rollout.Engine
+	Rollouts  Rollouts
 	// Keys are the public keys agents pin, listed by GET /api/v1/keys.
 	Keys manifest.KeySet
 	// DeviceAuth gates artifact downloads; nil refuses every download.
@@ -92,40 +93,11 @@ func pathKind(r *http.Request) string {
 	return manifest.KindModel
 }
 
-// listKey is the JSON key of a kind's list.
-func listKey(kind string) string {
-	if kind == manifest.KindFirmware {
-		return "firmware"
-	}
-	return "models"
-}
-
-// ModelView is a stored model (or agent bundle) as the API shows it.
-type ModelView struct {
-	Kind      string            `json:"kind"`
-	Name      string            `json:"name"`
-	Version   string            `json:"version"`
-	SHA256    string            `json:"sha256"`
-	Size      int64             `json:"size"`
-	CreatedAt time.Time         `json:"created_at"`
-	KeyID     string            `json:"key_id"`
-	Labels    int               `json:"labels"`
-	Inputs    []manifest.Tensor `json:"inputs,omitempty"`
-	Outputs   []manifest.Tensor `json:"outputs,omitempty"`
-	OS        string            `json:"os,omitempty"`
-	Arch      string            `json:"arch,omitempty"`
-	// InUse lists the unfinished rollouts that send it.
-	InUse []string `json:"in_use,omitempty"`
-	// Manifest is the signed payload (canonical JSON) and Signature its signature.
-	Manifest  []byte `json:"manifest,omitempty"`
-	Signature []byte `json:"signature,omitempty"`
-}
-
-func (s *Server) modelView(m artifact.Meta, full bool) ModelView {
-	v := ModelView{Kind: m.Kind, OS: m.OS, Arch: m.Arch, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size, CreatedAt: m.CreatedAt, KeyID: m.KeyID,
+func (s *Server) modelView(m artifact.Meta, full bool) rest.Model {
+	v := rest.Model{Kind: m.Kind, OS: m.OS, Arch: m.Arch, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size, CreatedAt: m.CreatedAt, KeyID: m.KeyID,
 		Labels: len(m.Labels), InUse: s.opt.OTA.Rollouts.ArtifactInUse(m.SHA256)}
 	if man, err := manifest.Parse(m.Manifest); err == nil {
-		v.Inputs, v.Outputs = man.Inputs, man.Outputs
+		v.Inputs, v.Outputs = restTensors(man.Inputs), restTensors(man.Outputs)
 	}
 	if full {
 		v.Manifest, v.Signature = m.Manifest, m.Sig
@@ -231,13 +203,17 @@ func (s *Server) modelList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind := pathKind(r)
-	out := []ModelView{}
+	out := []rest.Model{}
 	for _, m := range all {
 		if m.Kind == kind {
 			out = append(out, s.modelView(m, false))
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{listKey(kind): out})
+	if kind == manifest.KindFirmware {
+		writeJSON(w, http.StatusOK, rest.FirmwareList{Firmware: out})
+		return
+	}
+	writeJSON(w, http.StatusOK, rest.ModelList{Models: out})
 }
 
 func (s *Server) modelShow(w http.ResponseWriter, r *http.Request) {
@@ -259,45 +235,24 @@ func (s *Server) modelDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, artifactStatus(err), "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"deleted": m.Name + "@" + m.Version, "sha256": m.SHA256})
-}
-
-// KeyView is one pinned public key.
-type KeyView struct {
-	ID        string `json:"id"`
-	PublicKey string `json:"public_key"` // PEM
+	writeJSON(w, http.StatusOK, rest.Deleted{Deleted: m.Name + "@" + m.Version, SHA256: m.SHA256})
 }
 
 func (s *Server) keyList(w http.ResponseWriter, r *http.Request) {
-	out := []KeyView{}
+	out := []rest.Key{}
 	for _, id := range s.opt.OTA.Keys.IDs() {
 		pem, err := manifest.EncodePublicKey(s.opt.OTA.Keys[id])
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, "key %s: %v", id, err)
 			return
 		}
-		out = append(out, KeyView{ID: id, PublicKey: string(pem)})
+		out = append(out, rest.Key{ID: id, PublicKey: string(pem)})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	writeJSON(w, http.StatusOK, rest.KeyList{Keys: out})
 }
 
-// CreateRollout is the body of POST /api/v1/rollouts. Strings take the
-// fleetctl flag syntax: model (or firmware) "name@version", selector
-// "site=a,line=3", waves "10%,50%,100%", max_failures "5%" or "3",
-// durations "2m".
-type CreateRollout struct {
-	Model        string `json:"model,omitempty"`
-	Firmware     string `json:"firmware,omitempty"`
-	Selector     string `json:"selector"`
-	Canary       int    `json:"canary"`
-	Waves        string `json:"waves"`
-	MaxFailures  string `json:"max_failures"`
-	HealthWindow string `json:"health_window"`
-	JobTimeout   string `json:"job_timeout"`
-}
-
-// Spec resolves the request against the artifact store.
-func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error) {
+// rolloutSpec resolves a create request against the artifact store.
+func rolloutSpec(r *http.Request, o *OTA, c *rest.CreateRollout) (rollout.Spec, int, error) {
 	var sp rollout.Spec
 	kind, ref := manifest.KindModel, c.Model
 	switch {
@@ -305,6 +260,9 @@ func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error)
 		return sp, http.StatusBadRequest, errors.New("give model or firmware, not both")
 	case c.Firmware != "":
 		kind, ref = manifest.KindFirmware, c.Firmware
+	}
+	if c.MaxFailureRate != 0 || c.MinExecutions != 0 || (c.RollbackOnAbort != nil && !*c.RollbackOnAbort) {
+		return sp, http.StatusBadRequest, errors.New("max_failure_rate, min_executions and rollback_on_abort are not supported by this fleetd's rollout engine yet")
 	}
 	name, version, ok := strings.Cut(ref, "@")
 	if !ok || name == "" || version == "" {
@@ -355,7 +313,7 @@ func (c *CreateRollout) spec(r *http.Request, o *OTA) (rollout.Spec, int, error)
 }
 
 func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
-	var c CreateRollout
+	var c rest.CreateRollout
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "read body: %v", err)
@@ -365,7 +323,7 @@ func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "%v", err)
 		return
 	}
-	sp, code, err := c.spec(r, s.opt.OTA)
+	sp, code, err := rolloutSpec(r, s.opt.OTA, &c)
 	if err != nil {
 		writeError(w, code, "%v", err)
 		return
@@ -375,7 +333,7 @@ func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, sum)
+	writeJSON(w, http.StatusCreated, restSummary(sum))
 }
 
 func rolloutStatus(err error) int {
@@ -393,21 +351,7 @@ func rolloutStatus(err error) int {
 }
 
 func (s *Server) rolloutList(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"rollouts": s.opt.OTA.Rollouts.List()})
-}
-
-// RolloutView is the body of GET /api/v1/rollouts/{id}.
-type RolloutView struct {
-	rollout.Summary
-	Canary       int       `json:"canary"`
-	WavePercents []float64 `json:"wave_percents"`
-	HealthWindow string    `json:"health_window"`
-	JobTimeout   string    `json:"job_timeout"`
-	// States counts the jobs by state, and RollbackStates the rollback
-	// jobs by theirs (devices without one are not counted).
-	States         map[string]int `json:"states"`
-	RollbackStates map[string]int `json:"rollback_states"`
-	Jobs           []rollout.Job  `json:"jobs"`
+	writeJSON(w, http.StatusOK, rest.RolloutList{Rollouts: restSummaries(s.opt.OTA.Rollouts.List())})
 }
 
 func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
@@ -416,16 +360,7 @@ func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return
 	}
-	v := RolloutView{Summary: ro.Summarize(), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
-		HealthWindow: ro.Spec.HealthWindow.String(), JobTimeout: ro.Spec.JobTimeout.String(), Jobs: ro.Jobs,
-		States: map[string]int{}, RollbackStates: map[string]int{}}
-	for _, j := range ro.Jobs {
-		v.States[j.State]++
-		if j.Rollback != "" {
-			v.RollbackStates[j.Rollback]++
-		}
-	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, restRollout(ro))
 }
 
 func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
@@ -440,9 +375,7 @@ func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 	case "rollback":
 		sum, err = e.Rollback(id)
 	case "abort":
-		var body struct {
-			Reason string `json:"reason"`
-		}
+		var body rest.Abort
 		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
 			if derr := api.Decode(b, &body); derr != nil {
 				writeError(w, http.StatusBadRequest, "%v", derr)
@@ -459,5 +392,5 @@ func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, sum)
+	writeJSON(w, http.StatusOK, restSummary(sum))
 }

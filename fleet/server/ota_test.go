@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
@@ -142,7 +143,7 @@ func TestOTARoutes(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("push: %d %s", code, b)
 	}
-	var mv ModelView
+	var mv rest.Model
 	json.Unmarshal(b, &mv)
 	man, err := manifest.Verify(f.keys, mv.Manifest, mv.Signature, mv.KeyID)
 	if err != nil {
@@ -152,31 +153,7 @@ func TestOTARoutes(t *testing.T) {
 		t.Fatalf("model view %+v", mv)
 	}
 
-	pushes := []struct {
-		name   string
-		token  string
-		fields [][2]string
-		file   []byte
-		code   int
-		substr string
-	}{
-		{"no token", "", [][2]string{{"name", "m"}, {"version", "1"}}, model, 401, "token"},
-		{"same version", tok, [][2]string{{"name", "yolov8n"}, {"version", "2"}}, model, 409, "already used"},
-		{"not a model", tok, [][2]string{{"name", "m"}, {"version", "1"}}, []byte("#!/bin/sh\necho hi\n"), 400, "not a .tflite"},
-		{"bad name", tok, [][2]string{{"name", "a/b"}, {"version", "1"}}, model, 400, "name:"},
-		{"no file", tok, [][2]string{{"name", "m"}, {"version", "1"}}, nil, 400, "no file"},
-		{"too large", tok, [][2]string{{"name", "m"}, {"version", "1"}}, make([]byte, 9<<20), 413, ""},
-	}
-	for _, tc := range pushes {
-		t.Run("push "+tc.name, func(t *testing.T) {
-			ct, body := multipartBody(t, tc.fields, tc.file)
-			code, b := f.call(t, "POST", "/api/v1/models", tc.token, ct, body)
-			if code != tc.code || !strings.Contains(string(b), tc.substr) {
-				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.substr)
-			}
-		})
-	}
-
+	refusedPushes(t, f, model)
 	if code, b := f.call(t, "GET", "/api/v1/models", tok, "", nil); code != 200 || !strings.Contains(string(b), `"name": "yolov8n"`) || strings.Contains(string(b), `"m"`) {
 		t.Fatalf("list: %d %s", code, b)
 	}
@@ -184,28 +161,7 @@ func TestOTARoutes(t *testing.T) {
 		t.Fatalf("keys: %d %s", code, b)
 	}
 
-	creates := []struct {
-		name string
-		body string
-		code int
-		sub  string
-	}{
-		{"bad model", `{"model":"yolov8n"}`, 400, "name@version"},
-		{"missing model", `{"model":"yolov8n@9"}`, 404, "not found"},
-		{"bad waves", `{"model":"yolov8n@2","waves":"10%,x"}`, 400, "waves"},
-		{"decreasing waves", `{"model":"yolov8n@2","waves":"50%,10%"}`, 400, "does not increase"},
-		{"bad duration", `{"model":"yolov8n@2","health_window":"two"}`, 400, "health_window"},
-		{"unknown field", `{"model":"yolov8n@2","wavez":"1"}`, 400, "unknown field"},
-		{"no targets", `{"model":"yolov8n@2","selector":"site=zz"}`, 422, "no device"},
-	}
-	for _, tc := range creates {
-		t.Run("create "+tc.name, func(t *testing.T) {
-			code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(tc.body))
-			if code != tc.code || !strings.Contains(string(b), tc.sub) {
-				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.sub)
-			}
-		})
-	}
+	refusedCreates(t, f)
 	code, b = f.call(t, "POST", "/api/v1/rollouts", tok, "application/json",
 		strings.NewReader(`{"model":"yolov8n@2","selector":"site=a","canary":1,"waves":"50%,100%","max_failures":"1","health_window":"2m"}`))
 	if code != http.StatusCreated {
@@ -272,6 +228,61 @@ func TestOTARoutes(t *testing.T) {
 	}
 }
 
+// refusedPushes checks the model uploads the server refuses.
+func refusedPushes(t *testing.T, f *otaFixture, model []byte) {
+	pushes := []struct {
+		name   string
+		token  string
+		fields [][2]string
+		file   []byte
+		code   int
+		substr string
+	}{
+		{"no token", "", [][2]string{{"name", "m"}, {"version", "1"}}, model, 401, "token"},
+		{"same version", tok, [][2]string{{"name", "yolov8n"}, {"version", "2"}}, model, 409, "already used"},
+		{"not a model", tok, [][2]string{{"name", "m"}, {"version", "1"}}, []byte("#!/bin/sh\necho hi\n"), 400, "not a .tflite"},
+		{"bad name", tok, [][2]string{{"name", "a/b"}, {"version", "1"}}, model, 400, "name:"},
+		{"no file", tok, [][2]string{{"name", "m"}, {"version", "1"}}, nil, 400, "no file"},
+		{"too large", tok, [][2]string{{"name", "m"}, {"version", "1"}}, make([]byte, 9<<20), 413, ""},
+	}
+	for _, tc := range pushes {
+		t.Run("push "+tc.name, func(t *testing.T) {
+			ct, body := multipartBody(t, tc.fields, tc.file)
+			code, b := f.call(t, "POST", "/api/v1/models", tc.token, ct, body)
+			if code != tc.code || !strings.Contains(string(b), tc.substr) {
+				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.substr)
+			}
+		})
+	}
+}
+
+// refusedCreates checks the rollout requests the server refuses.
+func refusedCreates(t *testing.T, f *otaFixture) {
+	creates := []struct {
+		name string
+		body string
+		code int
+		sub  string
+	}{
+		{"bad model", `{"model":"yolov8n"}`, 400, "name@version"},
+		{"missing model", `{"model":"yolov8n@9"}`, 404, "not found"},
+		{"bad waves", `{"model":"yolov8n@2","waves":"10%,x"}`, 400, "waves"},
+		{"decreasing waves", `{"model":"yolov8n@2","waves":"50%,10%"}`, 400, "does not increase"},
+		{"bad duration", `{"model":"yolov8n@2","health_window":"two"}`, 400, "health_window"},
+		{"unknown field", `{"model":"yolov8n@2","wavez":"1"}`, 400, "unknown field"},
+		{"no targets", `{"model":"yolov8n@2","selector":"site=zz"}`, 422, "no device"},
+		{"failure rate before the engine has it", `{"model":"yolov8n@2","max_failure_rate":0.2}`, 400, "not supported"},
+	}
+	for _, tc := range creates {
+		t.Run("create "+tc.name, func(t *testing.T) {
+			code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(tc.body))
+			if code != tc.code || !strings.Contains(string(b), tc.sub) {
+				t.Fatalf("%d %s, want %d %q", code, b, tc.code, tc.sub)
+			}
+		})
+	}
+}
+
 // slowReader pauses once, after its first read.
 type slowReader struct {
 	r      io.Reader
@@ -328,7 +339,7 @@ func TestOTAFirmware(t *testing.T) {
 		{"firmware without arch", "/api/v1/firmware", [][2]string{{"name", "edge-agent"}, {"version", "0.3.0"}, {"os", "linux"}}, 400, "os and arch"},
 		{"model with arch", "/api/v1/models", [][2]string{{"name", "m"}, {"version", "1"}, {"arch", "arm64"}}, 400, "os and arch"},
 	}
-	var fw ModelView
+	var fw rest.Model
 	for _, tc := range pushes {
 		ct, body := multipartBody(t, tc.fields, bundle)
 		code, b := f.call(t, "POST", tc.path, tok, ct, body)

@@ -12,8 +12,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/csv"
 	"encoding/json"
@@ -30,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
@@ -39,8 +38,10 @@ var consoleFS embed.FS
 
 // Options configures New. Store and Registry are required.
 type Options struct {
-	Store    store.Store
-	Registry *registry.Registry
+	Store    Detections
+	Registry Devices
+	// Operators authenticates operator tokens; nil means Tokens.
+	Operators Operators
 	// Tokens maps operator bearer tokens to operator names.
 	Tokens map[string]string
 	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
@@ -58,12 +59,11 @@ type Options struct {
 
 // Server is an http.Handler; it is safe for concurrent use.
 type Server struct {
-	opt    Options
-	mux    *http.ServeMux
-	hub    *Hub
-	tokens [][32]byte
-	names  []string
-	log    *slog.Logger
+	opt Options
+	mux *http.ServeMux
+	hub *Hub
+	ops Operators
+	log *slog.Logger
 
 	requests *prometheus.CounterVec
 }
@@ -85,9 +85,9 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, mux: http.NewServeMux(), hub: NewHub(), log: opt.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
 	}
-	for tok, name := range opt.Tokens {
-		s.tokens = append(s.tokens, sha256.Sum256([]byte(tok)))
-		s.names = append(s.names, name)
+	s.ops = opt.Operators
+	if s.ops == nil {
+		s.ops = Tokens(opt.Tokens)
 	}
 	if opt.Registerer != nil {
 		if err := opt.Registerer.Register(s.requests); err != nil {
@@ -172,17 +172,7 @@ func (s *Server) operator(r *http.Request) (string, bool) {
 	if !ok {
 		tok = r.URL.Query().Get("access_token")
 	}
-	if tok == "" {
-		return "", false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	name, found := "", 0
-	for i, t := range s.tokens {
-		if subtle.ConstantTimeCompare(sum[:], t[:]) == 1 {
-			name, found = s.names[i], 1
-		}
-	}
-	return name, found == 1
+	return s.ops.Operator(tok)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -193,14 +183,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc.Encode(v)
 }
 
-// Error is the body of every error response.
-type Error struct {
-	Error  string `json:"error"`
-	Status int    `json:"status"`
-}
-
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
-	writeJSON(w, code, Error{Error: fmt.Sprintf(format, args...), Status: code})
+	writeJSON(w, code, rest.Error{Error: fmt.Sprintf(format, args...), Status: code})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -212,20 +196,11 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// FleetView is the body of GET /api/v1/fleet.
-type FleetView struct {
-	Devices          int                `json:"devices"`
-	Online           int                `json:"online"`
-	Unhealthy        int                `json:"unhealthy"`
-	DetectionsPerMin float64            `json:"detections_per_min"`
-	Groups           []registry.Summary `json:"groups"`
+	writeJSON(w, http.StatusOK, rest.Health{Status: "ok"})
 }
 
 func (s *Server) fleet(w http.ResponseWriter, r *http.Request) {
-	v := FleetView{Groups: s.opt.Registry.Summarize()}
+	v := rest.Fleet{Groups: restGroups(s.opt.Registry.Summarize())}
 	for _, g := range v.Groups {
 		v.Devices += g.Online + g.Offline
 		v.Online += g.Online
@@ -246,7 +221,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Online = &b
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"devices": s.opt.Registry.List(f)})
+	writeJSON(w, http.StatusOK, rest.DeviceList{Devices: restDevices(s.opt.Registry.List(f))})
 }
 
 func (s *Server) device(w http.ResponseWriter, r *http.Request) {
@@ -256,7 +231,7 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "device %q not found", id)
 		return
 	}
-	writeJSON(w, http.StatusOK, d)
+	writeJSON(w, http.StatusOK, restDevice(d))
 }
 
 func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
@@ -271,7 +246,7 @@ func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "device %q not found", id)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"device_id": id, "points": h})
+	writeJSON(w, http.StatusOK, rest.Telemetry{DeviceID: id, Points: restPoints(h)})
 }
 
 // parseTime accepts RFC 3339, unix milliseconds, or a negative duration
@@ -343,10 +318,7 @@ func (s *Server) detections(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
-	if p.Records == nil {
-		p.Records = []store.Record{}
-	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, http.StatusOK, restPage(p))
 }
 
 func (s *Server) count(w http.ResponseWriter, r *http.Request) {
@@ -373,15 +345,16 @@ func (s *Server) count(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, err)
 		return
 	}
-	total := 0
-	for _, b := range bs {
-		total += b.Count
+	out := rest.Counts{From: q.From.UTC(), To: q.To.UTC(), Bucket: width.String(), Buckets: make([]rest.Bucket, len(bs))}
+	for i, b := range bs {
+		out.Buckets[i] = rest.Bucket{Start: b.Start, Count: b.Count}
+		out.Total += b.Count
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"from": q.From.UTC(), "to": q.To.UTC(), "bucket": width.String(), "total": total, "buckets": bs})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // CSVHeader is the first row of a CSV export.
-var CSVHeader = []string{"device_id", "seq", "camera_id", "time", "label", "class_id", "score", "x1", "y1", "x2", "y2", "model", "model_version"}
+var CSVHeader = rest.CSVHeader
 
 // CSVRow formats one record as a CSV export row.
 func CSVRow(r store.Record) []string {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
@@ -113,7 +114,7 @@ func TestAPI(t *testing.T) {
 				t.Fatalf("GET %s: %d %s\nwant %d containing %q", tt.path, resp.StatusCode, body, tt.code, tt.want)
 			}
 			if tt.code >= 400 {
-				var e Error
+				var e rest.Error
 				if err := json.Unmarshal(body, &e); err != nil || e.Status != tt.code {
 					t.Errorf("error body %s is not {error, status}", body)
 				}
@@ -182,16 +183,14 @@ func TestStream(t *testing.T) {
 		t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	br := bufio.NewReader(resp.Body)
-	br.ReadString('\n') // the opening comment: subscribed
-	go func() {
-		for ctx.Err() == nil {
-			s.Hub().Publish([]store.Record{
-				{Device: "d1", Event: api.Event{Seq: 1, Label: "person"}},
-				{Device: "d1", Event: api.Event{Seq: 2, Label: "car"}},
-			})
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	// The opening comment is written once the feed has subscribed.
+	if l, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(l, ":") {
+		t.Fatalf("opening comment %q: %v", l, err)
+	}
+	s.Hub().Publish([]store.Record{
+		{Device: "d1", Event: api.Event{Seq: 1, Label: "person"}},
+		{Device: "d1", Event: api.Event{Seq: 2, Label: "car"}},
+	})
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {

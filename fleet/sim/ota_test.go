@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 func TestFailsUpdate(t *testing.T) {
@@ -78,33 +79,7 @@ func TestUpdateCommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	final := func(job string) string {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			mu.Lock()
-			s := reports[job]
-			mu.Unlock()
-			if len(s) > 0 {
-				switch last := s[len(s)-1]; last {
-				case api.JobSucceeded, api.JobFailed, api.JobRolledBack:
-					return last
-				}
-			}
-		}
-		t.Fatalf("job %s: no final state; reports %v", job, reports[job])
-		return ""
-	}
-	version := func(dev, want string) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			d, ok := f.reg.Get(dev)
-			if ok && d.ModelVersion == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s runs model version %q, want %q", dev, d.ModelVersion, want)
-			}
-		}
-	}
+	final, version := jobWatchers(t, &mu, reports, f)
 	for i := range n {
 		dev := fmt.Sprintf("sim-%d", i)
 		send(dev, api.Command{JobID: "job-" + dev, Kind: api.CommandModelUpdate, Artifact: art, HealthWindowS: 0.05})
@@ -133,19 +108,15 @@ func TestUpdateCommands(t *testing.T) {
 	before := len(reports["job-"+dev0])
 	mu.Unlock()
 	send(dev0, api.Command{JobID: "job-" + dev0, Kind: api.CommandModelUpdate, Artifact: art})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	var got []string
+	testutil.Eventually(t, "the repeated job reported again", func() bool {
 		mu.Lock()
-		got := reports["job-"+dev0]
-		mu.Unlock()
-		if len(got) == before+1 {
-			if got[before] != got[before-1] {
-				t.Errorf("repeated job reported %s, then %s", got[before-1], got[before])
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("repeated job: reports %v", got)
-		}
+		defer mu.Unlock()
+		got = slices.Clone(reports["job-"+dev0])
+		return len(got) > before
+	})
+	if len(got) != before+1 || got[before] != got[before-1] {
+		t.Errorf("repeated job: reports %v", got)
 	}
 	// The fleet rolls the failed devices back.
 	for dev := range failing {
@@ -162,15 +133,10 @@ func TestUpdateCommands(t *testing.T) {
 	}
 	// The telemetry names the version too.
 	want0 := map[bool]string{true: "1", false: "2"}[failing[dev0]]
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if d, _ := f.reg.Get(dev0); d.Telemetry != nil && d.Telemetry.Model == "yolo-sim" && d.Telemetry.ModelVersion == want0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			d, _ := f.reg.Get(dev0)
-			t.Fatalf("telemetry of %s: %+v, want model version %s", dev0, d.Telemetry, want0)
-		}
-	}
+	testutil.Eventually(t, "telemetry of "+dev0+" naming model version "+want0, func() bool {
+		d, _ := f.reg.Get(dev0)
+		return d.Telemetry != nil && d.Telemetry.Model == "yolo-sim" && d.Telemetry.ModelVersion == want0
+	})
 	cancel()
 	rep := <-done
 	if rep.OTA.Rollbacks != int64(len(failing)) || rep.OTA.Failed != int64(len(failing))+1 || rep.OTA.Succeeded != int64(n-len(failing)) {
@@ -181,4 +147,30 @@ func TestUpdateCommands(t *testing.T) {
 			t.Errorf("%s ends on %v", dev, v)
 		}
 	}
+}
+
+// jobWatchers returns waits for a job's final state (from the reports
+// OnJob collects under mu) and for a device's model version in the registry.
+func jobWatchers(t *testing.T, mu *sync.Mutex, reports map[string][]string, f *fleet) (final func(job string) string, version func(dev, want string)) {
+	final = func(job string) string {
+		t.Helper()
+		last := ""
+		testutil.Eventually(t, "a final state of job "+job, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			if s := reports[job]; len(s) > 0 {
+				last = s[len(s)-1]
+			}
+			return last == api.JobSucceeded || last == api.JobFailed || last == api.JobRolledBack
+		})
+		return last
+	}
+	version = func(dev, want string) {
+		t.Helper()
+		testutil.Eventually(t, dev+" on model version "+want, func() bool {
+			d, ok := f.reg.Get(dev)
+			return ok && d.ModelVersion == want
+		})
+	}
+	return final, version
 }

@@ -21,6 +21,7 @@ import (
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/testutil"
 )
 
 // fleet is an in-process fleetd core: embedded broker, bbolt store, registry, ingest.
@@ -70,7 +71,7 @@ func startFleetJobs(t testing.TB, devices int, prefix string, onJob func(api.Job
 		st.Close()
 		reg.Close()
 	})
-	time.Sleep(50 * time.Millisecond) // subscriptions in place
+	<-in.Ready() // subscribed
 	return &fleet{url: "tcp://" + b.Addr(), store: st, reg: reg, conn: conn}
 }
 
@@ -95,11 +96,7 @@ func TestRun(t *testing.T) {
 	}
 	// The simulator leaves as an agent does: its devices go offline.
 	off := false
-	for deadline := time.Now().Add(5 * time.Second); len(f.reg.List(registry.Filter{Online: &off})) != 20; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 20 devices offline after the run", len(f.reg.List(registry.Filter{Online: &off})))
-		}
-	}
+	testutil.Eventually(t, "20 devices offline after the run", func() bool { return len(f.reg.List(registry.Filter{Online: &off})) == 20 })
 }
 
 func TestRunBadLogin(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"edgefleet/fleet/client"
 )
 
 // clientFlags are the flags every API command takes.
@@ -24,9 +24,11 @@ type clientFlags struct {
 	server, token, config string
 	json                  bool
 	timeout               time.Duration
+	fs                    *flag.FlagSet
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
+	c.fs = fs
 	fs.StringVar(&c.server, "server", "", "fleetd URL (env EDGEFLEET_SERVER; default http://127.0.0.1:8080)")
 	fs.StringVar(&c.token, "token", "", "operator token (env EDGEFLEET_TOKEN)")
 	fs.StringVar(&c.config, "config", "", "config file with server and token (default ~/.config/edgefleet/fleetctl.yaml)")
@@ -57,15 +59,9 @@ func loadFileConfig(path string, explicit bool) (fileConfig, error) {
 	return fc, nil
 }
 
-// client talks to fleetd.
-type client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
-}
-
-// newClient resolves server and token: flag, then env, then config file.
-func (c *clientFlags) newClient() (*client, error) {
+// newClient resolves server and token (flag, then env, then config file)
+// and returns a client of fleetd. An explicit --timeout also bounds uploads.
+func (c *clientFlags) newClient() (*client.Client, error) {
 	path, explicit := c.config, c.config != ""
 	if !explicit {
 		if p := os.Getenv("EDGEFLEET_CONFIG"); p != "" {
@@ -90,7 +86,18 @@ func (c *clientFlags) newClient() (*client, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: no operator token: set --token, EDGEFLEET_TOKEN or token in the config file", errUsage)
 	}
-	return &client{base: u, token: token, http: &http.Client{Timeout: c.timeout}}, nil
+	o := client.Options{Timeout: c.timeout}
+	if c.timeout <= 0 {
+		o.Timeout = -1
+	}
+	if c.fs != nil {
+		c.fs.Visit(func(fl *flag.Flag) {
+			if fl.Name == "timeout" {
+				o.UploadTimeout = c.timeout
+			}
+		})
+	}
+	return client.New(server, token, o)
 }
 
 func first(vs ...string) string {
@@ -102,56 +109,18 @@ func first(vs ...string) string {
 	return ""
 }
 
-// get performs a GET and returns the body of a 2xx answer, or an error
-// that says plainly what went wrong.
-func (c *client) get(ctx context.Context, path string, q url.Values) (io.ReadCloser, error) {
-	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	u.RawQuery = q.Encode()
-	req, err := http.NewRequestWithContext(ctx, "GET", u.String(), nil)
-	if err != nil {
-		return nil, err
+// explain adds what to do to the client's errors.
+func explain(err error) error {
+	var ce *client.Error
+	switch {
+	case errors.Is(err, client.ErrUnreachable):
+		return fmt.Errorf("%w (is it running? set --server or EDGEFLEET_SERVER)", err)
+	case errors.Is(err, client.ErrUnauthorized) && errors.As(err, &ce):
+		return fmt.Errorf("fleetd refused the operator token (check --token or EDGEFLEET_TOKEN): %s", ce.Reason)
+	case errors.Is(err, context.DeadlineExceeded) && strings.Contains(err.Error(), "did not answer"):
+		return fmt.Errorf("%w (--timeout)", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var op *net.OpError
-		switch {
-		case errors.As(err, &op) && op.Op == "dial":
-			return nil, fmt.Errorf("cannot reach fleetd at %s (is it running? set --server or EDGEFLEET_SERVER): %v", c.base, op.Err)
-		case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout"):
-			return nil, fmt.Errorf("fleetd at %s did not answer in %v (--timeout)", c.base, c.http.Timeout)
-		}
-		return nil, fmt.Errorf("GET %s: %w", u.Path, err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp.Body, nil
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error string `json:"error"`
-	}
-	msg := strings.TrimSpace(string(body))
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
-	if resp.StatusCode == http.StatusUnauthorized {
-		return nil, fmt.Errorf("fleetd refused the operator token (check --token or EDGEFLEET_TOKEN): %s", msg)
-	}
-	return nil, fmt.Errorf("fleetd: %s (HTTP %d)", msg, resp.StatusCode)
-}
-
-func (c *client) getJSON(ctx context.Context, path string, q url.Values, v any) error {
-	body, err := c.get(ctx, path, q)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	if err := json.NewDecoder(body).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: decode answer: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 func printJSON(w io.Writer, v any) error {

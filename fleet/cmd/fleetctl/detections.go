@@ -6,13 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"edgefleet/fleet/store"
+	"edgefleet/fleet/api/rest"
 )
 
 func init() {
@@ -31,14 +29,8 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.to, "to", "", "end (exclusive), same forms")
 }
 
-func (f *filterFlags) values() url.Values {
-	q := url.Values{}
-	for k, v := range map[string]string{"device": f.device, "camera": f.camera, "label": f.label, "from": f.from, "to": f.to} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	return q
+func (f *filterFlags) query() rest.DetectionQuery {
+	return rest.DetectionQuery{Device: f.device, Camera: f.camera, Label: f.label, From: f.from, To: f.to}
 }
 
 func detectionsQuery(ctx context.Context, args []string, w io.Writer) error {
@@ -58,23 +50,23 @@ func detectionsQuery(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q := ff.values()
-	var recs []store.Record
+	q := ff.query()
+	var recs []rest.Record
 	for len(recs) < *limit {
-		q.Set("limit", strconv.Itoa(min(*limit-len(recs), store.MaxLimit)))
-		var p store.Page
-		if err := c.getJSON(ctx, "/api/v1/detections", q, &p); err != nil {
+		q.Limit = min(*limit-len(recs), rest.MaxLimit)
+		p, err := c.Detections(ctx, q)
+		if err != nil {
 			return err
 		}
 		recs = append(recs, p.Records...)
 		if p.Next == "" {
 			break
 		}
-		q.Set("cursor", p.Next)
+		q.Cursor = p.Next
 	}
 	if cf.json {
 		if recs == nil {
-			recs = []store.Record{}
+			recs = []rest.Record{}
 		}
 		return printJSON(w, recs)
 	}
@@ -101,16 +93,8 @@ func detectionsCount(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q := ff.values()
-	q.Set("bucket", *bucket)
-	var out struct {
-		From    time.Time      `json:"from"`
-		To      time.Time      `json:"to"`
-		Bucket  string         `json:"bucket"`
-		Total   int            `json:"total"`
-		Buckets []store.Bucket `json:"buckets"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/detections/count", q, &out); err != nil {
+	out, err := c.CountDetections(ctx, ff.query(), *bucket)
+	if err != nil {
 		return err
 	}
 	if cf.json {
@@ -143,10 +127,7 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c.http.Timeout = 0 // an export may take long; ctx still bounds it
-	q := ff.values()
-	q.Set("format", "csv")
-	body, err := c.get(ctx, "/api/v1/detections/export", q)
+	body, err := c.Export(ctx, ff.query()) // only ctx bounds an export
 	if err != nil {
 		return err
 	}

@@ -5,13 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"edgefleet/fleet/registry"
+	"edgefleet/fleet/api/rest"
 )
 
 func init() {
@@ -33,24 +33,24 @@ func devicesList(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	q := url.Values{}
-	for k, v := range map[string]string{"site": *site, "line": *line, "online": *online} {
-		if v != "" {
-			q.Set(k, v)
+	f := rest.DeviceFilter{Site: *site, Line: *line}
+	if *online != "" {
+		b, err := strconv.ParseBool(*online)
+		if err != nil {
+			return fmt.Errorf("%w: --online %q is not true or false", errUsage, *online)
 		}
+		f.Online = &b
 	}
-	var out struct {
-		Devices []registry.Device `json:"devices"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/devices", q, &out); err != nil {
+	devs, err := c.Devices(ctx, f)
+	if err != nil {
 		return err
 	}
 	if cf.json {
-		return printJSON(w, out.Devices)
+		return printJSON(w, devs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSITE\tLINE\tSTATUS\tMODEL\tENGINE\tAGENT\tDET/MIN\tLAST SEEN\tHEALTH")
-	for _, d := range out.Devices {
+	for _, d := range devs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\n", d.ID, dash(d.Labels["site"]), dash(d.Labels["line"]), status(d.Online),
 			dash(strings.TrimSpace(d.Model+" "+d.ModelVersion)), dash(d.Engine), dash(d.AgentVersion), d.DetectionsPerMin, ago(d.LastSeen), health(d.Health))
 	}
@@ -69,8 +69,8 @@ func devicesShow(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var d registry.Device
-	if err := c.getJSON(ctx, "/api/v1/devices/"+url.PathEscape(pos[0]), nil, &d); err != nil {
+	d, err := c.Device(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	if cf.json {

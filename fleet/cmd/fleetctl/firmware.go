@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"edgefleet/firmware/bundle"
-	"edgefleet/fleet/server"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/models/manifest"
 )
 
@@ -139,8 +139,8 @@ func firmwarePush(ctx context.Context, args []string, w io.Writer) error {
 		return fmt.Errorf("firmware push: %w", err)
 	}
 	defer f.Close()
-	fields := [][2]string{{"name", *name}, {"version", v.Version}, {"os", v.OS}, {"arch", v.Arch}}
-	mv, err := upload(ctx, c, &cf, fs, "/api/v1/firmware", fields, f, "pushing "+*name+"@"+v.Version, *quiet)
+	u := rest.Upload{Name: *name, Version: v.Version, OS: v.OS, Arch: v.Arch}
+	mv, err := upload(ctx, c, &cf, rest.KindFirmware, u, f, "pushing "+*name+"@"+v.Version, *quiet)
 	if err != nil {
 		return fmt.Errorf("firmware push: %w", err)
 	}
@@ -163,18 +163,16 @@ func firmwareList(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Firmware []server.ModelView `json:"firmware"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/firmware", nil, &out); err != nil {
+	bundles, err := c.Artifacts(ctx, rest.KindFirmware)
+	if err != nil {
 		return err
 	}
 	if cf.json {
-		return printJSON(w, out.Firmware)
+		return printJSON(w, bundles)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVERSION\tPLATFORM\tSIZE\tSHA256\tKEY\tCREATED\tIN USE")
-	for _, m := range out.Firmware {
+	for _, m := range bundles {
 		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%.1f MB\t%.12s\t%s\t%s\t%s\n", m.Name, m.Version, m.OS, m.Arch, float64(m.Size)/1e6, m.SHA256,
 			dash(m.KeyID), m.CreatedAt.Local().Format(time.DateTime), dash(strings.Join(m.InUse, ",")))
 	}

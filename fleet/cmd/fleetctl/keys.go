@@ -5,10 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 
-	"edgefleet/fleet/server"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/models/manifest"
 )
 
@@ -23,6 +24,10 @@ func keysGenerate(_ context.Context, args []string, w io.Writer) error {
 	name := fs.String("name", "fleet", "key file name, without extension")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	// The folder holds a private key: create it for its owner alone.
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("keys generate: %w", err)
 	}
 	id, err := manifest.GenerateKey(*dir, *name)
 	if err != nil {
@@ -41,7 +46,7 @@ func keysList(ctx context.Context, args []string, w io.Writer) error {
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	var keys []server.KeyView
+	var keys []rest.Key
 	if *dir != "" {
 		ks, err := manifest.LoadKeySet(*dir)
 		if err != nil {
@@ -49,20 +54,16 @@ func keysList(ctx context.Context, args []string, w io.Writer) error {
 		}
 		for _, id := range ks.IDs() {
 			pem, _ := manifest.EncodePublicKey(ks[id])
-			keys = append(keys, server.KeyView{ID: id, PublicKey: string(pem)})
+			keys = append(keys, rest.Key{ID: id, PublicKey: string(pem)})
 		}
 	} else {
 		c, err := cf.newClient()
 		if err != nil {
 			return err
 		}
-		var out struct {
-			Keys []server.KeyView `json:"keys"`
-		}
-		if err := c.getJSON(ctx, "/api/v1/keys", nil, &out); err != nil {
+		if keys, err = c.Keys(ctx); err != nil {
 			return err
 		}
-		keys = out.Keys
 	}
 	if cf.json {
 		return printJSON(w, keys)

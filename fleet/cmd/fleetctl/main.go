@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "fleetctl:", err)
 			return 2
 		}
-		fmt.Fprintln(stderr, "fleetctl:", err)
+		fmt.Fprintln(stderr, "fleetctl:", explain(err))
 		return 1
 	}
 	return 0

@@ -2,22 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
 
-	"edgefleet/fleet/server"
-	"edgefleet/models/manifest"
+	"edgefleet/fleet/api/rest"
 )
 
 func init() {
@@ -25,56 +19,6 @@ func init() {
 	commands["models list"] = command{"list stored models", modelsList}
 	commands["models show"] = command{"show a model and its signed manifest: models show NAME@VERSION", modelsShow}
 	commands["models delete"] = command{"delete a model (refused while a rollout uses it)", modelsDelete}
-}
-
-// send performs a request and decodes a 2xx JSON answer into v (if not nil).
-func (c *client) send(ctx context.Context, hc *http.Client, method, path, ctype string, body io.Reader, v any) error {
-	u := *c.base
-	u.Path = strings.TrimSuffix(u.Path, "/") + path
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	if hc == nil {
-		hc = c.http
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		var op *net.OpError
-		switch {
-		case errors.As(err, &op) && op.Op == "dial":
-			return fmt.Errorf("cannot reach fleetd at %s (is it running? set --server or EDGEFLEET_SERVER): %v", c.base, op.Err)
-		case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Client.Timeout"):
-			return fmt.Errorf("fleetd at %s did not answer in %v (--timeout)", c.base, hc.Timeout)
-		}
-		return fmt.Errorf("%s %s: %w", method, u.Path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("fleetd refused the operator token (check --token or EDGEFLEET_TOKEN): %s", msg)
-		}
-		return fmt.Errorf("fleetd: %s (HTTP %d)", msg, resp.StatusCode)
-	}
-	if v == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-	}
-	return nil
 }
 
 // splitNameVersion splits "name@version".
@@ -155,11 +99,7 @@ func modelsPush(ctx context.Context, args []string, w io.Writer) error {
 			return fmt.Errorf("models push: labels: %w", err)
 		}
 	}
-	fields := [][2]string{{"name", *name}, {"version", *version}}
-	if labels != nil {
-		fields = append(fields, [2]string{"labels", string(labels)})
-	}
-	mv, err := upload(ctx, c, &cf, fs, "/api/v1/models", fields, f, "pushing "+*name+"@"+*version, *quiet)
+	mv, err := upload(ctx, c, &cf, rest.KindModel, rest.Upload{Name: *name, Version: *version, Labels: labels}, f, "pushing "+*name+"@"+*version, *quiet)
 	if err != nil {
 		return fmt.Errorf("models push: %w", err)
 	}
@@ -181,18 +121,16 @@ func modelsList(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Models []server.ModelView `json:"models"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/models", nil, &out); err != nil {
+	models, err := c.Artifacts(ctx, rest.KindModel)
+	if err != nil {
 		return err
 	}
 	if cf.json {
-		return printJSON(w, out.Models)
+		return printJSON(w, models)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVERSION\tSIZE\tSHA256\tINPUT\tLABELS\tKEY\tCREATED\tIN USE")
-	for _, m := range out.Models {
+	for _, m := range models {
 		in := "-"
 		if len(m.Inputs) > 0 {
 			in = fmt.Sprintf("%s%v", m.Inputs[0].Type, m.Inputs[0].Shape)
@@ -219,8 +157,8 @@ func modelsShow(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var mv server.ModelView
-	if err := c.getJSON(ctx, "/api/v1/models/"+url.PathEscape(n)+"/"+url.PathEscape(v), nil, &mv); err != nil {
+	mv, err := c.Artifact(ctx, rest.KindModel, n, v)
+	if err != nil {
 		return err
 	}
 	if cf.json {
@@ -244,7 +182,7 @@ func modelsShow(ctx context.Context, args []string, w io.Writer) error {
 	return tw.Flush()
 }
 
-func tensorString(t manifest.Tensor) string {
+func tensorString(t rest.Tensor) string {
 	s := fmt.Sprintf("%s %s%v", t.Name, t.Type, t.Shape)
 	if t.Scale != 0 {
 		s += fmt.Sprintf(" scale %g zero %d", t.Scale, t.ZeroPoint)
@@ -268,7 +206,7 @@ func modelsDelete(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := c.send(ctx, nil, "DELETE", "/api/v1/models/"+url.PathEscape(n)+"/"+url.PathEscape(v), "", nil, nil); err != nil {
+	if _, err := c.DeleteArtifact(ctx, rest.KindModel, n, v); err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "deleted %s@%s\n", n, v)

@@ -71,11 +71,14 @@ func TestOTACommands(t *testing.T) {
 	t.Setenv("EDGEFLEET_CONFIG", "")
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	keyDir := t.TempDir()
+	keyDir := filepath.Join(t.TempDir(), "not", "yet") // keys generate creates it
 
 	code, out, errOut := fleetctl(t, "keys", "generate", "--dir", keyDir)
 	if code != 0 || !strings.Contains(out, "fleet.key") {
 		t.Fatalf("keys generate: %d %s %s", code, out, errOut)
+	}
+	if fi, err := os.Stat(keyDir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("key dir: %v %v", fi, err)
 	}
 	keyID := strings.Fields(out)[1]
 	if fi, err := os.Stat(filepath.Join(keyDir, "fleet.key")); err != nil || fi.Mode().Perm() != 0o600 {

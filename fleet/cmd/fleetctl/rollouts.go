@@ -1,20 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"edgefleet/fleet/rollout"
-	"edgefleet/fleet/server"
+	"edgefleet/fleet/api/rest"
 )
 
 func init() {
@@ -31,7 +27,7 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("rollouts create", flag.ContinueOnError)
 	var cf clientFlags
 	cf.register(fs)
-	var req server.CreateRollout
+	var req rest.CreateRollout
 	fs.StringVar(&req.Model, "model", "", "model NAME@VERSION")
 	fs.StringVar(&req.Firmware, "firmware", "", "agent bundle NAME@VERSION, instead of --model")
 	fs.StringVar(&req.Selector, "selector", "", "device labels, e.g. site=plant-a,line=3 (default: all devices)")
@@ -40,8 +36,14 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	fs.StringVar(&req.MaxFailures, "max-failures", "5%", "abort once failures pass this count or percentage")
 	fs.StringVar(&req.HealthWindow, "health-window", "", "how long a device watches the new model before it reports success (default: fleetd's ota.health_window, 2m)")
 	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default: fleetd's ota.job_timeout, 30m)")
+	fs.Float64Var(&req.MaxFailureRate, "max-failure-rate", 0, "abort once failed/finished jobs pass this rate (0..1; 0: off)")
+	fs.IntVar(&req.MinExecutions, "min-executions", 0, "finished jobs before --max-failure-rate applies")
+	rollbackOnAbort := fs.Bool("rollback-on-abort", true, "send the failed devices back when the rollout aborts")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	if !*rollbackOnAbort {
+		req.RollbackOnAbort = rollbackOnAbort
 	}
 	if (req.Model == "") == (req.Firmware == "") {
 		return fmt.Errorf("%w: rollouts create needs --model NAME@VERSION or --firmware NAME@VERSION", errUsage)
@@ -50,22 +52,15 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	// Check the flags here so a typo is a usage error, not a server round trip.
-	if _, err := rollout.ParseSelector(req.Selector); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if _, err := rollout.ParseWaves(req.Waves); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if _, err := rollout.ParseThreshold(req.MaxFailures); err != nil {
+	if err := req.Check(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	c, err := cf.newClient()
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(req)
-	var sum rollout.Summary
-	if err := c.send(ctx, nil, "POST", "/api/v1/rollouts", "application/json", bytes.NewReader(body), &sum); err != nil {
+	sum, err := c.CreateRollout(ctx, req)
+	if err != nil {
 		return err
 	}
 	if cf.json {
@@ -76,11 +71,11 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	return nil
 }
 
-func waveName(sum rollout.Summary) string {
+func waveName(sum rest.RolloutSummary) string {
 	switch sum.State {
-	case rollout.StateCanary:
+	case rest.StateCanary:
 		return "canary"
-	case rollout.StateWave:
+	case rest.StateWave:
 		return fmt.Sprintf("wave %d/%d", sum.Wave, sum.Waves)
 	}
 	return string(sum.State)
@@ -97,18 +92,16 @@ func rolloutsList(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var out struct {
-		Rollouts []rollout.Summary `json:"rollouts"`
-	}
-	if err := c.getJSON(ctx, "/api/v1/rollouts", nil, &out); err != nil {
+	list, err := c.Rollouts(ctx)
+	if err != nil {
 		return err
 	}
 	if cf.json {
-		return printJSON(w, out.Rollouts)
+		return printJSON(w, list)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tARTIFACT\tSELECTOR\tSTATE\tTARGETS\tSUCCEEDED\tFAILED\tCREATED")
-	for _, s := range out.Rollouts {
+	for _, s := range list {
 		fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%d\t%d\t%d/%d\t%s\n", s.ID, s.Name, s.Version, dash(s.Selector), waveName(s),
 			s.Targets, s.Succeeded, s.Failed, s.MaxFailures, s.CreatedAt.Local().Format(time.DateTime))
 	}
@@ -128,8 +121,8 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var v server.RolloutView
-	if err := c.getJSON(ctx, "/api/v1/rollouts/"+url.PathEscape(pos[0]), nil, &v); err != nil {
+	v, err := c.Rollout(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	if cf.json {
@@ -139,7 +132,7 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	fmt.Fprintf(tw, "Rollout\t%s\n", v.ID)
 	fmt.Fprintf(tw, "Artifact\t%s %s@%s (%s)\n", v.Kind, v.Name, v.Version, v.SHA256)
 	fmt.Fprintf(tw, "Selector\t%s\n", dash(v.Selector))
-	fmt.Fprintf(tw, "State\t%s\n", waveName(v.Summary))
+	fmt.Fprintf(tw, "State\t%s\n", waveName(v.RolloutSummary))
 	if v.Reason != "" {
 		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
 	}
@@ -149,6 +142,9 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(tw, "Rollback jobs\t%s\n", countsLine(v.RollbackStates))
 	}
 	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
+	for _, tr := range v.Transitions {
+		fmt.Fprintf(tw, "  %s\t%s -> %s %s %s\n", tr.At.Local().Format(time.DateTime), dash(tr.From), tr.To, dash(tr.By), tr.Reason)
+	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -228,13 +224,8 @@ func rolloutAction(action string) func(context.Context, []string, io.Writer) err
 		if err != nil {
 			return err
 		}
-		var body io.Reader
-		if reason != "" {
-			b, _ := json.Marshal(map[string]string{"reason": reason})
-			body = bytes.NewReader(b)
-		}
-		var sum rollout.Summary
-		if err := c.send(ctx, nil, "POST", "/api/v1/rollouts/"+url.PathEscape(pos[0])+"/"+action, "application/json", body, &sum); err != nil {
+		sum, err := c.RolloutAction(ctx, pos[0], action, reason)
+		if err != nil {
 			return err
 		}
 		if cf.json {

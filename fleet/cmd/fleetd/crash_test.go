@@ -18,6 +18,7 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/testutil"
 )
 
 const (
@@ -39,6 +40,7 @@ func buildFleetd(t *testing.T, dir string) string {
 
 type fleetdProc struct {
 	cmd            *exec.Cmd
+	dir            string
 	mqtt, http     string
 	exited, logged chan struct{}
 }
@@ -67,7 +69,7 @@ operators: [{name: test, token: %s}]
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &fleetdProc{cmd: cmd, exited: make(chan struct{}), logged: make(chan struct{})}
+	p := &fleetdProc{cmd: cmd, dir: dir, exited: make(chan struct{}), logged: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -215,13 +217,7 @@ func TestKill9(t *testing.T) {
 		}
 	}()
 	// Kill once a good number of acks came back, mid-stream.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(ag.ackedCopy()) < 2000 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d acks in 20s", len(ag.ackedCopy()))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "2000 acks", 20*time.Second, func() bool { return len(ag.ackedCopy()) >= 2000 })
 	if err := p.cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
@@ -251,11 +247,7 @@ func TestKill9(t *testing.T) {
 			t.Fatalf("resend: %v", tok.Error())
 		}
 	}
-	for deadline := time.Now().Add(20 * time.Second); uint64(len(ag2.ackedCopy())) < sent; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("resend: %d of %d acked", len(ag2.ackedCopy()), sent)
-		}
-	}
+	testutil.WaitFor(t, "every resent event acked", 20*time.Second, func() bool { return uint64(len(ag2.ackedCopy())) >= sent })
 	stored = storedSeqs(t, p2.http)
 	if uint64(len(stored)) != sent {
 		t.Fatalf("stored %d distinct seqs, want %d", len(stored), sent)

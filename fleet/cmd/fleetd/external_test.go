@@ -17,8 +17,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"edgefleet/fleet/api"
-	"edgefleet/fleet/rollout"
-	"edgefleet/fleet/server"
+	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/controller/controllertest"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/modeltest"
 )
 
@@ -26,8 +27,8 @@ import (
 // test, or a skip (a failure under CI=true).
 func mosquittoAddr(t *testing.T) string {
 	t.Helper()
-	if addr := os.Getenv("EDGEFLEET_MOSQUITTO"); addr != "" {
-		return addr
+	if os.Getenv("EDGEFLEET_MOSQUITTO") != "" {
+		return testutil.Mosquitto(t)
 	}
 	bin := ""
 	for _, p := range []string{"mosquitto", "/usr/sbin/mosquitto"} {
@@ -37,10 +38,7 @@ func mosquittoAddr(t *testing.T) string {
 		}
 	}
 	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mosquitto not found and EDGEFLEET_MOSQUITTO unset")
-		}
-		t.Skip("mosquitto not installed")
+		testutil.Need(t, "mosquitto not installed and EDGEFLEET_MOSQUITTO unset")
 	}
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
@@ -53,15 +51,14 @@ func mosquittoAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+	testutil.WaitFor(t, "mosquitto listening", 5*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
 			c.Close()
-			return addr
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("mosquitto did not start")
-		}
-	}
+		return err == nil
+	})
+	return addr
 }
 
 // TestExternalBroker runs fleetd against mosquitto (broker.url): a device
@@ -88,11 +85,7 @@ func TestExternalBroker(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
-	for deadline := time.Now().Add(10 * time.Second); len(ag.ackedCopy()) < 50; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("acked %d of 50 through mosquitto", len(ag.ackedCopy()))
-		}
-	}
+	testutil.WaitFor(t, "50 acks through mosquitto", 10*time.Second, func() bool { return len(ag.ackedCopy()) >= 50 })
 	req, _ := http.NewRequest("GET", "http://"+p.http+"/api/v1/devices/"+testDevice, nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -119,12 +112,9 @@ func TestExternalBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := apiClient{t: t, base: "http://" + p.http}
-	c.pushModel("m", "2", model)
-	var sum rollout.Summary
-	if code := c.do("POST", "/api/v1/rollouts", "application/json", strings.NewReader(`{"model":"m@2","selector":"site=ext","canary":0}`), &sum); code != http.StatusCreated {
-		t.Fatalf("create: %d", code)
-	}
+	c := controllertest.Client(t, p.http)
+	controllertest.PushModel(t, c, "m", "2", model)
+	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "m@2", Selector: "site=ext"})
 	var cmd api.Command
 	select {
 	case cmd = <-cmds:
@@ -153,5 +143,5 @@ func TestExternalBroker(t *testing.T) {
 	}
 	js, _ := json.Marshal(api.JobStatus{DeviceID: testDevice, JobID: cmd.JobID, State: api.JobSucceeded, Time: time.Now().UnixMilli()})
 	ag.cl.Publish(api.JobTopic(testDevice, cmd.JobID), 1, false, js).WaitTimeout(5 * time.Second)
-	c.waitRollout(sum.ID, 10*time.Second, func(v server.RolloutView) bool { return v.State == rollout.StateCompleted && v.Succeeded == 1 })
+	controllertest.WaitRollout(t, c, sum.ID, 10*time.Second, func(v rest.Rollout) bool { return v.State == rest.StateCompleted && v.Succeeded == 1 })
 }

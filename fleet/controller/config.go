@@ -1,4 +1,4 @@
-package main
+package controller
 
 import (
 	"bytes"
@@ -316,7 +316,12 @@ func (c *Config) Validate() error {
 	if c.Health.MaxDropRate < 0 || c.Health.MaxDropRate > 1 {
 		bad("health.max_drop_rate", "%v is not in 0..1", c.Health.MaxDropRate)
 	}
-	o := c.OTA
+	validateOTA(c.OTA, bad)
+	return errors.Join(errs...)
+}
+
+// validateOTA checks the ota section; bad records a problem with a key.
+func validateOTA(o OTA, bad func(key, format string, args ...any)) {
 	if o.ArtifactBase != "" {
 		u, err := url.Parse(o.ArtifactBase)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -341,7 +346,6 @@ func (c *Config) Validate() error {
 	} else if o.JobTimeout > 0 && o.JobTimeout <= o.HealthWindow {
 		bad("ota.job_timeout", "%v must be longer than ota.health_window %v", o.JobTimeout, o.HealthWindow)
 	}
-	return errors.Join(errs...)
 }
 
 func (o Operator) token() string {

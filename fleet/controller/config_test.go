@@ -1,4 +1,4 @@
-package main
+package controller
 
 import (
 	"os"
@@ -70,14 +70,14 @@ func TestParseConfig(t *testing.T) {
 
 func TestExampleConfig(t *testing.T) {
 	t.Setenv("FLEETD_ADMIN_TOKEN", "an-admin-token-of-some-length")
-	c, err := LoadConfig("fleetd.example.yaml")
+	c, err := LoadConfig("../cmd/fleetd/fleetd.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Broker.Listen != "0.0.0.0:1883" || len(c.Devices) != 1 || c.Retention.MaxAge != 720*time.Hour {
 		t.Fatalf("example parsed as %+v", c)
 	}
-	c, err = LoadConfig("demo.yaml")
+	c, err = LoadConfig("../cmd/fleetd/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestExampleConfig(t *testing.T) {
 
 // TestDemoConfigWithOTA: demo.yaml with the ota section scripts/demo.sh appends.
 func TestDemoConfigWithOTA(t *testing.T) {
-	b, err := os.ReadFile("demo.yaml")
+	b, err := os.ReadFile("../cmd/fleetd/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package server
+package controller
 
 import (
 	"bytes"
@@ -14,9 +14,12 @@ import (
 	"testing"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/broker"
+	"edgefleet/fleet/client"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
+	"edgefleet/fleet/server"
 	"edgefleet/fleet/store"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
@@ -34,7 +37,7 @@ func (p *memPublisher) Publish(_ context.Context, topic string, _ bool, b []byte
 	return nil
 }
 
-// TestOpenOTA wires OTA as fleetd does: a generated key, the registry, an
+// TestOpenOTA wires OTA as the controller does: a generated key, the registry, an
 // MQTT publisher and the broker's device credentials.
 func TestOpenOTA(t *testing.T) {
 	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
@@ -53,29 +56,33 @@ func TestOpenOTA(t *testing.T) {
 	auth.SetService("ingest", "svc")
 	pub := &memPublisher{msgs: map[string][]byte{}}
 	log := slog.New(slog.DiscardHandler)
-	ota, closeFn, err := OpenOTA(OTAConfig{Dir: dir, ArtifactBase: "https://fleet.example"}, reg, pub, auth, nil, log)
+	ota, err := openOTA(otaConfig{Dir: dir, ArtifactBase: "https://fleet.example"}, rollout.Registry{R: reg}, pub, auth, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeFn()
+	defer ota.Close()
 	if fi, err := os.Stat(filepath.Join(dir, "keys", "fleet.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("generated key: %v %v", fi, err)
 	}
-	s, err := New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"}, Logger: log, OTA: ota})
+	const tok = "alice-token-0123456789"
+	s, err := server.New(server.Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"}, Logger: log, OTA: ota.view})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(s)
 	defer ts.Close()
-	f := &otaFixture{ts: ts}
-	ct, body := multipartBody(t, [][2]string{{"name", "yolov5n"}, {"version", "7"}}, model)
-	if code, b := f.call(t, "POST", "/api/v1/models", tok, ct, body); code != http.StatusCreated {
-		t.Fatalf("push: %d %s", code, b)
+	api1, err := client.New(ts.URL, tok, client.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code, b := f.call(t, "POST", "/api/v1/rollouts", tok, "application/json", strings.NewReader(`{"model":"yolov5n@7","canary":0,"waves":"100%"}`)); code != http.StatusCreated {
-		t.Fatalf("create: %d %s", code, b)
+	ctx := context.Background()
+	if _, err := api1.Push(ctx, rest.KindModel, rest.Upload{Name: "yolov5n", Version: "7"}, "m.tflite", bytes.NewReader(model)); err != nil {
+		t.Fatalf("push: %v", err)
 	}
-	ota.Rollouts.Step(context.Background())
+	if _, err := api1.CreateRollout(ctx, rest.CreateRollout{Model: "yolov5n@7", Waves: "100%"}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	ota.engine.Step(ctx)
 	var cmd api.Command
 	pub.mu.Lock()
 	err = api.Decode(pub.msgs[api.CommandsTopic("cam-1")], &cmd)
@@ -83,7 +90,7 @@ func TestOpenOTA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manifest.Verify(ota.Keys, cmd.Artifact.Manifest, cmd.Artifact.Sig, cmd.Artifact.KeyID)
+	m, err := manifest.Verify(ota.view.Keys, cmd.Artifact.Manifest, cmd.Artifact.Sig, cmd.Artifact.KeyID)
 	if err != nil || !strings.HasPrefix(cmd.Artifact.URL, "https://fleet.example/artifacts/") {
 		t.Fatalf("command %+v: %v", cmd.Artifact, err)
 	}
@@ -108,11 +115,11 @@ func TestOpenOTA(t *testing.T) {
 		}
 	}
 	// A job report through the engine, as ingest's OnJob would pass it.
-	if err := ota.Rollouts.HandleJobStatus(context.Background(), api.JobStatus{DeviceID: "cam-1", JobID: cmd.JobID, State: api.JobSucceeded}); err != nil {
+	if err := ota.engine.HandleJobStatus(ctx, api.JobStatus{DeviceID: "cam-1", JobID: cmd.JobID, State: api.JobSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	ota.Rollouts.Step(context.Background())
-	if l := ota.Rollouts.List(); len(l) != 1 || l[0].State != rollout.StateCompleted {
+	ota.engine.Step(ctx)
+	if l := ota.engine.List(); len(l) != 1 || l[0].State != rollout.StateCompleted {
 		t.Fatalf("rollouts %+v", l)
 	}
 }

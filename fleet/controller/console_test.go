@@ -1,0 +1,269 @@
+package controller_test
+
+import (
+	"context"
+	"encoding/json"
+	"image"
+	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/controller/controllertest"
+	"edgefleet/internal/testutil"
+	"edgefleet/models/modeltest"
+)
+
+// Chromium: a rollout to a device that answers over MQTT shows in the
+// rollout list, and its page follows the device's job from downloading to
+// succeeded, per wave and by state.
+func TestConsoleRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	exe := testutil.Chromium(t)
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := controllertest.Start(t, `
+devices: [{id: cam-9, password: pw-cam-9}]
+ota: {health_window: 1s, job_timeout: 1m}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := "http://" + f.HTTP
+	tok := controllertest.Token
+
+	// The device: it takes commands and reports its job as the test says.
+	cmds := make(chan api.Command, 4)
+	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-9").SetUsername("cam-9").SetPassword("pw-cam-9"))
+	if tk := agent.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("agent connect: %v", tk.Error())
+	}
+	defer agent.Disconnect(0)
+	if tk := agent.Subscribe(api.CommandsTopic("cam-9"), 1, func(_ paho.Client, m paho.Message) {
+		var c api.Command
+		if api.Decode(m.Payload(), &c) == nil {
+			cmds <- c
+		}
+	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("subscribe: %v", tk.Error())
+	}
+	pub := func(topic string, v any) {
+		t.Helper()
+		p, _ := json.Marshal(v)
+		if tk := agent.Publish(topic, 1, false, p); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tk.Error())
+		}
+	}
+	pub(api.StateTopic("cam-9"), api.State{DeviceID: "cam-9", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x"}, Model: "yolov5n", ModelVersion: "1"})
+	testutil.WaitFor(t, "cam-9 registered online", 5*time.Second, func() bool {
+		d, err := f.API.Device(ctx, "cam-9")
+		return err == nil && d.Online
+	})
+
+	// An operator pushes version 2 and rolls it out.
+	controllertest.PushModel(t, f.API, "yolov5n", "2", model)
+	controllertest.CreateRollout(t, f.API, rest.CreateRollout{Model: "yolov5n@2", Selector: "site=plant-x", Waves: "100%"})
+	var cmd api.Command
+	select {
+	case cmd = <-cmds:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no command reached the device")
+	}
+	report := func(state string, progress float64) {
+		t.Helper()
+		pub(api.JobTopic("cam-9", cmd.JobID), api.JobStatus{DeviceID: "cam-9", JobID: cmd.JobID, State: state, Progress: progress, Time: time.Now().UnixMilli()})
+	}
+	report(api.JobQueued, 0)
+	report(api.JobDownloading, 0.5)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return s
+	}
+
+	// The list: the rollout, in its only wave.
+	row := `#rollouts tr[data-rollout="r1"]`
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/?token="+tok+"#/rollouts"), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
+		t.Fatalf("rollout list: %v", err)
+	}
+	for _, want := range []string{"yolov5n@2", "site=plant-x", "wave 1/1", "0 / 0"} {
+		if s := text(row); !strings.Contains(s, want) {
+			t.Errorf("rollout row %q lacks %q", s, want)
+		}
+	}
+	// Its page: the device downloading, counted in flight in wave 1 and by state.
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/#/rollout/r1"),
+		chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-device="cam-9"][data-state="downloading"]`))); err != nil {
+		t.Fatalf("rollout page: %v", err)
+	}
+	if s := text(`#jobs tr[data-device="cam-9"]`); !strings.Contains(s, "downloading 50%") {
+		t.Errorf("job row %q", s)
+	}
+	if s := text(`#waves tr[data-wave="1"]`); !strings.Contains(s, "1 (100%)") {
+		t.Errorf("wave row %q", s)
+	}
+	if n, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#waves tr[data-wave="1"]').cells[3].textContent`)); err != nil || n != "1" {
+		t.Errorf("wave 1 in flight: %q, %v", n, err)
+	}
+	if s := text(`#job-states tr[data-state="downloading"] td.count`); s != "1" {
+		t.Errorf("downloading count %q", s)
+	}
+	// The device succeeds: the page follows by itself.
+	report(api.JobHealthCheck, 0)
+	report(api.JobSucceeded, 0)
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const s = document.getElementById("rollout-state"); return !!s && s.textContent === "completed" })()`,
+		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		t.Fatalf("rollout page did not show the rollout completed: %v", err)
+	}
+	if s := text(`#job-states tr[data-state="succeeded"] td.count`); s != "1" {
+		t.Errorf("succeeded count %q", s)
+	}
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-device="cam-9"][data-state="succeeded"]`))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConsoleInBrowser runs fleetd and a real headless Chromium: the console shows a
+// device that an agent registered over MQTT, and the live feed and the
+// device page update when the agent sends detections.
+func TestConsoleInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	exe := testutil.Chromium(t)
+
+	f := controllertest.Start(t, "devices: [{id: cam-7, password: pw-cam-7}]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base, tok := "http://"+f.HTTP, controllertest.Token
+
+	// The agent's snapshot server: one small JPEG per camera.
+	snaps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/snapshot/dock.jpg") {
+			http.NotFound(w, r)
+			return
+		}
+		img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+		w.Header().Set("Content-Type", "image/jpeg")
+		jpeg.Encode(w, img, nil)
+	}))
+	defer snaps.Close()
+
+	// A test agent registers over real MQTT.
+	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-7").SetUsername("cam-7").SetPassword("pw-cam-7"))
+	if tok := agent.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("agent connect: %v", tok.Error())
+	}
+	defer agent.Disconnect(0)
+	pub := func(topic string, v any) {
+		t.Helper()
+		p, _ := json.Marshal(v)
+		if tok := agent.Publish(topic, 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tok.Error())
+		}
+	}
+	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x", "line": "7"},
+		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}, SnapshotURL: snaps.URL})
+	for i := range 3 {
+		pub(api.TelemetryTopic("cam-7"), api.Telemetry{DeviceID: "cam-7", Time: time.Now().UnixMilli(), Cameras: []api.CameraStats{{ID: "dock", Up: true, FPS: 10 + float64(i)}},
+			InferP50Ms: 30, InferP99Ms: 45, SpoolDepth: uint64(i)})
+	}
+	seq := uint64(0)
+	detect := func(label string) {
+		t.Helper()
+		seq++
+		pub(api.DetectionsTopic("cam-7"), api.DetectionBatch{DeviceID: "cam-7", Events: []api.Event{{Seq: seq, CameraID: "dock", Time: time.Now().UnixMicro(), Label: label, Score: 0.88, Box: [4]float32{10, 20, 110, 220}}}})
+	}
+
+	// The browser.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+
+	// Overview: the device registered over MQTT is listed with its labels.
+	row := chromedp.CSS(`#devices tr[data-device="cam-7"]`)
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/?token="+tok+"#/"), chromedp.WaitVisible(row)); err != nil {
+		t.Fatalf("overview: %v", err)
+	}
+	text, err := chromedp.Run(bctx, chromedp.Text(row))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cam-7", "plant-x", "online", "yolov8n 3"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("overview row %q lacks %q", text, want)
+		}
+	}
+
+	// Live feed: a new detection appears without reloading.
+	live := func() error {
+		_, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("feed-state") && document.getElementById("feed-state").textContent === "live"`, chromedp.WithPollingTimeout(10*time.Second)))
+		return err
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/#/live")); err != nil {
+		t.Fatal(err)
+	}
+	if err := live(); err != nil {
+		t.Fatalf("live feed did not connect: %v", err)
+	}
+	detect("forklift")
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="forklift"][data-device="cam-7"]`))); err != nil {
+		t.Fatalf("live feed: %v", err)
+	}
+	// The label filter keeps other labels out.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { const f = document.getElementById("label-filter"); f.value = "helmet"; f.dispatchEvent(new Event("change")); return true })()`)); err != nil {
+		t.Fatalf("filter: %v", err)
+	}
+	if err := live(); err != nil {
+		t.Fatalf("filtered feed did not connect: %v", err)
+	}
+	detect("person")
+	detect("helmet")
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="helmet"]`))); err != nil {
+		t.Fatalf("filtered feed: %v", err)
+	}
+	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#feed tr[data-label="person"]').length`)); err != nil || n != 0 {
+		t.Errorf("filtered feed shows %d person rows (err %v)", n, err)
+	}
+
+	// Device page: charts and recent detections; it refreshes on its own.
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/#/device/cam-7"),
+		chromedp.WaitVisible(chromedp.CSS(`svg[data-chart="Frames per second"] polyline`)),
+		chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="helmet"]`))); err != nil {
+		t.Fatalf("device page: %v", err)
+	}
+	detect("ladder")
+	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="ladder"]`))); err != nil {
+		t.Fatalf("device page did not update: %v", err)
+	}
+	// The latest snapshot from the device's snapshot_url is shown.
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === 64 })()`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("snapshot not shown: %v", err)
+	}
+}
+
+// TestConsoleRollout runs fleetd's core with OTA and a real headless

@@ -1,0 +1,348 @@
+// Package controller is fleetd assembled in one place: from a Config it
+// builds the MQTT side (the embedded broker, or a connection to an external
+// one), the detection store, the device registry, ingest, the artifact
+// store, the rollout engine and the HTTP server, runs them together and
+// closes them. Tests drive fleetd through it without its main package.
+//
+//	c, err := controller.New(ctx, cfg, log)
+//	defer c.Close()
+//	err = c.Run(ctx)
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"edgefleet/fleet/api"
+	"edgefleet/fleet/broker"
+	"edgefleet/fleet/ingest"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/rollout"
+	"edgefleet/fleet/server"
+	"edgefleet/fleet/store"
+)
+
+// JobHandler takes the job reports devices publish; the rollout engine is one.
+type JobHandler interface {
+	HandleJobStatus(ctx context.Context, st api.JobStatus) error
+}
+
+// Controller is a built fleetd. Run it once; Close it after Run returns
+// (or instead of Run). Its accessors are safe for concurrent use.
+type Controller struct {
+	cfg  *Config
+	log  *slog.Logger
+	prom *prometheus.Registry
+
+	store    *store.Bolt
+	registry *registry.Registry
+	broker   *broker.Broker // nil with an external broker
+	conn     ingest.Conn
+	ln       net.Listener
+	ota      *ota
+	server   *server.Server
+	ingest   *ingest.Ingest
+	jobs     JobHandler
+	closers  []func() error // in opening order
+}
+
+// New builds fleetd from cfg (already validated): it opens the data files,
+// binds the broker and HTTP listeners (so their addresses are known) and,
+// with an external broker, connects to it. Nothing is served until Run.
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Controller{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	c.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("controller: data dir: %w", err)
+	}
+	if err := c.openState(); err != nil {
+		return nil, err
+	}
+	auth, err := c.deviceAuth()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.openMQTT(ctx, auth); err != nil {
+		return nil, err
+	}
+	// Listen before OTA opens: the default artifact URL names the bound port.
+	if c.ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		return nil, fmt.Errorf("controller: http listen: %w", err)
+	}
+	c.closers = append(c.closers, func() error {
+		if err := c.ln.Close(); !errors.Is(err, net.ErrClosed) {
+			return err // http.Server.Shutdown closes it after Run
+		}
+		return nil
+	})
+	if err := c.openOTA(auth); err != nil {
+		return nil, err
+	}
+	c.jobs = c.ota.engine
+	return c, c.newServing()
+}
+
+// openState opens the detection store and the device registry.
+func (c *Controller) openState() error {
+	cfg := c.cfg
+	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "detections.db"), store.BoltOptions{Retention: store.Retention{
+		MaxAge: cfg.Retention.MaxAge, MaxEvents: cfg.Retention.MaxEvents, MaxBytes: cfg.Retention.MaxBytes,
+	}})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	c.store = st
+	c.closers = append(c.closers, st.Close)
+	registerStoreMetrics(c.prom, st)
+	reg, err := registry.Open(filepath.Join(cfg.DataDir, "registry.db"), registry.Options{
+		StaleAfter: cfg.Health.StaleAfter, MaxDropRate: cfg.Health.MaxDropRate,
+		MaxSpoolDepth: cfg.Health.MaxSpoolDepth, MaxSpoolAge: cfg.Health.MaxSpoolAge,
+	})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	c.registry = reg
+	c.closers = append(c.closers, reg.Close)
+	registerRegistryMetrics(c.prom, reg)
+	return nil
+}
+
+// deviceAuth holds the device (and, for the embedded broker, service)
+// credentials: broker logins and artifact downloads.
+func (c *Controller) deviceAuth() (*broker.StaticAuth, error) {
+	auth := broker.NewStaticAuth()
+	for _, d := range c.cfg.Devices {
+		if err := auth.SetDevice(d.ID, d.Password); err != nil {
+			return nil, fmt.Errorf("controller: devices: %w", err)
+		}
+	}
+	if c.cfg.Broker.URL == "" {
+		for _, s := range c.cfg.Services {
+			if err := auth.SetService(s.User, s.Password); err != nil {
+				return nil, fmt.Errorf("controller: services: %w", err)
+			}
+		}
+	}
+	return auth, nil
+}
+
+// openMQTT binds the embedded broker, or connects to the external one.
+func (c *Controller) openMQTT(ctx context.Context, auth broker.Authenticator) error {
+	cfg := c.cfg
+	if cfg.Broker.URL != "" {
+		p, err := ingest.Dial(ctx, ingest.DialOptions{URL: cfg.Broker.URL, ClientID: cfg.Broker.ClientID,
+			Username: cfg.Broker.Username, Password: cfg.Broker.Password})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.conn = p
+		c.closers = append(c.closers, p.Close)
+		c.log.Info("connected to external broker", "url", cfg.Broker.URL, "share_group", cfg.Broker.ShareGroup)
+		return nil
+	}
+	// No device is connected to a broker that has not started yet: the
+	// online flags kept from the last run are stale (after a crash, no last
+	// will was sent). Devices say they are online again when they
+	// reconnect; until then the rollout engine keeps their jobs.
+	if n := markOffline(c.registry); n > 0 {
+		c.log.Info("devices marked offline until they reconnect", "devices", n)
+	}
+	bo := broker.Options{Addr: cfg.Broker.Listen, TLSAddr: cfg.Broker.TLSListen, Auth: auth, Registerer: c.prom, Logger: c.log}
+	if cfg.Broker.TLSListen != "" {
+		var err error
+		if bo.TLS, err = broker.LoadTLS(cfg.Broker.TLSCert, cfg.Broker.TLSKey, cfg.Broker.TLSClientCA); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+	}
+	b, err := broker.New(bo)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	c.broker, c.conn = b, ingest.Embedded(b)
+	c.closers = append(c.closers, b.Close)
+	c.log.Info("broker listening", "mqtt_addr", b.Addr(), "mqtts_addr", b.TLSAddr(), "devices", len(cfg.Devices))
+	return nil
+}
+
+func (c *Controller) openOTA(auth broker.Authenticator) error {
+	o := c.cfg.OTA
+	var err error
+	c.ota, err = openOTA(otaConfig{Dir: filepath.Join(c.cfg.DataDir, "ota"), SigningKey: o.SigningKey, PublicKeys: o.PublicKeys,
+		ArtifactBase: c.cfg.artifactBase(c.ln.Addr().String()), MaxUpload: o.MaxUpload,
+		HealthWindow: o.HealthWindow, JobTimeout: o.JobTimeout}, rollout.Registry{R: c.registry}, c.conn, auth, c.prom, c.log)
+	if err != nil {
+		return err
+	}
+	c.closers = append(c.closers, c.ota.Close)
+	return nil
+}
+
+// newServing builds the HTTP server and ingest, which hands job reports to c.jobs.
+func (c *Controller) newServing() error {
+	tokens := server.Tokens{}
+	for _, o := range c.cfg.Operators {
+		tokens[o.token()] = o.Name
+	}
+	var err error
+	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: tokens, Gatherer: c.prom,
+		Registerer: c.prom, Logger: c.log, OTA: c.ota.view,
+		Ready: func(ctx context.Context) error {
+			_, err := c.store.Query(ctx, store.Query{Limit: 1})
+			return err
+		}})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	shareGroup := ""
+	if c.broker == nil {
+		shareGroup = c.cfg.Broker.ShareGroup
+	}
+	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup,
+		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	return nil
+}
+
+// handleJob passes a job report to the rollout engine; reports of jobs no
+// rollout sent are not an error.
+func (c *Controller) handleJob(j api.JobStatus) {
+	// The engine only records the report and pokes its loop: no I/O to bound.
+	if err := c.jobs.HandleJobStatus(context.Background(), j); err != nil && !errors.Is(err, rollout.ErrNotFound) {
+		c.log.Warn("job status", "device_id", j.DeviceID, "job_id", j.JobID, "err", err)
+	}
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (c *Controller) HTTPAddr() string { return c.ln.Addr().String() }
+
+// MQTTAddr is the embedded broker's plain MQTT address ("" with an external broker or no plain listener).
+func (c *Controller) MQTTAddr() string {
+	if c.broker == nil {
+		return ""
+	}
+	return c.broker.Addr()
+}
+
+// ArtifactBase is the URL prefix devices download artifacts from.
+func (c *Controller) ArtifactBase() string { return c.ota.view.ArtifactBase }
+
+// Ready is closed once ingest has subscribed: fleetd takes detections.
+func (c *Controller) Ready() <-chan struct{} { return c.ingest.Ready() }
+
+// Run serves until ctx ends or a part fails, then stops them all and
+// returns the first error (nil after ctx ends).
+func (c *Controller) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if c.broker != nil {
+		g.Go(func() error { return c.broker.Run(ctx) })
+	}
+	g.Go(func() error { return c.ingest.Run(ctx) })
+	g.Go(func() error { return c.registry.Run(ctx) })
+	g.Go(func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
+	g.Go(func() error { return c.ota.engine.Run(ctx) })
+	hs := &http.Server{Handler: c.server, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: c.cfg.HTTP.ReadTimeout,
+		WriteTimeout: c.cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
+	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", "http://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
+	g.Go(func() error {
+		if err := hs.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("controller: http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	select {
+	case <-c.ingest.Ready():
+		c.log.Info("fleetd ready")
+	case <-ctx.Done():
+	}
+	return g.Wait()
+}
+
+// Close closes every part in the reverse order of opening. It is safe to
+// call more than once.
+func (c *Controller) Close() error {
+	var errs []error
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		errs = append(errs, c.closers[i]())
+	}
+	c.closers = nil
+	return errors.Join(errs...)
+}
+
+// markOffline sets every device the registry has as online to offline, and
+// returns how many there were.
+func markOffline(reg *registry.Registry) int {
+	on := true
+	devs := reg.List(registry.Filter{Online: &on})
+	for _, d := range devs {
+		reg.UpdateState(api.State{DeviceID: d.ID}) // a bare offline state keeps the description
+	}
+	return len(devs)
+}
+
+func retain(ctx context.Context, st store.Store, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			n, err := st.Retain(ctx, now)
+			if err != nil && ctx.Err() == nil {
+				log.Error("retention", "err", err)
+			} else if n > 0 {
+				log.Info("retention deleted detections", "records", n)
+			}
+		}
+	}
+}
+
+func registerStoreMetrics(prom *prometheus.Registry, st *store.Bolt) {
+	counter := func(name, help string, f func(store.Stats) float64) {
+		prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) }))
+	}
+	counter("edgefleet_store_commits_total", "bbolt transactions that stored detections.", func(s store.Stats) float64 { return float64(s.Commits) })
+	counter("edgefleet_store_batches_total", "Ingest calls committed (grouped into commits).", func(s store.Stats) float64 { return float64(s.Calls) })
+	counter("edgefleet_store_commit_seconds_total", "Time spent committing.", func(s store.Stats) float64 { return float64(s.CommitNanos) / 1e9 })
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_records", Help: "Detections in the store."}, func() float64 { return float64(st.Stats().Records) }))
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_record_bytes", Help: "Bytes of detections in the store."}, func() float64 { return float64(st.Stats().RecordsBytes) }))
+}
+
+func registerRegistryMetrics(prom *prometheus.Registry, reg *registry.Registry) {
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_devices_online", Help: "Devices whose state is online."}, func() float64 {
+		_, on := reg.Counts()
+		return float64(on)
+	}))
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_devices", Help: "Devices known to the registry."}, func() float64 {
+		n, _ := reg.Counts()
+		return float64(n)
+	}))
+}
