@@ -91,8 +91,10 @@ func TestThousandDevicesComplete(t *testing.T) {
 }
 
 // TestThousandDevicesAbort: with 10% of the devices failing, the rollout
-// aborts once the failures pass max-failures; the failed devices end on the
-// old version, and no update is sent after the abort.
+// aborts once the failures pass max-failures (the whole rollout's budget, no
+// per-wave rate); the failed devices end on the old version, no update is
+// sent after the abort, not even to the rest of the wave it happened in, and
+// with rollback_on_abort false the successes stay on the new version.
 func TestThousandDevicesAbort(t *testing.T) {
 	ctx := context.Background()
 	s, c := newSim(t, 1000, "1"), newClock()
@@ -111,7 +113,10 @@ func TestThousandDevicesAbort(t *testing.T) {
 	}
 	e := openEngine(t, dbPath(t), s, c)
 	defer e.Close()
-	sum, err := e.Create(ctx, spec1000("5%"))
+	sp := spec1000("5%")
+	no := false
+	sp.RollbackOnAbort = &no
+	sum, err := e.Create(ctx, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +141,9 @@ func TestThousandDevicesAbort(t *testing.T) {
 	aborted = true
 	mu.Unlock()
 	sm := r.Summarize()
-	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Pending != 100 || sm.Progress[2].Failed != 40 {
+	// Wave 3 (500..999) is sent in order; the 51st failure (515, which fails
+	// at once) stops it: 516.. are never sent.
+	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Pending != 484 || sm.Progress[2].Failed != 40 {
 		t.Fatalf("aborted: %s; progress %+v", r.Reason, sm.Progress)
 	}
 	// The offline devices return; rollbacks still flow, updates do not.
