@@ -240,8 +240,8 @@ func (e *Engine) CreateBy(ctx context.Context, spec Spec, by string) (Summary, e
 	r, err := e.store.Create(ctx, func(id string) (*Rollout, error) {
 		r := &Rollout{ID: id, Spec: spec, State: StatePending, CreatedAt: now, UpdatedAt: now, WaveEnd: waveEnd}
 		r.Jobs = e.newJobs(id, spec, devs, waveEnd, now)
-		r.record(now, string(StatePending), fmt.Sprintf("created: %d targets, canary %d, waves %v, max-failures %s, max-failure-rate %v",
-			len(r.Jobs), waveEnd[0], spec.Waves, spec.MaxFailures, spec.MaxFailureRate), by)
+		r.Transitions = []Transition{{At: now, To: string(StatePending), By: orDefault(by, ActorOperator), Reason: fmt.Sprintf("created: %d targets, canary %d, waves %v, max-failures %s, max-failure-rate %v",
+			len(r.Jobs), waveEnd[0], spec.Waves, spec.MaxFailures, spec.MaxFailureRate)}}
 		return r, nil
 	})
 	if err != nil {

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -487,7 +488,23 @@ func TestParse(t *testing.T) {
 			t.Errorf("ParseThreshold(%q) = %+v (limit %d), %v", tc.in, got, got.Limit(1000), err)
 		}
 	}
-	valid := Spec{Artifact: testArtifact("2"), Waves: []float64{10, 100}}
+	rates := []struct {
+		in   string
+		want float64
+		bad  bool
+	}{
+		{"5%", 0.05, false}, {"0.05", 0.05, false}, {"100%", 1, false}, {"0", 0, false},
+		{"1.5", 0, true}, {"-1%", 0, true}, {"101%", 0, true}, {"NaN", 0, true}, {"x", 0, true},
+	}
+	for _, tc := range rates {
+		if got, err := ParseRate(tc.in); (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ParseRate(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+	valid := Spec{Artifact: testArtifact("2"), Waves: []float64{10, 100}, MaxFailureRate: 0.05, MinExecutions: 10}
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("valid spec: %v", err)
+	}
 	specs := []struct {
 		name string
 		f    func(*Spec)
@@ -501,6 +518,10 @@ func TestParse(t *testing.T) {
 		{"wave range", func(s *Spec) { s.Waves = []float64{150} }, "not in"},
 		{"timeout", func(s *Spec) { s.HealthWindow, s.JobTimeout = time.Hour, time.Minute }, "must exceed"},
 		{"selector", func(s *Spec) { s.Selector = map[string]string{"a=b": "c"} }, "selector"},
+		{"rate above 1", func(s *Spec) { s.MaxFailureRate = 1.5 }, "max_failure_rate 1.5 is not in [0, 1]"},
+		{"rate negative", func(s *Spec) { s.MaxFailureRate = -0.1 }, "max_failure_rate -0.1"},
+		{"rate NaN", func(s *Spec) { s.MaxFailureRate = math.NaN() }, "max_failure_rate NaN"},
+		{"min executions", func(s *Spec) { s.MinExecutions = -1 }, "min_executions -1 is negative"},
 	}
 	for _, tc := range specs {
 		s := valid
@@ -519,6 +540,9 @@ func FuzzParseSpecFlags(f *testing.F) {
 		ParseWaves(waves)
 		if x, err := ParseThreshold(th); err == nil && (x.Limit(1000) < 0 || x.Percent > 100) {
 			t.Fatalf("ParseThreshold(%q) = %+v", th, x)
+		}
+		if x, err := ParseRate(th); err == nil && !(x >= 0 && x <= 1) {
+			t.Fatalf("ParseRate(%q) = %v", th, x)
 		}
 	})
 }
