@@ -157,7 +157,8 @@ func (s *Bolt) Save(_ context.Context, rs ...*Rollout) error {
 
 // Close implements Store.
 func (s *Bolt) Close() error {
-	if err := s.db.Close(); err != nil && !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	// bbolt's Close is a no-op on a closed database.
+	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("rollout: close: %w", err)
 	}
 	return nil
