@@ -132,6 +132,37 @@ func openBoltSuite(t *testing.T) (Store, func() Store) {
 
 func TestBoltStore(t *testing.T) { storeSuite(t, openBoltSuite) }
 
+// TestMemStore: a Mem's data outlives Close, so reopening is going on with
+// the same Mem.
+func TestMemStore(t *testing.T) {
+	storeSuite(t, func(*testing.T) (Store, func() Store) {
+		m := NewMem()
+		return m, func() Store { return m }
+	})
+}
+
+// TestEngineOnMem runs a rollout to completion on a Mem store through New.
+func TestEngineOnMem(t *testing.T) {
+	ctx := context.Background()
+	s, c := newSim(t, 30, "1"), newClock()
+	m := NewMem()
+	e, err := New(ctx, m, Options{Devices: s, Dispatcher: s, Now: c.Now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.eng = e
+	defer e.Close()
+	sum, err := e.Create(ctx, Spec{Artifact: testArtifact("2"), Canary: 1, Waves: []float64{50, 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stepUntil(t, e, 10, func(r *Rollout) bool { return r.State.Final() }, sum.ID)
+	rs, err := m.Load(ctx)
+	if err != nil || len(rs) != 1 || rs[0].State != StateCompleted || len(rs[0].Transitions) != len(r.Transitions) {
+		t.Fatalf("stored %+v, %v", rs, err)
+	}
+}
+
 // TestBoltSchemaVersion: a file of another schema version is refused, and
 // says which.
 func TestBoltSchemaVersion(t *testing.T) {
