@@ -51,12 +51,14 @@ func (r *Rollout) Phase() string {
 	return phaseOf(r.State, r.Wave)
 }
 
-// record appends a transition from the current phase to to.
-func (r *Rollout) record(now time.Time, to, reason, by string) {
+// record appends a transition. Callers take from (r.Phase()) before they
+// change r's state: a rollout stored before transitions existed has its
+// phase in its state alone.
+func (r *Rollout) record(now time.Time, from, to, reason, by string) {
 	if by == "" {
 		by = ActorOperator
 	}
-	r.Transitions = append(r.Transitions, Transition{At: now, From: r.Phase(), To: to, Reason: reason, By: by})
+	r.Transitions = append(r.Transitions, Transition{At: now, From: from, To: to, Reason: reason, By: by})
 }
 
 // rollbacksSettled reports whether every rollback the rollout will send has

@@ -99,8 +99,9 @@ func pause(r *Rollout, now time.Time, a Action) error {
 	if r.State.Final() || r.State == StatePaused {
 		return fmt.Errorf("%w: %s", ErrState, r.State)
 	}
+	from := r.Phase()
 	r.PausedFrom, r.State = r.State, StatePaused
-	r.record(now, string(StatePaused), orDefault(a.Reason, "paused"), a.By)
+	r.record(now, from, string(StatePaused), orDefault(a.Reason, "paused"), a.By)
 	return nil
 }
 
@@ -108,13 +109,14 @@ func resume(r *Rollout, now time.Time, a Action) error {
 	if r.State != StatePaused {
 		return fmt.Errorf("%w: %s", ErrState, r.State)
 	}
+	from := r.Phase()
 	r.State, r.PausedFrom = r.PausedFrom, ""
 	for i := range r.Jobs {
 		if j := &r.Jobs[i]; j.State == JobPending && !j.QueuedAt.IsZero() {
 			j.QueuedAt = now
 		}
 	}
-	r.record(now, phaseOf(r.State, r.Wave), orDefault(a.Reason, "resumed"), a.By)
+	r.record(now, from, phaseOf(r.State, r.Wave), orDefault(a.Reason, "resumed"), a.By)
 	return nil
 }
 
@@ -134,13 +136,13 @@ func rollback(r *Rollout, now time.Time, a Action) error {
 	if r.State == StateRolledBack {
 		return fmt.Errorf("%w: %s", ErrState, r.State)
 	}
-	reason := orDefault(a.Reason, "rolled back by operator")
+	reason, from := orDefault(a.Reason, "rolled back by operator"), r.Phase()
 	if r.State != StateAborted {
 		// An abort's reason stays; the rollback is in the history.
 		r.Reason = reason
 	}
 	r.State, r.PausedFrom = StateRolledBack, ""
-	r.record(now, phaseRollingBack, reason, a.By)
+	r.record(now, from, phaseRollingBack, reason, a.By)
 	// Jobs in flight get theirs when they end (afterFinalLocked), so a
 	// rollback cannot overtake the update it undoes.
 	for i := range r.Jobs {
@@ -160,8 +162,9 @@ func orDefault(s, def string) string {
 
 // abortLocked stops r and queues the rollbacks the spec asks for.
 func (e *Engine) abortLocked(r *Rollout, now time.Time, reason, by string) {
+	from := r.Phase()
 	r.State, r.Reason, r.PausedFrom, r.UpdatedAt = StateAborted, reason, "", now
-	r.record(now, string(StateAborted), reason, by)
+	r.record(now, from, string(StateAborted), reason, by)
 	all := r.Spec.rollbackOnAbort()
 	n := 0
 	for i := range r.Jobs {
@@ -172,7 +175,7 @@ func (e *Engine) abortLocked(r *Rollout, now time.Time, reason, by string) {
 		}
 	}
 	if all {
-		r.record(now, phaseRollingBack, fmt.Sprintf("rollback_on_abort: %d devices sent back, and any job still in flight when it ends", n), ActorEngine)
+		r.record(now, string(StateAborted), phaseRollingBack, fmt.Sprintf("rollback_on_abort: %d devices sent back, and any job still in flight when it ends", n), ActorEngine)
 	}
 	e.dirty[r.ID] = true
 	e.log.Warn("rollout aborted", "rollout_id", r.ID, "reason", reason, "by", by, "rollbacks", n)

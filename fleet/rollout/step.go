@@ -157,14 +157,14 @@ func (e *Engine) advanceLocked(r *Rollout, now time.Time) {
 
 // nextWaveLocked starts the wave after the current one, or completes r.
 func (e *Engine) nextWaveLocked(r *Rollout, now time.Time) {
-	next := r.Wave + 1
+	from, next := r.Phase(), r.Wave+1
 	if r.State == StatePending {
 		next = 0
 	}
 	ended := ""
 	if r.State != StatePending {
 		p := r.Summarize().Progress[r.Wave]
-		ended = fmt.Sprintf("%s ended: %d succeeded, %d failed; ", r.Phase(), p.Succeeded, p.Failed)
+		ended = fmt.Sprintf("%s ended: %d succeeded, %d failed; ", from, p.Succeeded, p.Failed)
 	}
 	e.dirty[r.ID] = true
 	r.UpdatedAt = now
@@ -172,7 +172,7 @@ func (e *Engine) nextWaveLocked(r *Rollout, now time.Time) {
 		s := r.Summarize()
 		r.State = StateCompleted
 		r.Reason = fmt.Sprintf("%d of %d devices updated, %d failed", s.Succeeded, s.Targets, s.Failed)
-		r.record(now, string(StateCompleted), ended+r.Reason, ActorEngine)
+		r.record(now, from, string(StateCompleted), ended+r.Reason, ActorEngine)
 		e.log.Info("rollout completed", "rollout_id", r.ID, "succeeded", s.Succeeded, "failed", s.Failed)
 		return
 	}
@@ -186,7 +186,7 @@ func (e *Engine) nextWaveLocked(r *Rollout, now time.Time) {
 			jobs[i].QueuedAt = now
 		}
 	}
-	r.record(now, phaseOf(r.State, r.Wave), fmt.Sprintf("%sstarted with %d devices", ended, len(jobs)), ActorEngine)
+	r.record(now, from, phaseOf(r.State, r.Wave), fmt.Sprintf("%sstarted with %d devices", ended, len(jobs)), ActorEngine)
 	e.log.Info("rollout wave started", "rollout_id", r.ID, "wave", next, "devices", len(jobs))
 }
 
@@ -201,7 +201,7 @@ func (e *Engine) settleRollbackLocked(r *Rollout, now time.Time) {
 			failed++
 		}
 	}
-	r.record(now, phaseRolledBack, fmt.Sprintf("%d devices back on their previous version, %d rollbacks failed", ok, failed), ActorEngine)
+	r.record(now, r.Phase(), phaseRolledBack, fmt.Sprintf("%d devices back on their previous version, %d rollbacks failed", ok, failed), ActorEngine)
 	r.UpdatedAt = now
 	e.dirty[r.ID] = true
 }

@@ -186,3 +186,45 @@ func TestBoltSchemaVersion(t *testing.T) {
 		t.Fatalf("OpenBolt = %v", err)
 	}
 }
+
+// TestBoltReadsEarlierRecords: a rollout written before transitions and the
+// per-wave limits existed loads; its phase comes from its state, it rolls
+// back on abort (the default), and its history starts with what happens
+// next.
+func TestBoltReadsEarlierRecords(t *testing.T) {
+	ctx := context.Background()
+	path := dbPath(t)
+	s, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := `{"id":"r1","spec":{"artifact":{"kind":"model","name":"yolo","version":"2","sha256":"` + testArtifact("2").SHA256 +
+		`","size":100,"url":"/artifacts/x"},"canary":0,"waves":[100],"max_failures":{"count":1},"health_window":0,"job_timeout":3600000000000},` +
+		`"state":"wave","wave":1,"created_at":"2026-11-25T12:00:00Z","updated_at":"2026-11-25T12:00:00Z","wave_end":[0,1],` +
+		`"jobs":[{"device_id":"cam-0000","job_id":"r1-x-0","wave":1,"state":"succeeded","previous":"1"}]}`
+	err = s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketRollouts).Put([]byte("r1"), []byte(old)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, c := newSim(t, 1, "2"), newClock()
+	e, err := New(ctx, s, Options{Devices: sim, Dispatcher: sim, Now: c.Now, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r, err := e.Get("r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Phase() != "wave 1" || len(r.Transitions) != 0 || !r.Summarize().RollbackOnAbort {
+		t.Fatalf("phase %s, %d transitions, summary %+v", r.Phase(), len(r.Transitions), r.Summarize())
+	}
+	if _, err := e.Abort("r1", "old"); err != nil {
+		t.Fatal(err)
+	}
+	r, _ = e.Get("r1")
+	checkSteps(t, r, []step{
+		{"wave 1", "aborted", ActorOperator, "aborted by operator: old"},
+		{"aborted", "rolling_back", ActorEngine, "1 devices sent back"},
+	})
+}
