@@ -223,7 +223,7 @@ func (e *Engine) CreateBy(ctx context.Context, spec Spec, by string) (Summary, e
 		return Summary{}, fmt.Errorf("rollout: create: devices: %w", err)
 	}
 	if len(devs) == 0 {
-		return Summary{}, fmt.Errorf("rollout: create: %w %s", ErrNoTargets, FormatSelector(spec.Selector))
+		return Summary{}, fmt.Errorf("%w %q", ErrNoTargets, FormatSelector(spec.Selector))
 	}
 	slices.SortFunc(devs, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	devs = slices.CompactFunc(devs, func(a, b Device) bool { return a.ID == b.ID })
@@ -234,7 +234,7 @@ func (e *Engine) CreateBy(ctx context.Context, spec Spec, by string) (Summary, e
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return Summary{}, fmt.Errorf("rollout: %w", ErrClosed)
+		return Summary{}, ErrClosed
 	}
 	now := e.opt.Now()
 	r, err := e.store.Create(ctx, func(id string) (*Rollout, error) {
@@ -295,7 +295,7 @@ func (e *Engine) Get(id string) (*Rollout, error) {
 	defer e.mu.Unlock()
 	r, ok := e.rollouts[id]
 	if !ok {
-		return nil, fmt.Errorf("rollout: get %s: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("%w: get %s", ErrNotFound, id)
 	}
 	return r.clone(), nil
 }

@@ -55,15 +55,15 @@ func (e *Engine) Act(ctx context.Context, id string, a Action) (Summary, error) 
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return Summary{}, fmt.Errorf("rollout: %w", ErrClosed)
+		return Summary{}, ErrClosed
 	}
 	r, ok := e.rollouts[id]
 	if !ok {
-		return Summary{}, fmt.Errorf("rollout: %s %s: %w", a.Kind, id, ErrNotFound)
+		return Summary{}, fmt.Errorf("%w: %s %s", ErrNotFound, a.Kind, id)
 	}
 	now := e.opt.Now()
 	if err := f(r, now, a); err != nil {
-		return Summary{}, fmt.Errorf("rollout: %s %s: %w", a.Kind, id, err)
+		return Summary{}, err
 	}
 	r.UpdatedAt = now
 	e.dirty[id] = true
@@ -97,7 +97,7 @@ func (e *Engine) Rollback(id string) (Summary, error) {
 
 func pause(r *Rollout, now time.Time, a Action) error {
 	if r.State.Final() || r.State == StatePaused {
-		return fmt.Errorf("%w: %s", ErrState, r.State)
+		return stateError(r, a)
 	}
 	from := r.Phase()
 	r.PausedFrom, r.State = r.State, StatePaused
@@ -107,7 +107,7 @@ func pause(r *Rollout, now time.Time, a Action) error {
 
 func resume(r *Rollout, now time.Time, a Action) error {
 	if r.State != StatePaused {
-		return fmt.Errorf("%w: %s", ErrState, r.State)
+		return stateError(r, a)
 	}
 	from := r.Phase()
 	r.State, r.PausedFrom = r.PausedFrom, ""
@@ -122,7 +122,7 @@ func resume(r *Rollout, now time.Time, a Action) error {
 
 func (e *Engine) abort(r *Rollout, now time.Time, a Action) error {
 	if r.State.Final() {
-		return fmt.Errorf("%w: %s", ErrState, r.State)
+		return stateError(r, a)
 	}
 	reason := "aborted by operator"
 	if a.Reason != "" {
@@ -134,7 +134,7 @@ func (e *Engine) abort(r *Rollout, now time.Time, a Action) error {
 
 func rollback(r *Rollout, now time.Time, a Action) error {
 	if r.State == StateRolledBack {
-		return fmt.Errorf("%w: %s", ErrState, r.State)
+		return stateError(r, a)
 	}
 	reason, from := orDefault(a.Reason, "rolled back by operator"), r.Phase()
 	if r.State != StateAborted {
@@ -151,6 +151,10 @@ func rollback(r *Rollout, now time.Time, a Action) error {
 		}
 	}
 	return nil
+}
+
+func stateError(r *Rollout, a Action) error {
+	return fmt.Errorf("%w: %s %s, which is %s", ErrState, a.Kind, r.ID, r.State)
 }
 
 func orDefault(s, def string) string {

@@ -268,3 +268,42 @@ func TestOperatorAbortRollsBack(t *testing.T) {
 		{"rolling_back", "rolled_back", ActorEngine, "20 devices back on their previous version"},
 	})
 }
+
+// TestErrorStrings: every error says "rollout:" first, then what failed.
+func TestErrorStrings(t *testing.T) {
+	ctx := context.Background()
+	s, c := newSim(t, 3, "1"), newClock()
+	e := openEngine(t, dbPath(t), s, c)
+	sum, err := e.Create(ctx, Spec{Artifact: testArtifact("2"), Waves: []float64{100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Pause(sum.ID); err != nil {
+		t.Fatal(err)
+	}
+	errOf := func(_ any, err error) error { return err }
+	tests := []struct {
+		name string
+		err  func() error
+		want string
+	}{
+		{"get", func() error { return errOf(e.Get("r9")) }, "rollout: not found: get r9"},
+		{"state", func() error { return errOf(e.Pause(sum.ID)) }, "rollout: not allowed in this state: pause r1, which is paused"},
+		{"action", func() error { return errOf(e.Act(ctx, sum.ID, Action{Kind: "explode"})) }, `rollout: unknown action "explode"`},
+		{"targets", func() error {
+			return errOf(e.Create(ctx, Spec{Artifact: testArtifact("2"), Selector: map[string]string{"line": "9"}, Waves: []float64{100}}))
+		}, `rollout: no device matches the selector "line=9"`},
+		{"spec", func() error {
+			return errOf(e.Create(ctx, Spec{Artifact: testArtifact("2"), Waves: []float64{100}, MaxFailureRate: 2}))
+		}, "rollout: create: max_failure_rate 2 is not in [0, 1]"},
+		{"job", func() error {
+			return e.HandleJobStatus(ctx, api.JobStatus{DeviceID: "cam-0000", JobID: "zz", State: api.JobFailed})
+		}, "rollout: not found: job zz"},
+		{"closed", func() error { e.Close(); return e.Step(ctx) }, "rollout: engine closed"},
+	}
+	for _, tc := range tests {
+		if err := tc.err(); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -16,7 +16,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return fmt.Errorf("rollout: %w", ErrClosed)
+		return ErrClosed
 	}
 	switch st.State {
 	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
@@ -26,7 +26,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	}
 	ref, ok := e.jobs[st.JobID]
 	if !ok {
-		return fmt.Errorf("rollout: job status: %w: job %s", ErrNotFound, st.JobID)
+		return fmt.Errorf("%w: job %s", ErrNotFound, st.JobID)
 	}
 	r := ref.r
 	j := &r.Jobs[ref.i]

@@ -28,7 +28,7 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return fmt.Errorf("rollout: %w", ErrClosed)
+		return ErrClosed
 	}
 	now := e.opt.Now()
 	type need struct {
@@ -85,7 +85,7 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return fmt.Errorf("rollout: %w", ErrClosed)
+		return ErrClosed
 	}
 	if err := e.flushLocked(); err != nil {
 		errs = append(errs, err)

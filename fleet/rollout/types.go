@@ -7,17 +7,17 @@ import (
 	"edgefleet/fleet/api"
 )
 
-// Errors returned (wrapped, after "rollout: <operation>") by the Engine.
-// Test with errors.Is.
+// Errors returned by the Engine, some with details after them
+// ("rollout: not found: get r9"). Test with errors.Is.
 var (
 	// ErrNotFound means no rollout or job has that id.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errors.New("rollout: not found")
 	// ErrState means the operation does not apply in the rollout's state.
-	ErrState = errors.New("not allowed in this state")
+	ErrState = errors.New("rollout: not allowed in this state")
 	// ErrNoTargets means the selector matches no device.
-	ErrNoTargets = errors.New("no device matches the selector")
+	ErrNoTargets = errors.New("rollout: no device matches the selector")
 	// ErrClosed means the engine is closed.
-	ErrClosed = errors.New("engine closed")
+	ErrClosed = errors.New("rollout: engine closed")
 )
 
 // State is a rollout's state.
