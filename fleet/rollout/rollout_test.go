@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,8 +92,10 @@ func TestThousandDevicesComplete(t *testing.T) {
 }
 
 // TestThousandDevicesAbort: with 10% of the devices failing, the rollout
-// aborts once the failures pass max-failures; the failed devices end on the
-// old version, and no update is sent after the abort.
+// aborts once the failures pass max-failures (the whole rollout's budget, no
+// per-wave rate); the failed devices end on the old version, no update is
+// sent after the abort, not even to the rest of the wave it happened in, and
+// with rollback_on_abort false the successes stay on the new version.
 func TestThousandDevicesAbort(t *testing.T) {
 	ctx := context.Background()
 	s, c := newSim(t, 1000, "1"), newClock()
@@ -111,7 +114,10 @@ func TestThousandDevicesAbort(t *testing.T) {
 	}
 	e := openEngine(t, dbPath(t), s, c)
 	defer e.Close()
-	sum, err := e.Create(ctx, spec1000("5%"))
+	sp := spec1000("5%")
+	no := false
+	sp.RollbackOnAbort = &no
+	sum, err := e.Create(ctx, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +142,9 @@ func TestThousandDevicesAbort(t *testing.T) {
 	aborted = true
 	mu.Unlock()
 	sm := r.Summarize()
-	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Pending != 100 || sm.Progress[2].Failed != 40 {
+	// Wave 3 (500..999) is sent in order; the 51st failure (515, which fails
+	// at once) stops it: 516.. are never sent.
+	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Pending != 484 || sm.Progress[2].Failed != 40 {
 		t.Fatalf("aborted: %s; progress %+v", r.Reason, sm.Progress)
 	}
 	// The offline devices return; rollbacks still flow, updates do not.
@@ -480,7 +488,23 @@ func TestParse(t *testing.T) {
 			t.Errorf("ParseThreshold(%q) = %+v (limit %d), %v", tc.in, got, got.Limit(1000), err)
 		}
 	}
-	valid := Spec{Artifact: testArtifact("2"), Waves: []float64{10, 100}}
+	rates := []struct {
+		in   string
+		want float64
+		bad  bool
+	}{
+		{"5%", 0.05, false}, {"0.05", 0.05, false}, {"100%", 1, false}, {"0", 0, false},
+		{"1.5", 0, true}, {"-1%", 0, true}, {"101%", 0, true}, {"NaN", 0, true}, {"x", 0, true},
+	}
+	for _, tc := range rates {
+		if got, err := ParseRate(tc.in); (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("ParseRate(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+	valid := Spec{Artifact: testArtifact("2"), Waves: []float64{10, 100}, MaxFailureRate: 0.05, MinExecutions: 10}
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("valid spec: %v", err)
+	}
 	specs := []struct {
 		name string
 		f    func(*Spec)
@@ -494,6 +518,10 @@ func TestParse(t *testing.T) {
 		{"wave range", func(s *Spec) { s.Waves = []float64{150} }, "not in"},
 		{"timeout", func(s *Spec) { s.HealthWindow, s.JobTimeout = time.Hour, time.Minute }, "must exceed"},
 		{"selector", func(s *Spec) { s.Selector = map[string]string{"a=b": "c"} }, "selector"},
+		{"rate above 1", func(s *Spec) { s.MaxFailureRate = 1.5 }, "max_failure_rate 1.5 is not in [0, 1]"},
+		{"rate negative", func(s *Spec) { s.MaxFailureRate = -0.1 }, "max_failure_rate -0.1"},
+		{"rate NaN", func(s *Spec) { s.MaxFailureRate = math.NaN() }, "max_failure_rate NaN"},
+		{"min executions", func(s *Spec) { s.MinExecutions = -1 }, "min_executions -1 is negative"},
 	}
 	for _, tc := range specs {
 		s := valid
@@ -512,6 +540,9 @@ func FuzzParseSpecFlags(f *testing.F) {
 		ParseWaves(waves)
 		if x, err := ParseThreshold(th); err == nil && (x.Limit(1000) < 0 || x.Percent > 100) {
 			t.Fatalf("ParseThreshold(%q) = %+v", th, x)
+		}
+		if x, err := ParseRate(th); err == nil && !(x >= 0 && x <= 1) {
+			t.Fatalf("ParseRate(%q) = %v", th, x)
 		}
 	})
 }

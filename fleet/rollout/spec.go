@@ -3,7 +3,9 @@ package rollout
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,8 +46,24 @@ type Spec struct {
 	// Canary devices go first, alone.
 	Canary int `json:"canary"`
 	// Waves are cumulative percentages of the targets, increasing, e.g. 10, 50, 100.
-	Waves       []float64 `json:"waves"`
+	Waves []float64 `json:"waves"`
+	// MaxFailures is the failure budget of the whole rollout.
 	MaxFailures Threshold `json:"max_failures"`
+	// MaxFailureRate (0..1) limits the failures of each wave, canary
+	// included, as a share of the wave. A wave stops, and the rollout
+	// aborts, as soon as its failures exceed MaxFailureRate × its size
+	// (whatever its other devices do), or once MinExecutions of its jobs
+	// have ended and more than MaxFailureRate of those failed. Skipped
+	// devices are not part of a wave. 0 means no per-wave limit (MaxFailures
+	// still applies; MaxFailures 0 stops at the first failure).
+	MaxFailureRate float64 `json:"max_failure_rate,omitempty"`
+	// MinExecutions is how many jobs of a wave must have ended before their
+	// failure rate alone stops it; 0 leaves only the rule on the wave's size.
+	MinExecutions int `json:"min_executions,omitempty"`
+	// RollbackOnAbort, true when nil, sends every device the rollout may
+	// have changed back to its previous version when the rollout aborts
+	// (canaries and successes included); false sends back only the failed.
+	RollbackOnAbort *bool `json:"rollback_on_abort,omitempty"`
 	// HealthWindow is how long a device watches the new version before it reports success.
 	HealthWindow time.Duration `json:"health_window"`
 	// JobTimeout bounds a job from the start of its wave (offline time
@@ -81,6 +99,12 @@ func (s *Spec) Validate() error {
 	if s.MaxFailures.Count < 0 || s.MaxFailures.Percent < 0 || s.MaxFailures.Percent > 100 {
 		return fmt.Errorf("max_failures %s is out of range", s.MaxFailures)
 	}
+	if !(s.MaxFailureRate >= 0 && s.MaxFailureRate <= 1) {
+		return fmt.Errorf("max_failure_rate %v is not in [0, 1]", s.MaxFailureRate)
+	}
+	if s.MinExecutions < 0 {
+		return fmt.Errorf("min_executions %d is negative", s.MinExecutions)
+	}
 	if s.HealthWindow < 0 || s.JobTimeout < 0 {
 		return errors.New("health_window and job_timeout must not be negative")
 	}
@@ -93,6 +117,20 @@ func (s *Spec) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (s *Spec) rollbackOnAbort() bool { return s.RollbackOnAbort == nil || *s.RollbackOnAbort }
+
+// clone copies the spec's maps and slices (the artifact's bytes are shared:
+// nothing changes them).
+func (s Spec) clone() Spec {
+	s.Selector = maps.Clone(s.Selector)
+	s.Waves = slices.Clone(s.Waves)
+	if s.RollbackOnAbort != nil {
+		v := *s.RollbackOnAbort
+		s.RollbackOnAbort = &v
+	}
+	return s
 }
 
 // ParseSelector reads "site=plant-a,line=3"; "" is the empty selector.
@@ -138,6 +176,20 @@ func ParseWaves(s string) ([]float64, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// ParseRate reads a failure rate as "5%" or "0.05" into 0.05.
+func ParseRate(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		t, div = p, 100
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(f/div >= 0 && f/div <= 1) {
+		return 0, fmt.Errorf("max failure rate: %q is not a rate in [0, 1] or a percentage", s)
+	}
+	return f / div, nil
 }
 
 // ParseThreshold reads "5%" (a percentage of the targets) or "3" (a count).

@@ -1,0 +1,121 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"edgefleet/fleet/api"
+)
+
+// HandleJobStatus records a device's job report; fleetd's ingest calls it
+// for every api.JobStatus. Reports for unknown jobs return ErrNotFound;
+// reports after a job ended are ignored.
+func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	switch st.State {
+	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
+		api.JobSucceeded, api.JobFailed, api.JobRolledBack:
+	default:
+		return fmt.Errorf("rollout: job status: unknown state %q", st.State)
+	}
+	ref, ok := e.jobs[st.JobID]
+	if !ok {
+		return fmt.Errorf("%w: job %s", ErrNotFound, st.JobID)
+	}
+	r := ref.r
+	j := &r.Jobs[ref.i]
+	if j.DeviceID != st.DeviceID {
+		return fmt.Errorf("rollout: job status: job %s belongs to %s, not %s", st.JobID, j.DeviceID, st.DeviceID)
+	}
+	now := e.opt.Now()
+	if ref.rollback {
+		if j.Rollback == "" || jobFinal(j.Rollback) {
+			return nil
+		}
+		j.Rollback, j.RollbackReason, j.RollbackAt = st.State, st.Reason, now
+		e.dirty[r.ID] = true
+		if jobFinal(st.State) {
+			e.poke()
+		}
+		return nil
+	}
+	if jobFinal(j.State) {
+		return nil
+	}
+	j.State, j.Progress, j.UpdatedAt = st.State, st.Progress, now
+	if st.Reason != "" {
+		j.Reason = st.Reason
+	}
+	e.dirty[r.ID] = true
+	if jobFinal(st.State) {
+		j.Progress = 0
+		e.afterFinalLocked(r, j, now)
+		e.poke()
+	}
+	return nil
+}
+
+// afterFinalLocked applies the consequences of a job that just ended.
+func (e *Engine) afterFinalLocked(r *Rollout, j *Job, now time.Time) {
+	e.m.finished.WithLabelValues(j.State).Inc()
+	if wantsRollback(r, j) {
+		queueRollback(j, now)
+	}
+	// A success can break only the rule on MinExecutions.
+	if r.State.Final() || !jobFailed(j.State) && (r.Spec.MaxFailureRate == 0 || r.Spec.MinExecutions == 0) {
+		return
+	}
+	if reason := r.overLimit(j.Wave); reason != "" {
+		e.abortLocked(r, now, reason, ActorEngine)
+	}
+}
+
+// overLimit says why the failures break a limit, with the wave w a job of
+// which just ended, or returns "".
+func (r *Rollout) overLimit(w int) string {
+	rate := r.Spec.MaxFailureRate
+	if rate > 0 {
+		var size, ended, failed int
+		for _, j := range r.waveJobs(w) {
+			if j.State == JobSkipped {
+				continue
+			}
+			size++
+			if jobFinal(j.State) {
+				ended++
+			}
+			if jobFailed(j.State) {
+				failed++
+			}
+		}
+		name := "wave " + strconv.Itoa(w)
+		if w == 0 {
+			name = "canary"
+		}
+		allowed := rate * float64(size)
+		switch {
+		case float64(failed) > allowed:
+			return fmt.Sprintf("%s stopped: %d of its %d devices failed, more than max-failure-rate %v allows (%.4g)",
+				name, failed, size, rate, allowed)
+		case r.Spec.MinExecutions > 0 && ended >= r.Spec.MinExecutions && float64(failed) > rate*float64(ended):
+			return fmt.Sprintf("%s stopped: %d of %d ended jobs failed (%d devices in the wave), above max-failure-rate %v",
+				name, failed, ended, size, rate)
+		}
+	}
+	failed := 0
+	for _, j := range r.Jobs {
+		if jobFailed(j.State) {
+			failed++
+		}
+	}
+	if limit := r.Spec.MaxFailures.Limit(len(r.Jobs)); failed > limit {
+		return fmt.Sprintf("%d failures exceed max-failures %s (%d of %d devices)", failed, r.Spec.MaxFailures, limit, len(r.Jobs))
+	}
+	return ""
+}

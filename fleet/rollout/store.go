@@ -1,0 +1,25 @@
+package rollout
+
+import "context"
+
+// Store keeps rollouts, each with its jobs and history, for the Engine.
+// The Engine holds every rollout in memory and writes through the Store;
+// it calls one method at a time. Bolt is the implementation for one box;
+// storeSuite in store_test.go is the behaviour every implementation must
+// show.
+type Store interface {
+	// Epoch is a random tag made when the store was created and kept for
+	// its life; job ids carry it.
+	Epoch() string
+	// Load returns every stored rollout, in no particular order.
+	Load(ctx context.Context) ([]*Rollout, error)
+	// Create takes the next rollout id (r1, r2, ...: never one given
+	// before), has fill build the rollout for it and stores that: all or
+	// nothing. An error from fill is returned as is and nothing is stored.
+	Create(ctx context.Context, fill func(id string) (*Rollout, error)) (*Rollout, error)
+	// Save writes the rollouts, each whole (jobs and history), in one
+	// atomic step. The store keeps no reference to them.
+	Save(ctx context.Context, rs ...*Rollout) error
+	// Close releases the store; it is safe to call twice.
+	Close() error
+}
