@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"time"
 
 	"edgefleet/fleet/api"
@@ -179,4 +181,49 @@ func (c *CA) IssueServer(hosts []string, lifetime time.Duration) (tls.Certificat
 		return tls.Certificate{}, err
 	}
 	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+}
+
+// ServerCertificate is a tls.Config.GetCertificate hook that serves a
+// server certificate issued by the CA for fixed hosts and issues a new one
+// once two thirds of the current one's lifetime have passed, so a fleetd
+// that runs for a year never serves an expired certificate. It is safe for
+// concurrent use.
+type ServerCertificate struct {
+	ca       *CA
+	hosts    []string
+	lifetime time.Duration
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+// ServerCertificate issues the first certificate for hosts (see
+// IssueServer) and returns the hook that keeps it fresh.
+func (c *CA) ServerCertificate(hosts []string, lifetime time.Duration) (*ServerCertificate, error) {
+	cert, err := c.IssueServer(hosts, lifetime)
+	if err != nil {
+		return nil, err
+	}
+	return &ServerCertificate{ca: c, hosts: slices.Clone(hosts), lifetime: lifetime, cert: &cert}, nil
+}
+
+// GetCertificate implements tls.Config.GetCertificate. If reissuing fails,
+// the current certificate is served while it is valid.
+func (s *ServerCertificate) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	leaf := s.cert.Leaf
+	due := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
+	if s.ca.now().Before(due) {
+		return s.cert, nil
+	}
+	cert, err := s.ca.IssueServer(s.hosts, s.lifetime)
+	if err != nil {
+		if s.ca.now().Before(leaf.NotAfter) {
+			return s.cert, nil
+		}
+		return nil, err
+	}
+	s.cert = &cert
+	return s.cert, nil
 }

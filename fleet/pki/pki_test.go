@@ -295,3 +295,28 @@ func TestIssueServer(t *testing.T) {
 		t.Fatal("issued a server certificate without names")
 	}
 }
+
+func TestServerCertificate(t *testing.T) {
+	ca := newCA(t)
+	var mu sync.Mutex
+	now := time.Now()
+	clocked := ca.WithClock(func() time.Time { mu.Lock(); defer mu.Unlock(); return now })
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	sc, err := clocked.ServerCertificate([]string{"fleet.example"}, 90*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := sc.GetCertificate(nil)
+	advance(30 * time.Minute)
+	if c, _ := sc.GetCertificate(nil); c != first {
+		t.Fatal("reissued before two thirds of the lifetime")
+	}
+	advance(31 * time.Minute)
+	second, err := sc.GetCertificate(nil)
+	if err != nil || second == first || !second.Leaf.NotAfter.After(first.Leaf.NotAfter) {
+		t.Fatalf("not reissued at two thirds: %v", err)
+	}
+	if second.Leaf.DNSNames[0] != "fleet.example" {
+		t.Fatalf("reissued for %v", second.Leaf.DNSNames)
+	}
+}
