@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -48,7 +49,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		if block.Type != "CERTIFICATE REQUEST" && block.Type != "NEW CERTIFICATE REQUEST" {
 			return nil, fmt.Errorf("%w: PEM block %q", ErrBadCSR, block.Type)
 		}
-		if len(bytesTrimSpace(rest)) != 0 {
+		if len(bytes.TrimSpace(rest)) != 0 {
 			return nil, fmt.Errorf("%w: data after the PEM block", ErrBadCSR)
 		}
 		der = block.Bytes
@@ -70,13 +71,6 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("%w: key type %T (ECDSA P-256 or ed25519)", ErrBadCSR, k)
 	}
 	return csr, nil
-}
-
-func bytesTrimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
 }
 
 // CheckIdentity checks that a request asks for deviceID and nothing else:

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"time"
 
 	"edgefleet/fleet/api"
@@ -100,4 +101,25 @@ func (v *Verifier) VerifyConnection(cs tls.ConnectionState) error {
 	defer cancel()
 	_, err := v.VerifyDevice(ctx, cs.PeerCertificates)
 	return err
+}
+
+// ConnDevice returns the device proved by a connection's client
+// certificate, for listeners that see the net.Conn (the MQTT broker's auth
+// hook). ok is false, with no error, for a plain connection or a TLS one
+// without a client certificate; the caller decides whether those may log
+// in otherwise (a password). The handshake must be complete.
+func (v *Verifier) ConnDevice(ctx context.Context, conn net.Conn) (id string, ok bool, err error) {
+	tc, isTLS := conn.(*tls.Conn)
+	if !isTLS {
+		return "", false, nil
+	}
+	cs := tc.ConnectionState()
+	if !cs.HandshakeComplete {
+		return "", false, fmt.Errorf("%w: handshake not complete", ErrNoCertificate)
+	}
+	if len(cs.PeerCertificates) == 0 {
+		return "", false, nil
+	}
+	id, err = v.VerifyDevice(ctx, cs.PeerCertificates)
+	return id, err == nil, err
 }

@@ -127,3 +127,55 @@ func TestServerConfigHandshake(t *testing.T) {
 		})
 	}
 }
+
+func TestConnDevice(t *testing.T) {
+	ca := newCA(t)
+	rev := &revokedSet{}
+	rev.revoke("box-gone")
+	v := ca.Verifier(rev)
+	sc, _ := ca.IssueServer([]string{"127.0.0.1"}, time.Hour)
+	cfg := ServerConfig(ServerOptions{Certificate: sc, Devices: ca.Verifier(nil)}) // revocation checked by ConnDevice only
+	tests := []struct {
+		name   string
+		certs  []tls.Certificate
+		wantID string
+		wantOK bool
+		err    error
+	}{
+		{"device", []tls.Certificate{deviceCert(t, ca, "box-1", time.Hour)}, "box-1", true, nil},
+		{"no certificate", nil, "", false, nil},
+		{"revoked", []tls.Certificate{deviceCert(t, ca, "box-gone", time.Hour)}, "", false, ErrRevoked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: tc.certs})
+				if err == nil {
+					io.ReadAll(c)
+					c.Close()
+				}
+			}()
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, ok, err := v.ConnDevice(context.Background(), c); ok || err != nil {
+				t.Fatalf("plain conn: %v %v", ok, err)
+			}
+			conn := tls.Server(c, cfg)
+			if err := conn.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			id, ok, err := v.ConnDevice(context.Background(), conn)
+			if id != tc.wantID || ok != tc.wantOK || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+				t.Fatalf("got %q %v %v; want %q %v %v", id, ok, err, tc.wantID, tc.wantOK, tc.err)
+			}
+		})
+	}
+}
