@@ -174,8 +174,12 @@ func (r *Renewer) Renew(ctx context.Context) error {
 func (r *Renewer) Run(ctx context.Context) error {
 	backoff := r.opts.MinBackoff
 	for {
-		if !r.sleep(ctx, r.RenewAt().Sub(r.opts.Now())) {
-			return nil
+		// Wake at least every recheck: a box without a real-time clock
+		// may start with a wrong time and have it corrected by NTP later.
+		for d := r.RenewAt().Sub(r.opts.Now()); d > 0; d = r.RenewAt().Sub(r.opts.Now()) {
+			if !r.sleep(ctx, min(d, recheck)) {
+				return nil
+			}
 		}
 		for {
 			err := r.Renew(ctx)
@@ -203,6 +207,9 @@ func (r *Renewer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// recheck bounds how long Run sleeps before looking at the clock again.
+const recheck = 10 * time.Minute
 
 // sleep waits d, or less when ctx ends, reporting whether ctx is still live.
 func (r *Renewer) sleep(ctx context.Context, d time.Duration) bool {
