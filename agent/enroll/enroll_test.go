@@ -235,8 +235,12 @@ func whoami(t *testing.T, f *fleet, cfg *tls.Config) string {
 	return b.String()
 }
 
+// The lifetimes of seconds leave a margin of about two seconds between
+// the renewal and the expiry for a loaded machine.
+
 func TestRenewerRenewsBeforeExpiry(t *testing.T) {
-	f := newFleet(t, 3*time.Second, nil)
+	t.Parallel()
+	f := newFleet(t, 6*time.Second, nil)
 	p := f.enrolled(t, "box-17")
 	r, renewed := renewer(t, f, p, 50*time.Millisecond)
 	cfg := r.ClientTLS() // as the MQTT link and the downloader hold it
@@ -274,12 +278,13 @@ func TestRenewerRenewsBeforeExpiry(t *testing.T) {
 }
 
 func TestRenewerBackoff(t *testing.T) {
+	t.Parallel()
 	// The fleet answers the first two renewals with 503, as during a fleetd restart.
 	var failures = make(chan struct{}, 2)
 	failures <- struct{}{}
 	failures <- struct{}{}
 	attempts := make(chan struct{}, 16)
-	f := newFleet(t, 4*time.Second, func(h http.Handler) http.Handler {
+	f := newFleet(t, 6*time.Second, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == enrollapi.PathRenew {
 				attempts <- struct{}{}
