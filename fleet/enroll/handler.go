@@ -2,6 +2,7 @@ package enroll
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,9 @@ type HandlerOptions struct {
 	Lifetime time.Duration
 	// Log receives one line per certificate issued or refused; nil means slog.Default().
 	Log *slog.Logger
+	// OnEnroll, if set, is called after a device has enrolled, with its
+	// registration (e.g. to give the device registry its labels).
+	OnEnroll func(ctx context.Context, d Device)
 }
 
 // Handler serves POST enrollapi.PathEnroll and POST enrollapi.PathRenew.
@@ -38,6 +42,7 @@ type Handler struct {
 	verifier *pki.Verifier
 	lifetime time.Duration
 	log      *slog.Logger
+	onEnroll func(context.Context, Device)
 	mux      *http.ServeMux
 }
 
@@ -49,6 +54,7 @@ func NewHandler(o HandlerOptions) *Handler {
 		verifier: o.CA.Verifier(o.Store),
 		lifetime: o.Lifetime,
 		log:      o.Log,
+		onEnroll: o.OnEnroll,
 		mux:      http.NewServeMux(),
 	}
 	if h.log == nil {
@@ -157,6 +163,9 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.issued(w, r, d.ID, cert)
+	if h.onEnroll != nil {
+		h.onEnroll(r.Context(), d)
+	}
 }
 
 func (h *Handler) renew(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,10 @@ type fixture struct {
 // newFixture starts the handler; clientAuth overrides how the listener
 // treats client certificates (0: pki.ServerConfig's, as fleetd has it).
 func newFixture(t *testing.T, clientAuth tls.ClientAuthType) *fixture {
+	return newFixtureHook(t, clientAuth, nil)
+}
+
+func newFixtureHook(t *testing.T, clientAuth tls.ClientAuthType, onEnroll func(context.Context, enroll.Device)) *fixture {
 	t.Helper()
 	ca, err := pki.OpenCA(filepath.Join(t.TempDir(), "ca"))
 	if err != nil {
@@ -50,7 +54,7 @@ func newFixture(t *testing.T, clientAuth tls.ClientAuthType) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	h := enroll.NewHandler(enroll.HandlerOptions{CA: ca, Store: store, Lifetime: time.Hour})
+	h := enroll.NewHandler(enroll.HandlerOptions{CA: ca, Store: store, Lifetime: time.Hour, OnEnroll: onEnroll})
 	srv := httptest.NewUnstartedServer(h)
 	sc, err := ca.IssueServer([]string{"127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -147,7 +151,8 @@ func pemKey(t testing.TB, key crypto.Signer) []byte {
 }
 
 func TestEnroll(t *testing.T) {
-	f := newFixture(t, 0)
+	enrolled := make(chan enroll.Device, 2)
+	f := newFixtureHook(t, 0, func(_ context.Context, d enroll.Device) { enrolled <- d })
 	key := newKey(t)
 	tok := f.add(t, "box-17")
 	st, resp, e, err := f.post(t, f.client(), enrollapi.PathEnroll, enrollapi.Request{Token: tok, CSR: csrPEM(t, key, "box-17")})
@@ -167,6 +172,9 @@ func TestEnroll(t *testing.T) {
 	}
 	if d := cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore); d > time.Hour+6*time.Minute {
 		t.Fatalf("lifetime %v, configured 1h", d)
+	}
+	if d := <-enrolled; d.ID != "box-17" || d.Labels["site"] != "a" {
+		t.Fatalf("OnEnroll got %+v", d)
 	}
 	// An empty common name is a first enrollment that does not know its id.
 	st, resp, e, _ = f.post(t, f.client(), enrollapi.PathEnroll, enrollapi.Request{Token: f.add(t, "box-18"), CSR: csrPEM(t, newKey(t), "")})
