@@ -39,11 +39,11 @@ func (k *pool) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("input %v must be 4-D", in.shape)
 	}
 	op := n.op
-	pad := op.optByte(0, 0)
+	pad := op.OptByte(0, 0)
 	g := convGeom{n: in.shape[0], ih: in.shape[1], iw: in.shape[2], ic: in.shape[3], oc: in.shape[3], dh: 1, dw: 1}
-	g.sw, g.sh = int(op.optInt(1, 1)), int(op.optInt(2, 1))
-	g.kw, g.kh = int(op.optInt(3, 1)), int(op.optInt(4, 1))
-	k.act = op.optByte(5, 0)
+	g.sw, g.sh = int(op.OptInt(1, 1)), int(op.OptInt(2, 1))
+	g.kw, g.kh = int(op.OptInt(3, 1)), int(op.OptInt(4, 1))
+	k.act = op.OptByte(5, 0)
 	if g.sw <= 0 || g.sh <= 0 || g.kw <= 0 || g.kh <= 0 || g.kw > 1024 || g.kh > 1024 {
 		return n.errorf("bad pool window %dx%d stride %dx%d", g.kh, g.kw, g.sh, g.sw)
 	}
@@ -183,7 +183,7 @@ func (k *resizeNearest) prepare(ip *Interpreter, n *node) error {
 	if size[0] <= 0 || size[1] <= 0 || size[0] > 1<<14 || size[1] > 1<<14 {
 		return n.errorf("bad size %v", size)
 	}
-	align, half := n.op.optBool(0), n.op.optBool(1)
+	align, half := n.op.OptBool(0), n.op.OptBool(1)
 	k.ys, k.xs = make([]int, size[0]), make([]int, size[1])
 	for i := range k.ys {
 		k.ys[i] = nearestIndex(i, in.shape[1], size[0], align, half)
@@ -227,10 +227,10 @@ func (k *gather) prepare(ip *Interpreter, n *node) error {
 	if idx.typ != models.Int32 && idx.typ != models.Int64 {
 		return n.errorf("indices of type %s", idx.typ)
 	}
-	if n.op.optInt(1, 0) != 0 {
+	if n.op.OptInt(1, 0) != 0 {
 		return n.errorf("%w: batch_dims", models.ErrUnsupported)
 	}
-	axis, err := normAxis(n, int(n.op.optInt(0, 0)), len(p.shape))
+	axis, err := normAxis(n, int(n.op.OptInt(0, 0)), len(p.shape))
 	if err != nil {
 		return err
 	}
@@ -330,7 +330,7 @@ func (k *reduce) prepare(ip *Interpreter, n *node) error {
 	if in.typ != models.Float32 && in.typ != models.Int8 && in.typ != models.UInt8 {
 		return n.errorf("%w: %s on %s", models.ErrUnsupported, k.kind, in.typ)
 	}
-	keep := n.op.optBool(0)
+	keep := n.op.OptBool(0)
 	k.axes = make([]bool, len(in.shape))
 	for _, a := range ax {
 		a, err := normAxis(n, a, len(in.shape))
@@ -506,7 +506,7 @@ func (k *batchMatmul) prepare(ip *Interpreter, n *node) error {
 	if len(x.shape) < 2 || len(y.shape) < 2 {
 		return n.errorf("inputs %v and %v must be at least 2-D", x.shape, y.shape)
 	}
-	k.adjX, k.adjY = n.op.optBool(0), n.op.optBool(1)
+	k.adjX, k.adjY = n.op.OptBool(0), n.op.OptBool(1)
 	xr, yr := len(x.shape), len(y.shape)
 	m, kx := x.shape[xr-2], x.shape[xr-1]
 	if k.adjX {
@@ -592,11 +592,11 @@ func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 	if len(w.shape) != 2 {
 		return n.errorf("weights must be 2-D, got %v", w.shape)
 	}
-	if n.op.optByte(1, 0) != 0 {
+	if n.op.OptByte(1, 0) != 0 {
 		return n.errorf("%w: shuffled weights format", models.ErrUnsupported)
 	}
-	k.act = n.op.optByte(0, 0)
-	keep := n.op.optBool(2)
+	k.act = n.op.OptByte(0, 0)
+	keep := n.op.OptBool(2)
 	k.out, k.in = w.shape[0], w.shape[1]
 	if k.in == 0 || x.elems()%k.in != 0 {
 		return n.errorf("input %v does not fit weights %v", x.shape, w.shape)
