@@ -2,7 +2,8 @@
 // output `go test` would print without -json (package results, and the
 // output of failing tests), optionally keeps the raw JSON in a file, and ends
 // with a report: the failed tests, every skipped test with its skip message,
-// and one line "N passed, N failed, N skipped". It exits with status 1 when a
+// and one line "N passed, N failed, N skipped" (-q prints only that
+// report, e.g. for a saved stream: testreport -q <test.json). It exits with status 1 when a
 // test or a build failed.
 //
 //	set -o pipefail; go test -race -json ./... | go run ./scripts/testreport -json test.json
@@ -119,9 +120,8 @@ func skipMessage(lines []string) string {
 	return strings.Join(msg, " | ")
 }
 
-// summary prints the failures, the skips and the closing count line.
-func (r *report) summary() {
-	w := r.out
+// summary prints the failures, the skips and the closing count line to w.
+func (r *report) summary(w io.Writer) {
 	fmt.Fprintln(w, "\n=== test report ===")
 	for _, p := range r.buildFailed {
 		fmt.Fprintf(w, "BUILD FAILED %s\n", p)
@@ -187,13 +187,17 @@ func run(in io.Reader, out, raw io.Writer) (*report, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("testreport: reading input: %w", err)
 	}
-	r.summary()
 	return r, nil
 }
 
 func main() {
 	jsonFile := flag.String("json", "", "also write the raw `go test -json` stream to this file")
+	quiet := flag.Bool("q", false, "print only the report, not the test output (to report on a saved stream)")
 	flag.Parse()
+	var out io.Writer = os.Stdout
+	if *quiet {
+		out = io.Discard
+	}
 	var raw io.Writer
 	if *jsonFile != "" {
 		f, err := os.Create(*jsonFile)
@@ -204,11 +208,12 @@ func main() {
 		defer f.Close()
 		raw = f
 	}
-	r, err := run(os.Stdin, os.Stdout, raw)
+	r, err := run(os.Stdin, out, raw)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	r.summary(os.Stdout)
 	if !r.ok() {
 		os.Exit(1)
 	}

@@ -53,6 +53,7 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.summary(&out)
 	if !bytes.Equal(raw.Bytes(), stream) {
 		t.Error("the raw copy differs from the input")
 	}
@@ -100,6 +101,7 @@ func TestReportPassing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.summary(&out)
 	if !r.ok() {
 		t.Error("report is not ok for a passing run")
 	}
