@@ -8,8 +8,8 @@ import (
 
 	"edgefleet/models"
 	"edgefleet/models/modeltest"
-	"edgefleet/models/tfmodel"
 	tt "edgefleet/models/tflite/tflitetest"
+	"edgefleet/models/tfmodel"
 )
 
 func tiny() []byte {
