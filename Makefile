@@ -4,6 +4,12 @@ BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X edgefleet/agent.Version=$(VERSION)
 export EDGEFLEET_TESTDATA ?= $(abspath ../shared/testdata)
+# PKGS narrows `make test` (PKGS=./models/...). TESTJSON=FILE runs the tests
+# with -json, keeps the stream in FILE, prints the usual output and ends with a
+# report of failures and skipped tests (scripts/testreport); .ci/run uses it.
+PKGS     ?= ./...
+TESTJSON ?=
+SHELL    := /bin/bash
 
 .DEFAULT_GOAL := help
 .PHONY: help build test bench lint demo cross fuzz clean
@@ -15,8 +21,14 @@ build: ## build edge-agent, edge-launcher, fleetd and fleetctl into bin/
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./agent/cmd/... ./fleet/cmd/... ./firmware/cmd/...
 
-test: ## run every test with -race
-	$(GO) test -race -timeout 25m ./...
+test: ## run every test with -race (TESTJSON=FILE adds a report of failures and skips)
+ifeq ($(TESTJSON),)
+	$(GO) test -race -timeout 25m $(PKGS)
+else
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/testreport ./scripts/testreport
+	set -o pipefail; $(GO) test -race -json -timeout 25m $(PKGS) | $(BIN)/testreport -json $(TESTJSON)
+endif
 
 bench: ## run the benchmarks and print a table
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=$${BENCHTIME:-1x} -timeout 30m ./... 2>&1 | $(GO) run ./scripts/benchtable

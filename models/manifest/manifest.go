@@ -23,7 +23,7 @@ import (
 	"io"
 	"time"
 
-	"edgefleet/models/tflite"
+	"edgefleet/models/tfmodel"
 )
 
 // Artifact kinds.
@@ -265,7 +265,7 @@ func (m *Manifest) Check(sha256Hex string, size int64) error {
 // ForModel builds the manifest of a .tflite model: its sha256, size and the
 // input/output tensors of its main subgraph.
 func ForModel(data []byte, name, version string, labels []string, now time.Time) (*Manifest, error) {
-	mod, err := tflite.Parse(data)
+	mod, err := tfmodel.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("manifest: model: %w", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"edgefleet/models"
-	"edgefleet/models/tflite"
+	"edgefleet/models/tfmodel"
 )
 
 // Built reports whether this binary has the native engine.
@@ -61,7 +61,7 @@ func Open(ctx context.Context, model []byte, opts models.Options) (models.Engine
 	}
 	// The C library trusts the file more than it should; the Go reader
 	// checks every offset first, so a corrupt file is an error, not a crash.
-	if _, err := tflite.Parse(model); err != nil {
+	if _, err := tfmodel.Parse(model); err != nil {
 		return nil, fmt.Errorf("native: open: %w", err)
 	}
 	lib, err := loadLibrary(opts.Library)

@@ -8,6 +8,7 @@ import (
 	"unsafe"
 
 	"edgefleet/models"
+	"edgefleet/models/tfmodel"
 )
 
 // Version is reported in EngineInfo.
@@ -158,8 +159,8 @@ func NewInterpreter(m *Model, opts models.Options) (ip *Interpreter, err error) 
 	// reader's format errors there too.
 	defer func() {
 		if r := recover(); r != nil {
-			if fe, ok := r.(*formatError); ok {
-				ip, err = nil, fmt.Errorf("%w: %s", ErrFormat, fe.msg)
+			if fe, ok := r.(*tfmodel.FormatError); ok {
+				ip, err = nil, fmt.Errorf("%w: %s", ErrFormat, fe.Msg)
 				return
 			}
 			panic(r)

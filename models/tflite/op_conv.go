@@ -86,11 +86,11 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 	var pad uint8
 	g := convGeom{n: in.shape[0], ih: in.shape[1], iw: in.shape[2], ic: in.shape[3], kh: f.shape[1], kw: f.shape[2]}
 	if c.depthwise {
-		pad = op.optByte(0, 0)
-		g.sw, g.sh = int(op.optInt(1, 1)), int(op.optInt(2, 1))
-		c.mult = int(op.optInt(3, 1))
-		c.act = op.optByte(4, 0)
-		g.dw, g.dh = int(op.optInt(5, 1)), int(op.optInt(6, 1))
+		pad = op.OptByte(0, 0)
+		g.sw, g.sh = int(op.OptInt(1, 1)), int(op.OptInt(2, 1))
+		c.mult = int(op.OptInt(3, 1))
+		c.act = op.OptByte(4, 0)
+		g.dw, g.dh = int(op.OptInt(5, 1)), int(op.OptInt(6, 1))
 		g.oc = f.shape[3]
 		if f.shape[0] != 1 {
 			return n.errorf("depthwise filter %v must have leading 1", f.shape)
@@ -102,10 +102,10 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 			}
 		}
 	} else {
-		pad = op.optByte(0, 0)
-		g.sw, g.sh = int(op.optInt(1, 1)), int(op.optInt(2, 1))
-		c.act = op.optByte(3, 0)
-		g.dw, g.dh = int(op.optInt(4, 1)), int(op.optInt(5, 1))
+		pad = op.OptByte(0, 0)
+		g.sw, g.sh = int(op.OptInt(1, 1)), int(op.OptInt(2, 1))
+		c.act = op.OptByte(3, 0)
+		g.dw, g.dh = int(op.OptInt(4, 1)), int(op.OptInt(5, 1))
 		g.oc = f.shape[0]
 		if f.shape[3] != g.ic {
 			if f.shape[3] == 0 || g.ic%f.shape[3] != 0 {

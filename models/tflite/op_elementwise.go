@@ -132,7 +132,7 @@ func (k *binaryOp) prepare(ip *Interpreter, n *node) error {
 	out.shape = append([]int(nil), bc.out...)
 	switch k.kind {
 	case OpAdd, OpSub, OpMul, OpDiv:
-		k.act = n.op.optByte(0, 0)
+		k.act = n.op.OptByte(0, 0)
 	}
 	switch k.kind {
 	case OpLess, OpGreater, OpEqual:

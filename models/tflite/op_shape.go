@@ -95,8 +95,8 @@ func (k *reshape) prepare(ip *Interpreter, n *node) error {
 		} else {
 			shape = s
 		}
-	case n.code.Builtin == OpReshape && n.op.hasOptions && len(n.op.optInts(0)) > 0:
-		shape = n.op.optInts(0)
+	case n.code.Builtin == OpReshape && len(n.op.OptInts(0)) > 0:
+		shape = n.op.OptInts(0)
 	default:
 		shape = append([]int(nil), out.decl.Shape...)
 	}
@@ -162,11 +162,11 @@ func (k *concat) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("input 0 missing")
 	}
 	rank := len(first.shape)
-	axis, err := normAxis(n, int(n.op.optInt(0, 0)), rank)
+	axis, err := normAxis(n, int(n.op.OptInt(0, 0)), rank)
 	if err != nil {
 		return err
 	}
-	if act := n.op.optByte(1, 0); act != actNone && first.typ != models.Float32 {
+	if act := n.op.OptByte(1, 0); act != actNone && first.typ != models.Float32 {
 		return n.errorf("%w: fused activation on quantized concatenation", models.ErrUnsupported)
 	}
 	k.axis = axis
@@ -294,9 +294,9 @@ func (k *stridedSlice) prepare(ip *Interpreter, n *node) error {
 	if len(begin) != len(end) || len(begin) != len(strides) || len(begin) > len(in.shape) {
 		return n.errorf("begin %v, end %v, strides %v do not fit input %v", begin, end, strides, in.shape)
 	}
-	bm, em := n.op.optInt(0, 0), n.op.optInt(1, 0)
-	ellipsis, newAxis, shrink := n.op.optInt(2, 0), n.op.optInt(3, 0), n.op.optInt(4, 0)
-	offset := n.op.optBool(5)
+	bm, em := n.op.OptInt(0, 0), n.op.OptInt(1, 0)
+	ellipsis, newAxis, shrink := n.op.OptInt(2, 0), n.op.OptInt(3, 0), n.op.OptInt(4, 0)
+	offset := n.op.OptBool(5)
 	if ellipsis != 0 || newAxis != 0 {
 		return n.errorf("%w: ellipsis or new-axis masks", models.ErrUnsupported)
 	}
@@ -501,7 +501,7 @@ func (k *pack) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("needs inputs and one output")
 	}
 	first := n.in[0]
-	axis := int(n.op.optInt(1, 0))
+	axis := int(n.op.OptInt(1, 0))
 	if axis < 0 {
 		axis += len(first.shape) + 1
 	}

@@ -45,7 +45,7 @@ func (k *unary) prepare(ip *Interpreter, n *node) error {
 	out.shape = append([]int(nil), in.shape...)
 	out.typ = in.typ
 	if k.kind == OpLeakyRelu {
-		alpha := n.op.optFloat(0, 0.2)
+		alpha := n.op.OptFloat(0, 0.2)
 		k.f = func(x float32) float32 {
 			if x < 0 {
 				return alpha * x
@@ -112,7 +112,7 @@ func (k *softmax) prepare(ip *Interpreter, n *node) error {
 	}
 	out.shape = append([]int(nil), in.shape...)
 	out.typ = in.typ
-	k.beta = float64(n.op.optFloat(0, 1))
+	k.beta = float64(n.op.OptFloat(0, 1))
 	k.inner = in.shape[len(in.shape)-1]
 	switch in.typ {
 	case models.Float32:

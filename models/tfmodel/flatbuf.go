@@ -1,4 +1,4 @@
-package tflite
+package tfmodel
 
 import (
 	"encoding/binary"
@@ -8,16 +8,19 @@ import (
 
 // A minimal, bounds-checked flatbuffer reader: just what the TFLite schema
 // needs. Every read checks its range; a bad offset aborts the parse with a
-// formatError (raised with panic and recovered in Parse, the way
+// FormatError (raised with panic and recovered in Parse, the way
 // encoding/json handles deep errors), so no slice is ever indexed out of
 // range and no allocation is larger than the file.
 
-type formatError struct{ msg string }
+// FormatError is what the reader panics with on a bad offset or length.
+// Parse recovers it into an error wrapping ErrFormat; code that reads
+// operator options later (Operator.Opt*) must recover it the same way.
+type FormatError struct{ Msg string }
 
-func (e *formatError) Error() string { return e.msg }
+func (e *FormatError) Error() string { return e.Msg }
 
 func failf(format string, args ...any) {
-	panic(&formatError{fmt.Sprintf(format, args...)})
+	panic(&FormatError{fmt.Sprintf(format, args...)})
 }
 
 type fbuf []byte

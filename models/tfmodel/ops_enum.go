@@ -1,4 +1,4 @@
-package tflite
+package tfmodel
 
 import "strconv"
 

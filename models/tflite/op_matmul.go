@@ -1,0 +1,300 @@
+package tflite
+
+import (
+	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
+)
+
+// FULLY_CONNECTED (constant or computed weights) and BATCH_MATMUL.
+
+func init() {
+	register(OpBatchMatmul, func() opKernel { return &batchMatmul{} })
+	register(OpFullyConnected, func() opKernel { return &fullyConnected{} })
+}
+
+type batchMatmul struct {
+	adjX, adjY bool
+	bc         bcast
+	m, kd, nn  int
+}
+
+func (k *batchMatmul) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 2, 1); err != nil {
+		return err
+	}
+	x, y, out := n.in[0], n.in[1], n.out[0]
+	if x.typ != models.Float32 || y.typ != models.Float32 {
+		return n.errorf("%w: BATCH_MATMUL on %s x %s", models.ErrUnsupported, x.typ, y.typ)
+	}
+	if len(x.shape) < 2 || len(y.shape) < 2 {
+		return n.errorf("inputs %v and %v must be at least 2-D", x.shape, y.shape)
+	}
+	k.adjX, k.adjY = n.op.OptBool(0), n.op.OptBool(1)
+	xr, yr := len(x.shape), len(y.shape)
+	m, kx := x.shape[xr-2], x.shape[xr-1]
+	if k.adjX {
+		m, kx = kx, m
+	}
+	ky, nn := y.shape[yr-2], y.shape[yr-1]
+	if k.adjY {
+		ky, nn = nn, ky
+	}
+	if kx != ky {
+		return n.errorf("inner dimensions %d and %d differ (%v x %v)", kx, ky, x.shape, y.shape)
+	}
+	bc, ok := newBcast(x.shape[:xr-2], y.shape[:yr-2])
+	if !ok {
+		return n.errorf("batch dimensions of %v and %v do not broadcast", x.shape, y.shape)
+	}
+	k.bc, k.m, k.kd, k.nn = bc, m, kx, nn
+	out.typ = models.Float32
+	out.shape = append(append([]int(nil), bc.out...), m, nn)
+	return nil
+}
+
+func (k *batchMatmul) eval(ip *Interpreter, n *node) error {
+	x, y, out := f32s(n.in[0].data), f32s(n.in[1].data), f32s(n.out[0].data)
+	m, kd, nn := k.m, k.kd, k.nn
+	xs, ys, os := m*kd, kd*nn, m*nn
+	k.bc.each(func(o, ia, ib, sa, sb, cnt int) {
+		for j := 0; j < cnt; j++ {
+			a := x[(ia+j*sa)*xs:]
+			b := y[(ib+j*sb)*ys:]
+			c := out[(o+j)*os:]
+			for i := 0; i < m; i++ {
+				for q := 0; q < nn; q++ {
+					var s float32
+					for t := 0; t < kd; t++ {
+						var av, bv float32
+						if k.adjX {
+							av = a[t*m+i]
+						} else {
+							av = a[i*kd+t]
+						}
+						if k.adjY {
+							bv = b[q*kd+t]
+						} else {
+							bv = b[t*nn+q]
+						}
+						s += av * bv
+					}
+					c[i*nn+q] = s
+				}
+			}
+		}
+	})
+	return nil
+}
+
+type fullyConnected struct {
+	kind    string
+	in, out int
+	rows    int
+	act     uint8
+	packed  *kernel.PackedS8
+	krq     *kernel.Requant
+	packedF *kernel.PackedF32
+	biasAdj []int32
+	rq      requant
+	zo      int32
+	lo, hi  int32
+	biasF   []float32
+	flo     float32
+	fhi     float32
+}
+
+func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
+	if err := needIO(n, 2, 1); err != nil {
+		return err
+	}
+	x, w, out := n.in[0], n.in[1], n.out[0]
+	var bias *rtensor
+	if len(n.in) > 2 {
+		bias = n.in[2]
+	}
+	if len(w.shape) != 2 {
+		return n.errorf("weights must be 2-D, got %v", w.shape)
+	}
+	if n.op.OptByte(1, 0) != 0 {
+		return n.errorf("%w: shuffled weights format", models.ErrUnsupported)
+	}
+	k.act = n.op.OptByte(0, 0)
+	keep := n.op.OptBool(2)
+	k.out, k.in = w.shape[0], w.shape[1]
+	if k.in == 0 || x.elems()%k.in != 0 {
+		return n.errorf("input %v does not fit weights %v", x.shape, w.shape)
+	}
+	k.rows = x.elems() / k.in
+	if keep {
+		out.shape = append(append([]int(nil), x.shape[:len(x.shape)-1]...), k.out)
+	} else {
+		out.shape = []int{k.rows, k.out}
+	}
+	if bias != nil && (!bias.konst || bias.elems() != k.out) {
+		return n.errorf("%w: bias must be constant with %d elements", models.ErrUnsupported, k.out)
+	}
+	if !w.konst {
+		return k.prepareDynamic(n, x, w, bias, out)
+	}
+	switch {
+	case x.typ == models.Int8 && w.typ == models.Int8 && isQuantized(x) && isQuantized(w) && isQuantized(out):
+		k.kind = "s8"
+		out.typ = models.Int8
+		for _, zp := range w.quant.ZeroPoint {
+			if zp != 0 {
+				return n.errorf("%w: weights with zero point %d", models.ErrUnsupported, zp)
+			}
+		}
+		k.packed = kernel.PackS8(k.out, k.in, i8s(w.data))
+		sums := k.packed.RowSums()
+		var b []int32
+		if bias != nil {
+			if bias.typ != models.Int32 {
+				return n.errorf("%w: %s bias", models.ErrUnsupported, bias.typ)
+			}
+			b = i32s(bias.data)
+		}
+		k.biasAdj = make([]int32, k.out)
+		k.rq = requant{q: make([]int32, k.out), shift: make([]int, k.out)}
+		for c := range k.biasAdj {
+			if b != nil {
+				k.biasAdj[c] = b[c]
+			}
+			k.biasAdj[c] -= x.zp() * sums[c]
+			ws := w.quant.Scale[0]
+			if len(w.quant.Scale) > 1 {
+				ws = w.quant.Scale[c]
+			}
+			k.rq.q[c], k.rq.shift[c] = quantizeMultiplier(float64(x.quant.Scale[0]) * float64(ws) / float64(out.quant.Scale[0]))
+		}
+		k.zo = out.zp()
+		k.lo, k.hi = actRange(k.act, out)
+		mult, shift := make([]int32, k.out), make([]int32, k.out)
+		for c := range mult {
+			mult[c], shift[c] = k.rq.q[c], int32(k.rq.shift[c])
+		}
+		krq, err := kernel.NewRequantRuy(k.out, k.biasAdj, mult, shift, k.zo, k.lo, k.hi)
+		if err != nil {
+			return n.errorf("%v", err)
+		}
+		k.krq = krq
+		return nil
+	case x.typ == models.Float32 && (w.typ == models.Float32 || w.typ == models.Int8):
+		k.kind = "f32"
+		out.typ = models.Float32
+		var wf []float32
+		if w.typ == models.Float32 {
+			wf = f32s(w.data)
+		} else {
+			if w.quant == nil {
+				return n.errorf("int8 weights without quantization")
+			}
+			wf = dequantWeights(w, false)
+		}
+		k.packedF = kernel.PackF32(k.out, k.in, wf)
+		k.biasF = make([]float32, k.out)
+		if bias != nil {
+			if bias.typ != models.Float32 {
+				return n.errorf("%w: %s bias", models.ErrUnsupported, bias.typ)
+			}
+			copy(k.biasF, f32s(bias.data))
+		}
+		k.flo, k.fhi = actFloat(k.act)
+		return nil
+	}
+	return n.errorf("%w: FULLY_CONNECTED %s x %s", models.ErrUnsupported, x.typ, w.typ)
+}
+
+func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
+	x, out := n.in[0], n.out[0]
+	switch k.kind {
+	case "dyn-s8":
+		return k.evalDynamicS8(n)
+	case "dyn-f32":
+		return k.evalDynamicF32(n)
+	}
+	if k.kind == "s8" {
+		k.packed.GemmRequant(k.rows, i8s(x.data), k.in, k.krq, i8s(out.data), k.out)
+		return nil
+	}
+	o := f32s(out.data)
+	k.packedF.Gemm(k.rows, f32s(x.data), k.in, o, k.out)
+	biasAct(o, k.biasF, k.flo, k.fhi)
+	return nil
+}
+
+// prepareDynamic handles weights computed by the graph (attention blocks use
+// FULLY_CONNECTED as a matrix product of two activations).
+func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error {
+	if x.typ != w.typ {
+		return n.errorf("%w: %s input with %s weights", models.ErrUnsupported, x.typ, w.typ)
+	}
+	if bias != nil && !bias.konst {
+		return n.errorf("%w: non-constant bias", models.ErrUnsupported)
+	}
+	switch x.typ {
+	case models.Float32:
+		k.kind = "dyn-f32"
+		out.typ = models.Float32
+		k.biasF = make([]float32, k.out)
+		if bias != nil {
+			copy(k.biasF, f32s(bias.data))
+		}
+		k.flo, k.fhi = actFloat(k.act)
+		return nil
+	case models.Int8:
+		if !isQuantized(x) || !isQuantized(w) || !isQuantized(out) || len(w.quant.Scale) != 1 {
+			return n.errorf("%w: dynamic int8 weights need per-tensor quantization", models.ErrUnsupported)
+		}
+		k.kind = "dyn-s8"
+		out.typ = models.Int8
+		k.biasAdj = make([]int32, k.out)
+		if bias != nil {
+			if bias.typ != models.Int32 {
+				return n.errorf("%w: %s bias", models.ErrUnsupported, bias.typ)
+			}
+			copy(k.biasAdj, i32s(bias.data))
+		}
+		q, s := quantizeMultiplier(x.scale() * w.scale() / out.scale())
+		k.rq = requant{q: []int32{q}, shift: []int{s}}
+		k.zo = out.zp()
+		k.lo, k.hi = actRange(k.act, out)
+		return nil
+	}
+	return n.errorf("%w: FULLY_CONNECTED on %s", models.ErrUnsupported, x.typ)
+}
+
+func (k *fullyConnected) evalDynamicS8(n *node) error {
+	x, w, out := n.in[0], n.in[1], n.out[0]
+	xs, ws, os := i8s(x.data), i8s(w.data), i8s(out.data)
+	zx, zw := x.zp(), w.zp()
+	q, s := k.rq.at(0)
+	for r := 0; r < k.rows; r++ {
+		xr := xs[r*k.in : (r+1)*k.in]
+		for c := 0; c < k.out; c++ {
+			wr := ws[c*k.in : (c+1)*k.in]
+			acc := k.biasAdj[c]
+			for i, v := range xr {
+				acc += (int32(v) - zx) * (int32(wr[i]) - zw)
+			}
+			os[r*k.out+c] = int8(clamp32(mbqmRuy(acc, q, s)+k.zo, k.lo, k.hi))
+		}
+	}
+	return nil
+}
+
+func (k *fullyConnected) evalDynamicF32(n *node) error {
+	xs, ws, os := f32s(n.in[0].data), f32s(n.in[1].data), f32s(n.out[0].data)
+	for r := 0; r < k.rows; r++ {
+		xr := xs[r*k.in : (r+1)*k.in]
+		for c := 0; c < k.out; c++ {
+			wr := ws[c*k.in : (c+1)*k.in]
+			acc := k.biasF[c]
+			for i, v := range xr {
+				acc += v * wr[i]
+			}
+			os[r*k.out+c] = min(max(acc, k.flo), k.fhi)
+		}
+	}
+	return nil
+}
