@@ -89,7 +89,7 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	if err := s.parts.load(ctx, pool); err != nil {
 		return nil, err
 	}
-	if err := s.parts.ensure(ctx, pool, s.log, aheadDays(opt.Now())); err != nil {
+	if err := s.parts.ensure(ctx, pool, s.log, aheadDays(opt.Now()), opt.Now()); err != nil {
 		return nil, err
 	}
 	for range opt.Workers {
@@ -148,15 +148,20 @@ func (s *Postgres) commitLoop() {
 		case r := <-s.reqs:
 			batch = append(batch, r)
 		case <-s.quit:
+			// Close has stopped new senders; commit what is queued.
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commit(append(batch[:0], r))
+					batch = append(batch, r)
 					continue
 				default:
 				}
-				return
+				break
 			}
+			if len(batch) > 0 {
+				s.commit(batch)
+			}
+			return
 		}
 		n := len(batch[0].events)
 	fill:
@@ -272,7 +277,8 @@ func (s *Postgres) insert(ctx context.Context, c *columns) (map[devSeq]bool, err
 	for _, t := range c.time {
 		days[dayOf(t)] = true
 	}
-	if err := s.parts.ensure(ctx, s.pool, s.log, s.parts.wanted(days, s.opt.Now())); err != nil {
+	now := s.opt.Now()
+	if err := s.parts.ensure(ctx, s.pool, s.log, s.parts.wanted(days, now), now); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, insertSQL, c.time, c.device, c.seq, c.camera, c.label, c.class,

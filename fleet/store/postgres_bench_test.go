@@ -67,7 +67,7 @@ func BenchmarkPostgresQueryP99(b *testing.B) {
 	s := openPostgres(b, Retention{}, now)
 	ctx := context.Background()
 	for d := -1; d >= -2; d-- { // the last 24 hours may span three days
-		s.parts.ensure(ctx, s.pool, s.log, []int64{dayOf(now.UnixMicro()) + int64(d)})
+		s.parts.ensure(ctx, s.pool, s.log, []int64{dayOf(now.UnixMicro()) + int64(d)}, now)
 	}
 	const devices = 1000
 	load := time.Now()

@@ -57,7 +57,8 @@ func (s *Postgres) Query(ctx context.Context, q Query) (Page, error) {
 		}
 		args = append(args, int64(p.time), p.device, int64(p.seq))
 		n := len(args)
-		conds = append(conds, fmt.Sprintf("(time_us, device, seq) < ($%d, $%d, $%d)", n-2, n-1, n))
+		// The plain time bound lets the device and label indexes start at the cursor.
+		conds = append(conds, fmt.Sprintf("(time_us, device, seq) < ($%d, $%d, $%d) AND time_us <= $%d", n-2, n-1, n, n-2))
 	}
 	limit := q.limit()
 	sql := `SELECT time_us, device, seq, camera, label, class_id, score, x1, y1, x2, y2, model, model_version

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -87,7 +88,7 @@ func (p *partitions) wanted(days map[int64]bool, now time.Time) []int64 {
 // ensure creates the partitions of days that do not exist. A day whose rows
 // already sit in detections_default (it arrived when it was out of range)
 // keeps them there: that is logged, and the day is not tried again.
-func (p *partitions) ensure(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, days []int64) error {
+func (p *partitions) ensure(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, days []int64, now time.Time) error {
 	if len(days) == 0 {
 		return nil
 	}
@@ -113,9 +114,7 @@ func (p *partitions) ensure(ctx context.Context, pool *pgxpool.Pool, log *slog.L
 		}
 		p.known[d] = true
 	}
-	if len(days) > 0 {
-		p.today = dayOf(time.Now().UnixMicro())
-	}
+	p.today = dayOf(now.UnixMicro())
 	return nil
 }
 
@@ -127,7 +126,7 @@ func (s *Postgres) Retain(ctx context.Context, now time.Time) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := s.parts.ensure(ctx, s.pool, s.log, aheadDays(now)); err != nil {
+	if err := s.parts.ensure(ctx, s.pool, s.log, aheadDays(now), now); err != nil {
 		return 0, err
 	}
 	rt := s.opt.Retention
@@ -190,6 +189,10 @@ func (s *Postgres) dropDay(ctx context.Context, d int64) (int, error) {
 		}
 		var exists bool
 		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, partName(d)).Scan(&exists); err != nil || !exists {
+			return err
+		}
+		// Lock out inserts into the day before counting what goes.
+		if _, err := tx.Exec(ctx, `LOCK TABLE `+partName(d)+` IN ACCESS EXCLUSIVE MODE`); err != nil {
 			return err
 		}
 		var size int64
@@ -274,6 +277,10 @@ func (s *Postgres) retainSize(ctx context.Context) (int, error) {
 			SELECT time_us, device, seq FROM v WHERE n <= $3 OR cum - size < $4
 			ORDER BY time_us DESC, device DESC, seq DESC LIMIT 1`,
 			day*dayUs, (day+1)*dayUs, overN, overB).Scan(&last.t, &last.device, &last.seq)
+		if errors.Is(err, pgx.ErrNoRows) { // the day's counts are stale: nothing is left of it
+			_, err = tx.Exec(ctx, `UPDATE detection_days SET records = 0, bytes = 0 WHERE day = $1`, day)
+			return err
+		}
 		if err != nil {
 			return err
 		}

@@ -264,3 +264,39 @@ func TestPostgresClosed(t *testing.T) {
 		t.Fatalf("Query after Close: %v", err)
 	}
 }
+
+// TestPostgresRetainCount: count retention drops whole old days as
+// partitions, then the oldest rows of the next day.
+func TestPostgresRetainCount(t *testing.T) {
+	now := t0.Add(2 * 24 * time.Hour)
+	s := openPostgres(t, Retention{MaxEvents: 15}, now)
+	ctx := context.Background()
+	var evs []api.Event
+	for d := range 3 {
+		for i := range 10 {
+			evs = append(evs, api.Event{Seq: uint64(d*10 + i + 1), CameraID: "c", Label: "person",
+				Time: t0.Add(time.Duration(d)*24*time.Hour + time.Duration(i)*time.Minute).UnixMicro()})
+		}
+	}
+	if r, err := s.Ingest(ctx, "dev-a", evs); err != nil || r.Stored != 30 {
+		t.Fatalf("ingest: %+v, %v", r, err)
+	}
+	n, err := s.Retain(ctx, now)
+	if err != nil || n != 15 {
+		t.Fatalf("retain = %d, %v; want 15", n, err)
+	}
+	recs := all(t, s, Query{})
+	if len(recs) != 15 || recs[len(recs)-1].Seq != 16 {
+		t.Fatalf("kept %d records, oldest seq %d", len(recs), recs[len(recs)-1].Seq)
+	}
+	if parts := partitionNames(t, s.pool); parts["detections_20261125"] || !parts["detections_20261126"] {
+		t.Errorf("partitions after retain: %v", parts)
+	}
+	if n, err := s.Retain(ctx, now); err != nil || n != 0 {
+		t.Errorf("second retain = %d, %v", n, err)
+	}
+	r, err := s.Ingest(ctx, "dev-a", evs[10:16])
+	if err != nil || r != (Result{Duplicates: 6}) {
+		t.Errorf("resend of dropped and kept events = %+v, %v", r, err)
+	}
+}
