@@ -3,8 +3,10 @@
 // telemetry with a bounded history for charts, and health flags derived
 // from it. Devices appear when they first report state or telemetry.
 //
-// The registry lives in memory and is written behind to a bbolt file by
-// Flush (Run calls it periodically), so a restart keeps the fleet's view.
+// Registry lives in memory and is written behind to a bbolt file by Flush
+// (Run calls it periodically), so a restart keeps the fleet's view.
+// Postgres keeps it in PostgreSQL, shared by fleetd replicas. Both satisfy
+// Devices and pass the same behaviour tests.
 package registry
 
 import (

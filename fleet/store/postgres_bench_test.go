@@ -73,8 +73,8 @@ func BenchmarkPostgresQueryP99(b *testing.B) {
 	load := time.Now()
 	// Spread over 24h: device i%1000, one row every 86400e6/rows µs.
 	step := int64(86400e6) / int64(rows)
-	for start := 0; start < rows; start += 1_000_000 {
-		n := min(1_000_000, rows-start)
+	for start := 0; start < rows; start += 200_000 {
+		n := min(200_000, rows-start)
 		_, err := s.pool.Exec(ctx, `INSERT INTO detections (time_us, device, seq, camera, label, class_id, score, x1, y1, x2, y2, model, model_version, size)
 			SELECT $1::bigint - g * $2::bigint, 'dev-' || (g % 1000), g, 'cam' || (g % 4), (ARRAY['person','car','dog','cup'])[1 + g % 4], g % 4, 0.5, 1, 2, 3, 4, 'yolov8n', '7', 40
 			FROM generate_series($3::bigint, $4::bigint) g`, now.UnixMicro(), step, start, start+n-1)
