@@ -57,7 +57,8 @@ func BenchmarkPostgresIngest(b *testing.B) {
 // device's last hour, newest 100) over a store holding
 // $EDGEFLEET_BENCH_ROWS detections (default 1,000,000; the issue's figure
 // is 10,000,000) of 1,000 devices over the last 24 hours. It reports the
-// p50 and p99 of 200 queries on random devices per op.
+// p50 and p99 of 200 queries on random devices per op, and the p99 of the
+// first query of each device (cold cache).
 func BenchmarkPostgresQueryP99(b *testing.B) {
 	rows := 1_000_000
 	if v, err := strconv.Atoi(os.Getenv("EDGEFLEET_BENCH_ROWS")); err == nil && v > 0 {
@@ -82,24 +83,36 @@ func BenchmarkPostgresQueryP99(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	if _, err := s.pool.Exec(ctx, `ANALYZE detections`); err != nil {
+	// As autovacuum would have by then: hint bits set, statistics taken.
+	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE detections`); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("loaded %d rows in %v", rows, time.Since(load).Round(time.Millisecond))
+	query := func(dev int) time.Duration {
+		q := Query{Device: fmt.Sprintf("dev-%d", dev), From: now.Add(-time.Hour), To: now.Add(time.Second)}
+		t := time.Now()
+		p, err := s.Query(ctx, q)
+		if err != nil || len(p.Records) == 0 {
+			b.Fatalf("query: %d records, %v", len(p.Records), err)
+		}
+		return time.Since(t)
+	}
+	// The first query of each device reads its last hour from disk; a
+	// running fleetd has it cached, since those rows were just written.
+	var cold []time.Duration
+	for d := range devices {
+		cold = append(cold, query(d))
+	}
+	slices.Sort(cold)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var lat []time.Duration
 	b.ResetTimer()
 	for range b.N {
 		for range 200 {
-			q := Query{Device: fmt.Sprintf("dev-%d", rng.IntN(devices)), From: now.Add(-time.Hour), To: now.Add(time.Second)}
-			t := time.Now()
-			p, err := s.Query(ctx, q)
-			lat = append(lat, time.Since(t))
-			if err != nil || len(p.Records) == 0 {
-				b.Fatalf("query: %d records, %v", len(p.Records), err)
-			}
+			lat = append(lat, query(rng.IntN(devices)))
 		}
 	}
+	b.ReportMetric(float64(cold[len(cold)*99/100].Microseconds())/1000, "cold-p99-ms")
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")

@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
 	"os"
 	"testing"
@@ -61,7 +62,7 @@ func DSN(t testing.TB) string {
 // Open returns a migrated database in a new database, closed at the end of the test.
 func Open(t testing.TB) *database.DB {
 	t.Helper()
-	db, err := database.Open(context.Background(), DSN(t), database.Options{})
+	db, err := database.Open(context.Background(), DSN(t), database.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
