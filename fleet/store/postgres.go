@@ -59,6 +59,7 @@ type Postgres struct {
 	parts partitions
 
 	commits, calls, stored, dups, commitNanos atomic.Uint64
+	records, recordsBytes                     atomic.Uint64
 }
 
 var (
@@ -90,6 +91,9 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 		return nil, err
 	}
 	if err := s.parts.ensure(ctx, pool, s.log, aheadDays(opt.Now()), opt.Now()); err != nil {
+		return nil, err
+	}
+	if err := s.loadTotals(ctx); err != nil {
 		return nil, err
 	}
 	for range opt.Workers {
@@ -243,7 +247,7 @@ func (s *Postgres) commit(batch []*ingestReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommitTimeout)
 	defer cancel()
 	newKeys, err := s.insert(ctx, c)
-	var stored, dups uint64
+	var stored, dups, nbytes uint64
 	for _, r := range batch {
 		if err != nil {
 			r.done(Result{}, fmt.Errorf("store: ingest: %w", err))
@@ -254,6 +258,7 @@ func (s *Postgres) commit(batch []*ingestReq) {
 			k := devSeq{r.device, r.events[i].Seq}
 			if c.owner[k] == r && newKeys[k] {
 				res.Stored++
+				nbytes += uint64(len(encodeValue(&r.events[i])))
 				delete(newKeys, k) // a repeated seq within one call is a duplicate
 			} else {
 				res.Duplicates++
@@ -269,6 +274,8 @@ func (s *Postgres) commit(batch []*ingestReq) {
 		s.stored.Add(stored)
 		s.dups.Add(dups)
 		s.commitNanos.Add(uint64(time.Since(start)))
+		s.records.Add(stored)
+		s.recordsBytes.Add(nbytes)
 	}
 }
 
@@ -297,15 +304,24 @@ func (s *Postgres) insert(ctx context.Context, c *columns) (map[devSeq]bool, err
 	return newKeys, err
 }
 
-// PostgresStats are running totals of a Postgres store, for metrics.
-type PostgresStats struct {
-	Commits, Calls, Stored, Duplicates, CommitNanos uint64
+// Stats returns running totals of this process's commits (the bbolt page
+// figures stay zero). Records and RecordsBytes count the whole database as
+// of the last Open or Retain, plus this process's commits since.
+func (s *Postgres) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Calls: s.calls.Load(), Stored: s.stored.Load(),
+		Duplicates: s.dups.Load(), CommitNanos: s.commitNanos.Load(),
+		Records: s.records.Load(), RecordsBytes: s.recordsBytes.Load()}
 }
 
-// Stats returns running totals of this process's commits.
-func (s *Postgres) Stats() PostgresStats {
-	return PostgresStats{Commits: s.commits.Load(), Calls: s.calls.Load(), Stored: s.stored.Load(),
-		Duplicates: s.dups.Load(), CommitNanos: s.commitNanos.Load()}
+// loadTotals reads the database's record and byte totals.
+func (s *Postgres) loadTotals(ctx context.Context) error {
+	var n, b int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM detection_days`).Scan(&n, &b); err != nil {
+		return fmt.Errorf("store: totals: %w", err)
+	}
+	s.records.Store(uint64(max(n, 0)))
+	s.recordsBytes.Store(uint64(max(b, 0)))
+	return nil
 }
 
 // Close commits queued calls and stops; it does not close the pool. It is safe to call twice.

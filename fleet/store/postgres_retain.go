@@ -148,7 +148,10 @@ func (s *Postgres) Retain(ctx context.Context, now time.Time) (int, error) {
 			break
 		}
 	}
-	return total, s.parts.load(ctx, s.pool)
+	if err := s.parts.load(ctx, s.pool); err != nil {
+		return total, err
+	}
+	return total, s.loadTotals(ctx)
 }
 
 // retainAge drops what was captured before cutoff (unix µs).

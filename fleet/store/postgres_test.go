@@ -292,6 +292,9 @@ func TestPostgresRetainCount(t *testing.T) {
 	if parts := partitionNames(t, s.pool); parts["detections_20261125"] || !parts["detections_20261126"] {
 		t.Errorf("partitions after retain: %v", parts)
 	}
+	if st := s.Stats(); st.Records != 15 || st.Stored != 30 {
+		t.Errorf("stats after retain: %+v", st)
+	}
 	if n, err := s.Retain(ctx, now); err != nil || n != 0 {
 		t.Errorf("second retain = %d, %v", n, err)
 	}
