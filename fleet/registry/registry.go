@@ -3,8 +3,10 @@
 // telemetry with a bounded history for charts, and health flags derived
 // from it. Devices appear when they first report state or telemetry.
 //
-// The registry lives in memory and is written behind to a bbolt file by
-// Flush (Run calls it periodically), so a restart keeps the fleet's view.
+// Registry lives in memory and is written behind to a bbolt file by Flush
+// (Run calls it periodically), so a restart keeps the fleet's view.
+// Postgres keeps it in PostgreSQL, shared by fleetd replicas. Both satisfy
+// Devices and pass the same behaviour tests.
 package registry
 
 import (
@@ -242,23 +244,27 @@ func (r *Registry) UpdateState(st api.State) error {
 	if r.closed {
 		return ErrClosed
 	}
-	e := r.get(st.DeviceID, now)
+	applyState(&r.get(st.DeviceID, now).Device, st)
+	return nil
+}
+
+// applyState applies a state message to d.
+func applyState(d *Device, st api.State) {
 	stTime := time.UnixMilli(st.Time)
-	if st.Time != 0 && stTime.Before(e.StateTime) {
-		return nil // an older state delivered late
+	if st.Time != 0 && stTime.Before(d.StateTime) {
+		return // an older state delivered late
 	}
-	e.Online = st.Online
+	d.Online = st.Online
 	if st.Time != 0 {
-		e.StateTime = stTime
+		d.StateTime = stTime
 	}
 	if !st.Online && len(st.Labels) == 0 && st.Model == "" {
-		return nil // a bare last will carries no description of the device
+		return // a bare last will carries no description of the device
 	}
-	e.Labels = maps.Clone(st.Labels)
-	e.AgentVersion, e.Model, e.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
-	e.Engine, e.Delegate, e.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
-	e.Cameras = slices.Clone(st.Cameras)
-	return nil
+	d.Labels = maps.Clone(st.Labels)
+	d.AgentVersion, d.Model, d.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
+	d.Engine, d.Delegate, d.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
+	d.Cameras = slices.Clone(st.Cameras)
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.
@@ -273,6 +279,15 @@ func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
 		return ErrClosed
 	}
 	e := r.get(t.DeviceID, now)
+	p := applyTelemetry(&e.Device, t, now)
+	e.history.push(p, r.opt.HistoryPoints)
+	e.newPts = append(e.newPts, p)
+	return nil
+}
+
+// applyTelemetry applies a telemetry report that arrived at now to d and
+// returns its history point.
+func applyTelemetry(d *Device, t api.Telemetry, now time.Time) Point {
 	p := Point{Time: now, InferP50Ms: t.InferP50Ms, InferP99Ms: t.InferP99Ms, SpoolDepth: t.SpoolDepth}
 	var dropped uint64
 	for _, c := range t.Cameras {
@@ -282,7 +297,7 @@ func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
 			p.CamerasUp++
 		}
 	}
-	if prev := e.Telemetry; prev != nil {
+	if prev := d.Telemetry; prev != nil {
 		var before uint64
 		for _, c := range prev.Cameras {
 			before += c.Dropped
@@ -292,7 +307,7 @@ func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
 		} else {
 			p.Dropped = dropped
 		}
-		if dt := now.Sub(e.TelemetryAt).Seconds(); dt > 0 {
+		if dt := now.Sub(d.TelemetryAt).Seconds(); dt > 0 {
 			processed := p.FPS * dt
 			if tot := processed + float64(p.Dropped); tot > 0 {
 				p.DropRate = float64(p.Dropped) / tot
@@ -301,19 +316,17 @@ func (r *Registry) UpdateTelemetry(t api.Telemetry) error {
 	}
 	tc := t
 	tc.Cameras = slices.Clone(t.Cameras)
-	e.Telemetry, e.TelemetryAt = &tc, now
+	d.Telemetry, d.TelemetryAt = &tc, now
 	if t.AgentVersion != "" {
-		e.AgentVersion = t.AgentVersion
+		d.AgentVersion = t.AgentVersion
 	}
 	if t.Model != "" {
-		e.Model, e.ModelVersion = t.Model, t.ModelVersion
+		d.Model, d.ModelVersion = t.Model, t.ModelVersion
 	}
 	if t.Engine != "" {
-		e.Engine, e.Delegate = t.Engine, t.Delegate
+		d.Engine, d.Delegate = t.Engine, t.Delegate
 	}
-	e.history.push(p, r.opt.HistoryPoints)
-	e.newPts = append(e.newPts, p)
-	return nil
+	return p
 }
 
 // RecordJob records a job status report.
@@ -386,19 +399,25 @@ func (r *Registry) view(e *entry, now time.Time) Device {
 }
 
 func (r *Registry) health(e *entry, now time.Time) []string {
+	last, ok := e.history.last()
+	return healthOf(r.opt, &e.Device, last, ok, now)
+}
+
+// healthOf computes d's health flags at now; last is its latest history point, if ok.
+func healthOf(opt Options, d *Device, last Point, ok bool, now time.Time) []string {
 	flags := []string{}
-	if !e.Online {
+	if !d.Online {
 		flags = append(flags, FlagOffline)
 		return flags
 	}
-	t := e.Telemetry
-	if t == nil || now.Sub(e.TelemetryAt) > r.opt.StaleAfter {
+	t := d.Telemetry
+	if t == nil || now.Sub(d.TelemetryAt) > opt.StaleAfter {
 		flags = append(flags, FlagStaleTelemetry)
 	}
 	if t == nil {
 		return flags
 	}
-	if last, ok := e.history.last(); ok && last.DropRate > r.opt.MaxDropRate {
+	if ok && last.DropRate > opt.MaxDropRate {
 		flags = append(flags, FlagHighDropRate)
 	}
 	for _, c := range t.Cameras {
@@ -407,7 +426,7 @@ func (r *Registry) health(e *entry, now time.Time) []string {
 			break
 		}
 	}
-	if t.SpoolDepth > r.opt.MaxSpoolDepth || t.SpoolOldestS > r.opt.MaxSpoolAge.Seconds() {
+	if t.SpoolDepth > opt.MaxSpoolDepth || t.SpoolOldestS > opt.MaxSpoolAge.Seconds() {
 		flags = append(flags, FlagSpoolBacklog)
 	}
 	return flags
@@ -428,23 +447,31 @@ func (r *Registry) List(f Filter) []Device {
 	defer r.mu.Unlock()
 	out := make([]Device, 0, len(r.devices))
 	for _, e := range r.devices {
-		if f.Site != "" && e.Labels["site"] != f.Site || f.Line != "" && e.Labels["line"] != f.Line {
-			continue
-		}
-		if f.Online != nil && e.Online != *f.Online {
-			continue
-		}
-		ok := true
-		for k, v := range f.Labels {
-			if e.Labels[k] != v {
-				ok = false
-			}
-		}
-		if ok {
+		if f.match(&e.Device) {
 			out = append(out, r.view(e, now))
 		}
 	}
-	slices.SortFunc(out, func(a, b Device) int {
+	sortByID(out)
+	return out
+}
+
+func (f Filter) match(d *Device) bool {
+	if f.Site != "" && d.Labels["site"] != f.Site || f.Line != "" && d.Labels["line"] != f.Line {
+		return false
+	}
+	if f.Online != nil && d.Online != *f.Online {
+		return false
+	}
+	for k, v := range f.Labels {
+		if d.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sortByID(ds []Device) {
+	slices.SortFunc(ds, func(a, b Device) int {
 		switch {
 		case a.ID < b.ID:
 			return -1
@@ -453,7 +480,6 @@ func (r *Registry) List(f Filter) []Device {
 		}
 		return 0
 	})
-	return out
 }
 
 // Counts returns how many devices are known and how many are online.
@@ -503,9 +529,11 @@ type Summary struct {
 }
 
 // Summarize groups the fleet by site and line.
-func (r *Registry) Summarize() []Summary {
+func (r *Registry) Summarize() []Summary { return summarize(r.List(Filter{})) }
+
+func summarize(devs []Device) []Summary {
 	groups := map[[2]string]*Summary{}
-	for _, d := range r.List(Filter{}) {
+	for _, d := range devs {
 		k := [2]string{d.Labels["site"], d.Labels["line"]}
 		g := groups[k]
 		if g == nil {

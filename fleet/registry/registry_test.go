@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/database/dbtest"
 )
 
 type clock struct{ t time.Time }
@@ -29,9 +30,24 @@ func tele(id string, fps float64, dropped uint64, up bool, depth uint64) api.Tel
 	return api.Telemetry{DeviceID: id, Cameras: []api.CameraStats{{ID: "cam0", Up: up, FPS: fps, Dropped: dropped}}, InferP50Ms: 20, InferP99Ms: 40, SpoolDepth: depth}
 }
 
+// impls opens each implementation fresh for one test, on clock c.
+var impls = []struct {
+	name string
+	open func(t *testing.T, c *clock) Devices
+}{
+	{"bolt", func(t *testing.T, c *clock) Devices { return open(t, filepath.Join(t.TempDir(), "reg.db"), c) }},
+	{"postgres", func(t *testing.T, c *clock) Devices { return openPostgres(t, dbtest.Open(t).Pool, c) }},
+}
+
 func TestStateAndHealth(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) { testStateAndHealth(t, im.open) })
+	}
+}
+
+func testStateAndHealth(t *testing.T, openR func(*testing.T, *clock) Devices) {
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	r := open(t, filepath.Join(t.TempDir(), "reg.db"), c)
+	r := openR(t, c)
 	st := api.State{DeviceID: "cam-1", Online: true, Time: c.t.UnixMilli(), Labels: map[string]string{"site": "plant-a", "line": "3"}, Engine: "xnnpack", AgentVersion: "1.0"}
 	if err := r.UpdateState(st); err != nil {
 		t.Fatal(err)
@@ -96,8 +112,14 @@ func TestStateAndHealth(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestRateAndSummary(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) { testRateAndSummary(t, im.open) })
+	}
+}
+
+func testRateAndSummary(t *testing.T, openR func(*testing.T, *clock) Devices) {
 	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-	r := open(t, filepath.Join(t.TempDir(), "reg.db"), c)
+	r := openR(t, c)
 	for i, id := range []string{"a1", "a2", "b1"} {
 		site := "plant-a"
 		if id[0] == 'b' {

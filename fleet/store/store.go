@@ -3,8 +3,11 @@
 // A Store is idempotent on (device, seq): ingesting the same event twice
 // stores it once, so devices can resend anything that was not acknowledged.
 // Ingest returns only once the events are durable, so the caller may
-// acknowledge them. Two implementations share one behaviour: Bolt (bbolt,
-// fsync'd group commits) for fleetd, and Mem, an in-memory twin for tests.
+// acknowledge them. Three implementations share one behaviour (the same
+// tests run against each): Bolt (bbolt, fsync'd group commits) for a
+// single fleetd, Postgres (PostgreSQL, day partitions, commits grouped
+// across devices) for one or more fleetd replicas on a shared database,
+// and Mem, an in-memory twin for tests.
 package store
 
 import (

@@ -31,6 +31,7 @@ var impls = []struct {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}},
+	{"postgres", func(t testing.TB, r Retention) Store { return openPostgres(t, r, t0) }},
 }
 
 // events makes events seq from..to, one per second from t0, alternating cameras and labels.

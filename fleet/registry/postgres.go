@@ -1,0 +1,474 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"edgefleet/fleet/api"
+)
+
+// PostgresOptions configures OpenPostgres. Zero fields take the defaults.
+type PostgresOptions struct {
+	Options
+	// RefreshEvery is how often Run reloads the devices from the database,
+	// so that every replica sees the others' updates; default 1s.
+	RefreshEvery time.Duration
+	// Timeout bounds each database call; default 5s.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Postgres is a registry in PostgreSQL (schema: fleet/database
+// migrations), shared by every fleetd replica on the database. Updates go
+// to the database in a transaction per message (the device row locked, so
+// replicas do not lose each other's updates) and are then visible on this
+// replica at once; reads come from a cache that Run refreshes from the
+// database every RefreshEvery, so all replicas agree within that period.
+// Detection counts are summed in memory and added to the database every
+// FlushEvery. History is read from the database. While the database is
+// down, updates fail and reads answer from the last refresh.
+type Postgres struct {
+	pool *pgxpool.Pool
+	opt  PostgresOptions
+	now  func() time.Time
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	cache   map[string]*pgEntry
+	pending map[string]*pendingCount
+}
+
+type pgEntry struct {
+	Device
+	last    Point
+	hasLast bool
+	rates   map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
+}
+
+type pendingCount struct {
+	n     uint64
+	slots map[int64]uint64
+}
+
+// OpenPostgres opens the registry in pool's database, whose schema
+// database.Open has migrated, and loads it.
+func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) (*Postgres, error) {
+	opt.defaults()
+	if opt.RefreshEvery <= 0 {
+		opt.RefreshEvery = time.Second
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 5 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{}}
+	if err := r.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// update runs fn on device id inside a transaction that holds its row,
+// stores the result and the history point fn returns (if any), and then
+// updates the cache.
+func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	now := r.now()
+	ctx, cancel := context.WithTimeout(context.Background(), r.opt.Timeout)
+	defer cancel()
+	var d Device
+	var last *Point
+	var det int64
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		d, last, det = Device{ID: id, FirstSeen: now}, nil, 0
+		var doc, lastb []byte
+		err := tx.QueryRow(ctx, `SELECT doc, last_point, detections FROM devices WHERE id = $1 FOR UPDATE`, id).Scan(&doc, &lastb, &det)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if err := json.Unmarshal(doc, &d); err != nil {
+				return fmt.Errorf("device %s: %w", id, err)
+			}
+			if lastb != nil {
+				last = new(Point)
+				if err := json.Unmarshal(lastb, last); err != nil {
+					return fmt.Errorf("device %s: %w", id, err)
+				}
+			}
+		}
+		d.LastSeen = now
+		p := fn(&d, now)
+		d.Health, d.Detections, d.DetectionsPerMin = nil, 0, 0
+		docb, err := json.Marshal(&d)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			last = p
+			pb, _ := json.Marshal(p)
+			if _, err := tx.Exec(ctx, `INSERT INTO device_telemetry (device, time, point) VALUES ($1, $2, $3)
+				ON CONFLICT (device, time) DO UPDATE SET point = excluded.point`, id, p.Time, pb); err != nil {
+				return err
+			}
+			lastb = pb
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO devices (id, doc, last_point) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, last_point = excluded.last_point`, id, docb, lastb)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("registry: update %s: %w", id, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.cache[id]
+	if e == nil {
+		e = &pgEntry{rates: map[int64]uint64{}}
+		r.cache[id] = e
+	}
+	e.Device = d
+	e.Detections = uint64(det)
+	if last != nil {
+		e.last, e.hasLast = *last, true
+	}
+	return nil
+}
+
+// UpdateState records a device's (retained) state message.
+func (r *Postgres) UpdateState(st api.State) error {
+	if err := api.ValidateID(st.DeviceID); err != nil {
+		return fmt.Errorf("registry: state: %w", err)
+	}
+	return r.update(st.DeviceID, func(d *Device, _ time.Time) *Point { applyState(d, st); return nil })
+}
+
+// UpdateTelemetry records a telemetry report and appends to the history.
+func (r *Postgres) UpdateTelemetry(t api.Telemetry) error {
+	if err := api.ValidateID(t.DeviceID); err != nil {
+		return fmt.Errorf("registry: telemetry: %w", err)
+	}
+	return r.update(t.DeviceID, func(d *Device, now time.Time) *Point {
+		p := applyTelemetry(d, t, now)
+		return &p
+	})
+}
+
+// RecordJob records a job status report.
+func (r *Postgres) RecordJob(j api.JobStatus) error {
+	if err := api.ValidateID(j.DeviceID); err != nil {
+		return fmt.Errorf("registry: job: %w", err)
+	}
+	return r.update(j.DeviceID, func(d *Device, _ time.Time) *Point {
+		jc := j
+		d.LastJob = &jc
+		return nil
+	})
+}
+
+// RecordDetections counts n events stored for a device; the counts reach
+// the database at the next flush and count on this replica at once.
+func (r *Postgres) RecordDetections(device string, n int) {
+	if n <= 0 || api.ValidateID(device) != nil {
+		return
+	}
+	slot := r.now().Unix() / 10
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	p := r.pending[device]
+	if p == nil {
+		p = &pendingCount{slots: map[int64]uint64{}}
+		r.pending[device] = p
+	}
+	p.n += uint64(n)
+	p.slots[slot] += uint64(n)
+}
+
+// Flush adds the pending detection counts to the database.
+func (r *Postgres) Flush(ctx context.Context) error {
+	now := r.now()
+	r.mu.Lock()
+	work := r.pending
+	r.pending = map[string]*pendingCount{}
+	r.mu.Unlock()
+	if len(work) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for id, p := range work {
+		doc, _ := json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
+		b.Queue(`INSERT INTO devices (id, doc, detections) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET detections = devices.detections + excluded.detections,
+				doc = jsonb_set(devices.doc, '{last_seen}', excluded.doc->'last_seen')`, id, doc, int64(p.n))
+		for slot, n := range p.slots {
+			b.Queue(`INSERT INTO device_rates (device, slot, n) VALUES ($1, $2, $3)
+				ON CONFLICT (device, slot) DO UPDATE SET n = device_rates.n + excluded.n`, id, slot, int64(n))
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, p := range work {
+		if err != nil { // keep them for the next flush
+			q := r.pending[id]
+			if q == nil {
+				q = &pendingCount{slots: map[int64]uint64{}}
+				r.pending[id] = q
+			}
+			q.n += p.n
+			for s, n := range p.slots {
+				q.slots[s] += n
+			}
+			continue
+		}
+		e := r.cache[id]
+		if e == nil {
+			e = &pgEntry{Device: Device{ID: id, FirstSeen: now}, rates: map[int64]uint64{}}
+			r.cache[id] = e
+		}
+		e.LastSeen = now
+		e.Detections += p.n
+		for s, n := range p.slots {
+			e.rates[s] += n
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("registry: flush: %w", err)
+	}
+	return nil
+}
+
+// Refresh reloads the devices and their rates from the database.
+func (r *Postgres) Refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
+	defer cancel()
+	cache := map[string]*pgEntry{}
+	rows, err := r.pool.Query(ctx, `SELECT doc, last_point, detections FROM devices`)
+	if err != nil {
+		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	var doc, lastb []byte
+	var det int64
+	_, err = pgx.ForEachRow(rows, []any{&doc, &lastb, &det}, func() error {
+		e := &pgEntry{rates: map[int64]uint64{}}
+		if err := json.Unmarshal(doc, &e.Device); err != nil {
+			return err
+		}
+		if lastb != nil && json.Unmarshal(lastb, &e.last) == nil {
+			e.hasLast = true
+		}
+		e.Detections = uint64(det)
+		cache[e.ID] = e
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	rows, err = r.pool.Query(ctx, `SELECT device, slot, n FROM device_rates WHERE slot > $1`, r.now().Unix()/10-6)
+	if err != nil {
+		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	var id string
+	var slot, n int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &slot, &n}, func() error {
+		if e := cache[id]; e != nil {
+			e.rates[slot] += uint64(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	r.mu.Lock()
+	r.cache = cache
+	r.mu.Unlock()
+	return nil
+}
+
+// view returns a copy of e with health and rate computed; under mu.
+func (r *Postgres) view(e *pgEntry, now time.Time) Device {
+	d := e.Device
+	d.Labels = maps.Clone(e.Labels)
+	d.Cameras = slices.Clone(e.Cameras)
+	if e.Telemetry != nil {
+		t := *e.Telemetry
+		t.Cameras = slices.Clone(t.Cameras)
+		d.Telemetry = &t
+	}
+	slot := now.Unix() / 10
+	var sum uint64
+	for s, n := range e.rates {
+		if s > slot-6 && s <= slot {
+			sum += n
+		}
+	}
+	if p := r.pending[e.ID]; p != nil {
+		d.Detections += p.n
+		for s, n := range p.slots {
+			if s > slot-6 && s <= slot {
+				sum += n
+			}
+		}
+	}
+	d.DetectionsPerMin = float64(sum)
+	d.Health = healthOf(r.opt.Options, &d, e.last, e.hasLast, now)
+	return d
+}
+
+// List returns the devices matching f, sorted by id.
+func (r *Postgres) List(f Filter) []Device {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Device, 0, len(r.cache))
+	for _, e := range r.cache {
+		if f.match(&e.Device) {
+			out = append(out, r.view(e, now))
+		}
+	}
+	sortByID(out)
+	return out
+}
+
+// Counts returns how many devices are known and how many are online.
+func (r *Postgres) Counts() (total, online int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.cache {
+		if e.Online {
+			online++
+		}
+	}
+	return len(r.cache), online
+}
+
+// Get returns one device.
+func (r *Postgres) Get(id string) (Device, bool) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.cache[id]
+	if !ok {
+		return Device{}, false
+	}
+	return r.view(e, now), true
+}
+
+// Summarize groups the fleet by site and line.
+func (r *Postgres) Summarize() []Summary { return summarize(r.List(Filter{})) }
+
+// History returns a device's telemetry history since the given time,
+// oldest first, at most HistoryPoints, from the database.
+func (r *Postgres) History(id string, since time.Time) ([]Point, bool) {
+	r.mu.Lock()
+	_, known := r.cache[id]
+	r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), r.opt.Timeout)
+	defer cancel()
+	rows, err := r.pool.Query(ctx, `SELECT point FROM device_telemetry WHERE device = $1 AND time >= $2
+		ORDER BY time DESC LIMIT $3`, id, since, r.opt.HistoryPoints)
+	if err != nil {
+		r.log.Warn("registry: history", "device", id, "err", err)
+		return []Point{}, known
+	}
+	out := []Point{}
+	var b []byte
+	_, err = pgx.ForEachRow(rows, []any{&b}, func() error {
+		var p Point
+		if err := json.Unmarshal(b, &p); err != nil {
+			return err
+		}
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		r.log.Warn("registry: history", "device", id, "err", err)
+	}
+	slices.Reverse(out)
+	return out, known || len(out) > 0
+}
+
+// Trim deletes telemetry history older than HistoryAge and rate slots older than ten minutes.
+func (r *Postgres) Trim(ctx context.Context) error {
+	now := r.now()
+	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
+	defer cancel()
+	if _, err := r.pool.Exec(ctx, `DELETE FROM device_telemetry WHERE time < $1`, now.Add(-r.opt.HistoryAge)); err != nil {
+		return fmt.Errorf("registry: trim: %w", err)
+	}
+	if _, err := r.pool.Exec(ctx, `DELETE FROM device_rates WHERE slot < $1`, now.Unix()/10-60); err != nil {
+		return fmt.Errorf("registry: trim: %w", err)
+	}
+	return nil
+}
+
+// Run flushes detection counts every FlushEvery, refreshes from the
+// database every RefreshEvery and trims every minute, until ctx ends; then
+// it flushes once more. Database errors are logged and retried, never fatal.
+func (r *Postgres) Run(ctx context.Context) error {
+	flush, refresh, trim := time.NewTicker(r.opt.FlushEvery), time.NewTicker(r.opt.RefreshEvery), time.NewTicker(time.Minute)
+	defer flush.Stop()
+	defer refresh.Stop()
+	defer trim.Stop()
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return r.Flush(context.Background())
+		case <-flush.C:
+			err = r.Flush(ctx)
+		case <-refresh.C:
+			err = r.Refresh(ctx)
+		case <-trim.C:
+			err = r.Trim(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("registry", "err", err)
+		}
+	}
+}
+
+// Close flushes the pending counts; it does not close the pool. It is safe to call twice.
+func (r *Postgres) Close() error {
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil
+	}
+	err := r.Flush(context.Background())
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return err
+}

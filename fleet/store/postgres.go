@@ -1,0 +1,352 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"edgefleet/fleet/api"
+)
+
+// PostgresOptions configures OpenPostgres. The zero value is usable.
+type PostgresOptions struct {
+	// Retention is applied by Retain.
+	Retention Retention
+	// MaxBatch caps the events one commit groups; 0 means 16384.
+	MaxBatch int
+	// Workers is how many commits run at once; 0 means 2.
+	Workers int
+	// CommitTimeout bounds one commit; 0 means 10s. A commit that fails or
+	// times out (the database is down) fails its calls, which are not acked.
+	CommitTimeout time.Duration
+	// Now is the clock that decides which day partitions to create; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Postgres is a Store in PostgreSQL (schema: fleet/database migrations).
+// Concurrent Ingest calls of any devices are grouped into one INSERT ... ON
+// CONFLICT DO NOTHING per commit; several fleetd replicas may share one
+// database. It is safe for concurrent use.
+//
+// Differences from Bolt: retention drops whole day partitions where it can
+// and deletes rows only in the oldest remaining day; an event whose
+// position is at or before what retention has already dropped is counted
+// as a duplicate and not stored (Bolt stores it and drops it at the next
+// Retain); seqs are stored as bigint (a seq above 2^63 sorts negative).
+type Postgres struct {
+	pool *pgxpool.Pool
+	opt  PostgresOptions
+	log  *slog.Logger
+
+	reqs chan *ingestReq
+	quit chan struct{}
+	wg   sync.WaitGroup
+
+	mu        sync.RWMutex
+	closed    bool
+	closeOnce sync.Once
+
+	parts partitions
+
+	commits, calls, stored, dups, commitNanos atomic.Uint64
+	records, recordsBytes                     atomic.Uint64
+}
+
+var (
+	_ Store     = (*Postgres)(nil)
+	_ Submitter = (*Postgres)(nil)
+)
+
+// OpenPostgres opens the detection store in pool's database, whose schema
+// database.Open has migrated, and creates the day partitions around now.
+func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) (*Postgres, error) {
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 16384
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 2
+	}
+	if opt.CommitTimeout <= 0 {
+		opt.CommitTimeout = 10 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	s := &Postgres{pool: pool, opt: opt, log: opt.Logger, reqs: make(chan *ingestReq, 4096), quit: make(chan struct{})}
+	s.parts.known = map[int64]bool{}
+	if err := s.parts.load(ctx, pool); err != nil {
+		return nil, err
+	}
+	if err := s.parts.ensure(ctx, pool, s.log, aheadDays(opt.Now()), opt.Now()); err != nil {
+		return nil, err
+	}
+	if err := s.loadTotals(ctx); err != nil {
+		return nil, err
+	}
+	for range opt.Workers {
+		s.wg.Go(s.commitLoop)
+	}
+	return s, nil
+}
+
+// Ingest implements Store; see there.
+func (s *Postgres) Ingest(ctx context.Context, device string, events []api.Event) (Result, error) {
+	type answer struct {
+		res Result
+		err error
+	}
+	ch := make(chan answer, 1)
+	if err := s.Submit(ctx, device, events, func(res Result, err error) { ch <- answer{res, err} }); err != nil {
+		return Result{}, err
+	}
+	select {
+	case a := <-ch:
+		return a.res, a.err
+	case <-ctx.Done():
+		return Result{}, fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+}
+
+// Submit implements Submitter: the events join the next commit; done runs
+// on a commit goroutine once they are committed (or failed), so it must be quick.
+func (s *Postgres) Submit(ctx context.Context, device string, events []api.Event, done func(Result, error)) error {
+	if err := api.ValidateID(device); err != nil {
+		return fmt.Errorf("store: ingest: %w", err)
+	}
+	if len(events) == 0 {
+		done(Result{}, nil)
+		return nil
+	}
+	r := &ingestReq{device: device, events: events, done: done}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+}
+
+func (s *Postgres) commitLoop() {
+	var batch []*ingestReq
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.quit:
+			// Close has stopped new senders; commit what is queued.
+			for {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.commit(batch)
+			}
+			return
+		}
+		n := len(batch[0].events)
+	fill:
+		for n < s.opt.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// insertSQL stores the rows past the retention watermark that are not
+// there yet, keeps detection_days in step and returns the new keys.
+const insertSQL = `
+WITH r AS (
+	SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::int[],
+		$7::real[], $8::real[], $9::real[], $10::real[], $11::real[], $12::text[], $13::text[], $14::int[])
+		AS r(time_us, device, seq, camera, label, class_id, score, x1, y1, x2, y2, model, model_version, size)
+), ins AS (
+	INSERT INTO detections (time_us, device, seq, camera, label, class_id, score, x1, y1, x2, y2, model, model_version, size)
+	SELECT r.time_us, r.device, r.seq, r.camera, r.label, r.class_id, r.score, r.x1, r.y1, r.x2, r.y2, r.model, r.model_version, r.size
+	FROM r, detection_watermark w
+	WHERE (r.time_us, r.device COLLATE "C", r.seq) > (w.time_us, w.device, w.seq)
+	ON CONFLICT DO NOTHING
+	RETURNING time_us, device, seq, size
+), days AS (
+	INSERT INTO detection_days (day, records, bytes)
+	SELECT time_us / 86400000000, count(*), sum(size) FROM ins GROUP BY 1
+	ON CONFLICT (day) DO UPDATE SET records = detection_days.records + excluded.records, bytes = detection_days.bytes + excluded.bytes
+)
+SELECT device, seq FROM ins`
+
+type devSeq struct {
+	device string
+	seq    uint64
+}
+
+// columns are the unnest arrays of one commit.
+type columns struct {
+	time, seq                              []int64
+	device, camera, label, model, modelVer []string
+	class, size                            []int32
+	score, x1, y1, x2, y2                  []float32
+	owner                                  map[devSeq]*ingestReq // first request to carry each key
+}
+
+func (c *columns) add(r *ingestReq, e *api.Event) {
+	k := devSeq{r.device, e.Seq}
+	if _, dup := c.owner[k]; dup {
+		return
+	}
+	c.owner[k] = r
+	c.time = append(c.time, int64(timeKey(e.Time)))
+	c.device = append(c.device, r.device)
+	c.seq = append(c.seq, int64(e.Seq))
+	c.camera = append(c.camera, e.CameraID)
+	c.label = append(c.label, e.Label)
+	c.class = append(c.class, int32(e.ClassID))
+	c.score = append(c.score, e.Score)
+	c.x1, c.y1, c.x2, c.y2 = append(c.x1, e.Box[0]), append(c.y1, e.Box[1]), append(c.x2, e.Box[2]), append(c.y2, e.Box[3])
+	c.model = append(c.model, e.Model)
+	c.modelVer = append(c.modelVer, e.ModelVersion)
+	c.size = append(c.size, int32(len(encodeValue(e))))
+}
+
+func (s *Postgres) commit(batch []*ingestReq) {
+	start := time.Now()
+	c := &columns{owner: map[devSeq]*ingestReq{}}
+	for _, r := range batch {
+		for i := range r.events {
+			c.add(r, &r.events[i])
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommitTimeout)
+	defer cancel()
+	newKeys, err := s.insert(ctx, c)
+	var stored, dups, nbytes uint64
+	for _, r := range batch {
+		if err != nil {
+			r.done(Result{}, fmt.Errorf("store: ingest: %w", err))
+			continue
+		}
+		var res Result
+		for i := range r.events {
+			k := devSeq{r.device, r.events[i].Seq}
+			if c.owner[k] == r && newKeys[k] {
+				res.Stored++
+				nbytes += uint64(len(encodeValue(&r.events[i])))
+				delete(newKeys, k) // a repeated seq within one call is a duplicate
+			} else {
+				res.Duplicates++
+			}
+		}
+		stored += uint64(res.Stored)
+		dups += uint64(res.Duplicates)
+		r.done(res, nil)
+	}
+	if err == nil {
+		s.commits.Add(1)
+		s.calls.Add(uint64(len(batch)))
+		s.stored.Add(stored)
+		s.dups.Add(dups)
+		s.commitNanos.Add(uint64(time.Since(start)))
+		s.records.Add(stored)
+		s.recordsBytes.Add(nbytes)
+	}
+}
+
+func (s *Postgres) insert(ctx context.Context, c *columns) (map[devSeq]bool, error) {
+	days := map[int64]bool{}
+	for _, t := range c.time {
+		days[dayOf(t)] = true
+	}
+	now := s.opt.Now()
+	if err := s.parts.ensure(ctx, s.pool, s.log, s.parts.wanted(days, now), now); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, insertSQL, c.time, c.device, c.seq, c.camera, c.label, c.class,
+		c.score, c.x1, c.y1, c.x2, c.y2, c.model, c.modelVer, c.size)
+	if err != nil {
+		return nil, err
+	}
+	newKeys := make(map[devSeq]bool, len(c.time))
+	var k devSeq
+	var seq int64
+	_, err = pgx.ForEachRow(rows, []any{&k.device, &seq}, func() error {
+		k.seq = uint64(seq)
+		newKeys[k] = true
+		return nil
+	})
+	return newKeys, err
+}
+
+// Stats returns running totals of this process's commits (the bbolt page
+// figures stay zero). Records and RecordsBytes count the whole database as
+// of the last Open or Retain, plus this process's commits since.
+func (s *Postgres) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Calls: s.calls.Load(), Stored: s.stored.Load(),
+		Duplicates: s.dups.Load(), CommitNanos: s.commitNanos.Load(),
+		Records: s.records.Load(), RecordsBytes: s.recordsBytes.Load()}
+}
+
+// loadTotals reads the database's record and byte totals.
+func (s *Postgres) loadTotals(ctx context.Context) error {
+	var n, b int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(records), 0), coalesce(sum(bytes), 0) FROM detection_days`).Scan(&n, &b); err != nil {
+		return fmt.Errorf("store: totals: %w", err)
+	}
+	s.records.Store(uint64(max(n, 0)))
+	s.recordsBytes.Store(uint64(max(b, 0)))
+	return nil
+}
+
+// Close commits queued calls and stops; it does not close the pool. It is safe to call twice.
+func (s *Postgres) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.quit)
+		s.wg.Wait()
+	})
+	return nil
+}
+
+func (s *Postgres) check() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// isCode reports whether err is a PostgreSQL error with the given SQLSTATE.
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
