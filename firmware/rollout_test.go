@@ -21,6 +21,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/rollout"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 )
 
@@ -191,7 +192,7 @@ func TestRollout(t *testing.T) {
 	final := func(id string) *rollout.Rollout {
 		t.Helper()
 		var r *rollout.Rollout
-		waitFor(t, "rollout "+id+" to end", 30*time.Second, func() bool {
+		testutil.WaitFor(t, "rollout "+id+" to end", 30*time.Second, func() bool {
 			r, _ = eng.Get(id)
 			return r != nil && r.State.Final()
 		})
@@ -199,7 +200,7 @@ func TestRollout(t *testing.T) {
 	}
 	running := func(version string) {
 		t.Helper()
-		waitFor(t, version+" committed and running", 20*time.Second, func() bool {
+		testutil.WaitFor(t, version+" committed and running", 20*time.Second, func() bool {
 			st, err := s.State()
 			return err == nil && !st.Trial && st.Slots[st.Active].Version == version && box.empty()
 		})
@@ -215,7 +216,7 @@ func TestRollout(t *testing.T) {
 	if _, err := eng.Rollback(r.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rollback to be confirmed", 20*time.Second, func() bool {
+	testutil.WaitFor(t, "the rollback to be confirmed", 20*time.Second, func() bool {
 		r, _ := eng.Get(r.ID)
 		return r.Jobs[0].Rollback == api.JobSucceeded
 	})
@@ -238,7 +239,7 @@ func TestRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ldone <- nil
-	labels := spooled(t, data)
+	labels := firmwaretest.Journal(t, data)
 	want := "1.0.0@a 2.0.0@b 1.0.0@a 1.0.0@a 4.0.0-hang@b 1.0.0@a"
 	if got := strings.Join(labels, " "); got != want {
 		t.Errorf("spooled %s, want %s", got, want)

@@ -53,7 +53,7 @@ func BenchmarkSwap(b *testing.B) {
 	a, c := open(0.9), open(0.8)
 	defer a.Close()
 	defer c.Close()
-	s, err := NewSlot(a, nil, yolo.Options{})
+	s, err := NewServing(a, nil, yolo.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestHelperAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot, err := NewSlot(eng, nil, yolo.Options{})
+	slot, err := NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

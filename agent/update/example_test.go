@@ -45,7 +45,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	slot, err := update.NewSlot(eng, cur.Signed(), yolo.Options{Labels: update.Labels(cur.Signed(), data)})
+	slot, err := update.NewServing(eng, cur.Signed(), yolo.Options{Labels: update.Labels(cur.Signed(), data)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -290,16 +290,16 @@ type camera struct {
 	done         chan struct{}
 }
 
-func startCamera(t *testing.T, s *Slot, every time.Duration) *camera {
+func startCamera(t *testing.T, s *Serving, every time.Duration) *camera {
 	return runCamera(t, s, every, true)
 }
 
 // startCameraTolerant counts errors without failing the test.
-func startCameraTolerant(t *testing.T, s *Slot, every time.Duration) *camera {
+func startCameraTolerant(t *testing.T, s *Serving, every time.Duration) *camera {
 	return runCamera(t, s, every, false)
 }
 
-func runCamera(t *testing.T, s *Slot, every time.Duration, strict bool) *camera {
+func runCamera(t *testing.T, s *Serving, every time.Duration, strict bool) *camera {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &camera{stop: cancel, done: make(chan struct{})}
 	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
@@ -330,7 +330,7 @@ type fixture struct {
 	dir    string
 	art    *artServer
 	rep    *recorder
-	slot   *Slot
+	slot   *Serving
 	x      *Executor
 	opts   Options
 	priv   ed25519.PrivateKey
@@ -352,7 +352,7 @@ func newFixture(t *testing.T, old []byte, tweak func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.slot, err = NewSlot(eng, nil, yolo.Options{})
+	f.slot, err = NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

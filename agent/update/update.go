@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/atomicfile"
 	"edgefleet/models"
 	"edgefleet/models/backend"
 	"edgefleet/models/manifest"
@@ -98,7 +99,7 @@ type ReporterFunc func(ctx context.Context, s api.JobStatus) error
 func (f ReporterFunc) Report(ctx context.Context, s api.JobStatus) error { return f(ctx, s) }
 
 // Swapper replaces the engine the pipeline runs between two frames and
-// returns the one it replaced, which the caller then owns. Slot is the real one.
+// returns the one it replaced, which the caller then owns. Serving is the real one.
 type Swapper interface {
 	Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (old models.Engine, err error)
 }
@@ -111,7 +112,7 @@ type Stats struct {
 	P50        time.Duration // median per-image latency (of the newest frames)
 }
 
-// Health measures the inference the pipeline serves. Slot is the real one.
+// Health measures the inference the pipeline serves. Serving is the real one.
 type Health interface {
 	// Peek returns the figures of the current window.
 	Peek() Stats
@@ -411,7 +412,7 @@ func (x *Executor) Seed(ctx context.Context, path, name, version string) error {
 	}
 	sum := sha256.Sum256(b)
 	hexSum := hex.EncodeToString(sum[:])
-	if err := writeFileAtomic(x.modelPath(hexSum), b); err != nil {
+	if err := atomicfile.WriteFile(x.modelPath(hexSum), b, 0o644); err != nil {
 		return fmt.Errorf("update: seed: %w", err)
 	}
 	x.mu.Lock()
@@ -1010,8 +1011,8 @@ func stage(part, dst string) error {
 	if err := os.Rename(part, dst); err != nil {
 		return fmt.Errorf("update: stage: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("update: stage: %w", err)
 	}
-	return syncDir(filepath.Dir(part))
+	return atomicfile.SyncDir(filepath.Dir(part))
 }

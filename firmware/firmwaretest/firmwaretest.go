@@ -5,11 +5,14 @@ package firmwaretest
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +41,7 @@ func BuildFor(t testing.TB, dir, version, mode, goarch string) string {
 	t.Helper()
 	out := filepath.Join(dir, "agent-"+version+"-"+goarch)
 	cmd := exec.Command("go", "build", "-o", out,
-		"-ldflags", "-X main.mode="+mode+" -X "+bundle.VersionVar+"="+version,
+		"-ldflags", "-X main.mode="+mode+" -X main.version="+version+" -X "+bundle.VersionVar+"="+version,
 		"edgefleet/firmware/internal/fakeagent")
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+goarch, "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -110,6 +113,20 @@ func (s *Signer) Bundle(t testing.TB, bin string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// Journal returns the lines the stand-in agent wrote to its journal
+// (<data>/spool/events.log, one version@slot per start), in order.
+func Journal(t testing.TB, data string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "spool", "events.log"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
 }
 
 // Outbox returns the job states the stand-in agent reported, in order.

@@ -10,7 +10,10 @@
 //	crash  exits with status 3 at start
 //	hang   spools one event and never reports healthy (ignores SIGTERM)
 //
-// The version it spools is stamped in edgefleet/agent.Version.
+// It links nothing of the agent: its version is stamped in main.version (and,
+// for bundle.ForBinary, the build's -ldflags also name bundle.VersionVar);
+// its "spool" is a journal file, spool/events.log in the data directory,
+// one line per start: version@slot.
 package main
 
 import (
@@ -26,8 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	"edgefleet/agent"
-	"edgefleet/agent/spool"
 	"edgefleet/firmware"
 	"edgefleet/firmware/bundle"
 	"edgefleet/firmware/slot"
@@ -35,7 +36,14 @@ import (
 	"edgefleet/models/manifest"
 )
 
-var mode = "good"
+var (
+	mode    = "good"
+	version = "dev"
+)
+
+// configSchema is the config schema this stand-in claims (edge-agent's is
+// agent.ConfigSchema).
+const configSchema = 1
 
 func main() {
 	if err := run(); err != nil {
@@ -48,7 +56,7 @@ func run() error {
 	if len(os.Args) > 1 && os.Args[1] == "version" {
 		// As edge-agent version --json prints it.
 		fmt.Printf(`{"version":%q,"os":%q,"arch":%q,"config_schema":%d,"go_version":%q}`+"\n",
-			agent.Version, runtime.GOOS, runtime.GOARCH, agent.ConfigSchema, runtime.Version())
+			version, runtime.GOOS, runtime.GOARCH, configSchema, runtime.Version())
 		return nil
 	}
 	if mode == "crash" {
@@ -64,18 +72,7 @@ func run() error {
 		return fmt.Errorf("not under the launcher: %v", err)
 	}
 	data := s.Dir()
-	if err := os.MkdirAll(filepath.Join(data, "spool"), 0o755); err != nil {
-		return err
-	}
-	sp, err := spool.Open(filepath.Join(data, "spool", "events.db"), spool.Options{MaxBytes: spool.MinMaxBytes})
-	if err != nil {
-		return err
-	}
-	_, _, err = sp.Append(ctx, api.Event{CameraID: "cam0", Time: time.Now().UnixMicro(), Label: agent.Version + "@" + slotName, Score: 1})
-	if cerr := sp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := journal(data, version+"@"+slotName); err != nil {
 		return err
 	}
 	if mode == "hang" {
@@ -161,5 +158,26 @@ func install(ctx context.Context, s *slot.Slots, keys manifest.KeySet, path stri
 		return err
 	}
 	_, err = s.Install(ctx, h, f, slot.InstallOptions{Keys: keys, JobID: strings.TrimSuffix(filepath.Base(path), ".bundle"), Window: 2 * time.Second, MaxBoots: 2})
+	return err
+}
+
+// journal appends line to <data>/spool/events.log and fsyncs it: the data
+// an agent keeps outside its slots.
+func journal(data, line string) error {
+	dir := filepath.Join(data, "spool")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "events.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(line + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	return err
 }

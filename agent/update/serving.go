@@ -7,6 +7,7 @@ import (
 	"image"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"edgefleet/models"
@@ -14,11 +15,20 @@ import (
 	"edgefleet/models/yolo"
 )
 
-// Slot is the agent's detector with a replaceable model: the pipeline calls
-// Detect, the Executor calls Swap between two frames, and Slot measures the
-// inference it serves for the health window. It is safe for concurrent use.
-type Slot struct {
+// Serving is the model the agent serves: the pipeline's detector, whose
+// model the Executor replaces (Swap) between two frames. It measures the
+// inference it serves for the health window, says which model and engine
+// serve now, signals each swap (Swapped) and the first frame inferred
+// (FirstFrame). It is safe for concurrent use.
+type Serving struct {
 	opts yolo.Options
+	// name and version name a model without a manifest (the configured one).
+	name, version string
+
+	swapped    chan struct{}
+	firstFrame chan struct{}
+	firstOnce  sync.Once
+	info       atomic.Pointer[models.EngineInfo]
 
 	// mu is read-held for the length of a Detect and write-held by Swap, so a
 	// swap waits for the frame in flight and the old engine is idle after it.
@@ -43,25 +53,57 @@ type window struct {
 const latencySamples = 256
 
 var (
-	_ models.Detector = (*Slot)(nil)
-	_ Swapper         = (*Slot)(nil)
-	_ Health          = (*Slot)(nil)
+	_ models.Detector = (*Serving)(nil)
+	_ Swapper         = (*Serving)(nil)
+	_ Health          = (*Serving)(nil)
 )
 
-// NewSlot serves eng (m may be nil for a model without a manifest). opts are
+// NewServing serves eng (m may be nil for a model without a manifest). opts are
 // the YOLO post-processing settings; a manifest's labels replace opts.Labels
 // for the model it describes.
-func NewSlot(eng models.Engine, m *manifest.Manifest, opts yolo.Options) (*Slot, error) {
-	s := &Slot{opts: opts}
+func NewServing(eng models.Engine, m *manifest.Manifest, opts yolo.Options) (*Serving, error) {
+	s := &Serving{opts: opts, swapped: make(chan struct{}, 1), firstFrame: make(chan struct{})}
 	det, err := s.detector(eng, m)
 	if err != nil {
-		return nil, fmt.Errorf("update: slot: %w", err)
+		return nil, fmt.Errorf("update: serving: %w", err)
 	}
 	s.det, s.eng, s.man = det, eng, m
+	info := eng.Info()
+	s.info.Store(&info)
 	return s, nil
 }
 
-func (s *Slot) detector(eng models.Engine, m *manifest.Manifest) (*yolo.Detector, error) {
+// SetName names the model when it has no manifest (the configured model's
+// name and version); call it before the Serving is shared.
+func (s *Serving) SetName(name, version string) { s.name, s.version = name, version }
+
+// Model names the model serving now: its manifest's name and version, else
+// those given to SetName.
+func (s *Serving) Model() (name, version string) {
+	if m := s.Manifest(); m != nil {
+		return m.Name, m.Version
+	}
+	return s.name, s.version
+}
+
+// EngineInfo says what the engine serving now runs (taken when it was
+// swapped in: an engine is not safe for concurrent use).
+func (s *Serving) EngineInfo() models.EngineInfo {
+	if p := s.info.Load(); p != nil {
+		return *p
+	}
+	return models.EngineInfo{}
+}
+
+// Swapped receives a value after each swap (buffered by one: several swaps
+// between two reads make one value).
+func (s *Serving) Swapped() <-chan struct{} { return s.swapped }
+
+// FirstFrame is closed after the first successful Detect: a sign of health
+// for a new agent version.
+func (s *Serving) FirstFrame() <-chan struct{} { return s.firstFrame }
+
+func (s *Serving) detector(eng models.Engine, m *manifest.Manifest) (*yolo.Detector, error) {
 	o := s.opts
 	if m != nil && len(m.Labels) > 0 {
 		o.Labels = m.Labels
@@ -70,11 +112,11 @@ func (s *Slot) detector(eng models.Engine, m *manifest.Manifest) (*yolo.Detector
 }
 
 // Detect implements models.Detector on the model now in the slot.
-func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detection, error) {
+func (s *Serving) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detection, error) {
 	s.mu.RLock()
 	if s.det == nil {
 		s.mu.RUnlock()
-		return nil, errSlotClosed
+		return nil, errServingClosed
 	}
 	gen := s.gen
 	t0 := time.Now()
@@ -82,6 +124,9 @@ func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detec
 	el := time.Since(t0)
 	s.mu.RUnlock()
 
+	if err == nil {
+		s.firstOnce.Do(func() { close(s.firstFrame) })
+	}
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	if gen != s.win.gen {
@@ -113,7 +158,7 @@ func (s *Slot) Detect(ctx context.Context, imgs []image.Image) ([][]models.Detec
 // Swap implements Swapper: it waits for the frame in flight, if any, then
 // serves eng, and starts a new health window that counts only eng's frames.
 // It does not close the old engine.
-func (s *Slot) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (models.Engine, error) {
+func (s *Serving) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (models.Engine, error) {
 	det, err := s.detector(eng, m)
 	if err != nil {
 		return nil, fmt.Errorf("update: swap: %w", err)
@@ -121,6 +166,7 @@ func (s *Slot) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("update: swap: %w", err)
 	}
+	info := eng.Info()
 	s.mu.Lock()
 	old := s.eng
 	s.det, s.eng, s.man = det, eng, m
@@ -128,33 +174,38 @@ func (s *Slot) Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest
 	s.hmu.Lock()
 	s.win = window{gen: s.gen}
 	s.hmu.Unlock()
+	s.info.Store(&info)
 	s.mu.Unlock()
+	select {
+	case s.swapped <- struct{}{}:
+	default:
+	}
 	return old, nil
 }
 
 // Manifest is the manifest of the model being served (nil if it has none).
-func (s *Slot) Manifest() *manifest.Manifest {
+func (s *Serving) Manifest() *manifest.Manifest {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.man
 }
 
 // Engine is the engine being served.
-func (s *Slot) Engine() models.Engine {
+func (s *Serving) Engine() models.Engine {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.eng
 }
 
 // Peek implements Health.
-func (s *Slot) Peek() Stats {
+func (s *Serving) Peek() Stats {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	return s.win.stats()
 }
 
 // Mark implements Health.
-func (s *Slot) Mark() Stats {
+func (s *Serving) Mark() Stats {
 	s.hmu.Lock()
 	defer s.hmu.Unlock()
 	st := s.win.stats()
@@ -163,7 +214,7 @@ func (s *Slot) Mark() Stats {
 }
 
 // Close closes the engine being served; Detect fails afterwards.
-func (s *Slot) Close() error {
+func (s *Serving) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.eng == nil {
@@ -185,5 +236,5 @@ func (w *window) stats() Stats {
 	return st
 }
 
-// errSlotClosed is returned by Detect on a closed slot.
-var errSlotClosed = errors.New("update: slot closed")
+// errServingClosed is returned by Detect on a closed slot.
+var errServingClosed = errors.New("update: serving: closed")
