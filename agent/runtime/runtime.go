@@ -50,7 +50,7 @@ type Runtime struct {
 	ln      net.Listener // nil with http.listen off
 	// snapshotURL is where the fleet finds this agent's snapshots.
 	snapshotURL string
-	agent   *agent.Agent
+	agent       *agent.Agent
 }
 
 // Open builds the agent's parts from cfg (already validated). Cameras open

@@ -63,7 +63,7 @@ func TestKilledMidDownload(t *testing.T) {
 	}
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	third := int64(len(data)) / 3
 	f.art.stallAfter = third
 	c := f.signed("job-killed", data, "2")
@@ -113,7 +113,7 @@ func TestKilledMidDownload(t *testing.T) {
 func TestCorruptPartialStartsOver(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	c := f.signed("job-corrupt-part", data, "2")
 	half := len(data) / 2
 	garbage := make([]byte, half)

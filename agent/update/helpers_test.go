@@ -283,7 +283,7 @@ func (r *recorder) waitState(t *testing.T, job, state string, timeout time.Durat
 	t.Fatalf("job %s: never reached %s; states %v", job, state, r.states(job))
 }
 
-// camera feeds the slot frames as the pipeline would, counting errors.
+// camera feeds the Serving frames as the pipeline would, counting errors.
 type camera struct {
 	frames, errs atomic.Int64
 	stop         func()
@@ -330,7 +330,7 @@ type fixture struct {
 	dir    string
 	art    *artServer
 	rep    *recorder
-	slot   *Serving
+	srv    *Serving
 	x      *Executor
 	opts   Options
 	priv   ed25519.PrivateKey
@@ -352,14 +352,14 @@ func newFixture(t *testing.T, old []byte, tweak func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.slot, err = NewServing(eng, nil, yolo.Options{})
+	f.srv, err = NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.slot.Close() })
+	t.Cleanup(func() { f.srv.Close() })
 	f.opts = Options{
 		Dir: f.dir, DeviceID: "cam-box-1", Token: "secret", Keys: keys, Reporter: f.rep,
-		Swapper: f.slot, Health: f.slot, Open: openGo,
+		Swapper: f.srv, Health: f.srv, Open: openGo,
 		RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, StallTimeout: 2 * time.Second,
 		ProgressInterval: time.Millisecond, HealthWindow: 400 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -433,9 +433,9 @@ func (f *fixture) handle(c api.Command) {
 	}
 }
 
-// serving is the sha256 of the model the slot runs.
+// serving is the sha256 of the model the Serving runs.
 func (f *fixture) serving() string {
-	if m := f.slot.Manifest(); m != nil {
+	if m := f.srv.Manifest(); m != nil {
 		return m.SHA256
 	}
 	return sum256(f.old) // the seeded model has no manifest

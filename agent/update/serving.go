@@ -56,6 +56,7 @@ var (
 	_ models.Detector = (*Serving)(nil)
 	_ Swapper         = (*Serving)(nil)
 	_ Health          = (*Serving)(nil)
+	_ Renamer         = (*Serving)(nil)
 )
 
 // NewServing serves eng (m may be nil for a model without a manifest). opts are
@@ -181,6 +182,28 @@ func (s *Serving) Swap(ctx context.Context, eng models.Engine, m *manifest.Manif
 	default:
 	}
 	return old, nil
+}
+
+// Rename implements Renamer: the engine serving stays, under manifest m
+// (its name, version and labels), and Swapped is told.
+func (s *Serving) Rename(m *manifest.Manifest) error {
+	s.mu.Lock()
+	if s.eng == nil {
+		s.mu.Unlock()
+		return errServingClosed
+	}
+	det, err := s.detector(s.eng, m)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("update: rename: %w", err)
+	}
+	s.det, s.man = det, m
+	s.mu.Unlock()
+	select {
+	case s.swapped <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // Manifest is the manifest of the model being served (nil if it has none).

@@ -123,7 +123,7 @@ func TestInferenceErrorsRollBackEarly(t *testing.T) {
 			return &failingEngine{Engine: e}, nil
 		}
 	})
-	cam := startCameraTolerant(t, f.slot, 2*time.Millisecond)
+	cam := startCameraTolerant(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-errors", tinyE2E(0.8), "2")
 	t0 := time.Now()

@@ -32,7 +32,7 @@ func readState(t *testing.T, dir string) *state {
 func TestGoodModelSwitches(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	cam := startCamera(t, f.slot, 2*time.Millisecond)
+	cam := startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-good", next, "2")
 	f.handle(c)
@@ -110,7 +110,7 @@ func TestRealModelSwitches(t *testing.T) {
 		// nothing on a black frame: judge errors and frames only.
 		o.Policy = HealthPolicy{MaxLatencyRatio: 1e9, MinDetectionRatio: -1}
 	})
-	cam := startCamera(t, f.slot, 20*time.Millisecond)
+	cam := startCamera(t, f.srv, 20*time.Millisecond)
 	f.start()
 	c := f.signed("job-real", data, "26")
 	f.handle(c)
@@ -121,7 +121,7 @@ func TestRealModelSwitches(t *testing.T) {
 	if got := f.serving(); got != sum256(data) {
 		t.Errorf("serving %s, want yolo26n", short(got))
 	}
-	served := f.slot.Manifest()
+	served := f.srv.Manifest()
 	if n := served.Outputs[0].Shape; !slices.Equal(n, []int{1, 300, 6}) {
 		t.Errorf("served model output %v", n)
 	}
@@ -185,7 +185,7 @@ func TestRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			old := tinyE2E(0.9)
 			f := newFixture(t, old, nil)
-			cam := startCamera(t, f.slot, 2*time.Millisecond)
+			cam := startCamera(t, f.srv, 2*time.Millisecond)
 			f.start()
 			c := f.signed("job-1", tc.data, "2")
 			if tc.mutate != nil {
@@ -230,7 +230,7 @@ func TestRefused(t *testing.T) {
 func TestUnhealthyRollsBack(t *testing.T) {
 	old := tinyE2E(0.9)
 	f := newFixture(t, old, nil)
-	cam := startCamera(t, f.slot, 2*time.Millisecond)
+	cam := startCamera(t, f.srv, 2*time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // a baseline window with detections
 	f.start()
 	c := f.signed("job-blind", tinyE2E(0), "2") // loads, runs, finds nothing
@@ -258,9 +258,9 @@ func TestUnhealthyRollsBack(t *testing.T) {
 		t.Errorf("camera errors: %d", cam.errs.Load())
 	}
 	// The old model detects again after the rollback.
-	before := f.slot.Peek()
+	before := f.srv.Peek()
 	time.Sleep(50 * time.Millisecond)
-	if after := f.slot.Peek(); after.Detections == before.Detections {
+	if after := f.srv.Peek(); after.Detections == before.Detections {
 		t.Errorf("no detections after the rollback: %+v", after)
 	}
 }
@@ -270,7 +270,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 func TestResumeAfterDrop(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.art.dropAfter = int64(len(data)) / 2
 	f.start()
 	c := f.signed("job-drop", data, "2")
@@ -300,7 +300,7 @@ func TestResumeAfterDrop(t *testing.T) {
 func TestResumeAcrossRestart(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	third := int64(len(data)) / 3
 	f.art.stallAfter = third
 	f.start()
@@ -340,7 +340,7 @@ func TestResumeAcrossRestart(t *testing.T) {
 func TestRestartDuringTrialRollsBack(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, func(o *Options) { o.HealthWindow = time.Minute })
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-crash", next, "2")
 	f.handle(c)
@@ -381,7 +381,7 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 
 func TestDuplicateJobIgnored(t *testing.T) {
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	c := f.signed("job-dup", tinyE2E(0.8), "2")
 	f.handle(c)
 	f.handle(c) // while queued
@@ -423,7 +423,7 @@ func TestDuplicateJobIgnored(t *testing.T) {
 func TestRollbackOfJob(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	run := func(c api.Command, want string) api.JobStatus {
 		t.Helper()
@@ -467,7 +467,7 @@ func TestRollbackOfJob(t *testing.T) {
 func TestRollbackCommand(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-up", next, "2")
 	f.handle(c)
@@ -513,7 +513,7 @@ func TestDeadlinePassed(t *testing.T) {
 
 func TestRetriesServerErrors(t *testing.T) {
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.art.fail503 = 2
 	f.start()
 	c := f.signed("job-busy", tinyE2E(0.8), "2")
@@ -586,7 +586,7 @@ func TestBadCommand(t *testing.T) {
 func TestCommitCleansUp(t *testing.T) {
 	v1, v2, v3 := tinyE2E(0.9), tinyE2E(0.8), tinyE2E(0.7)
 	f := newFixture(t, v1, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	stale := filepath.Join(f.dir, "staging", strings.Repeat("a", 64)+".part")
 	if err := os.WriteFile(stale, []byte("abandoned"), 0o644); err != nil {
 		t.Fatal(err)
@@ -630,9 +630,9 @@ func TestAttach(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || sum256(b) != m.SHA256 {
 		t.Fatalf("current file: %v", err)
 	}
-	x.Attach(f.slot, f.slot)
+	x.Attach(f.srv, f.srv)
 	f.x = x
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-attached", tinyE2E(0.8), "2")
 	f.handle(c)
@@ -657,5 +657,59 @@ func TestLabels(t *testing.T) {
 	}
 	if l := Labels(nil, tinyE2E(1)); l != nil {
 		t.Errorf("labels of a model without metadata: %v", l)
+	}
+}
+
+// TestSameBytesNewName: a job for the bytes already serving, under another
+// version, downloads and swaps nothing, but the device takes the new name
+// and version (state.json, the Serving's Model) and tells Swapped, so that
+// the fleet's view matches the rollout.
+func TestSameBytesNewName(t *testing.T) {
+	old := tinyE2E(0.9)
+	f := newFixture(t, old, nil)
+	f.start()
+	eng := f.srv.Engine()
+	c := f.signed("job-rename", old, "7")
+	f.handle(c)
+	if end := f.rep.wait(t, c.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("final %s (%s), want succeeded", end.State, end.Reason)
+	}
+	if got, want := f.rep.states(c.JobID), []string{api.JobQueued, api.JobSucceeded}; !slices.Equal(got, want) {
+		t.Errorf("states %v, want %v (no download, no swap)", got, want)
+	}
+	if n := len(f.art.requests()); n != 0 {
+		t.Errorf("%d artifact requests, want none", n)
+	}
+	if f.srv.Engine() != eng {
+		t.Error("the engine was replaced")
+	}
+	if name, version := f.srv.Model(); name != "tiny" || version != "7" {
+		t.Errorf("serving %s %s, want tiny 7", name, version)
+	}
+	select {
+	case <-f.srv.Swapped():
+	default:
+		t.Error("Swapped not told")
+	}
+	st := readState(t, f.dir)
+	if st.Current == nil || st.Current.SHA256 != sum256(old) || st.Current.Version != "7" || len(st.Current.Manifest) == 0 {
+		t.Errorf("state current %+v, want the same bytes as version 7 with its manifest", st.Current)
+	}
+	// The same job again, and the same bytes and version: nothing changes.
+	again := f.signed("job-rename-again", old, "7")
+	f.handle(again)
+	if end := f.rep.wait(t, again.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("final %s (%s), want succeeded", end.State, end.Reason)
+	}
+	select {
+	case <-f.srv.Swapped():
+		t.Error("Swapped told for a job that changed nothing")
+	default:
+	}
+	// A restart serves the adopted name from state.json.
+	f.stop()
+	f.open()
+	if m, _, ok := f.x.Current(); !ok || m.Version != "7" || m.Signed() == nil {
+		t.Errorf("after restart Current = %+v %v", m, ok)
 	}
 }
