@@ -44,6 +44,7 @@ type Runtime struct {
 	spool   *spool.Spool
 	link    *link.Link // nil without fleet.broker
 	jobs    update.Reporter
+	dl      *update.Downloader // every artifact download: models and bundles
 	serving *update.Serving
 	updates *update.Executor // nil with updates disabled
 	fw      *selfUpdate
@@ -67,6 +68,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Runtime
 	if r.cams, err = openCameras(cfg); err != nil {
 		return nil, err
 	}
+	if r.dl, err = newDownloader(cfg, log); err != nil {
+		return nil, err
+	}
 	if err := r.openSpool(); err != nil {
 		return nil, err
 	}
@@ -76,7 +80,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Runtime
 	if err := r.openServing(ctx); err != nil {
 		return nil, err
 	}
-	if r.fw, err = openFirmware(cfg, r.jobs, r.log); err != nil {
+	if r.fw, err = openFirmware(cfg, r.dl, r.jobs, r.log); err != nil {
 		return nil, err
 	}
 	if err := r.openAgent(); err != nil {

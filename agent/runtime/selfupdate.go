@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -30,15 +29,15 @@ type selfUpdate struct {
 	// a trial installed locally (edge-launcher install) is still committed.
 	slots *slot.Slots
 	slot  string
-	// base resolves relative artifact URLs (update.artifact_url).
-	base string
+	// dl downloads bundles, as it does models; jobs reports their states.
+	dl   *update.Downloader
 	jobs update.Reporter
 }
 
 // openFirmware sets up firmware updates from cfg.Firmware and the
 // environment edge-launcher gives the agent; jobs reports their states.
-func openFirmware(cfg *config.Config, jobs update.Reporter, log *slog.Logger) (*selfUpdate, error) {
-	f := &selfUpdate{base: cfg.Update.ArtifactURL, jobs: jobs}
+func openFirmware(cfg *config.Config, dl *update.Downloader, jobs update.Reporter, log *slog.Logger) (*selfUpdate, error) {
+	f := &selfUpdate{dl: dl, jobs: jobs}
 	c := cfg.Firmware
 	s, name, launched, err := slot.FromEnv()
 	if err != nil {
@@ -69,13 +68,9 @@ func openFirmware(cfg *config.Config, jobs update.Reporter, log *slog.Logger) (*
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("firmware.keys: no public key in %v", c.Keys)
 	}
-	client, err := artifactClient(cfg.Fleet.CAFile)
-	if err != nil {
-		return nil, err
-	}
 	f.u, err = firmware.New(firmware.Options{
-		Slots: s, Slot: name, Keys: keys, DeviceID: cfg.DeviceID, Token: secret(cfg),
-		Report: jobs.Report, HTTP: client, MaxBoots: c.MaxBoots, Log: log.With("component", "firmware"),
+		Slots: s, Slot: name, Keys: keys, DeviceID: cfg.DeviceID,
+		Report: jobs.Report, MaxBoots: c.MaxBoots, Log: log.With("component", "firmware"),
 	})
 	if err != nil {
 		return nil, err
@@ -128,28 +123,57 @@ func (f *selfUpdate) command(ctx context.Context, c api.Command, log *slog.Logge
 	return false, nil
 }
 
-// handle runs a firmware_update command. A job that already installed one
-// of the slots (the command delivered again after the restart) is not run
-// again: its outcome is reported by whenHealthy.
+// handle runs a firmware_update command: the firmware checks, the shared
+// download into <data>/download, the install on trial; each state goes out
+// through the job reporter. It returns ErrRestart once installed. A job
+// that already installed one of the slots (the command delivered again
+// after the restart) is not run again: its outcome is reported by
+// whenHealthy.
 func (f *selfUpdate) handle(ctx context.Context, c api.Command, log *slog.Logger) error {
-	if st, err := f.slots.State(); err == nil && c.JobID != "" {
-		for name, in := range st.Slots {
-			if in.JobID == c.JobID {
-				log.Info("firmware: job already installed; not running it again", "job_id", c.JobID, "slot", name, "version", in.Version)
-				return nil
-			}
-		}
+	if name, in, ok := f.u.Installed(c.JobID); ok {
+		log.Info("firmware: job already installed; not running it again", "job_id", c.JobID, "slot", name, "version", in.Version)
+		return nil
 	}
-	if a := c.Artifact; a != nil && f.base != "" {
-		if u, err := url.Parse(a.URL); err == nil && !u.IsAbs() {
-			if base, err := url.Parse(f.base); err == nil {
-				art := *a
-				art.URL = base.ResolveReference(u).String()
-				c.Artifact = &art
-			}
-		}
+	err := f.install(ctx, c)
+	if err != nil {
+		f.report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobFailed, Reason: err.Error()}, log)
+		return err
 	}
-	return f.u.Handle(ctx, c)
+	f.report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobHealthCheck, Reason: "restarting into the new version"}, log)
+	return ErrRestart
+}
+
+func (f *selfUpdate) install(ctx context.Context, c api.Command) error {
+	m, err := f.u.Check(c)
+	if err != nil {
+		return err
+	}
+	f.report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobDownloading}, nil)
+	dir := filepath.Join(f.slots.Dir(), "download")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("firmware: download: %w", err)
+	}
+	fetch := update.Fetch{URL: c.Artifact.URL, Part: filepath.Join(dir, m.SHA256+".part"), SHA256: m.SHA256, Size: m.Size}
+	if err := f.dl.Download(ctx, fetch); err != nil {
+		if update.IsPermanent(err) {
+			fetch.Discard()
+		} // else a later job for this bundle resumes the partial file
+		return err
+	}
+	defer fetch.Discard()
+	f.report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobInstalling}, nil)
+	payload, err := os.Open(fetch.Part)
+	if err != nil {
+		return fmt.Errorf("firmware: %w", err)
+	}
+	defer payload.Close()
+	return f.u.Install(ctx, c, payload)
+}
+
+func (f *selfUpdate) report(ctx context.Context, st api.JobStatus, log *slog.Logger) {
+	if err := f.jobs.Report(ctx, st); err != nil && log != nil {
+		log.Warn("firmware: report", "job_id", st.JobID, "state", st.State, "err", err)
+	}
 }
 
 // whenHealthy waits until the agent is healthy (the first frame inferred

@@ -64,7 +64,7 @@ func TestOpenFirmware(t *testing.T) {
 			}
 			cfg := &config.Config{DeviceID: "box-1", Firmware: tt.fw}
 			cfg.Firmware.MaxBoots = 2
-			fw, err := openFirmware(cfg, update.ReporterFunc(func(context.Context, api.JobStatus) error { return nil }), slog.New(slog.DiscardHandler))
+			fw, err := openFirmware(cfg, update.NewDownloader(update.DownloadOptions{}), update.ReporterFunc(func(context.Context, api.JobStatus) error { return nil }), slog.New(slog.DiscardHandler))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)

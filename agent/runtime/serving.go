@@ -51,7 +51,7 @@ func (r *Runtime) openServing(ctx context.Context) error {
 	configured := modelFile{data: cfgData, path: m.Path, name: m.Name, version: m.Version}
 	mf := configured
 	if r.cfg.Update.Enabled() {
-		if r.updates, err = newExecutor(r.cfg, r.jobs, open, engOpts, r.log); err != nil {
+		if r.updates, err = newExecutor(r.cfg, r.dl, r.jobs, open, engOpts, r.log); err != nil {
 			return err
 		}
 		if err := r.updates.Seed(ctx, m.Path, m.Name, m.Version); err != nil {
@@ -127,7 +127,7 @@ func (r *Runtime) currentModel(configured modelFile) modelFile {
 
 // newExecutor builds the update executor from cfg.Update; its reports go
 // out through jobs.
-func newExecutor(cfg *config.Config, jobs update.Reporter, open models.Opener, engOpts models.Options, log *slog.Logger) (*update.Executor, error) {
+func newExecutor(cfg *config.Config, dl *update.Downloader, jobs update.Reporter, open models.Opener, engOpts models.Options, log *slog.Logger) (*update.Executor, error) {
 	u := cfg.Update
 	keys, err := manifest.LoadKeySet(u.Keys...)
 	if err != nil {
@@ -135,10 +135,6 @@ func newExecutor(cfg *config.Config, jobs update.Reporter, open models.Opener, e
 	}
 	if len(keys) == 0 {
 		return nil, fmt.Errorf("update.keys: no public key in %v", u.Keys)
-	}
-	client, err := artifactClient(cfg.Fleet.CAFile)
-	if err != nil {
-		return nil, err
 	}
 	if u.ArtifactURL == "" && cfg.Fleet.Broker != "" {
 		log.Info("no update.artifact_url: only absolute artifact URLs can be downloaded")
@@ -149,8 +145,7 @@ func newExecutor(cfg *config.Config, jobs update.Reporter, open models.Opener, e
 	}
 	x, err := update.New(update.Options{
 		Dir: u.Dir, DeviceID: cfg.DeviceID, Token: secret(cfg), Keys: keys, Reporter: jobs,
-		Open: open, EngineOptions: engOpts, BaseURL: u.ArtifactURL, Client: client,
-		MaxAttempts: u.MaxAttempts, StallTimeout: u.StallTimeout, SmokeBudget: u.SmokeBudget, HealthWindow: u.HealthWindow,
+		Open: open, EngineOptions: engOpts, Downloader: dl, SmokeBudget: u.SmokeBudget, HealthWindow: u.HealthWindow,
 		Policy: update.HealthPolicy{
 			MaxErrors: u.Policy.MaxErrors, MinFrames: u.Policy.MinFrames,
 			MaxLatencyRatio: u.Policy.MaxLatencyRatio, MinDetectionRatio: minDet,
@@ -162,6 +157,22 @@ func newExecutor(cfg *config.Config, jobs update.Reporter, open models.Opener, e
 	}
 	log.Info("updates enabled", "dir", u.Dir, "keys", keys.IDs(), "artifact_url", u.ArtifactURL)
 	return x, nil
+}
+
+// newDownloader is the one downloader of the device's updates (models and
+// firmware bundles): the device's credentials, update.artifact_url for
+// relative URLs, fleet.ca_file for TLS, update.max_attempts and
+// update.stall_timeout.
+func newDownloader(cfg *config.Config, log *slog.Logger) (*update.Downloader, error) {
+	client, err := artifactClient(cfg.Fleet.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	u := cfg.Update
+	return update.NewDownloader(update.DownloadOptions{
+		Client: client, DeviceID: cfg.DeviceID, Token: secret(cfg), BaseURL: u.ArtifactURL,
+		MaxAttempts: u.MaxAttempts, StallTimeout: u.StallTimeout, Logger: log.With("component", "download"),
+	}), nil
 }
 
 // artifactClient is the HTTP client for artifact downloads, trusting the

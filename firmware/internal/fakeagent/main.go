@@ -4,7 +4,7 @@
 //	good   spools one event, commits its trial (reporting finished trials as
 //	       JSON files in <data>/outbox/), then installs any bundle dropped in
 //	       <data>/inbox/*.bundle, or runs any api.Command in <data>/inbox/*.cmd
-//	       through firmware.Updater (download with the device credentials in
+//	       through firmware.Updater (downloaded with the device credentials in
 //	       $FAKEAGENT_DEVICE and $FAKEAGENT_TOKEN), and exits with
 //	       slot.ExitSwitch
 //	crash  exits with status 3 at start
@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,6 +89,12 @@ func run() error {
 	}
 	n := 0
 	report := func(_ context.Context, st api.JobStatus) error {
+		if st.DeviceID == "" {
+			st.DeviceID = os.Getenv("FAKEAGENT_DEVICE")
+		}
+		if st.Time == 0 {
+			st.Time = time.Now().UnixMilli()
+		}
 		b, err := json.Marshal(st)
 		if err != nil {
 			return err
@@ -100,8 +107,7 @@ func run() error {
 		}
 		return os.Rename(tmp, filepath.Join(outbox, name+".json"))
 	}
-	u, err := firmware.New(firmware.Options{Keys: keys, DeviceID: os.Getenv("FAKEAGENT_DEVICE"), Token: os.Getenv("FAKEAGENT_TOKEN"),
-		Report: report, MaxBoots: 2})
+	u, err := firmware.New(firmware.Options{Keys: keys, DeviceID: os.Getenv("FAKEAGENT_DEVICE"), Report: report, MaxBoots: 2})
 	if err != nil {
 		return err
 	}
@@ -138,13 +144,45 @@ func run() error {
 			if c.Kind == api.CommandRollback {
 				_, err = u.Rollback(ctx, c)
 			} else {
-				err = u.Handle(ctx, c)
+				err = update(ctx, u, c, report)
 			}
 			if errors.Is(err, firmware.ErrRestart) {
 				os.Exit(slot.ExitSwitch)
 			}
 		}
 	}
+}
+
+// update runs a firmware_update command as the agent does, with a plain
+// download (the agent's resumes, retries and caps; not needed here).
+func update(ctx context.Context, u *firmware.Updater, c api.Command, report func(context.Context, api.JobStatus) error) error {
+	err := fetchInstall(ctx, u, c)
+	if err != nil {
+		report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobFailed, Reason: err.Error()})
+		return err
+	}
+	report(ctx, api.JobStatus{JobID: c.JobID, State: api.JobHealthCheck, Reason: "restarting into the new version"})
+	return firmware.ErrRestart
+}
+
+func fetchInstall(ctx context.Context, u *firmware.Updater, c api.Command) error {
+	if _, err := u.Check(c); err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Artifact.URL, nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(os.Getenv("FAKEAGENT_DEVICE"), os.Getenv("FAKEAGENT_TOKEN"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("download: %s", resp.Status)
+	}
+	return u.Install(ctx, c, resp.Body)
 }
 
 func install(ctx context.Context, s *slot.Slots, keys manifest.KeySet, path string) error {
