@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
 	"edgefleet/models/tflite"
@@ -77,10 +78,7 @@ func TestKilledMidDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := filepath.Join(f.dir, "staging", sum256(data)+".part")
-	dl := time.Now().Add(jobTimeout)
-	for fileSize(part) < third && time.Now().Before(dl) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the download", jobTimeout, func() bool { return fileSize(part) >= third })
 	child.Process.Kill()
 	child.Wait()
 	if got := fileSize(part); got != third {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
 	"edgefleet/models/tflite"
@@ -273,14 +274,7 @@ func (r *recorder) wait(t *testing.T, job string, timeout time.Duration) api.Job
 // waitState waits until the job reported state.
 func (r *recorder) waitState(t *testing.T, job, state string, timeout time.Duration) {
 	t.Helper()
-	dl := time.Now().Add(timeout)
-	for time.Now().Before(dl) {
-		if slices.Contains(r.states(job), state) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("job %s: never reached %s; states %v", job, state, r.states(job))
+	testutil.WaitFor(t, "job "+job+" to reach "+state, timeout, func() bool { return slices.Contains(r.states(job), state) })
 }
 
 // camera feeds the Serving frames as the pipeline would, counting errors.
@@ -323,7 +317,7 @@ func runCamera(t *testing.T, s *Serving, every time.Duration, strict bool) *came
 	return c
 }
 
-// fixture is an agent's update side: a Slot serving the old model, an
+// fixture is an agent's update side: a Serving serving the old model, an
 // Executor over a data dir, an artifact server and a signing key.
 type fixture struct {
 	t      *testing.T

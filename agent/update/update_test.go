@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -217,10 +218,8 @@ func TestRefused(t *testing.T) {
 			}
 			// A refusal can come before the camera's first frame on a busy
 			// machine: the old model must still serve frames after it.
-			for deadline := time.Now().Add(10 * time.Second); cam.frames.Load() == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if cam.errs.Load() != 0 || cam.frames.Load() == 0 {
+			testutil.WaitFor(t, "a frame served by the old model", 10*time.Second, func() bool { return cam.frames.Load() > 0 })
+			if cam.errs.Load() != 0 {
 				t.Errorf("camera: %d frames, %d errors", cam.frames.Load(), cam.errs.Load())
 			}
 		})
@@ -231,7 +230,10 @@ func TestUnhealthyRollsBack(t *testing.T) {
 	old := tinyE2E(0.9)
 	f := newFixture(t, old, nil)
 	cam := startCamera(t, f.srv, 2*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // a baseline window with detections
+	testutil.Eventually(t, "a baseline window with detections", func() bool {
+		st := f.srv.Peek()
+		return st.Frames >= 5 && st.Detections > 0
+	})
 	f.start()
 	c := f.signed("job-blind", tinyE2E(0), "2") // loads, runs, finds nothing
 	f.handle(c)
@@ -259,10 +261,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 	}
 	// The old model detects again after the rollback.
 	before := f.srv.Peek()
-	time.Sleep(50 * time.Millisecond)
-	if after := f.srv.Peek(); after.Detections == before.Detections {
-		t.Errorf("no detections after the rollback: %+v", after)
-	}
+	testutil.Eventually(t, "detections after the rollback", func() bool { return f.srv.Peek().Detections > before.Detections })
 }
 
 // TestResumeAfterDrop: the server drops the connection mid-body; the next
@@ -307,10 +306,7 @@ func TestResumeAcrossRestart(t *testing.T) {
 	c := f.signed("job-restart", data, "2")
 	f.handle(c)
 	part := filepath.Join(f.dir, "staging", sum256(data)+".part")
-	dl := time.Now().Add(jobTimeout)
-	for fileSize(part) < third && time.Now().Before(dl) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the download", jobTimeout, func() bool { return fileSize(part) >= third })
 	f.stop() // the agent goes away mid-download
 	if got := fileSize(part); got != third {
 		t.Fatalf("partial file %d bytes, want %d", got, third)
@@ -371,9 +367,12 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 	if end.State != api.JobRolledBack || !strings.HasPrefix(end.Reason, "update: agent restarted during the health window: model tiny 2 ") {
 		t.Errorf("reported %s (%q)", end.State, end.Reason)
 	}
-	// The fleet resending the job does not run it again.
+	// The fleet resending the job does not run it again: Handle does not
+	// queue it (it decides at once), and reports the final state again.
 	f.handle(c)
-	time.Sleep(50 * time.Millisecond)
+	if q := readState(t, f.dir).Queue; len(q) != 0 {
+		t.Errorf("queued again: %+v", q)
+	}
 	if n := len(f.art.requests()); n != 1 {
 		t.Errorf("%d downloads, want 1", n)
 	}
@@ -393,8 +392,9 @@ func TestDuplicateJobIgnored(t *testing.T) {
 	f.stop()
 	f.open()
 	f.handle(c) // after a restart
-	f.start()
-	time.Sleep(100 * time.Millisecond)
+	if q := readState(t, f.dir).Queue; len(q) != 0 {
+		t.Errorf("queued again after a restart: %+v", q)
+	}
 	if n := len(f.art.requests()); n != 1 {
 		t.Errorf("%d downloads, want 1", n)
 	}
