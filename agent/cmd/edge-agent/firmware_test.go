@@ -19,6 +19,7 @@ import (
 	"edgefleet/firmware/firmwaretest"
 	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -143,8 +144,8 @@ firmware:
 			return ok && st.Online && st.AgentVersion == version
 		}
 	}
-	waitUntil(t, "1.0.0 online", patience, online("1.0.0"))
-	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
+	testutil.WaitFor(t, "1.0.0 online", patience, online("1.0.0"))
+	testutil.WaitFor(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
 	t.Logf("%.1fs: 1.0.0 running", time.Since(start).Seconds())
 	if st, _ := jobs.lastState(); st.Engine != "go" || st.EngineVersion == "" {
 		t.Errorf("retained state engine %q version %q, want the go engine with its version", st.Engine, st.EngineVersion)
@@ -153,7 +154,7 @@ firmware:
 	// From now on the fleet loses every batch: detections stay in 1.0.0's spool.
 	s.drop.Store(true)
 	dropFrom := time.Now()
-	waitUntil(t, "batches lost by the fleet", patience, func() bool {
+	testutil.WaitFor(t, "batches lost by the fleet", patience, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.dropped) > 0 && time.Since(dropFrom) > time.Second
@@ -176,11 +177,11 @@ firmware:
 	send(c)
 	// 1.0.0 exits after reporting health_check; the fleet hears again from
 	// then on, so what reaches it of the lost batches comes from the spool.
-	waitUntil(t, "fw-2 installed", patience, func() bool { return slices.Contains(jobs.path("fw-2"), api.JobHealthCheck) })
+	testutil.WaitFor(t, "fw-2 installed", patience, func() bool { return slices.Contains(jobs.path("fw-2"), api.JobHealthCheck) })
 	s.drop.Store(false)
 	installed := time.Now()
 	t.Logf("%.1fs: 2.0.0 installed", time.Since(start).Seconds())
-	waitUntil(t, "fw-2 to end", patience, func() bool { _, ok := jobs.final("fw-2"); return ok })
+	testutil.WaitFor(t, "fw-2 to end", patience, func() bool { _, ok := jobs.final("fw-2"); return ok })
 	if st, _ := jobs.final("fw-2"); st.State != api.JobSucceeded || st.DeviceID != device {
 		t.Fatalf("fw-2 ended %+v, want succeeded", st)
 	}
@@ -188,7 +189,7 @@ firmware:
 	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
 		t.Errorf("fw-2 went %v, want %v", p, want)
 	}
-	waitUntil(t, "2.0.0 online", patience, online("2.0.0"))
+	testutil.WaitFor(t, "2.0.0 online", patience, online("2.0.0"))
 	t.Logf("%.1fs: 2.0.0 committed", time.Since(start).Seconds())
 
 	sl, err := slot.Open(data)
@@ -210,7 +211,7 @@ firmware:
 	// Every seq the fleet lost arrives, from 2.0.0 reading the spool 1.0.0
 	// wrote; none is reused, none missing.
 	resumed := time.Now()
-	waitUntil(t, "the lost detections and new ones delivered", patience, func() bool {
+	testutil.WaitFor(t, "the lost detections and new ones delivered", patience, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for seq := range s.dropped {
@@ -256,7 +257,7 @@ firmware:
 
 	// The same command again (a redelivery): 2.0.0 does not install it twice.
 	send(c)
-	waitUntil(t, "2.0.0 to skip the job it runs from", patience, func() bool {
+	testutil.WaitFor(t, "2.0.0 to skip the job it runs from", patience, func() bool {
 		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
 	})
 	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
@@ -266,16 +267,16 @@ firmware:
 	// The operator rolls fw-2 back: 2.0.0 reverts to slot a and exits for
 	// the launcher to start 1.0.0 again, on the same spool.
 	send(api.Command{JobID: "fw-2-rb", Kind: api.CommandRollback})
-	waitUntil(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
+	testutil.WaitFor(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
 	if st, _ := jobs.final("fw-2-rb"); st.State != api.JobSucceeded {
 		t.Errorf("fw-2-rb ended %+v, want succeeded", st)
 	}
 	back := time.Now()
-	waitUntil(t, "1.0.0 online again", patience, online("1.0.0"))
+	testutil.WaitFor(t, "1.0.0 online again", patience, online("1.0.0"))
 	if st, err := sl.State(); err != nil || st.Active != slot.A || st.Trial {
 		t.Errorf("slot state %+v (%v), want a active, no trial", st, err)
 	}
-	waitUntil(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
+	testutil.WaitFor(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.mismatch) > 0 {
