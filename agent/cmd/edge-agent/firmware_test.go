@@ -52,18 +52,7 @@ func TestRunFirmwareUpdate(t *testing.T) {
 		t.Skip("edge-launcher's slots are for linux")
 	}
 	start := time.Now()
-	build := t.TempDir()
-	var v1, v2, launcherBin string
-	var wg sync.WaitGroup
-	wg.Go(func() { v1 = buildStamped(t, build, "1.0.0") })
-	wg.Go(func() { v2 = buildStamped(t, build, "2.0.0") })
-	wg.Go(func() {
-		launcherBin = filepath.Join(build, "edge-launcher")
-		if b, err := exec.Command("go", "build", "-o", launcherBin, "edgefleet/firmware/cmd/edge-launcher").CombinedOutput(); err != nil {
-			t.Errorf("go build edge-launcher: %v\n%s", err, b)
-		}
-	})
-	wg.Wait()
+	v1, v2, launcherBin := buildFirmwareWorld(t)
 	if t.Failed() {
 		return
 	}
@@ -81,69 +70,17 @@ func TestRunFirmwareUpdate(t *testing.T) {
 	signer := firmwaretest.NewSigner(t)
 	keyDir := filepath.Join(dir, "keys")
 	signer.WritePublicKey(t, keyDir)
-	bin2, err := os.ReadFile(v2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := bundle.ForBinary(strings.NewReader(string(bin2)), int64(len(bin2)), "edge-agent", "", 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Version != "2.0.0" {
-		t.Fatalf("manifest version %q, want the stamped 2.0.0", m.Version)
-	}
-	payload, sig, err := manifest.Sign(signer.Priv, signer.KeyID, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin2, m, payload, sig := signBundle(t, signer, v2)
 	arts := &artifactServer{device: device, token: "pw", files: map[string][]byte{m.SHA256: bin2}}
 	srv := httptest.NewServer(arts)
 	t.Cleanup(srv.Close)
 
-	if out, err := exec.Command(launcherBin, "seed", "--data", data, v1).CombinedOutput(); err != nil {
-		t.Fatalf("edge-launcher seed: %v\n%s", err, out)
-	}
-	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1),
-		modeltest.Path(t, "models", "yolov8n_int8.tflite"), modeltest.Path(t, "images"), filepath.Join(dir, "spool.db"),
-		fmt.Sprintf(`fleet:
-  broker: %s
-  password: pw
-update:
-  keys: [%s]
-  artifact_url: %s
-firmware:
-  data_dir: %s
-  max_boots: 2
-`, f.url(), keyDir, srv.URL, data)))
+	cfg := firmwareConfig(t, dir, device, f.url(), keyDir, srv.URL, data)
 
-	cmd := exec.Command(launcherBin, "run", "--data", data, "--stop-timeout", "5s", "--", "run", "--config", cfg)
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("launcher and agent log (last 6000 bytes):\n%s", tail(logs.String(), 6000))
-		}
-	})
+	logs := startLauncher(t, launcherBin, v1, data, cfg)
 
 	const patience = 40 * time.Second
-	online := func(version string) func() bool {
-		return func() bool {
-			st, ok := jobs.lastState()
-			return ok && st.Online && st.AgentVersion == version
-		}
-	}
+	online := func(version string) func() bool { return func() bool { return agentOnline(jobs, version) } }
 	testutil.WaitFor(t, "1.0.0 online", patience, online("1.0.0"))
 	testutil.WaitFor(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
 	t.Logf("%.1fs: 1.0.0 running", time.Since(start).Seconds())
@@ -192,24 +129,105 @@ firmware:
 	testutil.WaitFor(t, "2.0.0 online", patience, online("2.0.0"))
 	t.Logf("%.1fs: 2.0.0 committed", time.Since(start).Seconds())
 
-	sl, err := slot.Open(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sl.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Active != slot.B || st.Trial || !st.Slots[slot.B].Committed || st.Slots[slot.B].Version != "2.0.0" ||
-		st.Slots[slot.B].JobID != "fw-2" || st.Previous != slot.A || len(st.Outcomes) != 0 {
-		t.Errorf("slot state %+v, want b committed with 2.0.0 from fw-2, a previous, no outcome pending", st)
-	}
+	sl := checkCommitted(t, data)
 	if l := logs.String(); !strings.Contains(l, "exit_status="+fmt.Sprint(slot.ExitSwitch)) {
 		t.Errorf("1.0.0 did not say it exits with status %d for the switch", slot.ExitSwitch)
 	}
 
-	// Every seq the fleet lost arrives, from 2.0.0 reading the spool 1.0.0
-	// wrote; none is reused, none missing.
+	spooled := checkLostDelivered(t, s, dropFrom, installed)
+
+	// The same command again (a redelivery): 2.0.0 does not install it twice.
+	send(c)
+	testutil.WaitFor(t, "2.0.0 to skip the job it runs from", patience, func() bool {
+		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
+	})
+	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
+		t.Errorf("after the redelivery fw-2 went %v, want %v", p, want)
+	}
+
+	rollBackFirmware(t, send, jobs, sl, s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mismatch) > 0 {
+		t.Errorf("seqs reused with other content after the rollback: %v", s.mismatch[:min(3, len(s.mismatch))])
+	}
+	t.Logf("%d events stored; %d seqs lost once on the wire and %d captured while the fleet lost batches, delivered after the switch; %d resent duplicates",
+		len(s.events), len(s.dropped), spooled, s.dups)
+}
+
+// buildFirmwareWorld builds edge-agent 1.0.0 and 2.0.0 and edge-launcher.
+func buildFirmwareWorld(t *testing.T) (v1, v2, launcherBin string) {
+	build := t.TempDir()
+	var wg sync.WaitGroup
+	wg.Go(func() { v1 = buildStamped(t, build, "1.0.0") })
+	wg.Go(func() { v2 = buildStamped(t, build, "2.0.0") })
+	wg.Go(func() {
+		launcherBin = filepath.Join(build, "edge-launcher")
+		if b, err := exec.Command("go", "build", "-o", launcherBin, "edgefleet/firmware/cmd/edge-launcher").CombinedOutput(); err != nil {
+			t.Errorf("go build edge-launcher: %v\n%s", err, b)
+		}
+	})
+	wg.Wait()
+	return v1, v2, launcherBin
+}
+
+// signBundle reads the binary at path and signs its bundle manifest.
+func signBundle(t *testing.T, signer *firmwaretest.Signer, path string) (bin []byte, m *manifest.Manifest, payload, sig []byte) {
+	t.Helper()
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = bundle.ForBinary(strings.NewReader(string(bin)), int64(len(bin)), "edge-agent", "", 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != "2.0.0" {
+		t.Fatalf("manifest version %q, want the stamped 2.0.0", m.Version)
+	}
+	payload, sig, err = manifest.Sign(signer.Priv, signer.KeyID, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, m, payload, sig
+}
+
+// startLauncher runs edge-launcher on data with the agent's config, until
+// the end of the test; its log and the agents' go to the returned buffer.
+// It seeds data with the agent v1 first.
+func startLauncher(t *testing.T, launcherBin, v1, data, cfg string) *lockedBuffer {
+	if out, err := exec.Command(launcherBin, "seed", "--data", data, v1).CombinedOutput(); err != nil {
+		t.Fatalf("edge-launcher seed: %v\n%s", err, out)
+	}
+	cmd := exec.Command(launcherBin, "run", "--data", data, "--stop-timeout", "5s", "--", "run", "--config", cfg)
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("launcher and agent log (last 6000 bytes):\n%s", tail(logs.String(), 6000))
+		}
+	})
+	return logs
+}
+
+// checkLostDelivered: every seq the fleet lost arrives, from 2.0.0 reading
+// the spool 1.0.0 wrote, after the install; none is reused, none missing.
+// It returns how many events were captured while the fleet lost batches.
+func checkLostDelivered(t *testing.T, s *store, dropFrom, installed time.Time) (spooled int) {
+	t.Helper()
+	const patience = 40 * time.Second
 	resumed := time.Now()
 	testutil.WaitFor(t, "the lost detections and new ones delivered", patience, func() bool {
 		s.mu.Lock()
@@ -247,25 +265,45 @@ firmware:
 			t.Errorf("lost seq %d stored at %v, before 2.0.0 was installed at %v", seq, at, installed)
 		}
 	}
-	spooled := 0 // captured while the fleet lost batches
+	spooled = 0 // captured while the fleet lost batches
 	for _, e := range s.events {
 		if e.Time >= dropFrom.UnixMicro() && e.Time < installed.UnixMicro() {
 			spooled++
 		}
 	}
 	s.mu.Unlock()
+	return spooled
+}
 
-	// The same command again (a redelivery): 2.0.0 does not install it twice.
-	send(c)
-	testutil.WaitFor(t, "2.0.0 to skip the job it runs from", patience, func() bool {
-		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
-	})
-	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
-		t.Errorf("after the redelivery fw-2 went %v, want %v", p, want)
+// checkCommitted: slot b runs 2.0.0, committed, from job fw-2.
+func checkCommitted(t *testing.T, data string) *slot.Slots {
+	t.Helper()
+	sl, err := slot.Open(data)
+	if err != nil {
+		t.Fatal(err)
 	}
+	st, err := sl.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Active != slot.B || st.Trial || !st.Slots[slot.B].Committed || st.Slots[slot.B].Version != "2.0.0" ||
+		st.Slots[slot.B].JobID != "fw-2" || st.Previous != slot.A || len(st.Outcomes) != 0 {
+		t.Errorf("slot state %+v, want b committed with 2.0.0 from fw-2, a previous, no outcome pending", st)
+	}
+	return sl
+}
 
-	// The operator rolls fw-2 back: 2.0.0 reverts to slot a and exits for
-	// the launcher to start 1.0.0 again, on the same spool.
+func agentOnline(jobs *jobWatch, version string) bool {
+	st, ok := jobs.lastState()
+	return ok && st.Online && st.AgentVersion == version
+}
+
+// rollBackFirmware: the operator rolls fw-2 back; 2.0.0 reverts to slot a
+// and exits for the launcher to start 1.0.0 again, on the same spool.
+func rollBackFirmware(t *testing.T, send func(api.Command), jobs *jobWatch, sl *slot.Slots, s *store) {
+	t.Helper()
+	const patience = 40 * time.Second
+	online := func(version string) func() bool { return func() bool { return agentOnline(jobs, version) } }
 	send(api.Command{JobID: "fw-2-rb", Kind: api.CommandRollback})
 	testutil.WaitFor(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
 	if st, _ := jobs.final("fw-2-rb"); st.State != api.JobSucceeded {
@@ -277,11 +315,20 @@ firmware:
 		t.Errorf("slot state %+v (%v), want a active, no trial", st, err)
 	}
 	testutil.WaitFor(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.mismatch) > 0 {
-		t.Errorf("seqs reused with other content after the rollback: %v", s.mismatch[:min(3, len(s.mismatch))])
-	}
-	t.Logf("%d events stored; %d seqs lost once on the wire and %d captured while the fleet lost batches, delivered after the switch; %d resent duplicates",
-		len(s.events), len(s.dropped), spooled, s.dups)
+}
+
+// firmwareConfig writes the agent's config for TestRunFirmwareUpdate.
+func firmwareConfig(t *testing.T, dir, device, broker, keyDir, artifactURL, data string) string {
+	return writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1),
+		modeltest.Path(t, "models", "yolov8n_int8.tflite"), modeltest.Path(t, "images"), filepath.Join(dir, "spool.db"),
+		fmt.Sprintf(`fleet:
+  broker: %s
+  password: pw
+update:
+  keys: [%s]
+  artifact_url: %s
+firmware:
+  data_dir: %s
+  max_boots: 2
+`, broker, keyDir, artifactURL, data)))
 }
