@@ -4,6 +4,7 @@ package firmwaretest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"io/fs"
@@ -13,10 +14,12 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"edgefleet/firmware/bundle"
+	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
 	"edgefleet/models/manifest"
 )
@@ -48,6 +51,41 @@ func BuildFor(t testing.TB, dir, version, mode, goarch string) string {
 		t.Fatalf("firmwaretest: go build %s: %v\n%s", version, err, b)
 	}
 	return out
+}
+
+// BuildAll builds, in parallel, the stand-ins most tests use: good 1.0.0
+// and 2.0.0, 3.0.0-crash and 4.0.0-hang; it returns their paths by version.
+// The test has failed when one did not build.
+func BuildAll(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	bins := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, v := range []struct{ version, mode string }{
+		{"1.0.0", Good}, {"2.0.0", Good}, {"3.0.0-crash", Crash}, {"4.0.0-hang", Hang},
+	} {
+		wg.Go(func() {
+			p := Build(t, dir, v.version, v.mode)
+			mu.Lock()
+			bins[v.version] = p
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return bins
+}
+
+// Seed seeds s with the binary at bin as version.
+func Seed(t testing.TB, s *slot.Slots, bin, version string) {
+	t.Helper()
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := s.Seed(context.Background(), f, version); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Signer signs firmware manifests with a fresh key.

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,22 +34,7 @@ func TestTrials(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("linux only")
 	}
-	build := t.TempDir()
-	bins := map[string]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, v := range []struct{ version, mode string }{
-		{"1.0.0", firmwaretest.Good}, {"2.0.0", firmwaretest.Good},
-		{"3.0.0-crash", firmwaretest.Crash}, {"4.0.0-hang", firmwaretest.Hang},
-	} {
-		wg.Go(func() {
-			p := firmwaretest.Build(t, build, v.version, v.mode)
-			mu.Lock()
-			bins[v.version] = p
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	bins := firmwaretest.BuildAll(t, t.TempDir())
 	if t.Failed() {
 		return
 	}
@@ -68,15 +52,7 @@ func TestTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, err := os.Open(bins["1.0.0"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Seed(context.Background(), v1, "1.0.0")
-	v1.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	firmwaretest.Seed(t, s, bins["1.0.0"], "1.0.0")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
