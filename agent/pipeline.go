@@ -257,7 +257,7 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		dets, err := p.opts.Detector.Detect(ctx, imgs)
 		took := time.Since(start)
 		if err == nil && len(dets) != len(imgs) {
-			err = fmt.Errorf("detector returned %d results for %d images", len(dets), len(imgs))
+			err = fmt.Errorf("agent: detector returned %d results for %d images", len(dets), len(imgs))
 		}
 		if err != nil {
 			if ctx.Err() != nil {
