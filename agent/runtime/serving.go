@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"edgefleet/agent/config"
+	"edgefleet/agent/engine"
 	"edgefleet/agent/update"
 	"edgefleet/models"
-	"edgefleet/models/backend"
 	"edgefleet/models/manifest"
 	"edgefleet/models/meta"
 	"edgefleet/models/yolo"
@@ -46,7 +46,7 @@ func (r *Runtime) openServing(ctx context.Context) error {
 	}
 	engOpts := models.Options{Threads: m.Threads, Delegate: m.Delegate, Strict: m.Strict, Library: m.Library}
 	open := func(ctx context.Context, b []byte, o models.Options) (models.Engine, error) {
-		return backend.Open(ctx, m.Backend, b, o)
+		return engine.Open(ctx, m.Backend, b, o)
 	}
 	configured := modelFile{data: cfgData, path: m.Path, name: m.Name, version: m.Version}
 	mf := configured

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"edgefleet/agent/engine"
 	"edgefleet/models"
 	"edgefleet/models/annotate"
-	"edgefleet/models/backend"
 	"edgefleet/models/imageio"
 	"edgefleet/models/meta"
 	"edgefleet/models/yolo"
@@ -64,7 +64,7 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
 	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
 	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
-	fs.BoolVar(&f.strict, "strict", false, "fail when the native delegate cannot be loaded or applied, instead of falling back to the CPU")
+	fs.BoolVar(&f.strict, "strict", false, "fail, naming why, when the --delegate (or --backend native) asked for cannot be used: no library, or the delegate does not load or apply; never fall back to the CPU or the go engine")
 	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so for the native engine (default: $EDGEFLEET_TFLITE_LIB, then the usual library paths)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
@@ -185,7 +185,7 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
+	eng, err := engine.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
 	}
