@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -601,5 +602,32 @@ func TestEngineInfoFollowsSwap(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), line) {
 			t.Errorf("/metrics lacks %s", line)
 		}
+	}
+}
+
+func TestClassIDs(t *testing.T) {
+	labels := []string{"person", "", "car"}
+	tests := []struct {
+		names  []string
+		labels []string
+		ids    []int
+		bad    string
+	}{
+		{[]string{"person", " car"}, labels, []int{0, 2}, ""},
+		{[]string{"1", "0"}, labels, []int{1, 0}, ""},
+		{[]string{"persn"}, labels, nil, "persn"},
+		{[]string{"3"}, labels, nil, "3"},
+		{[]string{"-1"}, nil, nil, "-1"},
+		{[]string{"79"}, nil, []int{79}, ""},
+		{[]string{"cat"}, nil, nil, "cat"},
+	}
+	for _, tt := range tests {
+		ids, bad := ClassIDs(tt.names, tt.labels)
+		if bad != tt.bad || !slices.Equal(ids, tt.ids) {
+			t.Errorf("ClassIDs(%q, %q) = %v %q, want %v %q", tt.names, tt.labels, ids, bad, tt.ids, tt.bad)
+		}
+	}
+	if got := ClassLabel(labels, 1); got != "1" {
+		t.Errorf("ClassLabel of an unnamed class = %q, want its id", got)
 	}
 }

@@ -125,8 +125,10 @@ type Camera struct {
 	Width  int `yaml:"width"`
 	Height int `yaml:"height"`
 	// FPS is the frame rate asked for (v4l2) or produced (files, synth);
-	// default 5.
+	// default 5 when the key is absent (0 given is an error).
 	FPS float64 `yaml:"fps"`
+	// fpsSet says the file gave fps, so that 0 is not taken for "absent".
+	fpsSet bool
 	// Region is a polygon in normalized coordinates (0..1 of the frame's
 	// width and height); a detection counts when its box centre is inside.
 	// Empty means the whole frame.
@@ -334,11 +336,36 @@ func Parse(r io.Reader) (*Config, error) {
 		}
 		return nil, fmt.Errorf("yaml: %w", err)
 	}
+	markGiven(&root, &c)
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// markGiven records which keys whose zero value means "default" the file
+// gave explicitly (cameras[i].fps).
+func markGiven(root *yaml.Node, c *Config) {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return
+	}
+	top := root.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "cameras" || top.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, cam := range top.Content[i+1].Content {
+			if j >= len(c.Cameras) || cam.Kind != yaml.MappingNode {
+				continue
+			}
+			for k := 0; k+1 < len(cam.Content); k += 2 {
+				if cam.Content[k].Value == "fps" {
+					c.Cameras[j].fpsSet = true
+				}
+			}
+		}
+	}
 }
 
 // Defaults fills the documented defaults into empty fields.
@@ -410,7 +437,7 @@ func (c *Config) Defaults() {
 	}
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
-		if cam.FPS == 0 {
+		if cam.FPS == 0 && !cam.fpsSet {
 			cam.FPS = DefaultFPS
 		}
 		if cam.Width == 0 && cam.Height == 0 {

@@ -3,11 +3,52 @@ package runtime
 import (
 	"fmt"
 	"image"
+	"strings"
 
 	"edgefleet/agent"
 	"edgefleet/agent/capture"
 	"edgefleet/agent/config"
 )
+
+// resolveClasses sets each camera's class filter from cameras[i].classes,
+// names or ids checked against the labels of the model serving: an unknown
+// one is an error naming the key and the model.
+func (r *Runtime) resolveClasses() error {
+	labels := r.serving.Labels()
+	for i, c := range r.cfg.Cameras {
+		if len(c.Classes) == 0 {
+			continue
+		}
+		ids, bad := agent.ClassIDs(c.Classes, labels)
+		if bad != "" {
+			name, version := r.serving.Model()
+			if name == "" {
+				name = r.cfg.Model.Path
+			}
+			return fmt.Errorf("cameras[%d].classes: %q is not a label of model %s %s (%s)", i, bad, name, version, labelList(labels))
+		}
+		classes := map[string]bool{}
+		for _, id := range ids {
+			classes[agent.ClassLabel(labels, id)] = true
+		}
+		r.cams[i].Filter.Classes = classes
+	}
+	return nil
+}
+
+// labelList shows a model's labels in an error, shortened.
+func labelList(labels []string) string {
+	if len(labels) == 0 {
+		return "it names no labels: use class ids"
+	}
+	const most = 12
+	shown := labels[:min(len(labels), most)]
+	s := "labels: " + strings.Join(shown, ", ")
+	if len(labels) > most {
+		s += fmt.Sprintf(", ... (%d in all)", len(labels))
+	}
+	return s
+}
 
 // openCameras builds a source per configured camera.
 func openCameras(cfg *config.Config) ([]agent.Camera, error) {
@@ -44,14 +85,8 @@ func openCameras(cfg *config.Config) ([]agent.Camera, error) {
 		default:
 			return fail(fmt.Errorf("cameras[%d].source: unknown source %q", i, c.Source))
 		}
-		var classes map[string]bool
-		if len(c.Classes) > 0 {
-			classes = map[string]bool{}
-			for _, cl := range c.Classes {
-				classes[cl] = true
-			}
-		}
-		cams = append(cams, agent.Camera{ID: c.ID, Source: src, Filter: agent.Filter{Region: c.Region, Classes: classes, MinScore: c.MinScore}})
+		// Classes are resolved against the model's labels once it is open.
+		cams = append(cams, agent.Camera{ID: c.ID, Source: src, Filter: agent.Filter{Region: c.Region, MinScore: c.MinScore}})
 	}
 	return cams, nil
 }

@@ -80,6 +80,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Runtime
 	if err := r.openServing(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.resolveClasses(); err != nil {
+		return nil, err
+	}
 	if r.fw, err = openFirmware(cfg, r.dl, r.jobs, r.log); err != nil {
 		return nil, err
 	}

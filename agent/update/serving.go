@@ -87,6 +87,15 @@ func (s *Serving) Model() (name, version string) {
 	return s.name, s.version
 }
 
+// Labels are the class names of the model serving now: its manifest's,
+// else those NewServing was given.
+func (s *Serving) Labels() []string {
+	if m := s.Manifest(); m != nil && len(m.Labels) > 0 {
+		return m.Labels
+	}
+	return s.opts.Labels
+}
+
 // EngineInfo says what the engine serving now runs (taken when it was
 // swapped in: an engine is not safe for concurrent use).
 func (s *Serving) EngineInfo() models.EngineInfo {

@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"edgefleet/agent"
 	"edgefleet/agent/engine"
 	"edgefleet/models"
 	"edgefleet/models/annotate"
@@ -59,7 +59,7 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	fs.Float64Var(&f.conf, "conf", 0.25, "confidence threshold: keep scores above it")
 	fs.Float64Var(&f.iou, "iou", 0.45, "NMS IoU threshold")
 	fs.IntVar(&f.maxDet, "max-det", 300, "most detections per image")
-	fs.StringVar(&f.classes, "classes", "", "keep only these class ids, comma separated")
+	fs.StringVar(&f.classes, "classes", "", "keep only these classes: labels of the model or class ids, comma separated")
 	fs.IntVar(&f.threads, "threads", 1, "inference and preprocessing threads")
 	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
 	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
@@ -113,17 +113,17 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	return f, nil
 }
 
-func (f *detectFlags) classIDs() ([]int, error) {
+// classIDs resolves --classes (labels of the model, or class ids).
+func (f *detectFlags) classIDs(labels []string) ([]int, error) {
 	if f.classes == "" {
 		return nil, nil
 	}
-	var ids []int
-	for _, s := range strings.Split(f.classes, ",") {
-		id, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || id < 0 {
-			return nil, fmt.Errorf("--classes: %q is not a class id", s)
+	ids, bad := agent.ClassIDs(strings.Split(f.classes, ","), labels)
+	if bad != "" {
+		if len(labels) == 0 {
+			return nil, fmt.Errorf("--classes: %q is not a class id (model %s names no labels)", bad, f.model)
 		}
-		ids = append(ids, id)
+		return nil, fmt.Errorf("--classes: %q is not a label of model %s", bad, f.model)
 	}
 	return ids, nil
 }
@@ -162,10 +162,6 @@ func runDetect(ctx context.Context, args []string) error {
 }
 
 func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error {
-	classes, err := f.classIDs()
-	if err != nil {
-		return err
-	}
 	// Missing images fail before the model loads.
 	for _, p := range f.images {
 		if _, err := os.Stat(p); err != nil {
@@ -182,6 +178,10 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 		return fmt.Errorf("model %w", err)
 	}
 	labels, _, err := meta.Labels(f.labels, modelBytes)
+	if err != nil {
+		return err
+	}
+	classes, err := f.classIDs(labels)
 	if err != nil {
 		return err
 	}

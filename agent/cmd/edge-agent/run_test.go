@@ -82,6 +82,10 @@ func TestRunConfigErrors(t *testing.T) {
 		{"bad device id", "device_id: box-e2e", "device_id: box e2e", []string{"device_id:"}},
 		{"native library missing", filepath.Join(dir, "model.tflite"), modeltest.Path(t, "models", "yolov8n_int8.tflite") +
 			"\n  backend: native\n  library: " + filepath.Join(dir, "libtensorflowlite_c.so"), []string{"model.path", filepath.Join(dir, "libtensorflowlite_c.so"), "TFLite C library not found"}},
+		{"unknown class", filepath.Join(dir, "model.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n",
+			modeltest.Path(t, "models", "yolov8n_int8.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n    classes: [person, persn]\n",
+			[]string{`cameras[0].classes: "persn" is not a label of model`, "labels: person, bicycle"}},
+		{"zero fps", "    fps: 3\n", "    fps: 0\n", []string{"cameras[0].fps: must be > 0"}},
 		{"library for the go backend", filepath.Join(dir, "model.tflite"), filepath.Join(dir, "model.tflite") +
 			"\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", []string{"model.library: is for the native backend"}},
 	}
