@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,6 +111,9 @@ func TestRealModelSwitches(t *testing.T) {
 		// A 320×320 real model is much slower than the tiny one and finds
 		// nothing on a black frame: judge errors and frames only.
 		o.Policy = HealthPolicy{MaxLatencyRatio: 1e9, MinDetectionRatio: -1}
+		// On a loaded machine under -race one frame of it can take longer
+		// than any window: the window's end waits for its first frame.
+		o.Health = &frameGate{Health: o.Health}
 	})
 	cam := startCamera(t, f.srv, 20*time.Millisecond)
 	f.start()
@@ -133,6 +137,23 @@ func TestRealModelSwitches(t *testing.T) {
 	if cam.errs.Load() != 0 {
 		t.Errorf("camera errors: %d", cam.errs.Load())
 	}
+}
+
+// frameGate is a Health whose second Mark (the end of the first health
+// window) waits until the window has a frame: the test is about the swap,
+// not about how fast a real model runs under -race.
+type frameGate struct {
+	Health
+	marks atomic.Int32
+}
+
+func (g *frameGate) Mark() Stats {
+	if g.marks.Add(1) == 2 {
+		for deadline := time.Now().Add(2 * time.Minute); g.Peek().Frames == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // polling a condition, not standing in for it
+		}
+	}
+	return g.Health.Mark()
 }
 
 // TestRefused sends artifacts that must be refused; each fails with a
