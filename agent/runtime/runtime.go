@@ -33,8 +33,11 @@ import (
 // exit with slot.ExitSwitch so that edge-launcher starts the active slot.
 var ErrRestart = firmware.ErrRestart
 
-// Runtime owns the running agent. Open it, Run it once; Close releases what
-// Open built when Run is never called (Run closes everything itself).
+// Runtime owns the running agent: cameras, spool, link, the model serving
+// (update.Serving), the update executor, firmware self-update and the one
+// job reporter every update path reports through. Open it, Run it once;
+// Close releases what Open built when Run is never called (Run closes
+// everything itself). It is not safe for concurrent use.
 type Runtime struct {
 	cfg *config.Config
 	log *slog.Logger

@@ -39,13 +39,13 @@ func TestHelperAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot, err := NewServing(eng, nil, yolo.Options{})
+	srv, err := NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := manifest.KeySet{}
 	keys.Add(ed25519.PublicKey(pub))
-	x, err := New(Options{Dir: dir, Keys: keys, Swapper: slot, Health: slot, Open: openGo, Logger: discardLogger()})
+	x, err := New(Options{Dir: dir, Keys: keys, Swapper: srv, Health: srv, Open: openGo, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,9 +26,9 @@ import (
 
 // Modes of the stand-in agent (see firmware/internal/fakeagent).
 const (
-	Good  = "good"  // spools, commits, installs bundles from <data>/inbox
+	Good  = "good"  // journals its start, commits, installs bundles from <data>/inbox
 	Crash = "crash" // exits with status 3 at start
-	Hang  = "hang"  // spools, never commits, ignores SIGTERM
+	Hang  = "hang"  // journals its start, never commits, ignores SIGTERM
 )
 
 // Build compiles the stand-in agent for this machine into dir, stamped with

@@ -1,14 +1,14 @@
 // Command fakeagent stands for an edge-agent build in the firmware tests. Its
 // behaviour is stamped at build time with -ldflags "-X main.mode=...":
 //
-//	good   spools one event, commits its trial (reporting finished trials as
+//	good   journals its start, commits its trial (reporting finished trials as
 //	       JSON files in <data>/outbox/), then installs any bundle dropped in
 //	       <data>/inbox/*.bundle, or runs any api.Command in <data>/inbox/*.cmd
 //	       through firmware.Updater (downloaded with the device credentials in
 //	       $FAKEAGENT_DEVICE and $FAKEAGENT_TOKEN), and exits with
 //	       slot.ExitSwitch
 //	crash  exits with status 3 at start
-//	hang   spools one event and never reports healthy (ignores SIGTERM)
+//	hang   journals its start and never reports healthy (ignores SIGTERM)
 //
 // It links nothing of the agent: its version is stamped in main.version (and,
 // for bundle.ForBinary, the build's -ldflags also name bundle.VersionVar);
