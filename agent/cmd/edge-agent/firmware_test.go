@@ -282,10 +282,13 @@ func checkCommitted(t *testing.T, data string) *slot.Slots {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := sl.State()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The agent reports an outcome, then marks it reported: the fleet can
+	// hear of it a moment before the state file says so.
+	var st slot.State
+	testutil.WaitFor(t, "fw-2's outcome marked reported", 20*time.Second, func() bool {
+		st, err = sl.State()
+		return err == nil && len(st.Outcomes) == 0
+	})
 	if st.Active != slot.B || st.Trial || !st.Slots[slot.B].Committed || st.Slots[slot.B].Version != "2.0.0" ||
 		st.Slots[slot.B].JobID != "fw-2" || st.Previous != slot.A || len(st.Outcomes) != 0 {
 		t.Errorf("slot state %+v, want b committed with 2.0.0 from fw-2, a previous, no outcome pending", st)
