@@ -73,6 +73,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in second camera", "    path: /images", "    path: /images\n    regoin: []", "cameras[1].regoin: unknown key"},
 		{"unknown model key", "  threads: 2", "  threads: 2\n  gpu: yes", "model.gpu: unknown key"},
 		{"bad fps", "    fps: 4", "    fps: -1", "cameras[0].fps: must be > 0"},
+		{"zero fps", "    fps: 4", "    fps: 0", "cameras[0].fps: must be > 0"},
 		{"bad fps type", "    fps: 4", "    fps: fast", "cannot unmarshal"},
 		{"bad duration", "max_age: 72h", "max_age: forever", "forever"},
 		{"missing device id", "device_id: box-1", "device_id: ''", "device_id: empty id"},
