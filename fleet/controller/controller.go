@@ -11,6 +11,7 @@ package controller
 
 import (
 	"context"
+	"edgefleet/internal/dirlock"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("controller: data dir: %w", err)
 	}
+	lock, err := dirlock.Acquire(cfg.DataDir, "fleetd")
+	if err != nil {
+		return nil, fmt.Errorf("controller: data_dir: %w", err)
+	}
+	c.closers = append(c.closers, lock.Release)
 	if err := c.openState(); err != nil {
 		return nil, err
 	}
