@@ -224,9 +224,12 @@ func meta(n *node) bool {
 func (p *Program) finish(ctx context.Context, n *node, err error) int {
 	var pe *ParseError
 	errors.As(err, &pe)
+	var ee *ExitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ee):
+		return ee.Code
 	case errors.Is(err, flag.ErrHelp):
 		return p.help(ctx, n, pe)
 	case errors.Is(err, ErrUsage):

@@ -106,3 +106,12 @@ func isBool(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
 }
+
+// Exit returns an error that only sets the exit status: the command has
+// said why already (e.g. in its log).
+func Exit(code int) error { return &ExitError{Code: code} }
+
+// ExitError is Exit's error.
+type ExitError struct{ Code int }
+
+func (e *ExitError) Error() string { return fmt.Sprintf("exit status %d", e.Code) }
