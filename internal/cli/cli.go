@@ -171,7 +171,7 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	n, i := root, 0
 walk:
 	for {
-		for i < len(args) && isFlag(args[i]) {
+		for i < len(args) && isFlag(args[i]) && len(n.kids) > 0 { // a command's own flags are its own to parse
 			name, hasValue := flagName(args[i])
 			f := globals.Lookup(name)
 			switch {
