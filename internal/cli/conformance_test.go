@@ -172,7 +172,8 @@ func checkCommand(t *testing.T, run func(...string) result, prog string, words [
 	if help.code != 0 || !ok || (rest != "" && rest[0] != ' ') {
 		t.Fatalf("%s --help: exit %d, first line %q, want \"usage: %s [ARGS] [flags]\"\nstderr: %s", title, help.code, first, title, help.errOut)
 	}
-	args, withFlags := strings.CutSuffix(rest, " [flags]")
+	withFlags := strings.Contains(rest, " [flags]")
+	args := strings.Replace(rest, " [flags]", "", 1)
 	for _, args := range [][]string{append(words, "-h"), append([]string{"help"}, words...)} {
 		if r := run(args...); r.code != 0 || r.out != help.out {
 			t.Errorf("%q: exit %d, not the help of --help:\n%s%s", args, r.code, r.out, r.errOut)

@@ -25,11 +25,15 @@ func (p *Program) usageLines(n *node, pe *ParseError) []string {
 	title := n.title(p.Name)
 	var lines []string
 	if n.cmd != nil {
-		l := title
-		if a := argsOf(n, pe); a != "" {
+		l, a := title, argsOf(n, pe)
+		flags := pe == nil || hasFlags(pe.Flags)
+		if flags && strings.HasPrefix(a, "[--") { // flags cannot follow "--"
+			l, flags = l+" [flags]", false
+		}
+		if a != "" {
 			l += " " + a
 		}
-		if pe == nil || hasFlags(pe.Flags) {
+		if flags {
 			l += " [flags]"
 		}
 		lines = append(lines, l)
