@@ -6,7 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -173,7 +176,8 @@ func TestBashCompletion(t *testing.T) {
 		{"prog things list --s", "--server --site"},
 		{"prog things show abc --j", "--json"},
 		{"prog things list --site ", ""},
-		{"prog completion ", ""},
+		{"prog completion ", "bash zsh fish"},
+		{"prog completion bash ", ""},
 	} {
 		words := strings.Split(tt.line, " ")
 		quoted := make([]string, len(words))
@@ -209,7 +213,22 @@ func TestShellScripts(t *testing.T) {
 			cmd := exec.Command(bin, "-n")
 			cmd.Stdin = strings.NewReader(out.String())
 			if b, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("%s -n: %v\n%s\n%s", sh, err, b, out)
+				t.Fatalf("%s -n: %v\n%s\n%s", sh, err, b, out)
+			}
+			// Complete "prog things " in the shell itself.
+			script := filepath.Join(t.TempDir(), "prog."+sh)
+			if err := os.WriteFile(script, out.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			try := map[string][]string{
+				"bash": {"--norc", "-c", "source " + script + `; COMP_WORDS=(prog things ""); COMP_CWORD=2; __prog; echo "${COMPREPLY[*]}"`},
+				"zsh": {"-f", "-c", "autoload -U compinit && compinit -u -d " + script + ".dump; source " + script +
+					`; emulate sh -c 'COMP_WORDS=(prog things ""); COMP_CWORD=2; __prog; echo "${COMPREPLY[*]}"'`},
+				"fish": {"--no-config", "-c", "source " + script + `; complete -C "prog things "`},
+			}[sh]
+			b, err := exec.Command(bin, try...).CombinedOutput()
+			if got := strings.Fields(string(b)); err != nil || !slices.Contains(got, "list") || !slices.Contains(got, "show") {
+				t.Errorf("%s completes \"prog things \" to %q (%v), want list and show", sh, got, err)
 			}
 		})
 	}

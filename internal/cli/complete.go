@@ -65,6 +65,11 @@ func (p *Program) completions(ctx context.Context) ([]completion, []string) {
 			c.notes = append(c.notes, k.summary())
 		}
 		if n.cmd != nil {
+			if a := n.cmd.Args; strings.Contains(a, "|") && !strings.ContainsAny(a, " []") { // one of: bash|zsh|fish
+				for _, w := range strings.Split(a, "|") {
+					c.words, c.notes = append(c.words, w), append(c.notes, "")
+				}
+			}
 			if pe := describe(ctx, n); pe != nil {
 				flagWords(pe.Flags, &c)
 			}
@@ -186,7 +191,15 @@ func writeFish(w io.Writer, prog string, comps []completion, valueFlags []string
 			fmt.Fprintf(&b, "\t\tprintf '%%s\\t%%s\\n' %s %s\n", fishQuote(word), fishQuote(c.notes[i]))
 		}
 	}
-	fmt.Fprintf(&b, "\tend\nend\ncomplete -c %s -a '(%s_words)'\n", prog, fn)
+	fmt.Fprintf(&b, "\tend\nend\nfunction %s_group\n\tswitch (%s_path)\n", fn, fn)
+	for _, c := range comps {
+		if slices.ContainsFunc(c.words, func(s string) bool { return !strings.HasPrefix(s, "-") }) {
+			fmt.Fprintf(&b, "\tcase %s\n\t\treturn 0\n", fishQuote(c.path))
+		}
+	}
+	b.WriteString("\tend\n\treturn 1\nend\n")
+	// Files only where a command may take them, not in place of a command.
+	fmt.Fprintf(&b, "complete -c %s -f -n %s_group\ncomplete -c %s -a '(%s_words)'\n", prog, fn, prog, fn)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
