@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +21,7 @@ import (
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/server"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/cli"
 )
 
 const token = "fleetctl-test-token-123"
@@ -166,5 +170,21 @@ func TestServerDownAndSlow(t *testing.T) {
 	code, _, e = fleetctl(t, "devices", "list", "--server", slow.URL, "--token", token, "--timeout", "200ms")
 	if code != 1 || !strings.Contains(e, "did not answer in 200ms") {
 		t.Fatalf("slow server: exit %d: %s", code, e)
+	}
+}
+
+// TestCommandArgsNamed: every command that takes arguments names them in
+// commandArgs, so its usage line says what they are (not "ARG").
+func TestCommandArgsNamed(t *testing.T) {
+	for name, c := range commands {
+		var pe *cli.ParseError
+		err := c.run(context.Background(), []string{"--help"}, io.Discard)
+		if !errors.As(err, &pe) || !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s --help: %v, want the help request of cli.Parse (parseFlags)", name, err)
+			continue
+		}
+		if pe.NArgs > 0 && len(strings.Fields(commandArgs[name])) != pe.NArgs {
+			t.Errorf("%s takes %d argument(s); commandArgs names %q", name, pe.NArgs, commandArgs[name])
+		}
 	}
 }
