@@ -27,7 +27,8 @@ import (
 // file. Its run parses its flags with cli.Parse or cli.ParseN first.
 type command struct {
 	summary string
-	args    string // the arguments in the usage line
+	args    string // the arguments in the usage line, e.g. "--from DATA_DIR --to URL"
+	long    string // the help text, when more than the summary
 	run     func(ctx context.Context, args []string) error
 }
 
@@ -48,7 +49,7 @@ func program() *cli.Program {
 		Commands: []cli.Command{{Name: "", Summary: "run the fleet controller", Run: serve}},
 	}
 	for name, c := range commands {
-		p.Commands = append(p.Commands, cli.Command{Name: name, Args: c.args, Summary: c.summary, Run: c.run})
+		p.Commands = append(p.Commands, cli.Command{Name: name, Args: c.args, Summary: c.summary, Long: c.long, Run: c.run})
 	}
 	return p
 }
