@@ -233,6 +233,8 @@ func (d *device) stopJobs() {
 
 // publishState publishes the retained online state with the current versions.
 func (d *device) publishState() error {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
 	d.mu.Lock()
 	st := api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: d.agentVersion,
 		Labels: d.labels, Model: d.model, ModelVersion: d.modelVersion, Engine: "sim", Cameras: []string{"cam0"}}

@@ -153,6 +153,13 @@ type device struct {
 	ota    *otaCounters
 	jobsWG sync.WaitGroup
 
+	// pubMu makes "read the versions, publish them" one step for state and
+	// telemetry, so the broker gets them in the order the versions changed:
+	// a telemetry report that read the old version cannot follow the state
+	// announcing the new one (fleetd's registry takes the version from
+	// whichever came last).
+	pubMu sync.Mutex
+
 	mu                                sync.Mutex
 	pending                           map[uint64]time.Time // first seq of a batch -> sent
 	lat                               []time.Duration
@@ -334,12 +341,7 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		now := time.Now()
 		if !now.Before(nextTele) {
 			nextTele = nextTele.Add(o.TelemetryEvery)
-			v := d.version()
-			p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
-				AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
-				Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
-				SpoolDepth: uint64(rand.IntN(10))})
-			if d.cl.publish(api.TelemetryTopic(d.id), 0, false, p) != nil {
+			if d.publishTelemetry(uptime) != nil {
 				pubErrs.Add(1)
 			}
 			tele.Add(1)
@@ -367,4 +369,17 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		batches.Add(1)
 		events.Add(int64(o.Events))
 	}
+}
+
+// publishTelemetry publishes one telemetry report with the device's
+// current versions (see pubMu).
+func (d *device) publishTelemetry(uptime time.Time) error {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
+	now, v := time.Now(), d.version()
+	p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
+		AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
+		Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
+		SpoolDepth: uint64(rand.IntN(10))})
+	return d.cl.publish(api.TelemetryTopic(d.id), 0, false, p)
 }
