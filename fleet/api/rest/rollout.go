@@ -236,6 +236,20 @@ func ParseWaves(s string) ([]float64, error) {
 	return out, nil
 }
 
+// ParseRate reads a failure rate as "5%" or "0.05" into 0.05.
+func ParseRate(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		t, div = p, 100
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(f/div >= 0 && f/div <= 1) {
+		return 0, fmt.Errorf("max failure rate: %q is not a rate in [0, 1] or a percentage", s)
+	}
+	return f / div, nil
+}
+
 // ParseThreshold reads "5%" (a percentage of the targets) or "3" (a count).
 func ParseThreshold(s string) (Threshold, error) {
 	s = strings.TrimSpace(s)
