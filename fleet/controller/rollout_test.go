@@ -100,15 +100,23 @@ func rolloutCompletes(t *testing.T, n int, fleetd func(*testing.T) (string, *cli
 	}
 }
 
-// rolloutAborts: with 10% of the devices failing, a rollout aborts and the
-// failed devices are rolled back.
+// rolloutAborts: with 10% of the devices failing, a rollout aborts and,
+// with rollback_on_abort false, only the failed devices are rolled back:
+// the ones that succeeded stay on the new version. (The default, every
+// device the rollout changed goes back, is TestRolloutFailureRate's.)
 func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client.Client)) {
 	mqtt, c := fleetd(t)
 	stop := controllertest.StartSim(t, mqtt, n, 0.1)
 	controllertest.WaitOnline(t, c, n)
-	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "10%,50%,100%", MaxFailures: "3%"})
-	// Aborted, and every job and rollback that was sent has ended.
-	v := controllertest.WaitRollout(t, c, sum.ID, 15*time.Second, func(v rest.Rollout) bool {
+	no := false
+	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "10%,50%,100%", MaxFailures: "3%",
+		RollbackOnAbort: &no})
+	if sum.RollbackOnAbort {
+		t.Fatalf("created with rollback_on_abort false: %+v", sum)
+	}
+	// Aborted, and every job and rollback that was sent has ended. The
+	// limit is for a loaded 2-core machine; the wait ends on the event.
+	v := controllertest.WaitRollout(t, c, sum.ID, 60*time.Second, func(v rest.Rollout) bool {
 		if v.State != rest.StateAborted {
 			return controllertest.Final(v.State)
 		}

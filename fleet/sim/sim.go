@@ -51,6 +51,12 @@ type Options struct {
 	// FailRate is the fraction of devices (picked by FailsUpdate) whose
 	// updates fail at the health check.
 	FailRate float64
+	// Fails, if set, picks the devices whose updates fail instead of FailRate.
+	Fails func(device string) bool `json:"-"`
+	// OnCommand, if set, is called with every well-formed command a device
+	// receives (repeats included), before the device acts on it; it must
+	// be safe for concurrent use and must not block.
+	OnCommand func(device string, c api.Command) `json:"-"`
 	// UpdateStep is the time between two job states; default 20ms.
 	UpdateStep time.Duration
 	// MaxHealthWindow caps the health window a command asks for; default 1s.
@@ -105,6 +111,10 @@ func (o *Options) defaults() {
 	}
 	if o.MaxHealthWindow <= 0 {
 		o.MaxHealthWindow = time.Second
+	}
+	if o.Fails == nil {
+		rate := o.FailRate
+		o.Fails = func(d string) bool { return FailsUpdate(d, rate) }
 	}
 }
 
