@@ -350,7 +350,11 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		}
 		now := time.Now()
 		if !now.Before(nextTele) {
-			nextTele = nextTele.Add(o.TelemetryEvery)
+			// Like a ticker, skip the reports a busy machine made us miss
+			// rather than send them back to back.
+			if nextTele = nextTele.Add(o.TelemetryEvery); nextTele.Before(now) {
+				nextTele = now.Add(o.TelemetryEvery)
+			}
 			if d.publishTelemetry(uptime) != nil {
 				pubErrs.Add(1)
 			}
