@@ -139,10 +139,16 @@ ota: {health_window: 200ms, job_timeout: 20s}
 	}
 
 	// fleetctl rollouts show lists the history: time, from -> to, by, reason.
-	show := ctl("rollouts", "show", sum.ID)
+	checkShow(t, ctl("rollouts", "show", sum.ID), abort.Reason)
+}
+
+// checkShow checks that fleetctl rollouts show prints every transition
+// TestRolloutFailureRate goes through, one line each.
+func checkShow(t *testing.T, show, abortReason string) {
+	t.Helper()
 	for _, l := range [][]string{{"TIME", "FROM -> TO", "BY", "REASON"}, {"- -> pending", "test", "created: 1000 targets"},
 		{"pending -> canary", "engine", "started with 2 devices"}, {"canary -> wave 1", "engine", "started with 98 devices"},
-		{"wave 1 -> aborted", "engine", abort.Reason}, {"aborted -> rolling_back", "engine", "rollback_on_abort"},
+		{"wave 1 -> aborted", "engine", abortReason}, {"aborted -> rolling_back", "engine", "rollback_on_abort"},
 		{"rolling_back -> rolled_back", "engine", "100 devices back on their previous version"},
 		{"rolled_back -> rolling_back", "test", "rolled back by operator"}, {"Safety", "max failure rate 5% per wave"}} {
 		if !slices.ContainsFunc(strings.Split(show, "\n"), func(line string) bool {
