@@ -42,7 +42,7 @@ func TestRolloutFailureRate(t *testing.T) {
 	fleetctl := buildFleetctl(t)
 	f := controllertest.Start(t, `
 services: [{user: sim, password: sim-password}]
-ota: {health_window: 200ms, job_timeout: 20s}
+ota: {health_window: 200ms, job_timeout: 2m}
 `)
 	c := f.API
 	controllertest.PushModel(t, c, "yolo-sim", "2", model)
