@@ -82,7 +82,7 @@ ota: {health_window: 200ms, job_timeout: 2m}
 
 	// Aborted, and every rollback it sent has ended: the engine records
 	// rolled_back then. The limit is for a loaded 2-core machine.
-	v := controllertest.WaitRollout(t, c, sum.ID, 60*time.Second, func(v rest.Rollout) bool {
+	v := controllertest.WaitRollout(t, c, sum.ID, 3*time.Minute, func(v rest.Rollout) bool {
 		return controllertest.Final(v.State) && lastPhase(v) == "rolled_back"
 	})
 	t.Logf("rollout %s: %s (%s); %d succeeded, %d failed, %d rolled back; progress %+v",
