@@ -6,6 +6,8 @@
 //	fleetctl detections count [filters] [--bucket 1m]
 //	fleetctl detections export --format csv [filters] [-o FILE]
 //	fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices N --rate R
+//	fleetctl tokens create --name N --role viewer|operator|admin | tokens list | tokens revoke NAME
+//	fleetctl audit [--limit N] [--before ID]
 //
 // Output is a table by default, JSON with --json. The server and token come
 // from --server/--token, else EDGEFLEET_SERVER/EDGEFLEET_TOKEN, else the
