@@ -442,3 +442,27 @@ func FuzzDecodeBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenAPIRoutes: the served OpenAPI description has every route that
+// needs a token, and offers no token in the URL.
+func TestOpenAPIRoutes(t *testing.T) {
+	f := setupAuth(t)
+	code, b := call(t, f.ts.URL, "GET", "/api/openapi.json", "", "", nil)
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &doc); code != 200 || err != nil {
+		t.Fatalf("openapi: %d %v", code, err)
+	}
+	for _, pattern := range f.s.authRoutes {
+		method, path, _ := strings.Cut(pattern, " ")
+		if _, ok := doc.Paths[path][strings.ToLower(method)]; !ok {
+			t.Errorf("openapi.json lacks %s", pattern)
+		}
+	}
+	for _, k := range queryTokens {
+		if bytes.Contains(b, []byte(`"name": "`+k+`"`)) {
+			t.Errorf("openapi.json offers a %s parameter", k)
+		}
+	}
+}
