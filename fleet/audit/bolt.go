@@ -107,16 +107,13 @@ func (b *Bolt) List(_ context.Context, q Query) ([]Entry, error) {
 	out := []Entry{}
 	err = b.run(false, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketEntries).Cursor()
-		var k, v []byte
+		k, v := c.Last()
 		if q.Before > 0 {
-			k, v = c.Seek(key(q.Before))
-			if k == nil {
-				k, v = c.Last()
+			if sk, _ := c.Seek(key(q.Before)); sk != nil {
+				k, v = c.Prev() // the newest below Before
 			} else {
-				k, v = c.Prev()
+				k, v = c.Last() // Seek moved the cursor past the end
 			}
-		} else {
-			k, v = c.Last()
 		}
 		for ; k != nil && len(out) < n; k, v = c.Prev() {
 			var e Entry
