@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -19,6 +20,9 @@ func (c *Controller) openOperators() (*operator.Layered, *audit.Bolt, error) {
 	ops, err := operator.WithFixed(st, operator.Options{}, c.cfg.fixedTokens()...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("controller: operators: %w", err)
+	}
+	if ok, err := ops.HasAdmin(context.Background()); err == nil && !ok {
+		c.log.Warn("no operator has the admin role: tokens, devices and keys cannot be managed; give one of operators: role admin")
 	}
 	al, err := audit.OpenBolt(filepath.Join(c.cfg.DataDir, "audit.db"), audit.Options{})
 	if err != nil {

@@ -142,7 +142,7 @@ func (s *Server) handle(pattern string, auth bool, h http.HandlerFunc) {
 			return
 		}
 		if acc.action != "" {
-			sw.keep = 64 << 10
+			sw.keep = 256 << 10 // a model's view with its manifest fits
 		}
 		if !id.Role.Allows(acc.role) {
 			writeError(sw, http.StatusForbidden, "this needs the %s role; %s is %s", acc.role, id.Name, id.Role)
