@@ -388,7 +388,7 @@ func TestLiveTicket(t *testing.T) {
 }
 
 // FuzzDecodeBodies sends arbitrary bodies to every route that decodes a
-// JSON request body: the answer is a 2xx or a 4xx with a JSON reason,
+// request body (JSON, and the multipart uploads): the answer is a 2xx or a 4xx with a JSON reason,
 // never a panic or a 5xx.
 func FuzzDecodeBodies(f *testing.F) {
 	routes := []string{
@@ -398,8 +398,16 @@ func FuzzDecodeBodies(f *testing.F) {
 		"POST /api/v1/rollouts/r1/abort",
 		"POST /api/v1/rollouts/r1/rollback",
 		"POST /api/v1/tokens",
+		"POST /api/v1/models", // multipart, boundary fuzzb
+		"POST /api/v1/firmware",
+	}
+	part := func(name, v string) string {
+		return "--fuzzb\r\nContent-Disposition: form-data; name=\"" + name + "\"\r\n\r\n" + v + "\r\n"
 	}
 	seeds := []string{
+		part("name", "m") + part("version", "2") + part("labels", "a\nb") + "--fuzzb\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.tflite\"\r\n\r\nTFL3\x00\x01\r\n--fuzzb--\r\n",
+		part("name", "agent") + part("version", "3") + part("os", "linux") + part("arch", "arm64") + "--fuzzb--\r\n",
+		part("bogus", "x") + "--fuzzb--\r\n",
 		`{"model":"yolov8n@2","selector":"site=a","canary":1,"waves":"10%,100%","max_failures":"5%","health_window":"2m","job_timeout":"30m"}`,
 		`{"firmware":"agent@3","max_failure_rate":0.05,"min_executions":10,"rollback_on_abort":false}`,
 		`{"reason":"bad model"}`,
@@ -418,6 +426,9 @@ func FuzzDecodeBodies(f *testing.F) {
 		req := httptest.NewRequest(method, path, bytes.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+adminTok)
 		req.Header.Set("Content-Type", "application/json")
+		if strings.HasSuffix(path, "/models") || strings.HasSuffix(path, "/firmware") {
+			req.Header.Set("Content-Type", "multipart/form-data; boundary=fuzzb")
+		}
 		rec := httptest.NewRecorder()
 		fx.s.ServeHTTP(rec, req)
 		if rec.Code >= 500 || rec.Code < 200 {
