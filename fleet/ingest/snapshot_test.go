@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -173,5 +174,55 @@ func TestSnapshotEmbeddedBroker(t *testing.T) {
 	snaps.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d waiters left behind", n)
+	}
+}
+
+// TestSnapshotReplicasMosquitto: two fleetd replicas on one external broker
+// each ask the same device; each reply reaches the replica that asked (both
+// subscribe to every reply; the other finds no waiter).
+func TestSnapshotReplicasMosquitto(t *testing.T) {
+	addr := mosquitto(t)
+	dev := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("snap-dev-" + t.Name()))
+	if tok := dev.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { dev.Disconnect(0) })
+	const device = "snap-dev"
+	tok := dev.Subscribe(api.CommandsTopic(device), 1, func(c paho.Client, m paho.Message) {
+		var cmd api.Command
+		if json.Unmarshal(m.Payload(), &cmd) == nil && cmd.Snapshot != nil {
+			c.Publish(api.SnapshotTopic(device, cmd.JobID), 1, false, reply(device, cmd.JobID, cmd.Snapshot.Camera, ""))
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device subscribe: %v", tok.Error())
+	}
+	var replicas []*Snapshots
+	for i := range 2 {
+		p, err := Dial(context.Background(), DialOptions{URL: "tcp://" + addr, ClientID: fmt.Sprintf("fleetd-%d-%s", i, t.Name())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		_, s := newSnapshotIngest(t, p)
+		replicas = append(replicas, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i, s := range replicas {
+		r, err := s.Snapshot(ctx, device, fmt.Sprintf("cam-%d", i), 0)
+		if err != nil || r.Header.Camera != fmt.Sprintf("cam-%d", i) {
+			t.Fatalf("replica %d: %+v, %v", i, r.Header, err)
+		}
+	}
+	// Each replica took its own reply and saw the other's as unclaimed
+	// (replica 0's copy of replica 1's reply may still be on its way).
+	testutil.WaitFor(t, "replica 0 to see replica 1's reply", 5*time.Second, func() bool {
+		return replicas[0].count(SnapshotUnclaimed) == 1
+	})
+	for i, s := range replicas {
+		if ok, un := s.count(SnapshotOK), s.count(SnapshotUnclaimed); ok != 1 || un != 1 {
+			t.Errorf("replica %d: %v ok, %v unclaimed; want 1 and 1", i, ok, un)
+		}
 	}
 }
