@@ -119,6 +119,15 @@ http:
 		t.Errorf("snapshot %v, want the camera's 320x240", b)
 	}
 
+	// The typed client gets the same, within the agent's 2/s per camera
+	// (a request within 500 ms of the last encode gets that JPEG again).
+	if b, err := f.API.Snapshot(context.Background(), "box-snap", "belt"); err != nil || !bytes.HasPrefix(b, []byte{0xFF, 0xD8}) {
+		t.Errorf("client snapshot: %d bytes, %v", len(b), err)
+	}
+	if _, err := f.API.Snapshot(context.Background(), "box-snap", "nope"); !strings.Contains(fmt.Sprint(err), "HTTP 404") {
+		t.Errorf("client snapshot of an unknown camera: %v, want HTTP 404", err)
+	}
+
 	for _, path := range []string{"/api/v1/devices/box-snap/cameras/nope/snapshot", "/api/v1/devices/nobody/cameras/belt/snapshot"} {
 		if resp, body := get(path); resp.StatusCode != 404 || !json.Valid(body) {
 			t.Errorf("%s: %d %s, want 404 with a JSON reason", path, resp.StatusCode, body)
