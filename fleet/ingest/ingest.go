@@ -1,6 +1,7 @@
 // Package ingest is fleetd's MQTT front: it subscribes to the devices'
 // state, telemetry, detections and job topics, feeds the registry, stores
-// detections durably and then acknowledges them to the device.
+// detections durably and then acknowledges them to the device. Snapshots
+// (snapshot.go) asks devices for camera snapshots and routes their replies.
 //
 // Malformed messages (bad topic, oversized, bad JSON, wrong types, invalid
 // ids, a device id that does not match the topic) are counted per reason in
