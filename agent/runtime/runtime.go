@@ -188,17 +188,14 @@ func (r *Runtime) openAgent() error {
 		Listener: r.ln, Registry: r.reg, Version: agent.Version, Logger: r.log,
 	})
 	if err == nil && r.link != nil {
-		r.snaps = newSnapshotter(r.agent.SnapshotJPEG, r.link.PublishSnapshot, r.state().Cameras, r.log)
+		r.snaps = newSnapshotter(r.agent.SnapshotJPEG, r.link.PublishSnapshot, r.cameraIDs(), r.log)
 	}
 	return err
 }
 
 // state is the retained state the link publishes, naming the model serving.
 func (r *Runtime) state() api.State {
-	ids := make([]string, len(r.cams))
-	for i, c := range r.cams {
-		ids[i] = c.ID
-	}
+	ids := r.cameraIDs()
 	// No SnapshotURL: the endpoint listens on loopback by default; the fleet
 	// asks for snapshots over MQTT (snapshot.go).
 	st := api.State{AgentVersion: agent.Version, Labels: r.cfg.Labels, Cameras: ids, Inventory: r.inventory()}
@@ -206,6 +203,14 @@ func (r *Runtime) state() api.State {
 	e := r.serving.EngineInfo()
 	st.Engine, st.Delegate, st.EngineVersion = e.Engine, e.Delegate, e.Version
 	return st
+}
+
+func (r *Runtime) cameraIDs() []string {
+	ids := make([]string, len(r.cams))
+	for i, c := range r.cams {
+		ids[i] = c.ID
+	}
+	return ids
 }
 
 // Run runs every part until ctx is done or one fails, then closes them all.
