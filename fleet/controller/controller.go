@@ -212,8 +212,12 @@ func (c *Controller) newServing() error {
 	if err != nil {
 		return err
 	}
+	snaps, err := ingest.NewSnapshots(c.conn, c.prom) // camera snapshots asked of devices over MQTT
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
 	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
-		Registerer: c.prom, Logger: c.log, OTA: c.ota.view,
+		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps,
 		Ready: func(ctx context.Context) error {
 			_, err := c.store.Query(ctx, store.Query{Limit: 1})
 			return err
@@ -226,7 +230,7 @@ func (c *Controller) newServing() error {
 		shareGroup = c.cfg.Broker.ShareGroup
 	}
 	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup,
-		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob})
+		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob, Snapshots: snaps})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}

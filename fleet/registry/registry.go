@@ -107,6 +107,9 @@ type Device struct {
 	LastJob *api.JobStatus `json:"last_job,omitempty"`
 	// Health lists the flags raised now; empty when healthy.
 	Health []string `json:"health"`
+	// Inventory is the latest the device reported in its state; it is
+	// replaced whole, never changed in place.
+	Inventory *api.Inventory `json:"inventory,omitempty"`
 }
 
 // Point is one telemetry sample in a device's history.
@@ -265,6 +268,10 @@ func applyState(d *Device, st api.State) {
 	d.AgentVersion, d.Model, d.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
 	d.Engine, d.Delegate, d.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
 	d.Cameras = slices.Clone(st.Cameras)
+	if st.Inventory != nil {
+		inv := *st.Inventory
+		d.Inventory = &inv
+	}
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.

@@ -68,6 +68,9 @@ type Options struct {
 	MaxExport int
 	// OTA enables the model registry and rollout routes (ota.go); nil leaves them out.
 	OTA *OTA
+	// Snapshots asks devices for camera snapshots (snapshot.go); nil
+	// answers that route with 503.
+	Snapshots Snapshots
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -154,6 +157,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/devices", true, s.devices)
 	s.handle("GET /api/v1/devices/{id}", true, s.device)
 	s.handle("GET /api/v1/devices/{id}/telemetry", true, s.telemetry)
+
+	s.handle("GET /api/v1/devices/{id}/cameras/{camera}/snapshot", true, s.snapshot) // snapshot.go
+
 	s.handle("GET /api/v1/detections", true, s.detections)
 	s.handle("GET /api/v1/detections/count", true, s.count)
 	s.handle("GET /api/v1/detections/export", true, s.export)
