@@ -43,6 +43,11 @@ func TestParseConfig(t *testing.T) {
 		{"ota timeout below window", minimal + "ota: {health_window: 10m, job_timeout: 5m}\n", "ota.job_timeout"},
 		{"ota negative", minimal + "ota: {health_window: -1s}\n", "must not be negative"},
 		{"ota bad duration", minimal + "ota: {job_timeout: soon}\n", "soon"},
+		{"database", minimal + "database: {url: \"postgres://f:pw@db:5432/fleet?sslmode=disable\", max_conns: 8}\n", ""},
+		{"database bad url", minimal + "database: {url: \"mysql://db/fleet\"}\n", "database.url"},
+		{"database url not echoed", minimal + "database: {url: \"secret-password\"}\n", "database.url: not like"},
+		{"database negative conns", minimal + "database: {max_conns: -1}\n", "database.max_conns"},
+		{"database unknown key", minimal + "database: {uri: x}\n", "field uri not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

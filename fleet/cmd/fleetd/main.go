@@ -5,8 +5,8 @@
 //
 //	fleetd --config fleetd.yaml
 //
-// See controller.Config for the file; --http, --mqtt and --data-dir
-// override it. The parts are assembled by fleet/controller.
+// See controller.Config for the file; --http, --mqtt, --data-dir and
+// --database override it. The parts are assembled by fleet/controller.
 package main
 
 import (
@@ -27,10 +27,11 @@ func main() {
 	httpAddr := flag.String("http", "", "override http.listen")
 	mqttAddr := flag.String("mqtt", "", "override broker.listen (embedded broker)")
 	dataDir := flag.String("data-dir", "", "override data_dir")
+	dbURL := flag.String("database", "", "override database.url (postgres://...)")
 	check := flag.Bool("check-config", false, "validate the config and exit")
 	flag.Parse()
 	cfg, err := controller.LoadConfig(*cfgPath)
-	if err == nil && (*httpAddr != "" || *mqttAddr != "" || *dataDir != "") {
+	if err == nil && (*httpAddr != "" || *mqttAddr != "" || *dataDir != "" || *dbURL != "") {
 		if *httpAddr != "" {
 			cfg.HTTP.Listen = *httpAddr
 		}
@@ -39,6 +40,9 @@ func main() {
 		}
 		if *dataDir != "" {
 			cfg.DataDir = *dataDir
+		}
+		if *dbURL != "" {
+			cfg.Database.URL = *dbURL
 		}
 		err = cfg.Validate()
 	}
