@@ -1,7 +1,10 @@
 // Package artifact is fleetd's content-addressed store of signed artifacts
 // (models and agent bundles) and the HTTP handler that serves them to devices.
 //
-// Files live on disk named by their sha256; metadata (name, version, kind,
+// Two stores share one behaviour (the same tests run against each): Disk
+// for one fleetd, below, and Postgres (postgres.go) for replicas.
+//
+// Disk's files live on disk named by their sha256; metadata (name, version, kind,
 // the signed manifest) lives in bbolt. A Put streams the upload into a
 // temporary file while hashing it, fsyncs it, renames it into place and only
 // then records its metadata, so a crash leaves either the whole artifact or

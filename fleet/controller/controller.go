@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
@@ -215,7 +216,7 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 	var err error
 	c.ota, err = openOTA(otaConfig{Dir: filepath.Join(c.cfg.DataDir, "ota"), SigningKey: o.SigningKey, PublicKeys: o.PublicKeys,
 		ArtifactBase: c.cfg.artifactBase(c.ln.Addr().String()), MaxUpload: o.MaxUpload,
-		HealthWindow: o.HealthWindow, JobTimeout: o.JobTimeout}, rollout.Registry{R: c.registry}, c.conn, auth, c.prom, c.log)
+		HealthWindow: o.HealthWindow, JobTimeout: o.JobTimeout, Pool: c.pool()}, rollout.Registry{R: c.registry}, c.conn, auth, c.prom, c.log)
 	if err != nil {
 		return err
 	}
@@ -246,6 +247,14 @@ func (c *Controller) newServing() error {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return nil
+}
+
+// pool is the database's pool, nil without one.
+func (c *Controller) pool() *pgxpool.Pool {
+	if c.db == nil {
+		return nil
+	}
+	return c.db.Pool
 }
 
 // ready is /healthz: the database answers (with one), and the detection store.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/artifact"
@@ -34,12 +35,32 @@ type otaConfig struct {
 	MaxUpload    int64
 	// HealthWindow and JobTimeout are the defaults of rollouts created without them.
 	HealthWindow, JobTimeout time.Duration
+	// Pool, with a database, keeps the artifacts, the rollouts (one
+	// engine at a time among replicas) and, when SigningKey is empty, the
+	// generated signing key; Dir is then unused.
+	Pool *pgxpool.Pool
+}
+
+// rolloutEngine is *rollout.Engine (bbolt, one fleetd) or *rollout.Cluster
+// (PostgreSQL, replicas).
+type rolloutEngine interface {
+	server.Rollouts
+	JobHandler
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// artifactStore is *artifact.Disk or *artifact.Postgres.
+type artifactStore interface {
+	artifact.Store
+	SetInUse(artifact.InUse)
+	Close() error
 }
 
 // ota is the artifact store and the rollout engine, and the server's view of them.
 type ota struct {
-	arts   *artifact.Disk
-	engine *rollout.Engine
+	arts   artifactStore
+	engine rolloutEngine
 	view   *server.OTA
 }
 
@@ -62,15 +83,27 @@ func openOTA(cfg otaConfig, devs rollout.Devices, pub rollout.Publisher, auth br
 	}
 	keys.Add(priv.Public().(ed25519.PublicKey))
 
-	arts, err := artifact.Open(filepath.Join(cfg.Dir, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID), MaxSize: cfg.MaxUpload})
-	if err != nil {
-		return nil, fmt.Errorf("controller: ota: %w", err)
-	}
-	eng, err := rollout.Open(filepath.Join(cfg.Dir, "rollouts.db"), rollout.Options{Devices: devs,
-		Dispatcher: rollout.MQTT{Conn: pub}, Logger: log, Registerer: prom})
-	if err != nil {
-		arts.Close()
-		return nil, fmt.Errorf("controller: ota: %w", err)
+	aopt := artifact.Options{Seal: artifact.Signer(priv, keyID), MaxSize: cfg.MaxUpload}
+	ropt := rollout.Options{Devices: devs, Dispatcher: rollout.MQTT{Conn: pub}, Logger: log, Registerer: prom}
+	var arts artifactStore
+	var eng rolloutEngine
+	if cfg.Pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if arts, err = artifact.OpenPostgres(ctx, cfg.Pool, aopt); err != nil {
+			return nil, fmt.Errorf("controller: ota: %w", err)
+		}
+		if eng, err = rollout.NewCluster(ctx, cfg.Pool, ropt, rollout.ClusterOptions{}); err != nil {
+			return nil, fmt.Errorf("controller: ota: %w", err)
+		}
+	} else {
+		if arts, err = artifact.Open(filepath.Join(cfg.Dir, "artifacts"), aopt); err != nil {
+			return nil, fmt.Errorf("controller: ota: %w", err)
+		}
+		if eng, err = rollout.Open(filepath.Join(cfg.Dir, "rollouts.db"), ropt); err != nil {
+			arts.Close()
+			return nil, fmt.Errorf("controller: ota: %w", err)
+		}
 	}
 	arts.SetInUse(eng)
 	o := &ota{arts: arts, engine: eng, view: &server.OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: deviceAuth(auth),
@@ -79,8 +112,22 @@ func openOTA(cfg otaConfig, devs rollout.Devices, pub rollout.Publisher, auth br
 	return o, nil
 }
 
-// signingKey loads the signing key, generating the default one on first start.
+// signingKey loads the signing key, generating the default one on first
+// start: with a database, in the database, so that every replica signs with
+// the same key (see ota.signing_key).
 func signingKey(cfg otaConfig, log *slog.Logger) (ed25519.PrivateKey, string, error) {
+	if cfg.SigningKey == "" && cfg.Pool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		priv, id, created, err := artifact.SigningKeyPostgres(ctx, cfg.Pool)
+		if err != nil {
+			return nil, "", fmt.Errorf("controller: ota: %w", err)
+		}
+		if created {
+			log.Warn("generated a signing key in the database: pin its public half (GET /api/v1/keys) on the agents", "key_id", id)
+		}
+		return priv, id, nil
+	}
 	if cfg.SigningKey == "" {
 		keyDir := filepath.Join(cfg.Dir, "keys")
 		cfg.SigningKey = filepath.Join(keyDir, "fleet.key")

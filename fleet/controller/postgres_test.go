@@ -53,7 +53,24 @@ ota: {health_window: 200ms, job_timeout: 20s}
 	second := controllertest.Start(t, extra)
 	ctx := context.Background()
 	devs, err := second.API.Devices(ctx, rest.DeviceFilter{})
-	if err != nil || len(devs) != 50 {
+	if err != nil || len(devs) != n {
 		t.Fatalf("second fleetd: %d devices, %v", len(devs), err)
+	}
+	rs, err := second.API.Rollouts(ctx)
+	if err != nil || len(rs) != 1 || rs[0].State != rest.StateCompleted {
+		t.Fatalf("second fleetd: rollouts %+v, %v", rs, err)
+	}
+	models, err := second.API.Artifacts(ctx, "model")
+	if err != nil || len(models) != 1 || models[0].KeyID == "" {
+		t.Fatalf("second fleetd: models %+v, %v", models, err)
+	}
+	keys1, err1 := first.API.Keys(ctx)
+	keys2, err2 := second.API.Keys(ctx)
+	if err1 != nil || err2 != nil || len(keys1) != 1 || len(keys2) != 1 || keys1[0] != keys2[0] || keys1[0].ID != models[0].KeyID {
+		t.Fatalf("signing keys: %+v %v, %+v %v (model signed by %s)", keys1, err1, keys2, err2, models[0].KeyID)
+	}
+	// The replica that did not take the upload deletes it (its rollout is final).
+	if _, err := second.API.DeleteArtifact(ctx, "model", "yolo-sim", "2"); err != nil {
+		t.Fatalf("delete through the second fleetd: %v", err)
 	}
 }
