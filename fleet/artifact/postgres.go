@@ -421,4 +421,3 @@ func SigningKeyPostgres(ctx context.Context, pool *pgxpool.Pool) (priv ed25519.P
 	}
 	return priv, manifest.KeyID(priv.Public().(ed25519.PublicKey)), tag.RowsAffected() == 1, nil
 }
-

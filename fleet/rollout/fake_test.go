@@ -61,7 +61,7 @@ type sim struct {
 	t  testing.TB
 	mu sync.Mutex
 	// eng is swapped on restart.
-	eng     interface {
+	eng interface {
 		HandleJobStatus(context.Context, api.JobStatus) error
 	}
 	devices map[string]*simDevice
