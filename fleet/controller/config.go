@@ -18,8 +18,8 @@ import (
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
 type Config struct {
-	// DataDir holds detections.db, registry.db and ota/ (with a database:
-	// only the generated signing key, when ota.signing_key is empty).
+	// DataDir holds detections.db, registry.db and ota/; with a database
+	// it holds nothing (but must be set).
 	DataDir string `yaml:"data_dir"`
 	// Database, when its url is set, keeps the detections, the registry,
 	// the rollouts and the artifacts in PostgreSQL, shared by replicas.
