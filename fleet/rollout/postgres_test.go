@@ -176,3 +176,57 @@ func counted(t *testing.T, c *Cluster, state string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestClusterStandbyAlone: while another session holds the lease and no
+// engine runs, a replica still creates, lists and guards artifacts from the
+// database; an operator action waits ActionTimeout, fails with
+// ErrNotLeader and is withdrawn, so it does not take effect later. Once
+// the lease is free the replica takes it and runs the rollout.
+func TestClusterStandbyAlone(t *testing.T) {
+	dsn := dbtest.DSN(t)
+	pool := openReplicaPool(t, dsn)
+	ctx := context.Background()
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, leaseKey1, leaseKey2); err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, 3, "1")
+	r := startReplica(t, dsn, s)
+	r.c.copt.ActionTimeout = 300 * time.Millisecond
+	s.mu.Lock()
+	s.eng = r.c
+	s.mu.Unlock()
+	art := testArtifact("2")
+	sum, err := r.c.Create(ctx, Spec{Artifact: art, Canary: 1, Waves: []float64{100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := r.c.List(); len(l) != 1 || l[0].ID != sum.ID || l[0].State != StatePending || l[0].Targets != 3 {
+		t.Fatalf("List = %+v", l)
+	}
+	if ids := r.c.ArtifactInUse(art.SHA256); len(ids) != 1 || ids[0] != sum.ID {
+		t.Fatalf("ArtifactInUse = %v", ids)
+	}
+	if _, err := r.c.Pause(sum.ID); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("Pause without an engine = %v", err)
+	}
+	if r.c.Leader() {
+		t.Fatal("leads while another session holds the lease")
+	}
+	holder.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, leaseKey1, leaseKey2)
+	holder.Release()
+	testutil.WaitFor(t, "replica takes the free lease", 15*time.Second, r.c.Leader)
+	got := waitRollout(t, r.c, sum.ID, "rollout completes", func(r *Rollout) bool { return r.State.Final() })
+	if got.State != StateCompleted {
+		t.Fatalf("rollout %s (the withdrawn pause must not apply): %s", got.State, got.Reason)
+	}
+	if ids := r.c.ArtifactInUse(art.SHA256); len(ids) != 0 {
+		t.Fatalf("ArtifactInUse after completion = %v", ids)
+	}
+	if _, err := r.c.Get("r99"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get r99 = %v", err)
+	}
+}
