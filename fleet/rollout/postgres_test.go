@@ -230,3 +230,35 @@ func TestClusterStandbyAlone(t *testing.T) {
 		t.Fatalf("Get r99 = %v", err)
 	}
 }
+
+// TestClusterReacquires: a lone replica whose database connections are all
+// dropped (a database restart, as far as it can tell) takes the lease
+// again by itself and runs a rollout created after.
+func TestClusterReacquires(t *testing.T) {
+	dsn := dbtest.DSN(t)
+	s := newSim(t, 3, "1")
+	r := startReplica(t, dsn, s)
+	s.mu.Lock()
+	s.eng = r.c
+	s.mu.Unlock()
+	testutil.WaitFor(t, "replica leads", 10*time.Second, r.c.Leader)
+	first := r.c.engine()
+	ctl := openReplicaPool(t, dsn)
+	if _, err := ctl.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "replica leads again, with a new engine", 15*time.Second, func() bool {
+		e := r.c.engine()
+		return e != nil && e != first
+	})
+	var sum Summary
+	testutil.WaitFor(t, "create succeeds", 10*time.Second, func() bool {
+		var err error
+		sum, err = r.c.Create(context.Background(), Spec{Artifact: testArtifact("2"), Canary: 1, Waves: []float64{100}})
+		return err == nil
+	})
+	if got := waitRollout(t, r.c, sum.ID, "rollout completes", func(r *Rollout) bool { return r.State.Final() }); got.State != StateCompleted {
+		t.Fatalf("rollout %s: %s", got.State, got.Reason)
+	}
+}
