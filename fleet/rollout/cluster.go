@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"edgefleet/fleet/api"
 )
@@ -99,7 +100,20 @@ func NewCluster(ctx context.Context, pool *pgxpool.Pool, opt Options, copt Clust
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{store: s, pool: pool, opt: opt, copt: copt, log: opt.Logger}, nil
+	c := &Cluster{store: s, pool: pool, opt: opt, copt: copt, log: opt.Logger}
+	if opt.Registerer != nil {
+		held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_rollout_lease_held",
+			Help: "1 while this fleetd holds the rollout lease and runs the rollout engine."}, func() float64 {
+			if c.Leader() {
+				return 1
+			}
+			return 0
+		})
+		if err := opt.Registerer.Register(held); err != nil {
+			return nil, fmt.Errorf("rollout: open: metrics: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // engine returns the engine while this replica holds the lease, else nil.

@@ -110,6 +110,9 @@ func TestClusterFailover(t *testing.T) {
 	a := startReplica(t, dsn, s)
 	testutil.WaitFor(t, "first replica holds the lease", 10*time.Second, a.c.Leader)
 	b := startReplica(t, dsn, s)
+	if g := gauge(t, a.reg, "edgefleet_rollout_lease_held") + 2*gauge(t, b.reg, "edgefleet_rollout_lease_held"); g != 1 {
+		t.Fatalf("lease_held gauges: %v, want 1 on the first replica only", g)
+	}
 	s.mu.Lock()
 	s.eng = b.c // devices report to the standby
 	s.mu.Unlock()
@@ -261,4 +264,19 @@ func TestClusterReacquires(t *testing.T) {
 	if got := waitRollout(t, r.c, sum.ID, "rollout completes", func(r *Rollout) bool { return r.State.Final() }); got.State != StateCompleted {
 		t.Fatalf("rollout %s: %s", got.State, got.Reason)
 	}
+}
+
+// gauge reads a gauge from a registry.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
