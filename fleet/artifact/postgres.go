@@ -395,20 +395,22 @@ func (b *blob) Close() error {
 	return nil
 }
 
-// SigningKeyPostgres returns the signing key kept in the database: the
-// first fleetd to ask generates it, every replica then signs with it.
-// created reports whether this call made it. The key is stored in clear.
-func SigningKeyPostgres(ctx context.Context, pool *pgxpool.Pool) (priv ed25519.PrivateKey, keyID string, created bool, err error) {
-	_, gen, err := ed25519.GenerateKey(rand.Reader)
+// SigningKeyPostgres returns the signing key kept in the database, so
+// that every replica signs with the same key. The first fleetd to ask
+// stores seed there (its existing key file), or a key it generates when
+// seed is nil; created reports whether this call stored it. The key is
+// stored in clear.
+func SigningKeyPostgres(ctx context.Context, pool *pgxpool.Pool, seed ed25519.PrivateKey) (priv ed25519.PrivateKey, keyID string, created bool, err error) {
+	if seed == nil {
+		if _, seed, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
+		}
+	}
+	pemKey, err := EncodePrivateKey(seed)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(gen)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-	}
-	tag, err := pool.Exec(ctx, `INSERT INTO ota_signing_key (private_pem) VALUES ($1) ON CONFLICT DO NOTHING`,
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	tag, err := pool.Exec(ctx, `INSERT INTO ota_signing_key (private_pem) VALUES ($1) ON CONFLICT DO NOTHING`, string(pemKey))
 	if err != nil {
 		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
 	}
@@ -420,4 +422,14 @@ func SigningKeyPostgres(ctx context.Context, pool *pgxpool.Pool) (priv ed25519.P
 		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
 	}
 	return priv, manifest.KeyID(priv.Public().(ed25519.PublicKey)), tag.RowsAffected() == 1, nil
+}
+
+// EncodePrivateKey returns the PEM "PRIVATE KEY" (PKCS #8) encoding of
+// priv, as manifest.GenerateKey writes it.
+func EncodePrivateKey(priv ed25519.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }

@@ -17,6 +17,7 @@ import (
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/rollout"
 	"edgefleet/fleet/server"
+	"edgefleet/internal/atomicfile"
 	"edgefleet/models/manifest"
 )
 
@@ -113,25 +114,22 @@ func openOTA(cfg otaConfig, devs rollout.Devices, pub rollout.Publisher, auth br
 }
 
 // signingKey loads the signing key, generating the default one on first
-// start: with a database, in the database, so that every replica signs with
-// the same key (see ota.signing_key).
+// start. With a database and no ota.signing_key, the key is the one kept in
+// the database, so that every replica signs with it: the first replica
+// stores its data_dir key (or a new one) there, and each writes it to its
+// data_dir/ota/keys (fleet.key, fleet.pub) when missing there.
 func signingKey(cfg otaConfig, log *slog.Logger) (ed25519.PrivateKey, string, error) {
-	if cfg.SigningKey == "" && cfg.Pool != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		priv, id, created, err := artifact.SigningKeyPostgres(ctx, cfg.Pool)
-		if err != nil {
-			return nil, "", fmt.Errorf("controller: ota: %w", err)
-		}
-		if created {
-			log.Warn("generated a signing key in the database: pin its public half (GET /api/v1/keys) on the agents", "key_id", id)
-		}
-		return priv, id, nil
+	if cfg.SigningKey != "" {
+		return loadKey(cfg.SigningKey)
 	}
-	if cfg.SigningKey == "" {
-		keyDir := filepath.Join(cfg.Dir, "keys")
-		cfg.SigningKey = filepath.Join(keyDir, "fleet.key")
-		if _, err := os.Stat(cfg.SigningKey); errors.Is(err, os.ErrNotExist) {
+	keyDir := filepath.Join(cfg.Dir, "keys")
+	path := filepath.Join(keyDir, "fleet.key")
+	_, statErr := os.Stat(path)
+	if statErr != nil && !errors.Is(statErr, os.ErrNotExist) {
+		return nil, "", fmt.Errorf("controller: ota: %w", statErr)
+	}
+	if cfg.Pool == nil {
+		if statErr != nil {
 			if err := os.MkdirAll(keyDir, 0o700); err != nil {
 				return nil, "", fmt.Errorf("controller: ota: %w", err)
 			}
@@ -141,12 +139,63 @@ func signingKey(cfg otaConfig, log *slog.Logger) (ed25519.PrivateKey, string, er
 			}
 			log.Warn("generated a signing key: pin its public half on the agents", "key_id", id, "public_key", filepath.Join(keyDir, "fleet.pub"))
 		}
+		return loadKey(path)
 	}
-	priv, keyID, err := manifest.LoadPrivateKey(cfg.SigningKey)
+	var seed ed25519.PrivateKey
+	if statErr == nil {
+		var err error
+		if seed, _, err = loadKey(path); err != nil {
+			return nil, "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	priv, id, created, err := artifact.SigningKeyPostgres(ctx, cfg.Pool, seed)
+	if err != nil {
+		return nil, "", fmt.Errorf("controller: ota: %w", err)
+	}
+	if seed != nil && !seed.Equal(priv) {
+		return nil, "", fmt.Errorf("controller: ota: %s is not the signing key in the database (%s): remove it, or set ota.signing_key on every replica", path, id)
+	}
+	if created {
+		log.Warn("signing key stored in the database for every replica: pin its public half on the agents", "key_id", id, "public_key", filepath.Join(keyDir, "fleet.pub"))
+	}
+	if statErr != nil {
+		if err := writeKey(keyDir, priv); err != nil {
+			return nil, "", err
+		}
+	}
+	return priv, id, nil
+}
+
+func loadKey(path string) (ed25519.PrivateKey, string, error) {
+	priv, keyID, err := manifest.LoadPrivateKey(path)
 	if err != nil {
 		return nil, "", fmt.Errorf("controller: ota: %w", err)
 	}
 	return priv, keyID, nil
+}
+
+// writeKey writes priv as dir/fleet.key (0600) and dir/fleet.pub (0644).
+func writeKey(dir string, priv ed25519.PrivateKey) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("controller: ota: %w", err)
+	}
+	pemKey, err := artifact.EncodePrivateKey(priv)
+	if err != nil {
+		return fmt.Errorf("controller: ota: %w", err)
+	}
+	pub, err := manifest.EncodePublicKey(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return fmt.Errorf("controller: ota: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "fleet.pub"), pub, 0o644); err != nil {
+		return fmt.Errorf("controller: ota: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, "fleet.key"), pemKey, 0o600); err != nil {
+		return fmt.Errorf("controller: ota: %w", err)
+	}
+	return nil
 }
 
 // deviceAuth lets a device download artifacts with its MQTT credentials.

@@ -2,14 +2,20 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/controller"
 	"edgefleet/fleet/controller/controllertest"
 	"edgefleet/fleet/database/dbtest"
+	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
 
@@ -72,5 +78,67 @@ ota: {health_window: 200ms, job_timeout: 20s}
 	// The replica that did not take the upload deletes it (its rollout is final).
 	if _, err := second.API.DeleteArtifact(ctx, "model", "yolo-sim", "2"); err != nil {
 		t.Fatalf("delete through the second fleetd: %v", err)
+	}
+}
+
+// TestSigningKeyWithDatabase: a fleetd moving onto a database keeps its
+// data_dir key (the agents pin it) and stores it there; a replica with
+// another key in its data_dir refuses to start, and one without gets the
+// database's, written to its data_dir for the operator.
+func TestSigningKeyWithDatabase(t *testing.T) {
+	dsn := dbtest.DSN(t)
+	newDir := func(withKey bool) (string, string) {
+		dir := filepath.Join(t.TempDir(), "data")
+		if !withKey {
+			return dir, ""
+		}
+		keys := filepath.Join(dir, "ota", "keys")
+		if err := os.MkdirAll(keys, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		id, err := manifest.GenerateKey(keys, "fleet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir, id
+	}
+	open := func(dir string) (*controller.Controller, error) {
+		cfg, err := controller.ParseConfig(strings.NewReader(fmt.Sprintf(`
+data_dir: %s
+database: {url: "%s"}
+http: {listen: "127.0.0.1:0"}
+broker: {listen: "127.0.0.1:0"}
+operators: [{name: test, token: %s}]
+`, dir, dsn, controllertest.Token)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return controller.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	}
+	dir1, id1 := newDir(true)
+	c1, err := open(dir1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	dir2, _ := newDir(true)
+	if c2, err := open(dir2); err == nil || !strings.Contains(err.Error(), "is not the signing key in the database ("+id1+")") {
+		if c2 != nil {
+			c2.Close()
+		}
+		t.Fatalf("replica with another key: %v", err)
+	}
+	dir3, _ := newDir(false)
+	c3, err := open(dir3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	_, id3, err := manifest.LoadPrivateKey(filepath.Join(dir3, "ota", "keys", "fleet.key"))
+	if err != nil || id3 != id1 {
+		t.Fatalf("third replica's key file: %s, %v; want %s", id3, err, id1)
+	}
+	if _, err := manifest.LoadPublicKey(filepath.Join(dir3, "ota", "keys", "fleet.pub")); err != nil {
+		t.Fatal(err)
 	}
 }
