@@ -47,7 +47,7 @@ func TestParseConfig(t *testing.T) {
 		{"database bad url", minimal + "database: {url: \"mysql://db/fleet\"}\n", "database.url"},
 		{"database url not echoed", minimal + "database: {url: \"secret-password\"}\n", "database.url: not like"},
 		{"database negative conns", minimal + "database: {max_conns: -1}\n", "database.max_conns"},
-		{"database unknown key", minimal + "database: {uri: x}\n", "field uri not found"},
+		{"database unknown key", minimal + "database: {uri: x}\n", "uri"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
