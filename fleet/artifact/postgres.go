@@ -3,7 +3,6 @@ package artifact
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -19,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"edgefleet/models/manifest"
 )
 
 // ChunkSize is the largest chunk Postgres stores an artifact in.
@@ -393,35 +391,6 @@ func (b *blob) Seek(off int64, whence int) (int64, error) {
 func (b *blob) Close() error {
 	b.data = nil
 	return nil
-}
-
-// SigningKeyPostgres returns the signing key kept in the database, so
-// that every replica signs with the same key. The first fleetd to ask
-// stores seed there (its existing key file), or a key it generates when
-// seed is nil; created reports whether this call stored it. The key is
-// stored in clear.
-func SigningKeyPostgres(ctx context.Context, pool *pgxpool.Pool, seed ed25519.PrivateKey) (priv ed25519.PrivateKey, keyID string, created bool, err error) {
-	if seed == nil {
-		if _, seed, err = ed25519.GenerateKey(rand.Reader); err != nil {
-			return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-		}
-	}
-	pemKey, err := EncodePrivateKey(seed)
-	if err != nil {
-		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-	}
-	tag, err := pool.Exec(ctx, `INSERT INTO ota_signing_key (private_pem) VALUES ($1) ON CONFLICT DO NOTHING`, string(pemKey))
-	if err != nil {
-		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-	}
-	var s string
-	if err := pool.QueryRow(ctx, `SELECT private_pem FROM ota_signing_key`).Scan(&s); err != nil {
-		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-	}
-	if priv, err = manifest.ParsePrivateKey([]byte(s)); err != nil {
-		return nil, "", false, fmt.Errorf("artifact: signing key: %w", err)
-	}
-	return priv, manifest.KeyID(priv.Public().(ed25519.PublicKey)), tag.RowsAffected() == 1, nil
 }
 
 // EncodePrivateKey returns the PEM "PRIVATE KEY" (PKCS #8) encoding of

@@ -3,7 +3,6 @@ package artifact
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -132,32 +131,3 @@ func TestStoreSuite(t *testing.T) {
 	})
 }
 
-// TestSigningKeyPostgres: the first call stores its key (a seed given, or
-// a generated one), later ones (other replicas) get the same.
-func TestSigningKeyPostgres(t *testing.T) {
-	ctx := context.Background()
-	t.Run("generated", func(t *testing.T) {
-		pool := dbtest.Open(t).Pool
-		k1, id1, created, err := SigningKeyPostgres(ctx, pool, nil)
-		if err != nil || !created {
-			t.Fatalf("first: created %v, %v", created, err)
-		}
-		k2, id2, created, err := SigningKeyPostgres(ctx, pool, nil)
-		if err != nil || created || id1 != id2 || !k1.Equal(k2) {
-			t.Fatalf("second: created %v, ids %s %s, %v", created, id1, id2, err)
-		}
-	})
-	t.Run("seeded", func(t *testing.T) {
-		pool := dbtest.Open(t).Pool
-		_, seed, _ := ed25519.GenerateKey(nil)
-		k1, _, created, err := SigningKeyPostgres(ctx, pool, seed)
-		if err != nil || !created || !k1.Equal(seed) {
-			t.Fatalf("first: created %v, same as seed %v, %v", created, k1.Equal(seed), err)
-		}
-		_, other, _ := ed25519.GenerateKey(nil)
-		k2, _, created, err := SigningKeyPostgres(ctx, pool, other)
-		if err != nil || created || !k2.Equal(seed) {
-			t.Fatalf("second seed: created %v, the first's key %v, %v", created, k2.Equal(seed), err)
-		}
-	})
-}
