@@ -130,4 +130,3 @@ func TestStoreSuite(t *testing.T) {
 		storeSuite(t, st, use, "")
 	})
 }
-
