@@ -84,13 +84,6 @@ func (c *Client) DeleteArtifact(ctx context.Context, kind, name, version string)
 	return d, err
 }
 
-// Keys lists the public keys agents pin.
-func (c *Client) Keys(ctx context.Context) ([]rest.Key, error) {
-	var l rest.KeyList
-	err := c.get(ctx, rest.Prefix+"/keys", nil, &l)
-	return l.Keys, err
-}
-
 // CreateRollout starts a rollout.
 func (c *Client) CreateRollout(ctx context.Context, req rest.CreateRollout) (rest.RolloutSummary, error) {
 	var s rest.RolloutSummary

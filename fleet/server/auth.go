@@ -77,6 +77,8 @@ var routeAccess = map[string]access{
 	"DELETE /api/v1/firmware/{name}/{version}":           {role: operator.Operator, action: "firmware.delete", target: artifactTarget},
 	// The public keys agents pin are no secret; changing keys needs an admin.
 	"GET /api/v1/keys":                    {role: operator.Viewer},
+	"GET /api/v1/keys/{id}":               {role: operator.Viewer},
+	"POST /api/v1/keys/rotate":            {role: operator.Admin, action: "key.rotate", target: keyTarget},
 	"GET /api/v1/rollouts":                {role: operator.Viewer},
 	"GET /api/v1/rollouts/{id}":           {role: operator.Viewer},
 	"POST /api/v1/rollouts":               {role: operator.Operator, action: "rollout.create", target: rolloutTarget},

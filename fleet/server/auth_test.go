@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -24,7 +23,6 @@ import (
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
 	"edgefleet/fleet/store"
-	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
 
@@ -55,10 +53,8 @@ func setupAuth(t testing.TB) *authFixture {
 	for _, id := range []string{"cam-1", "cam-2"} {
 		reg.UpdateState(api.State{DeviceID: id, Online: true, Labels: map[string]string{"site": "a"}, Model: "yolov8n", ModelVersion: "1"})
 	}
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	keys := manifest.KeySet{}
-	keyID := keys.Add(pub)
-	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
+	ring := testRing(t, dir)
+	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.RingSigner(ring)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +75,7 @@ func setupAuth(t testing.TB) *authFixture {
 	}
 	f := &authFixture{audit: audit.NewMem(audit.Options{}), eng: eng}
 	f.s, err = New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Operators: ops, Audit: f.audit,
-		Logger: slog.New(slog.DiscardHandler), OTA: &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, MaxUpload: 8 << 20}})
+		Logger: slog.New(slog.DiscardHandler), OTA: &OTA{Artifacts: arts, Rollouts: eng, Keys: ring, MaxUpload: 8 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 //	GET    /api/v1/models/{name}/{version}   one model with its manifest
 //	DELETE /api/v1/models/{name}/{version}   409 while a rollout uses it
 //	...    /api/v1/firmware[/{name}/{version}] the same for agent bundles (multipart: name, version, os, arch, file)
-//	GET    /api/v1/keys                      the pinned public keys
+//	...    /api/v1/keys[/...]                the signing keys (KeyRing, keys.go)
 //	POST   /api/v1/rollouts                  CreateRollout
 //	GET    /api/v1/rollouts                  summaries
 //	GET    /api/v1/rollouts/{id}             summary and per-device jobs
@@ -34,8 +34,8 @@ import (
 type OTA struct {
 	Artifacts artifact.Store
 	Rollouts  Rollouts
-	// Keys are the public keys agents pin, listed by GET /api/v1/keys.
-	Keys manifest.KeySet
+	// Keys are fleetd's signing keys, for the key routes; nil leaves them out.
+	Keys KeyRing
 	// DeviceAuth gates artifact downloads; nil refuses every download.
 	DeviceAuth artifact.DeviceAuth
 	// ArtifactBase prefixes the artifact path in commands, e.g.
@@ -76,7 +76,11 @@ func (s *Server) otaRoutes() {
 	s.handle("GET /api/v1/firmware", true, s.modelList)
 	s.handle("GET /api/v1/firmware/{name}/{version}", true, s.modelShow)
 	s.handle("DELETE /api/v1/firmware/{name}/{version}", true, s.modelDelete)
-	s.handle("GET /api/v1/keys", true, s.keyList)
+	if o.Keys != nil {
+		s.handle("GET /api/v1/keys", true, s.keyList)
+		s.handle("GET /api/v1/keys/{id}", true, s.keyShow)
+		s.handle("POST /api/v1/keys/rotate", true, s.keyRotate)
+	}
 	s.handle("POST /api/v1/rollouts", true, s.rolloutCreate)
 	s.handle("GET /api/v1/rollouts", true, s.rolloutList)
 	s.handle("GET /api/v1/rollouts/{id}", true, s.rolloutShow)
@@ -236,19 +240,6 @@ func (s *Server) modelDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rest.Deleted{Deleted: m.Name + "@" + m.Version, SHA256: m.SHA256})
-}
-
-func (s *Server) keyList(w http.ResponseWriter, r *http.Request) {
-	out := []rest.Key{}
-	for _, id := range s.opt.OTA.Keys.IDs() {
-		pem, err := manifest.EncodePublicKey(s.opt.OTA.Keys[id])
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "key %s: %v", id, err)
-			return
-		}
-		out = append(out, rest.Key{ID: id, PublicKey: string(pem)})
-	}
-	writeJSON(w, http.StatusOK, rest.KeyList{Keys: out})
 }
 
 // rolloutSpec resolves a create request against the artifact store.

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -63,10 +62,9 @@ func setupOTA(t *testing.T) *otaFixture {
 	} {
 		reg.UpdateState(d)
 	}
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	keys := manifest.KeySet{}
-	keyID := keys.Add(pub)
-	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
+	ring := testRing(t, dir)
+	keys := ringKeys(t, ring)
+	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.RingSigner(ring)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +85,7 @@ func setupOTA(t *testing.T) *otaFixture {
 	f := &otaFixture{eng: eng, disp: disp, keys: keys}
 	s, err := New(Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"},
 		Logger: slog.New(slog.DiscardHandler),
-		OTA: &OTA{Artifacts: arts, Rollouts: eng, Keys: keys, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20,
+		OTA: &OTA{Artifacts: arts, Rollouts: eng, Keys: ring, DeviceAuth: auth, ArtifactBase: "http://fleetd.test/", MaxUpload: 8 << 20,
 			HealthWindow: 90 * time.Second, JobTimeout: 10 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)

@@ -78,13 +78,3 @@ type Deleted struct {
 	SHA256  string `json:"sha256"`
 }
 
-// Key is one pinned public key.
-type Key struct {
-	ID        string `json:"id"`
-	PublicKey string `json:"public_key"` // PEM
-}
-
-// KeyList is the body of GET /api/v1/keys.
-type KeyList struct {
-	Keys []Key `json:"keys"`
-}
