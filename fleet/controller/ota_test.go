@@ -15,6 +15,7 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/client"
 	"edgefleet/fleet/registry"
@@ -61,8 +62,8 @@ func TestOpenOTA(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ota.Close()
-	if fi, err := os.Stat(filepath.Join(dir, "keys", "fleet.key")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("generated key: %v %v", fi, err)
+	if fi, err := os.Stat(filepath.Join(dir, "keys.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key ring: %v %v", fi, err)
 	}
 	const tok = "alice-token-0123456789"
 	s, err := server.New(server.Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{tok: "alice"}, Logger: log, OTA: ota.view})
@@ -90,7 +91,11 @@ func TestOpenOTA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manifest.Verify(ota.view.Keys, cmd.Artifact.Manifest, cmd.Artifact.Sig, cmd.Artifact.KeyID)
+	ks, err := ota.ring.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Verify(artifact.KeySet(ks), cmd.Artifact.Manifest, cmd.Artifact.Sig, cmd.Artifact.KeyID)
 	if err != nil || !strings.HasPrefix(cmd.Artifact.URL, "https://fleet.example/artifacts/") {
 		t.Fatalf("command %+v: %v", cmd.Artifact, err)
 	}

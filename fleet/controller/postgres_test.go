@@ -82,9 +82,10 @@ ota: {health_window: 200ms, job_timeout: 20s}
 }
 
 // TestSigningKeyWithDatabase: a fleetd moving onto a database keeps its
-// data_dir key (the agents pin it) and stores it there; a replica with
-// another key in its data_dir refuses to start, and one without gets the
-// database's, written to its data_dir for the operator.
+// data_dir key (the agents pin it) as the signing key of the database's
+// key ring, and removes the file; a replica with another key in its
+// data_dir refuses to start, and one without signs with the database's
+// (and writes no key file).
 func TestSigningKeyWithDatabase(t *testing.T) {
 	dsn := dbtest.DSN(t)
 	newDir := func(withKey bool) (string, string) {
@@ -122,7 +123,10 @@ operators: [{name: test, token: %s}]
 	}
 	defer c1.Close()
 	dir2, _ := newDir(true)
-	if c2, err := open(dir2); err == nil || !strings.Contains(err.Error(), "is not the signing key in the database ("+id1+")") {
+	if _, err := os.Stat(filepath.Join(dir1, "ota", "keys", "fleet.key")); !os.IsNotExist(err) {
+		t.Errorf("first replica's key file is still there: %v", err)
+	}
+	if c2, err := open(dir2); err == nil || !strings.Contains(err.Error(), "is not a key of fleetd's key ring") || !strings.Contains(err.Error(), "signs with "+id1) {
 		if c2 != nil {
 			c2.Close()
 		}
@@ -134,11 +138,39 @@ operators: [{name: test, token: %s}]
 		t.Fatal(err)
 	}
 	defer c3.Close()
-	_, id3, err := manifest.LoadPrivateKey(filepath.Join(dir3, "ota", "keys", "fleet.key"))
-	if err != nil || id3 != id1 {
-		t.Fatalf("third replica's key file: %s, %v; want %s", id3, err, id1)
+	if _, err := os.Stat(filepath.Join(dir3, "ota", "keys")); !os.IsNotExist(err) {
+		t.Errorf("third replica wrote key files: %v", err)
 	}
-	if _, err := manifest.LoadPublicKey(filepath.Join(dir3, "ota", "keys", "fleet.pub")); err != nil {
+}
+
+// TestKeysReplicas (issue 17): two replicas on one database sign with the
+// same key; after a rotation through one, the other lists the new key as
+// signing and signs its next push with it.
+func TestKeysReplicas(t *testing.T) {
+	ctx := context.Background()
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
 		t.Fatal(err)
+	}
+	extra := `
+database: {url: "` + dbtest.DSN(t) + `"}
+`
+	a := controllertest.Start(t, extra)
+	b := controllertest.Start(t, extra)
+	ka, errA := a.API.Keys(ctx)
+	kb, errB := b.API.Keys(ctx)
+	if errA != nil || errB != nil || len(ka) != 1 || len(kb) != 1 || ka[0] != kb[0] {
+		t.Fatalf("keys before: %+v %v, %+v %v", ka, errA, kb, errB)
+	}
+	rot, err := a.API.RotateKey(ctx)
+	if err != nil || rot.Retired.ID != ka[0].ID {
+		t.Fatalf("rotate through a: %+v %v", rot, err)
+	}
+	kb, err = b.API.Keys(ctx)
+	if err != nil || len(kb) != 2 || kb[0].ID != rot.Signing.ID || !kb[0].Signing || kb[1].ID != ka[0].ID || kb[1].Signing {
+		t.Fatalf("keys on b after the rotation on a: %+v %v", kb, err)
+	}
+	if m := controllertest.PushModel(t, b.API, "m", "1", model); m.KeyID != rot.Signing.ID {
+		t.Fatalf("b signed with %s; want the new key %s", m.KeyID, rot.Signing.ID)
 	}
 }
