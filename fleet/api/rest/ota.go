@@ -77,4 +77,3 @@ type Deleted struct {
 	Deleted string `json:"deleted"` // name@version
 	SHA256  string `json:"sha256"`
 }
-
