@@ -27,9 +27,7 @@ func TestFirmwareCommands(t *testing.T) {
 	t.Setenv("EDGEFLEET_CONFIG", "")
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	if code, out, errOut := fleetctl(t, "keys", "generate", "--dir", keyDir); code != 0 {
-		t.Fatalf("keys generate: %s %s", out, errOut)
-	}
+	genKey(t, keyDir)
 	url := fleetdOTA(t, keyDir)
 	auth := []string{"--server", url, "--token", token}
 

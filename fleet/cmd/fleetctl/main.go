@@ -56,6 +56,7 @@ var commandArgs = map[string]string{
 	"firmware push":     "FILE",
 	"firmware bundle":   "FILE",
 	"tokens revoke":     "NAME",
+	"keys export":       "[ID]",
 }
 
 // errUsage marks a usage error: exit status 2, with the command's usage.

@@ -24,8 +24,22 @@ type nopDispatcher struct{}
 
 func (nopDispatcher) Dispatch(context.Context, string, api.Command) error { return nil }
 
+// genKey writes a key pair keyDir/fleet.key and fleet.pub (creating
+// keyDir) and returns its id.
+func genKey(t *testing.T, keyDir string) string {
+	t.Helper()
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	id, err := manifest.GenerateKey(keyDir, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // fleetdOTA starts the REST server with the model registry and rollout
-// engine, signing with the key in keyDir/fleet.key.
+// engine, and a key ring whose signing key is keyDir/fleet.key.
 func fleetdOTA(t *testing.T, keyDir string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -36,15 +50,19 @@ func fleetdOTA(t *testing.T, keyDir string) string {
 	t.Cleanup(func() { reg.Close() })
 	reg.UpdateState(api.State{DeviceID: "cam-1", Online: true, Labels: map[string]string{"site": "a"}, Model: "yolov8n", ModelVersion: "1"})
 	reg.UpdateState(api.State{DeviceID: "cam-2", Online: true, Labels: map[string]string{"site": "a"}, Model: "yolov8n", ModelVersion: "1"})
-	priv, keyID, err := manifest.LoadPrivateKey(filepath.Join(keyDir, "fleet.key"))
+	priv, _, err := manifest.LoadPrivateKey(filepath.Join(keyDir, "fleet.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := manifest.LoadKeySet(keyDir)
+	ring, err := artifact.OpenBoltRing(filepath.Join(dir, "keys.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
+	t.Cleanup(func() { ring.Close() })
+	if _, _, err := ring.Init(context.Background(), priv); err != nil {
+		t.Fatal(err)
+	}
+	arts, err := artifact.Open(filepath.Join(dir, "artifacts"), artifact.Options{Seal: artifact.RingSigner(ring)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +74,7 @@ func fleetdOTA(t *testing.T, keyDir string) string {
 	t.Cleanup(func() { eng.Close() })
 	arts.SetInUse(eng)
 	s, err := server.New(server.Options{Store: store.NewMem(store.Retention{}), Registry: reg, Tokens: map[string]string{token: "t"},
-		Logger: slog.New(slog.DiscardHandler), OTA: &server.OTA{Artifacts: arts, Rollouts: eng, Keys: keys}})
+		Logger: slog.New(slog.DiscardHandler), OTA: &server.OTA{Artifacts: arts, Rollouts: eng, Keys: ring}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,19 +89,8 @@ func TestOTACommands(t *testing.T) {
 	t.Setenv("EDGEFLEET_CONFIG", "")
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	keyDir := filepath.Join(t.TempDir(), "not", "yet") // keys generate creates it
-
-	code, out, errOut := fleetctl(t, "keys", "generate", "--dir", keyDir)
-	if code != 0 || !strings.Contains(out, "fleet.key") {
-		t.Fatalf("keys generate: %d %s %s", code, out, errOut)
-	}
-	if fi, err := os.Stat(keyDir); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("key dir: %v %v", fi, err)
-	}
-	keyID := strings.Fields(out)[1]
-	if fi, err := os.Stat(filepath.Join(keyDir, "fleet.key")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("private key file: %v %v", fi, err)
-	}
+	keyDir := t.TempDir()
+	keyID := genKey(t, keyDir)
 	url := fleetdOTA(t, keyDir)
 	auth := []string{"--server", url, "--token", token}
 	tests := []struct {
@@ -93,9 +100,8 @@ func TestOTACommands(t *testing.T) {
 		out    []string
 		errOut string
 	}{
-		{"generate again", []string{"keys", "generate", "--dir", keyDir}, 1, nil, "already exists"},
-		{"keys list dir", []string{"keys", "list", "--dir", keyDir}, 0, []string{keyID}, ""},
-		{"keys list server", append([]string{"keys", "list"}, auth...), 0, []string{keyID, "ed25519"}, ""},
+		{"keys list", append([]string{"keys", "list"}, auth...), 0, []string{"ID  ", "SIGNING", "CREATED", "RETIRED", keyID + "  yes"}, ""},
+		{"keys generate is gone", []string{"keys", "generate", "--dir", keyDir}, 2, nil, "unknown"},
 		{"push", append([]string{"models", "push", model, "--name", "yolov8n", "--version", "2", "--labels", labels}, auth...), 0, []string{"pushed yolov8n@2", "signed by key " + keyID}, ""},
 		{"push again", append([]string{"models", "push", model, "--name", "yolov8n", "--version", "2", "--quiet"}, auth...), 1, nil, "already used: model yolov8n@2 (HTTP 409)"},
 		{"push no version", append([]string{"models", "push", model, "--name", "yolov8n"}, auth...), 2, nil, "--version"},
