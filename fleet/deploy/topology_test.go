@@ -67,8 +67,8 @@ func TestComposeTopology(t *testing.T) {
 	if len(names) < 2 {
 		t.Fatalf("%d fleetd services in compose.yaml", len(names))
 	}
-	// In name order, each one healthy before the next starts: fleetd-2 needs
-	// the signing key fleetd-1 generates (compose restarts it until then).
+	// In name order, each one healthy before the next starts, as compose's
+	// depends_on has it.
 	slices.Sort(names)
 	var replicas []*fleetdProc
 	for _, name := range names {
