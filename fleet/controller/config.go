@@ -42,17 +42,19 @@ type Config struct {
 }
 
 // OTA configures the model registry and the rollout engine; their state
-// lives under data_dir/ota (artifacts/, rollouts.db, keys/).
+// lives under data_dir/ota (artifacts/, rollouts.db, keys.db).
 type OTA struct {
-	// SigningKey is the ed25519 private key file (0600) that signs the
-	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first
-	// start. With a database, empty means the key kept in the database (in
-	// clear), so that every replica signs with it: the first replica stores
-	// its data_dir key, or a new one, and every replica writes it to its
-	// data_dir/ota/keys; set the same file on every replica to keep it out.
+	// SigningKey is an ed25519 private key file (0600) that signs the
+	// manifests, fixed: rotation through the API is refused. Empty means
+	// fleetd's key ring (fleetctl keys list | rotate | export): in
+	// data_dir/ota/keys.db, or with a database in the database (in clear),
+	// so that every replica signs with the same key. A ring starts with
+	// the key of data_dir/ota/keys/fleet.key when there is one (what fleetd
+	// generated before the ring; the file is then removed), else a new key.
 	SigningKey string `yaml:"signing_key"`
-	// PublicKeys are more key files or folders of *.pub that agents may pin
-	// (old keys during a rotation), listed by GET /api/v1/keys.
+	// PublicKeys are more key files or folders of *.pub that agents may pin,
+	// listed by GET /api/v1/keys after fleetd's own (retired ring keys are
+	// listed without them).
 	PublicKeys []string `yaml:"public_keys"`
 	// ArtifactBase is the URL devices download artifacts from, e.g.
 	// http://fleetd.plant-a:8080; default http://<http.listen> (the
