@@ -447,7 +447,7 @@ func TestOpenAPIOTA(t *testing.T) {
 	for _, r := range []string{
 		"POST /api/v1/models", "GET /api/v1/models", "GET /api/v1/models/{name}/{version}", "DELETE /api/v1/models/{name}/{version}",
 		"POST /api/v1/firmware", "GET /api/v1/firmware", "GET /api/v1/firmware/{name}/{version}", "DELETE /api/v1/firmware/{name}/{version}",
-		"GET /api/v1/keys", "POST /api/v1/rollouts", "GET /api/v1/rollouts", "GET /api/v1/rollouts/{id}", "POST /api/v1/rollouts/{id}/{action}",
+		"GET /api/v1/keys", "GET /api/v1/keys/{id}", "POST /api/v1/keys/rotate", "POST /api/v1/rollouts", "GET /api/v1/rollouts", "GET /api/v1/rollouts/{id}", "POST /api/v1/rollouts/{id}/{action}",
 		"GET /artifacts/{sha256}",
 	} {
 		method, path, _ := strings.Cut(r, " ")
