@@ -204,3 +204,50 @@ func (p *PostgresRing) Rotate(ctx context.Context) (Key, Key, error) {
 	}
 	return signing, retired, nil
 }
+
+// CopyRing copies the keys of src (a one-box fleet's BoltRing, or the
+// FixedRing of its old key file) into dst, for fleetd migrate: src's
+// signing key becomes dst's when dst is empty, and retired keys dst lacks
+// are added as retired, so agents keep accepting what either signed. A dst
+// that signs with a key src does not have is ErrForeignKey. Copying twice
+// changes nothing; copied counts the keys added.
+func CopyRing(ctx context.Context, dst *PostgresRing, src Ring) (signing Key, copied int, err error) {
+	priv, _, err := src.Signer(ctx)
+	if err != nil {
+		return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
+	}
+	ks, err := src.Keys(ctx)
+	if err != nil {
+		return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
+	}
+	signing, created, err := dst.Init(ctx, priv)
+	if err != nil {
+		return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
+	}
+	if created {
+		copied++
+	}
+	for _, k := range ks {
+		if k.Signing || k.Source != SourceRing {
+			continue
+		}
+		pubPEM, err := manifest.EncodePublicKey(k.Public)
+		if err != nil {
+			return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
+		}
+		created, retired := k.Created, k.Retired
+		if created.IsZero() {
+			created = time.Now().UTC()
+		}
+		if retired.IsZero() {
+			retired = time.Now().UTC()
+		}
+		tag, err := dst.pool.Exec(ctx, `INSERT INTO ota_signing_key (signing, key_id, public_pem, created_at, retired_at)
+			VALUES (false, $1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING`, k.ID, string(pubPEM), created, retired)
+		if err != nil {
+			return Key{}, 0, fmt.Errorf("artifact: copy key ring: key %s: %w", k.ID, err)
+		}
+		copied += int(tag.RowsAffected())
+	}
+	return signing, copied, nil
+}

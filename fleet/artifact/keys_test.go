@@ -186,3 +186,40 @@ func TestFixedRing(t *testing.T) {
 		t.Fatalf("Signer = %s, %v", id, err)
 	}
 }
+
+// TestCopyRing: a rotated bbolt ring copied into PostgreSQL signs with
+// the same key and lists the same retired one; a second copy adds nothing,
+// and a database signing with another key refuses the copy.
+func TestCopyRing(t *testing.T) {
+	ctx := context.Background()
+	src, err := OpenBoltRing(filepath.Join(t.TempDir(), "keys.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	if _, _, err := src.Init(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	signing, retired, err := src.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := OpenPostgresRing(ctx, dbtest.Open(t).Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{2, 0} {
+		k, n, err := CopyRing(ctx, dst, src)
+		if err != nil || k.ID != signing.ID || n != want {
+			t.Fatalf("copy %d: signing %s, %d copied, %v; want %s, %d", i+1, k.ID, n, err, signing.ID, want)
+		}
+	}
+	ks, err := dst.Keys(ctx)
+	if err != nil || len(ks) != 2 || ks[0].ID != signing.ID || !ks[0].Signing || ks[1].ID != retired.ID || !ks[1].Retired.Equal(retired.Retired.Truncate(time.Microsecond)) {
+		t.Fatalf("copied ring: %+v %v", ks, err)
+	}
+	_, other, _ := ed25519.GenerateKey(nil)
+	if _, _, err := CopyRing(ctx, dst, NewFixedRing(other, "file")); !errors.Is(err, ErrForeignKey) {
+		t.Fatalf("copy another key: %v", err)
+	}
+}
