@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -91,3 +92,5 @@ func (b *browser) noTokenInURLs() {
 	}
 }
 
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
