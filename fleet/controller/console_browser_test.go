@@ -1,13 +1,17 @@
 package controller_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/jpeg"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -94,3 +98,36 @@ func (b *browser) noTokenInURLs() {
 
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// fakeSnapshots answers the browser's requests to fleetd's snapshot route
+// (GET /api/v1/devices/{id}/cameras/{camera}/snapshot, which asks the agent
+// over MQTT) with a 64x48 JPEG; the returned func gives the Authorization
+// header of the last one.
+func (b *browser) fakeSnapshots() func() string {
+	b.t.Helper()
+	var jb bytes.Buffer
+	jpeg.Encode(&jb, image.NewRGBA(image.Rect(0, 0, 64, 48)), nil)
+	var mu sync.Mutex
+	auth := ""
+	events := chromedp.Events(b.ctx, fetch.RequestPaused)
+	if _, err := chromedp.Call(b.ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/cameras/*/snapshot*"}}}); err != nil {
+		b.t.Fatal(err)
+	}
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			auth, _ = ev.Request.Headers["Authorization"].(string)
+			mu.Unlock()
+			chromedp.Call(b.ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 200,
+				ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "image/jpeg"}}, Body: jb.Bytes()})
+		}
+	}()
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return auth
+	}
+}
