@@ -99,6 +99,7 @@ function snapshots(d) {
     fetch(`/api/v1/devices/${encodeURIComponent(d.id)}/cameras/${encodeURIComponent(c)}/snapshot`, { headers: authHeaders() })
       .then(async (r) => {
         if (!r.ok) throw await errorOf(r);
+        img.onload = () => URL.revokeObjectURL(img.src); // the page refreshes: free each one once shown
         img.src = URL.createObjectURL(await r.blob());
       })
       .catch((e) => { img.remove(); note.replaceChildren(el("span", { class: "error snap-error" }, `${c}: snapshot unavailable (${e.message})`)); });
@@ -135,7 +136,7 @@ Pages.device = async function devicePage(id) {
       .map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
   const head = [el("h2", {}, "Device ", d.id), info];
   if (st === "never") {
-    return [head, el("p", { id: "never-note" }, "Provisioned in fleetd's configuration; it has never connected."), decommission(d)];
+    return [head, el("p", { id: "never-note" }, "Provisioned in fleetd's configuration (devices:); it has never connected. Remove it there to decommission it.")];
   }
   const q = encodeURIComponent(id);
   const [tel, det] = await Promise.all([
