@@ -11,13 +11,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"edgefleet/agent"
+	"edgefleet/agent/engine"
 	"edgefleet/models"
 	"edgefleet/models/annotate"
-	"edgefleet/models/backend"
 	"edgefleet/models/imageio"
 	"edgefleet/models/meta"
 	"edgefleet/models/yolo"
@@ -59,12 +59,12 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	fs.Float64Var(&f.conf, "conf", 0.25, "confidence threshold: keep scores above it")
 	fs.Float64Var(&f.iou, "iou", 0.45, "NMS IoU threshold")
 	fs.IntVar(&f.maxDet, "max-det", 300, "most detections per image")
-	fs.StringVar(&f.classes, "classes", "", "keep only these class ids, comma separated")
+	fs.StringVar(&f.classes, "classes", "", "keep only these classes: labels of the model or class ids, comma separated")
 	fs.IntVar(&f.threads, "threads", 1, "inference and preprocessing threads")
 	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
 	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
 	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
-	fs.BoolVar(&f.strict, "strict", false, "fail when the native delegate cannot be loaded or applied, instead of falling back to the CPU")
+	fs.BoolVar(&f.strict, "strict", false, "fail, naming why, when the --delegate (or --backend native) asked for cannot be used: no library, or the delegate does not load or apply; never fall back to the CPU or the go engine")
 	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so for the native engine (default: $EDGEFLEET_TFLITE_LIB, then the usual library paths)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
@@ -113,17 +113,17 @@ func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
 	return f, nil
 }
 
-func (f *detectFlags) classIDs() ([]int, error) {
+// classIDs resolves --classes (labels of the model, or class ids).
+func (f *detectFlags) classIDs(labels []string) ([]int, error) {
 	if f.classes == "" {
 		return nil, nil
 	}
-	var ids []int
-	for _, s := range strings.Split(f.classes, ",") {
-		id, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || id < 0 {
-			return nil, fmt.Errorf("--classes: %q is not a class id", s)
+	ids, bad := agent.ClassIDs(strings.Split(f.classes, ","), labels)
+	if bad != "" {
+		if len(labels) == 0 {
+			return nil, fmt.Errorf("--classes: %q is not a class id (model %s names no labels)", bad, f.model)
 		}
-		ids = append(ids, id)
+		return nil, fmt.Errorf("--classes: %q is not a label of model %s", bad, f.model)
 	}
 	return ids, nil
 }
@@ -162,10 +162,6 @@ func runDetect(ctx context.Context, args []string) error {
 }
 
 func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error {
-	classes, err := f.classIDs()
-	if err != nil {
-		return err
-	}
 	// Missing images fail before the model loads.
 	for _, p := range f.images {
 		if _, err := os.Stat(p); err != nil {
@@ -185,7 +181,11 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
+	classes, err := f.classIDs(labels)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
 	}

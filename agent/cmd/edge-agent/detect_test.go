@@ -322,7 +322,7 @@ func TestParseDetectFlags(t *testing.T) {
 	if f.strict || f.library != "" {
 		t.Errorf("--strict and --library default to off and empty: %+v", f)
 	}
-	if ids, err := f.classIDs(); err != nil || !reflect.DeepEqual(ids, []int{0, 2}) {
+	if ids, err := f.classIDs(nil); err != nil || !reflect.DeepEqual(ids, []int{0, 2}) {
 		t.Errorf("classes %v %v", ids, err)
 	}
 	for _, bad := range [][]string{
@@ -343,8 +343,31 @@ func TestParseDetectFlags(t *testing.T) {
 		t.Errorf("--strict --library: %+v %v", f, err)
 	}
 	f, _ = parseDetectFlags([]string{"--model", "m", "--classes", "x", "a"}, os.Stderr)
-	if _, err := f.classIDs(); err == nil {
-		t.Error("--classes x accepted")
+	if _, err := f.classIDs(nil); err == nil {
+		t.Error("--classes x accepted for a model without labels")
+	}
+	labels := []string{"person", "bicycle", "car"}
+	for _, tt := range []struct {
+		classes string
+		ids     []int
+		err     string
+	}{
+		{"person, car", []int{0, 2}, ""},
+		{"car,1", []int{2, 1}, ""},
+		{"persn", nil, `--classes: "persn" is not a label of model m`},
+		{"3", nil, `--classes: "3" is not a label of model m`},
+	} {
+		f, _ := parseDetectFlags([]string{"--model", "m", "--classes", tt.classes, "a"}, os.Stderr)
+		ids, err := f.classIDs(labels)
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("--classes %s: error %v, want %s", tt.classes, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(ids, tt.ids) {
+			t.Errorf("--classes %s: %v %v, want %v", tt.classes, ids, err, tt.ids)
+		}
 	}
 }
 
@@ -361,6 +384,8 @@ func TestDetectText(t *testing.T) {
 		{"all classes", []string{img}, []string{img + " 451x300:", "cat 0.", "inference"}, nil},
 		{"only cats", []string{"--classes", "15", img}, []string{"cat 0."}, []string{"clock"}},
 		{"only clocks", []string{"--classes", "74", img}, []string{"clock 0."}, []string{"cat"}},
+		{"only cats, by name", []string{"--classes", "cat", img}, []string{"cat 0."}, []string{"clock"}},
+		{"clocks and cats, by name and id", []string{"--classes", "clock,15", img}, []string{"cat 0.", "clock 0."}, nil},
 		{"nothing above 0.99", []string{"--conf", "0.99", img}, []string{"nothing found"}, []string{"cat"}},
 	}
 	for _, tt := range tests {
