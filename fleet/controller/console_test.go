@@ -26,7 +26,7 @@ func TestConsoleRollout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	exe := testutil.Chromium(t)
+	testutil.Chromium(t)
 	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
 	if err != nil {
 		t.Fatal(err)
@@ -84,20 +84,8 @@ ota: {health_window: 1s, job_timeout: 1m}
 	report(api.JobQueued, 0)
 	report(api.JobDownloading, 0.5)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return s
-	}
+	b := newBrowser(t, ctx)
+	bctx, text := b.ctx, b.text
 
 	// The list: the rollout, in its only wave.
 	row := `#rollouts tr[data-rollout="r1"]`
