@@ -85,6 +85,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
 	rows := []rest.DeviceRow{}
 	if q.Status != rest.StatusNever {
 		for _, d := range s.opt.Registry.List(f) {
+			d.Jobs = nil // on the device's own page only
 			rows = append(rows, deviceRow(d))
 		}
 	}
@@ -179,7 +180,6 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	row := deviceRow(d)
-	row.Jobs = d.Jobs
 	row.Rollouts = s.deviceRollouts(id)
 	writeJSON(w, http.StatusOK, row)
 }

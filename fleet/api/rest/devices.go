@@ -52,13 +52,12 @@ func (q DeviceQuery) Values() url.Values {
 	return v
 }
 
-// DeviceRow is a device with its status: an element of DevicePage, and
-// (with Jobs and Rollouts) the body of GET /api/v1/devices/{id}.
+// DeviceRow is a device with its status: an element of DevicePage
+// (without jobs), and (with Jobs and Rollouts) the body of
+// GET /api/v1/devices/{id}.
 type DeviceRow struct {
 	Device
 	Status string `json:"status"`
-	// Jobs is the device's recent job history, newest first (device page only).
-	Jobs []api.JobStatus `json:"jobs,omitempty"`
 	// Rollouts is the device's part in the rollouts that target it, newest
 	// first (device page only).
 	Rollouts []DeviceRollout `json:"rollouts,omitempty"`

@@ -1,5 +1,6 @@
 // edgefleet console: the router, sign-in and refresh. Pages live in
-// fleet.js, devices.js, rollouts.js, artifacts.js and live.js.
+// fleet.js, devices.js, rollouts.js, artifacts.js and live.js (the live feed:
+// an EventSource on a ticket). Each file is embedded and served under /console/.
 "use strict";
 
 let timer = null;
