@@ -91,8 +91,19 @@ function trialTable(rollouts) {
 }
 
 // snapshots fetch each camera's snapshot through fleetd with the token
-// header (an <img src> cannot send one) and show it as a blob URL.
+// header (an <img src> cannot send one) and show it as a blob URL. fleetd
+// asks the agent over MQTT each time, so the page's refreshes reuse them
+// for 30 s.
+let snapCache = { id: "", at: 0, nodes: null };
+
 function snapshots(d) {
+  const now = Date.now();
+  if (snapCache.id === d.id && now - snapCache.at < 30000 && snapCache.nodes) return snapCache.nodes;
+  snapCache = { id: d.id, at: now, nodes: fetchSnapshots(d) };
+  return snapCache.nodes;
+}
+
+function fetchSnapshots(d) {
   return (d.cameras || []).map((c) => {
     const img = el("img", { class: "snap", alt: "snapshot " + c });
     const note = el("figcaption", {}, c);
