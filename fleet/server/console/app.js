@@ -73,6 +73,6 @@ function route() {
   if (every) timer = setInterval(() => render(fn, true), every);
 }
 
-document.getElementById("signout").addEventListener("click", () => { setToken(""); });
+document.getElementById("signout").addEventListener("click", (e) => { e.preventDefault(); setToken(""); route(); });
 window.addEventListener("hashchange", route);
 route();
