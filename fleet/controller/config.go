@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/operator"
 )
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
@@ -23,7 +24,8 @@ type Config struct {
 	Log     LogConfig  `yaml:"log"`
 	HTTP    HTTPConfig `yaml:"http"`
 	Broker  BrokerConf `yaml:"broker"`
-	// Operators are the bearer tokens of the REST API and console.
+	// Operators are the fixed bearer tokens of the REST API and console;
+	// more are made with fleetctl tokens create (kept in data_dir/operators.db).
 	Operators []Operator `yaml:"operators"`
 	// Devices may connect to the embedded broker and download artifacts
 	// (with an external broker, only the latter: the broker has its own).
@@ -87,12 +89,14 @@ type BrokerConf struct {
 	ShareGroup string `yaml:"share_group"`
 }
 
-// Operator is one REST API user.
+// Operator is one REST API user with a fixed token.
 type Operator struct {
 	Name string `yaml:"name"`
 	// Token, or TokenEnv naming an environment variable that holds it.
 	Token    string `yaml:"token"`
 	TokenEnv string `yaml:"token_env"`
+	// Role is viewer, operator or admin (the default, as before roles).
+	Role string `yaml:"role"`
 }
 
 // DeviceCred is one device's MQTT login: username = id.
@@ -295,6 +299,12 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q repeated", o.Name)
 		}
 		names[o.Name] = true
+		if err := operator.CheckName(o.Name); o.Name != "" && err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if _, err := operator.ParseRole(o.role()); err != nil {
+			bad(key+".role", "%q is not viewer, operator or admin", o.Role)
+		}
 		if (o.Token == "") == (o.TokenEnv == "") {
 			bad(key, "set exactly one of token and token_env")
 		} else if o.TokenEnv != "" && os.Getenv(o.TokenEnv) == "" {
@@ -361,6 +371,22 @@ func validateOTA(o OTA, bad func(key, format string, args ...any)) {
 	} else if o.JobTimeout > 0 && o.JobTimeout <= o.HealthWindow {
 		bad("ota.job_timeout", "%v must be longer than ota.health_window %v", o.JobTimeout, o.HealthWindow)
 	}
+}
+
+func (o Operator) role() string {
+	if o.Role == "" {
+		return string(operator.Admin)
+	}
+	return o.Role
+}
+
+// fixedTokens are the operators' tokens for operator.WithFixed.
+func (c *Config) fixedTokens() []operator.Fixed {
+	out := make([]operator.Fixed, len(c.Operators))
+	for i, o := range c.Operators {
+		out[i] = operator.Fixed{Name: o.Name, Role: operator.Role(o.role()), Token: o.token()}
+	}
+	return out
 }
 
 func (o Operator) token() string {

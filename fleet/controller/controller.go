@@ -208,12 +208,11 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 
 // newServing builds the HTTP server and ingest, which hands job reports to c.jobs.
 func (c *Controller) newServing() error {
-	tokens := server.Tokens{}
-	for _, o := range c.cfg.Operators {
-		tokens[o.token()] = o.Name
+	ops, auditLog, err := c.openOperators()
+	if err != nil {
+		return err
 	}
-	var err error
-	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: tokens, Gatherer: c.prom,
+	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
 		Registerer: c.prom, Logger: c.log, OTA: c.ota.view,
 		Ready: func(ctx context.Context) error {
 			_, err := c.store.Query(ctx, store.Query{Limit: 1})

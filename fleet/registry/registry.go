@@ -323,6 +323,11 @@ func applyTelemetry(d *Device, t api.Telemetry, now time.Time) Point {
 	tc := t
 	tc.Cameras = slices.Clone(t.Cameras)
 	d.Telemetry, d.TelemetryAt = &tc, now
+	// A report older than the last state (same clock: the device's) must
+	// not undo a version change the state announced: it was taken before.
+	if t.Time != 0 && time.UnixMilli(t.Time).Before(d.StateTime) {
+		return p
+	}
 	if t.AgentVersion != "" {
 		d.AgentVersion = t.AgentVersion
 	}
