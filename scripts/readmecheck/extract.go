@@ -8,7 +8,8 @@ import (
 // Command is one command line of a Markdown file.
 type Command struct {
 	// Text is the command as written, continuation lines joined (the
-	// backslash and the next line's indentation become one space) and a
+	// backslash and the next line's indentation become one space; so do
+	// the indented "[--flag]" lines that continue a usage synopsis) and a
 	// trailing shell comment removed.
 	Text string
 	// Line is the 1-based line of the file where the command starts.
@@ -119,6 +120,12 @@ func blockCommands(block []string, first int) []Command {
 		for strings.HasSuffix(text, `\`) && i+1 < len(block) {
 			i++
 			text = strings.TrimSpace(strings.TrimSuffix(text, `\`)) + " " + strings.TrimSpace(block[i])
+		}
+		// A usage synopsis goes on over indented lines of [optional] flags.
+		for i+1 < len(block) && strings.HasPrefix(block[i+1], " ") &&
+			strings.HasPrefix(strings.TrimSpace(block[i+1]), "[") {
+			i++
+			text += " " + strings.TrimSpace(block[i])
 		}
 		text = strings.TrimSpace(comment.ReplaceAllString(text, ""))
 		if IsCommand(text) {

@@ -2,7 +2,7 @@ package readmecheck
 
 // Why a README command is not run by TestREADMECommandsRun.
 const (
-	synopsis    = "usage synopsis: placeholders or [optional] flags, not a command line"
+	synopsis    = "usage synopsis: placeholders or [optional] flags, not a command line (TestREADMESynopsisFlags checks its flags)"
 	subcommand  = "names a program or subcommand in prose, not a command line"
 	alternates  = "alternatives separated by |, not one command line"
 	placeholder = "placeholder value (DIR, <operator token>): the test sets the same variables itself"
@@ -36,7 +36,7 @@ var excused = map[string]string{
 	"fleetctl models push":        subcommand,
 	"edge-agent info --model M":   synopsis,
 	"edge-agent version [--json]": synopsis,
-	"edge-agent detect --model M.tflite [--labels L.txt] [--conf 0.25] [--iou 0.45]":                             synopsis,
+	"edge-agent detect --model M.tflite [--labels L.txt] [--conf 0.25] [--iou 0.45] [--threads N] [--batch N] [--backend auto|go|native] [--delegate none|xnnpack|gpu] [--strict] [--library PATH] [--classes 0,2] [--max-det 300] [--json] [--annotate DIR] IMAGE...": synopsis,
 	"edge-agent run --config agent.yaml [--listen 127.0.0.1:9101]":                                               synopsis,
 	"go run ./agent/cmd/edge-agent run --config agent/config/testdata/demo.yaml":                                 longRunning + " (the agent runs until Ctrl-C)",
 	"fleetctl firmware push bin/linux_arm64/edge-agent --arch arm64":                                             crossBuild,

@@ -33,7 +33,7 @@ type runCase struct {
 
 // run are the README commands TestREADMECommandsRun runs, in this order
 // (later ones use what earlier ones made), with the environment it
-// prepares: bin/fleetd and bin/fleetctl built, fleetctl on PATH, a fleetd
+// prepares: the binaries built into bin/, fleetctl on PATH, a fleetd
 // with simulated devices and EDGEFLEET_SERVER/EDGEFLEET_TOKEN exported.
 var run = []runCase{
 	{cmd: "make help", dir: inRepo, want: []string{"build", "test", "bench", "lint", "demo", "cross", "clean"}},
@@ -110,7 +110,7 @@ func TestREADMECommandsListed(t *testing.T) {
 // writes it, and checks its exit status and output.
 func TestREADMECommandsRun(t *testing.T) {
 	if testing.Short() {
-		t.Skip("readmecheck: builds fleetd and fleetctl")
+		t.Skip("readmecheck: builds the binaries")
 	}
 	root, cmds := readme(t)
 	inREADME := map[string]bool{}
@@ -155,8 +155,7 @@ func TestREADMECommandsRun(t *testing.T) {
 	}
 }
 
-// prepareWork returns a work dir with bin/fleetd and bin/fleetctl built
-// from root, the example config at its README path, and the test models
+// prepareWork returns a work dir with bin/ holding the binaries, the example config at its README path, and the test models
 // under the names the README uses.
 func prepareWork(t *testing.T, root string) string {
 	t.Helper()
@@ -169,11 +168,8 @@ func prepareWork(t *testing.T, root string) string {
 		testutil.Need(t, "readmecheck: test models missing (set EDGEFLEET_TESTDATA): "+err.Error())
 	}
 	work := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(work, "bin")+string(filepath.Separator),
-		"./fleet/cmd/fleetd", "./fleet/cmd/fleetctl")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("readmecheck: go build: %v\n%s", err, out)
+	if err := os.Symlink(binaries(t, root), filepath.Join(work, "bin")); err != nil {
+		t.Fatal(err)
 	}
 	copies := map[string]string{
 		"fleet/cmd/fleetd/fleetd.example.yaml": filepath.Join(root, "fleet/cmd/fleetd/fleetd.example.yaml"),
