@@ -25,15 +25,18 @@ func TestMain(m *testing.M) {
 }
 
 // binaries builds fleetd, fleetctl and edge-agent from root once per test
-// binary and returns the folder that holds them.
+// binary (with -race when the test has it) and returns their folder.
 func binaries(t *testing.T, root string) string {
 	t.Helper()
 	build.once.Do(func() {
 		if build.dir, build.err = os.MkdirTemp("", "readmecheck-bin-"); build.err != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", build.dir+string(filepath.Separator),
-			"./fleet/cmd/fleetd", "./fleet/cmd/fleetctl", "./agent/cmd/edge-agent")
+		args := []string{"build", "-o", build.dir + string(filepath.Separator)}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./fleet/cmd/fleetd", "./fleet/cmd/fleetctl", "./agent/cmd/edge-agent")...)
 		cmd.Dir = root
 		build.out, build.err = cmd.CombinedOutput()
 	})
