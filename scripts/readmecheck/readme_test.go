@@ -29,6 +29,10 @@ type runCase struct {
 	want []string
 	// file, when set, must exist in the work dir afterwards and start with fileWant.
 	file, fileWant string
+	// after, when set, runs in the same shell after the command (which
+	// runs first, unchanged) to show what it did: `complete -p fleetctl`
+	// after `source <(fleetctl completion bash)`. Its output counts for want.
+	after string
 }
 
 // run are the README commands TestREADMECommandsRun runs, in this order
@@ -136,7 +140,11 @@ func TestREADMECommandsRun(t *testing.T) {
 		if rc.dir == inWork {
 			dir = work
 		}
-		out, err := shell(t, dir, env, rc.cmd)
+		script := rc.cmd
+		if rc.after != "" {
+			script += "\n" + rc.after
+		}
+		out, err := shell(t, dir, env, script)
 		if err != nil {
 			t.Errorf("README command %q: %v\n%s", rc.cmd, err, out)
 			continue
