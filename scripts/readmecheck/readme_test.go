@@ -142,7 +142,8 @@ func TestREADMECommandsRun(t *testing.T) {
 		}
 		script := rc.cmd
 		if rc.after != "" {
-			script += "\n" + rc.after
+			// The command's own status still decides.
+			script += "\nstatus=$?; [ $status -eq 0 ] || exit $status\n" + rc.after
 		}
 		out, err := shell(t, dir, env, script)
 		if err != nil {
