@@ -53,6 +53,10 @@ var run = []runCase{
 	{cmd: "fleetctl models push model.tflite --name yolo-sim --version 2", dir: inWork, want: []string{"yolo-sim@2"}},
 	{cmd: "fleetctl rollouts create --model yolo-sim@2 --canary 2 --waves 10%,50%,100% --max-failures 5% --health-window 5s",
 		dir: inWork, want: []string{"r1"}},
+	{cmd: "fleetctl tokens create --name alice --role viewer", dir: inWork, want: []string{"alice (viewer)"}},
+	{cmd: "fleetctl devices --help", dir: inWork, want: []string{"devices list", "devices show"}},
+	{cmd: "fleetctl help devices list", dir: inWork, want: []string{"usage: fleetctl devices list", "--online"}},
+	{cmd: "source <(fleetctl completion bash)", dir: inWork, after: "complete -p fleetctl", want: []string{"-F "}},
 	{cmd: "fleetctl rollouts list", dir: inWork, want: []string{"r1", "yolo-sim"}},
 	{cmd: "fleetctl rollouts show r1", dir: inWork, want: []string{"r1", "yolo-sim"}},
 }
