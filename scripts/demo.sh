@@ -109,8 +109,8 @@ wait_for 90 "both agents online in fleetd" online
 
 cat <<EOF
 
-Console:     http://$HTTP/?token=$TOKEN
-Snapshots:   http://127.0.0.1:9101/snapshot/belt.jpg  http://127.0.0.1:9102/snapshot/belt.jpg
+Console:     http://$HTTP/  (sign in with the token $TOKEN)
+Snapshots:   on each device's page, through fleetd
 Metrics:     http://$HTTP/metrics  http://127.0.0.1:9101/metrics
 Logs:        $OUT/*.log $OUT/agent-*/agent.log
 EOF

@@ -273,7 +273,7 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		if old := arts.Get([]byte(sum)); old != nil {
 			var o Meta
 			if json.Unmarshal(old, &o) == nil {
-				return fmt.Errorf("%w: the same content is already stored as %s %s@%s", ErrExists, o.Kind, o.Name, o.Version)
+				return sameContentError{o.Kind, o.Name, o.Version}
 			}
 		}
 		if err := names.Put(key, []byte(sum)); err != nil {
@@ -342,6 +342,18 @@ func (d *Disk) view(f func(tx *bolt.Tx) error) error {
 	}
 	return err
 }
+
+// sameContentError refuses bytes already stored under another name or
+// version. It is an ErrExists (409 over REST), with a message that says
+// what is really wrong: the content, not the name, is taken.
+type sameContentError struct{ kind, name, version string }
+
+func (e sameContentError) Error() string {
+	return fmt.Sprintf("artifact: these bytes are already stored as %s %s@%s; a new name or version needs a different file (or roll out %s@%s)",
+		e.kind, e.name, e.version, e.name, e.version)
+}
+
+func (e sameContentError) Is(target error) bool { return target == ErrExists }
 
 // wrap prefixes err with the operation, unless it is one of the package's
 // sentinel errors, whose text already says "artifact: ...".

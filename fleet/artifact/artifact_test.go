@@ -162,6 +162,9 @@ func refusedPuts(t *testing.T, st Store, dir string, a []byte, maxSize int) {
 			if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
 				t.Fatalf("Put = %v, want %v", err, tc.want)
 			}
+			if tc.name == "same content" && !strings.Contains(err.Error(), "these bytes are already stored as model yolo@1") {
+				t.Fatalf("same content: %v: want it to say the bytes, not the name, are taken", err)
+			}
 		})
 	}
 	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); dir != "" && len(tmps) != 0 {

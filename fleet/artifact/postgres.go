@@ -136,7 +136,7 @@ func (p *Postgres) record(ctx context.Context, m Meta, parts []part) error {
 		switch err := tx.QueryRow(ctx, `SELECT meta FROM artifacts WHERE sha256 = $1`, m.SHA256).Scan(&ob); {
 		case err == nil:
 			if json.Unmarshal(ob, &o) == nil {
-				return fmt.Errorf("%w: the same content is already stored as %s %s@%s", ErrExists, o.Kind, o.Name, o.Version)
+				return sameContentError{o.Kind, o.Name, o.Version}
 			}
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err

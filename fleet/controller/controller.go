@@ -244,8 +244,12 @@ func (c *Controller) newServing() error {
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
+	provisioned := make([]string, len(c.cfg.Devices))
+	for i, d := range c.cfg.Devices {
+		provisioned[i] = d.ID
+	}
 	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
-		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps,
+		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps, Provisioned: provisioned,
 		Ready: c.ready})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)

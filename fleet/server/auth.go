@@ -62,6 +62,8 @@ var routeAccess = map[string]access{
 	"GET /api/v1/devices/{id}":                           {role: operator.Viewer},
 	"GET /api/v1/devices/{id}/telemetry":                 {role: operator.Viewer},
 	"GET /api/v1/devices/{id}/cameras/{camera}/snapshot": {role: operator.Viewer},
+	"GET /api/v1/devices/{id}/jobs":                      {role: operator.Viewer},
+	"DELETE /api/v1/devices/{id}":                        {role: operator.Admin, action: "device.decommission"},
 	"GET /api/v1/detections":                             {role: operator.Viewer},
 	"GET /api/v1/detections/count":                       {role: operator.Viewer},
 	"GET /api/v1/detections/export":                      {role: operator.Viewer},

@@ -16,7 +16,7 @@ func restDevice(d registry.Device) rest.Device {
 	out := rest.Device{ID: d.ID, Labels: d.Labels, Online: d.Online, AgentVersion: d.AgentVersion, Model: d.Model,
 		ModelVersion: d.ModelVersion, Engine: d.Engine, Delegate: d.Delegate, Cameras: d.Cameras, SnapshotURL: d.SnapshotURL,
 		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, StateTime: d.StateTime, Telemetry: d.Telemetry, TelemetryAt: d.TelemetryAt,
-		Detections: d.Detections, DetectionsPerMin: d.DetectionsPerMin, LastJob: d.LastJob, Health: d.Health}
+		Detections: d.Detections, DetectionsPerMin: d.DetectionsPerMin, LastJob: d.LastJob, Jobs: d.Jobs, Health: d.Health}
 	out.Inventory = d.Inventory
 	return out
 }

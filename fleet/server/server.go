@@ -38,7 +38,6 @@ import (
 	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/audit"
 	"edgefleet/fleet/operator"
-	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
 
@@ -71,6 +70,9 @@ type Options struct {
 	// Snapshots asks devices for camera snapshots (snapshot.go); nil
 	// answers that route with 503.
 	Snapshots Snapshots
+	// Provisioned lists the devices fleetd's configuration knows (password
+	// logins); those the registry has not seen are listed with status never.
+	Provisioned []string
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -154,8 +156,7 @@ func (s *Server) routes() {
 	s.handle("GET /healthz", false, s.healthz)
 	s.handle("GET /metrics", false, promhttp.HandlerFor(s.opt.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	s.handle("GET /api/v1/fleet", true, s.fleet)
-	s.handle("GET /api/v1/devices", true, s.devices)
-	s.handle("GET /api/v1/devices/{id}", true, s.device)
+	s.deviceRoutes() // devices.go
 	s.handle("GET /api/v1/devices/{id}/telemetry", true, s.telemetry)
 
 	s.handle("GET /api/v1/devices/{id}/cameras/{camera}/snapshot", true, s.snapshot) // snapshot.go
@@ -204,30 +205,6 @@ func (s *Server) fleet(w http.ResponseWriter, r *http.Request) {
 		v.DetectionsPerMin += g.DetectionsPerMin
 	}
 	writeJSON(w, http.StatusOK, v)
-}
-
-func (s *Server) devices(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := registry.Filter{Site: q.Get("site"), Line: q.Get("line")}
-	if o := q.Get("online"); o != "" {
-		b, err := strconv.ParseBool(o)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "online: %q is not true or false", o)
-			return
-		}
-		f.Online = &b
-	}
-	writeJSON(w, http.StatusOK, rest.DeviceList{Devices: restDevices(s.opt.Registry.List(f))})
-}
-
-func (s *Server) device(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	d, ok := s.opt.Registry.Get(id)
-	if !ok {
-		writeError(w, http.StatusNotFound, "device %q not found", id)
-		return
-	}
-	writeJSON(w, http.StatusOK, restDevice(d))
 }
 
 func (s *Server) telemetry(w http.ResponseWriter, r *http.Request) {
