@@ -4,6 +4,10 @@
 // Two stores share one behaviour (the same tests run against each): Disk
 // for one fleetd, below, and Postgres (postgres.go) for replicas.
 //
+// fleetd's signing keys are a Ring (keys.go): the key that signs new
+// manifests and the retired ones agents may still pin, in bbolt
+// (BoltRing), PostgreSQL (PostgresRing) or a fixed key file (FixedRing).
+//
 // Disk's files live on disk named by their sha256; metadata (name, version, kind,
 // the signed manifest) lives in bbolt. A Put streams the upload into a
 // temporary file while hashing it, fsyncs it, renames it into place and only

@@ -115,7 +115,10 @@ type FixedRing struct {
 	why  string
 }
 
-var _ Ring = (*FixedRing)(nil)
+var (
+	_ Ring = (*FixedRing)(nil)
+	_ Ring = Pinned{}
+)
 
 // NewFixedRing returns a ring signing with priv; why says, in Rotate's
 // error, where the key comes from and how to change it.
