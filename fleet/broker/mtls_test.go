@@ -39,8 +39,8 @@ type mtlsClient struct {
 
 func dialTLS(addr, clientID, user, pass string, cfg *tls.Config) (*mtlsClient, error) {
 	c := &mtlsClient{lost: make(chan error, 1)}
-	o := paho.NewClientOptions().AddBroker("ssl://"+addr).SetClientID(clientID).SetUsername(user).SetPassword(pass).
-		SetTLSConfig(cfg).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5*time.Second).SetProtocolVersion(4).
+	o := paho.NewClientOptions().AddBroker("ssl://" + addr).SetClientID(clientID).SetUsername(user).SetPassword(pass).
+		SetTLSConfig(cfg).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetProtocolVersion(4).
 		SetConnectionLostHandler(func(_ paho.Client, err error) { c.lost <- err })
 	c.Client = paho.NewClient(o)
 	tok := c.Connect()

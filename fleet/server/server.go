@@ -55,6 +55,9 @@ type Options struct {
 	MaxExport int
 	// OTA enables the model registry and rollout routes (ota.go); nil leaves them out.
 	OTA *OTA
+
+	// Extra are routes other parts of fleetd mount (extra.go).
+	Extra []Route
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -131,6 +134,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/detections/export", true, s.export)
 	s.handle("GET /api/v1/detections/stream", true, s.stream)
 	s.otaRoutes()
+	s.mountExtra()
 	s.handle("/api/", false, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
