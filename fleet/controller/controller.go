@@ -54,7 +54,7 @@ type Controller struct {
 	server   *server.Server
 	ingest   *ingest.Ingest
 	jobs     JobHandler
-	id       *identity // CA, enrollment, device gate (identity.go)
+	id       *identity      // CA, enrollment, device gate (identity.go)
 	closers  []func() error // in opening order
 }
 
