@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"edgefleet/agent"
 	"edgefleet/agent/config"
+	"edgefleet/agent/enroll"
 	"edgefleet/agent/link"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
@@ -48,6 +50,10 @@ type Runtime struct {
 	link    *link.Link // nil without fleet.broker
 	jobs    update.Reporter
 	dl      *update.Downloader // every artifact download: models and bundles
+	// renewer keeps the device certificate fresh (nil without one); the
+	// link and the downloader present its current certificate (identity.go).
+	renewer     *enroll.Renewer
+	dlTransport *http.Transport
 	serving *update.Serving
 	updates *update.Executor // nil with updates disabled
 	fw      *selfUpdate
@@ -71,7 +77,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Runtime
 	if r.cams, err = openCameras(cfg); err != nil {
 		return nil, err
 	}
-	if r.dl, err = newDownloader(cfg, log); err != nil {
+	if err := r.openIdentity(); err != nil {
+		return nil, err
+	}
+	if r.dl, err = newDownloader(cfg, log, r.withIdentity); err != nil {
 		return nil, err
 	}
 	if err := r.openSpool(); err != nil {
@@ -118,12 +127,16 @@ func (r *Runtime) openLink() error {
 		r.jobs = r.reporter(func(context.Context, *api.JobStatus) error { return errNoFleet })
 		return nil
 	}
-	l, err := link.New(link.Options{
+	opts := link.Options{
 		Brokers: []string{f.Broker}, DeviceID: r.cfg.DeviceID,
 		Username: f.Username, Password: secret(r.cfg),
 		CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile,
 		Registerer: r.reg, Logger: r.log,
-	})
+	}
+	if r.renewer != nil { // the certificate is the identity: username = device id
+		opts.TLS, opts.Username = r.renewer.ClientTLS(), r.cfg.DeviceID
+	}
+	l, err := link.New(opts)
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}
@@ -212,6 +225,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.ln = nil // the agent owns the listener now
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { r.fw.whenHealthy(gctx, r.link, r.serving.FirstFrame(), r.log); return nil })
+	if r.renewer != nil {
+		g.Go(func() error { r.runRenewer(gctx); return nil })
+	}
 	if r.link != nil {
 		sender := link.NewSender(r.link, r.spool, link.SenderOptions{})
 		g.Go(func() error { return r.link.Run(gctx) })
