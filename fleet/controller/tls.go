@@ -105,3 +105,12 @@ func (c *Controller) brokerTLS() (*tls.Config, broker.CertVerifier, error) {
 	}
 	return pki.ServerConfig(pki.ServerOptions{GetCertificate: get, Devices: c.id.gate.verifier}), c.id.gate.verifier, nil
 }
+
+// MQTTSAddr is the embedded broker's TLS address ("" with an external
+// broker or no TLS listener).
+func (c *Controller) MQTTSAddr() string {
+	if c.broker == nil {
+		return ""
+	}
+	return c.broker.TLSAddr()
+}
