@@ -45,19 +45,19 @@ type Runtime struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
-	cams    []agent.Camera
-	spool   *spool.Spool
-	link    *link.Link // nil without fleet.broker
-	jobs    update.Reporter
-	dl      *update.Downloader // every artifact download: models and bundles
+	cams  []agent.Camera
+	spool *spool.Spool
+	link  *link.Link // nil without fleet.broker
+	jobs  update.Reporter
+	dl    *update.Downloader // every artifact download: models and bundles
 	// renewer keeps the device certificate fresh (nil without one); the
 	// link and the downloader present its current certificate (identity.go).
 	renewer     *enroll.Renewer
 	dlTransport *http.Transport
-	serving *update.Serving
-	updates *update.Executor // nil with updates disabled
-	fw      *selfUpdate
-	ln      net.Listener // nil with http.listen off
+	serving     *update.Serving
+	updates     *update.Executor // nil with updates disabled
+	fw          *selfUpdate
+	ln          net.Listener // nil with http.listen off
 	// snapshotURL is where the fleet finds this agent's snapshots.
 	snapshotURL string
 	agent       *agent.Agent
