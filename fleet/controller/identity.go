@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"edgefleet/fleet/api"
 	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/broker"
@@ -152,6 +153,12 @@ func (c *Controller) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		out.Disconnected = c.broker.Disconnect(id)
 	} else {
 		c.log.Warn("device revoked: the external broker keeps its session until it reconnects", "device_id", id)
+	}
+	// The broker sends no last will for a session it ends: say it here.
+	if _, known := c.registry.Get(id); known {
+		if err := c.registry.UpdateState(api.State{DeviceID: id}); err != nil {
+			c.log.Warn("revoked device not marked offline", "device_id", id, "err", err)
+		}
 	}
 	c.log.Info("device revoked", "device_id", id, "disconnected", out.Disconnected)
 	replyJSON(w, http.StatusOK, out)
