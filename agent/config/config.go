@@ -23,6 +23,7 @@ package config
 
 import (
 	"bytes"
+	"edgefleet/internal/yamlconf"
 	"errors"
 	"fmt"
 	"io"
@@ -261,8 +262,13 @@ type HealthPolicy struct {
 func (u *Update) Enabled() bool { return len(u.Keys) > 0 }
 
 // HTTP is the local endpoint (/healthz, /metrics, /snapshot/<camera>.jpg).
+// It has no authentication, so it listens on loopback unless told
+// otherwise: a Prometheus on another host needs an explicit address
+// (e.g. "0.0.0.0:9101", or the box's LAN address). Operators see
+// snapshots through fleetd, which asks the agent over MQTT.
 type HTTP struct {
-	// Listen is host:port; default 127.0.0.1:9101. "off" disables it.
+	// Listen is host:port; default 127.0.0.1:9101 (loopback only). "off"
+	// disables it; "0.0.0.0:9101" serves every interface.
 	Listen string `yaml:"listen"`
 }
 
@@ -333,30 +339,12 @@ func (c *Config) resolve(dir string) {
 // Parse strictly decodes a config, fills defaults and validates it. Errors
 // name the offending key, e.g. `cameras[1].fps: must be > 0`.
 func Parse(r io.Reader) (*Config, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
+	var c Config
+	root, err := yamlconf.Read(r, &c)
 	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if len(b) > 1<<20 {
-		return nil, errors.New("file larger than 1 MiB")
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
-	if err := unknownKeys(&root); err != nil {
 		return nil, err
 	}
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty file")
-		}
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
-	markGiven(&root, &c)
+	markGiven(root, &c)
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err

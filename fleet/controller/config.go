@@ -2,28 +2,34 @@ package controller
 
 import (
 	"bytes"
+	"edgefleet/internal/yamlconf"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/operator"
 )
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
 type Config struct {
-	// DataDir holds detections.db, registry.db and ota/.
-	DataDir string     `yaml:"data_dir"`
-	Log     LogConfig  `yaml:"log"`
-	HTTP    HTTPConfig `yaml:"http"`
-	Broker  BrokerConf `yaml:"broker"`
-	// Operators are the bearer tokens of the REST API and console.
+	// DataDir holds detections.db, registry.db and ota/; with a database
+	// it holds only the lock and the signing key copy (but must be set).
+	DataDir string `yaml:"data_dir"`
+	// Database, when its url is set, keeps the detections, the registry,
+	// the rollouts and the artifacts in PostgreSQL, shared by replicas.
+	Database Database   `yaml:"database"`
+	Log      LogConfig  `yaml:"log"`
+	HTTP     HTTPConfig `yaml:"http"`
+	Broker   BrokerConf `yaml:"broker"`
+	// Operators are the fixed bearer tokens of the REST API and console;
+	// more are made with fleetctl tokens create (kept in data_dir/operators.db).
 	Operators []Operator `yaml:"operators"`
 	// Devices may connect to the embedded broker and download artifacts
 	// (with an external broker, only the latter: the broker has its own).
@@ -43,7 +49,11 @@ type Config struct {
 // lives under data_dir/ota (artifacts/, rollouts.db, keys/).
 type OTA struct {
 	// SigningKey is the ed25519 private key file (0600) that signs the
-	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first start.
+	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first
+	// start. With a database, empty means the key kept in the database (in
+	// clear), so that every replica signs with it: the first replica stores
+	// its data_dir key, or a new one, and every replica writes it to its
+	// data_dir/ota/keys; set the same file on every replica to keep it out.
 	SigningKey string `yaml:"signing_key"`
 	// PublicKeys are more key files or folders of *.pub that agents may pin
 	// (old keys during a rotation), listed by GET /api/v1/keys.
@@ -58,6 +68,15 @@ type OTA struct {
 	// them: defaults 2m and 30m.
 	HealthWindow time.Duration `yaml:"health_window"`
 	JobTimeout   time.Duration `yaml:"job_timeout"`
+}
+
+// Database is fleetd's PostgreSQL database. Without a url, state lives in
+// bbolt files under data_dir, for one fleetd.
+type Database struct {
+	// URL is postgres://user:password@host:5432/db?sslmode=...; --database overrides it.
+	URL string `yaml:"url"`
+	// MaxConns caps the connection pool; default 16.
+	MaxConns int32 `yaml:"max_conns"`
 }
 
 // LogConfig selects the log format and level.
@@ -92,12 +111,14 @@ type BrokerConf struct {
 	ShareGroup string `yaml:"share_group"`
 }
 
-// Operator is one REST API user.
+// Operator is one REST API user with a fixed token.
 type Operator struct {
 	Name string `yaml:"name"`
 	// Token, or TokenEnv naming an environment variable that holds it.
 	Token    string `yaml:"token"`
 	TokenEnv string `yaml:"token_env"`
+	// Role is viewer, operator or admin (the default, as before roles).
+	Role string `yaml:"role"`
 }
 
 // DeviceCred is one device's MQTT login: username = id.
@@ -145,10 +166,8 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(r io.Reader) (*Config, error) {
 	c := &Config{}
 	c.Retention.MaxAge = -1 // "unset", to tell it from an explicit 0s
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: %w", err)
+	if _, err := yamlconf.Read(r, c); err != nil && !errors.Is(err, yamlconf.ErrEmpty) {
+		return nil, err
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
@@ -226,6 +245,18 @@ func (c *Config) artifactBase(bound string) string {
 }
 
 // Validate checks the config; its errors name the key at fault.
+// checkListen checks a host:port listen address, the port in 0..65535.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in 0..65535", port)
+	}
+	return nil
+}
+
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -234,7 +265,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "required")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+	if err := checkListen(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%v", err)
 	}
 	if c.HTTP.ReadTimeout < 0 || c.HTTP.WriteTimeout < 0 {
@@ -261,8 +292,13 @@ func (c *Config) Validate() error {
 		}
 	} else {
 		if b.Listen != "" {
-			if _, _, err := net.SplitHostPort(b.Listen); err != nil {
+			if err := checkListen(b.Listen); err != nil {
 				bad("broker.listen", "%v", err)
+			}
+		}
+		if b.TLSListen != "" {
+			if err := checkListen(b.TLSListen); err != nil {
+				bad("broker.tls_listen", "%v", err)
 			}
 		}
 	}
@@ -282,6 +318,12 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q repeated", o.Name)
 		}
 		names[o.Name] = true
+		if err := operator.CheckName(o.Name); o.Name != "" && err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if _, err := operator.ParseRole(o.role()); err != nil {
+			bad(key+".role", "%q is not viewer, operator or admin", o.Role)
+		}
 		if (o.Token == "") == (o.TokenEnv == "") {
 			bad(key, "set exactly one of token and token_env")
 		} else if o.TokenEnv != "" && os.Getenv(o.TokenEnv) == "" {
@@ -318,9 +360,23 @@ func (c *Config) Validate() error {
 	if c.Health.MaxDropRate < 0 || c.Health.MaxDropRate > 1 {
 		bad("health.max_drop_rate", "%v is not in 0..1", c.Health.MaxDropRate)
 	}
+	validateDatabase(c.Database, bad)
 	validateOTA(c.OTA, bad)
 	validateIdentity(c, bad)
 	return errors.Join(errs...)
+}
+
+// validateDatabase checks the database section.
+func validateDatabase(d Database, bad func(key, format string, args ...any)) {
+	if d.URL != "" {
+		u, err := url.Parse(d.URL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			bad("database.url", "not like postgres://user@host:5432/db")
+		}
+	}
+	if d.MaxConns < 0 {
+		bad("database.max_conns", "must not be negative")
+	}
 }
 
 // validateOTA checks the ota section; bad records a problem with a key.
@@ -349,6 +405,22 @@ func validateOTA(o OTA, bad func(key, format string, args ...any)) {
 	} else if o.JobTimeout > 0 && o.JobTimeout <= o.HealthWindow {
 		bad("ota.job_timeout", "%v must be longer than ota.health_window %v", o.JobTimeout, o.HealthWindow)
 	}
+}
+
+func (o Operator) role() string {
+	if o.Role == "" {
+		return string(operator.Admin)
+	}
+	return o.Role
+}
+
+// fixedTokens are the operators' tokens for operator.WithFixed.
+func (c *Config) fixedTokens() []operator.Fixed {
+	out := make([]operator.Fixed, len(c.Operators))
+	for i, o := range c.Operators {
+		out[i] = operator.Fixed{Name: o.Name, Role: operator.Role(o.role()), Token: o.token()}
+	}
+	return out
 }
 
 func (o Operator) token() string {

@@ -3,10 +3,7 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
-	"image"
-	"image/jpeg"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -22,14 +19,14 @@ import (
 	"edgefleet/models/modeltest"
 )
 
-// Chromium: a rollout to a device that answers over MQTT shows in the
-// rollout list, and its page follows the device's job from downloading to
+// Chromium: opened with an old ?token= link (dropped from the address), a
+// rollout to a device that answers over MQTT shows in the rollout list, and its page follows the device's job from downloading to
 // succeeded, per wave and by state.
 func TestConsoleRollout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	exe := testutil.Chromium(t)
+	testutil.Chromium(t)
 	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
 	if err != nil {
 		t.Fatal(err)
@@ -87,25 +84,17 @@ ota: {health_window: 1s, job_timeout: 1m}
 	report(api.JobQueued, 0)
 	report(api.JobDownloading, 0.5)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	text := func(sel string) string {
-		t.Helper()
-		s, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("%s: %v", sel, err)
-		}
-		return s
-	}
+	b := newBrowser(t, ctx)
+	bctx, text := b.ctx, b.text
 
 	// The list: the rollout, in its only wave.
 	row := `#rollouts tr[data-rollout="r1"]`
 	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/?token="+tok+"#/rollouts"), chromedp.WaitVisible(chromedp.CSS(row))); err != nil {
 		t.Fatalf("rollout list: %v", err)
+	}
+	// The old ?token= link: kept for the tab, gone from the address bar.
+	if href, err := chromedp.Run(bctx, chromedp.Evaluate[string](`location.href`)); err != nil || strings.Contains(href, tok) || !strings.HasSuffix(href, "/#/rollouts") {
+		t.Errorf("address after a ?token= link: %q, %v", href, err)
 	}
 	for _, want := range []string{"yolov5n@2", "site=plant-x", "wave 1/1", "0 / 0"} {
 		if s := text(row); !strings.Contains(s, want) {
@@ -144,31 +133,22 @@ ota: {health_window: 1s, job_timeout: 1m}
 	}
 }
 
-// TestConsoleInBrowser runs fleetd and a real headless Chromium: the console shows a
-// device that an agent registered over MQTT, and the live feed and the
-// device page update when the agent sends detections.
+// TestConsoleInBrowser runs fleetd and a real headless Chromium: after
+// signing in (no token in any request URL), the console lists a device that
+// an agent registered over MQTT; the live feed shows new detections (with a
+// ticket from fleetd; where fleetd has no ticket route yet, it says the feed
+// is unavailable); the device page shows charts, recent detections, its job
+// history and a snapshot fetched through fleetd with the token header.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
-	exe := testutil.Chromium(t)
+	testutil.Chromium(t)
 
 	f := controllertest.Start(t, "devices: [{id: cam-7, password: pw-cam-7}]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base, tok := "http://"+f.HTTP, controllertest.Token
-
-	// The agent's snapshot server: one small JPEG per camera.
-	snaps := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/snapshot/dock.jpg") {
-			http.NotFound(w, r)
-			return
-		}
-		img := image.NewRGBA(image.Rect(0, 0, 64, 48))
-		w.Header().Set("Content-Type", "image/jpeg")
-		jpeg.Encode(w, img, nil)
-	}))
-	defer snaps.Close()
+	base := "http://" + f.HTTP
 
 	// A test agent registers over real MQTT.
 	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-7").SetUsername("cam-7").SetPassword("pw-cam-7"))
@@ -184,86 +164,88 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x", "line": "7"},
-		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}, SnapshotURL: snaps.URL})
+		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}})
 	for i := range 3 {
 		pub(api.TelemetryTopic("cam-7"), api.Telemetry{DeviceID: "cam-7", Time: time.Now().UnixMilli(), Cameras: []api.CameraStats{{ID: "dock", Up: true, FPS: 10 + float64(i)}},
 			InferP50Ms: 30, InferP99Ms: 45, SpoolDepth: uint64(i)})
 	}
+	pub(api.JobTopic("cam-7", "j-old"), api.JobStatus{DeviceID: "cam-7", JobID: "j-old", State: api.JobFailed, Reason: "checksum", Time: time.Now().UnixMilli()})
 	seq := uint64(0)
 	detect := func(label string) {
 		t.Helper()
 		seq++
 		pub(api.DetectionsTopic("cam-7"), api.DetectionBatch{DeviceID: "cam-7", Events: []api.Event{{Seq: seq, CameraID: "dock", Time: time.Now().UnixMicro(), Label: label, Score: 0.88, Box: [4]float32{10, 20, 110, 220}}}})
 	}
+	testutil.WaitFor(t, "cam-7 job recorded", 5*time.Second, func() bool {
+		d, err := f.API.DeviceJobs(ctx, "cam-7")
+		return err == nil && len(d.Jobs) == 1
+	})
 
-	// The browser.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
+	b := newBrowser(t, ctx)
+	snapAuth := b.fakeSnapshots()
+	b.signIn(base)
+	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`sessionStorage.getItem("edgefleet_token").length + (localStorage.getItem("edgefleet_token") || "").length`)); err != nil || n != len(controllertest.Token) {
+		t.Errorf("token kept in sessionStorage only: %d, %v", n, err)
+	}
 
-	// Overview: the device registered over MQTT is listed with its labels.
+	// Devices: the device registered over MQTT is listed with its labels.
 	row := chromedp.CSS(`#devices tr[data-device="cam-7"]`)
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/?token="+tok+"#/"), chromedp.WaitVisible(row)); err != nil {
-		t.Fatalf("overview: %v", err)
-	}
-	text, err := chromedp.Run(bctx, chromedp.Text(row))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"cam-7", "plant-x", "online", "yolov8n 3"} {
+	b.do("devices", chromedp.Navigate(base+"/#/devices"), chromedp.WaitVisible(row))
+	text := b.text(string(row))
+	for _, want := range []string{"cam-7", "plant-x", "online", "yolov8n", "3"} {
 		if !strings.Contains(text, want) {
-			t.Errorf("overview row %q lacks %q", text, want)
+			t.Errorf("devices row %q lacks %q", text, want)
 		}
 	}
 
-	// Live feed: a new detection appears without reloading.
-	live := func() error {
-		_, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("feed-state") && document.getElementById("feed-state").textContent === "live"`, chromedp.WithPollingTimeout(10*time.Second)))
-		return err
-	}
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/#/live")); err != nil {
-		t.Fatal(err)
-	}
-	if err := live(); err != nil {
-		t.Fatalf("live feed did not connect: %v", err)
-	}
-	detect("forklift")
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="forklift"][data-device="cam-7"]`))); err != nil {
-		t.Fatalf("live feed: %v", err)
-	}
-	// The label filter keeps other labels out.
-	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(() => { const f = document.getElementById("label-filter"); f.value = "helmet"; f.dispatchEvent(new Event("change")); return true })()`)); err != nil {
-		t.Fatalf("filter: %v", err)
-	}
-	if err := live(); err != nil {
-		t.Fatalf("filtered feed did not connect: %v", err)
-	}
-	detect("person")
-	detect("helmet")
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="helmet"]`))); err != nil {
-		t.Fatalf("filtered feed: %v", err)
-	}
-	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('#feed tr[data-label="person"]').length`)); err != nil || n != 0 {
-		t.Errorf("filtered feed shows %d person rows (err %v)", n, err)
+	// Live feed.
+	b.do("live", chromedp.Navigate(base+"/#/live"))
+	if ticketRoute(t, base) {
+		live := func() { b.poll("live feed connected", `!!document.getElementById("feed-state") && document.getElementById("feed-state").textContent === "live"`, 10*time.Second) }
+		live()
+		detect("forklift")
+		b.do("live feed", chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="forklift"][data-device="cam-7"]`)))
+		// The label filter keeps other labels out.
+		if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](`(() => { const f = document.getElementById("label-filter"); f.value = "helmet"; f.dispatchEvent(new Event("change")); return true })()`)); err != nil {
+			t.Fatalf("filter: %v", err)
+		}
+		live()
+		detect("person")
+		detect("helmet")
+		b.do("filtered feed", chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="helmet"]`)))
+		if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`document.querySelectorAll('#feed tr[data-label="person"]').length`)); err != nil || n != 0 {
+			t.Errorf("filtered feed shows %d person rows (err %v)", n, err)
+		}
+	} else {
+		b.poll("feed unavailable without a ticket route", `!!document.getElementById("feed-state") && document.getElementById("feed-state").textContent.startsWith("unavailable")`, 10*time.Second)
+		detect("helmet")
 	}
 
-	// Device page: charts and recent detections; it refreshes on its own.
-	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/#/device/cam-7"),
+	// Device page: charts, recent detections, job history, snapshot; it refreshes on its own.
+	b.do("device page", chromedp.Navigate(base+"/#/device/cam-7"),
 		chromedp.WaitVisible(chromedp.CSS(`svg[data-chart="Frames per second"] polyline`)),
-		chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="helmet"]`))); err != nil {
-		t.Fatalf("device page: %v", err)
-	}
+		chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="helmet"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-history tr[data-job="j-old"][data-state="failed"]`)))
 	detect("ladder")
-	if err := chromedp.Do(bctx, chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="ladder"]`))); err != nil {
-		t.Fatalf("device page did not update: %v", err)
+	b.do("device page update", chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="ladder"]`)))
+	b.poll("snapshot shown", `(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === 64 && i.src.startsWith("blob:") })()`, 10*time.Second)
+	if got := snapAuth(); got != "Bearer "+controllertest.Token {
+		t.Errorf("snapshot request Authorization %q", got)
 	}
-	// The latest snapshot from the device's snapshot_url is shown.
-	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === 64 })()`, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-		t.Fatalf("snapshot not shown: %v", err)
+	b.noTokenInURLs()
+}
+
+// ticketRoute reports whether fleetd has the live feed's ticket route.
+func ticketRoute(t *testing.T, base string) bool {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/api/v1/live/ticket", nil)
+	req.Header.Set("Authorization", "Bearer "+controllertest.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated
 }
 
 // TestConsoleRollout runs fleetd's core with OTA and a real headless

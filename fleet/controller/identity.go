@@ -182,11 +182,36 @@ type gate struct {
 	static   *broker.StaticAuth
 	revoked  pki.Revocations
 	verifier *pki.Verifier
-	registry *registry.Registry
-	// jobs is the rollout engine (set once OTA is open).
-	jobs interface {
-		Addressed(device, sha256 string) bool
+	registry interface {
+		Get(id string) (registry.Device, bool)
 	}
+	// jobs is the rollout engine (set once OTA is open).
+	jobs server.Rollouts
+}
+
+// addressed reports whether a rollout has a job for device that sends the
+// artifact: asked of the engine when it can say (rollout.Engine), else
+// looked up in the rollouts that send it.
+func (g *gate) addressed(device, sha256 string) bool {
+	if g.jobs == nil {
+		return false
+	}
+	if a, ok := g.jobs.(interface{ Addressed(device, sha256 string) bool }); ok {
+		return a.Addressed(device, sha256)
+	}
+	for _, s := range g.jobs.List() {
+		if s.SHA256 != sha256 {
+			continue
+		}
+		if r, err := g.jobs.Get(s.ID); err == nil {
+			for _, j := range r.Jobs {
+				if j.DeviceID == device {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 var (
@@ -235,7 +260,7 @@ func (g *gate) RequestDevice(r *http.Request) (string, bool, error) {
 
 // MayDownload implements artifact.Scope.
 func (g *gate) MayDownload(_ context.Context, device string, m artifact.Meta) error {
-	if g.jobs != nil && g.jobs.Addressed(device, m.SHA256) {
+	if g.addressed(device, m.SHA256) {
 		return nil
 	}
 	if d, ok := g.registry.Get(device); ok {

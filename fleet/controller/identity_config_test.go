@@ -21,7 +21,7 @@ func TestIdentityConfig(t *testing.T) {
 		{"lifetime of seconds", minimal + "enroll: {lifetime: 6s, token_ttl: 1h}\n", "", "http"},
 		{"lifetime too short", minimal + "enroll: {lifetime: 1s}\n", "enroll.lifetime", ""},
 		{"negative ttl", minimal + "enroll: {token_ttl: -1h}\n", "must not be negative", ""},
-		{"unknown key", minimal + "enroll: {ttl: 1h}\n", "field ttl not found", ""},
+		{"unknown key", minimal + "enroll: {ttl: 1h}\n", "enroll.ttl", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

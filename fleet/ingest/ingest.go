@@ -1,6 +1,7 @@
 // Package ingest is fleetd's MQTT front: it subscribes to the devices'
 // state, telemetry, detections and job topics, feeds the registry, stores
-// detections durably and then acknowledges them to the device.
+// detections durably and then acknowledges them to the device. Snapshots
+// (snapshot.go) asks devices for camera snapshots and routes their replies.
 //
 // Malformed messages (bad topic, oversized, bad JSON, wrong types, invalid
 // ids, a device id that does not match the topic) are counted per reason in
@@ -78,6 +79,9 @@ type Options struct {
 	OnStored func(recs []store.Record)
 	// OnJob, if set, is called with each valid job status report.
 	OnJob func(api.JobStatus)
+	// Snapshots, if set, receives the devices' snapshot replies; Run then
+	// subscribes to them (never shared, so each replica gets its own).
+	Snapshots *Snapshots
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Logger receives errors and lifecycle logs; nil means slog.Default().
@@ -162,7 +166,11 @@ func (in *Ingest) Run(ctx context.Context) error {
 		close(in.acks)
 		workers.Wait()
 	}()
-	for _, f := range []string{api.Filter(api.KindState), api.Filter(api.KindTelemetry), api.Filter(api.KindJobs), det} {
+	filters := []string{api.Filter(api.KindState), api.Filter(api.KindTelemetry), api.Filter(api.KindJobs), det}
+	if in.opt.Snapshots != nil {
+		filters = append(filters, api.Filter(api.KindSnapshot))
+	}
+	for _, f := range filters {
 		if err := in.conn.Subscribe(ctx, f, in.Handle); err != nil {
 			return fmt.Errorf("ingest: subscribe %s: %w", f, err)
 		}
@@ -226,6 +234,12 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 			return
 		}
 		in.submit(b, received)
+	case api.KindSnapshot:
+		if in.opt.Snapshots == nil {
+			in.drop(ReasonUnexpected)
+			return
+		}
+		in.opt.Snapshots.deliver(device, job, payload)
 	default:
 		in.drop(ReasonUnexpected) // acks and commands are ours, not the devices'
 	}

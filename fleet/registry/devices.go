@@ -16,7 +16,12 @@ type Devices interface {
 	UpdateTelemetry(api.Telemetry) error
 	RecordJob(api.JobStatus) error
 	RecordDetections(device string, n int)
+	// List returns the devices matching the filter, sorted by id.
 	List(Filter) []Device
+	// Delete forgets a device (decommissioning): its description, history
+	// and counts; it reports whether the device was known. A device that
+	// reports again afterwards is registered anew.
+	Delete(id string) (bool, error)
 	Counts() (total, online int)
 	Get(id string) (Device, bool)
 	History(id string, since time.Time) ([]Point, bool)

@@ -184,11 +184,7 @@ func (r *Postgres) RecordJob(j api.JobStatus) error {
 	if err := api.ValidateID(j.DeviceID); err != nil {
 		return fmt.Errorf("registry: job: %w", err)
 	}
-	return r.update(j.DeviceID, func(d *Device, _ time.Time) *Point {
-		jc := j
-		d.LastJob = &jc
-		return nil
-	})
+	return r.update(j.DeviceID, func(d *Device, _ time.Time) *Point { applyJob(d, j); return nil })
 }
 
 // RecordDetections counts n events stored for a device; the counts reach
@@ -320,6 +316,7 @@ func (r *Postgres) view(e *pgEntry, now time.Time) Device {
 	d := e.Device
 	d.Labels = maps.Clone(e.Labels)
 	d.Cameras = slices.Clone(e.Cameras)
+	d.Jobs = slices.Clone(e.Jobs)
 	if e.Telemetry != nil {
 		t := *e.Telemetry
 		t.Cameras = slices.Clone(t.Cameras)
@@ -343,21 +340,6 @@ func (r *Postgres) view(e *pgEntry, now time.Time) Device {
 	d.DetectionsPerMin = float64(sum)
 	d.Health = healthOf(r.opt.Options, &d, e.last, e.hasLast, now)
 	return d
-}
-
-// List returns the devices matching f, sorted by id.
-func (r *Postgres) List(f Filter) []Device {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Device, 0, len(r.cache))
-	for _, e := range r.cache {
-		if f.match(&e.Device) {
-			out = append(out, r.view(e, now))
-		}
-	}
-	sortByID(out)
-	return out
 }
 
 // Counts returns how many devices are known and how many are online.

@@ -105,8 +105,14 @@ type Device struct {
 	DetectionsPerMin float64 `json:"detections_per_min"`
 	// LastJob is the latest job status the device reported.
 	LastJob *api.JobStatus `json:"last_job,omitempty"`
+	// Jobs is the device's recent job history, newest first: the latest
+	// status of each of its last MaxJobs jobs.
+	Jobs []api.JobStatus `json:"jobs,omitempty"`
 	// Health lists the flags raised now; empty when healthy.
 	Health []string `json:"health"`
+	// Inventory is the latest the device reported in its state; it is
+	// replaced whole, never changed in place.
+	Inventory *api.Inventory `json:"inventory,omitempty"`
 }
 
 // Point is one telemetry sample in a device's history.
@@ -137,6 +143,9 @@ type Registry struct {
 	opt Options
 	now func() time.Time
 
+	// flushMu serializes Flush and Delete, so that a flush never writes
+	// back a device deleted while it ran.
+	flushMu sync.Mutex
 	mu      sync.Mutex
 	devices map[string]*entry
 	closed  bool
@@ -265,6 +274,10 @@ func applyState(d *Device, st api.State) {
 	d.AgentVersion, d.Model, d.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
 	d.Engine, d.Delegate, d.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
 	d.Cameras = slices.Clone(st.Cameras)
+	if st.Inventory != nil {
+		inv := *st.Inventory
+		d.Inventory = &inv
+	}
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.
@@ -317,6 +330,11 @@ func applyTelemetry(d *Device, t api.Telemetry, now time.Time) Point {
 	tc := t
 	tc.Cameras = slices.Clone(t.Cameras)
 	d.Telemetry, d.TelemetryAt = &tc, now
+	// A report older than the last state (same clock: the device's) must
+	// not undo a version change the state announced: it was taken before.
+	if t.Time != 0 && time.UnixMilli(t.Time).Before(d.StateTime) {
+		return p
+	}
 	if t.AgentVersion != "" {
 		d.AgentVersion = t.AgentVersion
 	}
@@ -339,9 +357,7 @@ func (r *Registry) RecordJob(j api.JobStatus) error {
 	if r.closed {
 		return ErrClosed
 	}
-	e := r.get(j.DeviceID, r.now())
-	jc := j
-	e.LastJob = &jc
+	applyJob(&r.get(j.DeviceID, r.now()).Device, j)
 	return nil
 }
 
@@ -383,6 +399,7 @@ func (r *Registry) view(e *entry, now time.Time) Device {
 	d := e.Device
 	d.Labels = maps.Clone(e.Labels)
 	d.Cameras = slices.Clone(e.Cameras)
+	d.Jobs = slices.Clone(e.Jobs)
 	if e.Telemetry != nil {
 		t := *e.Telemetry
 		t.Cameras = slices.Clone(t.Cameras)
@@ -430,44 +447,6 @@ func healthOf(opt Options, d *Device, last Point, ok bool, now time.Time) []stri
 		flags = append(flags, FlagSpoolBacklog)
 	}
 	return flags
-}
-
-// Filter selects devices for List; zero fields match all.
-type Filter struct {
-	Site, Line string
-	Online     *bool
-	// Labels must all match too.
-	Labels map[string]string
-}
-
-// List returns the devices matching f, sorted by id.
-func (r *Registry) List(f Filter) []Device {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Device, 0, len(r.devices))
-	for _, e := range r.devices {
-		if f.match(&e.Device) {
-			out = append(out, r.view(e, now))
-		}
-	}
-	sortByID(out)
-	return out
-}
-
-func (f Filter) match(d *Device) bool {
-	if f.Site != "" && d.Labels["site"] != f.Site || f.Line != "" && d.Labels["line"] != f.Line {
-		return false
-	}
-	if f.Online != nil && d.Online != *f.Online {
-		return false
-	}
-	for k, v := range f.Labels {
-		if d.Labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func sortByID(ds []Device) {
@@ -581,6 +560,8 @@ func (r *Registry) Flush(ctx context.Context) error {
 		pts  []Point
 		trim time.Time
 	}
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	now := r.now()
 	r.mu.Lock()
 	if r.closed {

@@ -122,6 +122,8 @@ func TestQuery(t *testing.T) {
 				{"unknown device", Query{Device: "nope"}, 0},
 				{"camera", Query{Camera: "cam1"}, 45},
 				{"label", Query{Label: "dog"}, 30},
+				{"label in another case", Query{Label: "Dog"}, 30},
+				{"label in capitals", Query{Device: "dev-a", Label: "PERSON"}, 10},
 				{"device and label", Query{Device: "dev-a", Label: "person"}, 10},
 				{"time range", Query{From: t0.Add(11 * time.Second), To: t0.Add(21 * time.Second)}, 30},
 				{"device time range", Query{Device: "dev-c", From: t0.Add(11 * time.Second), To: t0.Add(21 * time.Second)}, 10},
@@ -381,5 +383,43 @@ func TestBoltSchemaVersion(t *testing.T) {
 	db.Close()
 	if _, err := OpenBolt(path, BoltOptions{}); err == nil || !strings.Contains(err.Error(), `schema version "99"`) {
 		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
+
+// TestDeleteDevice: a purge removes one device's records, and only those,
+// from queries and counts; deleting an unknown device deletes nothing.
+func TestDeleteDevice(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			s := im.open(t, Retention{})
+			ctx := context.Background()
+			for _, d := range []string{"cam-a", "cam-ab", "cam-b"} {
+				if _, err := s.Ingest(ctx, d, events(1, 30)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dd := s.(DeviceDeleter)
+			for _, c := range []struct {
+				device string
+				want   int
+			}{{"cam-a", 30}, {"cam-a", 0}, {"nobody", 0}} {
+				n, err := dd.DeleteDevice(ctx, c.device)
+				if err != nil || n != c.want {
+					t.Errorf("delete %s: %d, %v; want %d", c.device, n, err, c.want)
+				}
+			}
+			if got := all(t, s, Query{Device: "cam-a"}); len(got) != 0 {
+				t.Errorf("cam-a still has %d records", len(got))
+			}
+			rest := all(t, s, Query{})
+			if len(rest) != 60 {
+				t.Errorf("%d records left, want 60", len(rest))
+			}
+			for _, r := range rest {
+				if r.Device == "cam-a" {
+					t.Fatalf("cam-a record left: %+v", r)
+				}
+			}
+		})
 	}
 }

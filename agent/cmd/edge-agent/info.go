@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"edgefleet/agent"
+	"edgefleet/internal/cli"
 	"edgefleet/models"
 	"edgefleet/models/meta"
 	"edgefleet/models/native"
@@ -22,20 +22,14 @@ import (
 )
 
 func init() {
-	commands["info"] = command{summary: "describe a model and the engines usable here", run: runInfo}
+	commands["info"] = command{summary: "describe a model and the engines usable here", long: infoLong, run: runInfo}
 }
 
-const infoUsage = `usage: edge-agent info [--model PATH] [--json] [--library PATH] [--threads N]
-       [--backend native] [--delegate xnnpack|gpu] [--strict]
-
-Prints the model's tensors and operators, and which inference engines and
+const infoLong = `Prints the model's tensors and operators, and which inference engines and
 delegates are usable on this box (for that model, when one is given).
 With --strict, the native engine (--backend native) or the --delegate asked
 for must be usable: otherwise info prints its report and exits non-zero
-naming why.
-
-flags:
-`
+naming why.`
 
 type infoFlags struct {
 	model, library    string
@@ -44,10 +38,9 @@ type infoFlags struct {
 	jsonOut, strict   bool
 }
 
-func parseInfoFlags(args []string, stderr io.Writer) (*infoFlags, error) {
+func parseInfoFlags(args []string, _ io.Writer) (*infoFlags, error) {
 	f := &infoFlags{}
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.StringVar(&f.model, "model", "", "`path` of a .tflite model to describe and try on each engine")
 	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so (default: $"+native.LibraryEnv+", then the usual paths)")
 	fs.IntVar(&f.threads, "threads", 1, "threads for the engines tried")
@@ -55,29 +48,21 @@ func parseInfoFlags(args []string, stderr io.Writer) (*infoFlags, error) {
 	fs.StringVar(&f.backend, "backend", "", "with --strict: `native` must be usable")
 	fs.StringVar(&f.delegate, "delegate", "", "with --strict: the native `delegate` (xnnpack or gpu) that must be usable")
 	fs.BoolVar(&f.strict, "strict", false, "exit non-zero, naming why, when the --backend or --delegate asked for is not usable")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, infoUsage)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-		}
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if f.threads < 1 || f.threads > 256 {
-		return nil, fmt.Errorf("--threads %d: want 1..256", f.threads)
+		return nil, cli.Usagef("--threads %d: want 1..256", f.threads)
 	}
 	switch f.backend {
 	case "", "auto", "go", "native":
 	default:
-		return nil, fmt.Errorf("--backend %q: want auto, go or native", f.backend)
+		return nil, cli.Usagef("--backend %q: want auto, go or native", f.backend)
 	}
 	switch f.delegate {
 	case "", "none", "xnnpack", "gpu":
 	default:
-		return nil, fmt.Errorf("--delegate %q: want none, xnnpack or gpu", f.delegate)
+		return nil, cli.Usagef("--delegate %q: want none, xnnpack or gpu", f.delegate)
 	}
 	return f, nil
 }
@@ -175,9 +160,6 @@ type engineUsage struct {
 
 func runInfo(ctx context.Context, args []string) error {
 	f, err := parseInfoFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

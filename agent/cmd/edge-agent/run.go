@@ -5,48 +5,33 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 
 	"edgefleet/agent/config"
 	"edgefleet/agent/runtime"
 	"edgefleet/firmware/slot"
+	"edgefleet/internal/cli"
 )
 
 func init() {
-	commands["run"] = command{summary: "run the agent from a config file", run: runAgent}
+	commands["run"] = command{summary: "run the agent from a config file", args: "--config PATH", long: runLong, run: runAgent}
 }
 
-const runUsage = `usage: edge-agent run --config agent.yaml [--listen ADDR]
-
-Runs the agent: cameras, detector, spool and the link to the fleet, as the
+const runLong = `Runs the agent: cameras, detector, spool and the link to the fleet, as the
 config file says. Stops cleanly on SIGINT or SIGTERM. Under edge-launcher it
 also takes firmware_update commands; after installing one it closes the
-spool and exits with status 75 so that the launcher starts the new version.
-
-flags:
-`
+spool and exits with status 75 so that the launcher starts the new version.`
 
 func runAgent(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", "", "`path` of the agent's YAML config (required)")
 	listen := fs.String("listen", "", "override http.listen (host:port, or off)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stderr, runUsage)
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
-			return nil
-		}
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return err
 	}
 	if *cfgPath == "" {
-		return errors.New("--config is required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("--config is required")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

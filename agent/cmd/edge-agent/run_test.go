@@ -108,7 +108,7 @@ func TestRunConfigErrors(t *testing.T) {
 	}
 	t.Run("no config flag", func(t *testing.T) {
 		_, stderr, code := run(t, "run")
-		if code != 1 || !strings.Contains(stderr, "--config is required") {
+		if code != 2 || !strings.Contains(stderr, "--config is required") || !strings.Contains(stderr, "usage: edge-agent run --config PATH") {
 			t.Errorf("code %d, stderr %s", code, stderr)
 		}
 	})

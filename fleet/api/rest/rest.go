@@ -82,8 +82,16 @@ type Device struct {
 	DetectionsPerMin float64 `json:"detections_per_min"`
 	// LastJob is the latest job status the device reported.
 	LastJob *api.JobStatus `json:"last_job,omitempty"`
+	// Jobs is the recent job history, newest first: the latest status of
+	// each of the device's last 20 jobs (on GET /api/v1/devices/{id} only).
+	Jobs []api.JobStatus `json:"jobs,omitempty"`
 	// Health lists the flags raised now; empty when healthy.
 	Health []string `json:"health"`
+	// Inventory describes the box (address, OS, disk, uptime...), as the
+	// agent last reported it; absent until it does. Each camera's snapshot
+	// is GET /api/v1/devices/{id}/cameras/{camera}/snapshot (SnapshotURL,
+	// from older agents, is not reachable from an operator's browser).
+	Inventory *api.Inventory `json:"inventory,omitempty"`
 }
 
 // Telemetry is the body of GET /api/v1/devices/{id}/telemetry.

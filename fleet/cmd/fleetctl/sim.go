@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
+	"edgefleet/fleet/client"
 	"edgefleet/fleet/sim"
 )
 
@@ -31,7 +34,11 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	failRate := fs.Float64("fail-rate", 0, "fraction of devices whose updates fail at the health check (they keep the new version until rolled back)")
 	updateStep := fs.Duration("update-step", 200*time.Millisecond, "time between two states of an update job")
 	healthCap := fs.Duration("max-health-window", 10*time.Second, "cap on the health window a rollout asks for")
-	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	cleanup := fs.Bool("cleanup", false, "at the end, decommission the simulated devices through fleetd's REST API (--server, --token)")
+	purge := fs.Bool("purge", false, "with --cleanup, delete their detections too")
+	var cf clientFlags
+	cf.register(fs)
+	jsonOut := &cf.json
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -62,11 +69,39 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 			fmt.Fprintf(w, "updates     %d commands: %d succeeded, %d failed, %d rolled back\n", rep.OTA.Commands, rep.OTA.Succeeded, rep.OTA.Failed, rep.OTA.Rollbacks)
 		}
 	}
+	if *cleanup {
+		if cerr := simCleanup(context.WithoutCancel(ctx), &cf, *prefix, *devices, *purge, w); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if !rep.OK(time.Second) {
 		return fmt.Errorf("sim: not sustained: lost %d, p99 %v", rep.Lost, rep.AckP99.Round(time.Millisecond))
 	}
+	return nil
+}
+
+// simCleanup decommissions the devices <prefix>0..n-1 through the REST API.
+func simCleanup(ctx context.Context, cf *clientFlags, prefix string, n int, purge bool, w io.Writer) error {
+	c, err := cf.newClient()
+	if err != nil {
+		return fmt.Errorf("sim: cleanup: %w", err)
+	}
+	deleted, purged := 0, 0
+	for i := range n {
+		d, err := c.DeleteDevice(ctx, fmt.Sprintf("%s%d", prefix, i), purge)
+		var ce *client.Error
+		switch {
+		case errors.As(err, &ce) && ce.Status == http.StatusNotFound: // never connected, or deleted already
+		case err != nil:
+			return fmt.Errorf("sim: cleanup: %w (%d of %d deleted)", err, deleted, n)
+		default:
+			deleted++
+			purged += d.Purged
+		}
+	}
+	fmt.Fprintf(w, "cleanup     %d devices decommissioned, %d detections purged\n", deleted, purged)
 	return nil
 }

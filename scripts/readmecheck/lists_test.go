@@ -1,0 +1,64 @@
+package readmecheck
+
+// Why a README command is not run by TestREADMECommandsRun.
+const (
+	synopsis    = "usage synopsis: placeholders or [optional] flags, not a command line (TestREADMESynopsisFlags checks its flags)"
+	subcommand  = "names a program or subcommand in prose, not a command line"
+	alternates  = "alternatives separated by |, not one command line"
+	placeholder = "placeholder value (DIR, <operator token>): the test sets the same variables itself"
+	longRunning = "long-running: runs until stopped or for minutes"
+	testSuite   = "runs the test suite, benchmarks or another package's tests (make test and .ci/run do)"
+	root        = "needs root: writes under /etc, /var/lib or /usr/local, installs systemd units"
+	nativeLib   = "needs libtensorflowlite_c, which this machine does not have (placeholder path)"
+	crossBuild  = "cross builds for three platforms (minutes); firmware push needs their output"
+	internet    = "downloads from the internet"
+	fixedPorts  = "binds or dials fixed ports (8080, 1883, 9101) other tests and demos use"
+	noRepoPkg   = "needs a package argument; the README names the tool, as in go list -deps ./fleet/cmd/fleetctl"
+)
+
+// excused are the README commands no test runs, keyed by their text as
+// Extract returns it, with the reason.
+var excused = map[string]string{
+	"make demo":                           longRunning + " (with DEMO_SECONDS=N: a build, a fleet, two agents and a rollout)",
+	"make test":                           testSuite,
+	"make bench":                          testSuite,
+	"BENCHTIME=5x make bench":             testSuite,
+	"go test -race ./...":                 testSuite,
+	"EDGEFLEET_TESTDATA=DIR make test":    placeholder + "; " + testSuite,
+	"scripts/fetch-testdata.sh DIR":       internet,
+	"make cross":                          crossBuild,
+	"go generate ./models/tflite/kernel/": "rewrites committed generated assembly: a development step, not a check",
+	"go test -run '^$' -fuzz FuzzOpen ./models/tflite": longRunning + " (fuzzing)",
+	"go list -deps":               noRepoPkg,
+	"edge-agent detect":           subcommand,
+	"edge-agent run":              subcommand,
+	"edge-agent info":             subcommand,
+	"fleetctl models push":        subcommand,
+	"edge-agent info --model M":   synopsis,
+	"edge-agent version [--json]": synopsis,
+	"edge-agent detect --model M.tflite [--labels L.txt] [--conf 0.25] [--iou 0.45] [--threads N] [--batch N] [--backend auto|go|native] [--delegate none|xnnpack|gpu] [--strict] [--library PATH] [--classes 0,2] [--max-det 300] [--json] [--annotate DIR] IMAGE...": synopsis,
+	"edge-agent run --config agent.yaml [--listen 127.0.0.1:9101]":                                               synopsis,
+	"go run ./agent/cmd/edge-agent run --config agent/config/testdata/demo.yaml":                                 longRunning + " (the agent runs until Ctrl-C)",
+	"fleetctl firmware push bin/linux_arm64/edge-agent --arch arm64":                                             crossBuild,
+	"fleetctl rollouts create --firmware edge-agent@1.4.0 --selector site=plant-a --canary 2 --health-window 5m": crossBuild + "; devices of site plant-a",
+	"edge-launcher status --data /var/lib/edge-agent":                                                            root + " (a box's seeded data dir)",
+	"edge-launcher rollback --data /var/lib/edge-agent":                                                          root + " (a box's seeded data dir)",
+	"go test -race ./models/tflite/kernel/":                                                                      testSuite,
+	"GOARCH=arm64 go test -exec qemu-aarch64-static ./models/tflite/kernel/":                                     testSuite,
+	`GOARCH=arm64 go test -exec "qemu-aarch64-static -cpu cortex-a72" ./models/tflite/kernel/`:                   testSuite,
+	"sudo ldconfig": root,
+	"EDGEFLEET_TFLITE_LIB=/path/libtensorflowlite_c.so go test -race ./models/native ./models/backend ./agent/cmd/edge-agent":                                                                   nativeLib,
+	"GOARCH=arm64 go test -c -o native.test ./models/native && EDGEFLEET_TFLITE_LIB=/path/arm64/libtensorflowlite_c.so qemu-aarch64-static -L /usr/aarch64-linux-gnu ./native.test -test.short": nativeLib,
+	"bin/fleetd --config fleet/cmd/fleetd/fleetd.example.yaml":                                                                           longRunning + "; " + root + " (data_dir /var/lib/fleetd)",
+	"export EDGEFLEET_SERVER=http://127.0.0.1:8080 EDGEFLEET_TOKEN=<operator token>":                                                     placeholder,
+	"fleetctl devices list [--site S] [--line L] [--online true]":                                                                        synopsis,
+	"fleetctl devices show cam-1 [--json]":                                                                                               synopsis,
+	"fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices 1000 --rate 1 --duration 30s --service-user sim --service-password sim-password": fixedPorts + "; 30 s of load",
+	"fleetctl keys generate --dir /etc/edgefleet":                                                                                        root,
+	"fleetctl models list | show yolov8n@2 | delete yolov8n@2":                                                                           alternates,
+	"fleetctl rollouts create --model yolov8n@2 --selector site=plant-a,line=3 --canary 2 --waves 10%,50%,100% --max-failures 5% --health-window 2m [--job-timeout 30m]": synopsis,
+	"fleetctl rollouts list | show r1 [--all] | pause r1 | resume r1 | abort r1 --reason ... | rollback r1":                                                              alternates,
+	"fleetctl sim --devices 1000 --rate 0.1 --duration 5m --fail-rate 0.1 --service-user sim --service-password sim-password &":                                          longRunning + " (5 minutes; the test starts simulated devices itself)",
+	"sudo scripts/install.sh agent --keys keys/ --config agent.yaml":                                                                                                     root,
+	"sudo scripts/install.sh fleetd --config fleetd.yaml":                                                                                                                root,
+}
