@@ -58,6 +58,7 @@ type Controller struct {
 	server   *server.Server
 	ingest   *ingest.Ingest
 	jobs     JobHandler
+	id       *identity      // CA, enrollment, device gate (identity.go)
 	closers  []func() error // in opening order
 }
 
@@ -90,10 +91,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if err := c.openState(ctx); err != nil {
 		return nil, err
 	}
-	auth, err := c.deviceAuth()
-	if err != nil {
+	if err := c.openIdentity(); err != nil {
 		return nil, err
 	}
+	auth := c.id.gate
 	if err := c.openMQTT(ctx, auth); err != nil {
 		return nil, err
 	}
@@ -107,9 +108,13 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 		}
 		return nil
 	})
+	if c.ln, err = c.httpsListener(c.ln); err != nil {
+		return nil, err
+	}
 	if err := c.openOTA(auth); err != nil {
 		return nil, err
 	}
+	c.ota.view.DeviceAuth, c.id.gate.jobs = c.id.gate, c.ota.engine // scoped downloads, by certificate too
 	c.jobs = c.ota.engine
 	return c, c.newServing()
 }
@@ -207,7 +212,7 @@ func (c *Controller) openMQTT(ctx context.Context, auth broker.Authenticator) er
 	bo := broker.Options{Addr: cfg.Broker.Listen, TLSAddr: cfg.Broker.TLSListen, Auth: auth, Registerer: c.prom, Logger: c.log}
 	if cfg.Broker.TLSListen != "" {
 		var err error
-		if bo.TLS, err = broker.LoadTLS(cfg.Broker.TLSCert, cfg.Broker.TLSKey, cfg.Broker.TLSClientCA); err != nil {
+		if bo.TLS, bo.Devices, err = c.brokerTLS(); err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 	}
@@ -250,6 +255,7 @@ func (c *Controller) newServing() error {
 	}
 	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
 		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps, Provisioned: provisioned,
+		Extra: c.identityRoutes(), // device enrollment and revocation (identity.go)
 		Ready: c.ready})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
@@ -331,7 +337,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		BaseContext:  func(net.Listener) context.Context { return base },
 		WriteTimeout: c.cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
-	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", "http://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
+	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", c.cfg.httpScheme()+"://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
 	g.Go(func() error {
 		if err := hs.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("controller: http: %w", err)
