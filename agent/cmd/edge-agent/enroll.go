@@ -5,51 +5,36 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"edgefleet/agent/config"
 	"edgefleet/agent/enroll"
+	"edgefleet/internal/cli"
 )
 
 func init() {
-	commands["enroll"] = command{summary: "get this device's certificate from the fleet with a one-time token", run: enrollDevice}
+	commands["enroll"] = command{summary: "get this device's certificate from the fleet with a one-time token",
+		args: "--token T --config PATH", long: enrollLong, run: enrollDevice}
 }
 
-const enrollUsage = `usage: edge-agent enroll --token T --config agent.yaml [--server https://fleet:8443]
-
-Makes the device's private key (written 0600 to fleet.key_file; it never
+const enrollLong = `Makes the device's private key (written 0600 to fleet.key_file; it never
 leaves the box), sends a certificate request with the one-time token that
 "fleetctl devices add" printed, and writes the certificate (its subject is
 device_id) to fleet.cert_file and the fleet CA bundle to fleet.ca_file.
 fleetd's HTTPS certificate is checked against fleet.ca_file if that file
 exists already (copy the fleet CA there first), else the system's roots.
-The server defaults to fleet.server, else update.artifact_url.
-
-flags:
-`
+The server defaults to fleet.server, else update.artifact_url.`
 
 func enrollDevice(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	cfgPath := fs.String("config", "", "`path` of the agent's YAML config (required)")
 	token := fs.String("token", "", "one-time enrollment `token` (required)")
 	server := fs.String("server", "", "fleetd's HTTPS base `URL` (default fleet.server)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(os.Stderr, enrollUsage)
-			fs.SetOutput(os.Stderr)
-			fs.PrintDefaults()
-			return nil
-		}
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return err
 	}
 	if *cfgPath == "" || *token == "" {
-		return errors.New("--config and --token are required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cli.Usagef("--config and --token are required")
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {

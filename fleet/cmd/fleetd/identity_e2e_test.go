@@ -163,49 +163,83 @@ func TestEnrolledAgentEndToEnd(t *testing.T) {
 		t.Skip("builds and runs fleetd, fleetctl and edge-agent")
 	}
 	const lifetime = 24 * time.Second
-	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
-	model2 := modeltest.Path(t, "models", "yolo11n_full_integer_quant.tflite")
-	images := modeltest.Path(t, "images")
+	e := startIdentityFleet(t, lifetime)
+	token := e.fleetctl(t, "devices", "add", "box-17", "--labels", "site=a,line=3")
+	cfg := e.writeBox(t)
+	first := e.enroll(t, cfg, token)
+	agent := start(t, e.agentBin, "run", "--config", cfg)
+	ctx := context.Background()
+	testutil.WaitFor(t, "box-17 online", 60*time.Second, func() bool {
+		d, err := e.api.Device(ctx, "box-17")
+		return err == nil && d.Online
+	})
+	testutil.WaitFor(t, "detections from box-17", 60*time.Second, func() bool {
+		p, err := e.api.Detections(ctx, rest.DetectionQuery{Device: "box-17", Limit: 1})
+		return err == nil && len(p.Records) > 0
+	})
+	swapped := e.rollout(t)
+	e.checkRenewal(t, agent, first, lifetime, swapped)
+	e.checkRevoke(t, agent)
+}
+
+// identityFleet is a fleetd with HTTPS and MQTT over TLS, the binaries and
+// an API client that trusts the fleet CA.
+type identityFleet struct {
+	dir, server, mqtts, caFile string
+	caPEM                      []byte
+	fleetctlBin, agentBin      string
+	model2                     string
+	api                        *client.Client
+}
+
+func startIdentityFleet(t *testing.T, lifetime time.Duration) *identityFleet {
+	t.Helper()
 	bins := t.TempDir()
+	e := &identityFleet{dir: t.TempDir(), model2: modeltest.Path(t, "models", "yolo11n_full_integer_quant.tflite")}
 	fleetd := buildFleetd(t, bins)
-	fleetctl := goBuild(t, bins, "edgefleet/fleet/cmd/fleetctl")
-	agentBin := goBuild(t, bins, "edgefleet/agent/cmd/edge-agent")
-	dir := t.TempDir()
-	_, httpAddr, mqttsAddr := startTLSFleetd(t, fleetd, dir, lifetime)
+	e.fleetctlBin = goBuild(t, bins, "edgefleet/fleet/cmd/fleetctl")
+	e.agentBin = goBuild(t, bins, "edgefleet/agent/cmd/edge-agent")
+	_, httpAddr, mqttsAddr := startTLSFleetd(t, fleetd, e.dir, lifetime)
 	if httpAddr == "" || mqttsAddr == "" {
 		t.Fatalf("fleetd addresses: https %q mqtts %q", httpAddr, mqttsAddr)
 	}
-	server := "https://" + httpAddr
-	caFile := filepath.Join(dir, "data", "pki", "ca.pem")
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
+	e.server, e.mqtts = "https://"+httpAddr, mqttsAddr
+	e.caFile = filepath.Join(e.dir, "data", "pki", "ca.pem")
+	var err error
+	if e.caPEM, err = os.ReadFile(e.caFile); err != nil {
 		t.Fatal(err)
-	}
-	fleetctlRun := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(fleetctl, args...)
-		cmd.Env = append(os.Environ(), "EDGEFLEET_SERVER="+server, "EDGEFLEET_TOKEN="+controllertest.Token, "SSL_CERT_FILE="+caFile, "HOME="+dir)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("fleetctl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-		}
-		return strings.TrimSpace(string(out))
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(caPEM)
-	api, err := client.New(server, controllertest.Token, client.Options{Transport: &http.Transport{TLSClientConfig: tlsConfig(roots)}})
-	if err != nil {
+	roots.AppendCertsFromPEM(e.caPEM)
+	if e.api, err = client.New(e.server, controllertest.Token, client.Options{Transport: &http.Transport{TLSClientConfig: tlsConfig(roots)}}); err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
 
-	token := fleetctlRun("devices", "add", "box-17", "--labels", "site=a,line=3")
+// fleetctl runs the real fleetctl against the fleet and returns its output.
+func (e *identityFleet) fleetctl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(e.fleetctlBin, args...)
+	cmd.Env = append(os.Environ(), "EDGEFLEET_SERVER="+e.server, "EDGEFLEET_TOKEN="+controllertest.Token, "SSL_CERT_FILE="+e.caFile, "HOME="+e.dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("fleetctl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
 
-	// The box: the fleet CA is put there first (how it trusts fleetd's HTTPS).
-	box := filepath.Join(dir, "box")
+// writeBox prepares the box: the fleet CA is put there first (how it
+// trusts fleetd's HTTPS), and the agent's config names where its identity goes.
+func (e *identityFleet) writeBox(t *testing.T) string {
+	t.Helper()
+	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
+	images := modeltest.Path(t, "images")
+	box := filepath.Join(e.dir, "box")
 	os.MkdirAll(box, 0o755)
-	os.WriteFile(filepath.Join(box, "ca.pem"), caPEM, 0o644)
+	os.WriteFile(filepath.Join(box, "ca.pem"), e.caPEM, 0o644)
 	cfg := filepath.Join(box, "agent.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`device_id: box-17
 labels: {site: a, line: "3"}
@@ -226,10 +260,17 @@ update:
 telemetry_interval: 1s
 http: {listen: "127.0.0.1:0"}
 log_level: debug
-`, model, images, filepath.Join(box, "spool.db"), mqttsAddr, filepath.Join(box, "ca.pem"), filepath.Join(box, "device.pem"),
-		filepath.Join(box, "device-key.pem"), server, filepath.Join(dir, "data", "ota", "keys", "fleet.pub"))), 0o600)
+`, model, images, filepath.Join(box, "spool.db"), e.mqtts, filepath.Join(box, "ca.pem"), filepath.Join(box, "device.pem"),
+		filepath.Join(box, "device-key.pem"), e.server, filepath.Join(e.dir, "data", "ota", "keys", "fleet.pub"))), 0o600)
+	return cfg
+}
 
-	out, err := exec.Command(agentBin, "enroll", "--config", cfg, "--token", token).CombinedOutput()
+// enroll runs edge-agent enroll with token, checks the key and the
+// certificate, and that the token does not work twice.
+func (e *identityFleet) enroll(t *testing.T, cfg, token string) *x509.Certificate {
+	t.Helper()
+	box := filepath.Dir(cfg)
+	out, err := exec.Command(e.agentBin, "enroll", "--config", cfg, "--token", token).CombinedOutput()
 	if err != nil {
 		t.Fatalf("edge-agent enroll: %v\n%s", err, out)
 	}
@@ -240,69 +281,74 @@ log_level: debug
 	if first.Subject.CommonName != "box-17" {
 		t.Fatalf("certificate subject %q", first.Subject.CommonName)
 	}
-	out, err = exec.Command(agentBin, "enroll", "--config", cfg, "--token", token).CombinedOutput()
+	out, err = exec.Command(e.agentBin, "enroll", "--config", cfg, "--token", token).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "token_used") {
 		t.Fatalf("reused token: %v\n%s", err, out)
 	}
+	return first
+}
 
-	agent := start(t, agentBin, "run", "--config", cfg)
+// rollout pushes version 2, which the agent downloads over HTTPS with its
+// certificate; it returns when detections of version 2 arrive.
+func (e *identityFleet) rollout(t *testing.T) time.Time {
+	t.Helper()
 	ctx := context.Background()
-	testutil.WaitFor(t, "box-17 online", 60*time.Second, func() bool {
-		d, err := api.Device(ctx, "box-17")
-		return err == nil && d.Online
-	})
-	testutil.WaitFor(t, "detections from box-17", 60*time.Second, func() bool {
-		p, err := api.Detections(ctx, rest.DetectionQuery{Device: "box-17", Limit: 1})
-		return err == nil && len(p.Records) > 0
-	})
-
-	// A rollout: the agent downloads version 2 over HTTPS with its certificate.
-	f, err := os.Open(model2)
+	f, err := os.Open(e.model2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := api.Push(ctx, rest.KindModel, rest.Upload{Name: "belt-detector", Version: "2"}, "model.tflite", f); err != nil {
+	if _, err := e.api.Push(ctx, rest.KindModel, rest.Upload{Name: "belt-detector", Version: "2"}, "model.tflite", f); err != nil {
 		t.Fatal(err)
 	}
-	sum := controllertest.CreateRollout(t, api, rest.CreateRollout{Model: "belt-detector@2", Selector: "site=a", Waves: "100%", MaxFailures: "0", HealthWindow: "3s", JobTimeout: "3m"})
-	v := controllertest.WaitRollout(t, api, sum.ID, 3*time.Minute, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
+	sum := controllertest.CreateRollout(t, e.api, rest.CreateRollout{Model: "belt-detector@2", Selector: "site=a", Waves: "100%", MaxFailures: "0", HealthWindow: "3s", JobTimeout: "3m"})
+	v := controllertest.WaitRollout(t, e.api, sum.ID, 3*time.Minute, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
 	if v.State != rest.StateCompleted || v.Succeeded != 1 {
 		t.Fatalf("rollout: %+v", v.RolloutSummary)
 	}
 	swapped := time.Now()
 	testutil.WaitFor(t, "detections of version 2", 60*time.Second, func() bool {
-		p, err := api.Detections(ctx, rest.DetectionQuery{Device: "box-17", Limit: 1})
+		p, err := e.api.Detections(ctx, rest.DetectionQuery{Device: "box-17", Limit: 1})
 		return err == nil && len(p.Records) > 0 && p.Records[0].ModelVersion == "2"
 	})
+	return swapped
+}
 
-	// Renewal: past the first certificate's end, the agent has a new one
-	// and kept its session all along.
+// checkRenewal: past the first certificate's end, the agent has a new one
+// and kept its session all along.
+func (e *identityFleet) checkRenewal(t *testing.T, agent fmt.Stringer, first *x509.Certificate, lifetime time.Duration, swapped time.Time) {
+	t.Helper()
+	ctx := context.Background()
 	testutil.WaitFor(t, "the first certificate to expire", lifetime+30*time.Second, func() bool {
-		if d, err := api.Device(ctx, "box-17"); err != nil || !d.Online {
+		if d, err := e.api.Device(ctx, "box-17"); err != nil || !d.Online {
 			t.Fatalf("box-17 offline during renewal (%v)", err)
 		}
 		return time.Now().After(first.NotAfter.Add(time.Second))
 	})
-	if renewed := readCert(t, filepath.Join(box, "device.pem")); !renewed.NotAfter.After(first.NotAfter) {
+	if renewed := readCert(t, filepath.Join(e.dir, "box", "device.pem")); !renewed.NotAfter.After(first.NotAfter) {
 		t.Fatalf("certificate not renewed: not after %v, the first's %v", renewed.NotAfter, first.NotAfter)
 	}
 	if !strings.Contains(agent.String(), "renew") {
 		t.Error("the agent's log says nothing of a renewal")
 	}
-	p, err := api.Detections(ctx, rest.DetectionQuery{Device: "box-17", From: time.Now().Add(-5 * time.Second).UTC().Format(time.RFC3339), Limit: 1})
+	p, err := e.api.Detections(ctx, rest.DetectionQuery{Device: "box-17", From: time.Now().Add(-5 * time.Second).UTC().Format(time.RFC3339), Limit: 1})
 	if err != nil || len(p.Records) == 0 {
 		t.Fatalf("no detections in the last 5 s, %v after the swap (%v)", time.Since(swapped).Round(time.Second), err)
 	}
+}
 
-	// Revocation: fleetd drops the session at once; the device goes offline.
+// checkRevoke: fleetd drops the session at once; the device goes offline
+// and its reconnects are refused.
+func (e *identityFleet) checkRevoke(t *testing.T, agent fmt.Stringer) {
+	t.Helper()
+	ctx := context.Background()
 	start := time.Now()
 	var r rest.DeviceRevoked
-	if err := json.Unmarshal([]byte(fleetctlRun("devices", "revoke", "box-17", "--json")), &r); err != nil || !r.Disconnected {
+	if err := json.Unmarshal([]byte(e.fleetctl(t, "devices", "revoke", "box-17", "--json")), &r); err != nil || !r.Disconnected {
 		t.Fatalf("revoke: %+v %v", r, err)
 	}
 	testutil.WaitFor(t, "box-17 offline", 10*time.Second, func() bool {
-		d, err := api.Device(ctx, "box-17")
+		d, err := e.api.Device(ctx, "box-17")
 		return err == nil && !d.Online
 	})
 	t.Logf("revoked: offline in fleetd's registry %v after the revoke command", time.Since(start).Round(10*time.Millisecond))
