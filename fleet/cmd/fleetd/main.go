@@ -7,6 +7,10 @@
 //
 // See controller.Config for the file; --http, --mqtt and --data-dir
 // override it. The parts are assembled by fleet/controller.
+//
+//	fleetd migrate --from DATA_DIR --to postgres://...
+//
+// copies a data dir's fleet into PostgreSQL (fleet/migrate).
 package main
 
 import (
@@ -23,6 +27,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		os.Exit(migrateMain(os.Args[2:]))
+	}
 	cfgPath := flag.String("config", "fleetd.yaml", "config file")
 	httpAddr := flag.String("http", "", "override http.listen")
 	mqttAddr := flag.String("mqtt", "", "override broker.listen (embedded broker)")

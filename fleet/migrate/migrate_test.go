@@ -1,0 +1,226 @@
+package migrate_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/client"
+	"edgefleet/fleet/controller"
+	"edgefleet/fleet/controller/controllertest"
+	"edgefleet/fleet/database"
+	"edgefleet/fleet/migrate"
+	"edgefleet/fleet/registry"
+	"edgefleet/fleet/server"
+	"edgefleet/fleet/sim"
+	"edgefleet/fleet/store"
+	"edgefleet/internal/testutil"
+)
+
+// bboltFleet runs a bbolt fleetd with six simulated devices until they have
+// sent detections and telemetry and gone offline, and returns its REST
+// answers, its data dir, and a stop function (which must be called before
+// migrating: fleetd holds the files).
+func bboltFleet(t *testing.T) (answers map[string]string, dir string, stop func()) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "data")
+	cfg, err := controller.ParseConfig(strings.NewReader(fmt.Sprintf(`
+data_dir: %s
+http: {listen: "127.0.0.1:0"}
+broker: {listen: "127.0.0.1:0"}
+operators: [{name: test, token: %s}]
+services: [{user: sim, password: sim-password}]
+`, dir, controllertest.Token)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := controller.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("fleetd: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("fleetd: close: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	<-c.Ready()
+	rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + c.MQTTAddr(), Devices: 6, Rate: 20, Events: 4,
+		TelemetryEvery: 100 * time.Millisecond, Duration: 1500 * time.Millisecond,
+		Login: func(string) (string, string) { return "sim", "sim-password" }})
+	if err != nil || rep.Lost > 0 || rep.Acked == 0 {
+		t.Fatalf("sim: %v, %v", rep, err)
+	}
+	api := controllertest.Client(t, c.HTTPAddr())
+	testutil.WaitFor(t, "every simulated device offline", 10*time.Second, func() bool {
+		on := true
+		d, err := api.Devices(context.Background(), rest.DeviceFilter{Online: &on})
+		return err == nil && len(d) == 0
+	})
+	return restAnswers(t, api), dir, stop
+}
+
+// restAnswers asks fleetd's REST API about the fleet: devices, each
+// device, its telemetry, every detection page, counts. Fields that depend
+// on the time of asking (rate, health) are left out.
+func restAnswers(t *testing.T, api *client.Client) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	put := func(k string, v any, err error) {
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		b, _ := json.Marshal(v)
+		out[k] = string(b)
+	}
+	devs, err := api.Devices(ctx, rest.DeviceFilter{})
+	for i := range devs {
+		devs[i].DetectionsPerMin, devs[i].Health = 0, nil
+	}
+	put("devices", devs, err)
+	for _, d := range devs {
+		one, err := api.Device(ctx, d.ID)
+		one.DetectionsPerMin, one.Health = 0, nil
+		put("device "+d.ID, one, err)
+		tel, err := api.Telemetry(ctx, d.ID, "-24h")
+		put("telemetry "+d.ID, tel, err)
+		p, err := api.Detections(ctx, rest.DetectionQuery{Device: d.ID, Limit: 7})
+		put("first page of "+d.ID, p, err)
+	}
+	q := rest.DetectionQuery{Limit: 50}
+	for i := 0; ; i++ {
+		p, err := api.Detections(ctx, q)
+		put(fmt.Sprint("page ", i), p, err)
+		if p.Next == "" {
+			break
+		}
+		q.Cursor = p.Next
+	}
+	now := time.Now().UTC().Truncate(time.Hour)
+	cq := rest.DetectionQuery{From: now.Add(-time.Hour).Format(time.RFC3339), To: now.Add(2 * time.Hour).Format(time.RFC3339)}
+	counts, err := api.CountDetections(ctx, cq, "1m")
+	put("counts", counts, err)
+	if counts.Total == 0 {
+		t.Fatal("no detections counted")
+	}
+	lq := cq
+	lq.Label = "car"
+	counts, err = api.CountDetections(ctx, lq, "10m")
+	put("counts of cars", counts, err)
+	return out
+}
+
+// serveDB serves the REST API over the PostgreSQL store and registry.
+func serveDB(t *testing.T, db *database.DB) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.OpenPostgres(ctx, db.Pool, store.PostgresOptions{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	reg, err := registry.OpenPostgres(ctx, db.Pool, registry.PostgresOptions{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	srv, err := server.New(server.Options{Store: st, Registry: reg, Tokens: map[string]string{controllertest.Token: "test"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return controllertest.Client(t, strings.TrimPrefix(hs.URL, "http://"))
+}
+
+func counts(t *testing.T, db *database.DB) string {
+	t.Helper()
+	var dev, tel, det int
+	err := db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM device_telemetry), (SELECT count(*) FROM detections)`).Scan(&dev, &tel, &det)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d devices, %d points, %d detections", dev, tel, det)
+}
+
+// TestMigrate: a bbolt fleet migrated to PostgreSQL gives the same REST
+// answers; migrating it again changes nothing.
+func TestMigrate(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	before, dir, stop := bboltFleet(t)
+	stop()
+
+	db, err := database.Open(context.Background(), dsn, database.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rep, err := migrate.Run(context.Background(), dir, db.Pool, migrate.Options{PageSize: 64, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first run: %v", rep)
+	if rep.Devices != 6 || rep.Points == 0 || rep.Detections == 0 || rep.Duplicates != 0 || rep.DevicesSkipped != 0 {
+		t.Fatalf("first run: %v", rep)
+	}
+	first := counts(t, db)
+
+	again, err := migrate.Run(context.Background(), dir, db.Pool, migrate.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Devices != 0 || again.DevicesSkipped != 6 || again.Points != 0 || again.Detections != 0 || again.Duplicates != rep.Detections {
+		t.Errorf("second run: %v, want nothing copied", again)
+	}
+	if c := counts(t, db); c != first {
+		t.Errorf("second run changed the database: %s, then %s", first, c)
+	}
+
+	after := restAnswers(t, serveDB(t, db))
+	for k, want := range before {
+		if got := after[k]; got != want {
+			t.Errorf("%s:\nbbolt:      %s\npostgresql: %s", k, want, got)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d answers after, %d before", len(after), len(before))
+	}
+}
+
+// TestMigrateLocked: a data dir that a running fleetd holds is refused
+// with a message that says so.
+func TestMigrateLocked(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	f := controllertest.Start(t, "")
+	db, err := database.Open(context.Background(), dsn, database.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = migrate.Run(context.Background(), f.Dir, db.Pool, migrate.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "stop") {
+		t.Fatalf("migrate of a running fleetd's data dir: %v", err)
+	}
+}
