@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -118,7 +119,7 @@ type replica struct {
 	http   string
 	api    *client.Client
 	exited chan struct{}
-	leader chan struct{} // closed when it takes the rollout lease
+	leader chan struct{} // closed when it first takes the rollout lease
 }
 
 // startReplica runs a fleetd on the database and the external broker.
@@ -146,6 +147,7 @@ ota: {health_window: 1s, job_timeout: 2m}
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
+	var leaderOnce sync.Once
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, 1<<20)
@@ -161,7 +163,7 @@ ota: {health_window: 1s, job_timeout: 2m}
 			case l.Msg == "fleetd ready":
 				close(ready)
 			case strings.HasPrefix(l.Msg, "rollout lease taken"):
-				close(r.leader)
+				leaderOnce.Do(func() { close(r.leader) }) // again after losing it
 			}
 			if testing.Verbose() {
 				t.Logf("%s: %s", name, sc.Bytes())
@@ -408,4 +410,158 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// pgProxy forwards TCP connections to PostgreSQL until cut: then it
+// closes every connection and refuses new ones until restored.
+type pgProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]struct{}
+}
+
+func startPGProxy(t *testing.T, target string) *pgProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pgProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go p.serve()
+	return p
+}
+
+func (p *pgProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down {
+			c.Close()
+			continue
+		}
+		go p.pipe(c)
+	}
+}
+
+func (p *pgProxy) pipe(c net.Conn) {
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		s.Close()
+		return
+	}
+	p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(s, c); s.Close(); c.Close() }()
+	io.Copy(c, s)
+	c.Close()
+	s.Close()
+}
+
+// cut drops every connection and refuses new ones.
+func (p *pgProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *pgProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// TestReplicasDatabaseOutage: PostgreSQL unreachable for 20 s during
+// ingest (a proxy between fleetd and PostgreSQL cuts every connection):
+// the replicas stop acking and report it in /healthz, devices keep their
+// detections, and once it is back ingest resumes by itself with nothing
+// lost and nothing stored twice.
+func TestReplicasDatabaseOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs fleetd and edge-agent")
+	}
+	dsn := testutil.Postgres(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startPGProxy(t, u.Host)
+	viaProxy := *u
+	viaProxy.Host = proxy.ln.Addr().String()
+	mq := replicaMosquitto(t)
+	bin := buildFleetd(t, t.TempDir())
+	start := time.Now()
+	var reps []*replica
+	for _, name := range []string{"fleetd-a", "fleetd-b"} {
+		reps = append(reps, startReplica(t, bin, name, viaProxy.String(), mq))
+	}
+	startAgents(t, mq)
+	wait := startSim(t, mq, 45*time.Second)
+	controllertest.WaitOnline(t, reps[1].api, simDevices+len(agentIDs))
+	testutil.WaitFor(t, "detections of every device stored", 30*time.Second, func() bool { return len(dbSeqs(t, dsn)) == simDevices+len(agentIDs) })
+
+	proxy.cut()
+	cut := time.Now()
+	ctx := context.Background()
+	for _, r := range reps {
+		testutil.WaitFor(t, r.name+"'s /healthz reporting the database", 15*time.Second, func() bool {
+			_, err := r.api.Health(ctx)
+			return err != nil
+		})
+	}
+	for time.Since(cut) < 20*time.Second {
+		select {
+		case <-reps[0].exited:
+			t.Fatal("fleetd-a exited during the outage")
+		case <-reps[1].exited:
+			t.Fatal("fleetd-b exited during the outage")
+		case <-time.After(time.Until(cut.Add(20 * time.Second))):
+		}
+	}
+	during := dbSeqs(t, dsn)
+	proxy.restore()
+	t.Logf("database back after %v", time.Since(cut).Round(time.Second))
+	for _, r := range reps {
+		testutil.WaitFor(t, r.name+"'s /healthz ok again", 30*time.Second, func() bool {
+			_, err := r.api.Health(ctx)
+			return err == nil
+		})
+	}
+	rep := wait()
+	t.Logf("sim: %v; %d batches resent", rep, rep.Resent)
+	if rep.Lost != 0 {
+		t.Errorf("%d simulated batches never acked", rep.Lost)
+	}
+	var got map[string]seqStats
+	testutil.WaitFor(t, "every device's seqs 1..N stored", 30*time.Second, func() bool {
+		got = dbSeqs(t, dsn)
+		ok, _ := complete(got, allDevices())
+		return ok
+	})
+	for _, id := range agentIDs {
+		if got[id].max <= during[id].max {
+			t.Errorf("%s: nothing stored after the outage (seq %d during, %d after)", id, during[id].max, got[id].max)
+		}
+	}
+	checkREST(t, reps[0], got)
+	t.Logf("%d devices complete (agents: %v, %v); %v in all", len(got), got[agentIDs[0]], got[agentIDs[1]], time.Since(start).Round(time.Second))
 }
