@@ -42,8 +42,8 @@ var agentIDs = []string{"box-1", "box-2"}
 
 // replicaMosquitto starts a private mosquitto with passwords for fleetd,
 // the simulator and the agents and the ACL example plus a rule for the
-// simulator's service user, and returns its address.
-func replicaMosquitto(t *testing.T) string {
+// simulator's service user, and returns its address and process id.
+func replicaMosquitto(t testing.TB) (string, int) {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -98,10 +98,10 @@ max_queued_messages 100000
 		}
 		return err == nil
 	})
-	return addr
+	return addr, cmd.Process.Pid
 }
 
-func freePortStr(t *testing.T) string {
+func freePortStr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -123,7 +123,7 @@ type replica struct {
 }
 
 // startReplica runs a fleetd on the database and the external broker.
-func startReplica(t *testing.T, bin, name, dbURL, mq string) *replica {
+func startReplica(t testing.TB, bin, name, dbURL, mq string) *replica {
 	t.Helper()
 	dir := t.TempDir()
 	var devs []string
@@ -347,7 +347,7 @@ func TestReplicasKill(t *testing.T) {
 		t.Skip("builds and runs fleetd and edge-agent")
 	}
 	dsn := testutil.Postgres(t)
-	mq := replicaMosquitto(t)
+	mq, _ := replicaMosquitto(t)
 	bin := buildFleetd(t, t.TempDir())
 	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
 	if err != nil {
@@ -507,7 +507,7 @@ func TestReplicasDatabaseOutage(t *testing.T) {
 	proxy := startPGProxy(t, u.Host)
 	viaProxy := *u
 	viaProxy.Host = proxy.ln.Addr().String()
-	mq := replicaMosquitto(t)
+	mq, _ := replicaMosquitto(t)
 	bin := buildFleetd(t, t.TempDir())
 	start := time.Now()
 	var reps []*replica
