@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,13 +26,9 @@ import (
 	"edgefleet/internal/testutil"
 )
 
-// bboltFleet runs a bbolt fleetd with six simulated devices until they have
-// sent detections and telemetry and gone offline, and returns its REST
-// answers, its data dir, and a stop function (which must be called before
-// migrating: fleetd holds the files).
-func bboltFleet(t *testing.T) (answers map[string]string, dir string, stop func()) {
+// startBolt runs a bbolt fleetd on dir until stop (or the end of the test).
+func startBolt(t *testing.T, dir string) (c *controller.Controller, stop func()) {
 	t.Helper()
-	dir = filepath.Join(t.TempDir(), "data")
 	cfg, err := controller.ParseConfig(strings.NewReader(fmt.Sprintf(`
 data_dir: %s
 http: {listen: "127.0.0.1:0"}
@@ -42,29 +39,38 @@ services: [{user: sim, password: sim-password}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := controller.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err = controller.New(context.Background(), cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	stopped := false
+	var once sync.Once
 	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleetd: %v", err)
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("fleetd: close: %v", err)
-		}
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("fleetd: %v", err)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("fleetd: close: %v", err)
+			}
+		})
 	}
 	t.Cleanup(stop)
 	<-c.Ready()
+	return c, stop
+}
+
+// bboltFleet runs a bbolt fleetd with six simulated devices until they have
+// sent detections and telemetry and gone offline, stops it, and returns
+// the REST answers of a bbolt fleetd started again on its data dir (what
+// the files hold) and the data dir, with no fleetd running on it.
+func bboltFleet(t *testing.T) (answers map[string]string, dir string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "data")
+	c, stop := startBolt(t, dir)
 	rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + c.MQTTAddr(), Devices: 6, Rate: 20, Events: 4,
 		TelemetryEvery: 100 * time.Millisecond, Duration: 1500 * time.Millisecond,
 		Login: func(string) (string, string) { return "sim", "sim-password" }})
@@ -77,7 +83,10 @@ services: [{user: sim, password: sim-password}]
 		d, err := api.Devices(context.Background(), rest.DeviceFilter{Online: &on})
 		return err == nil && len(d) == 0
 	})
-	return restAnswers(t, api), dir, stop
+	stop()
+	c, stop = startBolt(t, dir)
+	defer stop()
+	return restAnswers(t, controllertest.Client(t, c.HTTPAddr())), dir
 }
 
 // restAnswers asks fleetd's REST API about the fleet: devices, each
@@ -169,8 +178,7 @@ func counts(t *testing.T, db *database.DB) string {
 // answers; migrating it again changes nothing.
 func TestMigrate(t *testing.T) {
 	dsn := testutil.Postgres(t)
-	before, dir, stop := bboltFleet(t)
-	stop()
+	before, dir := bboltFleet(t)
 
 	db, err := database.Open(context.Background(), dsn, database.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
