@@ -30,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/registry"
@@ -85,7 +86,7 @@ func openBolt(path string) (*bolt.DB, error) {
 		return nil, nil
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("migrate: %s is locked: stop the fleetd using it first", path)
 	}
 	if err != nil {
