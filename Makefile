@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X edgefleet/agent.Version=$(VERSION)
+LDFLAGS := -s -w -X edgefleet/agent.Version=$(VERSION) -X edgefleet/internal/cli.Version=$(VERSION)
 export EDGEFLEET_TESTDATA ?= $(abspath ../shared/testdata)
 # PKGS narrows `make test` (PKGS=./models/...). TESTJSON=FILE runs the tests
 # with -json, keeps the stream in FILE, prints the usual output and ends with a

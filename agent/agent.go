@@ -53,7 +53,7 @@ type Options struct {
 	Model, ModelVersion string
 	Engine              models.EngineInfo
 	// ModelInfo, if set, names the model serving now (a detector whose
-	// model is replaced at run time, agent/update.Slot); it is asked for
+	// model is replaced at run time, agent/update.Serving); it is asked for
 	// every Detect call, telemetry report and metrics scrape, and replaces
 	// Model and ModelVersion there.
 	ModelInfo func() (name, version string)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"edgefleet/agent/agenttest"
 	"edgefleet/agent/capture"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 )
 
@@ -109,17 +111,6 @@ func (g *gatedDetector) Detect(ctx context.Context, imgs []image.Image) ([][]mod
 	return out, nil
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestPipelineDropsOldestWhenBusy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -144,14 +135,14 @@ func TestPipelineDropsOldestWhenBusy(t *testing.T) {
 	for n := 2; n <= 5; n++ {
 		src.Send(ctx, numbered(n))
 	}
-	waitFor(t, "frames counted", func() bool { return p.Counters()[0].Frames == 5 })
+	testutil.WaitFor(t, "frames counted", 10*time.Second, func() bool { return p.Counters()[0].Frames == 5 })
 	if got := p.Counters()[0].Dropped; got != 3 {
 		t.Errorf("dropped %d, want 3", got)
 	}
 	det.release <- struct{}{}
 	<-det.entered // frame 5
 	det.release <- struct{}{}
-	waitFor(t, "two events", func() bool { return len(sp.Events()) == 2 })
+	testutil.WaitFor(t, "two events", 10*time.Second, func() bool { return len(sp.Events()) == 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -320,11 +311,11 @@ func TestPipelineBatchesAcrossCameras(t *testing.T) {
 	// While busy, both cameras fill their slots: the next call takes both.
 	a.Send(ctx, numbered(2))
 	b.Send(ctx, numbered(3))
-	waitFor(t, "frames", func() bool { return p.Counters()[1].Frames == 1 })
+	testutil.WaitFor(t, "frames", 10*time.Second, func() bool { return p.Counters()[1].Frames == 1 })
 	det.release <- struct{}{}
 	<-det.entered
 	det.release <- struct{}{}
-	waitFor(t, "events", func() bool { return len(sp.Events()) == 3 })
+	testutil.WaitFor(t, "events", 10*time.Second, func() bool { return len(sp.Events()) == 3 })
 	cancel()
 	<-done
 	det.mu.Lock()
@@ -424,8 +415,8 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
 
-	waitFor(t, "events", func() bool { return a.Pipeline().Events() >= 3 })
-	waitFor(t, "telemetry", func() bool { return sink.n() >= 2 })
+	testutil.WaitFor(t, "events", 10*time.Second, func() bool { return a.Pipeline().Events() >= 3 })
+	testutil.WaitFor(t, "telemetry", 10*time.Second, func() bool { return sink.n() >= 2 })
 
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()
@@ -547,12 +538,12 @@ func TestModelInfoFollowsSwap(t *testing.T) {
 	<-det.entered
 	setVersion("2") // a swap while frame 1 is in flight: frame 1 was still run by "1"
 	det.release <- struct{}{}
-	waitFor(t, "event of frame 1", func() bool { return len(sp.Events()) == 1 })
+	testutil.WaitFor(t, "event of frame 1", 10*time.Second, func() bool { return len(sp.Events()) == 1 })
 	src.Send(ctx, numbered(2))
 	<-det.entered
 	det.release <- struct{}{}
-	waitFor(t, "event of frame 2", func() bool { return len(sp.Events()) == 2 })
-	waitFor(t, "telemetry after the swap", func() bool {
+	testutil.WaitFor(t, "event of frame 2", 10*time.Second, func() bool { return len(sp.Events()) == 2 })
+	testutil.WaitFor(t, "telemetry after the swap", 10*time.Second, func() bool {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
 		return len(sink.got) > 0 && sink.got[len(sink.got)-1].ModelVersion == "2"
@@ -611,5 +602,32 @@ func TestEngineInfoFollowsSwap(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), line) {
 			t.Errorf("/metrics lacks %s", line)
 		}
+	}
+}
+
+func TestClassIDs(t *testing.T) {
+	labels := []string{"person", "", "car"}
+	tests := []struct {
+		names  []string
+		labels []string
+		ids    []int
+		bad    string
+	}{
+		{[]string{"person", " car"}, labels, []int{0, 2}, ""},
+		{[]string{"1", "0"}, labels, []int{1, 0}, ""},
+		{[]string{"persn"}, labels, nil, "persn"},
+		{[]string{"3"}, labels, nil, "3"},
+		{[]string{"-1"}, nil, nil, "-1"},
+		{[]string{"79"}, nil, []int{79}, ""},
+		{[]string{"cat"}, nil, nil, "cat"},
+	}
+	for _, tt := range tests {
+		ids, bad := ClassIDs(tt.names, tt.labels)
+		if bad != tt.bad || !slices.Equal(ids, tt.ids) {
+			t.Errorf("ClassIDs(%q, %q) = %v %q, want %v %q", tt.names, tt.labels, ids, bad, tt.ids, tt.bad)
+		}
+	}
+	if got := ClassLabel(labels, 1); got != "1" {
+		t.Errorf("ClassLabel of an unnamed class = %q, want its id", got)
 	}
 }

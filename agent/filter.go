@@ -1,6 +1,9 @@
 package agent
 
 import (
+	"strconv"
+	"strings"
+
 	"edgefleet/models"
 )
 
@@ -44,4 +47,40 @@ func inPolygon(poly [][2]float64, x, y float64) bool {
 		}
 	}
 	return in
+}
+
+// ClassIDs resolves class names as a config or flag gives them (a label of
+// the model, or a class id) to class ids. bad is the first name that is
+// neither a label of labels nor a class id the model has (any non-negative
+// id when labels is empty, since the model's class count is then unknown);
+// ids is nil then.
+func ClassIDs(names, labels []string) (ids []int, bad string) {
+	index := make(map[string]int, len(labels))
+	for i, l := range labels {
+		if _, dup := index[l]; l != "" && !dup {
+			index[l] = i
+		}
+	}
+	for _, n := range names {
+		n = strings.TrimSpace(n)
+		if id, ok := index[n]; ok {
+			ids = append(ids, id)
+			continue
+		}
+		id, err := strconv.Atoi(n)
+		if err != nil || id < 0 || len(labels) > 0 && id >= len(labels) {
+			return nil, n
+		}
+		ids = append(ids, id)
+	}
+	return ids, ""
+}
+
+// ClassLabel is the label the detector gives class id: its name in labels,
+// else the id itself.
+func ClassLabel(labels []string, id int) string {
+	if id >= 0 && id < len(labels) && labels[id] != "" {
+		return labels[id]
+	}
+	return strconv.Itoa(id)
 }

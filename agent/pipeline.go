@@ -53,7 +53,7 @@ type PipelineOptions struct {
 
 // Pipeline runs one capture goroutine per camera and one inference loop
 // shared by all cameras. Each camera hands its newest frame to inference
-// through a one-frame slot: a frame that arrives while the previous one is
+// through a one-frame mailbox: a frame that arrives while the previous one is
 // still waiting replaces it, and the replaced (oldest) frame is counted as
 // dropped. Every detection that passes the camera's filter becomes an event
 // appended to the spool, in capture order per camera.
@@ -61,7 +61,7 @@ type Pipeline struct {
 	opts  PipelineOptions
 	log   *slog.Logger
 	cams  []*camState
-	ready chan struct{} // a slot was filled
+	ready chan struct{} // a mailbox was filled
 	rr    int           // round-robin start for fairness
 	lat   latencies
 
@@ -70,7 +70,7 @@ type Pipeline struct {
 	events      atomic.Uint64
 }
 
-// camState is one camera's slot and counters; safe for concurrent use.
+// camState is one camera's mailbox and counters; safe for concurrent use.
 type camState struct {
 	Camera
 	frames  atomic.Uint64
@@ -257,7 +257,7 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		dets, err := p.opts.Detector.Detect(ctx, imgs)
 		took := time.Since(start)
 		if err == nil && len(dets) != len(imgs) {
-			err = fmt.Errorf("detector returned %d results for %d images", len(dets), len(imgs))
+			err = fmt.Errorf("agent: detector returned %d results for %d images", len(dets), len(imgs))
 		}
 		if err != nil {
 			if ctx.Err() != nil {

@@ -1,16 +1,19 @@
-// Package firmware updates the agent binary itself from the fleet: it takes a
-// firmware_update command, downloads the agent bundle, installs it into the
-// inactive A/B slot on trial (edgefleet/firmware/slot) and asks for a
-// restart; once the new version has connected and reported healthy, it
-// commits the trial and reports every finished trial (succeeded, or rolled
-// back by the launcher with the reason) to the fleet.
+// Package firmware holds the firmware-specific steps of updating the agent
+// binary itself from the fleet: checking a firmware_update command's signed
+// bundle manifest against this device before anything is downloaded,
+// installing the downloaded payload into the inactive A/B slot on trial
+// (edgefleet/firmware/slot), committing the trial once the new version is
+// healthy and reporting every finished trial (succeeded, or rolled back by
+// the launcher with the reason), and rollbacks of firmware jobs.
 //
-// The agent wires it in three places:
+// Downloading is not here: the agent fetches the payload with the same
+// downloader (Range resume, backoff, size cap, credentials, stall timeout)
+// and the same job reporter as model updates, between Check and Install:
 //
-//	u, _ := firmware.New(firmware.Options{...})       // at start, under edge-launcher
-//	err := u.Handle(ctx, cmd)                         // cmd.Kind == api.CommandFirmwareUpdate
-//	if errors.Is(err, firmware.ErrRestart) { os.Exit(slot.ExitSwitch) }
-//	u.Healthy(ctx)                                    // once connected and healthy
+//	m, err := u.Check(cmd)                            // cmd.Kind == api.CommandFirmwareUpdate
+//	... download cmd.Artifact (m.Size bytes, sha256 m.SHA256) ...
+//	err = u.Install(ctx, cmd, payload)                // then exit with slot.ExitSwitch
+//	u.Healthy(ctx)                                    // in the new version, once connected and healthy
 //
 // The bundle's payload travels as the artifact's bytes; its signed manifest,
 // signature and key id travel in the command (api.Artifact).
@@ -22,7 +25,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -32,8 +34,9 @@ import (
 	"edgefleet/models/manifest"
 )
 
-// ErrRestart is returned by Handle after a successful install: the agent
-// must exit with slot.ExitSwitch so the launcher starts the new slot.
+// ErrRestart means the active slot changed (Rollback; the agent returns it
+// after Install too): the agent must exit with slot.ExitSwitch so the
+// launcher starts the new slot.
 var ErrRestart = errors.New("firmware: installed; restart into the new slot")
 
 // ErrNotLaunched means the agent does not run under edge-launcher, so it
@@ -50,19 +53,19 @@ type Options struct {
 	Keys manifest.KeySet
 	// Target is this device; zero means this process's platform.
 	Target bundle.Target
-	// DeviceID and Token authenticate artifact downloads (HTTP basic).
-	DeviceID, Token string
-	// Report sends a job state to the fleet (required).
+	// DeviceID names this device in the reports of finished trials.
+	DeviceID string
+	// Report sends a job state to the fleet (required): the agent's job
+	// reporter, the same as for model updates.
 	Report func(ctx context.Context, s api.JobStatus) error
-	// HTTP downloads artifacts; nil means a client with no overall timeout.
-	HTTP *http.Client
 	// MaxBoots is how many starts a trial gets; 0 means slot.DefaultMaxBoots.
 	MaxBoots int
 	// Log receives log lines; nil means slog.Default().
 	Log *slog.Logger
 }
 
-// Updater handles firmware commands. It is safe for concurrent use.
+// Updater runs the firmware-specific steps of firmware jobs. It is safe for
+// concurrent use.
 type Updater struct {
 	opt Options
 }
@@ -83,9 +86,6 @@ func New(opt Options) (*Updater, error) {
 	if len(opt.Keys) == 0 || opt.Report == nil {
 		return nil, errors.New("firmware: Keys and Report are required")
 	}
-	if opt.HTTP == nil {
-		opt.HTTP = &http.Client{}
-	}
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
@@ -99,57 +99,63 @@ func (u *Updater) report(ctx context.Context, job, state, reason string) {
 	}
 }
 
-// Handle runs a firmware_update command: download, check, install on trial.
-// It reports each state; on success it returns ErrRestart, on failure the
-// reason (also reported as failed). A bundle that fails its checks never
-// reaches the inactive slot.
-func (u *Updater) Handle(ctx context.Context, c api.Command) error {
-	if c.Kind != api.CommandFirmwareUpdate || c.Artifact == nil || c.Artifact.Kind != manifest.KindFirmware {
-		return fmt.Errorf("firmware: handle: command %s is not a firmware update", c.Kind)
+// Slots returns the data directory's slots.
+func (u *Updater) Slots() *slot.Slots { return u.opt.Slots }
+
+// Check verifies a firmware_update command before its payload is
+// downloaded: the bundle manifest's signature, platform and config schema,
+// and that the command names what the manifest signs. It returns the
+// manifest, whose SHA256 and Size the download must match.
+func (u *Updater) Check(c api.Command) (*manifest.Manifest, error) {
+	a := c.Artifact
+	if c.Kind != api.CommandFirmwareUpdate || a == nil || a.Kind != manifest.KindFirmware {
+		return nil, fmt.Errorf("firmware: check: command %s is not a firmware update", c.Kind)
 	}
-	err := u.install(ctx, c)
+	m, err := bundle.Check(u.opt.Keys, header(a), u.opt.Target)
 	if err != nil {
-		u.report(ctx, c.JobID, api.JobFailed, err.Error())
-		return err
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
-	u.report(ctx, c.JobID, api.JobHealthCheck, "restarting into the new version")
-	return ErrRestart
+	if m.SHA256 != a.SHA256 || m.Version != a.Version || a.Size != 0 && a.Size != m.Size {
+		return nil, fmt.Errorf("firmware: %w: command names %s@%s, manifest %s@%s", manifest.ErrMismatch, a.Version, a.SHA256, m.Version, m.SHA256)
+	}
+	return m, nil
 }
 
-func (u *Updater) install(ctx context.Context, c api.Command) error {
-	a := c.Artifact
-	h := bundle.Header{Manifest: a.Manifest, Sig: a.Sig, KeyID: a.KeyID}
-	// Refuse before downloading what cannot be installed.
-	m, err := bundle.Check(u.opt.Keys, h, u.opt.Target)
+func header(a *api.Artifact) bundle.Header {
+	return bundle.Header{Manifest: a.Manifest, Sig: a.Sig, KeyID: a.KeyID}
+}
+
+// Install checks the command again and installs payload (the artifact's
+// bytes) into the inactive slot on trial, with the command's health window.
+// A payload that fails its checks (ELF machine, length, sha256) never
+// reaches the slot. On success the agent must exit with slot.ExitSwitch.
+func (u *Updater) Install(ctx context.Context, c api.Command, payload io.Reader) error {
+	m, err := u.Check(c)
 	if err != nil {
-		return fmt.Errorf("firmware: %w", err)
+		return err
 	}
-	if m.SHA256 != a.SHA256 || m.Version != a.Version {
-		return fmt.Errorf("firmware: %w: command names %s@%s, manifest %s@%s", manifest.ErrMismatch, a.Version, a.SHA256, m.Version, m.SHA256)
-	}
-	u.report(ctx, c.JobID, api.JobDownloading, "")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL, nil)
-	if err != nil {
-		return fmt.Errorf("firmware: download: %w", err)
-	}
-	req.SetBasicAuth(u.opt.DeviceID, u.opt.Token)
-	resp, err := u.opt.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("firmware: download: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("firmware: download: %s: %s", resp.Status, b)
-	}
-	u.report(ctx, c.JobID, api.JobInstalling, "")
 	window := time.Duration(c.HealthWindowS * float64(time.Second))
-	if _, err := u.opt.Slots.Install(ctx, h, resp.Body, slot.InstallOptions{Keys: u.opt.Keys, Target: u.opt.Target,
+	if _, err := u.opt.Slots.Install(ctx, header(c.Artifact), payload, slot.InstallOptions{Keys: u.opt.Keys, Target: u.opt.Target,
 		JobID: c.JobID, Window: window, MaxBoots: u.opt.MaxBoots}); err != nil {
 		return fmt.Errorf("firmware: %w", err)
 	}
 	u.opt.Log.Info("firmware: installed on trial", "job_id", c.JobID, "version", m.Version)
 	return nil
+}
+
+// Installed returns the slot a job already installed (the command delivered
+// again after the restart it asked for); ok is false when it installed none.
+func (u *Updater) Installed(jobID string) (name string, in slot.Info, ok bool) {
+	st, err := u.opt.Slots.State()
+	if err != nil || jobID == "" {
+		return "", slot.Info{}, false
+	}
+	for name, in := range st.Slots {
+		if in.JobID == jobID {
+			return name, in, true
+		}
+	}
+	return "", slot.Info{}, false
 }
 
 // Healthy is called once the agent has connected to the fleet and is

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/artifact"
 	"edgefleet/fleet/rollout"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 )
 
@@ -68,52 +68,16 @@ func TestRollout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	build, data, fleet := t.TempDir(), t.TempDir(), t.TempDir()
-	bins := map[string]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, v := range []struct{ version, mode string }{
-		{"1.0.0", firmwaretest.Good}, {"2.0.0", firmwaretest.Good},
-		{"3.0.0-crash", firmwaretest.Crash}, {"4.0.0-hang", firmwaretest.Hang},
-	} {
-		wg.Go(func() {
-			p := firmwaretest.Build(t, build, v.version, v.mode)
-			mu.Lock()
-			bins[v.version] = p
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	bins := firmwaretest.BuildAll(t, build)
 	if t.Failed() {
 		return
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 
-	// The fleet: artifact store signing firmware manifests, served to
-	// authenticated devices, and the rollout engine.
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	keys := manifest.KeySet{}
-	keyID := keys.Add(pub)
-	store, err := artifact.Open(filepath.Join(fleet, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	auth := artifact.AuthFunc(func(_ context.Context, id string, tok []byte) error {
-		if id != "cam-1" || string(tok) != "s3cret" {
-			return errors.New("bad credentials")
-		}
-		return nil
-	})
-	srv := httptest.NewServer(artifact.NewHandler(store, auth, log))
-	defer srv.Close()
 	box := inbox{filepath.Join(data, "inbox")}
 	os.MkdirAll(box.dir, 0o755)
-	eng, err := rollout.Open(filepath.Join(fleet, "rollouts.db"), rollout.Options{Devices: oneDevice{}, Dispatcher: box, Tick: 50 * time.Millisecond, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	go eng.Run(ctx)
+	fl := startFleet(ctx, t, fleet, box, log)
+	store, srv, eng, pub := fl.store, fl.srv, fl.eng, fl.pub
 
 	// The device: the fleet's public key pinned, slot A seeded with 1.0.0,
 	// the launcher running.
@@ -124,12 +88,7 @@ func TestRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(bins["1.0.0"])
-	err = s.Seed(ctx, f, "1.0.0")
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	firmwaretest.Seed(t, s, bins["1.0.0"], "1.0.0")
 	lctx, lcancel := context.WithCancel(ctx)
 	ldone := make(chan error, 1)
 	go func() {
@@ -141,31 +100,7 @@ func TestRollout(t *testing.T) {
 	}()
 	defer func() { lcancel(); <-ldone }()
 
-	// fleetd's ingest: job reports from the device's outbox to the engine.
-	go func() {
-		seen := map[string]bool{}
-		for ctx.Err() == nil {
-			files, _ := filepath.Glob(filepath.Join(data, "outbox", "*.json"))
-			for _, p := range files {
-				if seen[p] {
-					continue
-				}
-				seen[p] = true
-				b, err := os.ReadFile(p)
-				var st api.JobStatus
-				if err == nil {
-					err = api.Decode(b, &st)
-				}
-				if err == nil {
-					err = eng.HandleJobStatus(ctx, st)
-				}
-				if err != nil {
-					t.Errorf("ingest %s: %v", p, err)
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	go ingestOutbox(ctx, t, data, eng)
 
 	push := func(version string) rollout.Summary {
 		t.Helper()
@@ -191,7 +126,7 @@ func TestRollout(t *testing.T) {
 	final := func(id string) *rollout.Rollout {
 		t.Helper()
 		var r *rollout.Rollout
-		waitFor(t, "rollout "+id+" to end", 30*time.Second, func() bool {
+		testutil.WaitFor(t, "rollout "+id+" to end", 30*time.Second, func() bool {
 			r, _ = eng.Get(id)
 			return r != nil && r.State.Final()
 		})
@@ -199,7 +134,7 @@ func TestRollout(t *testing.T) {
 	}
 	running := func(version string) {
 		t.Helper()
-		waitFor(t, version+" committed and running", 20*time.Second, func() bool {
+		testutil.WaitFor(t, version+" committed and running", 20*time.Second, func() bool {
 			st, err := s.State()
 			return err == nil && !st.Trial && st.Slots[st.Active].Version == version && box.empty()
 		})
@@ -215,7 +150,7 @@ func TestRollout(t *testing.T) {
 	if _, err := eng.Rollback(r.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the rollback to be confirmed", 20*time.Second, func() bool {
+	testutil.WaitFor(t, "the rollback to be confirmed", 20*time.Second, func() bool {
 		r, _ := eng.Get(r.ID)
 		return r.Jobs[0].Rollback == api.JobSucceeded
 	})
@@ -238,9 +173,77 @@ func TestRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ldone <- nil
-	labels := spooled(t, data)
+	labels := firmwaretest.Journal(t, data)
 	want := "1.0.0@a 2.0.0@b 1.0.0@a 1.0.0@a 4.0.0-hang@b 1.0.0@a"
 	if got := strings.Join(labels, " "); got != want {
 		t.Errorf("spooled %s, want %s", got, want)
 	}
+}
+
+// ingestOutbox is fleetd's ingest: job reports from the device's outbox to
+// the engine, until ctx is done.
+func ingestOutbox(ctx context.Context, t *testing.T, data string, eng *rollout.Engine) {
+	seen := map[string]bool{}
+	for ctx.Err() == nil {
+		files, _ := filepath.Glob(filepath.Join(data, "outbox", "*.json"))
+		for _, p := range files {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			b, err := os.ReadFile(p)
+			var st api.JobStatus
+			if err == nil {
+				err = api.Decode(b, &st)
+			}
+			if err == nil {
+				err = eng.HandleJobStatus(ctx, st)
+			}
+			if err != nil {
+				t.Errorf("ingest %s: %v", p, err)
+			}
+		}
+		select { // the outbox is polled, as a file drop is
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// testFleet is the fleet side of TestRollout.
+type testFleet struct {
+	store *artifact.Disk
+	srv   *httptest.Server
+	eng   *rollout.Engine
+	pub   ed25519.PublicKey
+}
+
+// startFleet starts the fleet: an artifact store signing firmware
+// manifests, served to authenticated devices, and the rollout engine
+// dispatching to box; all closed at the end of the test.
+func startFleet(ctx context.Context, t *testing.T, dir string, box inbox, log *slog.Logger) testFleet {
+	fleet := dir
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	keys := manifest.KeySet{}
+	keyID := keys.Add(pub)
+	store, err := artifact.Open(filepath.Join(fleet, "artifacts"), artifact.Options{Seal: artifact.Signer(priv, keyID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	auth := artifact.AuthFunc(func(_ context.Context, id string, tok []byte) error {
+		if id != "cam-1" || string(tok) != "s3cret" {
+			return errors.New("bad credentials")
+		}
+		return nil
+	})
+	srv := httptest.NewServer(artifact.NewHandler(store, auth, log))
+	t.Cleanup(srv.Close)
+	eng, err := rollout.Open(filepath.Join(fleet, "rollouts.db"), rollout.Options{Devices: oneDevice{}, Dispatcher: box, Tick: 50 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	go eng.Run(ctx)
+	return testFleet{store: store, srv: srv, eng: eng, pub: pub}
 }

@@ -4,7 +4,7 @@
 #   fleetd and fleetctl for linux/amd64 and linux/arm64.
 # CGO_ENABLED=0 and the omit_native tag (models/native's dlopen binding needs
 # the C loader) make every binary static; the version is stamped with
-# -ldflags "-X edgefleet/agent.Version=$VERSION".
+# -ldflags "-X edgefleet/agent.Version=$VERSION -X edgefleet/internal/cli.Version=$VERSION".
 #
 # Next to the static agent, $BIN/linux_arm64/edge-agent-native keeps the
 # native TFLite engine (no omit_native tag). It is still built without cgo,
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 BIN=${BIN:-bin}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-LDFLAGS="-s -w -X edgefleet/agent.Version=${VERSION}"
+LDFLAGS="-s -w -X edgefleet/agent.Version=${VERSION} -X edgefleet/internal/cli.Version=${VERSION}"
 
 build() { # os arch goarm out-dir packages...
   local os=$1 arch=$2 arm=$3 dir=$4

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"edgefleet/internal/testutil"
 	"edgefleet/models/modeltest"
 )
 
@@ -381,13 +382,10 @@ func TestMJPEG(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Status().Up || !strings.Contains(m.Status().Err, "503") {
-		if time.Now().After(deadline) {
-			t.Fatalf("status %+v, want down with 503", m.Status())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "status down with 503", 5*time.Second, func() bool {
+		st := m.Status()
+		return !st.Up && strings.Contains(st.Err, "503")
+	})
 	srv.fail.Store(false)
 	if err := <-got; err != nil {
 		t.Fatalf("after recovery: %v", err)
@@ -399,9 +397,11 @@ func TestMJPEG(t *testing.T) {
 
 func TestMJPEGCloseUnblocksNext(t *testing.T) {
 	block := make(chan struct{})
+	streaming := make(chan struct{}, 2)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=b")
 		w.(http.Flusher).Flush()
+		streaming <- struct{}{}
 		select {
 		case <-block:
 		case <-r.Context().Done():
@@ -415,7 +415,13 @@ func TestMJPEGCloseUnblocksNext(t *testing.T) {
 		_, err := m.Next(context.Background())
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	select { // Next is reading the stream
+	case <-streaming:
+	case err := <-done:
+		t.Fatalf("Next returned before Close: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Next never reached the server")
+	}
 	m.Close()
 	select {
 	case err := <-done:
@@ -570,17 +576,11 @@ func TestV4L2Unplugged(t *testing.T) {
 		_, err := v.Next(ctx)
 		done <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	// It has failed to read, dropped the device and failed to reopen.
+	testutil.WaitFor(t, "status down naming the device", 5*time.Second, func() bool {
 		st := v.Status()
-		if !st.Up && strings.Contains(st.Err, "/dev/video3") && strings.Contains(st.Err, "open") {
-			break // it has failed to read, dropped the device and failed to reopen
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status %+v, want down naming the device", st)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return !st.Up && strings.Contains(st.Err, "/dev/video3") && strings.Contains(st.Err, "open")
+	})
 	cam.setUnplugged(false)
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ package config
 
 import (
 	"bytes"
+	"edgefleet/internal/yamlconf"
 	"errors"
 	"fmt"
 	"io"
@@ -125,8 +126,10 @@ type Camera struct {
 	Width  int `yaml:"width"`
 	Height int `yaml:"height"`
 	// FPS is the frame rate asked for (v4l2) or produced (files, synth);
-	// default 5.
+	// default 5 when the key is absent (0 given is an error).
 	FPS float64 `yaml:"fps"`
+	// fpsSet says the file gave fps, so that 0 is not taken for "absent".
+	fpsSet bool
 	// Region is a polygon in normalized coordinates (0..1 of the frame's
 	// width and height); a detection counts when its box centre is inside.
 	// Empty means the whole frame.
@@ -311,34 +314,41 @@ func (c *Config) resolve(dir string) {
 // Parse strictly decodes a config, fills defaults and validates it. Errors
 // name the offending key, e.g. `cameras[1].fps: must be > 0`.
 func Parse(r io.Reader) (*Config, error) {
-	b, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
+	var c Config
+	root, err := yamlconf.Read(r, &c)
 	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	if len(b) > 1<<20 {
-		return nil, errors.New("file larger than 1 MiB")
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
-	if err := unknownKeys(&root); err != nil {
 		return nil, err
 	}
-	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty file")
-		}
-		return nil, fmt.Errorf("yaml: %w", err)
-	}
+	markGiven(root, &c)
 	c.Defaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// markGiven records which keys whose zero value means "default" the file
+// gave explicitly (cameras[i].fps).
+func markGiven(root *yaml.Node, c *Config) {
+	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+		return
+	}
+	top := root.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value != "cameras" || top.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for j, cam := range top.Content[i+1].Content {
+			if j >= len(c.Cameras) || cam.Kind != yaml.MappingNode {
+				continue
+			}
+			for k := 0; k+1 < len(cam.Content); k += 2 {
+				if cam.Content[k].Value == "fps" {
+					c.Cameras[j].fpsSet = true
+				}
+			}
+		}
+	}
 }
 
 // Defaults fills the documented defaults into empty fields.
@@ -410,7 +420,7 @@ func (c *Config) Defaults() {
 	}
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
-		if cam.FPS == 0 {
+		if cam.FPS == 0 && !cam.fpsSet {
 			cam.FPS = DefaultFPS
 		}
 		if cam.Width == 0 && cam.Height == 0 {
@@ -425,10 +435,26 @@ func (c *Config) Defaults() {
 // Validate checks every field and returns all problems, one per line, each
 // starting with the key it is about.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	var p problems
+	c.validateTop(&p)
+	c.validateModel(&p)
+	c.validateCameras(&p)
+	c.validateSpool(&p)
+	c.validateFleet(&p)
+	c.validateUpdate(&p)
+	c.validateFirmware(&p)
+	return errors.Join(p...)
+}
+
+// problems collects what Validate finds, each naming its key.
+type problems []error
+
+func (p *problems) bad(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+func (c *Config) validateTop(p *problems) {
+	bad := p.bad
 	if err := api.ValidateID(c.DeviceID); err != nil {
 		bad("device_id", "%v", err)
 	}
@@ -446,6 +472,15 @@ func (c *Config) Validate() error {
 		bad("telemetry_interval", "must be >= 100ms, not %v", c.TelemetryInterval)
 	}
 
+	if c.HTTP.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "must be host:port or off, not %q", c.HTTP.Listen)
+		}
+	}
+}
+
+func (c *Config) validateModel(p *problems) {
+	bad := p.bad
 	m := c.Model
 	if m.Path == "" {
 		bad("model.path", "required")
@@ -473,6 +508,18 @@ func (c *Config) Validate() error {
 		bad("model.batch", "must be 1..64, not %d", m.Batch)
 	}
 
+	if m.Library != "" && strings.TrimSpace(m.Library) == "" {
+		bad("model.library", "blank path")
+	}
+	if m.Backend == "go" {
+		if m.Library != "" {
+			bad("model.library", "is for the native backend; model.backend is go")
+		}
+	}
+}
+
+func (c *Config) validateCameras(p *problems) {
+	bad := p.bad
 	if len(c.Cameras) == 0 {
 		bad("cameras", "at least one camera is required")
 	}
@@ -486,60 +533,69 @@ func (c *Config) Validate() error {
 		} else {
 			seen[cam.ID] = i
 		}
-		switch cam.Source {
-		case SourceV4L2:
-			if cam.Device == "" {
-				bad(key+".device", "required for source v4l2")
-			}
-			switch cam.Format {
-			case "mjpeg", "yuyv":
-			default:
-				bad(key+".format", "must be mjpeg or yuyv, not %q", cam.Format)
-			}
-		case SourceFiles:
-			if cam.Path == "" {
-				bad(key+".path", "required for source files")
-			}
-		case SourceMJPEG:
-			u, err := url.Parse(cam.URL)
-			if cam.URL == "" {
-				bad(key+".url", "required for source mjpeg")
-			} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(key+".url", "must be an http:// or https:// URL, not %q", cam.URL)
-			}
-		case SourceSynth:
-		case "":
-			bad(key+".source", "required (v4l2, files, mjpeg or synth)")
+		cam.validate(p, key)
+	}
+}
+
+// validate checks one camera's settings but its id.
+func (cam *Camera) validate(p *problems, key string) {
+	bad := p.bad
+	switch cam.Source {
+	case SourceV4L2:
+		if cam.Device == "" {
+			bad(key+".device", "required for source v4l2")
+		}
+		switch cam.Format {
+		case "mjpeg", "yuyv":
 		default:
-			bad(key+".source", "must be v4l2, files, mjpeg or synth, not %q", cam.Source)
+			bad(key+".format", "must be mjpeg or yuyv, not %q", cam.Format)
 		}
-		if !(cam.FPS > 0) || cam.FPS > 1000 {
-			bad(key+".fps", "must be > 0 and <= 1000, not %v", cam.FPS)
+	case SourceFiles:
+		if cam.Path == "" {
+			bad(key+".path", "required for source files")
 		}
-		if cam.Width < 16 || cam.Width > 8192 {
-			bad(key+".width", "must be 16..8192, not %d", cam.Width)
+	case SourceMJPEG:
+		u, err := url.Parse(cam.URL)
+		if cam.URL == "" {
+			bad(key+".url", "required for source mjpeg")
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key+".url", "must be an http:// or https:// URL, not %q", cam.URL)
 		}
-		if cam.Height < 16 || cam.Height > 8192 {
-			bad(key+".height", "must be 16..8192, not %d", cam.Height)
-		}
-		if n := len(cam.Region); n != 0 && n < 3 {
-			bad(key+".region", "a polygon needs at least 3 points, not %d", n)
-		}
-		for j, p := range cam.Region {
-			if p[0] < 0 || p[0] > 1 || p[1] < 0 || p[1] > 1 {
-				bad(fmt.Sprintf("%s.region[%d]", key, j), "coordinates must be within 0..1 (fractions of the frame), not %v", p)
-			}
-		}
-		for j, cl := range cam.Classes {
-			if strings.TrimSpace(cl) == "" {
-				bad(fmt.Sprintf("%s.classes[%d]", key, j), "empty class name")
-			}
-		}
-		if cam.MinScore < 0 || cam.MinScore > 1 {
-			bad(key+".min_score", "must be within 0..1, not %v", cam.MinScore)
+	case SourceSynth:
+	case "":
+		bad(key+".source", "required (v4l2, files, mjpeg or synth)")
+	default:
+		bad(key+".source", "must be v4l2, files, mjpeg or synth, not %q", cam.Source)
+	}
+	if !(cam.FPS > 0) || cam.FPS > 1000 {
+		bad(key+".fps", "must be > 0 and <= 1000, not %v", cam.FPS)
+	}
+	if cam.Width < 16 || cam.Width > 8192 {
+		bad(key+".width", "must be 16..8192, not %d", cam.Width)
+	}
+	if cam.Height < 16 || cam.Height > 8192 {
+		bad(key+".height", "must be 16..8192, not %d", cam.Height)
+	}
+	if n := len(cam.Region); n != 0 && n < 3 {
+		bad(key+".region", "a polygon needs at least 3 points, not %d", n)
+	}
+	for j, p := range cam.Region {
+		if p[0] < 0 || p[0] > 1 || p[1] < 0 || p[1] > 1 {
+			bad(fmt.Sprintf("%s.region[%d]", key, j), "coordinates must be within 0..1 (fractions of the frame), not %v", p)
 		}
 	}
+	for j, cl := range cam.Classes {
+		if strings.TrimSpace(cl) == "" {
+			bad(fmt.Sprintf("%s.classes[%d]", key, j), "empty class name")
+		}
+	}
+	if cam.MinScore < 0 || cam.MinScore > 1 {
+		bad(key+".min_score", "must be within 0..1, not %v", cam.MinScore)
+	}
+}
 
+func (c *Config) validateSpool(p *problems) {
+	bad := p.bad
 	if c.Spool.Path == "" {
 		bad("spool.path", "required")
 	}
@@ -549,7 +605,10 @@ func (c *Config) Validate() error {
 	if c.Spool.MaxAge < 0 {
 		bad("spool.max_age", "must not be negative")
 	}
+}
 
+func (c *Config) validateFleet(p *problems) {
+	bad := p.bad
 	f := c.Fleet
 	if f.Broker != "" {
 		u, err := url.Parse(f.Broker)
@@ -569,7 +628,10 @@ func (c *Config) Validate() error {
 	if f.Password != "" && f.Token != "" {
 		bad("fleet.token", "set password or token, not both")
 	}
+}
 
+func (c *Config) validateUpdate(p *problems) {
+	bad := p.bad
 	u := c.Update
 	for i, k := range u.Keys {
 		if strings.TrimSpace(k) == "" {
@@ -603,7 +665,10 @@ func (c *Config) Validate() error {
 	if r := u.Policy.MinDetectionRatio; r != nil && !(*r >= 0 && *r <= 1) {
 		bad("update.policy.min_detection_ratio", "must be within 0..1 (0 turns the check off), not %v", *r)
 	}
+}
 
+func (c *Config) validateFirmware(p *problems) {
+	bad := p.bad
 	fw := c.Firmware
 	for i, k := range fw.Keys {
 		if strings.TrimSpace(k) == "" {
@@ -616,21 +681,6 @@ func (c *Config) Validate() error {
 	if fw.DataDir != "" && strings.TrimSpace(fw.DataDir) == "" {
 		bad("firmware.data_dir", "blank path")
 	}
-	if m.Library != "" && strings.TrimSpace(m.Library) == "" {
-		bad("model.library", "blank path")
-	}
-	if m.Backend == "go" {
-		if m.Library != "" {
-			bad("model.library", "is for the native backend; model.backend is go")
-		}
-	}
-
-	if c.HTTP.Listen != "off" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			bad("http.listen", "must be host:port or off, not %q", c.HTTP.Listen)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // CheckDevices reports the first V4L2 camera whose device does not exist, as

@@ -73,7 +73,8 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key in second camera", "    path: /images", "    path: /images\n    regoin: []", "cameras[1].regoin: unknown key"},
 		{"unknown model key", "  threads: 2", "  threads: 2\n  gpu: yes", "model.gpu: unknown key"},
 		{"bad fps", "    fps: 4", "    fps: -1", "cameras[0].fps: must be > 0"},
-		{"bad fps type", "    fps: 4", "    fps: fast", "cannot unmarshal"},
+		{"zero fps", "    fps: 4", "    fps: 0", "cameras[0].fps: must be > 0"},
+		{"bad fps type", "    fps: 4", "    fps: fast", `cameras[0].fps: cannot use "fast" as a number`},
 		{"bad duration", "max_age: 72h", "max_age: forever", "forever"},
 		{"missing device id", "device_id: box-1", "device_id: ''", "device_id: empty id"},
 		{"bad device id", "device_id: box-1", "device_id: box/1", "device_id: id \"box/1\" has character '/'"},
@@ -107,9 +108,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad max boots", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {max_boots: 101}", "firmware.max_boots: must be 1..100"},
 		{"negative max boots", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {max_boots: -1}", "firmware.max_boots: must be 1..100"},
 		{"blank data dir", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {data_dir: ' '}", "firmware.data_dir: blank path"},
-		{"strict not a bool", "  threads: 2", "  threads: 2\n  strict: maybe", "cannot unmarshal"},
+		{"strict not a bool", "  threads: 2", "  threads: 2\n  strict: maybe", `model.strict: cannot use "maybe" as true or false`},
 		{"library with the go backend", "  threads: 2", "  threads: 2\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", "model.library: is for the native backend"},
-		{"negative min frames", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_frames: -1}}", "cannot unmarshal"},
+		{"negative min frames", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_frames: -1}}", `update.policy.min_frames: cannot use "-1" as a whole number`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 // BenchmarkDeliver measures detections delivered per second from an outbox
@@ -63,7 +64,7 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			opts := fastOptions("tcp://"+br.Addr(), devID, devPass)
 			l := runLink(b, opts, out, SenderOptions{Window: bc.window, Poll: time.Millisecond})
-			waitUntil(b, "connected", l.Connected)
+			testutil.Eventually(b, "connected", l.Connected)
 			b.ReportAllocs()
 			var el time.Duration
 			total := 0

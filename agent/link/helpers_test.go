@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,10 +14,13 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/broker/brokertest"
+	"edgefleet/internal/testutil"
 )
 
 const patience = 20 * time.Second
@@ -281,13 +285,20 @@ func check(t testing.TB, what string, err error) {
 	}
 }
 
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+// counterValue reads a counter of the link's own metrics.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return 0
 	}
+	return m.GetCounter().GetValue()
+}
+
+// waitReconnectFailures waits until the link has failed to connect n more
+// times than before: the outage has been tried, not only waited out.
+func waitReconnectFailures(t testing.TB, l *Link, before float64, n int) {
+	t.Helper()
+	testutil.Eventually(t, fmt.Sprintf("%d failed reconnects", n), func() bool {
+		return counterValue(l.metrics.connectFailures) >= before+float64(n)
+	})
 }

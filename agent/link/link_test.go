@@ -18,6 +18,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/broker/brokertest"
+	"edgefleet/internal/testutil"
 )
 
 func fastOptions(url, device, pass string) Options {
@@ -53,20 +54,21 @@ func deliver(t *testing.T, l *Link, out *MemOutbox, r *receiver, ordered bool, d
 			}
 		}
 	}
-	waitUntil(t, "link connected", l.Connected)
+	testutil.Eventually(t, "link connected", l.Connected)
 	produce(500)
-	waitUntil(t, "first events stored", func() bool { return r.count() >= 100 })
+	testutil.Eventually(t, "first events stored", func() bool { return r.count() >= 100 })
+	failures := counterValue(l.metrics.connectFailures)
 	down()
-	waitUntil(t, "link to notice the outage", func() bool { return !l.Connected() })
+	testutil.Eventually(t, "link to notice the outage", func() bool { return !l.Connected() })
 	produce(1000) // all while the broker is unreachable
-	time.Sleep(300 * time.Millisecond)
+	waitReconnectFailures(t, l, failures, 2)
 	if l.Connected() {
 		t.Fatal("link connected during the outage")
 	}
 	up()
 	produce(500)
-	waitUntil(t, "all events stored", func() bool { return r.count() >= n })
-	waitUntil(t, "outbox emptied by acks", func() bool { return out.Len() == 0 })
+	testutil.Eventually(t, "all events stored", func() bool { return r.count() >= n })
+	testutil.Eventually(t, "outbox emptied by acks", func() bool { return out.Len() == 0 })
 	r.check(t, n, ordered)
 }
 
@@ -210,16 +212,16 @@ func TestStateAndLastWill(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 
-	waitUntil(t, "online state", func() bool { return w.states(t) == "online" })
+	testutil.Eventually(t, "online state", func() bool { return w.states(t) == "online" })
 	p.setDown(true) // the broker sees the connection die: the will says offline
-	waitUntil(t, "last will", func() bool { return w.states(t) == "online offline" })
+	testutil.Eventually(t, "last will", func() bool { return w.states(t) == "online offline" })
 	p.setDown(false)
-	waitUntil(t, "online again", func() bool { return w.states(t) == "online offline online" })
+	testutil.Eventually(t, "online again", func() bool { return w.states(t) == "online offline online" })
 	st := api.State{AgentVersion: "test", Model: "yolo11n"}
 	if err := l.SetState(ctx, st); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "new state", func() bool { return w.lastModel(t) == "yolo11n" && w.states(t) == "online offline online" })
+	testutil.Eventually(t, "new state", func() bool { return w.lastModel(t) == "yolo11n" && w.states(t) == "online offline online" })
 	cancel()
 	select {
 	case err := <-done:
@@ -229,11 +231,11 @@ func TestStateAndLastWill(t *testing.T) {
 	case <-time.After(patience):
 		t.Fatal("Run did not return after cancel")
 	}
-	waitUntil(t, "offline on shutdown", func() bool { return w.states(t) == "online offline online offline" })
+	testutil.Eventually(t, "offline on shutdown", func() bool { return w.states(t) == "online offline online offline" })
 
 	// The retained state a newcomer sees is the last one: offline.
 	w2 := watch(t, b.Addr(), api.StateTopic(devID))
-	waitUntil(t, "retained offline", func() bool { return w2.states(t) == "offline" })
+	testutil.Eventually(t, "retained offline", func() bool { return w2.states(t) == "offline" })
 }
 
 func metricValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
@@ -311,7 +313,7 @@ func TestIncoming(t *testing.T) {
 				want++
 			}
 		}
-		waitUntil(t, tt.name+" counted", func() bool {
+		testutil.Eventually(t, tt.name+" counted", func() bool {
 			return metricValue(t, reg, "edgefleet_link_decode_errors_total", tt.kind) == float64(want)
 		})
 	}
@@ -344,7 +346,12 @@ func TestIncoming(t *testing.T) {
 		t.Error("bad payloads cost the session")
 	}
 
-	// Telemetry and job reports reach the fleet.
+	checkOutgoing(ctx, t, b, l)
+}
+
+// checkOutgoing: telemetry and job reports reach the fleet.
+func checkOutgoing(ctx context.Context, t *testing.T, b *broker.Broker, l *Link) {
+	t.Helper()
 	got := make(chan broker.Message, 2)
 	if _, err := b.Subscribe(api.Prefix+"/"+devID+"/#", func(m broker.Message) { got <- m }); err != nil {
 		t.Fatal(err)
@@ -408,7 +415,7 @@ func TestConnectFailures(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- l.Run(ctx) }()
-			waitUntil(t, "3 failed attempts", func() bool {
+			testutil.Eventually(t, "3 failed attempts", func() bool {
 				return metricValue(t, reg, "edgefleet_link_connect_failures_total", "") >= 3
 			})
 			if l.Connected() {
@@ -443,11 +450,11 @@ func TestTLS(t *testing.T) {
 	r.attachInline(t, b)
 	out := NewMemOutbox()
 	l := runLink(t, opts, out, fastSender)
-	waitUntil(t, "TLS session", l.Connected)
+	testutil.Eventually(t, "TLS session", l.Connected)
 	for i := range 10 {
 		out.Add(testEvent(uint64(i + 1)))
 	}
-	waitUntil(t, "delivery over TLS", func() bool { return r.count() == 10 && out.Len() == 0 })
+	testutil.Eventually(t, "delivery over TLS", func() bool { return r.count() == 10 && out.Len() == 0 })
 	r.check(t, 10, true)
 }
 

@@ -4,10 +4,10 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"edgefleet/agent/spool"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 // The agent's bbolt spool is an Outbox, with the optional Ready and
@@ -51,16 +51,17 @@ func TestDeliveryFromSpool(t *testing.T) {
 			}
 		}
 	}
-	waitUntil(t, "connected", l.Connected)
+	testutil.Eventually(t, "connected", l.Connected)
 	produce(300)
-	waitUntil(t, "first events stored", func() bool { return r.count() >= 100 })
+	testutil.Eventually(t, "first events stored", func() bool { return r.count() >= 100 })
+	failures := counterValue(l.metrics.connectFailures)
 	b1.Close()
-	waitUntil(t, "link to notice", func() bool { return !l.Connected() })
+	testutil.Eventually(t, "link to notice", func() bool { return !l.Connected() })
 	produce(600)
-	time.Sleep(200 * time.Millisecond)
+	waitReconnectFailures(t, l, failures, 2)
 	startBroker(t, addr)
 	produce(300)
-	waitUntil(t, "all stored", func() bool { return r.count() >= n })
-	waitUntil(t, "spool emptied by acks", func() bool { return sp.Stats().Depth == 0 })
+	testutil.Eventually(t, "all stored", func() bool { return r.count() >= n })
+	testutil.Eventually(t, "spool emptied by acks", func() bool { return sp.Stats().Depth == 0 })
 	r.check(t, n, true)
 }

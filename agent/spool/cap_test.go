@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 func fileSize(t testing.TB, path string) int64 {
@@ -124,9 +125,7 @@ func TestCompactAfterDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The Ack returns before the compaction it triggers; wait for it.
-	for deadline := time.Now().Add(10 * time.Second); s.Stats().Compactions == 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the compaction", 10*time.Second, func() bool { return s.Stats().Compactions > 0 })
 	small := fileSize(t, path)
 	if st := s.Stats(); st.Compactions != 1 || st.Depth != 0 || st.FileBytes != small {
 		t.Fatalf("after draining: %+v, file %d", st, small)

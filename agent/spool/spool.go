@@ -43,6 +43,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/atomicfile"
 )
 
 // Defaults and limits of Options.
@@ -239,7 +240,7 @@ func Open(path string, opts Options) (*Spool, error) {
 		})
 	})
 	if err == nil && created {
-		err = syncDir(filepath.Dir(path))
+		err = atomicfile.SyncDir(filepath.Dir(path))
 	}
 	if err == nil {
 		err = guard(func() error { return db.View(s.load) })
@@ -315,18 +316,6 @@ func guard(fn func() error) (err error) {
 		}
 	}()
 	return fn()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Append stores events, assigning them consecutive seqs (their Seq fields are
@@ -893,7 +882,7 @@ func (s *Spool) compact() error {
 	s.db = nil
 	renameErr := os.Rename(tmp, s.path)
 	if renameErr == nil {
-		renameErr = syncDir(filepath.Dir(s.path))
+		renameErr = atomicfile.SyncDir(filepath.Dir(s.path))
 	}
 	// Reopen whatever path holds now: the new file, or the old one if the
 	// rename failed.

@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -285,13 +286,7 @@ func TestAgeSweepWithoutAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats().Depth != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweep did not expire events: %+v", s.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the sweep to expire the events", 5*time.Second, func() bool { return s.Stats().Depth == 0 })
 	if st := s.Stats(); st.DroppedAge != 4 || st.OldestAge != 0 {
 		t.Fatalf("Stats = %+v", st)
 	}
@@ -557,7 +552,11 @@ func TestCloseDuringAppends(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	testutil.Eventually(t, "appends returning", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(returned) >= 8
+	})
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,15 @@ func BenchmarkDownload(b *testing.B) {
 	sum := sum256(data)
 	art := newArtServer(b)
 	url := art.put(sum, data)
-	x := &Executor{opts: Options{MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond, StallTimeout: 10 * time.Second}, client: art.srv.Client()}
-	x.log = discardLogger()
+	d := NewDownloader(DownloadOptions{Client: art.srv.Client(), MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond,
+		StallTimeout: 10 * time.Second, Logger: discardLogger()})
 	dir := b.TempDir()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		part := filepath.Join(dir, "x.part")
 		os.Remove(part)
-		f := fetch{url: url, part: part, etagPath: filepath.Join(dir, "x.etag"), sha256: sum, size: int64(len(data))}
-		if err := x.download(context.Background(), f); err != nil {
+		f := Fetch{URL: url, Part: part, SHA256: sum, Size: int64(len(data))}
+		if err := d.Download(context.Background(), f); err != nil {
 			b.Fatal(err)
 		}
 		if _, got, err := readSum(part); err != nil || got != sum {
@@ -40,7 +40,7 @@ func BenchmarkDownload(b *testing.B) {
 }
 
 // BenchmarkSwap measures how long the pipeline is held up by a hot swap:
-// one Slot.Swap (it waits for the frame in flight) of two tiny engines.
+// one Serving.Swap (it waits for the frame in flight) of two tiny engines.
 func BenchmarkSwap(b *testing.B) {
 	ctx := context.Background()
 	open := func(score float32) models.Engine {
@@ -53,7 +53,7 @@ func BenchmarkSwap(b *testing.B) {
 	a, c := open(0.9), open(0.8)
 	defer a.Close()
 	defer c.Close()
-	s, err := NewSlot(a, nil, yolo.Options{})
+	s, err := NewServing(a, nil, yolo.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
 	"edgefleet/models/tflite"
@@ -38,13 +39,13 @@ func TestHelperAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slot, err := NewSlot(eng, nil, yolo.Options{})
+	srv, err := NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := manifest.KeySet{}
 	keys.Add(ed25519.PublicKey(pub))
-	x, err := New(Options{Dir: dir, Keys: keys, Swapper: slot, Health: slot, Open: openGo, Logger: discardLogger()})
+	x, err := New(Options{Dir: dir, Keys: keys, Swapper: srv, Health: srv, Open: openGo, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestKilledMidDownload(t *testing.T) {
 	}
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	third := int64(len(data)) / 3
 	f.art.stallAfter = third
 	c := f.signed("job-killed", data, "2")
@@ -77,10 +78,7 @@ func TestKilledMidDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	part := filepath.Join(f.dir, "staging", sum256(data)+".part")
-	dl := time.Now().Add(jobTimeout)
-	for fileSize(part) < third && time.Now().Before(dl) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the download", jobTimeout, func() bool { return fileSize(part) >= third })
 	child.Process.Kill()
 	child.Wait()
 	if got := fileSize(part); got != third {
@@ -113,7 +111,7 @@ func TestKilledMidDownload(t *testing.T) {
 func TestCorruptPartialStartsOver(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	c := f.signed("job-corrupt-part", data, "2")
 	half := len(data) / 2
 	garbage := make([]byte, half)

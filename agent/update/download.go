@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -20,52 +23,148 @@ type permanent struct{ err error }
 func (p permanent) Error() string { return p.err.Error() }
 func (p permanent) Unwrap() error { return p.err }
 
-func isPermanent(err error) bool {
+// IsPermanent says whether a download error is one that another attempt
+// cannot fix (the partial file is then not worth keeping).
+func IsPermanent(err error) bool {
 	var p permanent
 	return errors.As(err, &p)
 }
 
-// fetch is one download: the artifact at url, of exactly size bytes, into
-// part (a file that may already hold a prefix from an earlier attempt).
-type fetch struct {
-	url, part, etagPath string
-	sha256              string
-	size                int64
-	progress            func(have int64)
+// DownloadOptions configure a Downloader; zero values take the defaults given.
+type DownloadOptions struct {
+	// Client makes the requests; nil means a client with a 10 s dial, TLS
+	// and response-header timeout and no overall timeout.
+	Client *http.Client
+	// DeviceID and Token are sent as HTTP basic credentials (when either is set).
+	DeviceID, Token string
+	// BaseURL resolves artifact URLs that are relative (fleetd sends
+	// "/artifacts/<sha256>").
+	BaseURL string
+	// MaxAttempts is the most attempts in a row without progress; default 5.
+	MaxAttempts int
+	// RetryBase and RetryMax bound the backoff between attempts; default 1 s and 60 s.
+	RetryBase, RetryMax time.Duration
+	// StallTimeout abandons an attempt that receives nothing for this long; default 30 s.
+	StallTimeout time.Duration
+	Logger       *slog.Logger
 }
 
-// download fetches f.part until it holds size bytes, retrying what can be
-// retried with exponential backoff and jitter. Attempts that made progress
-// do not count against MaxAttempts.
-func (x *Executor) download(ctx context.Context, f fetch) error {
+// Downloader fetches signed artifacts (models and firmware bundles) for the
+// device: with its credentials, resuming an interrupted download with Range
+// and If-Range from the partial file, retrying with backoff and jitter,
+// abandoning an attempt whose body stalls, and never taking more than the
+// signed size. It is safe for concurrent use on different partial files.
+type Downloader struct {
+	opts DownloadOptions
+}
+
+// NewDownloader returns a Downloader with o's defaults filled in.
+func NewDownloader(o DownloadOptions) *Downloader {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Minute
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = 30 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Client == nil {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+		o.Client = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           d.DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			IdleConnTimeout:       time.Minute,
+		}}
+	}
+	return &Downloader{opts: o}
+}
+
+// Resolve makes an artifact URL absolute against BaseURL.
+func (d *Downloader) Resolve(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return "", fmt.Errorf("%w: artifact url %q", ErrHTTP, raw)
+	}
+	if u.IsAbs() {
+		return u.String(), nil
+	}
+	if d.opts.BaseURL == "" {
+		return "", fmt.Errorf("%w: artifact url %q is relative and no BaseURL is configured", ErrHTTP, raw)
+	}
+	base, err := url.Parse(d.opts.BaseURL)
+	if err != nil {
+		return "", fmt.Errorf("%w: base url %q: %v", ErrHTTP, d.opts.BaseURL, err)
+	}
+	return base.ResolveReference(u).String(), nil
+}
+
+// Fetch is one download: the artifact at URL (absolute, or relative to
+// BaseURL), of exactly Size bytes, into Part, a file that may already hold a
+// prefix from an earlier attempt. The ETag the prefix came with is kept
+// beside it (Part with ".etag" for ".part").
+type Fetch struct {
+	URL, Part string
+	SHA256    string // an ETag that is a sha256 must be this
+	Size      int64
+	// Progress, if set, is told the bytes held after each write.
+	Progress func(have int64)
+}
+
+func (f Fetch) etagPath() string { return strings.TrimSuffix(f.Part, ".part") + ".etag" }
+
+// Discard removes the partial file and its ETag.
+func (f Fetch) Discard() {
+	os.Remove(f.Part)
+	os.Remove(f.etagPath())
+}
+
+// Download fetches f.Part until it holds Size bytes, retrying what can be
+// retried. Attempts that made progress do not count against MaxAttempts.
+// After a permanent error (IsPermanent) the partial file is not worth
+// keeping; after another, a later Download resumes it.
+func (d *Downloader) Download(ctx context.Context, f Fetch) error {
+	u, err := d.Resolve(f.URL)
+	if err != nil {
+		return permanent{err}
+	}
+	f.URL = u
 	failures := 0
 	for {
-		before := fileSize(f.part)
-		err := x.fetchOnce(ctx, f)
+		before := fileSize(f.Part)
+		err := d.fetchOnce(ctx, f)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("download: %w (%v)", ctx.Err(), err)
+			return fmt.Errorf("update: download: %w (%v)", ctx.Err(), err)
 		}
-		if isPermanent(err) {
-			return fmt.Errorf("download: %w", err)
+		if IsPermanent(err) {
+			return permanent{fmt.Errorf("update: download: %w", err)}
 		}
-		if fileSize(f.part) > before {
+		if fileSize(f.Part) > before {
 			failures = 0
 		}
 		failures++
-		if failures >= x.opts.MaxAttempts {
-			return fmt.Errorf("download: gave up after %d attempts without progress: %w", failures, err)
+		if failures >= d.opts.MaxAttempts {
+			return fmt.Errorf("update: download: gave up after %d attempts without progress: %w", failures, err)
 		}
-		d := backoff(x.opts.RetryBase, x.opts.RetryMax, failures)
-		x.log.Warn("update: download attempt failed; retrying", "url", f.url, "have_bytes", fileSize(f.part),
-			"size", f.size, "retry_in_ms", d.Milliseconds(), "err", err)
-		t := time.NewTimer(d)
+		wait := backoff(d.opts.RetryBase, d.opts.RetryMax, failures)
+		d.opts.Logger.Warn("update: download attempt failed; retrying", "url", f.URL, "have_bytes", fileSize(f.Part),
+			"size", f.Size, "retry_in_ms", wait.Milliseconds(), "err", err)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("download: %w (%v)", ctx.Err(), err)
+			return fmt.Errorf("update: download: %w (%v)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}
@@ -90,63 +189,93 @@ func fileSize(path string) int64 {
 }
 
 // fetchOnce makes one request, resuming from the partial file's size.
-func (x *Executor) fetchOnce(ctx context.Context, f fetch) error {
-	have := fileSize(f.part)
-	if have > f.size {
+func (d *Downloader) fetchOnce(ctx context.Context, f Fetch) error {
+	have := fileSize(f.Part)
+	if have > f.Size {
 		// Longer than the artifact can be: start over.
-		if err := os.Truncate(f.part, 0); err != nil {
+		if err := os.Truncate(f.Part, 0); err != nil {
 			return permanent{fmt.Errorf("reset partial file: %w", err)}
 		}
 		have = 0
 	}
-	if have == f.size {
+	if have == f.Size {
 		return nil
 	}
 	// The stall watchdog cancels the request when no byte arrives for StallTimeout.
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stall := time.AfterFunc(x.opts.StallTimeout, func() {
-		cancel(fmt.Errorf("no data for %v", x.opts.StallTimeout))
+	stall := time.AfterFunc(d.opts.StallTimeout, func() {
+		cancel(fmt.Errorf("no data for %v", d.opts.StallTimeout))
 	})
 	defer stall.Stop()
 
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, f.url, nil)
-	if err != nil {
-		return permanent{fmt.Errorf("request: %w", err)}
-	}
-	if x.opts.DeviceID != "" || x.opts.Token != "" {
-		req.SetBasicAuth(x.opts.DeviceID, x.opts.Token)
-	}
-	etag := ""
-	if have > 0 {
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
-		if b, err := os.ReadFile(f.etagPath); err == nil && len(b) > 0 {
-			etag = string(b)
-			req.Header.Set("If-Range", etag)
-		}
-	}
-	resp, err := x.client.Do(req)
+	resp, err := d.get(rctx, f, have)
 	if err != nil {
 		if c := context.Cause(rctx); c != nil && ctx.Err() == nil {
-			return fmt.Errorf("get %s: stalled: %v", f.url, c)
+			return fmt.Errorf("get %s: stalled: %v", f.URL, c)
 		}
-		return fmt.Errorf("get %s: %w", f.url, err)
+		return err
 	}
 	defer resp.Body.Close()
-
-	// A strong ETag that is a sha256 must be this artifact's.
-	if tag := resp.Header.Get("ETag"); tag != "" {
-		if sum := strings.Trim(tag, `"`); len(sum) == 64 && !strings.HasPrefix(tag, "W/") && sum != f.sha256 {
-			os.Remove(f.part)
-			return permanent{fmt.Errorf("%w: server sends ETag %s for artifact %s", ErrMismatch, tag, f.sha256)}
+	start, err := d.checkResponse(resp, f, have)
+	if err != nil {
+		return err
+	}
+	w, copyErr, err := d.writeBody(resp.Body, f, start, stall)
+	if err != nil {
+		return err
+	}
+	if copyErr != nil {
+		if c := context.Cause(rctx); c != nil && ctx.Err() == nil {
+			return fmt.Errorf("get %s: stalled at byte %d: %v", f.URL, w, c)
 		}
-		if tag != etag && !strings.HasPrefix(tag, "W/") {
-			if err := os.WriteFile(f.etagPath, []byte(tag), 0o644); err != nil {
-				return permanent{fmt.Errorf("save etag: %w", err)}
+		return fmt.Errorf("get %s: interrupted at byte %d of %d: %w", f.URL, w, f.Size, copyErr)
+	}
+	if w < f.Size {
+		// The body ended cleanly: the server's copy is short.
+		return permanent{fmt.Errorf("%w: the server sent %d of the signed %d bytes", ErrTruncated, w, f.Size)}
+	}
+	return nil
+}
+
+// get sends the request, with a Range from have and the If-Range of the
+// partial file's ETag.
+func (d *Downloader) get(ctx context.Context, f Fetch, have int64) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
+	if err != nil {
+		return nil, permanent{fmt.Errorf("request: %w", err)}
+	}
+	if d.opts.DeviceID != "" || d.opts.Token != "" {
+		req.SetBasicAuth(d.opts.DeviceID, d.opts.Token)
+	}
+	if have > 0 {
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(have, 10)+"-")
+		if b, err := os.ReadFile(f.etagPath()); err == nil && len(b) > 0 {
+			req.Header.Set("If-Range", string(b))
+		}
+	}
+	resp, err := d.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", f.URL, err)
+	}
+	return resp, nil
+}
+
+// checkResponse checks the ETag and status and returns the offset the body
+// starts at.
+func (d *Downloader) checkResponse(resp *http.Response, f Fetch, have int64) (int64, error) {
+	// A strong ETag that is a sha256 must be this artifact's.
+	if tag := resp.Header.Get("ETag"); tag != "" && !strings.HasPrefix(tag, "W/") {
+		if sum := strings.Trim(tag, `"`); len(sum) == 64 && sum != f.SHA256 {
+			os.Remove(f.Part)
+			return 0, permanent{fmt.Errorf("%w: server sends ETag %s for artifact %s", ErrMismatch, tag, f.SHA256)}
+		}
+		if old, _ := os.ReadFile(f.etagPath()); string(old) != tag {
+			if err := os.WriteFile(f.etagPath(), []byte(tag), 0o644); err != nil {
+				return 0, permanent{fmt.Errorf("save etag: %w", err)}
 			}
 		}
 	}
-
 	var start int64
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -154,75 +283,71 @@ func (x *Executor) fetchOnce(ctx context.Context, f fetch) error {
 	case http.StatusPartialContent:
 		s, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || s > have {
-			return fmt.Errorf("get %s: bad Content-Range %q for a request from byte %d", f.url, resp.Header.Get("Content-Range"), have)
+			return 0, fmt.Errorf("get %s: bad Content-Range %q for a request from byte %d", f.URL, resp.Header.Get("Content-Range"), have)
 		}
-		if total >= 0 && total != f.size {
-			return sizeError(total, f.size)
+		if total >= 0 && total != f.Size {
+			return 0, sizeError(total, f.Size)
 		}
 		start = s
 	case http.StatusRequestedRangeNotSatisfiable:
 		_, total, _ := parseContentRange(resp.Header.Get("Content-Range"))
-		if total >= 0 && total != f.size {
-			return sizeError(total, f.size)
+		if total >= 0 && total != f.Size {
+			return 0, sizeError(total, f.Size)
 		}
 		// The partial file does not fit the server's copy: start over.
-		if err := os.Truncate(f.part, 0); err != nil {
-			return permanent{fmt.Errorf("reset partial file: %w", err)}
+		if err := os.Truncate(f.Part, 0); err != nil {
+			return 0, permanent{fmt.Errorf("reset partial file: %w", err)}
 		}
-		return fmt.Errorf("get %s: range from byte %d refused (416); restarting", f.url, have)
+		return 0, fmt.Errorf("get %s: range from byte %d refused (416); restarting", f.URL, have)
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		err := fmt.Errorf("%w: get %s: %s: %s", ErrHTTP, f.url, resp.Status, strings.TrimSpace(string(msg)))
+		err := fmt.Errorf("%w: get %s: %s: %s", ErrHTTP, f.URL, resp.Status, strings.TrimSpace(string(msg)))
 		if resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests {
-			return err
+			return 0, err
 		}
-		return permanent{err}
+		return 0, permanent{err}
 	}
-	if resp.ContentLength > f.size-start {
-		return permanent{fmt.Errorf("%w: server sends %d bytes from offset %d; the signed size is %d", ErrTooLarge, resp.ContentLength, start, f.size)}
+	if resp.ContentLength > f.Size-start {
+		return 0, permanent{fmt.Errorf("%w: server sends %d bytes from offset %d; the signed size is %d", ErrTooLarge, resp.ContentLength, start, f.Size)}
 	}
+	return start, nil
+}
 
+// writeBody writes body into the partial file from start and fsyncs it. It
+// returns the bytes the file holds and the error of the copy itself; err is
+// a permanent failure of the file or an oversized body.
+func (d *Downloader) writeBody(body io.Reader, f Fetch, start int64, stall *time.Timer) (have int64, copyErr, err error) {
 	flag := os.O_WRONLY | os.O_CREATE
 	if start == 0 {
 		flag |= os.O_TRUNC
 	}
-	out, err := os.OpenFile(f.part, flag, 0o644)
+	out, err := os.OpenFile(f.Part, flag, 0o644)
 	if err != nil {
-		return permanent{fmt.Errorf("open partial file: %w", err)}
+		return 0, nil, permanent{fmt.Errorf("open partial file: %w", err)}
 	}
 	if start > 0 {
 		if err := out.Truncate(start); err != nil {
 			out.Close()
-			return permanent{fmt.Errorf("partial file: %w", err)}
+			return 0, nil, permanent{fmt.Errorf("partial file: %w", err)}
 		}
 	}
 	if _, err := out.Seek(start, io.SeekStart); err != nil {
 		out.Close()
-		return permanent{fmt.Errorf("partial file: %w", err)}
+		return 0, nil, permanent{fmt.Errorf("partial file: %w", err)}
 	}
-	w := &progressWriter{w: out, have: start, report: f.progress, stall: stall, idle: x.opts.StallTimeout}
+	w := &progressWriter{w: out, have: start, report: f.Progress, stall: stall, idle: d.opts.StallTimeout}
 	// Read one byte past the signed size to notice an oversized body.
-	_, copyErr := io.Copy(w, io.LimitReader(resp.Body, f.size-start+1))
+	_, copyErr = io.Copy(w, io.LimitReader(body, f.Size-start+1))
 	syncErr := out.Sync()
 	closeErr := out.Close()
-	if w.have > f.size {
-		os.Remove(f.part)
-		return permanent{fmt.Errorf("%w: more than the signed %d bytes", ErrTooLarge, f.size)}
+	if w.have > f.Size {
+		os.Remove(f.Part)
+		return w.have, nil, permanent{fmt.Errorf("%w: more than the signed %d bytes", ErrTooLarge, f.Size)}
 	}
-	if copyErr != nil {
-		if c := context.Cause(rctx); c != nil && ctx.Err() == nil {
-			return fmt.Errorf("get %s: stalled at byte %d: %v", f.url, w.have, c)
-		}
-		return fmt.Errorf("get %s: interrupted at byte %d of %d: %w", f.url, w.have, f.size, copyErr)
+	if copyErr == nil && (syncErr != nil || closeErr != nil) {
+		return w.have, nil, permanent{fmt.Errorf("write partial file: %w", errors.Join(syncErr, closeErr))}
 	}
-	if syncErr != nil || closeErr != nil {
-		return permanent{fmt.Errorf("write partial file: %w", errors.Join(syncErr, closeErr))}
-	}
-	if w.have < f.size {
-		// The body ended cleanly: the server's copy is short.
-		return permanent{fmt.Errorf("%w: the server sent %d of the signed %d bytes", ErrTruncated, w.have, f.size)}
-	}
-	return nil
+	return w.have, copyErr, nil
 }
 
 func sizeError(total, size int64) error {

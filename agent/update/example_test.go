@@ -14,7 +14,7 @@ import (
 )
 
 // This is how an agent wires the executor: open the model Current names
-// (else the configured one, adopted with Seed), serve it through a Slot
+// (else the configured one, adopted with Seed), serve it through a Serving
 // given to the pipeline as its detector, and feed the fleet's commands to
 // Handle.
 func Example() {
@@ -45,12 +45,12 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	slot, err := update.NewSlot(eng, cur.Signed(), yolo.Options{Labels: update.Labels(cur.Signed(), data)})
+	serving, err := update.NewServing(eng, cur.Signed(), yolo.Options{Labels: update.Labels(cur.Signed(), data)})
 	if err != nil {
 		log.Fatal(err)
 	}
-	x.Attach(slot, slot)
-	// The pipeline detects with slot; commands from the link go to x.Handle.
+	x.Attach(serving, serving)
+	// The pipeline detects with serving; commands from the link go to x.Handle.
 	var commands <-chan api.Command
 	go func() {
 		for c := range commands {

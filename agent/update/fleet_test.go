@@ -26,7 +26,7 @@ import (
 func TestFleetArtifactServer(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	store, err := artifact.Open(t.TempDir(), artifact.Options{Seal: func(ctx context.Context, blob io.ReaderAt, m *artifact.Meta) error {
 		b, err := io.ReadAll(io.NewSectionReader(blob, 0, m.Size))
 		if err != nil {

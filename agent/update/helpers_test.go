@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
 	"edgefleet/models/tflite"
@@ -273,33 +274,26 @@ func (r *recorder) wait(t *testing.T, job string, timeout time.Duration) api.Job
 // waitState waits until the job reported state.
 func (r *recorder) waitState(t *testing.T, job, state string, timeout time.Duration) {
 	t.Helper()
-	dl := time.Now().Add(timeout)
-	for time.Now().Before(dl) {
-		if slices.Contains(r.states(job), state) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("job %s: never reached %s; states %v", job, state, r.states(job))
+	testutil.WaitFor(t, "job "+job+" to reach "+state, timeout, func() bool { return slices.Contains(r.states(job), state) })
 }
 
-// camera feeds the slot frames as the pipeline would, counting errors.
+// camera feeds the Serving frames as the pipeline would, counting errors.
 type camera struct {
 	frames, errs atomic.Int64
 	stop         func()
 	done         chan struct{}
 }
 
-func startCamera(t *testing.T, s *Slot, every time.Duration) *camera {
+func startCamera(t *testing.T, s *Serving, every time.Duration) *camera {
 	return runCamera(t, s, every, true)
 }
 
 // startCameraTolerant counts errors without failing the test.
-func startCameraTolerant(t *testing.T, s *Slot, every time.Duration) *camera {
+func startCameraTolerant(t *testing.T, s *Serving, every time.Duration) *camera {
 	return runCamera(t, s, every, false)
 }
 
-func runCamera(t *testing.T, s *Slot, every time.Duration, strict bool) *camera {
+func runCamera(t *testing.T, s *Serving, every time.Duration, strict bool) *camera {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &camera{stop: cancel, done: make(chan struct{})}
 	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
@@ -323,14 +317,14 @@ func runCamera(t *testing.T, s *Slot, every time.Duration, strict bool) *camera 
 	return c
 }
 
-// fixture is an agent's update side: a Slot serving the old model, an
+// fixture is an agent's update side: a Serving serving the old model, an
 // Executor over a data dir, an artifact server and a signing key.
 type fixture struct {
 	t      *testing.T
 	dir    string
 	art    *artServer
 	rep    *recorder
-	slot   *Slot
+	srv    *Serving
 	x      *Executor
 	opts   Options
 	priv   ed25519.PrivateKey
@@ -352,14 +346,14 @@ func newFixture(t *testing.T, old []byte, tweak func(*Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.slot, err = NewSlot(eng, nil, yolo.Options{})
+	f.srv, err = NewServing(eng, nil, yolo.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.slot.Close() })
+	t.Cleanup(func() { f.srv.Close() })
 	f.opts = Options{
 		Dir: f.dir, DeviceID: "cam-box-1", Token: "secret", Keys: keys, Reporter: f.rep,
-		Swapper: f.slot, Health: f.slot, Open: openGo,
+		Swapper: f.srv, Health: f.srv, Open: openGo,
 		RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, StallTimeout: 2 * time.Second,
 		ProgressInterval: time.Millisecond, HealthWindow: 400 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
@@ -433,9 +427,9 @@ func (f *fixture) handle(c api.Command) {
 	}
 }
 
-// serving is the sha256 of the model the slot runs.
+// serving is the sha256 of the model the Serving runs.
 func (f *fixture) serving() string {
-	if m := f.slot.Manifest(); m != nil {
+	if m := f.srv.Manifest(); m != nil {
 		return m.SHA256
 	}
 	return sum256(f.old) // the seeded model has no manifest

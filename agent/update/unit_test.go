@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models"
 )
 
@@ -123,7 +124,7 @@ func TestInferenceErrorsRollBackEarly(t *testing.T) {
 			return &failingEngine{Engine: e}, nil
 		}
 	})
-	cam := startCameraTolerant(t, f.slot, 2*time.Millisecond)
+	cam := startCameraTolerant(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-errors", tinyE2E(0.8), "2")
 	t0 := time.Now()
@@ -139,8 +140,8 @@ func TestInferenceErrorsRollBackEarly(t *testing.T) {
 		t.Errorf("serving %s, want the old model", short(got))
 	}
 	// Frames fail only while the bad model is on trial.
-	n := cam.errs.Load()
-	time.Sleep(50 * time.Millisecond)
+	n, frames := cam.errs.Load(), cam.frames.Load()
+	testutil.Eventually(t, "10 frames after the rollback", func() bool { return cam.frames.Load() >= frames+10 })
 	if cam.errs.Load() != n {
 		t.Errorf("errors continue after the rollback")
 	}

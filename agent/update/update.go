@@ -27,9 +27,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +35,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/atomicfile"
 	"edgefleet/models"
 	"edgefleet/models/backend"
 	"edgefleet/models/manifest"
@@ -98,7 +97,7 @@ type ReporterFunc func(ctx context.Context, s api.JobStatus) error
 func (f ReporterFunc) Report(ctx context.Context, s api.JobStatus) error { return f(ctx, s) }
 
 // Swapper replaces the engine the pipeline runs between two frames and
-// returns the one it replaced, which the caller then owns. Slot is the real one.
+// returns the one it replaced, which the caller then owns. Serving is the real one.
 type Swapper interface {
 	Swap(ctx context.Context, eng models.Engine, m *manifest.Manifest) (old models.Engine, err error)
 }
@@ -111,7 +110,7 @@ type Stats struct {
 	P50        time.Duration // median per-image latency (of the newest frames)
 }
 
-// Health measures the inference the pipeline serves. Slot is the real one.
+// Health measures the inference the pipeline serves. Serving is the real one.
 type Health interface {
 	// Peek returns the figures of the current window.
 	Peek() Stats
@@ -206,14 +205,17 @@ type Options struct {
 	// BaseURL resolves artifact URLs that are relative (fleetd sends
 	// "/artifacts/<sha256>").
 	BaseURL string
-	// Client makes the downloads; nil means a client with a 10 s dial, TLS
-	// and response-header timeout.
+	// Downloader fetches the models; nil means one made of Client,
+	// DeviceID, Token, BaseURL, MaxAttempts, RetryBase, RetryMax and
+	// StallTimeout (see DownloadOptions for their defaults).
+	Downloader *Downloader
+	// Client makes the downloads (see DownloadOptions.Client).
 	Client *http.Client
-	// MaxAttempts is the most download attempts in a row without progress; default 5.
+	// MaxAttempts is the most download attempts in a row without progress.
 	MaxAttempts int
-	// RetryBase and RetryMax bound the backoff between attempts; default 1 s and 60 s.
+	// RetryBase and RetryMax bound the backoff between attempts.
 	RetryBase, RetryMax time.Duration
-	// StallTimeout abandons an attempt that receives nothing for this long; default 30 s.
+	// StallTimeout abandons an attempt that receives nothing for this long.
 	StallTimeout time.Duration
 	// ProgressInterval is the least time between two downloading reports; default 1 s.
 	ProgressInterval time.Duration
@@ -231,7 +233,7 @@ type Options struct {
 type Executor struct {
 	opts   Options
 	log    *slog.Logger
-	client *http.Client
+	dl     *Downloader
 	verify Verifier
 	wake   chan struct{}
 
@@ -265,18 +267,6 @@ func New(opts Options) (*Executor, error) {
 			return backend.Open(ctx, backend.Auto, b, o)
 		}
 	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = 5
-	}
-	if opts.RetryBase <= 0 {
-		opts.RetryBase = time.Second
-	}
-	if opts.RetryMax <= 0 {
-		opts.RetryMax = time.Minute
-	}
-	if opts.StallTimeout <= 0 {
-		opts.StallTimeout = 30 * time.Second
-	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = time.Second
 	}
@@ -293,23 +283,18 @@ func New(opts Options) (*Executor, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	client := opts.Client
-	if client == nil {
-		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-		client = &http.Client{Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           d.DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			IdleConnTimeout:       time.Minute,
-		}}
-	}
 	for _, d := range []string{opts.Dir, filepath.Join(opts.Dir, "models"), filepath.Join(opts.Dir, "staging")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("update: new: %w", err)
 		}
 	}
-	x := &Executor{opts: opts, log: opts.Logger, client: client, verify: opts.Verifier, wake: make(chan struct{}, 1)}
+	x := &Executor{opts: opts, log: opts.Logger, verify: opts.Verifier, wake: make(chan struct{}, 1)}
+	x.dl = opts.Downloader
+	if x.dl == nil {
+		x.dl = NewDownloader(DownloadOptions{Client: opts.Client, DeviceID: opts.DeviceID, Token: opts.Token, BaseURL: opts.BaseURL,
+			MaxAttempts: opts.MaxAttempts, RetryBase: opts.RetryBase, RetryMax: opts.RetryMax, StallTimeout: opts.StallTimeout,
+			Logger: opts.Logger})
+	}
 	st, err := loadState(x.statePath())
 	if err != nil {
 		return nil, err
@@ -411,7 +396,7 @@ func (x *Executor) Seed(ctx context.Context, path, name, version string) error {
 	}
 	sum := sha256.Sum256(b)
 	hexSum := hex.EncodeToString(sum[:])
-	if err := writeFileAtomic(x.modelPath(hexSum), b); err != nil {
+	if err := atomicfile.WriteFile(x.modelPath(hexSum), b, 0o644); err != nil {
 		return fmt.Errorf("update: seed: %w", err)
 	}
 	x.mu.Lock()
@@ -589,87 +574,178 @@ func (x *Executor) run(ctx context.Context, c api.Command) (string, error) {
 	return state, err
 }
 
-// update installs a model. jctx carries the job's deadline, which bounds
-// everything before the swap; the health window runs under ctx.
+// modelJob is one model update on its way through the phases of update.
+type modelJob struct {
+	c     api.Command
+	m     *manifest.Manifest // verified; with the model's own labels once read
+	model Model              // as state.json will record it
+	fetch Fetch
+	data  []byte
+	// resumed is set when the download started from an earlier partial file.
+	resumed bool
+}
+
+// update installs a model: check, download, verify, stage, smoke test, swap,
+// health window. jctx carries the job's deadline, which bounds everything
+// before the swap; the health window runs under ctx.
 func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, error) {
+	j, err := x.checkCommand(c)
+	if err != nil {
+		return api.JobFailed, err
+	}
+	if done, err := x.adoptIfCurrent(j); done {
+		if err != nil {
+			return api.JobFailed, err
+		}
+		return api.JobSucceeded, nil
+	}
+	if err := x.download(jctx, j); err != nil {
+		return api.JobFailed, err
+	}
+	if err := x.verifyModel(jctx, j); err != nil {
+		return api.JobFailed, err
+	}
+	x.setState(jctx, c.JobID, api.JobInstalling)
+	if err := stage(j.fetch.Part, x.modelPath(j.m.SHA256)); err != nil {
+		return api.JobFailed, err
+	}
+	os.Remove(j.fetch.etagPath())
+	old, before, err := x.swapIn(jctx, j)
+	if err != nil {
+		return api.JobFailed, err
+	}
+	return x.healthWindow(ctx, j, old, before)
+}
+
+// checkCommand verifies the command's signed manifest before anything is
+// downloaded.
+func (x *Executor) checkCommand(c api.Command) (*modelJob, error) {
 	a := c.Artifact
 	if a.Kind != manifest.KindModel {
-		return api.JobFailed, fmt.Errorf("%w: artifact kind %q", ErrUnsupported, a.Kind)
+		return nil, fmt.Errorf("%w: artifact kind %q", ErrUnsupported, a.Kind)
 	}
 	m, err := x.verify.Verify(a.Manifest, a.Sig, a.KeyID)
 	if err != nil {
-		return api.JobFailed, err
+		return nil, err
 	}
 	if m.Kind != manifest.KindModel {
-		return api.JobFailed, fmt.Errorf("%w: the signed manifest is for a %s", ErrUnsupported, m.Kind)
+		return nil, fmt.Errorf("%w: the signed manifest is for a %s", ErrUnsupported, m.Kind)
 	}
 	if a.SHA256 != m.SHA256 || a.Size != m.Size {
-		return api.JobFailed, fmt.Errorf("%w: the command names %s (%d bytes), the signed manifest %s (%d bytes)",
+		return nil, fmt.Errorf("%w: the command names %s (%d bytes), the signed manifest %s (%d bytes)",
 			ErrMismatch, short(a.SHA256), a.Size, short(m.SHA256), m.Size)
 	}
-	x.mu.Lock()
-	already := x.st.Current != nil && x.st.Current.SHA256 == m.SHA256
-	x.mu.Unlock()
-	if already {
-		x.log.Info("update: model already current", "job_id", c.JobID, "sha256", m.SHA256)
-		return api.JobSucceeded, nil
-	}
-
-	// Download.
-	x.setState(jctx, c.JobID, api.JobDownloading)
-	u, err := x.resolve(a.URL)
-	if err != nil {
-		return api.JobFailed, err
-	}
 	part := x.partPath(m.SHA256)
-	th := &throttle{interval: x.opts.ProgressInterval, fn: func(p float64) {
-		x.report(jctx, api.JobStatus{JobID: c.JobID, State: api.JobDownloading, Progress: p})
-	}}
-	th.update(float64(fileSize(part)) / float64(m.Size))
-	f := fetch{url: u, part: part, etagPath: strings.TrimSuffix(part, ".part") + ".etag", sha256: m.SHA256, size: m.Size,
-		progress: func(have int64) { th.update(float64(have) / float64(m.Size)) }}
-	resumed := fileSize(part) > 0
-	if err := x.download(jctx, f); err != nil {
-		if isPermanent(err) {
-			os.Remove(part)
-			os.Remove(f.etagPath)
-		} // else keep the partial file: a later job for this artifact resumes it
-		return api.JobFailed, err
-	}
+	return &modelJob{c: c, m: m,
+		model: Model{SHA256: m.SHA256, Size: m.Size, Name: m.Name, Version: m.Version, Manifest: a.Manifest, Sig: a.Sig, KeyID: a.KeyID},
+		fetch: Fetch{URL: a.URL, Part: part, SHA256: m.SHA256, Size: m.Size},
+	}, nil
+}
 
-	// Verify.
-	x.setState(jctx, c.JobID, api.JobVerifying)
-	data, sum, err := readSum(part)
-	if err == nil {
-		err = m.Check(sum, int64(len(data)))
+// Renamer is a Swapper that can take a new manifest for the model it serves
+// without a swap (Serving is one).
+type Renamer interface {
+	Rename(m *manifest.Manifest) error
+}
+
+// adoptIfCurrent handles a job for the bytes already current: nothing to
+// download or swap, but the job's name and version (a model re-released
+// under a new name or version) are recorded and served from now on, so that
+// state and telemetry name what the rollout installed. done is false when
+// the job installs other bytes.
+func (x *Executor) adoptIfCurrent(j *modelJob) (done bool, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	cur := x.st.Current
+	if cur == nil || cur.SHA256 != j.m.SHA256 {
+		return false, nil
 	}
-	if err != nil && resumed && errors.Is(err, ErrMismatch) {
+	if cur.Name == j.model.Name && cur.Version == j.model.Version {
+		x.log.Info("update: model already current", "job_id", j.c.JobID, "sha256", j.m.SHA256)
+		return true, nil
+	}
+	was := *cur
+	x.st.Current = &j.model
+	if err := saveState(x.statePath(), x.st); err != nil {
+		x.st.Current = &was
+		return true, err
+	}
+	x.log.Info("update: model already current; taking the job's name and version", "job_id", j.c.JobID, "sha256", j.m.SHA256,
+		"name", j.model.Name, "version", j.model.Version, "was_name", was.Name, "was_version", was.Version)
+	if r, ok := x.opts.Swapper.(Renamer); ok {
+		m := j.m
+		if b, err := os.ReadFile(x.modelPath(j.m.SHA256)); err == nil {
+			m = withLabels(m, b)
+		}
+		if err := r.Rename(m); err != nil {
+			return true, fmt.Errorf("update: rename: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// download fetches the artifact into staging, reporting progress.
+func (x *Executor) download(ctx context.Context, j *modelJob) error {
+	x.setState(ctx, j.c.JobID, api.JobDownloading)
+	th := &throttle{interval: x.opts.ProgressInterval, fn: func(p float64) {
+		x.report(ctx, api.JobStatus{JobID: j.c.JobID, State: api.JobDownloading, Progress: p})
+	}}
+	have := fileSize(j.fetch.Part)
+	j.resumed = j.resumed || have > 0
+	th.update(float64(have) / float64(j.m.Size))
+	j.fetch.Progress = func(have int64) { th.update(float64(have) / float64(j.m.Size)) }
+	if err := x.dl.Download(ctx, j.fetch); err != nil {
+		if IsPermanent(err) {
+			j.fetch.Discard()
+		} // else keep the partial file: a later job for this artifact resumes it
+		return err
+	}
+	return nil
+}
+
+// verifyModel checks the download against the signed manifest (once more
+// from scratch when a resumed prefix is what is wrong), then its tensors
+// against the manifest and the pipeline.
+func (x *Executor) verifyModel(ctx context.Context, j *modelJob) error {
+	x.setState(ctx, j.c.JobID, api.JobVerifying)
+	err := x.readDownload(j)
+	if err != nil && j.resumed && errors.Is(err, ErrMismatch) {
 		// The prefix from an earlier run may be what is wrong (a crash can
 		// leave garbage past the last fsync): once more from scratch.
-		x.log.Warn("update: resumed download does not match; downloading again from the start", "job_id", c.JobID, "err", err)
-		os.Remove(part)
-		x.setState(jctx, c.JobID, api.JobDownloading)
-		if err := x.download(jctx, f); err != nil {
-			if isPermanent(err) {
-				os.Remove(part)
-				os.Remove(f.etagPath)
-			}
-			return api.JobFailed, err
+		x.log.Warn("update: resumed download does not match; downloading again from the start", "job_id", j.c.JobID, "err", err)
+		os.Remove(j.fetch.Part)
+		if err := x.download(ctx, j); err != nil {
+			return err
 		}
-		x.setState(jctx, c.JobID, api.JobVerifying)
-		data, sum, err = readSum(part)
-		if err == nil {
-			err = m.Check(sum, int64(len(data)))
-		}
+		x.setState(ctx, j.c.JobID, api.JobVerifying)
+		err = x.readDownload(j)
+	}
+	if err == nil {
+		err = x.fits(j)
 	}
 	if err != nil {
-		os.Remove(part)
-		os.Remove(f.etagPath)
-		return api.JobFailed, err
+		j.fetch.Discard()
+		return err
 	}
-	ins, outs, err := signature(data)
+	j.m = withLabels(j.m, j.data)
+	return nil
+}
+
+// readDownload reads the download and checks its sha256 and size.
+func (x *Executor) readDownload(j *modelJob) error {
+	data, sum, err := readSum(j.fetch.Part)
+	if err != nil {
+		return fmt.Errorf("update: verify: %w", err)
+	}
+	j.data = data
+	return j.m.Check(sum, int64(len(data)))
+}
+
+// fits checks the model's tensors against its manifest and the pipeline.
+func (x *Executor) fits(j *modelJob) error {
+	ins, outs, err := signature(j.data)
 	if err == nil {
-		err = sameSignature(m, ins, outs)
+		err = sameSignature(j.m, ins, outs)
 	}
 	if err == nil {
 		err = x.opts.Fit.Fits(ins, outs)
@@ -677,43 +753,38 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 			err = fmt.Errorf("%w: %v", ErrNoFit, err)
 		}
 	}
-	if err != nil {
-		os.Remove(part)
-		os.Remove(f.etagPath)
-		return api.JobFailed, err
-	}
+	return err
+}
 
-	// Install: stage next to the current model, smoke-test, swap.
-	x.setState(jctx, c.JobID, api.JobInstalling)
-	if err := stage(part, x.modelPath(m.SHA256)); err != nil {
-		return api.JobFailed, err
+// discard removes an installed model file unless it is current or previous.
+func (x *Executor) discard(sum string) {
+	x.mu.Lock()
+	kept := x.isKept(sum)
+	x.mu.Unlock()
+	if !kept {
+		os.Remove(x.modelPath(sum))
 	}
-	os.Remove(f.etagPath)
-	newModel := Model{SHA256: m.SHA256, Size: m.Size, Name: m.Name, Version: m.Version, Manifest: a.Manifest, Sig: a.Sig, KeyID: a.KeyID}
-	discard := func() {
-		x.mu.Lock()
-		kept := x.isKept(m.SHA256)
-		x.mu.Unlock()
-		if !kept {
-			os.Remove(x.modelPath(m.SHA256))
-		}
-	}
-	m = withLabels(m, data)
-	eng, err := x.opts.Open(jctx, data, x.opts.EngineOptions)
+}
+
+// swapIn smoke-tests the staged model, records it on trial and swaps it in.
+// It returns the engine it replaced and the health figures before the swap.
+func (x *Executor) swapIn(ctx context.Context, j *modelJob) (old models.Engine, before Stats, err error) {
+	sum := j.m.SHA256
+	eng, err := x.opts.Open(ctx, j.data, x.opts.EngineOptions)
 	if err != nil {
-		discard()
-		return api.JobFailed, fmt.Errorf("%w: open engine: %v", ErrSmoke, err)
+		x.discard(sum)
+		return nil, Stats{}, fmt.Errorf("%w: open engine: %v", ErrSmoke, err)
 	}
-	took, err := smoke(jctx, eng, m, x.opts.SmokeBudget)
+	took, err := smoke(ctx, eng, j.m, x.opts.SmokeBudget)
 	if err != nil {
 		eng.Close()
-		discard()
-		return api.JobFailed, err
+		x.discard(sum)
+		return nil, Stats{}, err
 	}
-	x.log.Info("update: smoke test passed", "job_id", c.JobID, "sha256", m.SHA256, "reference_ms", took.Milliseconds())
+	x.log.Info("update: smoke test passed", "job_id", j.c.JobID, "sha256", sum, "reference_ms", took.Milliseconds())
 
 	x.mu.Lock()
-	x.st.Trial = &trial{JobID: c.JobID, Model: newModel}
+	x.st.Trial = &trial{JobID: j.c.JobID, Model: j.model}
 	err = saveState(x.statePath(), x.st)
 	if err != nil {
 		x.st.Trial = nil
@@ -721,24 +792,28 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	x.mu.Unlock()
 	if err != nil {
 		eng.Close()
-		discard()
-		return api.JobFailed, err
+		x.discard(sum)
+		return nil, Stats{}, err
 	}
-	before := x.opts.Health.Mark()
-	old, err := x.opts.Swapper.Swap(jctx, eng, m)
+	before = x.opts.Health.Mark()
+	old, err = x.opts.Swapper.Swap(ctx, eng, j.m)
 	if err != nil {
 		eng.Close()
-		x.endTrial(c.JobID, nil)
-		discard()
-		return api.JobFailed, fmt.Errorf("update: swap: %w", err)
+		x.endTrial(j.c.JobID, nil)
+		x.discard(sum)
+		return nil, Stats{}, fmt.Errorf("update: swap: %w", err)
 	}
-	x.log.Info("update: swapped in", "job_id", c.JobID, "name", m.Name, "version", m.Version, "sha256", m.SHA256)
+	x.log.Info("update: swapped in", "job_id", j.c.JobID, "name", j.m.Name, "version", j.m.Version, "sha256", sum)
+	return old, before, nil
+}
 
-	// Health window.
-	x.setState(ctx, c.JobID, api.JobHealthCheck)
+// healthWindow watches the model on trial, then commits it, or swaps old
+// back and reports rolled_back.
+func (x *Executor) healthWindow(ctx context.Context, j *modelJob, old models.Engine, before Stats) (string, error) {
+	x.setState(ctx, j.c.JobID, api.JobHealthCheck)
 	window := x.opts.HealthWindow
-	if c.HealthWindowS > 0 {
-		window = time.Duration(c.HealthWindowS * float64(time.Second))
+	if j.c.HealthWindowS > 0 {
+		window = time.Duration(j.c.HealthWindowS * float64(time.Second))
 	}
 	if err := x.watch(ctx, window, before); err != nil {
 		if ctx.Err() != nil {
@@ -756,11 +831,11 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 			return api.JobFailed, fmt.Errorf("%v; and swapping the old model back failed: %w", err, serr)
 		}
 		back.Close()
-		x.endTrial(c.JobID, nil)
-		discard()
+		x.endTrial(j.c.JobID, nil)
+		x.discard(j.m.SHA256)
 		return api.JobRolledBack, err
 	}
-	if err := x.endTrial(c.JobID, &newModel); err != nil {
+	if err := x.endTrial(j.c.JobID, &j.model); err != nil {
 		return api.JobFailed, err
 	}
 	if old != nil {
@@ -972,24 +1047,6 @@ func (x *Executor) rollback(ctx context.Context, c api.Command) (string, error) 
 	return api.JobSucceeded, nil
 }
 
-func (x *Executor) resolve(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || raw == "" {
-		return "", fmt.Errorf("%w: artifact url %q", ErrHTTP, raw)
-	}
-	if u.IsAbs() {
-		return u.String(), nil
-	}
-	if x.opts.BaseURL == "" {
-		return "", fmt.Errorf("%w: artifact url %q is relative and no BaseURL is configured", ErrHTTP, raw)
-	}
-	base, err := url.Parse(x.opts.BaseURL)
-	if err != nil {
-		return "", fmt.Errorf("%w: base url %q: %v", ErrHTTP, x.opts.BaseURL, err)
-	}
-	return base.ResolveReference(u).String(), nil
-}
-
 // readSum reads a file and its sha256.
 func readSum(path string) ([]byte, string, error) {
 	f, err := os.Open(path)
@@ -1010,8 +1067,8 @@ func stage(part, dst string) error {
 	if err := os.Rename(part, dst); err != nil {
 		return fmt.Errorf("update: stage: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return fmt.Errorf("update: stage: %w", err)
 	}
-	return syncDir(filepath.Dir(part))
+	return atomicfile.SyncDir(filepath.Dir(part))
 }

@@ -10,10 +10,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -32,7 +34,7 @@ func readState(t *testing.T, dir string) *state {
 func TestGoodModelSwitches(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	cam := startCamera(t, f.slot, 2*time.Millisecond)
+	cam := startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-good", next, "2")
 	f.handle(c)
@@ -109,8 +111,11 @@ func TestRealModelSwitches(t *testing.T) {
 		// A 320×320 real model is much slower than the tiny one and finds
 		// nothing on a black frame: judge errors and frames only.
 		o.Policy = HealthPolicy{MaxLatencyRatio: 1e9, MinDetectionRatio: -1}
+		// On a loaded machine under -race one frame of it can take longer
+		// than any window: the window's end waits for its first frame.
+		o.Health = &frameGate{Health: o.Health}
 	})
-	cam := startCamera(t, f.slot, 20*time.Millisecond)
+	cam := startCamera(t, f.srv, 20*time.Millisecond)
 	f.start()
 	c := f.signed("job-real", data, "26")
 	f.handle(c)
@@ -121,7 +126,7 @@ func TestRealModelSwitches(t *testing.T) {
 	if got := f.serving(); got != sum256(data) {
 		t.Errorf("serving %s, want yolo26n", short(got))
 	}
-	served := f.slot.Manifest()
+	served := f.srv.Manifest()
 	if n := served.Outputs[0].Shape; !slices.Equal(n, []int{1, 300, 6}) {
 		t.Errorf("served model output %v", n)
 	}
@@ -132,6 +137,23 @@ func TestRealModelSwitches(t *testing.T) {
 	if cam.errs.Load() != 0 {
 		t.Errorf("camera errors: %d", cam.errs.Load())
 	}
+}
+
+// frameGate is a Health whose second Mark (the end of the first health
+// window) waits until the window has a frame: the test is about the swap,
+// not about how fast a real model runs under -race.
+type frameGate struct {
+	Health
+	marks atomic.Int32
+}
+
+func (g *frameGate) Mark() Stats {
+	if g.marks.Add(1) == 2 {
+		for deadline := time.Now().Add(2 * time.Minute); g.Peek().Frames == 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // polling a condition, not standing in for it
+		}
+	}
+	return g.Health.Mark()
 }
 
 // TestRefused sends artifacts that must be refused; each fails with a
@@ -185,7 +207,7 @@ func TestRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			old := tinyE2E(0.9)
 			f := newFixture(t, old, nil)
-			cam := startCamera(t, f.slot, 2*time.Millisecond)
+			cam := startCamera(t, f.srv, 2*time.Millisecond)
 			f.start()
 			c := f.signed("job-1", tc.data, "2")
 			if tc.mutate != nil {
@@ -217,10 +239,8 @@ func TestRefused(t *testing.T) {
 			}
 			// A refusal can come before the camera's first frame on a busy
 			// machine: the old model must still serve frames after it.
-			for deadline := time.Now().Add(10 * time.Second); cam.frames.Load() == 0 && time.Now().Before(deadline); {
-				time.Sleep(5 * time.Millisecond)
-			}
-			if cam.errs.Load() != 0 || cam.frames.Load() == 0 {
+			testutil.WaitFor(t, "a frame served by the old model", 10*time.Second, func() bool { return cam.frames.Load() > 0 })
+			if cam.errs.Load() != 0 {
 				t.Errorf("camera: %d frames, %d errors", cam.frames.Load(), cam.errs.Load())
 			}
 		})
@@ -230,8 +250,11 @@ func TestRefused(t *testing.T) {
 func TestUnhealthyRollsBack(t *testing.T) {
 	old := tinyE2E(0.9)
 	f := newFixture(t, old, nil)
-	cam := startCamera(t, f.slot, 2*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // a baseline window with detections
+	cam := startCamera(t, f.srv, 2*time.Millisecond)
+	testutil.Eventually(t, "a baseline window with detections", func() bool {
+		st := f.srv.Peek()
+		return st.Frames >= 5 && st.Detections > 0
+	})
 	f.start()
 	c := f.signed("job-blind", tinyE2E(0), "2") // loads, runs, finds nothing
 	f.handle(c)
@@ -258,11 +281,8 @@ func TestUnhealthyRollsBack(t *testing.T) {
 		t.Errorf("camera errors: %d", cam.errs.Load())
 	}
 	// The old model detects again after the rollback.
-	before := f.slot.Peek()
-	time.Sleep(50 * time.Millisecond)
-	if after := f.slot.Peek(); after.Detections == before.Detections {
-		t.Errorf("no detections after the rollback: %+v", after)
-	}
+	before := f.srv.Peek()
+	testutil.Eventually(t, "detections after the rollback", func() bool { return f.srv.Peek().Detections > before.Detections })
 }
 
 // TestResumeAfterDrop: the server drops the connection mid-body; the next
@@ -270,7 +290,7 @@ func TestUnhealthyRollsBack(t *testing.T) {
 func TestResumeAfterDrop(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.art.dropAfter = int64(len(data)) / 2
 	f.start()
 	c := f.signed("job-drop", data, "2")
@@ -300,17 +320,14 @@ func TestResumeAfterDrop(t *testing.T) {
 func TestResumeAcrossRestart(t *testing.T) {
 	data := tinyE2E(0.8)
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	third := int64(len(data)) / 3
 	f.art.stallAfter = third
 	f.start()
 	c := f.signed("job-restart", data, "2")
 	f.handle(c)
 	part := filepath.Join(f.dir, "staging", sum256(data)+".part")
-	dl := time.Now().Add(jobTimeout)
-	for fileSize(part) < third && time.Now().Before(dl) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the download", jobTimeout, func() bool { return fileSize(part) >= third })
 	f.stop() // the agent goes away mid-download
 	if got := fileSize(part); got != third {
 		t.Fatalf("partial file %d bytes, want %d", got, third)
@@ -340,7 +357,7 @@ func TestResumeAcrossRestart(t *testing.T) {
 func TestRestartDuringTrialRollsBack(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, func(o *Options) { o.HealthWindow = time.Minute })
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-crash", next, "2")
 	f.handle(c)
@@ -371,9 +388,12 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 	if end.State != api.JobRolledBack || !strings.HasPrefix(end.Reason, "update: agent restarted during the health window: model tiny 2 ") {
 		t.Errorf("reported %s (%q)", end.State, end.Reason)
 	}
-	// The fleet resending the job does not run it again.
+	// The fleet resending the job does not run it again: Handle does not
+	// queue it (it decides at once), and reports the final state again.
 	f.handle(c)
-	time.Sleep(50 * time.Millisecond)
+	if q := readState(t, f.dir).Queue; len(q) != 0 {
+		t.Errorf("queued again: %+v", q)
+	}
 	if n := len(f.art.requests()); n != 1 {
 		t.Errorf("%d downloads, want 1", n)
 	}
@@ -381,7 +401,7 @@ func TestRestartDuringTrialRollsBack(t *testing.T) {
 
 func TestDuplicateJobIgnored(t *testing.T) {
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	c := f.signed("job-dup", tinyE2E(0.8), "2")
 	f.handle(c)
 	f.handle(c) // while queued
@@ -393,8 +413,9 @@ func TestDuplicateJobIgnored(t *testing.T) {
 	f.stop()
 	f.open()
 	f.handle(c) // after a restart
-	f.start()
-	time.Sleep(100 * time.Millisecond)
+	if q := readState(t, f.dir).Queue; len(q) != 0 {
+		t.Errorf("queued again after a restart: %+v", q)
+	}
 	if n := len(f.art.requests()); n != 1 {
 		t.Errorf("%d downloads, want 1", n)
 	}
@@ -423,7 +444,7 @@ func TestDuplicateJobIgnored(t *testing.T) {
 func TestRollbackOfJob(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	run := func(c api.Command, want string) api.JobStatus {
 		t.Helper()
@@ -467,7 +488,7 @@ func TestRollbackOfJob(t *testing.T) {
 func TestRollbackCommand(t *testing.T) {
 	old, next := tinyE2E(0.9), tinyE2E(0.8)
 	f := newFixture(t, old, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-up", next, "2")
 	f.handle(c)
@@ -513,7 +534,7 @@ func TestDeadlinePassed(t *testing.T) {
 
 func TestRetriesServerErrors(t *testing.T) {
 	f := newFixture(t, tinyE2E(0.9), nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.art.fail503 = 2
 	f.start()
 	c := f.signed("job-busy", tinyE2E(0.8), "2")
@@ -586,7 +607,7 @@ func TestBadCommand(t *testing.T) {
 func TestCommitCleansUp(t *testing.T) {
 	v1, v2, v3 := tinyE2E(0.9), tinyE2E(0.8), tinyE2E(0.7)
 	f := newFixture(t, v1, nil)
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	stale := filepath.Join(f.dir, "staging", strings.Repeat("a", 64)+".part")
 	if err := os.WriteFile(stale, []byte("abandoned"), 0o644); err != nil {
 		t.Fatal(err)
@@ -630,9 +651,9 @@ func TestAttach(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || sum256(b) != m.SHA256 {
 		t.Fatalf("current file: %v", err)
 	}
-	x.Attach(f.slot, f.slot)
+	x.Attach(f.srv, f.srv)
 	f.x = x
-	startCamera(t, f.slot, 2*time.Millisecond)
+	startCamera(t, f.srv, 2*time.Millisecond)
 	f.start()
 	c := f.signed("job-attached", tinyE2E(0.8), "2")
 	f.handle(c)
@@ -657,5 +678,59 @@ func TestLabels(t *testing.T) {
 	}
 	if l := Labels(nil, tinyE2E(1)); l != nil {
 		t.Errorf("labels of a model without metadata: %v", l)
+	}
+}
+
+// TestSameBytesNewName: a job for the bytes already serving, under another
+// version, downloads and swaps nothing, but the device takes the new name
+// and version (state.json, the Serving's Model) and tells Swapped, so that
+// the fleet's view matches the rollout.
+func TestSameBytesNewName(t *testing.T) {
+	old := tinyE2E(0.9)
+	f := newFixture(t, old, nil)
+	f.start()
+	eng := f.srv.Engine()
+	c := f.signed("job-rename", old, "7")
+	f.handle(c)
+	if end := f.rep.wait(t, c.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("final %s (%s), want succeeded", end.State, end.Reason)
+	}
+	if got, want := f.rep.states(c.JobID), []string{api.JobQueued, api.JobSucceeded}; !slices.Equal(got, want) {
+		t.Errorf("states %v, want %v (no download, no swap)", got, want)
+	}
+	if n := len(f.art.requests()); n != 0 {
+		t.Errorf("%d artifact requests, want none", n)
+	}
+	if f.srv.Engine() != eng {
+		t.Error("the engine was replaced")
+	}
+	if name, version := f.srv.Model(); name != "tiny" || version != "7" {
+		t.Errorf("serving %s %s, want tiny 7", name, version)
+	}
+	select {
+	case <-f.srv.Swapped():
+	default:
+		t.Error("Swapped not told")
+	}
+	st := readState(t, f.dir)
+	if st.Current == nil || st.Current.SHA256 != sum256(old) || st.Current.Version != "7" || len(st.Current.Manifest) == 0 {
+		t.Errorf("state current %+v, want the same bytes as version 7 with its manifest", st.Current)
+	}
+	// The same job again, and the same bytes and version: nothing changes.
+	again := f.signed("job-rename-again", old, "7")
+	f.handle(again)
+	if end := f.rep.wait(t, again.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("final %s (%s), want succeeded", end.State, end.Reason)
+	}
+	select {
+	case <-f.srv.Swapped():
+		t.Error("Swapped told for a job that changed nothing")
+	default:
+	}
+	// A restart serves the adopted name from state.json.
+	f.stop()
+	f.open()
+	if m, _, ok := f.x.Current(); !ok || m.Version != "7" || m.Signed() == nil {
+		t.Errorf("after restart Current = %+v %v", m, ok)
 	}
 }

@@ -4,25 +4,31 @@ package firmwaretest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"edgefleet/firmware/bundle"
+	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
 	"edgefleet/models/manifest"
 )
 
 // Modes of the stand-in agent (see firmware/internal/fakeagent).
 const (
-	Good  = "good"  // spools, commits, installs bundles from <data>/inbox
+	Good  = "good"  // journals its start, commits, installs bundles from <data>/inbox
 	Crash = "crash" // exits with status 3 at start
-	Hang  = "hang"  // spools, never commits, ignores SIGTERM
+	Hang  = "hang"  // journals its start, never commits, ignores SIGTERM
 )
 
 // Build compiles the stand-in agent for this machine into dir, stamped with
@@ -38,13 +44,48 @@ func BuildFor(t testing.TB, dir, version, mode, goarch string) string {
 	t.Helper()
 	out := filepath.Join(dir, "agent-"+version+"-"+goarch)
 	cmd := exec.Command("go", "build", "-o", out,
-		"-ldflags", "-X main.mode="+mode+" -X "+bundle.VersionVar+"="+version,
+		"-ldflags", "-X main.mode="+mode+" -X main.version="+version+" -X "+bundle.VersionVar+"="+version,
 		"edgefleet/firmware/internal/fakeagent")
 	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH="+goarch, "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("firmwaretest: go build %s: %v\n%s", version, err, b)
 	}
 	return out
+}
+
+// BuildAll builds, in parallel, the stand-ins most tests use: good 1.0.0
+// and 2.0.0, 3.0.0-crash and 4.0.0-hang; it returns their paths by version.
+// The test has failed when one did not build.
+func BuildAll(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	bins := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, v := range []struct{ version, mode string }{
+		{"1.0.0", Good}, {"2.0.0", Good}, {"3.0.0-crash", Crash}, {"4.0.0-hang", Hang},
+	} {
+		wg.Go(func() {
+			p := Build(t, dir, v.version, v.mode)
+			mu.Lock()
+			bins[v.version] = p
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return bins
+}
+
+// Seed seeds s with the binary at bin as version.
+func Seed(t testing.TB, s *slot.Slots, bin, version string) {
+	t.Helper()
+	f, err := os.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := s.Seed(context.Background(), f, version); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Signer signs firmware manifests with a fresh key.
@@ -110,6 +151,20 @@ func (s *Signer) Bundle(t testing.TB, bin string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// Journal returns the lines the stand-in agent wrote to its journal
+// (<data>/spool/events.log, one version@slot per start), in order.
+func Journal(t testing.TB, data string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(data, "spool", "events.log"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
 }
 
 // Outbox returns the job states the stand-in agent reported, in order.

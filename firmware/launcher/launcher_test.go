@@ -8,15 +8,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"edgefleet/agent/spool"
 	"edgefleet/firmware/firmwaretest"
 	"edgefleet/firmware/launcher"
 	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 )
 
 type testWriter struct{ t *testing.T }
@@ -24,18 +23,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-// waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestTrials runs real agent builds under the launcher: a good update
@@ -47,22 +34,7 @@ func TestTrials(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("linux only")
 	}
-	build := t.TempDir()
-	bins := map[string]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, v := range []struct{ version, mode string }{
-		{"1.0.0", firmwaretest.Good}, {"2.0.0", firmwaretest.Good},
-		{"3.0.0-crash", firmwaretest.Crash}, {"4.0.0-hang", firmwaretest.Hang},
-	} {
-		wg.Go(func() {
-			p := firmwaretest.Build(t, build, v.version, v.mode)
-			mu.Lock()
-			bins[v.version] = p
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	bins := firmwaretest.BuildAll(t, t.TempDir())
 	if t.Failed() {
 		return
 	}
@@ -80,15 +52,7 @@ func TestTrials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1, err := os.Open(bins["1.0.0"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Seed(context.Background(), v1, "1.0.0")
-	v1.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	firmwaretest.Seed(t, s, bins["1.0.0"], "1.0.0")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -119,7 +83,7 @@ func TestTrials(t *testing.T) {
 
 	push("job-2", "2.0.0")
 	outcome := func(job string) (api.JobStatus, bool) { return firmwaretest.Final(t, data, job) }
-	waitFor(t, "job-2 to commit", 20*time.Second, func() bool { _, ok := outcome("job-2"); return ok })
+	testutil.WaitFor(t, "job-2 to commit", 20*time.Second, func() bool { _, ok := outcome("job-2"); return ok })
 	o, _ := outcome("job-2")
 	st, _ := s.State()
 	if o.State != api.JobSucceeded || st.Active != slot.B || st.Trial || st.Slots[slot.B].Version != "2.0.0" {
@@ -127,18 +91,18 @@ func TestTrials(t *testing.T) {
 	}
 
 	push("job-3", "3.0.0-crash")
-	waitFor(t, "job-3 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-3"); return ok })
+	testutil.WaitFor(t, "job-3 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-3"); return ok })
 	o, _ = outcome("job-3")
 	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "exited with status 3") || !strings.Contains(o.Reason, "started 2 times") {
 		t.Errorf("crashing update: %+v", o)
 	}
-	waitFor(t, "2.0.0 back in slot b", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "2.0.0 back in slot b", 10*time.Second, func() bool {
 		st, _ := s.State()
 		return st.Active == slot.B && !st.Trial
 	})
 
 	push("job-4", "4.0.0-hang")
-	waitFor(t, "job-4 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-4"); return ok })
+	testutil.WaitFor(t, "job-4 to roll back", 20*time.Second, func() bool { _, ok := outcome("job-4"); return ok })
 	o, _ = outcome("job-4")
 	if o.State != api.JobRolledBack || !strings.Contains(o.Reason, "not healthy within 2s") {
 		t.Errorf("hanging update: %+v", o)
@@ -146,12 +110,12 @@ func TestTrials(t *testing.T) {
 	// 2.0.0 runs again: its start after the rollback spools a fourth event.
 	wantLabels := []string{"1.0.0@a", "2.0.0@b", "2.0.0@b", "4.0.0-hang@a", "2.0.0@b"}
 	var labels []string
-	waitFor(t, "2.0.0 to run again", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "2.0.0 to run again", 10*time.Second, func() bool {
 		st, _ := s.State()
 		if st.Active != slot.B || st.Trial {
 			return false
 		}
-		labels = spooled(t, data)
+		labels = firmwaretest.Journal(t, data)
 		return len(labels) >= len(wantLabels)
 	})
 	cancel()
@@ -179,23 +143,4 @@ func TestTrials(t *testing.T) {
 	if want := "job-2:succeeded job-3:rolled_back job-4:rolled_back"; strings.Join(finals, " ") != want {
 		t.Errorf("reports %v, want %s", finals, want)
 	}
-}
-
-// spooled reads the labels of every event in the agent's spool.
-func spooled(t *testing.T, data string) []string {
-	t.Helper()
-	sp, err := spool.Open(filepath.Join(data, "spool", "events.db"), spool.Options{MaxBytes: spool.MinMaxBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	evs, err := sp.Next(context.Background(), 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var labels []string
-	for _, e := range evs {
-		labels = append(labels, e.Label)
-	}
-	return labels
 }

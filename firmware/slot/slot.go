@@ -48,6 +48,7 @@ import (
 
 	"edgefleet/firmware/bundle"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/atomicfile"
 	"edgefleet/models/manifest"
 )
 
@@ -505,7 +506,7 @@ func (s *Slots) write(st *State) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(s.statePath(), append(b, '\n'), 0o644)
+	return atomicfile.WriteFile(s.statePath(), append(b, '\n'), 0o644)
 }
 
 // stage writes a staging file with fill, fsyncs it and returns its path; it
@@ -540,7 +541,7 @@ func (s *Slots) place(tmp, slot, wantSHA string) (Info, error) {
 		os.Remove(tmp)
 		return Info{}, err
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
 		return Info{}, err
 	}
 	sum, size, err := hashFile(dst)
@@ -565,38 +566,6 @@ func hashFile(path string) (string, int64, error) {
 		return "", 0, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 type ctxReader struct {

@@ -2,16 +2,16 @@ package controller
 
 import (
 	"bytes"
+	"edgefleet/internal/yamlconf"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"edgefleet/fleet/api"
 )
@@ -140,10 +140,8 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(r io.Reader) (*Config, error) {
 	c := &Config{}
 	c.Retention.MaxAge = -1 // "unset", to tell it from an explicit 0s
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("decode: %w", err)
+	if _, err := yamlconf.Read(r, c); err != nil && !errors.Is(err, yamlconf.ErrEmpty) {
+		return nil, err
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
@@ -221,6 +219,18 @@ func (c *Config) artifactBase(bound string) string {
 }
 
 // Validate checks the config; its errors name the key at fault.
+// checkListen checks a host:port listen address, the port in 0..65535.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number in 0..65535", port)
+	}
+	return nil
+}
+
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -229,7 +239,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "required")
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+	if err := checkListen(c.HTTP.Listen); err != nil {
 		bad("http.listen", "%v", err)
 	}
 	if c.HTTP.ReadTimeout < 0 || c.HTTP.WriteTimeout < 0 {
@@ -256,8 +266,13 @@ func (c *Config) Validate() error {
 		}
 	} else {
 		if b.Listen != "" {
-			if _, _, err := net.SplitHostPort(b.Listen); err != nil {
+			if err := checkListen(b.Listen); err != nil {
 				bad("broker.listen", "%v", err)
+			}
+		}
+		if b.TLSListen != "" {
+			if err := checkListen(b.TLSListen); err != nil {
+				bad("broker.tls_listen", "%v", err)
 			}
 		}
 		if b.TLSListen != "" && (b.TLSCert == "" || b.TLSKey == "") {

@@ -20,8 +20,8 @@ func TestParseConfig(t *testing.T) {
 		name, yaml, err string
 	}{
 		{"minimal", minimal, ""},
-		{"unknown key", minimal + "colour: blue\n", "field colour not found"},
-		{"nested unknown key", minimal + "http:\n  lisen: :80\n", "field lisen not found"},
+		{"unknown key", minimal + "colour: blue\n", "colour: unknown key (line 6)"},
+		{"nested unknown key", minimal + "http:\n  lisen: :80\n", "http.lisen: unknown key"},
 		{"no data dir", "operators: [{name: a, token: 0123456789abcdef}]\n", "data_dir: required"},
 		{"no operators", "data_dir: x\n", "operators: at least one"},
 		{"short token", "data_dir: x\noperators: [{name: a, token: short}]\n", "operators[0].token: shorter"},
@@ -35,13 +35,18 @@ func TestParseConfig(t *testing.T) {
 		{"tls without cert", minimal + "broker:\n  tls_listen: :8883\n", "broker.tls_cert"},
 		{"bad drop rate", minimal + "health:\n  max_drop_rate: 2\n", "health.max_drop_rate"},
 		{"url with devices", minimal + "broker: {url: tcp://h:1883}\ndevices: [{id: a, password: p}]\n", ""},
-		{"ota unknown key", minimal + "ota: {signing_kee: x}\n", "field signing_kee not found"},
+		{"ota unknown key", minimal + "ota: {signing_kee: x}\n", "ota.signing_kee: unknown key"},
 		{"ota bad base", minimal + "ota: {artifact_base: fleetd:8080}\n", "ota.artifact_base"},
 		{"ota base with query", minimal + "ota: {artifact_base: \"http://f:1/?a=b\"}\n", "ota.artifact_base"},
 		{"ota missing key", minimal + "ota: {signing_key: /nonexistent/fleet.key}\n", "ota.signing_key"},
 		{"ota missing pub", minimal + "ota: {public_keys: [/nonexistent/k.pub]}\n", "ota.public_keys[0]"},
 		{"ota timeout below window", minimal + "ota: {health_window: 10m, job_timeout: 5m}\n", "ota.job_timeout"},
 		{"ota negative", minimal + "ota: {health_window: -1s}\n", "must not be negative"},
+		{"misspelt section", minimal + "retenton:\n  max_age: 24h\n", "retenton: unknown key (line 6)"},
+		{"duration without unit", minimal + "retention:\n  max_age: 24\n", `retention.max_age: cannot use "24" as a duration, write e.g. 30s, 5m or 24h (line 7)`},
+		{"port out of range", minimal + "http:\n  listen: 127.0.0.1:80800\n", `http.listen: port "80800" is not a number in 0..65535`},
+		{"broker port out of range", minimal + "broker:\n  listen: :70000\n", "broker.listen: port"},
+		{"listen without port", minimal + "http:\n  listen: localhost\n", "http.listen:"},
 		{"ota bad duration", minimal + "ota: {job_timeout: soon}\n", "soon"},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ package controller
 
 import (
 	"context"
+	"edgefleet/internal/dirlock"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +58,10 @@ type Controller struct {
 	closers  []func() error // in opening order
 }
 
+// shutdownGrace is how long requests in flight may go on once fleetd
+// stops; the live feed's streams end then.
+const shutdownGrace = time.Second
+
 // New builds fleetd from cfg (already validated): it opens the data files,
 // binds the broker and HTTP listeners (so their addresses are known) and,
 // with an external broker, connects to it. Nothing is served until Run.
@@ -74,6 +79,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("controller: data dir: %w", err)
 	}
+	lock, err := dirlock.Acquire(cfg.DataDir, "fleetd")
+	if err != nil {
+		return nil, fmt.Errorf("controller: data_dir: %w", err)
+	}
+	c.closers = append(c.closers, lock.Release)
 	if err := c.openState(); err != nil {
 		return nil, err
 	}
@@ -261,7 +271,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	g.Go(func() error { return c.registry.Run(ctx) })
 	g.Go(func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
 	g.Go(func() error { return c.ota.engine.Run(ctx) })
+	// Requests run under base, which ends shortly after shutdown begins:
+	// ordinary requests get that grace to finish, and long-lived ones (the
+	// live feed's server-sent events) end instead of holding the stop up.
+	base, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
 	hs := &http.Server{Handler: c.server, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: c.cfg.HTTP.ReadTimeout,
+		BaseContext:  func(net.Listener) context.Context { return base },
 		WriteTimeout: c.cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
 	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", "http://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
@@ -275,6 +291,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		grace := time.AfterFunc(shutdownGrace, endRequests)
+		defer grace.Stop()
 		return hs.Shutdown(sctx)
 	})
 	select {

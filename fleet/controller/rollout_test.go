@@ -39,7 +39,7 @@ func TestRolloutSimulatedFleet(t *testing.T) {
 	fleetd := func(t *testing.T) (string, *client.Client) {
 		f := controllertest.Start(t, `
 services: [{user: sim, password: sim-password}]
-ota: {health_window: 200ms, job_timeout: 20s}
+ota: {health_window: 200ms, job_timeout: 2m}
 `)
 		controllertest.PushModel(t, f.API, "yolo-sim", "2", model)
 		return f.MQTT, f.API
@@ -56,7 +56,10 @@ func rolloutCompletes(t *testing.T, n int, fleetd func(*testing.T) (string, *cli
 	controllertest.WaitOnline(t, c, n)
 	start := time.Now()
 	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "10%,50%,100%", MaxFailures: "5%"})
-	v := controllertest.WaitRollout(t, c, sum.ID, 60*time.Second, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
+	// Limits (and fleetd's job_timeout, 2m) sized for a loaded 2-core
+	// machine, where the 500 jobs of wave 3 took over 20 s; the wait ends
+	// on the event.
+	v := controllertest.WaitRollout(t, c, sum.ID, 3*time.Minute, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
 	t.Logf("rollout %s to %d devices: %s in %v (%q)", v.ID, v.Targets, v.State, time.Since(start).Round(time.Millisecond), v.Reason)
 	if v.State != rest.StateCompleted || v.Succeeded != n || v.Failed != 0 || v.HealthWindow != "200ms" {
 		t.Fatalf("rollout %+v", v.RolloutSummary)
@@ -100,15 +103,23 @@ func rolloutCompletes(t *testing.T, n int, fleetd func(*testing.T) (string, *cli
 	}
 }
 
-// rolloutAborts: with 10% of the devices failing, a rollout aborts and the
-// failed devices are rolled back.
+// rolloutAborts: with 10% of the devices failing, a rollout aborts and,
+// with rollback_on_abort false, only the failed devices are rolled back:
+// the ones that succeeded stay on the new version. (The default, every
+// device the rollout changed goes back, is TestRolloutFailureRate's.)
 func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client.Client)) {
 	mqtt, c := fleetd(t)
 	stop := controllertest.StartSim(t, mqtt, n, 0.1)
 	controllertest.WaitOnline(t, c, n)
-	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "10%,50%,100%", MaxFailures: "3%"})
-	// Aborted, and every job and rollback that was sent has ended.
-	v := controllertest.WaitRollout(t, c, sum.ID, 15*time.Second, func(v rest.Rollout) bool {
+	no := false
+	sum := controllertest.CreateRollout(t, c, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "10%,50%,100%", MaxFailures: "3%",
+		RollbackOnAbort: &no})
+	if sum.RollbackOnAbort {
+		t.Fatalf("created with rollback_on_abort false: %+v", sum)
+	}
+	// Aborted, and every job and rollback that was sent has ended. The
+	// limit is for a loaded 2-core machine; the wait ends on the event.
+	v := controllertest.WaitRollout(t, c, sum.ID, 3*time.Minute, func(v rest.Rollout) bool {
 		if v.State != rest.StateAborted {
 			return controllertest.Final(v.State)
 		}
@@ -146,6 +157,9 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 			}
 		case "pending":
 			pending++
+			if j.Wave < 2 || !j.SentAt.IsZero() {
+				t.Errorf("%s (wave %d): pending, sent at %v", j.DeviceID, j.Wave, j.SentAt)
+			}
 		default:
 			t.Errorf("%s: job %s", j.DeviceID, j.State)
 		}
@@ -154,9 +168,15 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 				j.DeviceID, j.State, j.Rollback, vs[j.DeviceID], rep.Versions[j.DeviceID].ModelVersion, want)
 		}
 	}
-	// About 50 of the first 500 devices fail: the abort comes in wave 2, and wave 3 is never sent.
-	if pending != 500 || failed != v.Failed || v.RolledBack != failed || rep.OTA.Rollbacks != int64(failed) {
-		t.Errorf("%d jobs never sent, %d failed, %d rolled back; simulator rolled back %d", pending, failed, v.RolledBack, rep.OTA.Rollbacks)
+	// About 50 of the first 500 devices fail: the abort comes in wave 2, and
+	// wave 3 is never sent. The engine may not have sent all of wave 2 by
+	// then (it dispatches in batches; under load the 31st failure can come
+	// first): those jobs stay pending.
+	if p := v.Progress[3]; p.Pending != 500 || v.Progress[2].Pending+p.Pending != pending {
+		t.Errorf("%d jobs never sent; progress %+v", pending, v.Progress)
+	}
+	if failed != v.Failed || v.RolledBack != failed || rep.OTA.Rollbacks != int64(failed) {
+		t.Errorf("%d failed, %d rolled back; simulator rolled back %d", failed, v.RolledBack, rep.OTA.Rollbacks)
 	}
 }
 

@@ -67,7 +67,8 @@ func restTensors(ts []manifest.Tensor) []rest.Tensor {
 func restSummary(s rollout.Summary) rest.RolloutSummary {
 	out := rest.RolloutSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Version: s.Version, SHA256: s.SHA256, Selector: s.Selector,
 		State: string(s.State), Wave: s.Wave, Waves: s.Waves, Reason: s.Reason, Targets: s.Targets, Succeeded: s.Succeeded,
-		Failed: s.Failed, MaxFailures: s.MaxFailures, RolledBack: s.RolledBack, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+		Failed: s.Failed, MaxFailures: s.MaxFailures, MaxFailureRate: s.MaxFailureRate, MinExecutions: s.MinExecutions,
+		RollbackOnAbort: s.RollbackOnAbort, RolledBack: s.RolledBack, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 	if s.Progress != nil {
 		out.Progress = make([]rest.WaveProgress, len(s.Progress))
 		for i, p := range s.Progress {
@@ -92,13 +93,17 @@ func restJob(j rollout.Job) rest.Job {
 		RollbackReason: j.RollbackReason, RollbackAt: j.RollbackAt}
 }
 
-// restRollout is the detailed view of one rollout. The spec's
-// max_failure_rate, min_executions, rollback_on_abort and the transitions
-// are mapped once the rollout engine has them.
+// restRollout is the detailed view of one rollout, with its history.
 func restRollout(ro *rollout.Rollout) rest.Rollout {
 	v := rest.Rollout{RolloutSummary: restSummary(ro.Summarize()), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
 		HealthWindow: ro.Spec.HealthWindow.String(), JobTimeout: ro.Spec.JobTimeout.String(), Jobs: make([]rest.Job, len(ro.Jobs)),
 		States: map[string]int{}, RollbackStates: map[string]int{}}
+	if len(ro.Transitions) > 0 {
+		v.Transitions = make([]rest.Transition, len(ro.Transitions))
+		for i, t := range ro.Transitions {
+			v.Transitions[i] = rest.Transition{At: t.At, From: t.From, To: t.To, Reason: t.Reason, By: t.By}
+		}
+	}
 	for i, j := range ro.Jobs {
 		v.Jobs[i] = restJob(j)
 		v.States[j.State]++

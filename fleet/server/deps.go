@@ -30,15 +30,14 @@ type Devices interface {
 // Rollouts is what the rollout routes need of the rollout engine
 // (*rollout.Engine satisfies it).
 type Rollouts interface {
-	Create(ctx context.Context, spec rollout.Spec) (rollout.Summary, error)
+	// CreateBy starts a rollout; by is the operator, for its history.
+	CreateBy(ctx context.Context, spec rollout.Spec, by string) (rollout.Summary, error)
 	Get(id string) (*rollout.Rollout, error)
 	List() []rollout.Summary
 	// ArtifactInUse lists the unfinished rollouts that send an artifact.
 	ArtifactInUse(sha256 string) []string
-	Pause(id string) (rollout.Summary, error)
-	Resume(id string) (rollout.Summary, error)
-	Abort(id, reason string) (rollout.Summary, error)
-	Rollback(id string) (rollout.Summary, error)
+	// Act pauses, resumes, aborts or rolls back a rollout for an operator.
+	Act(ctx context.Context, id string, a rollout.Action) (rollout.Summary, error)
 }
 
 // Operators authenticates operator bearer tokens: Operator returns the

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,7 @@ type Filter struct {
 }
 
 func (f Filter) match(r *store.Record) bool {
-	return (f.Device == "" || f.Device == r.Device) && (f.Label == "" || f.Label == r.Label)
+	return (f.Device == "" || f.Device == r.Device) && (f.Label == "" || strings.EqualFold(f.Label, r.Label))
 }
 
 // Sub is one live feed subscriber.

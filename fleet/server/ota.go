@@ -261,9 +261,6 @@ func rolloutSpec(r *http.Request, o *OTA, c *rest.CreateRollout) (rollout.Spec, 
 	case c.Firmware != "":
 		kind, ref = manifest.KindFirmware, c.Firmware
 	}
-	if c.MaxFailureRate != 0 || c.MinExecutions != 0 || (c.RollbackOnAbort != nil && !*c.RollbackOnAbort) {
-		return sp, http.StatusBadRequest, errors.New("max_failure_rate, min_executions and rollback_on_abort are not supported by this fleetd's rollout engine yet")
-	}
 	name, version, ok := strings.Cut(ref, "@")
 	if !ok || name == "" || version == "" {
 		return sp, http.StatusBadRequest, fmt.Errorf("%s: %q is not name@version", kind, ref)
@@ -281,6 +278,11 @@ func rolloutSpec(r *http.Request, o *OTA, c *rest.CreateRollout) (rollout.Spec, 
 		return sp, http.StatusBadRequest, err
 	}
 	sp.Canary = c.Canary
+	sp.MaxFailureRate, sp.MinExecutions = c.MaxFailureRate, c.MinExecutions
+	if c.RollbackOnAbort != nil {
+		v := *c.RollbackOnAbort
+		sp.RollbackOnAbort = &v
+	}
 	if c.Waves == "" {
 		c.Waves = "100%"
 	}
@@ -328,7 +330,7 @@ func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, "%v", err)
 		return
 	}
-	sum, err := s.opt.OTA.Rollouts.Create(r.Context(), sp)
+	sum, err := s.opt.OTA.Rollouts.CreateBy(r.Context(), sp, s.operatorName(r))
 	if err != nil {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return
@@ -363,31 +365,41 @@ func (s *Server) rolloutShow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, restRollout(ro))
 }
 
+// operatorName is who the request's token belongs to, for a rollout's
+// history: the operator's name, or rollout.ActorOperator if it has none.
+func (s *Server) operatorName(r *http.Request) string {
+	if op, ok := s.operator(r); ok && op != "" {
+		return op
+	}
+	return rollout.ActorOperator
+}
+
+// rolloutAction applies pause, resume, abort or rollback for the operator
+// the token names. Every action takes an optional {"reason"} body, kept in
+// the rollout's history (and, for abort, as its reason).
 func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
-	e, id := s.opt.OTA.Rollouts, r.PathValue("id")
-	var sum rollout.Summary
-	var err error
+	var kind rollout.ActionKind
 	switch a := r.PathValue("action"); a {
-	case "pause":
-		sum, err = e.Pause(id)
-	case "resume":
-		sum, err = e.Resume(id)
-	case "rollback":
-		sum, err = e.Rollback(id)
-	case "abort":
-		var body rest.Abort
-		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
-			if derr := api.Decode(b, &body); derr != nil {
-				writeError(w, http.StatusBadRequest, "%v", derr)
-				return
-			}
-		}
-		op, _ := s.operator(r)
-		sum, err = e.Abort(id, strings.TrimSpace(body.Reason+" ("+op+")"))
+	case rest.ActionPause, rest.ActionResume, rest.ActionAbort, rest.ActionRollback:
+		kind = rollout.ActionKind(a)
 	default:
 		writeError(w, http.StatusNotFound, "unknown action %q (pause, resume, abort, rollback)", a)
 		return
 	}
+	var body rest.Abort
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return
+	}
+	if len(strings.TrimSpace(string(b))) > 0 {
+		if err := api.Decode(b, &body); err != nil {
+			writeError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+	}
+	sum, err := s.opt.OTA.Rollouts.Act(r.Context(), r.PathValue("id"),
+		rollout.Action{Kind: kind, By: s.operatorName(r), Reason: strings.TrimSpace(body.Reason)})
 	if err != nil {
 		writeError(w, rolloutStatus(err), "%v", err)
 		return

@@ -215,8 +215,18 @@ func TestOTARoutes(t *testing.T) {
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/pause", "", 409, "not allowed"},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/resume", "", 200, `"state": "canary"`},
 		{"POST", "/api/v1/rollouts/" + sum.ID + "/explode", "", 404, "unknown action"},
-		{"POST", "/api/v1/rollouts/" + sum.ID + "/abort", `{"reason":"wrong labels"}`, 200, "wrong labels (alice)"},
-		{"POST", "/api/v1/rollouts/" + sum.ID + "/rollback", "", 200, `"state": "rolled_back"`},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/abort", `{"reason":"wrong labels"}`, 200, "aborted by operator: wrong labels"},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/rollback", `{"reason":"x"`, 400, ""},
+		{"POST", "/api/v1/rollouts/" + sum.ID + "/rollback", `{"reason":"labels fixed"}`, 200, `"state": "rolled_back"`},
+		// The abort's reason stays; the history says who did what, and why.
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"reason": "aborted by operator: wrong labels"`},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"to": "aborted",
+      "reason": "aborted by operator: wrong labels",
+      "by": "alice"`},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"to": "rolling_back",
+      "reason": "labels fixed",
+      "by": "alice"`},
+		{"GET", "/api/v1/rollouts/" + sum.ID, "", 200, `"rollback_on_abort": true`},
 		{"DELETE", "/api/v1/models/yolov8n/2", "", 200, "yolov8n@2"},
 		{"GET", "/api/v1/models/yolov8n/2", "", 404, "not found"},
 	}
@@ -271,7 +281,8 @@ func refusedCreates(t *testing.T, f *otaFixture) {
 		{"bad duration", `{"model":"yolov8n@2","health_window":"two"}`, 400, "health_window"},
 		{"unknown field", `{"model":"yolov8n@2","wavez":"1"}`, 400, "unknown field"},
 		{"no targets", `{"model":"yolov8n@2","selector":"site=zz"}`, 422, "no device"},
-		{"failure rate before the engine has it", `{"model":"yolov8n@2","max_failure_rate":0.2}`, 400, "not supported"},
+		{"failure rate above 1", `{"model":"yolov8n@2","max_failure_rate":1.5}`, 400, "max_failure_rate"},
+		{"negative min executions", `{"model":"yolov8n@2","min_executions":-1}`, 400, "min_executions"},
 	}
 	for _, tc := range creates {
 		t.Run("create "+tc.name, func(t *testing.T) {

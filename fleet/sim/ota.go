@@ -20,7 +20,7 @@ import (
 // and its telemetry. It downloads nothing and verifies nothing: it only
 // checks the command is well formed.
 //
-// A device that FailsUpdate picks fails every update at the end of its
+// A device that Options.Fails picks (by default FailsUpdate) fails every update at the end of its
 // health check: it reports failed (not rolled_back) and keeps the new
 // version, like an agent that could not restore the old model by itself,
 // so it stays on the new version until the fleet sends it a rollback.
@@ -84,6 +84,9 @@ func (d *device) onCommand(payload []byte) {
 	if err := api.Decode(payload, &c); err != nil {
 		d.ota.bad.Add(1)
 		return
+	}
+	if d.o.OnCommand != nil {
+		d.o.OnCommand(d.id, c)
 	}
 	d.mu.Lock()
 	if d.closing {
@@ -175,7 +178,7 @@ func (d *device) runJob(ctx context.Context, c api.Command, j *jobRun) {
 		return
 	case <-t.C:
 	}
-	if FailsUpdate(d.id, d.o.FailRate) {
+	if d.o.Fails(d.id) {
 		d.ota.failed.Add(1)
 		say(api.JobFailed, 0, "sim: health check failed (simulated failure); the new version stays until a rollback")
 		return
@@ -233,6 +236,8 @@ func (d *device) stopJobs() {
 
 // publishState publishes the retained online state with the current versions.
 func (d *device) publishState() error {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
 	d.mu.Lock()
 	st := api.State{DeviceID: d.id, Online: true, Time: time.Now().UnixMilli(), AgentVersion: d.agentVersion,
 		Labels: d.labels, Model: d.model, ModelVersion: d.modelVersion, Engine: "sim", Cameras: []string{"cam0"}}

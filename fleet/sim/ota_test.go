@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -173,4 +174,106 @@ func jobWatchers(t *testing.T, mu *sync.Mutex, reports map[string][]string, f *f
 		})
 	}
 	return final, version
+}
+
+// TestVersionOrder: a device's telemetry never names a version it had
+// already left when it published its last state. fleetd's registry takes
+// the model version from whichever of state and telemetry came last, so
+// such a late telemetry report puts a device back on its old version until
+// the next one (a minute later in the rollout tests). Telemetry every
+// millisecond and a stream of updates make the race likely if the device
+// reads its versions and publishes them in two steps.
+func TestVersionOrder(t *testing.T) {
+	const n, updates = 4, 25
+	var mu sync.Mutex
+	reports := map[string][]string{}
+	f := startFleetJobs(t, n, "sim-", func(j api.JobStatus) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports[j.JobID] = append(reports[j.JobID], j.State)
+	})
+	type msg struct{ kind, version string }
+	var wire sync.Mutex
+	seen := map[string][]msg{} // device -> state and telemetry versions in arrival order
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, kind := range []string{api.KindState, api.KindTelemetry} {
+		if err := f.conn.Subscribe(ctx, api.Filter(kind), func(topic string, payload []byte) {
+			var v struct {
+				DeviceID     string `json:"device_id"`
+				Online       *bool  `json:"online"`
+				ModelVersion string `json:"model_version"`
+			}
+			if json.Unmarshal(payload, &v) != nil || v.ModelVersion == "" {
+				return // the last will names no version
+			}
+			wire.Lock()
+			defer wire.Unlock()
+			seen[v.DeviceID] = append(seen[v.DeviceID], msg{kind, v.ModelVersion})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connected := make(chan int, 1)
+	done := make(chan Report, 1)
+	go func() {
+		rep, err := Run(ctx, Options{Broker: f.url, Devices: n, Rate: 0.001, Duration: time.Minute, Login: login, TelemetryEvery: time.Millisecond,
+			UpdateStep: time.Millisecond, OnConnected: func(c int) { connected <- c }})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- rep
+	}()
+	if c := <-connected; c != n {
+		t.Fatalf("%d of %d devices connected", c, n)
+	}
+	final, _ := jobWatchers(t, &mu, reports, f)
+	for u := range updates {
+		art := &api.Artifact{Kind: "model", Name: "yolo-sim", Version: strconv.Itoa(u + 2), SHA256: strings.Repeat("ab", 32), Size: 10,
+			URL: "http://fleet/artifacts/x", Manifest: []byte(`{}`), Sig: []byte{1}, KeyID: "k"}
+		for i := range n {
+			dev := fmt.Sprintf("sim-%d", i)
+			p, _ := json.Marshal(api.Command{JobID: fmt.Sprintf("job-%s-%d", dev, u), Kind: api.CommandModelUpdate, Artifact: art})
+			if err := f.conn.Publish(ctx, api.CommandsTopic(dev), false, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range n {
+			if got := final(fmt.Sprintf("job-sim-%d-%d", i, u)); got != api.JobSucceeded {
+				t.Fatalf("update %d of sim-%d: %s", u, i, got)
+			}
+		}
+	}
+	cancel()
+	<-done
+	wire.Lock()
+	defer wire.Unlock()
+	for dev, ms := range seen {
+		// A telemetry report after the k-th state names its version, or
+		// the next one (the device changed version and has not yet
+		// published the state saying so); never an earlier one.
+		var states []string
+		for _, m := range ms {
+			if m.kind == api.KindState {
+				states = append(states, m.version)
+			}
+		}
+		k, tele := -1, 0
+		for i, m := range ms {
+			if m.kind == api.KindState {
+				k++
+				continue
+			}
+			tele++
+			if k >= 0 && m.version != states[k] && (k+1 >= len(states) || m.version != states[k+1]) {
+				t.Errorf("%s: message %d, telemetry of version %s, after the state of version %s (states %v)", dev, i, m.version, states[k], states)
+			}
+		}
+		if len(states) < updates || tele == 0 {
+			t.Errorf("%s: %d states and %d telemetry reports for %d updates", dev, len(states), tele, updates)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("versions seen from %d devices, want %d", len(seen), n)
+	}
 }

@@ -51,6 +51,12 @@ type Options struct {
 	// FailRate is the fraction of devices (picked by FailsUpdate) whose
 	// updates fail at the health check.
 	FailRate float64
+	// Fails, if set, picks the devices whose updates fail instead of FailRate.
+	Fails func(device string) bool `json:"-"`
+	// OnCommand, if set, is called with every well-formed command a device
+	// receives (repeats included), before the device acts on it; it must
+	// be safe for concurrent use and must not block.
+	OnCommand func(device string, c api.Command) `json:"-"`
 	// UpdateStep is the time between two job states; default 20ms.
 	UpdateStep time.Duration
 	// MaxHealthWindow caps the health window a command asks for; default 1s.
@@ -110,6 +116,10 @@ func (o *Options) defaults() {
 	if o.MaxHealthWindow <= 0 {
 		o.MaxHealthWindow = time.Second
 	}
+	if o.Fails == nil {
+		rate := o.FailRate
+		o.Fails = func(d string) bool { return FailsUpdate(d, rate) }
+	}
 }
 
 // Report is the outcome of a run.
@@ -159,6 +169,13 @@ type device struct {
 	jobsWG sync.WaitGroup
 
 	resentInLoop atomic.Int64
+
+	// pubMu makes "read the versions, publish them" one step for state and
+	// telemetry, so the broker gets them in the order the versions changed:
+	// a telemetry report that read the old version cannot follow the state
+	// announcing the new one (fleetd's registry takes the version from
+	// whichever came last).
+	pubMu sync.Mutex
 
 	mu                                sync.Mutex
 	pending                           map[uint64]time.Time // first seq of a batch -> sent
@@ -375,13 +392,12 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		now := time.Now()
 		d.resentInLoop.Add(int64(d.resend(now)))
 		if !now.Before(nextTele) {
-			nextTele = nextTele.Add(o.TelemetryEvery)
-			v := d.version()
-			p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
-				AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
-				Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
-				SpoolDepth: uint64(rand.IntN(10))})
-			if d.cl.publish(api.TelemetryTopic(d.id), 0, false, p) != nil {
+			// Like a ticker, skip the reports a busy machine made us miss
+			// rather than send them back to back.
+			if nextTele = nextTele.Add(o.TelemetryEvery); nextTele.Before(now) {
+				nextTele = now.Add(o.TelemetryEvery)
+			}
+			if d.publishTelemetry(uptime) != nil {
 				pubErrs.Add(1)
 			}
 			tele.Add(1)
@@ -412,4 +428,17 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		batches.Add(1)
 		events.Add(int64(o.Events))
 	}
+}
+
+// publishTelemetry publishes one telemetry report with the device's
+// current versions (see pubMu).
+func (d *device) publishTelemetry(uptime time.Time) error {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
+	now, v := time.Now(), d.version()
+	p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
+		AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
+		Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
+		SpoolDepth: uint64(rand.IntN(10))})
+	return d.cl.publish(api.TelemetryTopic(d.id), 0, false, p)
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,9 @@ func (q Query) where() ([]string, []any) {
 		add("camera = $%d", q.Camera)
 	}
 	if q.Label != "" {
-		add("label = $%d", q.Label)
+		// Labels match whatever the case of the query: the casings models
+		// use are spelled out, which keeps the label index usable.
+		add("label = ANY($%d)", labelCasings(q.Label))
 	}
 	if !q.From.IsZero() {
 		add("time_us >= $%d", int64(timeKey(q.From.UnixMicro())))
@@ -117,4 +120,16 @@ func (s *Postgres) Count(ctx context.Context, q Query, width time.Duration) ([]B
 		return nil, fmt.Errorf("store: count: %w", err)
 	}
 	return cnt.buckets(), nil
+}
+
+// labelCasings is the label as given, in lower case, upper case and with a
+// capital first letter: the casings models use.
+func labelCasings(l string) []string {
+	out := []string{l}
+	for _, c := range []string{strings.ToLower(l), strings.ToUpper(l), strings.ToUpper(l[:1]) + strings.ToLower(l[1:])} {
+		if !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"edgefleet/fleet/api"
@@ -126,7 +127,7 @@ func (q Query) match(r *Record) bool {
 	if q.Camera != "" && r.CameraID != q.Camera {
 		return false
 	}
-	if q.Label != "" && r.Label != q.Label {
+	if q.Label != "" && !strings.EqualFold(r.Label, q.Label) {
 		return false
 	}
 	t := r.Time

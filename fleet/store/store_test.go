@@ -122,6 +122,8 @@ func TestQuery(t *testing.T) {
 				{"unknown device", Query{Device: "nope"}, 0},
 				{"camera", Query{Camera: "cam1"}, 45},
 				{"label", Query{Label: "dog"}, 30},
+				{"label in another case", Query{Label: "Dog"}, 30},
+				{"label in capitals", Query{Device: "dev-a", Label: "PERSON"}, 10},
 				{"device and label", Query{Device: "dev-a", Label: "person"}, 10},
 				{"time range", Query{From: t0.Add(11 * time.Second), To: t0.Add(21 * time.Second)}, 30},
 				{"device time range", Query{Device: "dev-c", From: t0.Add(11 * time.Second), To: t0.Add(21 * time.Second)}, 10},

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"image"
@@ -11,28 +10,24 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
+	"edgefleet/agent"
+	"edgefleet/agent/engine"
+	"edgefleet/internal/cli"
 	"edgefleet/models"
 	"edgefleet/models/annotate"
-	"edgefleet/models/backend"
 	"edgefleet/models/imageio"
 	"edgefleet/models/meta"
 	"edgefleet/models/yolo"
 )
 
 func init() {
-	commands["detect"] = command{summary: "run a model on images", run: runDetect}
+	commands["detect"] = command{summary: "run a model on images", args: "--model PATH IMAGE...", long: detectLong, run: runDetect}
 }
 
-const detectUsage = `usage: edge-agent detect --model PATH [flags] IMAGE...
-
-Runs a YOLO TFLite model on PNG/JPEG images and prints one line per image.
-
-flags:
-`
+const detectLong = `Runs a YOLO TFLite model on PNG/JPEG images and prints one line per image.`
 
 // detectFlags are the settings of one detect run.
 type detectFlags struct {
@@ -50,80 +45,68 @@ type detectFlags struct {
 	images            []string
 }
 
-func parseDetectFlags(args []string, stderr io.Writer) (*detectFlags, error) {
+func parseDetectFlags(args []string, _ io.Writer) (*detectFlags, error) {
 	f := &detectFlags{}
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.StringVar(&f.model, "model", "", "`path` of the .tflite model (required)")
 	fs.StringVar(&f.labels, "labels", "", "class names, one per line (default: the model's metadata, else class ids)")
 	fs.Float64Var(&f.conf, "conf", 0.25, "confidence threshold: keep scores above it")
 	fs.Float64Var(&f.iou, "iou", 0.45, "NMS IoU threshold")
 	fs.IntVar(&f.maxDet, "max-det", 300, "most detections per image")
-	fs.StringVar(&f.classes, "classes", "", "keep only these class ids, comma separated")
+	fs.StringVar(&f.classes, "classes", "", "keep only these classes: labels of the model or class ids, comma separated")
 	fs.IntVar(&f.threads, "threads", 1, "inference and preprocessing threads")
 	fs.IntVar(&f.batch, "batch", 1, "images per invoke (batched input tensor)")
 	fs.StringVar(&f.backend, "backend", "auto", "inference engine: auto, go or native")
 	fs.StringVar(&f.delegate, "delegate", "none", "native delegate: none, xnnpack or gpu")
-	fs.BoolVar(&f.strict, "strict", false, "fail when the native delegate cannot be loaded or applied, instead of falling back to the CPU")
+	fs.BoolVar(&f.strict, "strict", false, "fail, naming why, when the --delegate (or --backend native) asked for cannot be used: no library, or the delegate does not load or apply; never fall back to the CPU or the go engine")
 	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so for the native engine (default: $EDGEFLEET_TFLITE_LIB, then the usual library paths)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
 	fs.BoolVar(&f.verbose, "v", false, "log engine choices and warnings to stderr")
 	// Flags may come after the images, as in "detect a.png --json".
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(stderr, detectUsage)
-				fs.SetOutput(stderr)
-				fs.PrintDefaults()
-			}
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		f.images = append(f.images, args[0])
-		args = args[1:]
+	images, err := cli.Parse(fs, args)
+	if err != nil {
+		return nil, err
 	}
+	f.images = images
 	switch {
 	case f.model == "":
-		return nil, errors.New("--model is required")
+		return nil, cli.Usagef("--model is required")
 	case len(f.images) == 0:
-		return nil, errors.New("no images given")
+		return nil, cli.Usagef("no images given")
 	case !(f.conf >= 0 && f.conf < 1):
-		return nil, fmt.Errorf("--conf %v: want 0 <= conf < 1", f.conf)
+		return nil, cli.Usagef("--conf %v: want 0 <= conf < 1", f.conf)
 	case !(f.iou > 0 && f.iou <= 1):
-		return nil, fmt.Errorf("--iou %v: want 0 < iou <= 1", f.iou)
+		return nil, cli.Usagef("--iou %v: want 0 < iou <= 1", f.iou)
 	case f.threads < 1 || f.threads > 256:
-		return nil, fmt.Errorf("--threads %d: want 1..256", f.threads)
+		return nil, cli.Usagef("--threads %d: want 1..256", f.threads)
 	case f.batch < 1 || f.batch > 64:
-		return nil, fmt.Errorf("--batch %d: want 1..64", f.batch)
+		return nil, cli.Usagef("--batch %d: want 1..64", f.batch)
 	case f.maxDet < 1:
-		return nil, fmt.Errorf("--max-det %d: want at least 1", f.maxDet)
+		return nil, cli.Usagef("--max-det %d: want at least 1", f.maxDet)
 	}
 	switch f.delegate {
 	case "none", "xnnpack", "gpu":
 	default:
-		return nil, fmt.Errorf("--delegate %q: want none, xnnpack or gpu", f.delegate)
+		return nil, cli.Usagef("--delegate %q: want none, xnnpack or gpu", f.delegate)
 	}
 	if f.library != "" && f.backend == "go" {
-		return nil, errors.New("--library is for the native engine; --backend is go")
+		return nil, cli.Usagef("--library is for the native engine; --backend is go")
 	}
 	return f, nil
 }
 
-func (f *detectFlags) classIDs() ([]int, error) {
+// classIDs resolves --classes (labels of the model, or class ids).
+func (f *detectFlags) classIDs(labels []string) ([]int, error) {
 	if f.classes == "" {
 		return nil, nil
 	}
-	var ids []int
-	for _, s := range strings.Split(f.classes, ",") {
-		id, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || id < 0 {
-			return nil, fmt.Errorf("--classes: %q is not a class id", s)
+	ids, bad := agent.ClassIDs(strings.Split(f.classes, ","), labels)
+	if bad != "" {
+		if len(labels) == 0 {
+			return nil, fmt.Errorf("--classes: %q is not a class id (model %s names no labels)", bad, f.model)
 		}
-		ids = append(ids, id)
+		return nil, fmt.Errorf("--classes: %q is not a label of model %s", bad, f.model)
 	}
 	return ids, nil
 }
@@ -146,9 +129,6 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func runDetect(ctx context.Context, args []string) error {
 	f, err := parseDetectFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -162,10 +142,6 @@ func runDetect(ctx context.Context, args []string) error {
 }
 
 func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error {
-	classes, err := f.classIDs()
-	if err != nil {
-		return err
-	}
 	// Missing images fail before the model loads.
 	for _, p := range f.images {
 		if _, err := os.Stat(p); err != nil {
@@ -185,7 +161,11 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	eng, err := backend.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
+	classes, err := f.classIDs(labels)
+	if err != nil {
+		return err
+	}
+	eng, err := engine.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
 	}

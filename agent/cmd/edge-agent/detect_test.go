@@ -139,7 +139,9 @@ func withUnsupportedOp(t *testing.T, model []byte) []byte {
 }
 
 // TestDetectBadInputs: each bad input gives one error line naming the file
-// and the problem, nothing on stdout, and exit status 1.
+// and the problem, nothing on stdout, and exit status 1; a usage error (a
+// flag or argument wrong or missing) gives the error line, then the usage,
+// and exit status 2.
 func TestDetectBadInputs(t *testing.T) {
 	dir := t.TempDir()
 	realModel := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
@@ -165,7 +167,7 @@ func TestDetectBadInputs(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
-		want []string // substrings of the one stderr line
+		want []string // substrings of the first stderr line
 	}{
 		{"missing model", []string{"--model", missingModel, img}, []string{missingModel, "no such file"}},
 		{"not a model", []string{"--model", notModel, img}, []string{notModel, "not a .tflite model"}},
@@ -182,17 +184,25 @@ func TestDetectBadInputs(t *testing.T) {
 			[]string{filepath.Join(dir, "libtensorflowlite_c.so"), "TFLite C library not found"}},
 		{"native library not a library", []string{"--model", realModel, "--backend", "native", "--strict", "--library", notModel, img}, []string{notModel}},
 	}
+	usageErrors := map[string]bool{"no model flag": true, "no images": true, "unknown flag": true, "bad conf": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stdout, stderr, code := run(t, append([]string{"detect"}, tt.args...)...)
-			if code != 1 {
-				t.Errorf("exit status %d, want 1", code)
+			want := 1
+			if usageErrors[tt.name] {
+				want = 2
+			}
+			if code != want {
+				t.Errorf("exit status %d, want %d", code, want)
 			}
 			if stdout != "" {
 				t.Errorf("stdout %q, want nothing", stdout)
 			}
 			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
-			if len(lines) != 1 || lines[0] == "" {
+			switch {
+			case want == 2 && (len(lines) < 2 || !strings.HasPrefix(lines[1], "usage: edge-agent detect --model PATH IMAGE...")):
+				t.Fatalf("stderr lacks the usage after the error:\n%s", stderr)
+			case want == 1 && (len(lines) != 1 || lines[0] == ""):
 				t.Fatalf("stderr has %d lines, want 1:\n%s", len(lines), stderr)
 			}
 			for _, w := range tt.want {
@@ -322,7 +332,7 @@ func TestParseDetectFlags(t *testing.T) {
 	if f.strict || f.library != "" {
 		t.Errorf("--strict and --library default to off and empty: %+v", f)
 	}
-	if ids, err := f.classIDs(); err != nil || !reflect.DeepEqual(ids, []int{0, 2}) {
+	if ids, err := f.classIDs(nil); err != nil || !reflect.DeepEqual(ids, []int{0, 2}) {
 		t.Errorf("classes %v %v", ids, err)
 	}
 	for _, bad := range [][]string{
@@ -343,8 +353,31 @@ func TestParseDetectFlags(t *testing.T) {
 		t.Errorf("--strict --library: %+v %v", f, err)
 	}
 	f, _ = parseDetectFlags([]string{"--model", "m", "--classes", "x", "a"}, os.Stderr)
-	if _, err := f.classIDs(); err == nil {
-		t.Error("--classes x accepted")
+	if _, err := f.classIDs(nil); err == nil {
+		t.Error("--classes x accepted for a model without labels")
+	}
+	labels := []string{"person", "bicycle", "car"}
+	for _, tt := range []struct {
+		classes string
+		ids     []int
+		err     string
+	}{
+		{"person, car", []int{0, 2}, ""},
+		{"car,1", []int{2, 1}, ""},
+		{"persn", nil, `--classes: "persn" is not a label of model m`},
+		{"3", nil, `--classes: "3" is not a label of model m`},
+	} {
+		f, _ := parseDetectFlags([]string{"--model", "m", "--classes", tt.classes, "a"}, os.Stderr)
+		ids, err := f.classIDs(labels)
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("--classes %s: error %v, want %s", tt.classes, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(ids, tt.ids) {
+			t.Errorf("--classes %s: %v %v, want %v", tt.classes, ids, err, tt.ids)
+		}
 	}
 }
 
@@ -361,6 +394,8 @@ func TestDetectText(t *testing.T) {
 		{"all classes", []string{img}, []string{img + " 451x300:", "cat 0.", "inference"}, nil},
 		{"only cats", []string{"--classes", "15", img}, []string{"cat 0."}, []string{"clock"}},
 		{"only clocks", []string{"--classes", "74", img}, []string{"clock 0."}, []string{"cat"}},
+		{"only cats, by name", []string{"--classes", "cat", img}, []string{"cat 0."}, []string{"clock"}},
+		{"clocks and cats, by name and id", []string{"--classes", "clock,15", img}, []string{"cat 0.", "clock 0."}, nil},
 		{"nothing above 0.99", []string{"--conf", "0.99", img}, []string{"nothing found"}, []string{"cat"}},
 	}
 	for _, tt := range tests {

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -16,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"edgefleet/agent/config"
 	"edgefleet/firmware/bundle"
 	"edgefleet/firmware/firmwaretest"
 	"edgefleet/firmware/slot"
 	"edgefleet/fleet/api"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -53,18 +52,7 @@ func TestRunFirmwareUpdate(t *testing.T) {
 		t.Skip("edge-launcher's slots are for linux")
 	}
 	start := time.Now()
-	build := t.TempDir()
-	var v1, v2, launcherBin string
-	var wg sync.WaitGroup
-	wg.Go(func() { v1 = buildStamped(t, build, "1.0.0") })
-	wg.Go(func() { v2 = buildStamped(t, build, "2.0.0") })
-	wg.Go(func() {
-		launcherBin = filepath.Join(build, "edge-launcher")
-		if b, err := exec.Command("go", "build", "-o", launcherBin, "edgefleet/firmware/cmd/edge-launcher").CombinedOutput(); err != nil {
-			t.Errorf("go build edge-launcher: %v\n%s", err, b)
-		}
-	})
-	wg.Wait()
+	v1, v2, launcherBin := buildFirmwareWorld(t)
 	if t.Failed() {
 		return
 	}
@@ -82,71 +70,19 @@ func TestRunFirmwareUpdate(t *testing.T) {
 	signer := firmwaretest.NewSigner(t)
 	keyDir := filepath.Join(dir, "keys")
 	signer.WritePublicKey(t, keyDir)
-	bin2, err := os.ReadFile(v2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := bundle.ForBinary(strings.NewReader(string(bin2)), int64(len(bin2)), "edge-agent", "", 1, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Version != "2.0.0" {
-		t.Fatalf("manifest version %q, want the stamped 2.0.0", m.Version)
-	}
-	payload, sig, err := manifest.Sign(signer.Priv, signer.KeyID, m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin2, m, payload, sig := signBundle(t, signer, v2)
 	arts := &artifactServer{device: device, token: "pw", files: map[string][]byte{m.SHA256: bin2}}
 	srv := httptest.NewServer(arts)
 	t.Cleanup(srv.Close)
 
-	if out, err := exec.Command(launcherBin, "seed", "--data", data, v1).CombinedOutput(); err != nil {
-		t.Fatalf("edge-launcher seed: %v\n%s", err, out)
-	}
-	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1),
-		modeltest.Path(t, "models", "yolov8n_int8.tflite"), modeltest.Path(t, "images"), filepath.Join(dir, "spool.db"),
-		fmt.Sprintf(`fleet:
-  broker: %s
-  password: pw
-update:
-  keys: [%s]
-  artifact_url: %s
-firmware:
-  data_dir: %s
-  max_boots: 2
-`, f.url(), keyDir, srv.URL, data)))
+	cfg := firmwareConfig(t, dir, device, f.url(), keyDir, srv.URL, data)
 
-	cmd := exec.Command(launcherBin, "run", "--data", data, "--stop-timeout", "5s", "--", "run", "--config", cfg)
-	logs := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("launcher and agent log (last 6000 bytes):\n%s", tail(logs.String(), 6000))
-		}
-	})
+	logs := startLauncher(t, launcherBin, v1, data, cfg)
 
 	const patience = 40 * time.Second
-	online := func(version string) func() bool {
-		return func() bool {
-			st, ok := jobs.lastState()
-			return ok && st.Online && st.AgentVersion == version
-		}
-	}
-	waitUntil(t, "1.0.0 online", patience, online("1.0.0"))
-	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
+	online := func(version string) func() bool { return func() bool { return agentOnline(jobs, version) } }
+	testutil.WaitFor(t, "1.0.0 online", patience, online("1.0.0"))
+	testutil.WaitFor(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
 	t.Logf("%.1fs: 1.0.0 running", time.Since(start).Seconds())
 	if st, _ := jobs.lastState(); st.Engine != "go" || st.EngineVersion == "" {
 		t.Errorf("retained state engine %q version %q, want the go engine with its version", st.Engine, st.EngineVersion)
@@ -155,7 +91,7 @@ firmware:
 	// From now on the fleet loses every batch: detections stay in 1.0.0's spool.
 	s.drop.Store(true)
 	dropFrom := time.Now()
-	waitUntil(t, "batches lost by the fleet", patience, func() bool {
+	testutil.WaitFor(t, "batches lost by the fleet", patience, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.dropped) > 0 && time.Since(dropFrom) > time.Second
@@ -178,11 +114,11 @@ firmware:
 	send(c)
 	// 1.0.0 exits after reporting health_check; the fleet hears again from
 	// then on, so what reaches it of the lost batches comes from the spool.
-	waitUntil(t, "fw-2 installed", patience, func() bool { return slices.Contains(jobs.path("fw-2"), api.JobHealthCheck) })
+	testutil.WaitFor(t, "fw-2 installed", patience, func() bool { return slices.Contains(jobs.path("fw-2"), api.JobHealthCheck) })
 	s.drop.Store(false)
 	installed := time.Now()
 	t.Logf("%.1fs: 2.0.0 installed", time.Since(start).Seconds())
-	waitUntil(t, "fw-2 to end", patience, func() bool { _, ok := jobs.final("fw-2"); return ok })
+	testutil.WaitFor(t, "fw-2 to end", patience, func() bool { _, ok := jobs.final("fw-2"); return ok })
 	if st, _ := jobs.final("fw-2"); st.State != api.JobSucceeded || st.DeviceID != device {
 		t.Fatalf("fw-2 ended %+v, want succeeded", st)
 	}
@@ -190,29 +126,110 @@ firmware:
 	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
 		t.Errorf("fw-2 went %v, want %v", p, want)
 	}
-	waitUntil(t, "2.0.0 online", patience, online("2.0.0"))
+	testutil.WaitFor(t, "2.0.0 online", patience, online("2.0.0"))
 	t.Logf("%.1fs: 2.0.0 committed", time.Since(start).Seconds())
 
-	sl, err := slot.Open(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sl.State()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Active != slot.B || st.Trial || !st.Slots[slot.B].Committed || st.Slots[slot.B].Version != "2.0.0" ||
-		st.Slots[slot.B].JobID != "fw-2" || st.Previous != slot.A || len(st.Outcomes) != 0 {
-		t.Errorf("slot state %+v, want b committed with 2.0.0 from fw-2, a previous, no outcome pending", st)
-	}
+	sl := checkCommitted(t, data)
 	if l := logs.String(); !strings.Contains(l, "exit_status="+fmt.Sprint(slot.ExitSwitch)) {
 		t.Errorf("1.0.0 did not say it exits with status %d for the switch", slot.ExitSwitch)
 	}
 
-	// Every seq the fleet lost arrives, from 2.0.0 reading the spool 1.0.0
-	// wrote; none is reused, none missing.
+	spooled := checkLostDelivered(t, s, dropFrom, installed)
+
+	// The same command again (a redelivery): 2.0.0 does not install it twice.
+	send(c)
+	testutil.WaitFor(t, "2.0.0 to skip the job it runs from", patience, func() bool {
+		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
+	})
+	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
+		t.Errorf("after the redelivery fw-2 went %v, want %v", p, want)
+	}
+
+	rollBackFirmware(t, send, jobs, sl, s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.mismatch) > 0 {
+		t.Errorf("seqs reused with other content after the rollback: %v", s.mismatch[:min(3, len(s.mismatch))])
+	}
+	t.Logf("%d events stored; %d seqs lost once on the wire and %d captured while the fleet lost batches, delivered after the switch; %d resent duplicates",
+		len(s.events), len(s.dropped), spooled, s.dups)
+}
+
+// buildFirmwareWorld builds edge-agent 1.0.0 and 2.0.0 and edge-launcher.
+func buildFirmwareWorld(t *testing.T) (v1, v2, launcherBin string) {
+	build := t.TempDir()
+	var wg sync.WaitGroup
+	wg.Go(func() { v1 = buildStamped(t, build, "1.0.0") })
+	wg.Go(func() { v2 = buildStamped(t, build, "2.0.0") })
+	wg.Go(func() {
+		launcherBin = filepath.Join(build, "edge-launcher")
+		if b, err := exec.Command("go", "build", "-o", launcherBin, "edgefleet/firmware/cmd/edge-launcher").CombinedOutput(); err != nil {
+			t.Errorf("go build edge-launcher: %v\n%s", err, b)
+		}
+	})
+	wg.Wait()
+	return v1, v2, launcherBin
+}
+
+// signBundle reads the binary at path and signs its bundle manifest.
+func signBundle(t *testing.T, signer *firmwaretest.Signer, path string) (bin []byte, m *manifest.Manifest, payload, sig []byte) {
+	t.Helper()
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = bundle.ForBinary(strings.NewReader(string(bin)), int64(len(bin)), "edge-agent", "", 1, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != "2.0.0" {
+		t.Fatalf("manifest version %q, want the stamped 2.0.0", m.Version)
+	}
+	payload, sig, err = manifest.Sign(signer.Priv, signer.KeyID, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin, m, payload, sig
+}
+
+// startLauncher runs edge-launcher on data with the agent's config, until
+// the end of the test; its log and the agents' go to the returned buffer.
+// It seeds data with the agent v1 first.
+func startLauncher(t *testing.T, launcherBin, v1, data, cfg string) *lockedBuffer {
+	if out, err := exec.Command(launcherBin, "seed", "--data", data, v1).CombinedOutput(); err != nil {
+		t.Fatalf("edge-launcher seed: %v\n%s", err, out)
+	}
+	cmd := exec.Command(launcherBin, "run", "--data", data, "--stop-timeout", "5s", "--", "run", "--config", cfg)
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("launcher and agent log (last 6000 bytes):\n%s", tail(logs.String(), 6000))
+		}
+	})
+	return logs
+}
+
+// checkLostDelivered: every seq the fleet lost arrives, from 2.0.0 reading
+// the spool 1.0.0 wrote, after the install; none is reused, none missing.
+// It returns how many events were captured while the fleet lost batches.
+func checkLostDelivered(t *testing.T, s *store, dropFrom, installed time.Time) (spooled int) {
+	t.Helper()
+	const patience = 40 * time.Second
 	resumed := time.Now()
-	waitUntil(t, "the lost detections and new ones delivered", patience, func() bool {
+	testutil.WaitFor(t, "the lost detections and new ones delivered", patience, func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for seq := range s.dropped {
@@ -248,110 +265,73 @@ firmware:
 			t.Errorf("lost seq %d stored at %v, before 2.0.0 was installed at %v", seq, at, installed)
 		}
 	}
-	spooled := 0 // captured while the fleet lost batches
+	spooled = 0 // captured while the fleet lost batches
 	for _, e := range s.events {
 		if e.Time >= dropFrom.UnixMicro() && e.Time < installed.UnixMicro() {
 			spooled++
 		}
 	}
 	s.mu.Unlock()
-
-	// The same command again (a redelivery): 2.0.0 does not install it twice.
-	send(c)
-	waitUntil(t, "2.0.0 to skip the job it runs from", patience, func() bool {
-		return strings.Contains(logs.String(), "firmware: job already installed; not running it again")
-	})
-	if p := jobs.path("fw-2"); fmt.Sprint(p) != fmt.Sprint(want) {
-		t.Errorf("after the redelivery fw-2 went %v, want %v", p, want)
-	}
-
-	// The operator rolls fw-2 back: 2.0.0 reverts to slot a and exits for
-	// the launcher to start 1.0.0 again, on the same spool.
-	send(api.Command{JobID: "fw-2-rb", Kind: api.CommandRollback})
-	waitUntil(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
-	if st, _ := jobs.final("fw-2-rb"); st.State != api.JobSucceeded {
-		t.Errorf("fw-2-rb ended %+v, want succeeded", st)
-	}
-	back := time.Now()
-	waitUntil(t, "1.0.0 online again", patience, online("1.0.0"))
-	if st, err := sl.State(); err != nil || st.Active != slot.A || st.Trial {
-		t.Errorf("slot state %+v (%v), want a active, no trial", st, err)
-	}
-	waitUntil(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.mismatch) > 0 {
-		t.Errorf("seqs reused with other content after the rollback: %v", s.mismatch[:min(3, len(s.mismatch))])
-	}
-	t.Logf("%d events stored; %d seqs lost once on the wire and %d captured while the fleet lost batches, delivered after the switch; %d resent duplicates",
-		len(s.events), len(s.dropped), spooled, s.dups)
+	return spooled
 }
 
-// TestOpenFirmware checks how the agent sets firmware updates up from its
-// config and the environment edge-launcher gives it.
-func TestOpenFirmware(t *testing.T) {
-	data := t.TempDir()
+// checkCommitted: slot b runs 2.0.0, committed, from job fw-2.
+func checkCommitted(t *testing.T, data string) *slot.Slots {
+	t.Helper()
 	sl, err := slot.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sl.Seed(t.Context(), strings.NewReader("not really an agent"), "1.0.0"); err != nil {
-		t.Fatal(err)
+	// The agent reports an outcome, then marks it reported: the fleet can
+	// hear of it a moment before the state file says so.
+	var st slot.State
+	testutil.WaitFor(t, "fw-2's outcome marked reported", 20*time.Second, func() bool {
+		st, err = sl.State()
+		return err == nil && len(st.Outcomes) == 0
+	})
+	if st.Active != slot.B || st.Trial || !st.Slots[slot.B].Committed || st.Slots[slot.B].Version != "2.0.0" ||
+		st.Slots[slot.B].JobID != "fw-2" || st.Previous != slot.A || len(st.Outcomes) != 0 {
+		t.Errorf("slot state %+v, want b committed with 2.0.0 from fw-2, a previous, no outcome pending", st)
 	}
-	keyDir := t.TempDir()
-	firmwaretest.NewSigner(t).WritePublicKey(t, keyDir)
-	empty := t.TempDir()
-	link, err := os.MkdirTemp(t.TempDir(), "")
-	if err != nil {
-		t.Fatal(err)
+	return sl
+}
+
+func agentOnline(jobs *jobWatch, version string) bool {
+	st, ok := jobs.lastState()
+	return ok && st.Online && st.AgentVersion == version
+}
+
+// rollBackFirmware: the operator rolls fw-2 back; 2.0.0 reverts to slot a
+// and exits for the launcher to start 1.0.0 again, on the same spool.
+func rollBackFirmware(t *testing.T, send func(api.Command), jobs *jobWatch, sl *slot.Slots, s *store) {
+	t.Helper()
+	const patience = 40 * time.Second
+	online := func(version string) func() bool { return func() bool { return agentOnline(jobs, version) } }
+	send(api.Command{JobID: "fw-2-rb", Kind: api.CommandRollback})
+	testutil.WaitFor(t, "fw-2-rb to end", patience, func() bool { _, ok := jobs.final("fw-2-rb"); return ok })
+	if st, _ := jobs.final("fw-2-rb"); st.State != api.JobSucceeded {
+		t.Errorf("fw-2-rb ended %+v, want succeeded", st)
 	}
-	alias := filepath.Join(link, "data")
-	if err := os.Symlink(data, alias); err != nil {
-		t.Fatal(err)
+	back := time.Now()
+	testutil.WaitFor(t, "1.0.0 online again", patience, online("1.0.0"))
+	if st, err := sl.State(); err != nil || st.Active != slot.A || st.Trial {
+		t.Errorf("slot state %+v (%v), want a active, no trial", st, err)
 	}
-	tests := []struct {
-		name      string
-		env       map[string]string
-		fw        config.Firmware
-		wantErr   string // in openFirmware's error
-		updater   bool   // firmware_update commands run
-		committer bool   // a trial is committed once healthy
-		off       string // in the refusal reason
-	}{
-		{"not launched", nil, config.Firmware{Keys: []string{keyDir}}, "", false, false, "does not run under edge-launcher"},
-		{"not launched, data_dir set", nil, config.Firmware{Keys: []string{keyDir}, DataDir: data}, "", false, false, "does not run under edge-launcher"},
-		{"launched", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{Keys: []string{keyDir}}, "", true, true, ""},
-		{"launched, same data_dir by another path", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{Keys: []string{keyDir}, DataDir: alias}, "", true, true, ""},
-		{"launched without keys", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{}, "", false, true, "no firmware.keys"},
-		{"data_dir differs", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{Keys: []string{keyDir}, DataDir: empty}, "firmware.data_dir " + empty + ": edge-launcher runs this agent from " + data, false, false, ""},
-		{"no key in the folder", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{Keys: []string{empty}}, "firmware.keys: manifest: load key set: no public keys", false, false, ""},
-		{"missing key file", map[string]string{slot.EnvDataDir: data, slot.EnvSlot: slot.A}, config.Firmware{Keys: []string{filepath.Join(empty, "fleet.pub")}}, "firmware.keys", false, false, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(slot.EnvDataDir, "")
-			t.Setenv(slot.EnvSlot, "")
-			for k, v := range tt.env {
-				t.Setenv(k, v)
-			}
-			cfg := &config.Config{DeviceID: "box-1", Firmware: tt.fw}
-			cfg.Firmware.MaxBoots = 2
-			fw, err := openFirmware(cfg, nil, "", slog.New(slog.DiscardHandler))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (fw.u != nil) != tt.updater || (fw.slots != nil) != tt.committer {
-				t.Errorf("updater %v, committer %v; want %v, %v", fw.u != nil, fw.slots != nil, tt.updater, tt.committer)
-			}
-			if tt.off != "" && (fw.off == nil || !strings.Contains(fw.off.Error(), tt.off)) {
-				t.Errorf("refusal reason %v, want %q", fw.off, tt.off)
-			}
-		})
-	}
+	testutil.WaitFor(t, "detections from 1.0.0 after the rollback", patience, func() bool { _, newest := s.newest(); return newest.After(back) })
+}
+
+// firmwareConfig writes the agent's config for TestRunFirmwareUpdate.
+func firmwareConfig(t *testing.T, dir, device, broker, keyDir, artifactURL, data string) string {
+	return writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1),
+		modeltest.Path(t, "models", "yolov8n_int8.tflite"), modeltest.Path(t, "images"), filepath.Join(dir, "spool.db"),
+		fmt.Sprintf(`fleet:
+  broker: %s
+  password: pw
+update:
+  keys: [%s]
+  artifact_url: %s
+firmware:
+  data_dir: %s
+  max_boots: 2
+`, broker, keyDir, artifactURL, data)))
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"text/tabwriter"
 
 	"edgefleet/agent"
+	"edgefleet/internal/cli"
 	"edgefleet/models"
 	"edgefleet/models/meta"
 	"edgefleet/models/native"
@@ -22,46 +22,90 @@ import (
 )
 
 func init() {
-	commands["info"] = command{summary: "describe a model and the engines usable here", run: runInfo}
+	commands["info"] = command{summary: "describe a model and the engines usable here", long: infoLong, run: runInfo}
 }
 
-const infoUsage = `usage: edge-agent info [--model PATH] [--json] [--library PATH] [--threads N]
-
-Prints the model's tensors and operators, and which inference engines and
+const infoLong = `Prints the model's tensors and operators, and which inference engines and
 delegates are usable on this box (for that model, when one is given).
-
-flags:
-`
+With --strict, the native engine (--backend native) or the --delegate asked
+for must be usable: otherwise info prints its report and exits non-zero
+naming why.`
 
 type infoFlags struct {
-	model, library string
-	threads        int
-	jsonOut        bool
+	model, library    string
+	backend, delegate string
+	threads           int
+	jsonOut, strict   bool
 }
 
-func parseInfoFlags(args []string, stderr io.Writer) (*infoFlags, error) {
+func parseInfoFlags(args []string, _ io.Writer) (*infoFlags, error) {
 	f := &infoFlags{}
 	fs := flag.NewFlagSet("info", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	fs.StringVar(&f.model, "model", "", "`path` of a .tflite model to describe and try on each engine")
 	fs.StringVar(&f.library, "library", "", "`path` of libtensorflowlite_c.so (default: $"+native.LibraryEnv+", then the usual paths)")
 	fs.IntVar(&f.threads, "threads", 1, "threads for the engines tried")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, infoUsage)
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-		}
+	fs.StringVar(&f.backend, "backend", "", "with --strict: `native` must be usable")
+	fs.StringVar(&f.delegate, "delegate", "", "with --strict: the native `delegate` (xnnpack or gpu) that must be usable")
+	fs.BoolVar(&f.strict, "strict", false, "exit non-zero, naming why, when the --backend or --delegate asked for is not usable")
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if f.threads < 1 || f.threads > 256 {
-		return nil, fmt.Errorf("--threads %d: want 1..256", f.threads)
+		return nil, cli.Usagef("--threads %d: want 1..256", f.threads)
+	}
+	switch f.backend {
+	case "", "auto", "go", "native":
+	default:
+		return nil, cli.Usagef("--backend %q: want auto, go or native", f.backend)
+	}
+	switch f.delegate {
+	case "", "none", "xnnpack", "gpu":
+	default:
+		return nil, cli.Usagef("--delegate %q: want none, xnnpack or gpu", f.delegate)
 	}
 	return f, nil
+}
+
+// strictCheck says why what --strict asks for is not usable (nil when it is,
+// or nothing is asked).
+func (r *infoReport) strictCheck(f *infoFlags) error {
+	if !f.strict {
+		return nil
+	}
+	engine, delegate := "", ""
+	switch {
+	case f.delegate != "" && f.delegate != "none":
+		engine, delegate = "native", f.delegate
+	case f.backend == "native":
+		engine = "native"
+	default:
+		return nil
+	}
+	what := "the native engine"
+	if delegate != "" {
+		what = "the " + delegate + " delegate"
+	}
+	var nat *engineUsage
+	for i, u := range r.Engines {
+		if u.Engine != engine {
+			continue
+		}
+		if u.Delegate == "" {
+			nat = &r.Engines[i]
+		}
+		if u.Delegate != delegate {
+			continue
+		}
+		if u.Usable {
+			return nil
+		}
+		return fmt.Errorf("--strict: %s cannot be used: %s", what, u.Error)
+	}
+	if nat != nil && !nat.Usable { // no library: no delegate rows either
+		return fmt.Errorf("--strict: %s cannot be used: %s", what, nat.Error)
+	}
+	return fmt.Errorf("--strict: %s cannot be used: not offered by this TFLite library", what)
 }
 
 // infoReport is the --json output of info.
@@ -116,9 +160,6 @@ type engineUsage struct {
 
 func runInfo(ctx context.Context, args []string) error {
 	f, err := parseInfoFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
@@ -129,9 +170,14 @@ func runInfo(ctx context.Context, args []string) error {
 	if f.jsonOut {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		err = enc.Encode(r)
+	} else {
+		err = r.print(os.Stdout)
 	}
-	return r.print(os.Stdout)
+	if err != nil {
+		return err
+	}
+	return r.strictCheck(f)
 }
 
 func info(ctx context.Context, f *infoFlags) (*infoReport, error) {

@@ -149,6 +149,9 @@ func TestParseInfoFlags(t *testing.T) {
 		{[]string{"--threads", "0"}, false},
 		{[]string{"extra"}, false},
 		{[]string{"--nope"}, false},
+		{[]string{"--delegate", "gpu", "--backend", "native", "--strict"}, true},
+		{[]string{"--delegate", "cuda"}, false},
+		{[]string{"--backend", "tpu"}, false},
 	}
 	for _, tt := range tests {
 		_, err := parseInfoFlags(tt.args, io.Discard)

@@ -5,53 +5,43 @@
 //	edge-agent run --config agent.yaml     run the agent
 //	edge-agent info --model M              describe a model and the engines here
 //	edge-agent version [--json]            print the version
+//
+// `edge-agent help` lists every command; `edge-agent COMMAND --help` shows
+// its flags. The grammar (help, exit statuses 0/1/2) is
+// edgefleet/internal/cli's.
 package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"sort"
-	"syscall"
+
+	"edgefleet/agent"
+	"edgefleet/internal/cli"
 )
 
-// command is one subcommand; each registers itself from its own file.
+// command is one subcommand; each registers itself from its own file. Its
+// run parses its flags with cli.Parse or cli.ParseN before anything else.
 type command struct {
 	summary string
+	args    string // the arguments in the usage line, e.g. "--model PATH IMAGE..."
+	long    string // the help text, when more than the summary
 	run     func(ctx context.Context, args []string) error
 }
 
 var commands = map[string]command{}
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: edge-agent <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// program is edge-agent's command tree, from the commands map.
+func program() *cli.Program {
+	p := &cli.Program{
+		Name:    "edge-agent",
+		Summary: "edge-agent detects objects in camera frames, spools them and ships them to the fleet.",
+		Version: agent.Version,
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].summary)
+	for name, c := range commands {
+		p.Commands = append(p.Commands, cli.Command{Name: name, Args: c.args, Summary: c.summary, Long: c.long, Run: c.run})
 	}
+	return p
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		usage()
-		os.Exit(2)
-	}
-	cmd, ok := commands[os.Args[1]]
-	if !ok {
-		fmt.Fprintf(os.Stderr, "edge-agent: unknown command %q\n", os.Args[1])
-		usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cmd.run(ctx, os.Args[2:])
-	stop()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "edge-agent %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
+	program().Main()
 }

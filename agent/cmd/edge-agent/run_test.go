@@ -27,6 +27,7 @@ import (
 	"edgefleet/agent/spool"
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/modeltest"
 )
 
@@ -81,6 +82,10 @@ func TestRunConfigErrors(t *testing.T) {
 		{"bad device id", "device_id: box-e2e", "device_id: box e2e", []string{"device_id:"}},
 		{"native library missing", filepath.Join(dir, "model.tflite"), modeltest.Path(t, "models", "yolov8n_int8.tflite") +
 			"\n  backend: native\n  library: " + filepath.Join(dir, "libtensorflowlite_c.so"), []string{"model.path", filepath.Join(dir, "libtensorflowlite_c.so"), "TFLite C library not found"}},
+		{"unknown class", filepath.Join(dir, "model.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n",
+			modeltest.Path(t, "models", "yolov8n_int8.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n    classes: [person, persn]\n",
+			[]string{`cameras[0].classes: "persn" is not a label of model`, "labels: person, bicycle"}},
+		{"zero fps", "    fps: 3\n", "    fps: 0\n", []string{"cameras[0].fps: must be > 0"}},
 		{"library for the go backend", filepath.Join(dir, "model.tflite"), filepath.Join(dir, "model.tflite") +
 			"\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", []string{"model.library: is for the native backend"}},
 	}
@@ -103,7 +108,7 @@ func TestRunConfigErrors(t *testing.T) {
 	}
 	t.Run("no config flag", func(t *testing.T) {
 		_, stderr, code := run(t, "run")
-		if code != 1 || !strings.Contains(stderr, "--config is required") {
+		if code != 2 || !strings.Contains(stderr, "--config is required") || !strings.Contains(stderr, "usage: edge-agent run --config PATH") {
 			t.Errorf("code %d, stderr %s", code, stderr)
 		}
 	})
@@ -244,18 +249,11 @@ func (f *embeddedFleet) up() {
 	}
 	// The old broker's port may take a moment to be free again.
 	var b *broker.Broker
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var err error
+	var err error
+	testutil.WaitFor(f.t, "a broker on "+f.addr+" (the port free again)", 10*time.Second, func() bool {
 		b, err = broker.New(broker.Options{Addr: f.addr, Auth: auth, Logger: slog.New(slog.DiscardHandler)})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("broker on %s: %v", f.addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { b.Run(ctx); close(done) }()
@@ -365,6 +363,41 @@ type agentProc struct {
 	done   chan error
 }
 
+// addr waits for the agent's http address in its log.
+func (a *agentProc) addr(t *testing.T) string {
+	t.Helper()
+	var addr string
+	testutil.WaitFor(t, "the agent's http address in its log", 30*time.Second, func() bool {
+		for _, line := range strings.Split(a.stderr.String(), "\n") {
+			if _, rest, ok := strings.Cut(line, "msg=\"http listening\" addr="); ok {
+				addr = strings.Fields(rest)[0]
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
+
+// metric reads one unlabelled sample from the agent's /metrics (0 when
+// absent or unreachable).
+func (a *agentProc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.addr(t) + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -406,17 +439,6 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func freeAddr(t *testing.T) string {
@@ -473,9 +495,9 @@ func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 
 	const patience = 60 * time.Second
 	a := startAgent(t, cfg)
-	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 4 })
+	testutil.WaitFor(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 4 })
 	checkEndpoints(t, a)
-	waitUntil(t, "telemetry with both cameras up", patience, func() bool {
+	testutil.WaitFor(t, "telemetry with both cameras up", patience, func() bool {
 		tm, ok := s.lastTelemetry()
 		return ok && len(tm.Cameras) == 2 && tm.Cameras[0].Up && tm.Cameras[1].Up && tm.Cameras[0].FPS > 0
 	})
@@ -486,10 +508,13 @@ func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 	// Broker outage: detections keep being made and spooled.
 	f.down()
 	down := time.Now()
-	time.Sleep(2500 * time.Millisecond)
+	appended := a.metric(t, "edgefleet_spool_appended_events_total")
+	testutil.WaitFor(t, "detections spooled during the outage", patience, func() bool {
+		return a.metric(t, "edgefleet_spool_appended_events_total") >= appended+8
+	})
 	up := time.Now()
 	f.up()
-	waitUntil(t, "detections made during the outage", patience, func() bool {
+	testutil.WaitFor(t, "detections made during the outage", patience, func() bool {
 		_, newest := s.newest()
 		return s.capturedBetween(down, up) > 0 && newest.After(up)
 	})
@@ -504,13 +529,17 @@ func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 		a.done <- nil // for the cleanup
 		restart := time.Now()
 		a = startAgent(t, cfg)
-		waitUntil(t, fmt.Sprintf("detections after restart %d", i+1), patience, func() bool {
+		testutil.WaitFor(t, fmt.Sprintf("detections after restart %d", i+1), patience, func() bool {
 			_, newest := s.newest()
 			return newest.After(restart)
 		})
 	}
-	// Let the sender catch up a little, then stop cleanly.
-	time.Sleep(500 * time.Millisecond)
+	// Let the sender deliver something more, then stop cleanly.
+	mark := time.Now()
+	testutil.WaitFor(t, "detections delivered after the last restart", patience, func() bool {
+		_, newest := s.newest()
+		return newest.After(mark)
+	})
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -524,8 +553,14 @@ func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 		t.Fatal("agent did not stop within 30s of SIGTERM")
 	}
 
-	// What the spool still holds was not acknowledged yet; with what the
-	// store has, it must make up every seq ever assigned, exactly once.
+	checkExactlyOnce(t, s, spoolPath, down, up)
+}
+
+// checkExactlyOnce: what the spool still holds was not acknowledged yet;
+// with what the store has, it must make up every seq ever assigned,
+// exactly once, in order per camera.
+func checkExactlyOnce(t *testing.T, s *store, spoolPath string, down, up time.Time) {
+	t.Helper()
 	sp, err := spool.Open(spoolPath, spool.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -591,16 +626,7 @@ func deliverThrough(t *testing.T, f fleetSide, s *store, device string) {
 // checkEndpoints reads the agent's local endpoints at the address it logged.
 func checkEndpoints(t *testing.T, a *agentProc) {
 	t.Helper()
-	var addr string
-	waitUntil(t, "the agent's http address in its log", 30*time.Second, func() bool {
-		for _, line := range strings.Split(a.stderr.String(), "\n") {
-			if _, rest, ok := strings.Cut(line, "msg=\"http listening\" addr="); ok {
-				addr = strings.Fields(rest)[0]
-				return true
-			}
-		}
-		return false
-	})
+	addr := a.addr(t)
 	get := func(path string) (int, string, []byte) {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -159,53 +160,86 @@ func TestRunModelUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run with real models")
 	}
-	const device = "box-ota"
-	s := &store{events: map[uint64]api.Event{}}
-	f := &embeddedFleet{t: t, addr: freeAddr(t), device: device, store: s}
-	f.up()
-	jobs := watchJobs(t, f.b, device)
+	o := newOTA(t)
+	pid := o.a.cmd.Process.Pid
+	testutil.WaitFor(t, "first detections stored", otaPatience, func() bool { n, _ := o.s.newest(); return n >= 2 })
+	if v := o.s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
+		t.Fatalf("events before any update name %v, want only yolov8n_int8 1", v)
+	}
+	if st, ok := o.jobs.lastState(); !ok || st.Model != "yolov8n_int8" || st.ModelVersion != "1" || !st.Online {
+		t.Errorf("retained state %+v, want online with yolov8n_int8 1", st)
+	}
+	o.refusals()
+	o.goodUpdate(pid)
+	o.slowRollsBack()
+	o.rename()
+	o.restart()
+	t.Logf("events by model: %v", o.s.versionsSince(time.Time{}))
+	for _, job := range []string{"ota-unsigned", "ota-unknown-key", "ota-corrupt", "ota-truncated", "ota-good", "ota-slow", "ota-rename"} {
+		st, _ := o.jobs.final(job)
+		t.Logf("%s: %v: %s", job, o.jobs.path(job), st.Reason)
+	}
+	if os.Getenv("SHOWLOG") != "" {
+		t.Log(o.a.stderr.String())
+	}
+}
+
+const otaPatience = 45 * time.Second
+
+// ota is TestRunModelUpdate's world: a fleet with its embedded broker, an
+// artifact server, the fleet's signing key and a rogue one, and the agent.
+type ota struct {
+	t        *testing.T
+	device   string
+	s        *store
+	f        *embeddedFleet
+	jobs     *jobWatch
+	keyDir   string
+	rogueDir string
+	man      *manifest.Manifest // yolov8n 2
+	newData  []byte
+	arts     *artifactServer
+	old, cfg string
+	a        *agentProc
+}
+
+func newOTA(t *testing.T) *ota {
+	o := &ota{t: t, device: "box-ota", s: &store{events: map[uint64]api.Event{}}}
+	o.f = &embeddedFleet{t: t, addr: freeAddr(t), device: o.device, store: o.s}
+	o.f.up()
+	o.jobs = watchJobs(t, o.f.b, o.device)
 
 	dir := t.TempDir()
-	keyDir := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keyDir, 0o700); err != nil {
+	o.keyDir = filepath.Join(dir, "keys")
+	if err := os.Mkdir(o.keyDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	fleetKey, err := manifest.GenerateKey(keyDir, "fleet")
+	fleetKey, err := manifest.GenerateKey(o.keyDir, "fleet")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rogueDir := t.TempDir()
-	rogueKey, err := manifest.GenerateKey(rogueDir, "rogue")
+	o.rogueDir = t.TempDir()
+	rogueKey, err := manifest.GenerateKey(o.rogueDir, "rogue")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(keyPath string, m *manifest.Manifest) (payload, sig []byte, keyID string) {
-		t.Helper()
-		priv, id, err := manifest.LoadPrivateKey(keyPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload, sig, err = manifest.Sign(priv, id, m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return payload, sig, id
+	if rogueKey == fleetKey {
+		t.Fatalf("key ids %s and %s", fleetKey, rogueKey)
 	}
-
-	newData, err := os.ReadFile(modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"))
+	o.newData, err = os.ReadFile(modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	man, err := manifest.ForModel(newData, "yolov8n", "2", nil, time.Now())
+	o.man, err = manifest.ForModel(o.newData, "yolov8n", "2", nil, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts := &artifactServer{device: device, token: "pw", files: map[string][]byte{man.SHA256: newData}}
-	srv := httptest.NewServer(arts)
+	o.arts = &artifactServer{device: o.device, token: "pw", files: map[string][]byte{o.man.SHA256: o.newData}}
+	srv := httptest.NewServer(o.arts)
 	t.Cleanup(srv.Close)
 
-	old := modeltest.Path(t, "models", "yolov8n_int8.tflite")
-	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1), old, modeltest.Path(t, "images"),
+	o.old = modeltest.Path(t, "models", "yolov8n_int8.tflite")
+	o.cfg = writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", o.device, 1), o.old, modeltest.Path(t, "images"),
 		filepath.Join(dir, "spool.db"), fmt.Sprintf(`fleet:
   broker: %s
   password: pw
@@ -216,39 +250,59 @@ update:
   policy:
     max_latency_ratio: 1.5
     min_detection_ratio: 0.2
-`, f.url(), filepath.Join(keyDir, "fleet.pub"), srv.URL)))
+`, o.f.url(), filepath.Join(o.keyDir, "fleet.pub"), srv.URL)))
+	o.a = startAgent(t, o.cfg)
+	return o
+}
 
-	const patience = 45 * time.Second
-	a := startAgent(t, cfg)
-	pid := a.cmd.Process.Pid
-	waitUntil(t, "first detections stored", patience, func() bool { n, _ := s.newest(); return n >= 2 })
-	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
-		t.Fatalf("events before any update name %v, want only yolov8n_int8 1", v)
+func (o *ota) sign(keyPath string, m *manifest.Manifest) (payload, sig []byte, keyID string) {
+	o.t.Helper()
+	priv, id, err := manifest.LoadPrivateKey(keyPath)
+	if err != nil {
+		o.t.Fatal(err)
 	}
-	if st, ok := jobs.lastState(); !ok || st.Model != "yolov8n_int8" || st.ModelVersion != "1" || !st.Online {
-		t.Errorf("retained state %+v, want online with yolov8n_int8 1", st)
+	payload, sig, err = manifest.Sign(priv, id, m)
+	if err != nil {
+		o.t.Fatal(err)
 	}
+	return payload, sig, id
+}
 
-	send := func(c api.Command) {
-		t.Helper()
-		b, err := json.Marshal(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
-			t.Fatal(err)
-		}
+func (o *ota) send(c api.Command) {
+	o.t.Helper()
+	b, err := json.Marshal(c)
+	if err != nil {
+		o.t.Fatal(err)
 	}
-	artifact := func(query string) *api.Artifact {
-		payload, sig, id := sign(filepath.Join(keyDir, "fleet.key"), man)
-		return &api.Artifact{Kind: manifest.KindModel, Name: man.Name, Version: man.Version, SHA256: man.SHA256, Size: man.Size,
-			URL: "/artifacts/" + man.SHA256 + query, Manifest: payload, Sig: sig, KeyID: id}
+	if err := o.f.b.Publish(api.CommandsTopic(o.device), b, false, 1); err != nil {
+		o.t.Fatal(err)
 	}
-	unsigned := artifact("")
+}
+
+// artifact is yolov8n 2 signed by the fleet, served with query.
+func (o *ota) artifact(query string) *api.Artifact {
+	payload, sig, id := o.sign(filepath.Join(o.keyDir, "fleet.key"), o.man)
+	return &api.Artifact{Kind: manifest.KindModel, Name: o.man.Name, Version: o.man.Version, SHA256: o.man.SHA256, Size: o.man.Size,
+		URL: "/artifacts/" + o.man.SHA256 + query, Manifest: payload, Sig: sig, KeyID: id}
+}
+
+// end sends c and waits for its final state.
+func (o *ota) end(c api.Command) api.JobStatus {
+	o.t.Helper()
+	o.send(c)
+	testutil.WaitFor(o.t, "job "+c.JobID+" to end", otaPatience, func() bool { _, ok := o.jobs.final(c.JobID); return ok })
+	st, _ := o.jobs.final(c.JobID)
+	return st
+}
+
+// refusals: four bad updates, each refused with its reason while the old
+// model keeps serving.
+func (o *ota) refusals() {
+	t := o.t
+	unsigned := o.artifact("")
 	unsigned.Sig, unsigned.KeyID = nil, ""
-	rogue := artifact("")
-	rogue.Manifest, rogue.Sig, rogue.KeyID = sign(filepath.Join(rogueDir, "rogue.key"), man)
-
+	rogue := o.artifact("")
+	rogue.Manifest, rogue.Sig, rogue.KeyID = o.sign(filepath.Join(o.rogueDir, "rogue.key"), o.man)
 	refused := []struct {
 		job      string
 		artifact *api.Artifact
@@ -256,72 +310,75 @@ update:
 	}{
 		{"ota-unsigned", unsigned, "manifest: unsigned"},
 		{"ota-unknown-key", rogue, "manifest: signed by an unknown key"},
-		{"ota-corrupt", artifact("?serve=corrupt"), "artifact does not match"},
-		{"ota-truncated", artifact("?serve=truncated"), fmt.Sprintf("truncated artifact: the server sent %d of the signed %d bytes", len(newData)/2, len(newData))},
+		{"ota-corrupt", o.artifact("?serve=corrupt"), "artifact does not match"},
+		{"ota-truncated", o.artifact("?serve=truncated"), fmt.Sprintf("truncated artifact: the server sent %d of the signed %d bytes", len(o.newData)/2, len(o.newData))},
 	}
 	for _, tt := range refused {
-		send(api.Command{JobID: tt.job, Kind: api.CommandModelUpdate, Artifact: tt.artifact, HealthWindowS: 2})
-		waitUntil(t, "job "+tt.job+" to end", patience, func() bool { _, ok := jobs.final(tt.job); return ok })
-		st, _ := jobs.final(tt.job)
-		if st.State != api.JobFailed || !strings.Contains(st.Reason, tt.want) || st.DeviceID != device {
+		st := o.end(api.Command{JobID: tt.job, Kind: api.CommandModelUpdate, Artifact: tt.artifact, HealthWindowS: 2})
+		if st.State != api.JobFailed || !strings.Contains(st.Reason, tt.want) || st.DeviceID != o.device {
 			t.Errorf("job %s ended %s %q, want failed with %q", tt.job, st.State, st.Reason, tt.want)
 		}
-		if p := jobs.path(tt.job); p[0] != api.JobQueued {
+		if p := o.jobs.path(tt.job); p[0] != api.JobQueued {
 			t.Errorf("job %s went %v, want queued first", tt.job, p)
 		}
 	}
-	if rogueKey == fleetKey {
-		t.Fatalf("key ids %s and %s", fleetKey, rogueKey)
+	o.arts.mu.Lock()
+	if o.arts.gets != 2 {
+		t.Errorf("%d downloads, want 2 (the unsigned and unknown-key manifests are refused before any)", o.arts.gets)
 	}
-	arts.mu.Lock()
-	if arts.gets != 2 {
-		t.Errorf("%d downloads, want 2 (the unsigned and unknown-key manifests are refused before any)", arts.gets)
-	}
-	arts.mu.Unlock()
+	o.arts.mu.Unlock()
 
 	// The old model still serves: events captured after the last refusal.
 	refusedAt := time.Now()
-	waitUntil(t, "events after the refusals", patience, func() bool { return len(s.versionsSince(refusedAt)) > 0 })
-	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
+	testutil.WaitFor(t, "events after the refusals", otaPatience, func() bool { return len(o.s.versionsSince(refusedAt)) > 0 })
+	if v := o.s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_int8 1"] == 0 {
 		t.Fatalf("events after the refusals name %v, want only yolov8n_int8 1", v)
 	}
+}
 
-	// The good model: swapped in, committed after its health window.
-	send(api.Command{JobID: "ota-good", Kind: api.CommandModelUpdate, Artifact: artifact(""), HealthWindowS: 2})
-	waitUntil(t, "job ota-good to end", patience, func() bool { _, ok := jobs.final("ota-good"); return ok })
-	if st, _ := jobs.final("ota-good"); st.State != api.JobSucceeded {
+// goodUpdate: the good model is swapped in, in the same process, and
+// committed after its health window; events, telemetry and retained state
+// name it.
+func (o *ota) goodUpdate(pid int) {
+	t := o.t
+	if st := o.end(api.Command{JobID: "ota-good", Kind: api.CommandModelUpdate, Artifact: o.artifact(""), HealthWindowS: 2}); st.State != api.JobSucceeded {
 		t.Fatalf("job ota-good ended %s %q, want succeeded", st.State, st.Reason)
 	}
 	want := []string{api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck, api.JobSucceeded}
-	if p := jobs.path("ota-good"); fmt.Sprint(p) != fmt.Sprint(want) {
+	if p := o.jobs.path("ota-good"); fmt.Sprint(p) != fmt.Sprint(want) {
 		t.Errorf("job ota-good went %v, want %v", p, want)
 	}
 	select {
-	case err := <-a.done:
-		a.done <- err
+	case err := <-o.a.done:
+		o.a.done <- err
 		t.Fatalf("the agent exited during the update: %v", err)
 	default:
 	}
-	if a.cmd.Process.Pid != pid {
+	if o.a.cmd.Process.Pid != pid {
 		t.Fatal("the agent process changed")
 	}
 	swappedAt := time.Now()
-	waitUntil(t, "events after the swap", patience, func() bool { return len(s.versionsSince(swappedAt)) > 0 })
-	if v := s.versionsSince(swappedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
+	testutil.WaitFor(t, "events after the swap", otaPatience, func() bool { return len(o.s.versionsSince(swappedAt)) > 0 })
+	if v := o.s.versionsSince(swappedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
 		t.Errorf("events after the update name %v, want only yolov8n 2", v)
 	}
-	waitUntil(t, "telemetry naming the new model", patience, func() bool {
-		tm, ok := s.lastTelemetry()
+	testutil.WaitFor(t, "telemetry naming the new model", otaPatience, func() bool {
+		tm, ok := o.s.lastTelemetry()
 		return ok && tm.Model == "yolov8n" && tm.ModelVersion == "2"
 	})
-	waitUntil(t, "retained state naming the new model", patience, func() bool {
-		st, ok := jobs.lastState()
+	testutil.WaitFor(t, "retained state naming the new model", otaPatience, func() bool {
+		st, ok := o.jobs.lastState()
 		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2"
 	})
-	// A model that loads but fails its health window: yolov8n_int8, signed
-	// as yolov8n 3, runs several times slower than yolov8n 2, past
-	// policy.max_latency_ratio; it is rolled back and 2 keeps serving.
-	slowData, err := os.ReadFile(old)
+}
+
+// slowRollsBack: a model that loads but fails its health window
+// (yolov8n_int8, signed as yolov8n 3, runs several times slower than
+// yolov8n 2, past policy.max_latency_ratio) is rolled back and 2 keeps
+// serving.
+func (o *ota) slowRollsBack() {
+	t := o.t
+	slowData, err := os.ReadFile(o.old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,65 +386,97 @@ update:
 	if err != nil {
 		t.Fatal(err)
 	}
-	arts.files[slow.SHA256] = slowData // the server is idle: no handler reads the map now
-	payload, sig, id := sign(filepath.Join(keyDir, "fleet.key"), slow)
-	send(api.Command{JobID: "ota-slow", Kind: api.CommandModelUpdate, HealthWindowS: 3, Artifact: &api.Artifact{
+	o.arts.files[slow.SHA256] = slowData // the server is idle: no handler reads the map now
+	payload, sig, id := o.sign(filepath.Join(o.keyDir, "fleet.key"), slow)
+	st := o.end(api.Command{JobID: "ota-slow", Kind: api.CommandModelUpdate, HealthWindowS: 3, Artifact: &api.Artifact{
 		Kind: manifest.KindModel, Name: slow.Name, Version: slow.Version, SHA256: slow.SHA256, Size: slow.Size,
 		URL: "/artifacts/" + slow.SHA256, Manifest: payload, Sig: sig, KeyID: id}})
-	waitUntil(t, "job ota-slow to end", patience, func() bool { _, ok := jobs.final("ota-slow"); return ok })
-	st, _ := jobs.final("ota-slow")
 	if st.State != api.JobRolledBack || !strings.Contains(st.Reason, "update: unhealthy: p50 latency") {
 		t.Errorf("job ota-slow ended %s %q, want rolled_back for its latency", st.State, st.Reason)
 	}
-	if p := jobs.path("ota-slow"); !strings.Contains(fmt.Sprint(p), "installing health_check rolled_back") {
+	if p := o.jobs.path("ota-slow"); !strings.Contains(fmt.Sprint(p), "installing health_check rolled_back") {
 		t.Errorf("job ota-slow went %v", p)
 	}
 	rolledBackAt := time.Now()
-	waitUntil(t, "events after the rollback", patience, func() bool { return len(s.versionsSince(rolledBackAt)) > 0 })
-	if v := s.versionsSince(rolledBackAt); len(v) != 1 || v["yolov8n 2"] == 0 {
+	testutil.WaitFor(t, "events after the rollback", otaPatience, func() bool { return len(o.s.versionsSince(rolledBackAt)) > 0 })
+	if v := o.s.versionsSince(rolledBackAt); len(v) != 1 || v["yolov8n 2"] == 0 {
 		t.Errorf("events after the rollback name %v, want only yolov8n 2", v)
 	}
-	waitUntil(t, "retained state back on the committed model", patience, func() bool {
-		st, ok := jobs.lastState()
+	testutil.WaitFor(t, "retained state back on the committed model", otaPatience, func() bool {
+		st, ok := o.jobs.lastState()
 		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2"
 	})
-
-	jobs.mu.Lock()
+	o.jobs.mu.Lock()
 	var stateVersions []string
-	for _, st := range jobs.state {
+	for _, st := range o.jobs.state {
 		if len(stateVersions) == 0 || stateVersions[len(stateVersions)-1] != st.ModelVersion {
 			stateVersions = append(stateVersions, st.ModelVersion)
 		}
 	}
-	jobs.mu.Unlock()
+	o.jobs.mu.Unlock()
 	if fmt.Sprint(stateVersions) != "[1 2 3 2]" {
 		t.Errorf("retained state named model versions %v, want [1 2 3 2]", stateVersions)
 	}
+}
 
-	// The committed model survives a restart: the agent starts on it.
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// rename: the bytes already serving, released as yolov8n 2.1, are taken
+// without a download or swap; events, telemetry and retained state name
+// 2.1 from then on.
+func (o *ota) rename() {
+	t := o.t
+	o.arts.mu.Lock()
+	gets := o.arts.gets
+	o.arts.mu.Unlock()
+	m := *o.man
+	m.Version = "2.1"
+	payload, sig, id := o.sign(filepath.Join(o.keyDir, "fleet.key"), &m)
+	st := o.end(api.Command{JobID: "ota-rename", Kind: api.CommandModelUpdate, HealthWindowS: 2, Artifact: &api.Artifact{
+		Kind: manifest.KindModel, Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size,
+		URL: "/artifacts/" + m.SHA256, Manifest: payload, Sig: sig, KeyID: id}})
+	if st.State != api.JobSucceeded {
+		t.Fatalf("job ota-rename ended %s %q, want succeeded", st.State, st.Reason)
+	}
+	if p := fmt.Sprint(o.jobs.path("ota-rename")); p != "[queued succeeded]" {
+		t.Errorf("job ota-rename went %v, want [queued succeeded]", p)
+	}
+	o.arts.mu.Lock()
+	if o.arts.gets != gets {
+		t.Errorf("%d downloads for a model the device runs", o.arts.gets-gets)
+	}
+	o.arts.mu.Unlock()
+	renamedAt := time.Now()
+	testutil.WaitFor(t, "events naming 2.1", otaPatience, func() bool { return o.s.versionsSince(renamedAt)["yolov8n 2.1"] > 0 })
+	if v := o.s.versionsSince(renamedAt); len(v) != 1 {
+		t.Errorf("events after the rename name %v, want only yolov8n 2.1", v)
+	}
+	testutil.WaitFor(t, "telemetry naming 2.1", otaPatience, func() bool {
+		tm, ok := o.s.lastTelemetry()
+		return ok && tm.Model == "yolov8n" && tm.ModelVersion == "2.1"
+	})
+	testutil.WaitFor(t, "retained state naming 2.1", otaPatience, func() bool {
+		st, ok := o.jobs.lastState()
+		return ok && st.Online && st.Model == "yolov8n" && st.ModelVersion == "2.1"
+	})
+}
+
+// restart: the committed model survives a restart; the agent starts on it.
+func (o *ota) restart() {
+	t := o.t
+	if err := o.a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-a.done; err != nil {
+	if err := <-o.a.done; err != nil {
 		t.Fatalf("agent exit after SIGTERM: %v", err)
 	}
-	a.done <- nil
+	o.a.done <- nil
 	restartedAt := time.Now()
-	a = startAgent(t, cfg)
-	waitUntil(t, "events after the restart", patience, func() bool { return len(s.versionsSince(restartedAt)) > 0 })
-	if v := s.versionsSince(restartedAt); len(v) != 1 || v["yolov8n 2"] == 0 {
-		t.Errorf("events after the restart name %v, want only yolov8n 2", v)
+	o.a = startAgent(t, o.cfg)
+	testutil.WaitFor(t, "events after the restart", otaPatience, func() bool { return len(o.s.versionsSince(restartedAt)) > 0 })
+	if v := o.s.versionsSince(restartedAt); len(v) != 1 || v["yolov8n 2.1"] == 0 {
+		t.Errorf("events after the restart name %v, want only yolov8n 2.1", v)
 	}
-	if !strings.Contains(a.stderr.String(), `msg="running the model installed by an update (update.dir), not model.path" model=yolov8n model_version=2`) {
+	if !strings.Contains(o.a.stderr.String(), `msg="running the model installed by an update (update.dir), not model.path" model=yolov8n model_version=2.1`) {
 		t.Error("the restarted agent did not say it runs the installed model")
-	}
-	t.Logf("events by model: %v", s.versionsSince(time.Time{}))
-	for _, job := range []string{"ota-unsigned", "ota-unknown-key", "ota-corrupt", "ota-truncated", "ota-good", "ota-slow"} {
-		st, _ := jobs.final(job)
-		t.Logf("%s: %v: %s", job, jobs.path(job), st.Reason)
-	}
-	if os.Getenv("SHOWLOG") != "" {
-		t.Log(a.stderr.String())
 	}
 }
 
@@ -440,12 +529,12 @@ func TestRunUpdatesDisabled(t *testing.T) {
 		modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"), modeltest.Path(t, "images"),
 		filepath.Join(dir, "spool.db"), "fleet:\n  broker: "+f.url()+"\n  password: pw\n"))
 	a := startAgent(t, cfg)
-	waitUntil(t, "the agent online", 30*time.Second, func() bool { st, ok := jobs.lastState(); return ok && st.Online })
+	testutil.WaitFor(t, "the agent online", 30*time.Second, func() bool { st, ok := jobs.lastState(); return ok && st.Online })
 	b, _ := json.Marshal(api.Command{JobID: "ota-1", Kind: api.CommandModelUpdate, Artifact: &api.Artifact{Kind: manifest.KindModel}})
 	if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "job ota-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("ota-1"); return ok })
+	testutil.WaitFor(t, "job ota-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("ota-1"); return ok })
 	if st, _ := jobs.final("ota-1"); st.State != api.JobFailed || !strings.Contains(st.Reason, "updates are disabled on this device") || st.DeviceID != device {
 		t.Errorf("job ota-1 ended %+v, want failed: updates disabled", st)
 	}
@@ -460,12 +549,12 @@ func TestRunUpdatesDisabled(t *testing.T) {
 	if err := f.b.Publish(api.CommandsTopic(device), b, false, 1); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "job fw-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("fw-1"); return ok })
+	testutil.WaitFor(t, "job fw-1 to end", 30*time.Second, func() bool { _, ok := jobs.final("fw-1"); return ok })
 	if st, _ := jobs.final("fw-1"); st.State != api.JobFailed || !strings.Contains(st.Reason, "does not run under edge-launcher") {
 		t.Errorf("job fw-1 ended %+v, want failed: not under edge-launcher", st)
 	}
 	since := time.Now()
-	waitUntil(t, "events after the refusal", 30*time.Second, func() bool { return len(s.versionsSince(since)) > 0 })
+	testutil.WaitFor(t, "events after the refusal", 30*time.Second, func() bool { return len(s.versionsSince(since)) > 0 })
 	if v := s.versionsSince(time.Time{}); len(v) != 1 || v["yolov8n_full_integer_quant 1"] == 0 {
 		t.Errorf("events name %v, want only the configured model", v)
 	}

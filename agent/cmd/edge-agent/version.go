@@ -10,6 +10,7 @@ import (
 	"runtime"
 
 	"edgefleet/agent"
+	"edgefleet/internal/cli"
 )
 
 func init() {
@@ -31,11 +32,8 @@ type versionInfo struct {
 func runVersion(_ context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	v := versionInfo{Version: agent.Version, OS: runtime.GOOS, Arch: runtime.GOARCH,
 		ConfigSchema: agent.ConfigSchema, GoVersion: runtime.Version()}

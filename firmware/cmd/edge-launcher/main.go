@@ -8,119 +8,121 @@
 //	edge-launcher install [--data DIR] --keys K BUNDLE  install a signed bundle (e.g. from a USB stick)
 //	edge-launcher status [--data DIR] [--json]          show the slots and the trial
 //	edge-launcher rollback [--data DIR]                 go back to the previous slot
+//	edge-launcher version [--json]                      print the version
 //
-// After install or rollback, restart the service to start the new slot.
+// --data may also come before the command. After install or rollback,
+// restart the service to start the new slot. The grammar (help, exit
+// statuses 0/1/2) is edgefleet/internal/cli's.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"time"
 
 	"edgefleet/firmware/bundle"
 	"edgefleet/firmware/launcher"
 	"edgefleet/firmware/slot"
+	"edgefleet/internal/cli"
 	"edgefleet/models/manifest"
 )
 
 const defaultData = "/var/lib/edge-agent"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
-	stop()
-	if errors.Is(err, flag.ErrHelp) {
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "edge-launcher:", err)
-		os.Exit(1)
+	program(os.Stdout, os.Stderr).Main()
+}
+
+// program is edge-launcher's command tree; --data is global.
+func program(stdout, stderr io.Writer) *cli.Program {
+	return &cli.Program{
+		Name:     "edge-launcher",
+		Summary:  "edge-launcher starts edge-agent from its active A/B slot and rolls a trial version back when it fails.",
+		Commands: commands(stdout),
+		Globals:  func(fs *flag.FlagSet) { dataFlag(fs) },
+		Stdout:   stdout,
+		Stderr:   stderr,
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: edge-launcher <command> [flags]
-
-commands:
-  run [--data DIR] [-- AGENT-ARGS...]    supervise the agent from its active slot
-  seed [--data DIR] [--version V] BIN    first installation into slot A
-  install [--data DIR] --keys K BUNDLE   install a signed agent bundle
-  status [--data DIR] [--json]           show the slots and the trial
-  rollback [--data DIR]                  go back to the previous slot
-`)
+func dataFlag(fs *flag.FlagSet) *string {
+	return fs.String("data", defaultData, "data `directory` (slots, state, and the agent's spool and models)")
 }
 
-func run(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(os.Stderr)
-		return flag.ErrHelp
-	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	data := fs.String("data", defaultData, "data directory (slots, state, and the agent's spool and models)")
-	switch args[0] {
-	case "run":
-		stopTimeout := fs.Duration("stop-timeout", 10*time.Second, "time between SIGTERM and SIGKILL when stopping the agent")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		s, err := slot.Open(*data)
-		if err != nil {
-			return err
-		}
-		log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-		return launcher.Run(ctx, s, launcher.Options{Args: fs.Args(), StopTimeout: *stopTimeout, Log: log})
-	case "seed":
-		version := fs.String("version", "", "version of the binary (default: the version stamped in it)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if fs.NArg() != 1 {
-			return errors.New("seed: want one binary")
-		}
-		return seed(ctx, *data, fs.Arg(0), *version)
-	case "install":
-		keys := fs.String("keys", "", "pinned public key file or directory of *.pub files (required)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		if fs.NArg() != 1 || *keys == "" {
-			return errors.New("install: want --keys and one bundle")
-		}
-		return install(ctx, *data, *keys, fs.Arg(0), stdout)
-	case "status":
-		asJSON := fs.Bool("json", false, "print the state as JSON")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return status(*data, *asJSON, stdout)
-	case "rollback":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		s, err := slot.Open(*data)
-		if err != nil {
-			return err
-		}
-		o, err := s.Revert("rolled back by edge-launcher rollback")
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "rolled back from %s; restart the service to run the previous slot\n", o.Version)
-		return nil
-	default:
-		usage(os.Stderr)
-		return fmt.Errorf("unknown command %q", args[0])
+func commands(stdout io.Writer) []cli.Command {
+	return []cli.Command{
+		{Name: "run", Args: "[-- AGENT-ARGS...]", Summary: "supervise the agent from its active slot", Run: func(ctx context.Context, args []string) error {
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			data := dataFlag(fs)
+			stopTimeout := fs.Duration("stop-timeout", 10*time.Second, "time between SIGTERM and SIGKILL when stopping the agent")
+			agentArgs, err := cli.Parse(fs, args)
+			if err != nil {
+				return err
+			}
+			s, err := slot.Open(*data)
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			return launcher.Run(ctx, s, launcher.Options{Args: agentArgs, StopTimeout: *stopTimeout, Log: log})
+		}},
+		{Name: "seed", Args: "BINARY", Summary: "first installation into slot A", Run: func(ctx context.Context, args []string) error {
+			fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+			data := dataFlag(fs)
+			version := fs.String("version", "", "version of the binary (default: the version stamped in it)")
+			pos, err := cli.ParseN(fs, args, 1)
+			if err != nil {
+				return err
+			}
+			return seed(ctx, *data, pos[0], *version)
+		}},
+		{Name: "install", Args: "--keys K BUNDLE", Summary: "install a signed agent bundle (e.g. from a USB stick)", Run: func(ctx context.Context, args []string) error {
+			fs := flag.NewFlagSet("install", flag.ContinueOnError)
+			data := dataFlag(fs)
+			keys := fs.String("keys", "", "pinned public key file or directory of *.pub files (required)")
+			pos, err := cli.ParseN(fs, args, 1)
+			if err != nil {
+				return err
+			}
+			if *keys == "" {
+				return cli.Usagef("--keys is required")
+			}
+			return install(ctx, *data, *keys, pos[0], stdout)
+		}},
+		{Name: "status", Summary: "show the slots and the trial", Run: func(_ context.Context, args []string) error {
+			fs := flag.NewFlagSet("status", flag.ContinueOnError)
+			data := dataFlag(fs)
+			asJSON := fs.Bool("json", false, "print the state as JSON")
+			if _, err := cli.ParseN(fs, args, 0); err != nil {
+				return err
+			}
+			return status(*data, *asJSON, stdout)
+		}},
+		{Name: "rollback", Summary: "go back to the previous slot", Run: func(_ context.Context, args []string) error {
+			fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
+			data := dataFlag(fs)
+			if _, err := cli.ParseN(fs, args, 0); err != nil {
+				return err
+			}
+			s, err := slot.Open(*data)
+			if err != nil {
+				return err
+			}
+			o, err := s.Revert("rolled back by edge-launcher rollback")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "rolled back from %s; restart the service to run the previous slot\n", o.Version)
+			return nil
+		}},
 	}
 }
 

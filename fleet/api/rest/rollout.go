@@ -96,24 +96,30 @@ const (
 // RolloutSummary is a rollout without its per-device jobs: the body of
 // POST /api/v1/rollouts and of the actions, and an element of RolloutList.
 type RolloutSummary struct {
-	ID          string         `json:"id"`
-	Kind        string         `json:"kind"`
-	Name        string         `json:"name"`
-	Version     string         `json:"version"`
-	SHA256      string         `json:"sha256"`
-	Selector    string         `json:"selector"`
-	State       string         `json:"state"`
-	Wave        int            `json:"wave"`
-	Waves       int            `json:"waves"`
-	Reason      string         `json:"reason,omitempty"`
-	Targets     int            `json:"targets"`
-	Succeeded   int            `json:"succeeded"`
-	Failed      int            `json:"failed"`
-	MaxFailures int            `json:"max_failures"`
-	RolledBack  int            `json:"rolled_back"` // devices whose rollback job succeeded
-	CreatedAt   time.Time      `json:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at"`
-	Progress    []WaveProgress `json:"progress"`
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	SHA256      string `json:"sha256"`
+	Selector    string `json:"selector"`
+	State       string `json:"state"`
+	Wave        int    `json:"wave"`
+	Waves       int    `json:"waves"`
+	Reason      string `json:"reason,omitempty"`
+	Targets     int    `json:"targets"`
+	Succeeded   int    `json:"succeeded"`
+	Failed      int    `json:"failed"`
+	MaxFailures int    `json:"max_failures"`
+	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's (see
+	// CreateRollout); RollbackOnAbort is what the engine applies (true
+	// when the request left it out).
+	MaxFailureRate  float64        `json:"max_failure_rate,omitempty"`
+	MinExecutions   int            `json:"min_executions,omitempty"`
+	RollbackOnAbort bool           `json:"rollback_on_abort"`
+	RolledBack      int            `json:"rolled_back"` // devices whose rollback job succeeded
+	CreatedAt       time.Time      `json:"created_at"`
+	UpdatedAt       time.Time      `json:"updated_at"`
+	Progress        []WaveProgress `json:"progress"`
 }
 
 // WaveProgress counts one wave's jobs.
@@ -138,10 +144,6 @@ type Rollout struct {
 	WavePercents []float64 `json:"wave_percents"`
 	HealthWindow string    `json:"health_window"`
 	JobTimeout   string    `json:"job_timeout"`
-	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's (see CreateRollout).
-	MaxFailureRate  float64 `json:"max_failure_rate,omitempty"`
-	MinExecutions   int     `json:"min_executions,omitempty"`
-	RollbackOnAbort *bool   `json:"rollback_on_abort,omitempty"`
 	// States counts the jobs by state, and RollbackStates the rollback
 	// jobs by theirs (devices without one are not counted).
 	States         map[string]int `json:"states"`
@@ -232,6 +234,20 @@ func ParseWaves(s string) ([]float64, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// ParseRate reads a failure rate as "5%" or "0.05" into 0.05.
+func ParseRate(s string) (float64, error) {
+	t := strings.TrimSpace(s)
+	div := 1.0
+	if p, ok := strings.CutSuffix(t, "%"); ok {
+		t, div = p, 100
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || !(f/div >= 0 && f/div <= 1) {
+		return 0, fmt.Errorf("max failure rate: %q is not a rate in [0, 1] or a percentage", s)
+	}
+	return f / div, nil
 }
 
 // ParseThreshold reads "5%" (a percentage of the targets) or "3" (a count).

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"edgefleet/fleet/client"
+	"edgefleet/internal/cli"
 )
 
 // clientFlags are the flags every API command takes.
@@ -27,13 +28,38 @@ type clientFlags struct {
 	fs                    *flag.FlagSet
 }
 
+// register adds the flags that reach fleetd and --json.
 func (c *clientFlags) register(fs *flag.FlagSet) {
+	c.registerConn(fs)
+	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
+}
+
+// registerConn adds the flags that reach fleetd, without --json: for
+// commands that have nothing to print as JSON.
+func (c *clientFlags) registerConn(fs *flag.FlagSet) {
 	c.fs = fs
 	fs.StringVar(&c.server, "server", "", "fleetd URL (env EDGEFLEET_SERVER; default http://127.0.0.1:8080)")
 	fs.StringVar(&c.token, "token", "", "operator token (env EDGEFLEET_TOKEN)")
 	fs.StringVar(&c.config, "config", "", "config file with server and token (default ~/.config/edgefleet/fleetctl.yaml)")
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout (uploads and exports: only when given)")
+}
+
+// timeoutSet reports whether --timeout was given.
+func (c *clientFlags) timeoutSet() bool {
+	set := false
+	if c.fs != nil {
+		c.fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == "timeout" })
+	}
+	return set
+}
+
+// bound bounds ctx by --timeout when it was given, for the calls the
+// client leaves unbounded (exports).
+func (c *clientFlags) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.timeoutSet() && c.timeout > 0 {
+		return context.WithTimeout(ctx, c.timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // fileConfig is the optional fleetctl config file.
@@ -90,12 +116,8 @@ func (c *clientFlags) newClient() (*client.Client, error) {
 	if c.timeout <= 0 {
 		o.Timeout = -1
 	}
-	if c.fs != nil {
-		c.fs.Visit(func(fl *flag.Flag) {
-			if fl.Name == "timeout" {
-				o.UploadTimeout = c.timeout
-			}
-		})
+	if c.timeoutSet() {
+		o.UploadTimeout = c.timeout
 	}
 	return client.New(server, token, o)
 }
@@ -129,24 +151,8 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// parseFlags parses args, rejecting extra positional arguments beyond want.
+// parseFlags parses args (flags may follow the arguments) and wants
+// exactly want arguments; see cli.ParseN.
 func parseFlags(fs *flag.FlagSet, args []string, want int) ([]string, error) {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	// Allow flags after positional arguments: "devices show ID --json".
-	pos := []string{}
-	rest := fs.Args()
-	for len(rest) > 0 {
-		pos = append(pos, rest[0])
-		if err := fs.Parse(rest[1:]); err != nil {
-			return nil, err
-		}
-		rest = fs.Args()
-	}
-	if len(pos) != want {
-		return nil, fmt.Errorf("%w: %s takes %d argument(s), got %d", errUsage, fs.Name(), want, len(pos))
-	}
-	return pos, nil
+	return cli.ParseN(fs, args, want)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,13 +25,15 @@ type filterFlags struct{ device, camera, label, from, to string }
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", "", "device id")
 	fs.StringVar(&f.camera, "camera", "", "camera id")
-	fs.StringVar(&f.label, "label", "", "class label")
+	fs.StringVar(&f.label, "label", "", "class label, any case (model labels are lower case: person, forklift)")
 	fs.StringVar(&f.from, "from", "", "start: RFC 3339, unix ms, or -duration like -1h")
 	fs.StringVar(&f.to, "to", "", "end (exclusive), same forms")
 }
 
 func (f *filterFlags) query() rest.DetectionQuery {
-	return rest.DetectionQuery{Device: f.device, Camera: f.camera, Label: f.label, From: f.from, To: f.to}
+	// fleetd matches labels exactly and they are lower case (COCO names):
+	// "--label Person" must not silently match nothing.
+	return rest.DetectionQuery{Device: f.device, Camera: f.camera, Label: strings.ToLower(f.label), From: f.from, To: f.to}
 }
 
 func detectionsQuery(ctx context.Context, args []string, w io.Writer) error {
@@ -113,7 +116,7 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("detections export", flag.ContinueOnError)
 	var cf clientFlags
 	var ff filterFlags
-	cf.register(fs)
+	cf.registerConn(fs) // CSV only: no --json
 	ff.register(fs)
 	format := fs.String("format", "csv", "output format: csv")
 	out := fs.String("o", "", "write to this file instead of stdout")
@@ -127,7 +130,9 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	body, err := c.Export(ctx, ff.query()) // only ctx bounds an export
+	ctx, cancel := cf.bound(ctx) // only ctx bounds an export
+	defer cancel()
+	body, err := c.Export(ctx, ff.query())
 	if err != nil {
 		return err
 	}

@@ -6,26 +6,28 @@
 //	fleetctl detections count [filters] [--bucket 1m]
 //	fleetctl detections export --format csv [filters] [-o FILE]
 //	fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices N --rate R
+//	fleetctl completion bash|zsh|fish
+//	fleetctl version
 //
-// Output is a table by default, JSON with --json. The server and token come
-// from --server/--token, else EDGEFLEET_SERVER/EDGEFLEET_TOKEN, else the
-// config file (--config, default ~/.config/edgefleet/fleetctl.yaml, keys
-// server and token), else http://127.0.0.1:8080.
+// `fleetctl help` lists every command; `fleetctl COMMAND --help` shows its
+// arguments and flags. Output is a table by default, JSON with --json. The
+// server and token come from --server/--token, else
+// EDGEFLEET_SERVER/EDGEFLEET_TOKEN, else the config file (--config, default
+// ~/.config/edgefleet/fleetctl.yaml, keys server and token), else
+// http://127.0.0.1:8080. These global flags may come before or after the
+// command. The grammar (help, exit statuses 0/1/2) is edgefleet/internal/cli's.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sort"
-	"syscall"
+
+	"edgefleet/internal/cli"
 )
 
-// command is one subcommand.
+// command is one subcommand; each file registers its own in commands.
 type command struct {
 	summary string
 	run     func(ctx context.Context, args []string, stdout io.Writer) error
@@ -33,59 +35,52 @@ type command struct {
 
 var commands = map[string]command{}
 
-// errUsage marks a usage error; main exits 2 after printing it.
-var errUsage = errors.New("usage")
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: fleetctl <command> [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-20s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun fleetctl <command> -h for its flags.")
+// commandArgs is what each command's usage line shows for its arguments
+// (commands that take none are absent). Entries for commands not built in
+// are ignored.
+var commandArgs = map[string]string{
+	"devices show":      "ID",
+	"devices add":       "ID",
+	"devices delete":    "ID",
+	"devices revoke":    "ID",
+	"models push":       "FILE",
+	"models show":       "NAME@VERSION",
+	"models delete":     "NAME@VERSION",
+	"rollouts show":     "ID",
+	"rollouts pause":    "ID",
+	"rollouts resume":   "ID",
+	"rollouts abort":    "ID",
+	"rollouts rollback": "ID",
+	"firmware push":     "FILE",
+	"firmware bundle":   "FILE",
+	"tokens revoke":     "NAME",
 }
+
+// errUsage marks a usage error: exit status 2, with the command's usage.
+var errUsage = cli.ErrUsage
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	program(os.Stdout, os.Stderr).Main()
 }
 
-// run dispatches args to a command and returns the exit code.
+// program is fleetctl's command tree, from the commands map.
+func program(stdout, stderr io.Writer) *cli.Program {
+	p := &cli.Program{
+		Name:       "fleetctl",
+		Summary:    "fleetctl operates an edgefleet fleet through fleetd's REST API.",
+		Globals:    func(fs *flag.FlagSet) { new(clientFlags).register(fs) },
+		Completion: true,
+		Stdout:     stdout,
+		Stderr:     stderr,
+	}
+	for name, c := range commands {
+		p.Commands = append(p.Commands, cli.Command{Name: name, Args: commandArgs[name], Summary: c.summary,
+			Run: func(ctx context.Context, args []string) error { return explain(c.run(ctx, args, stdout)) }})
+	}
+	return p
+}
+
+// run runs fleetctl with args and returns the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		return 2
-	}
-	name := args[0]
-	rest := args[1:]
-	// Two-word commands: "devices list".
-	if len(args) > 1 {
-		if _, ok := commands[args[0]+" "+args[1]]; ok {
-			name, rest = args[0]+" "+args[1], args[2:]
-		}
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(stderr, "fleetctl: unknown command %q\n", name)
-		usage(stderr)
-		return 2
-	}
-	if err := cmd.run(ctx, rest, stdout); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 2
-		}
-		if errors.Is(err, errUsage) {
-			fmt.Fprintln(stderr, "fleetctl:", err)
-			return 2
-		}
-		fmt.Fprintln(stderr, "fleetctl:", explain(err))
-		return 1
-	}
-	return 0
+	return program(stdout, stderr).Run(ctx, args)
 }

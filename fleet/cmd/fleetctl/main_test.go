@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +21,7 @@ import (
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/server"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/cli"
 )
 
 const token = "fleetctl-test-token-123"
@@ -76,6 +80,12 @@ func TestCommands(t *testing.T) {
 		{"show missing", append([]string{"devices", "show", "nope"}, auth...), 1, nil, `device "nope" not found (HTTP 404)`},
 		{"show no id", append([]string{"devices", "show"}, auth...), 2, nil, "takes 1 argument"},
 		{"query", append([]string{"detections", "query", "--label", "forklift", "--limit", "3"}, auth...), 0, []string{"TIME", "cam-1", "forklift"}, ""},
+		{"query label in any case", append([]string{"detections", "query", "--label", "Forklift", "--limit", "3"}, auth...), 0, []string{"cam-1", "forklift"}, ""},
+		{"count label in any case", append([]string{"detections", "count", "--label", "PERSON", "--from", "-10m"}, auth...), 0, []string{"TOTAL", "60"}, ""},
+		{"export has no --json", append([]string{"detections", "export", "--json"}, auth...), 2, nil, "unknown flag --json"},
+		{"delete has no --json", append([]string{"models", "delete", "m@1", "--json"}, auth...), 2, nil, "unknown flag --json"},
+		{"global flags before the command", append(append([]string{}, auth...), "devices", "show", "cam-1"), 0, []string{"site=plant-a"}, ""},
+		{"help", []string{"devices", "--help"}, 0, []string{"usage: fleetctl devices <command>", "devices show"}, ""},
 		{"count", append([]string{"detections", "count", "--from", "-10m", "--bucket", "1m"}, auth...), 0, []string{"TOTAL", "120"}, ""},
 		{"export", append([]string{"detections", "export", "--format", "csv", "--label", "person"}, auth...), 0, []string{"device_id,seq,camera_id", "cam-1,"}, ""},
 		{"export bad format", append([]string{"detections", "export", "--format", "xml"}, auth...), 2, nil, "not supported"},
@@ -160,5 +170,21 @@ func TestServerDownAndSlow(t *testing.T) {
 	code, _, e = fleetctl(t, "devices", "list", "--server", slow.URL, "--token", token, "--timeout", "200ms")
 	if code != 1 || !strings.Contains(e, "did not answer in 200ms") {
 		t.Fatalf("slow server: exit %d: %s", code, e)
+	}
+}
+
+// TestCommandArgsNamed: every command that takes arguments names them in
+// commandArgs, so its usage line says what they are (not "ARG").
+func TestCommandArgsNamed(t *testing.T) {
+	for name, c := range commands {
+		var pe *cli.ParseError
+		err := c.run(context.Background(), []string{"--help"}, io.Discard)
+		if !errors.As(err, &pe) || !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s --help: %v, want the help request of cli.Parse (parseFlags)", name, err)
+			continue
+		}
+		if pe.NArgs > 0 && len(strings.Fields(commandArgs[name])) != pe.NArgs {
+			t.Errorf("%s takes %d argument(s); commandArgs names %q", name, pe.NArgs, commandArgs[name])
+		}
 	}
 }

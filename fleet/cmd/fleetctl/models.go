@@ -193,7 +193,7 @@ func tensorString(t rest.Tensor) string {
 func modelsDelete(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("models delete", flag.ContinueOnError)
 	var cf clientFlags
-	cf.register(fs)
+	cf.registerConn(fs) // prints one line: no --json
 	pos, err := parseFlags(fs, args, 1)
 	if err != nil {
 		return err

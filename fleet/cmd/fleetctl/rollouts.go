@@ -14,12 +14,12 @@ import (
 )
 
 func init() {
-	commands["rollouts create"] = command{"start a rollout: --model N@V --selector k=v,... --canary 2 --waves 10%,50%,100% --max-failures 5% --health-window 2m", rolloutsCreate}
+	commands["rollouts create"] = command{"start a rollout: --model N@V --selector k=v,... --canary 2 --waves 10%,50%,100% --max-failures 5% --max-failure-rate 5% --min-executions 20 --rollback-on-abort=false --health-window 2m", rolloutsCreate}
 	commands["rollouts list"] = command{"list rollouts", rolloutsList}
 	commands["rollouts show"] = command{"show a rollout's progress per wave and per device", rolloutsShow}
 	commands["rollouts pause"] = command{"pause a rollout (jobs in flight continue)", rolloutAction("pause")}
 	commands["rollouts resume"] = command{"resume a paused rollout", rolloutAction("resume")}
-	commands["rollouts abort"] = command{"abort a rollout and send its failed devices back [--reason R]", rolloutAction("abort")}
+	commands["rollouts abort"] = command{"abort a rollout; its devices go back as --rollback-on-abort said [--reason R]", rolloutAction("abort")}
 	commands["rollouts rollback"] = command{"send every device of a rollout back to its previous version", rolloutAction("rollback")}
 }
 
@@ -36,9 +36,13 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	fs.StringVar(&req.MaxFailures, "max-failures", "5%", "abort once failures pass this count or percentage")
 	fs.StringVar(&req.HealthWindow, "health-window", "", "how long a device watches the new model before it reports success (default: fleetd's ota.health_window, 2m)")
 	fs.StringVar(&req.JobTimeout, "job-timeout", "", "a job unfinished this long after its wave started fails (default: fleetd's ota.job_timeout, 30m)")
-	fs.Float64Var(&req.MaxFailureRate, "max-failure-rate", 0, "abort once failed/finished jobs pass this rate (0..1; 0: off)")
-	fs.IntVar(&req.MinExecutions, "min-executions", 0, "finished jobs before --max-failure-rate applies")
-	rollbackOnAbort := fs.Bool("rollback-on-abort", true, "send the failed devices back when the rollout aborts")
+	fs.Func("max-failure-rate", "stop a wave and abort once its failures pass this share of the wave, e.g. 5% or 0.05 (default: off)", func(s string) error {
+		r, err := rest.ParseRate(s)
+		req.MaxFailureRate = r
+		return err
+	})
+	fs.IntVar(&req.MinExecutions, "min-executions", 0, "ended jobs of a wave before their failure rate alone stops it")
+	rollbackOnAbort := fs.Bool("rollback-on-abort", true, "on abort, send every device the rollout changed back (false: only the failed)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -66,9 +70,24 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	if cf.json {
 		return printJSON(w, sum)
 	}
-	fmt.Fprintf(w, "rollout %s: %s@%s to %d devices (%s), canary %d, waves %s, max failures %d\n",
-		sum.ID, sum.Name, sum.Version, sum.Targets, dash(sum.Selector), req.Canary, req.Waves, sum.MaxFailures)
+	fmt.Fprintf(w, "rollout %s: %s@%s to %d devices (%s), canary %d, waves %s, max failures %d%s\n",
+		sum.ID, sum.Name, sum.Version, sum.Targets, dash(sum.Selector), req.Canary, req.Waves, sum.MaxFailures, safetyLine(sum))
 	return nil
+}
+
+// safetyLine describes the failure-rate rule and what an abort does.
+func safetyLine(sum rest.RolloutSummary) string {
+	out := ""
+	if sum.MaxFailureRate > 0 {
+		out = fmt.Sprintf(", max failure rate %g%% per wave", 100*sum.MaxFailureRate)
+		if sum.MinExecutions > 0 {
+			out += fmt.Sprintf(" (or of %d+ ended jobs)", sum.MinExecutions)
+		}
+	}
+	if sum.RollbackOnAbort {
+		return out + ", abort rolls back every changed device"
+	}
+	return out + ", abort rolls back the failed devices"
 }
 
 func waveName(sum rest.RolloutSummary) string {
@@ -142,10 +161,17 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(tw, "Rollback jobs\t%s\n", countsLine(v.RollbackStates))
 	}
 	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
-	for _, tr := range v.Transitions {
-		fmt.Fprintf(tw, "  %s\t%s -> %s %s %s\n", tr.At.Local().Format(time.DateTime), dash(tr.From), tr.To, dash(tr.By), tr.Reason)
-	}
+	fmt.Fprintf(tw, "Safety\t%s\n", strings.TrimPrefix(safetyLine(v.RolloutSummary), ", "))
 	tw.Flush()
+	if len(v.Transitions) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tFROM -> TO\tBY\tREASON")
+		for _, tr := range v.Transitions {
+			fmt.Fprintf(tw, "%s\t%s -> %s\t%s\t%s\n", tr.At.Local().Format(time.DateTime), dash(tr.From), tr.To, dash(tr.By), dash(tr.Reason))
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED")

@@ -6,11 +6,9 @@
 //	fleetd --config fleetd.yaml
 //
 // See controller.Config for the file; --http, --mqtt and --data-dir
-// override it. The parts are assembled by fleet/controller.
-//
-//	fleetd migrate --from DATA_DIR --to postgres://...
-//
-// copies a data dir's fleet into PostgreSQL (fleet/migrate).
+// override it. The parts are assembled by fleet/controller. Subcommands
+// (fleetd version, ...) register in commands; the grammar (help, exit
+// statuses 0/1/2) is edgefleet/internal/cli's.
 package main
 
 import (
@@ -19,23 +17,55 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
-	"syscall"
 
 	"edgefleet/fleet/controller"
+	"edgefleet/internal/cli"
 )
 
+// command is a subcommand of fleetd; each registers itself from its own
+// file. Its run parses its flags with cli.Parse or cli.ParseN first.
+type command struct {
+	summary string
+	args    string // the arguments in the usage line, e.g. "--from DATA_DIR --to URL"
+	long    string // the help text, when more than the summary
+	run     func(ctx context.Context, args []string) error
+}
+
+var commands = map[string]command{}
+
+const defaultConfig = "fleetd.yaml"
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		os.Exit(migrateMain(os.Args[2:]))
+	program().Main()
+}
+
+// program is fleetd's command tree: fleetd itself serves; --config is global.
+func program() *cli.Program {
+	p := &cli.Program{
+		Name:     "fleetd",
+		Summary:  "fleetd is the edgefleet fleet controller: broker, registry, detection store, OTA, REST API and console.",
+		Globals:  func(fs *flag.FlagSet) { fs.String("config", defaultConfig, "config `file`") },
+		Commands: []cli.Command{{Name: "", Summary: "run the fleet controller", Run: serve}},
 	}
-	cfgPath := flag.String("config", "fleetd.yaml", "config file")
-	httpAddr := flag.String("http", "", "override http.listen")
-	mqttAddr := flag.String("mqtt", "", "override broker.listen (embedded broker)")
-	dataDir := flag.String("data-dir", "", "override data_dir")
-	check := flag.Bool("check-config", false, "validate the config and exit")
-	flag.Parse()
+	for name, c := range commands {
+		p.Commands = append(p.Commands, cli.Command{Name: name, Args: c.args, Summary: c.summary, Long: c.long, Run: c.run})
+	}
+	return p
+}
+
+// serve is fleetd without a command: load the config and run until SIGINT
+// or SIGTERM.
+func serve(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fleetd", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfig, "config `file`")
+	httpAddr := fs.String("http", "", "override http.listen")
+	mqttAddr := fs.String("mqtt", "", "override broker.listen (embedded broker)")
+	dataDir := fs.String("data-dir", "", "override data_dir")
+	check := fs.Bool("check-config", false, "validate the config and exit")
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
+		return err
+	}
 	cfg, err := controller.LoadConfig(*cfgPath)
 	if err == nil && (*httpAddr != "" || *mqttAddr != "" || *dataDir != "") {
 		if *httpAddr != "" {
@@ -50,12 +80,11 @@ func main() {
 		err = cfg.Validate()
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleetd:", err)
-		os.Exit(2)
+		return err
 	}
 	if *check {
 		fmt.Println("config ok")
-		return
+		return nil
 	}
 	log := newLogger(cfg.Log)
 	slog.SetDefault(log)
@@ -63,13 +92,12 @@ func main() {
 		// Ingest allocates many short-lived buffers; trade some memory for less GC CPU.
 		debug.SetGCPercent(400)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("fleetd stopped", "err", err)
-		os.Exit(1)
+		return cli.Exit(1) // logged: in the log's format
 	}
 	log.Info("fleetd stopped")
+	return nil
 }
 
 func run(ctx context.Context, cfg *controller.Config, log *slog.Logger) error {

@@ -6,51 +6,50 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"edgefleet/fleet/database"
 	"edgefleet/fleet/migrate"
+	"edgefleet/internal/cli"
 )
 
-const migrateUsage = `usage: fleetd migrate --from DATA_DIR --to postgres://...
-
-Copies the fleet kept in a data dir (bbolt files: devices, telemetry
-history, detections) into a PostgreSQL database, creating its schema.
-Stop the fleetd using DATA_DIR first. Running it again changes nothing.
-`
-
-// migrateMain runs the migrate subcommand and returns the exit code.
-func migrateMain(args []string) int {
-	fs := flag.NewFlagSet("fleetd migrate", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), migrateUsage); fs.PrintDefaults() }
-	from := fs.String("from", "", "fleetd data dir to copy (data_dir)")
-	to := fs.String("to", "", "PostgreSQL URL (postgres://user@host:5432/db)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func init() {
+	commands["migrate"] = command{
+		summary: "copy a data dir's fleet (bbolt files) into PostgreSQL",
+		args:    "--from DATA_DIR --to URL",
+		long: `Copies the fleet kept in a data dir (bbolt files: devices, telemetry
+history, detections, models and firmware, rollouts, the generated signing
+key) into a PostgreSQL database, creating its schema. Stop the fleetd
+using DATA_DIR first. What the database has already is left as it is, so
+running it again changes nothing.`,
+		run: migrateCmd,
 	}
-	if *from == "" || *to == "" || fs.NArg() > 0 {
-		fs.Usage()
-		return 2
+}
+
+// migrateCmd is `fleetd migrate --from DATA_DIR --to URL`.
+func migrateCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("fleetd migrate", flag.ContinueOnError)
+	fs.String("config", defaultConfig, "config `file` (unused: migrate reads only --from)")
+	from := fs.String("from", "", "fleetd data `dir` to copy (its data_dir)")
+	to := fs.String("to", "", "PostgreSQL `url` (postgres://user@host:5432/db)")
+	if _, err := cli.ParseN(fs, args, 0); err != nil {
+		return err
+	}
+	if *from == "" || *to == "" {
+		return cli.Usagef("--from and --to are required")
 	}
 	if _, err := os.Stat(*from); err != nil {
-		fmt.Fprintln(os.Stderr, "fleetd migrate:", err)
-		return 2
+		return cli.Usagef("--from: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	db, err := database.Open(ctx, *to, database.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleetd migrate:", err)
-		return 1
+		return err
 	}
 	defer db.Close()
 	rep, err := migrate.Run(ctx, *from, db.Pool, migrate.Options{Logger: log})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleetd migrate:", err)
-		return 1
+		return err
 	}
 	fmt.Println(rep)
-	return 0
+	return nil
 }

@@ -20,7 +20,7 @@ func TestMigrateCommand(t *testing.T) {
 		code   int
 		output string
 	}{
-		{"no flags", []string{"migrate"}, 2, "usage: fleetd migrate"},
+		{"no flags", []string{"migrate"}, 2, "--from and --to are required"},
 		{"missing dir", []string{"migrate", "--from", dir + "/nope", "--to", dsn}, 2, "no such file"},
 		{"empty dir", []string{"migrate", "--from", t.TempDir(), "--to", dsn}, 0, "devices: 0 copied"},
 		{"again", []string{"migrate", "--from", t.TempDir(), "--to", dsn}, 0, "detections: 0 copied, 0 already there"},
