@@ -8,7 +8,8 @@
 // again changes nothing, and a migration cut short can simply be run
 // again. A device already in the database is left as it is: a fleetd
 // running on the database may have updated it since. fleetd must be
-// stopped on the data dir (the bbolt files are locked while it runs).
+// stopped: Run takes the data dir's lock (internal/dirlock), and a
+// running fleetd's is refused at once, naming it.
 // The registry file is opened read-only, the detection store with
 // store.OpenBolt, whose opening transaction changes no record.
 package migrate
@@ -35,6 +36,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/dirlock"
 )
 
 // Options configures Run. The zero value is usable.
@@ -68,6 +70,11 @@ func Run(ctx context.Context, dataDir string, pool *pgxpool.Pool, opt Options) (
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	lock, err := dirlock.Acquire(dataDir, "fleetd migrate")
+	if err != nil {
+		return Report{}, fmt.Errorf("migrate: %w", err)
+	}
+	defer lock.Release()
 	var rep Report
 	if err := registryInto(ctx, filepath.Join(dataDir, "registry.db"), pool, &rep); err != nil {
 		return rep, err

@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"edgefleet/fleet/server"
 	"edgefleet/fleet/sim"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/dirlock"
 	"edgefleet/internal/testutil"
 )
 
@@ -217,8 +219,8 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
-// TestMigrateLocked: a data dir that a running fleetd holds is refused
-// with a message that says so.
+// TestMigrateLocked: a data dir that a running fleetd holds is refused at
+// once, naming the holder.
 func TestMigrateLocked(t *testing.T) {
 	dsn := testutil.Postgres(t)
 	f := controllertest.Start(t, "")
@@ -228,7 +230,7 @@ func TestMigrateLocked(t *testing.T) {
 	}
 	defer db.Close()
 	_, err = migrate.Run(context.Background(), f.Dir, db.Pool, migrate.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err == nil || !strings.Contains(err.Error(), "stop") {
+	if !errors.Is(err, dirlock.ErrLocked) || !strings.Contains(err.Error(), "fleetd (pid") {
 		t.Fatalf("migrate of a running fleetd's data dir: %v", err)
 	}
 }
