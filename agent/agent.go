@@ -23,7 +23,6 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/models"
-	"edgefleet/models/annotate"
 )
 
 // SpoolStatus is what telemetry reports about the spool.
@@ -359,16 +358,14 @@ func (a *Agent) snapshot(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, dets, region, ok := a.pipe.Snapshot(id)
-	if !ok {
+	img, captured, err := a.annotated(id)
+	if err != nil {
 		http.Error(w, fmt.Sprintf("no frame from camera %q yet", id), http.StatusNotFound)
 		return
 	}
-	img := annotate.Draw(f.Image, dets)
-	drawPolygon(img, region, color.RGBA{0, 220, 255, 255})
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Capture-Time", f.Time.UTC().Format(time.RFC3339Nano))
+	w.Header().Set("X-Capture-Time", captured.UTC().Format(time.RFC3339Nano))
 	if err := jpeg.Encode(w, img, &jpeg.Options{Quality: 85}); err != nil {
 		a.log.Debug("snapshot write", "camera_id", id, "err", err)
 	}

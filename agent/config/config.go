@@ -242,8 +242,13 @@ type HealthPolicy struct {
 func (u *Update) Enabled() bool { return len(u.Keys) > 0 }
 
 // HTTP is the local endpoint (/healthz, /metrics, /snapshot/<camera>.jpg).
+// It has no authentication, so it listens on loopback unless told
+// otherwise: a Prometheus on another host needs an explicit address
+// (e.g. "0.0.0.0:9101", or the box's LAN address). Operators see
+// snapshots through fleetd, which asks the agent over MQTT.
 type HTTP struct {
-	// Listen is host:port; default 127.0.0.1:9101. "off" disables it.
+	// Listen is host:port; default 127.0.0.1:9101 (loopback only). "off"
+	// disables it; "0.0.0.0:9101" serves every interface.
 	Listen string `yaml:"listen"`
 }
 

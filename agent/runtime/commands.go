@@ -11,7 +11,8 @@ import (
 // keys are configured.
 var errUpdatesDisabled = errors.New("update: updates are disabled on this device (no update.keys configured)")
 
-// forwardCommands hands the fleet's commands to the firmware updater
+// forwardCommands hands snapshot requests to the snapshotter, and the
+// fleet's other commands to the firmware updater
 // (firmware_update, and rollbacks of firmware jobs) or the model update
 // executor; with updates disabled it fails each job at once so that the
 // fleet does not wait for its timeout. It returns ErrRestart when a new
@@ -23,6 +24,10 @@ func (r *Runtime) forwardCommands(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case c = <-r.link.Commands():
+		}
+		if c.Kind == api.CommandSnapshot {
+			r.snaps.offer(c) // answered off this loop; a full queue drops it
+			continue
 		}
 		handled, err := r.fw.command(ctx, c, r.log)
 		if errors.Is(err, ErrRestart) {

@@ -52,9 +52,8 @@ type Runtime struct {
 	updates *update.Executor // nil with updates disabled
 	fw      *selfUpdate
 	ln      net.Listener // nil with http.listen off
-	// snapshotURL is where the fleet finds this agent's snapshots.
-	snapshotURL string
-	agent       *agent.Agent
+	agent   *agent.Agent
+	snaps   *snapshotter // nil without fleet.broker
 }
 
 // Open builds the agent's parts from cfg (already validated). Cameras open
@@ -165,7 +164,6 @@ func (r *Runtime) openAgent() error {
 		if err != nil {
 			return fmt.Errorf("http.listen: %w", err)
 		}
-		r.snapshotURL = "http://" + r.ln.Addr().String() + "/snapshot/"
 		r.log.Info("http listening", "addr", r.ln.Addr().String())
 	}
 	var pub agent.TelemetryPublisher
@@ -189,20 +187,30 @@ func (r *Runtime) openAgent() error {
 		Telemetry: pub, TelemetryInterval: r.cfg.TelemetryInterval,
 		Listener: r.ln, Registry: r.reg, Version: agent.Version, Logger: r.log,
 	})
+	if err == nil && r.link != nil {
+		r.snaps = newSnapshotter(r.agent.SnapshotJPEG, r.link.PublishSnapshot, r.cameraIDs(), r.log)
+	}
 	return err
 }
 
 // state is the retained state the link publishes, naming the model serving.
 func (r *Runtime) state() api.State {
-	ids := make([]string, len(r.cams))
-	for i, c := range r.cams {
-		ids[i] = c.ID
-	}
-	st := api.State{AgentVersion: agent.Version, Labels: r.cfg.Labels, Cameras: ids, SnapshotURL: r.snapshotURL}
+	ids := r.cameraIDs()
+	// No SnapshotURL: the endpoint listens on loopback by default; the fleet
+	// asks for snapshots over MQTT (snapshot.go).
+	st := api.State{AgentVersion: agent.Version, Labels: r.cfg.Labels, Cameras: ids, Inventory: r.inventory()}
 	st.Model, st.ModelVersion = r.serving.Model()
 	e := r.serving.EngineInfo()
 	st.Engine, st.Delegate, st.EngineVersion = e.Engine, e.Delegate, e.Version
 	return st
+}
+
+func (r *Runtime) cameraIDs() []string {
+	ids := make([]string, len(r.cams))
+	for i, c := range r.cams {
+		ids[i] = c.ID
+	}
+	return ids
 }
 
 // Run runs every part until ctx is done or one fails, then closes them all.
@@ -218,6 +226,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 		g.Go(func() error { return sender.Run(gctx) })
 		g.Go(func() error { r.followModel(gctx); return nil })
 		g.Go(func() error { return r.forwardCommands(gctx) })
+		g.Go(func() error { r.snaps.run(gctx); return nil })
+		g.Go(func() error { r.refreshState(gctx, inventoryInterval); return nil })
 	}
 	if r.updates != nil {
 		g.Go(func() error { return r.updates.Run(gctx) })

@@ -10,6 +10,8 @@
 //	edgefleet/v1/<device>/acks        Ack, from the fleet: what it has stored durably
 //	edgefleet/v1/<device>/commands    Command, from the fleet (idempotent on job id)
 //	edgefleet/v1/<device>/jobs/<id>   JobStatus, job state transitions from the device
+//	edgefleet/v1/<device>/snapshot/<request id>
+//	                                  SnapshotReply to a CommandSnapshot (snapshot.go)
 package api
 
 import (
@@ -59,15 +61,21 @@ func CommandsTopic(device string) string { return DeviceTopic(device, KindComman
 func JobTopic(device, job string) string { return DeviceTopic(device, KindJobs) + "/" + job }
 
 // Filter returns the subscription filter for one kind on all devices, e.g.
-// edgefleet/v1/+/telemetry; for jobs it is edgefleet/v1/+/jobs/+.
+// edgefleet/v1/+/telemetry; for jobs it is edgefleet/v1/+/jobs/+ (and
+// likewise for snapshot replies).
 func Filter(kind string) string {
-	if kind == KindJobs {
-		return Prefix + "/+/" + KindJobs + "/+"
+	if hasID(kind) {
+		return Prefix + "/+/" + kind + "/+"
 	}
 	return Prefix + "/+/" + kind
 }
 
-// ParseTopic splits a device topic into device id, kind and (for jobs) job id.
+// hasID reports whether topics of kind end in an id: jobs/<job id> and
+// snapshot/<request id>.
+func hasID(kind string) bool { return kind == KindJobs || kind == KindSnapshot }
+
+// ParseTopic splits a device topic into device id, kind and (for jobs) job
+// id (for snapshot replies, the request id).
 func ParseTopic(topic string) (device, kind, job string, err error) {
 	rest, ok := strings.CutPrefix(topic, Prefix+"/")
 	if !ok {
@@ -75,9 +83,9 @@ func ParseTopic(topic string) (device, kind, job string, err error) {
 	}
 	parts := strings.Split(rest, "/")
 	switch {
-	case len(parts) == 2 && parts[1] != KindJobs:
+	case len(parts) == 2 && !hasID(parts[1]):
 		device, kind = parts[0], parts[1]
-	case len(parts) == 3 && parts[1] == KindJobs:
+	case len(parts) == 3 && hasID(parts[1]):
 		device, kind, job = parts[0], parts[1], parts[2]
 	default:
 		return "", "", "", fmt.Errorf("%w: %q", ErrBadTopic, topic)
@@ -87,9 +95,9 @@ func ParseTopic(topic string) (device, kind, job string, err error) {
 	}
 	switch kind {
 	case KindState, KindTelemetry, KindDetections, KindAcks, KindCommands:
-	case KindJobs:
+	case KindJobs, KindSnapshot:
 		if err := ValidateID(job); err != nil {
-			return "", "", "", fmt.Errorf("%w: job: %v", ErrBadTopic, err)
+			return "", "", "", fmt.Errorf("%w: %s: %v", ErrBadTopic, strings.TrimSuffix(kind, "s"), err)
 		}
 	default:
 		return "", "", "", fmt.Errorf("%w: unknown kind %q", ErrBadTopic, kind)

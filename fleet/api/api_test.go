@@ -49,8 +49,18 @@ func samples() map[string]any {
 			DeadlineMs: 1764032400000, HealthWindowS: 300,
 		},
 		"command_rollback": &Command{JobID: "job-8", Kind: CommandRollback},
-		"job_status":       &JobStatus{DeviceID: "cam-box-1", JobID: "rollout-7-cam-box-1", State: JobDownloading, Progress: 0.25, Time: 1764028900000},
-		"job_failed":       &JobStatus{DeviceID: "cam-box-1", JobID: "rollout-7-cam-box-1", State: JobRolledBack, Reason: "smoke test: 0 detections on reference image", Time: 1764029000000},
+		"command_snapshot": &Command{JobID: "3f2a9c0d5e7b4a1f8c6d2e0b9a7f5c3d", Kind: CommandSnapshot,
+			Snapshot: &SnapshotRequest{Camera: "cam-a", MaxBytes: 512 << 10}},
+		"state_inventory": &State{
+			DeviceID: "cam-box-1", Online: true, Time: 1764028800000, AgentVersion: "v0.4.0", Cameras: []string{"cam-a"},
+			Inventory: &Inventory{
+				Address: "10.0.0.7", Hostname: "cam-box-1", OS: "Ubuntu 24.04.1 LTS", Arch: "arm64", Kernel: "6.8.0-1015-raspi",
+				AgentVersion: "v0.4.0", Model: "yolov8n", ModelVersion: "2025.11.1",
+				DiskFreeBytes: 12 << 30, DiskTotalBytes: 64 << 30, UptimeS: 86400.5, BootTime: 1763942400000, Time: 1764028800000,
+			},
+		},
+		"job_status": &JobStatus{DeviceID: "cam-box-1", JobID: "rollout-7-cam-box-1", State: JobDownloading, Progress: 0.25, Time: 1764028900000},
+		"job_failed": &JobStatus{DeviceID: "cam-box-1", JobID: "rollout-7-cam-box-1", State: JobRolledBack, Reason: "smoke test: 0 detections on reference image", Time: 1764029000000},
 	}
 }
 
@@ -101,6 +111,11 @@ func TestParseTopic(t *testing.T) {
 		{AcksTopic("cam-1"), "cam-1", KindAcks, "", ""},
 		{CommandsTopic("cam-1"), "cam-1", KindCommands, "", ""},
 		{JobTopic("cam-1", "job-7"), "cam-1", KindJobs, "job-7", ""},
+		{SnapshotTopic("cam-1", "req-7"), "cam-1", KindSnapshot, "req-7", ""},
+		{"edgefleet/v1/cam-1/snapshot", "", "", "", "bad topic"},
+		{"edgefleet/v1/cam-1/snapshot/", "", "", "", "snapshot: empty id"},
+		{"edgefleet/v1/cam-1/snapshot/+", "", "", "", "snapshot: id"},
+		{"edgefleet/v1/cam-1/snapshot/a/b", "", "", "", "bad topic"},
 		{"edgefleet/v2/cam-1/state", "", "", "", "lacks prefix"},
 		{"edgefleet/v1", "", "", "", "lacks prefix"},
 		{"edgefleet/v1/", "", "", "", "bad topic"},
@@ -143,6 +158,7 @@ func TestFilter(t *testing.T) {
 		KindState:      "edgefleet/v1/+/state",
 		KindDetections: "edgefleet/v1/+/detections",
 		KindJobs:       "edgefleet/v1/+/jobs/+",
+		KindSnapshot:   "edgefleet/v1/+/snapshot/+",
 	}
 	for kind, want := range tests {
 		if got := Filter(kind); got != want {
@@ -175,6 +191,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad job id", `{"job_id":"j/k","kind":"rollback"}`, &Command{}, "job_id:"},
 		{"unknown job state", `{"device_id":"d","job_id":"j","state":"done","time_ms":0}`, &JobStatus{}, `unknown state "done"`},
 		{"telemetry device", `{"device_id":""}`, &Telemetry{}, "device_id: empty id"},
+		{"snapshot without request", `{"job_id":"j","kind":"snapshot"}`, &Command{}, "needs a snapshot request"},
+		{"snapshot bad camera", `{"job_id":"j","kind":"snapshot","snapshot":{"camera":"a/b"}}`, &Command{}, "snapshot: camera:"},
+		{"snapshot too big", `{"job_id":"j","kind":"snapshot","snapshot":{"camera":"c","max_bytes":2000000}}`, &Command{}, "max_bytes 2000000 outside"},
+		{"snapshot negative", `{"job_id":"j","kind":"snapshot","snapshot":{"camera":"c","max_bytes":-1}}`, &Command{}, "max_bytes -1 outside"},
 		{"manifest not base64", `{"job_id":"j","kind":"model_update","artifact":{"manifest":"!!"}}`, &Command{}, "illegal base64"},
 	}
 	for _, tt := range tests {

@@ -31,7 +31,7 @@ func addSeeds(f *testing.F) {
 	}
 	for _, s := range []string{"", "null", "{}", "[]", `{"device_id":"d"}`, `{"device_id":"d"} x`,
 		`{"device_id":"d","events":[{"seq":1,"camera_id":"c"},{"seq":1,"camera_id":"c"}]}`,
-		`{"job_id":"j","kind":"model_update","artifact":null}`, `{"device_id":1e999}`, "\xff\xfe"} {
+		`{"job_id":"j","kind":"model_update","artifact":null}`, `{"job_id":"j","kind":"snapshot","snapshot":{"camera":"c","max_bytes":1}}`, `{"device_id":1e999}`, "\xff\xfe"} {
 		f.Add([]byte(s))
 	}
 }
@@ -107,7 +107,7 @@ func FuzzDecodeJobStatus(f *testing.F) {
 // FuzzParseTopic: no panics, and an accepted topic is rebuilt exactly by
 // the topic functions from its parts.
 func FuzzParseTopic(f *testing.F) {
-	for _, s := range []string{StateTopic("d"), JobTopic("d", "j"), "edgefleet/v1/+/state", "edgefleet/v1//jobs/", "edgefleet/v1/d/jobs/j/k", ""} {
+	for _, s := range []string{StateTopic("d"), JobTopic("d", "j"), SnapshotTopic("d", "r"), "edgefleet/v1/d/snapshot/", "edgefleet/v1/+/state", "edgefleet/v1//jobs/", "edgefleet/v1/d/jobs/j/k", ""} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, topic string) {
@@ -116,8 +116,11 @@ func FuzzParseTopic(f *testing.F) {
 			return
 		}
 		rebuilt := DeviceTopic(device, kind)
-		if kind == KindJobs {
+		switch kind {
+		case KindJobs:
 			rebuilt = JobTopic(device, job)
+		case KindSnapshot:
+			rebuilt = SnapshotTopic(device, job)
 		}
 		if rebuilt != topic {
 			t.Fatalf("ParseTopic(%q) = %q %q %q, which rebuilds as %q", topic, device, kind, job, rebuilt)

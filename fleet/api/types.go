@@ -21,8 +21,12 @@ type State struct {
 	// EngineVersion is the TFLite library's (or the pure-Go interpreter's) version.
 	EngineVersion string   `json:"engine_version,omitempty"`
 	Cameras       []string `json:"cameras,omitempty"`
-	// SnapshotURL is where the device serves /snapshot/<camera>.jpg, if reachable.
+	// SnapshotURL was where older agents served /snapshot/; agents no longer
+	// set it (their endpoint listens on loopback): operators get snapshots
+	// through fleetd (CommandSnapshot).
 	SnapshotURL string `json:"snapshot_url,omitempty"`
+	// Inventory describes the box; nil in a last will.
+	Inventory *Inventory `json:"inventory,omitempty"`
 }
 
 // CameraStats is one camera's share of a Telemetry message.
@@ -116,6 +120,9 @@ type Command struct {
 	DeadlineMs int64 `json:"deadline_ms,omitempty"`
 	// HealthWindowS is how long the device watches the new version before it commits.
 	HealthWindowS float64 `json:"health_window_s,omitempty"`
+	// Snapshot is what a CommandSnapshot asks for; its JobID is the
+	// request id the reply names.
+	Snapshot *SnapshotRequest `json:"snapshot,omitempty"`
 }
 
 // Job states, in the order a device passes through them.
@@ -218,6 +225,13 @@ func (c *Command) Validate() error {
 			return fmt.Errorf("kind %s needs an artifact", c.Kind)
 		}
 	case CommandRollback:
+	case CommandSnapshot:
+		if c.Snapshot == nil {
+			return fmt.Errorf("kind %s needs a snapshot request", c.Kind)
+		}
+		if err := c.Snapshot.Validate(); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
 	default:
 		return fmt.Errorf("unknown kind %q", c.Kind)
 	}

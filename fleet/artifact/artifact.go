@@ -1,7 +1,10 @@
 // Package artifact is fleetd's content-addressed store of signed artifacts
 // (models and agent bundles) and the HTTP handler that serves them to devices.
 //
-// Files live on disk named by their sha256; metadata (name, version, kind,
+// Two stores share one behaviour (the same tests run against each): Disk
+// for one fleetd, below, and Postgres (postgres.go) for replicas.
+//
+// Disk's files live on disk named by their sha256; metadata (name, version, kind,
 // the signed manifest) lives in bbolt. A Put streams the upload into a
 // temporary file while hashing it, fsyncs it, renames it into place and only
 // then records its metadata, so a crash leaves either the whole artifact or
@@ -87,12 +90,18 @@ type Store interface {
 	Get(ctx context.Context, sha256 string) (Meta, error)
 	// Find returns the artifact of a kind with that name and version.
 	Find(ctx context.Context, kind, name, version string) (Meta, error)
-	// Open returns the artifact's bytes; the caller closes the file.
-	Open(ctx context.Context, sha256 string) (*os.File, Meta, error)
+	// Open returns the artifact's bytes; the caller closes them.
+	Open(ctx context.Context, sha256 string) (Blob, Meta, error)
 	// List returns every artifact, newest first.
 	List(ctx context.Context) ([]Meta, error)
 	// Delete removes an artifact unless a rollout references it.
 	Delete(ctx context.Context, sha256 string) error
+}
+
+// Blob is an open artifact: readable from any offset, as Range requests
+// need. Disk returns its *os.File.
+type Blob interface {
+	io.ReadSeekCloser
 }
 
 // InUse reports which rollouts reference an artifact; the rollout engine
@@ -199,13 +208,8 @@ func (d *Disk) blobPath(sum string) string { return filepath.Join(d.dir, "blobs"
 
 // Put implements Store.
 func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
-	switch m.Kind {
-	case manifest.KindModel, manifest.KindFirmware:
-	default:
-		return Meta{}, fmt.Errorf("artifact: put: kind %q is neither model nor firmware", m.Kind)
-	}
-	if m.Name == "" || m.Version == "" || strings.Contains(m.Name, "/") || strings.Contains(m.Version, "/") {
-		return Meta{}, fmt.Errorf("artifact: put: bad name %q or version %q", m.Name, m.Version)
+	if err := checkPut(m); err != nil {
+		return Meta{}, err
 	}
 	if _, err := d.Find(ctx, m.Kind, m.Name, m.Version); err == nil {
 		return Meta{}, fmt.Errorf("%w: %s %s@%s", ErrExists, m.Kind, m.Name, m.Version)
@@ -230,15 +234,9 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 		return Meta{}, fmt.Errorf("artifact: put %s@%s: empty upload", m.Name, m.Version)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	if m.SHA256 != "" && m.SHA256 != sum {
-		return Meta{}, fmt.Errorf("%w: %s@%s: sha256 %s, expected %s", ErrMismatch, m.Name, m.Version, sum, m.SHA256)
-	}
-	if m.Size != 0 && m.Size != n {
-		return Meta{}, fmt.Errorf("%w: %s@%s: %d bytes, expected %d", ErrMismatch, m.Name, m.Version, n, m.Size)
-	}
-	m.SHA256, m.Size = sum, n
-	if m.CreatedAt.IsZero() {
-		m.CreatedAt = time.Now().UTC().Truncate(time.Second)
+	m, err = checkSum(m, sum, n)
+	if err != nil {
+		return Meta{}, err
 	}
 	if err := tmp.Sync(); err != nil {
 		return Meta{}, fmt.Errorf("artifact: put: sync: %w", err)
@@ -291,6 +289,35 @@ func (d *Disk) Put(ctx context.Context, r io.Reader, m Meta) (Meta, error) {
 			err = fmt.Errorf("artifact: put: %w", err)
 		}
 		return Meta{}, err
+	}
+	return m, nil
+}
+
+// checkPut checks the metadata a Put is given.
+func checkPut(m Meta) error {
+	switch m.Kind {
+	case manifest.KindModel, manifest.KindFirmware:
+	default:
+		return fmt.Errorf("artifact: put: kind %q is neither model nor firmware", m.Kind)
+	}
+	if m.Name == "" || m.Version == "" || strings.Contains(m.Name, "/") || strings.Contains(m.Version, "/") {
+		return fmt.Errorf("artifact: put: bad name %q or version %q", m.Name, m.Version)
+	}
+	return nil
+}
+
+// checkSum checks an upload's sha256 and size against what m expects,
+// and fills them in with the creation time.
+func checkSum(m Meta, sum string, n int64) (Meta, error) {
+	if m.SHA256 != "" && m.SHA256 != sum {
+		return Meta{}, fmt.Errorf("%w: %s@%s: sha256 %s, expected %s", ErrMismatch, m.Name, m.Version, sum, m.SHA256)
+	}
+	if m.Size != 0 && m.Size != n {
+		return Meta{}, fmt.Errorf("%w: %s@%s: %d bytes, expected %d", ErrMismatch, m.Name, m.Version, n, m.Size)
+	}
+	m.SHA256, m.Size = sum, n
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = time.Now().UTC().Truncate(time.Second)
 	}
 	return m, nil
 }
@@ -361,7 +388,7 @@ func (d *Disk) Find(ctx context.Context, kind, name, version string) (Meta, erro
 }
 
 // Open implements Store.
-func (d *Disk) Open(ctx context.Context, sum string) (*os.File, Meta, error) {
+func (d *Disk) Open(ctx context.Context, sum string) (Blob, Meta, error) {
 	m, err := d.Get(ctx, sum)
 	if err != nil {
 		return nil, Meta{}, err
@@ -389,13 +416,18 @@ func (d *Disk) List(_ context.Context) ([]Meta, error) {
 	if err != nil {
 		return nil, fmt.Errorf("artifact: list: %w", err)
 	}
+	sortMetas(out)
+	return out, nil
+}
+
+// sortMetas sorts newest first, then by name@version.
+func sortMetas(out []Meta) {
 	slices.SortFunc(out, func(a, b Meta) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Name+"@"+a.Version, b.Name+"@"+b.Version)
 	})
-	return out, nil
 }
 
 // Delete implements Store.

@@ -71,7 +71,7 @@ func TestStore(t *testing.T) {
 		t.Fatalf("blob: %v %v", fi, err)
 	}
 
-	refusedPuts(t, st, dir, a)
+	refusedPuts(t, st, dir, a, 1<<20)
 
 	fw := []byte("firmware bytes")
 	if _, err := st.Put(ctx, bytes.NewReader(fw), Meta{Kind: manifest.KindFirmware, Name: "yolo", Version: "1", SHA256: hexSum(fw), Size: int64(len(fw))}); err != nil {
@@ -135,8 +135,10 @@ func TestStore(t *testing.T) {
 }
 
 // refusedPuts checks the uploads the store refuses, given st holding a
-// as model yolo@1: none leaves a temporary file behind.
-func refusedPuts(t *testing.T, st *Disk, dir string, a []byte) {
+// as model yolo@1 and taking up to maxSize bytes: none leaves a temporary
+// file behind in dir ("" for a store without one). The store's sealer
+// refuses content starting with "EVIL".
+func refusedPuts(t *testing.T, st Store, dir string, a []byte, maxSize int) {
 	ctx := context.Background()
 	tests := []struct {
 		name string
@@ -148,7 +150,7 @@ func refusedPuts(t *testing.T, st *Disk, dir string, a []byte) {
 		{"same content", a, Meta{Kind: "model", Name: "yolo", Version: "2"}, ErrExists},
 		{"wrong sha", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", SHA256: hexSum([]byte("abd"))}, ErrMismatch},
 		{"truncated", []byte("abc"), Meta{Kind: "model", Name: "x", Version: "1", Size: 4}, ErrMismatch},
-		{"too large", make([]byte, 1<<20+1), Meta{Kind: "model", Name: "x", Version: "1"}, ErrTooLarge},
+		{"too large", make([]byte, maxSize+1), Meta{Kind: "model", Name: "x", Version: "1"}, ErrTooLarge},
 		{"bad kind", []byte("abc"), Meta{Kind: "docker", Name: "x", Version: "1"}, nil},
 		{"slash in name", []byte("abc"), Meta{Kind: "model", Name: "a/b", Version: "1"}, nil},
 		{"empty", nil, Meta{Kind: "model", Name: "x", Version: "1"}, nil},
@@ -162,7 +164,7 @@ func refusedPuts(t *testing.T, st *Disk, dir string, a []byte) {
 			}
 		})
 	}
-	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmps) != 0 {
+	if tmps, _ := os.ReadDir(filepath.Join(dir, "tmp")); dir != "" && len(tmps) != 0 {
 		t.Fatalf("temporary files left: %v", tmps)
 	}
 	cctx, cancel := context.WithCancel(ctx)
@@ -179,6 +181,12 @@ func newServed(t testing.TB, data []byte) (*httptest.Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return serve(t, st, data)
+}
+
+// serve puts data into st and serves st to device cam-1 (token "secret").
+func serve(t testing.TB, st Store, data []byte) (*httptest.Server, string) {
+	t.Helper()
 	m, err := st.Put(context.Background(), bytes.NewReader(data), Meta{Kind: "model", Name: "m", Version: "1"})
 	if err != nil {
 		t.Fatal(err)

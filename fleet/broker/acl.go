@@ -10,7 +10,7 @@ import (
 // (write) or subscribe to the filter topic and receive messages on it (!write).
 //
 // Services may do anything. A device may publish only to
-// edgefleet/v1/<its id>/{state,telemetry,detections,jobs/<job>} and subscribe
+// edgefleet/v1/<its id>/{state,telemetry,detections,jobs/<job>,snapshot/<request>} and subscribe
 // only to exactly edgefleet/v1/<its id>/acks and edgefleet/v1/<its id>/commands
 // (no wildcards, no shared subscriptions). Everything else is refused. The
 // equivalent mosquitto ACL is in mosquitto.acl.example.
@@ -37,6 +37,9 @@ func Allow(id Identity, topic string, write bool) bool {
 		return true
 	}
 	job, ok := strings.CutPrefix(rest, api.KindJobs+"/")
+	if !ok {
+		job, ok = strings.CutPrefix(rest, api.KindSnapshot+"/") // snapshot replies: job is the request id
+	}
 	return ok && api.ValidateID(job) == nil
 }
 

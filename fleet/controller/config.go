@@ -14,16 +14,22 @@ import (
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/operator"
 )
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
 type Config struct {
-	// DataDir holds detections.db, registry.db and ota/.
-	DataDir string     `yaml:"data_dir"`
-	Log     LogConfig  `yaml:"log"`
-	HTTP    HTTPConfig `yaml:"http"`
-	Broker  BrokerConf `yaml:"broker"`
-	// Operators are the bearer tokens of the REST API and console.
+	// DataDir holds detections.db, registry.db and ota/; with a database
+	// it holds only the lock and the signing key copy (but must be set).
+	DataDir string `yaml:"data_dir"`
+	// Database, when its url is set, keeps the detections, the registry,
+	// the rollouts and the artifacts in PostgreSQL, shared by replicas.
+	Database Database   `yaml:"database"`
+	Log      LogConfig  `yaml:"log"`
+	HTTP     HTTPConfig `yaml:"http"`
+	Broker   BrokerConf `yaml:"broker"`
+	// Operators are the fixed bearer tokens of the REST API and console;
+	// more are made with fleetctl tokens create (kept in data_dir/operators.db).
 	Operators []Operator `yaml:"operators"`
 	// Devices may connect to the embedded broker and download artifacts
 	// (with an external broker, only the latter: the broker has its own).
@@ -39,7 +45,11 @@ type Config struct {
 // lives under data_dir/ota (artifacts/, rollouts.db, keys/).
 type OTA struct {
 	// SigningKey is the ed25519 private key file (0600) that signs the
-	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first start.
+	// manifests; empty means data_dir/ota/keys/fleet.key, generated at first
+	// start. With a database, empty means the key kept in the database (in
+	// clear), so that every replica signs with it: the first replica stores
+	// its data_dir key, or a new one, and every replica writes it to its
+	// data_dir/ota/keys; set the same file on every replica to keep it out.
 	SigningKey string `yaml:"signing_key"`
 	// PublicKeys are more key files or folders of *.pub that agents may pin
 	// (old keys during a rotation), listed by GET /api/v1/keys.
@@ -54,6 +64,15 @@ type OTA struct {
 	// them: defaults 2m and 30m.
 	HealthWindow time.Duration `yaml:"health_window"`
 	JobTimeout   time.Duration `yaml:"job_timeout"`
+}
+
+// Database is fleetd's PostgreSQL database. Without a url, state lives in
+// bbolt files under data_dir, for one fleetd.
+type Database struct {
+	// URL is postgres://user:password@host:5432/db?sslmode=...; --database overrides it.
+	URL string `yaml:"url"`
+	// MaxConns caps the connection pool; default 16.
+	MaxConns int32 `yaml:"max_conns"`
 }
 
 // LogConfig selects the log format and level.
@@ -87,12 +106,14 @@ type BrokerConf struct {
 	ShareGroup string `yaml:"share_group"`
 }
 
-// Operator is one REST API user.
+// Operator is one REST API user with a fixed token.
 type Operator struct {
 	Name string `yaml:"name"`
 	// Token, or TokenEnv naming an environment variable that holds it.
 	Token    string `yaml:"token"`
 	TokenEnv string `yaml:"token_env"`
+	// Role is viewer, operator or admin (the default, as before roles).
+	Role string `yaml:"role"`
 }
 
 // DeviceCred is one device's MQTT login: username = id.
@@ -295,6 +316,12 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q repeated", o.Name)
 		}
 		names[o.Name] = true
+		if err := operator.CheckName(o.Name); o.Name != "" && err != nil {
+			bad(key+".name", "%v", err)
+		}
+		if _, err := operator.ParseRole(o.role()); err != nil {
+			bad(key+".role", "%q is not viewer, operator or admin", o.Role)
+		}
 		if (o.Token == "") == (o.TokenEnv == "") {
 			bad(key, "set exactly one of token and token_env")
 		} else if o.TokenEnv != "" && os.Getenv(o.TokenEnv) == "" {
@@ -331,8 +358,22 @@ func (c *Config) Validate() error {
 	if c.Health.MaxDropRate < 0 || c.Health.MaxDropRate > 1 {
 		bad("health.max_drop_rate", "%v is not in 0..1", c.Health.MaxDropRate)
 	}
+	validateDatabase(c.Database, bad)
 	validateOTA(c.OTA, bad)
 	return errors.Join(errs...)
+}
+
+// validateDatabase checks the database section.
+func validateDatabase(d Database, bad func(key, format string, args ...any)) {
+	if d.URL != "" {
+		u, err := url.Parse(d.URL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			bad("database.url", "not like postgres://user@host:5432/db")
+		}
+	}
+	if d.MaxConns < 0 {
+		bad("database.max_conns", "must not be negative")
+	}
 }
 
 // validateOTA checks the ota section; bad records a problem with a key.
@@ -361,6 +402,22 @@ func validateOTA(o OTA, bad func(key, format string, args ...any)) {
 	} else if o.JobTimeout > 0 && o.JobTimeout <= o.HealthWindow {
 		bad("ota.job_timeout", "%v must be longer than ota.health_window %v", o.JobTimeout, o.HealthWindow)
 	}
+}
+
+func (o Operator) role() string {
+	if o.Role == "" {
+		return string(operator.Admin)
+	}
+	return o.Role
+}
+
+// fixedTokens are the operators' tokens for operator.WithFixed.
+func (c *Config) fixedTokens() []operator.Fixed {
+	out := make([]operator.Fixed, len(c.Operators))
+	for i, o := range c.Operators {
+		out[i] = operator.Fixed{Name: o.Name, Role: operator.Role(o.role()), Token: o.token()}
+	}
+	return out
 }
 
 func (o Operator) token() string {

@@ -48,6 +48,11 @@ func TestParseConfig(t *testing.T) {
 		{"broker port out of range", minimal + "broker:\n  listen: :70000\n", "broker.listen: port"},
 		{"listen without port", minimal + "http:\n  listen: localhost\n", "http.listen:"},
 		{"ota bad duration", minimal + "ota: {job_timeout: soon}\n", "soon"},
+		{"database", minimal + "database: {url: \"postgres://f:pw@db:5432/fleet?sslmode=disable\", max_conns: 8}\n", ""},
+		{"database bad url", minimal + "database: {url: \"mysql://db/fleet\"}\n", "database.url"},
+		{"database url not echoed", minimal + "database: {url: \"secret-password\"}\n", "database.url: not like"},
+		{"database negative conns", minimal + "database: {max_conns: -1}\n", "database.max_conns"},
+		{"database unknown key", minimal + "database: {uri: x}\n", "uri"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

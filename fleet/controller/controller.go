@@ -21,12 +21,14 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
+	"edgefleet/fleet/database"
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
@@ -46,8 +48,9 @@ type Controller struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 
-	store    *store.Bolt
-	registry *registry.Registry
+	db       *database.DB // nil without database.url
+	store    store.Store
+	registry registry.Devices
 	broker   *broker.Broker // nil with an external broker
 	conn     ingest.Conn
 	ln       net.Listener
@@ -84,7 +87,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 		return nil, fmt.Errorf("controller: data_dir: %w", err)
 	}
 	c.closers = append(c.closers, lock.Release)
-	if err := c.openState(); err != nil {
+	if err := c.openState(ctx); err != nil {
 		return nil, err
 	}
 	auth, err := c.deviceAuth()
@@ -111,28 +114,50 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	return c, c.newServing()
 }
 
-// openState opens the detection store and the device registry.
-func (c *Controller) openState() error {
+// openState opens the detection store and the device registry: in
+// PostgreSQL with database.url, else in bbolt files in data_dir.
+func (c *Controller) openState(ctx context.Context) error {
 	cfg := c.cfg
-	st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "detections.db"), store.BoltOptions{Retention: store.Retention{
-		MaxAge: cfg.Retention.MaxAge, MaxEvents: cfg.Retention.MaxEvents, MaxBytes: cfg.Retention.MaxBytes,
-	}})
-	if err != nil {
-		return fmt.Errorf("controller: %w", err)
+	ret := store.Retention{MaxAge: cfg.Retention.MaxAge, MaxEvents: cfg.Retention.MaxEvents, MaxBytes: cfg.Retention.MaxBytes}
+	ropt := registry.Options{StaleAfter: cfg.Health.StaleAfter, MaxDropRate: cfg.Health.MaxDropRate,
+		MaxSpoolDepth: cfg.Health.MaxSpoolDepth, MaxSpoolAge: cfg.Health.MaxSpoolAge}
+	var stats func() store.Stats
+	if cfg.Database.URL != "" {
+		db, err := database.Open(ctx, cfg.Database.URL, database.Options{MaxConns: cfg.Database.MaxConns, Logger: c.log})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.db = db
+		c.closers = append(c.closers, func() error { db.Close(); return nil })
+		st, err := store.OpenPostgres(ctx, db.Pool, store.PostgresOptions{Retention: ret, Logger: c.log})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.store, stats = st, st.Stats
+		c.closers = append(c.closers, st.Close)
+		reg, err := registry.OpenPostgres(ctx, db.Pool, registry.PostgresOptions{Options: ropt, Logger: c.log})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.registry = reg
+		c.closers = append(c.closers, reg.Close)
+		c.log.Info("database open", "schema_version", db.Version)
+	} else {
+		st, err := store.OpenBolt(filepath.Join(cfg.DataDir, "detections.db"), store.BoltOptions{Retention: ret})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.store, stats = st, st.Stats
+		c.closers = append(c.closers, st.Close)
+		reg, err := registry.Open(filepath.Join(cfg.DataDir, "registry.db"), ropt)
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		c.registry = reg
+		c.closers = append(c.closers, reg.Close)
 	}
-	c.store = st
-	c.closers = append(c.closers, st.Close)
-	registerStoreMetrics(c.prom, st)
-	reg, err := registry.Open(filepath.Join(cfg.DataDir, "registry.db"), registry.Options{
-		StaleAfter: cfg.Health.StaleAfter, MaxDropRate: cfg.Health.MaxDropRate,
-		MaxSpoolDepth: cfg.Health.MaxSpoolDepth, MaxSpoolAge: cfg.Health.MaxSpoolAge,
-	})
-	if err != nil {
-		return fmt.Errorf("controller: %w", err)
-	}
-	c.registry = reg
-	c.closers = append(c.closers, reg.Close)
-	registerRegistryMetrics(c.prom, reg)
+	registerStoreMetrics(c.prom, stats)
+	registerRegistryMetrics(c.prom, c.registry)
 	return nil
 }
 
@@ -172,9 +197,12 @@ func (c *Controller) openMQTT(ctx context.Context, auth broker.Authenticator) er
 	// No device is connected to a broker that has not started yet: the
 	// online flags kept from the last run are stale (after a crash, no last
 	// will was sent). Devices say they are online again when they
-	// reconnect; until then the rollout engine keeps their jobs.
-	if n := markOffline(c.registry); n > 0 {
-		c.log.Info("devices marked offline until they reconnect", "devices", n)
+	// reconnect; until then the rollout engine keeps their jobs. Not with
+	// a database: other replicas (and their brokers) share the registry.
+	if c.db == nil {
+		if n := markOffline(c.registry); n > 0 {
+			c.log.Info("devices marked offline until they reconnect", "devices", n)
+		}
 	}
 	bo := broker.Options{Addr: cfg.Broker.Listen, TLSAddr: cfg.Broker.TLSListen, Auth: auth, Registerer: c.prom, Logger: c.log}
 	if cfg.Broker.TLSListen != "" {
@@ -198,7 +226,7 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 	var err error
 	c.ota, err = openOTA(otaConfig{Dir: filepath.Join(c.cfg.DataDir, "ota"), SigningKey: o.SigningKey, PublicKeys: o.PublicKeys,
 		ArtifactBase: c.cfg.artifactBase(c.ln.Addr().String()), MaxUpload: o.MaxUpload,
-		HealthWindow: o.HealthWindow, JobTimeout: o.JobTimeout}, rollout.Registry{R: c.registry}, c.conn, auth, c.prom, c.log)
+		HealthWindow: o.HealthWindow, JobTimeout: o.JobTimeout, Pool: c.pool()}, rollout.Registry{R: c.registry}, c.conn, auth, c.prom, c.log)
 	if err != nil {
 		return err
 	}
@@ -208,17 +236,17 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 
 // newServing builds the HTTP server and ingest, which hands job reports to c.jobs.
 func (c *Controller) newServing() error {
-	tokens := server.Tokens{}
-	for _, o := range c.cfg.Operators {
-		tokens[o.token()] = o.Name
+	ops, auditLog, err := c.openOperators()
+	if err != nil {
+		return err
 	}
-	var err error
-	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: tokens, Gatherer: c.prom,
-		Registerer: c.prom, Logger: c.log, OTA: c.ota.view,
-		Ready: func(ctx context.Context) error {
-			_, err := c.store.Query(ctx, store.Query{Limit: 1})
-			return err
-		}})
+	snaps, err := ingest.NewSnapshots(c.conn, c.prom) // camera snapshots asked of devices over MQTT
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
+		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps,
+		Ready: c.ready})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
@@ -227,11 +255,30 @@ func (c *Controller) newServing() error {
 		shareGroup = c.cfg.Broker.ShareGroup
 	}
 	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup,
-		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob})
+		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob, Snapshots: snaps})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return nil
+}
+
+// pool is the database's pool, nil without one.
+func (c *Controller) pool() *pgxpool.Pool {
+	if c.db == nil {
+		return nil
+	}
+	return c.db.Pool
+}
+
+// ready is /healthz: the database answers (with one), and the detection store.
+func (c *Controller) ready(ctx context.Context) error {
+	if c.db != nil {
+		if err := c.db.Ping(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := c.store.Query(ctx, store.Query{Limit: 1})
+	return err
 }
 
 // handleJob passes a job report to the rollout engine; reports of jobs no
@@ -316,7 +363,7 @@ func (c *Controller) Close() error {
 
 // markOffline sets every device the registry has as online to offline, and
 // returns how many there were.
-func markOffline(reg *registry.Registry) int {
+func markOffline(reg registry.Devices) int {
 	on := true
 	devs := reg.List(registry.Filter{Online: &on})
 	for _, d := range devs {
@@ -343,18 +390,20 @@ func retain(ctx context.Context, st store.Store, every time.Duration, log *slog.
 	}
 }
 
-func registerStoreMetrics(prom *prometheus.Registry, st *store.Bolt) {
+// registerStoreMetrics exports the detection store's running totals;
+// stats is Bolt's or Postgres's Stats.
+func registerStoreMetrics(prom *prometheus.Registry, stats func() store.Stats) {
 	counter := func(name, help string, f func(store.Stats) float64) {
-		prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(st.Stats()) }))
+		prom.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(stats()) }))
 	}
 	counter("edgefleet_store_commits_total", "bbolt transactions that stored detections.", func(s store.Stats) float64 { return float64(s.Commits) })
 	counter("edgefleet_store_batches_total", "Ingest calls committed (grouped into commits).", func(s store.Stats) float64 { return float64(s.Calls) })
 	counter("edgefleet_store_commit_seconds_total", "Time spent committing.", func(s store.Stats) float64 { return float64(s.CommitNanos) / 1e9 })
-	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_records", Help: "Detections in the store."}, func() float64 { return float64(st.Stats().Records) }))
-	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_record_bytes", Help: "Bytes of detections in the store."}, func() float64 { return float64(st.Stats().RecordsBytes) }))
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_records", Help: "Detections in the store."}, func() float64 { return float64(stats().Records) }))
+	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_store_record_bytes", Help: "Bytes of detections in the store."}, func() float64 { return float64(stats().RecordsBytes) }))
 }
 
-func registerRegistryMetrics(prom *prometheus.Registry, reg *registry.Registry) {
+func registerRegistryMetrics(prom *prometheus.Registry, reg registry.Devices) {
 	prom.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgefleet_devices_online", Help: "Devices whose state is online."}, func() float64 {
 		_, on := reg.Counts()
 		return float64(on)

@@ -82,7 +82,7 @@ func TestOpenOTA(t *testing.T) {
 	if _, err := api1.CreateRollout(ctx, rest.CreateRollout{Model: "yolov5n@7", Waves: "100%"}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	ota.engine.Step(ctx)
+	ota.engine.(*rollout.Engine).Step(ctx)
 	var cmd api.Command
 	pub.mu.Lock()
 	err = api.Decode(pub.msgs[api.CommandsTopic("cam-1")], &cmd)
@@ -118,7 +118,7 @@ func TestOpenOTA(t *testing.T) {
 	if err := ota.engine.HandleJobStatus(ctx, api.JobStatus{DeviceID: "cam-1", JobID: cmd.JobID, State: api.JobSucceeded}); err != nil {
 		t.Fatal(err)
 	}
-	ota.engine.Step(ctx)
+	ota.engine.(*rollout.Engine).Step(ctx)
 	if l := ota.engine.List(); len(l) != 1 || l[0].State != rollout.StateCompleted {
 		t.Fatalf("rollouts %+v", l)
 	}

@@ -1,6 +1,7 @@
 // Package ingest is fleetd's MQTT front: it subscribes to the devices'
 // state, telemetry, detections and job topics, feeds the registry, stores
-// detections durably and then acknowledges them to the device.
+// detections durably and then acknowledges them to the device. Snapshots
+// (snapshot.go) asks devices for camera snapshots and routes their replies.
 //
 // Malformed messages (bad topic, oversized, bad JSON, wrong types, invalid
 // ids, a device id that does not match the topic) are counted per reason in
@@ -93,6 +94,9 @@ type Options struct {
 	OnStored func(recs []store.Record)
 	// OnJob, if set, is called with each valid job status report.
 	OnJob func(api.JobStatus)
+	// Snapshots, if set, receives the devices' snapshot replies; Run then
+	// subscribes to them (never shared, so each replica gets its own).
+	Snapshots *Snapshots
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Logger receives errors and lifecycle logs; nil means slog.Default().
@@ -201,7 +205,7 @@ func (in *Ingest) Run(ctx context.Context) error {
 }
 
 // filters are the subscriptions Run makes: detections shared with
-// ShareGroup, and the reports too with ShareReports.
+// ShareGroup, the reports too with ShareReports, snapshots never.
 func (in *Ingest) filters() []string {
 	share := func(f string) string {
 		if in.opt.ShareGroup == "" {
@@ -215,8 +219,12 @@ func (in *Ingest) filters() []string {
 		}
 		return f
 	}
-	return []string{reports(api.Filter(api.KindState)), reports(api.Filter(api.KindTelemetry)),
+	filters := []string{reports(api.Filter(api.KindState)), reports(api.Filter(api.KindTelemetry)),
 		reports(api.Filter(api.KindJobs)), share(api.Filter(api.KindDetections))}
+	if in.opt.Snapshots != nil {
+		filters = append(filters, api.Filter(api.KindSnapshot)) // never shared: a reply goes to the replica that asked
+	}
+	return filters
 }
 
 // Ready is closed once Run has subscribed to every topic.
@@ -272,6 +280,12 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 			return
 		}
 		in.submit(b, received)
+	case api.KindSnapshot:
+		if in.opt.Snapshots == nil {
+			in.drop(ReasonUnexpected)
+			return
+		}
+		in.opt.Snapshots.deliver(device, job, payload)
 	default:
 		in.drop(ReasonUnexpected) // acks and commands are ours, not the devices'
 	}

@@ -107,6 +107,9 @@ type Device struct {
 	LastJob *api.JobStatus `json:"last_job,omitempty"`
 	// Health lists the flags raised now; empty when healthy.
 	Health []string `json:"health"`
+	// Inventory is the latest the device reported in its state; it is
+	// replaced whole, never changed in place.
+	Inventory *api.Inventory `json:"inventory,omitempty"`
 }
 
 // Point is one telemetry sample in a device's history.
@@ -265,6 +268,10 @@ func applyState(d *Device, st api.State) {
 	d.AgentVersion, d.Model, d.ModelVersion = st.AgentVersion, st.Model, st.ModelVersion
 	d.Engine, d.Delegate, d.SnapshotURL = st.Engine, st.Delegate, st.SnapshotURL
 	d.Cameras = slices.Clone(st.Cameras)
+	if st.Inventory != nil {
+		inv := *st.Inventory
+		d.Inventory = &inv
+	}
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.
@@ -317,6 +324,11 @@ func applyTelemetry(d *Device, t api.Telemetry, now time.Time) Point {
 	tc := t
 	tc.Cameras = slices.Clone(t.Cameras)
 	d.Telemetry, d.TelemetryAt = &tc, now
+	// A report older than the last state (same clock: the device's) must
+	// not undo a version change the state announced: it was taken before.
+	if t.Time != 0 && time.UnixMilli(t.Time).Before(d.StateTime) {
+		return p
+	}
 	if t.AgentVersion != "" {
 		d.AgentVersion = t.AgentVersion
 	}

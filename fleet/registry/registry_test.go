@@ -214,3 +214,35 @@ func TestRing(t *testing.T) {
 		}
 	}
 }
+
+// TestLateTelemetryKeepsVersion: a telemetry report taken before the state
+// that announced a new model version (delivered late, or by another
+// replica) must not put the device back on the old version.
+func TestLateTelemetryKeepsVersion(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+			r := im.open(t, c)
+			t0 := c.t.UnixMilli()
+			if err := r.UpdateState(api.State{DeviceID: "cam-1", Online: true, Time: t0, Model: "m", ModelVersion: "2"}); err != nil {
+				t.Fatal(err)
+			}
+			late := tele("cam-1", 5, 0, true, 0)
+			late.Time, late.Model, late.ModelVersion = t0-10, "m", "1"
+			if err := r.UpdateTelemetry(late); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := r.Get("cam-1"); d.ModelVersion != "2" || d.Telemetry == nil {
+				t.Fatalf("after late telemetry: version %q, telemetry %v; want version 2 and the telemetry kept", d.ModelVersion, d.Telemetry)
+			}
+			newer := tele("cam-1", 5, 0, true, 0)
+			newer.Time, newer.Model, newer.ModelVersion = t0+10, "m", "3"
+			if err := r.UpdateTelemetry(newer); err != nil {
+				t.Fatal(err)
+			}
+			if d, _ := r.Get("cam-1"); d.ModelVersion != "3" {
+				t.Fatalf("after newer telemetry: version %q, want 3", d.ModelVersion)
+			}
+		})
+	}
+}

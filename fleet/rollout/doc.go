@@ -7,7 +7,8 @@
 // devices matching a selector (with their online flag and current versions)
 // and Dispatcher sends an api.Command to one device. Job status reports come
 // back through HandleJobStatus, which fleetd's ingest calls. Its state is
-// kept in a Store (Bolt for one box).
+// kept in a Store: Bolt for one box, Postgres for replicas, where a
+// Cluster runs the engine on exactly one replica at a time (see Cluster).
 //
 // Rules:
 //   - The targets are fixed when the rollout is created, sorted by device id;

@@ -51,6 +51,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the engine's metrics; nil means none.
 	Registerer prometheus.Registerer
+
+	// metrics, when set (by a Cluster, which starts an engine each time
+	// it takes the lease), is used instead of registering new ones.
+	metrics *metrics
 }
 
 // Engine runs rollouts. It is safe for concurrent use.
@@ -112,9 +116,12 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	m, err := newMetrics(opt.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("rollout: open: metrics: %w", err)
+	m := opt.metrics
+	if m == nil {
+		var err error
+		if m, err = newMetrics(opt.Registerer); err != nil {
+			return nil, fmt.Errorf("rollout: open: metrics: %w", err)
+		}
 	}
 	rs, err := s.Load(ctx)
 	if err != nil {
@@ -137,6 +144,35 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 		e.log.Info("rollout engine resumed", "rollouts", len(e.rollouts), "jobs_to_resend", len(e.resend))
 	}
 	return e, nil
+}
+
+// has reports whether the engine knows rollout id.
+func (e *Engine) has(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.rollouts[id]
+	return ok
+}
+
+// adopt takes a rollout another replica created into the engine.
+func (e *Engine) adopt(r *Rollout) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.rollouts[r.ID]; ok || e.closed {
+		return
+	}
+	e.index(r)
+	e.poke()
+}
+
+// flush writes pending changes now.
+func (e *Engine) flush() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	return e.flushLocked()
 }
 
 func (e *Engine) index(r *Rollout) {
@@ -204,6 +240,36 @@ func (e *Engine) Create(ctx context.Context, spec Spec) (Summary, error) {
 // and persists the rollout; Run (or Step) then sends the canary jobs. by
 // names the operator for the rollout's history ("" means ActorOperator).
 func (e *Engine) CreateBy(ctx context.Context, spec Spec, by string) (Summary, error) {
+	p, err := planRollout(ctx, e.opt.Devices, spec)
+	if err != nil {
+		return Summary{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return Summary{}, ErrClosed
+	}
+	r, err := e.store.Create(ctx, p.fill(e.epoch, e.opt.Now(), by))
+	if err != nil {
+		return Summary{}, fmt.Errorf("rollout: create: %w", err)
+	}
+	e.index(r)
+	p.logCreated(e.log, r)
+	e.poke()
+	return r.Summarize(), nil
+}
+
+// plan is a rollout about to be created: its spec with the defaults
+// applied, and its targets in waves.
+type plan struct {
+	spec    Spec
+	devs    []Device
+	waveEnd []int
+}
+
+// planRollout validates spec, applies its defaults and snapshots the
+// matching devices as targets.
+func planRollout(ctx context.Context, devices Devices, spec Spec) (plan, error) {
 	spec = spec.clone()
 	if spec.JobTimeout == 0 {
 		spec.JobTimeout = 30 * time.Minute
@@ -216,43 +282,39 @@ func (e *Engine) CreateBy(ctx context.Context, spec Spec, by string) (Summary, e
 		spec.RollbackOnAbort = &yes
 	}
 	if err := spec.Validate(); err != nil {
-		return Summary{}, fmt.Errorf("rollout: create: %w", err)
+		return plan{}, fmt.Errorf("rollout: create: %w", err)
 	}
-	devs, err := e.opt.Devices.Select(ctx, spec.Selector)
+	devs, err := devices.Select(ctx, spec.Selector)
 	if err != nil {
-		return Summary{}, fmt.Errorf("rollout: create: devices: %w", err)
+		return plan{}, fmt.Errorf("rollout: create: devices: %w", err)
 	}
 	if len(devs) == 0 {
-		return Summary{}, fmt.Errorf("%w %q", ErrNoTargets, FormatSelector(spec.Selector))
+		return plan{}, fmt.Errorf("%w %q", ErrNoTargets, FormatSelector(spec.Selector))
 	}
 	slices.SortFunc(devs, func(a, b Device) int { return strings.Compare(a.ID, b.ID) })
 	devs = slices.CompactFunc(devs, func(a, b Device) bool { return a.ID == b.ID })
 	waveEnd := planWaves(len(devs), spec.Canary, spec.Waves)
 	// Devices beyond the last wave (when it is below 100%) are not targets.
-	devs = devs[:waveEnd[len(waveEnd)-1]]
+	return plan{spec: spec, devs: devs[:waveEnd[len(waveEnd)-1]], waveEnd: waveEnd}, nil
+}
 
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return Summary{}, ErrClosed
-	}
-	now := e.opt.Now()
-	r, err := e.store.Create(ctx, func(id string) (*Rollout, error) {
+// fill builds the rollout for Store.Create.
+func (p plan) fill(epoch string, now time.Time, by string) func(id string) (*Rollout, error) {
+	spec, waveEnd := p.spec, p.waveEnd
+	return func(id string) (*Rollout, error) {
 		r := &Rollout{ID: id, Spec: spec, State: StatePending, CreatedAt: now, UpdatedAt: now, WaveEnd: waveEnd}
-		r.Jobs = e.newJobs(id, spec, devs, waveEnd, now)
+		r.Jobs = newJobs(id, epoch, spec, p.devs, waveEnd, now)
 		r.Transitions = []Transition{{At: now, To: string(StatePending), By: orDefault(by, ActorOperator), Reason: fmt.Sprintf("created: %d targets, canary %d, waves %v, max-failures %s, max-failure-rate %v",
 			len(r.Jobs), waveEnd[0], spec.Waves, spec.MaxFailures, spec.MaxFailureRate)}}
 		return r, nil
-	})
-	if err != nil {
-		return Summary{}, fmt.Errorf("rollout: create: %w", err)
 	}
-	e.index(r)
-	e.log.Info("rollout created", "rollout_id", r.ID, "name", spec.Artifact.Name, "version", spec.Artifact.Version,
-		"targets", len(r.Jobs), "canary", waveEnd[0], "waves", len(spec.Waves), "max_failures", spec.MaxFailures.Limit(len(r.Jobs)),
+}
+
+func (p plan) logCreated(log *slog.Logger, r *Rollout) {
+	spec := p.spec
+	log.Info("rollout created", "rollout_id", r.ID, "name", spec.Artifact.Name, "version", spec.Artifact.Version,
+		"targets", len(r.Jobs), "canary", p.waveEnd[0], "waves", len(spec.Waves), "max_failures", spec.MaxFailures.Limit(len(r.Jobs)),
 		"max_failure_rate", spec.MaxFailureRate)
-	e.poke()
-	return r.Summarize(), nil
 }
 
 // planWaves returns WaveEnd for n targets.
@@ -265,14 +327,14 @@ func planWaves(n, canary int, waves []float64) []int {
 	return end
 }
 
-func (e *Engine) newJobs(id string, spec Spec, devs []Device, waveEnd []int, now time.Time) []Job {
+func newJobs(id, epoch string, spec Spec, devs []Device, waveEnd []int, now time.Time) []Job {
 	jobs := make([]Job, 0, len(devs))
 	wave := 0
 	for i, d := range devs {
 		for i >= waveEnd[wave] {
 			wave++
 		}
-		j := Job{DeviceID: d.ID, JobID: id + "-" + e.epoch + "-" + strconv.Itoa(i), Wave: wave, State: JobPending, UpdatedAt: now}
+		j := Job{DeviceID: d.ID, JobID: id + "-" + epoch + "-" + strconv.Itoa(i), Wave: wave, State: JobPending, UpdatedAt: now}
 		if spec.Artifact.Kind == "firmware" {
 			j.Previous = d.AgentVersion
 		} else {

@@ -61,7 +61,9 @@ type sim struct {
 	t  testing.TB
 	mu sync.Mutex
 	// eng is swapped on restart.
-	eng     *Engine
+	eng interface {
+		HandleJobStatus(context.Context, api.JobStatus) error
+	}
 	devices map[string]*simDevice
 	order   []string
 	// onUpdate, if set, is called (unlocked) for every first update command.

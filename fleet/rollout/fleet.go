@@ -9,8 +9,8 @@ import (
 	"edgefleet/fleet/registry"
 )
 
-// Registry adapts fleetd's device registry to Devices.
-type Registry struct{ R *registry.Registry }
+// Registry adapts fleetd's device registry (bbolt or PostgreSQL) to Devices.
+type Registry struct{ R registry.Devices }
 
 var _ Devices = Registry{}
 

@@ -18,10 +18,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	if e.closed {
 		return ErrClosed
 	}
-	switch st.State {
-	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
-		api.JobSucceeded, api.JobFailed, api.JobRolledBack:
-	default:
+	if !validJobState(st.State) {
 		return fmt.Errorf("rollout: job status: unknown state %q", st.State)
 	}
 	ref, ok := e.jobs[st.JobID]
@@ -59,6 +56,16 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		e.poke()
 	}
 	return nil
+}
+
+// validJobState reports whether a device may report state s.
+func validJobState(s string) bool {
+	switch s {
+	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
+		api.JobSucceeded, api.JobFailed, api.JobRolledBack:
+		return true
+	}
+	return false
 }
 
 // afterFinalLocked applies the consequences of a job that just ended.

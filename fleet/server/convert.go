@@ -13,10 +13,12 @@ import (
 // stays what it was.
 
 func restDevice(d registry.Device) rest.Device {
-	return rest.Device{ID: d.ID, Labels: d.Labels, Online: d.Online, AgentVersion: d.AgentVersion, Model: d.Model,
+	out := rest.Device{ID: d.ID, Labels: d.Labels, Online: d.Online, AgentVersion: d.AgentVersion, Model: d.Model,
 		ModelVersion: d.ModelVersion, Engine: d.Engine, Delegate: d.Delegate, Cameras: d.Cameras, SnapshotURL: d.SnapshotURL,
 		FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, StateTime: d.StateTime, Telemetry: d.Telemetry, TelemetryAt: d.TelemetryAt,
 		Detections: d.Detections, DetectionsPerMin: d.DetectionsPerMin, LastJob: d.LastJob, Health: d.Health}
+	out.Inventory = d.Inventory
+	return out
 }
 
 func restDevices(ds []registry.Device) []rest.Device {

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"time"
 
 	"edgefleet/fleet/registry"
@@ -40,35 +38,8 @@ type Rollouts interface {
 	Act(ctx context.Context, id string, a rollout.Action) (rollout.Summary, error)
 }
 
-// Operators authenticates operator bearer tokens: Operator returns the
-// operator's name, and false for an unknown token.
-type Operators interface {
-	Operator(token string) (name string, ok bool)
-}
-
-// Tokens is a fixed set of operator tokens (token to operator name); it
-// compares in constant time.
-type Tokens map[string]string
-
-// Operator implements Operators.
-func (t Tokens) Operator(tok string) (string, bool) {
-	if tok == "" {
-		return "", false
-	}
-	sum := sha256.Sum256([]byte(tok))
-	name, found := "", 0
-	for k, n := range t {
-		ks := sha256.Sum256([]byte(k))
-		if subtle.ConstantTimeCompare(sum[:], ks[:]) == 1 {
-			name, found = n, 1
-		}
-	}
-	return name, found == 1
-}
-
 var (
 	_ Detections = store.Store(nil)
 	_ Devices    = (*registry.Registry)(nil)
 	_ Rollouts   = (*rollout.Engine)(nil)
-	_ Operators  = Tokens(nil)
 )

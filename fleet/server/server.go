@@ -6,8 +6,15 @@
 // description at /api/openapi.json.
 //
 // Every /api/v1 route needs an operator bearer token (Authorization: Bearer
-// <token>; the SSE feed also accepts ?access_token= because browsers cannot
-// set headers on EventSource). Errors are JSON: {"error": "...", "status": N}.
+// <token>) whose role allows the route (auth.go: viewers read, operators
+// also push and run rollouts, admins also manage tokens, devices and
+// keys). A token in the URL (?access_token=, ?token=) is refused with 401.
+// The live feed also takes ?ticket=, a single-use ticket from POST
+// /api/v1/live/ticket valid 30 s, because browsers cannot set headers on
+// EventSource; a ticket is not a token. Every call that changes something
+// is recorded in the audit log (GET /api/v1/audit) with who, what, when
+// and the outcome. Errors are JSON: {"error": "...", "status": N}: 401 for
+// a missing, unknown or misplaced token, 403 naming the role needed.
 package server
 
 import (
@@ -29,6 +36,8 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/audit"
+	"edgefleet/fleet/operator"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/store"
 )
@@ -40,10 +49,14 @@ var consoleFS embed.FS
 type Options struct {
 	Store    Detections
 	Registry Devices
-	// Operators authenticates operator tokens; nil means Tokens.
+	// Operators authenticates operator tokens and keeps those the token
+	// routes make; nil means the fixed Tokens in front of an in-memory store.
 	Operators Operators
-	// Tokens maps operator bearer tokens to operator names.
+	// Tokens maps fixed operator bearer tokens to operator names, all
+	// admins; used when Operators is nil (tests, small setups).
 	Tokens map[string]string
+	// Audit records operator actions; nil means an in-memory log.
+	Audit AuditLog
 	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
 	// Registerer receives the server's own metrics; nil means none.
@@ -55,6 +68,9 @@ type Options struct {
 	MaxExport int
 	// OTA enables the model registry and rollout routes (ota.go); nil leaves them out.
 	OTA *OTA
+	// Snapshots asks devices for camera snapshots (snapshot.go); nil
+	// answers that route with 503.
+	Snapshots Snapshots
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -64,6 +80,10 @@ type Server struct {
 	hub *Hub
 	ops Operators
 	log *slog.Logger
+
+	auditLog   AuditLog
+	tickets    *operator.Tickets
+	authRoutes []string // patterns of the routes that need a token
 
 	requests *prometheus.CounterVec
 }
@@ -85,9 +105,20 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, mux: http.NewServeMux(), hub: NewHub(), log: opt.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
 	}
-	s.ops = opt.Operators
+	s.ops, s.auditLog, s.tickets = opt.Operators, opt.Audit, operator.NewTickets(operator.TicketTTL, operator.Options{})
 	if s.ops == nil {
-		s.ops = Tokens(opt.Tokens)
+		var fixed []operator.Fixed
+		for tok, name := range opt.Tokens {
+			fixed = append(fixed, operator.Fixed{Name: name, Role: operator.Admin, Token: tok})
+		}
+		ops, err := operator.WithFixed(operator.NewMem(operator.Options{}), operator.Options{}, fixed...)
+		if err != nil {
+			return nil, fmt.Errorf("server: new: Tokens: %w", err)
+		}
+		s.ops = ops
+	}
+	if s.auditLog == nil {
+		s.auditLog = audit.NewMem(audit.Options{})
 	}
 	if opt.Registerer != nil {
 		if err := opt.Registerer.Register(s.requests); err != nil {
@@ -126,53 +157,18 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/devices", true, s.devices)
 	s.handle("GET /api/v1/devices/{id}", true, s.device)
 	s.handle("GET /api/v1/devices/{id}/telemetry", true, s.telemetry)
+
+	s.handle("GET /api/v1/devices/{id}/cameras/{camera}/snapshot", true, s.snapshot) // snapshot.go
+
 	s.handle("GET /api/v1/detections", true, s.detections)
 	s.handle("GET /api/v1/detections/count", true, s.count)
 	s.handle("GET /api/v1/detections/export", true, s.export)
 	s.handle("GET /api/v1/detections/stream", true, s.stream)
 	s.otaRoutes()
+	s.identityRoutes()
 	s.handle("/api/", false, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path)
 	})
-}
-
-// statusWriter records the status for metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(c int)           { w.code = c; w.ResponseWriter.WriteHeader(c) }
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-func (w *statusWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *Server) handle(pattern string, auth bool, h http.HandlerFunc) {
-	route := pattern
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: 200}
-		defer func() { s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc() }()
-		if auth {
-			if _, ok := s.operator(r); !ok {
-				sw.Header().Set("WWW-Authenticate", `Bearer realm="fleetd"`)
-				writeError(sw, http.StatusUnauthorized, "missing or unknown operator token")
-				return
-			}
-		}
-		h(sw, r)
-	})
-}
-
-// operator returns the operator name for the request's token.
-func (s *Server) operator(r *http.Request) (string, bool) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		tok = r.URL.Query().Get("access_token")
-	}
-	return s.ops.Operator(tok)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -84,7 +84,7 @@ func TestAPI(t *testing.T) {
 	}{
 		{"no token", "/api/v1/devices", "", 401, `"error": "missing or unknown operator token"`},
 		{"wrong token", "/api/v1/devices", "nope", 401, "operator token"},
-		{"query token", "/api/v1/devices?access_token=" + tok, "", 200, `"cam-1"`},
+		{"query token", "/api/v1/devices?access_token=" + tok, "", 401, "Authorization header"},
 		{"devices", "/api/v1/devices", tok, 200, `"cam-2"`},
 		{"devices by site", "/api/v1/devices?site=plant-b", tok, 200, `"cam-2"`},
 		{"devices bad online", "/api/v1/devices?online=maybe", tok, 400, "online"},
@@ -173,7 +173,7 @@ func TestStream(t *testing.T) {
 	s, ts, _, _ := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/v1/detections/stream?label=car&access_token="+tok, nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/v1/detections/stream?label=car&ticket="+liveTicket(t, ts.URL, tok), nil)
 	resp, err := ts.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -84,6 +84,11 @@ type Device struct {
 	LastJob *api.JobStatus `json:"last_job,omitempty"`
 	// Health lists the flags raised now; empty when healthy.
 	Health []string `json:"health"`
+	// Inventory describes the box (address, OS, disk, uptime...), as the
+	// agent last reported it; absent until it does. Each camera's snapshot
+	// is GET /api/v1/devices/{id}/cameras/{camera}/snapshot (SnapshotURL,
+	// from older agents, is not reachable from an operator's browser).
+	Inventory *api.Inventory `json:"inventory,omitempty"`
 }
 
 // Telemetry is the body of GET /api/v1/devices/{id}/telemetry.

@@ -8,6 +8,8 @@
 //	fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices N --rate R
 //	fleetctl completion bash|zsh|fish
 //	fleetctl version
+//	fleetctl tokens create --name N --role viewer|operator|admin | tokens list | tokens revoke NAME
+//	fleetctl audit [--limit N] [--before ID]
 //
 // `fleetctl help` lists every command; `fleetctl COMMAND --help` shows its
 // arguments and flags. Output is a table by default, JSON with --json. The

@@ -109,7 +109,7 @@ func TestOTACommands(t *testing.T) {
 		{"create both", append([]string{"rollouts", "create", "--model", "a@1", "--firmware", "b@2"}, auth...), 2, nil, "--model NAME@VERSION or --firmware"},
 		{"create missing firmware", append([]string{"rollouts", "create", "--firmware", "edge-agent@9"}, auth...), 1, nil, "HTTP 404"},
 		{"create bad waves", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--waves", "10%,x"}, auth...), 2, nil, "waves"},
-		{"create bad rate", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--max-failure-rate", "150%"}, auth...), 1, nil, "max failure rate"},
+		{"create bad rate", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--max-failure-rate", "150%"}, auth...), 2, nil, "max failure rate"},
 		{"create bad max", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--max-failures", "lots"}, auth...), 2, nil, "max failures"},
 		{"create", append([]string{"rollouts", "create", "--model", "yolov8n@2", "--selector", "site=a", "--canary", "1", "--waves", "50%,100%", "--max-failures", "1", "--health-window", "2m"}, auth...), 0, []string{"rollout r1: yolov8n@2 to 2 devices (site=a)"}, ""},
 		{"delete in use", append([]string{"models", "delete", "yolov8n@2"}, auth...), 1, nil, "in use by rollouts r1"},

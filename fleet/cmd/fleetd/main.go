@@ -5,10 +5,10 @@
 //
 //	fleetd --config fleetd.yaml
 //
-// See controller.Config for the file; --http, --mqtt and --data-dir
-// override it. The parts are assembled by fleet/controller. Subcommands
-// (fleetd version, ...) register in commands; the grammar (help, exit
-// statuses 0/1/2) is edgefleet/internal/cli's.
+// See controller.Config for the file; --http, --mqtt, --data-dir and
+// --database override it. The parts are assembled by fleet/controller.
+// Subcommands (fleetd version, fleetd migrate, ...) register in commands;
+// the grammar (help, exit statuses 0/1/2) is edgefleet/internal/cli's.
 package main
 
 import (
@@ -62,12 +62,13 @@ func serve(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http", "", "override http.listen")
 	mqttAddr := fs.String("mqtt", "", "override broker.listen (embedded broker)")
 	dataDir := fs.String("data-dir", "", "override data_dir")
+	dbURL := fs.String("database", "", "override database.url (postgres://...)")
 	check := fs.Bool("check-config", false, "validate the config and exit")
 	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := controller.LoadConfig(*cfgPath)
-	if err == nil && (*httpAddr != "" || *mqttAddr != "" || *dataDir != "") {
+	if err == nil && (*httpAddr != "" || *mqttAddr != "" || *dataDir != "" || *dbURL != "") {
 		if *httpAddr != "" {
 			cfg.HTTP.Listen = *httpAddr
 		}
@@ -76,6 +77,9 @@ func serve(ctx context.Context, args []string) error {
 		}
 		if *dataDir != "" {
 			cfg.DataDir = *dataDir
+		}
+		if *dbURL != "" {
+			cfg.Database.URL = *dbURL
 		}
 		err = cfg.Validate()
 	}

@@ -168,16 +168,37 @@ function livePage() {
   const input = el("input", { id: "label-filter", placeholder: "label, e.g. person", value: sessionStorage.getItem("edgefleet_label") || "" });
   const table = detTable([], "feed");
   const state = el("span", { id: "feed-state" }, "connecting…");
-  const connect = () => {
-    if (feed) feed.close();
+  // EventSource sends no headers: the feed takes a single-use ticket,
+  // fetched with the token in the header; a lost feed needs a new one.
+  // Nothing reconnects once the page is left (input no longer shown).
+  let mine = null, retry = null;
+  const connect = async () => {
+    clearTimeout(retry);
+    if (mine) mine.close();
     state.textContent = "connecting…";
     sessionStorage.setItem("edgefleet_label", input.value.trim());
-    const p = new URLSearchParams({ access_token: token() });
+    let ticket;
+    try {
+      const r = await fetch("/api/v1/live/ticket", { method: "POST", headers: { Authorization: "Bearer " + token() } });
+      if (!r.ok) throw new Error(r.statusText);
+      ticket = (await r.json()).ticket;
+    } catch (e) {
+      state.textContent = "reconnecting…";
+      if (input.isConnected) retry = setTimeout(connect, 3000);
+      return;
+    }
+    if (!input.isConnected) return;
+    const p = new URLSearchParams({ ticket });
     if (input.value.trim()) p.set("label", input.value.trim());
-    feed = new EventSource("/api/v1/detections/stream?" + p);
-    feed.onopen = () => { state.textContent = "live"; };
-    feed.onerror = () => { state.textContent = "reconnecting…"; };
-    feed.addEventListener("detection", (ev) => {
+    const es = new EventSource("/api/v1/detections/stream?" + p);
+    mine = feed = es;
+    es.onopen = () => { state.textContent = "live"; };
+    es.onerror = () => {
+      state.textContent = "reconnecting…";
+      es.close();
+      if (mine === es && input.isConnected) retry = setTimeout(connect, 2000);
+    };
+    es.addEventListener("detection", (ev) => {
       const r = JSON.parse(ev.data);
       table.insertBefore(detRow(r), table.rows[1] || null);
       while (table.rows.length > 201) table.deleteRow(table.rows.length - 1);
