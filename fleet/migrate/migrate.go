@@ -1,7 +1,9 @@
 // Package migrate copies a single-box fleet, fleetd's bbolt files in its
 // data dir, into PostgreSQL, for `fleetd migrate --from DATA_DIR --to URL`:
-// the registry (devices, their detection counts, telemetry history) and
-// the detections.
+// the registry (devices, their detection counts, telemetry history), the
+// detections, the artifacts (with their signed manifests), the rollouts
+// (jobs and history) and the generated signing key (data_dir/ota/keys;
+// a fleet configured with ota.signing_key keeps configuring it).
 //
 // Everything is written with INSERT ... ON CONFLICT DO NOTHING (detections
 // through store.Postgres, idempotent on device and seq), so running it
@@ -54,11 +56,27 @@ type Report struct {
 	Points         int   // telemetry history points inserted
 	Detections     int64 // detections inserted
 	Duplicates     int64 // detections already in the database
+	// Artifacts and Rollouts count what was inserted, the Skipped fields
+	// what the database had already.
+	Artifacts, ArtifactsSkipped int
+	Rollouts, RolloutsSkipped   int
+	// KeyID is the data dir's generated signing key, KeyCopied whether it
+	// was put in the database (else the database had it).
+	KeyID     string
+	KeyCopied bool
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("devices: %d copied, %d already there; telemetry points: %d; detections: %d copied, %d already there",
-		r.Devices, r.DevicesSkipped, r.Points, r.Detections, r.Duplicates)
+	s := fmt.Sprintf("devices: %d copied, %d already there; telemetry points: %d; detections: %d copied, %d already there; "+
+		"artifacts: %d copied, %d already there; rollouts: %d copied, %d already there",
+		r.Devices, r.DevicesSkipped, r.Points, r.Detections, r.Duplicates, r.Artifacts, r.ArtifactsSkipped, r.Rollouts, r.RolloutsSkipped)
+	switch {
+	case r.KeyCopied:
+		s += "; signing key " + r.KeyID + " copied"
+	case r.KeyID != "":
+		s += "; signing key " + r.KeyID + " already there"
+	}
+	return s
 }
 
 // Run copies the fleet in dataDir into pool's database, whose schema
@@ -84,6 +102,10 @@ func Run(ctx context.Context, dataDir string, pool *pgxpool.Pool, opt Options) (
 		return rep, err
 	}
 	opt.Logger.Info("migrate: detections copied", "stored", rep.Detections, "duplicates", rep.Duplicates)
+	if err := otaInto(ctx, filepath.Join(dataDir, "ota"), pool, &rep); err != nil {
+		return rep, err
+	}
+	opt.Logger.Info("migrate: ota copied", "artifacts", rep.Artifacts, "rollouts", rep.Rollouts, "key_id", rep.KeyID, "key_copied", rep.KeyCopied)
 	return rep, nil
 }
 

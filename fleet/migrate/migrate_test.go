@@ -2,11 +2,10 @@ package migrate_test
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,12 +19,10 @@ import (
 	"edgefleet/fleet/controller/controllertest"
 	"edgefleet/fleet/database"
 	"edgefleet/fleet/migrate"
-	"edgefleet/fleet/registry"
-	"edgefleet/fleet/server"
 	"edgefleet/fleet/sim"
-	"edgefleet/fleet/store"
 	"edgefleet/internal/dirlock"
 	"edgefleet/internal/testutil"
+	"edgefleet/models/modeltest"
 )
 
 // startBolt runs a bbolt fleetd on dir until stop (or the end of the test).
@@ -73,13 +70,31 @@ func bboltFleet(t *testing.T) (answers map[string]string, dir string) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "data")
 	c, stop := startBolt(t, dir)
-	rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + c.MQTTAddr(), Devices: 6, Rate: 20, Events: 4,
-		TelemetryEvery: 100 * time.Millisecond, Duration: 1500 * time.Millisecond,
-		Login: func(string) (string, string) { return "sim", "sim-password" }})
-	if err != nil || rep.Lost > 0 || rep.Acked == 0 {
-		t.Fatalf("sim: %v, %v", rep, err)
-	}
 	api := controllertest.Client(t, c.HTTPAddr())
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	controllertest.PushModel(t, api, "yolo-sim", "2", model)
+	simDone := make(chan sim.Report, 1)
+	go func() {
+		rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + c.MQTTAddr(), Devices: 6, Rate: 20, Events: 4,
+			TelemetryEvery: 100 * time.Millisecond, Duration: 4 * time.Second, UpdateStep: 5 * time.Millisecond,
+			Login: func(string) (string, string) { return "sim", "sim-password" }})
+		if err != nil {
+			t.Errorf("sim: %v", err)
+		}
+		simDone <- rep
+	}()
+	controllertest.WaitOnline(t, api, 6)
+	sum := controllertest.CreateRollout(t, api, rest.CreateRollout{Model: "yolo-sim@2", Canary: 1, Waves: "100%", MaxFailures: "0", HealthWindow: "200ms"})
+	ro := controllertest.WaitRollout(t, api, sum.ID, 20*time.Second, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
+	if ro.State != rest.StateCompleted {
+		t.Fatalf("rollout: %+v", ro.RolloutSummary)
+	}
+	if rep := <-simDone; rep.Lost > 0 || rep.Acked == 0 {
+		t.Fatalf("sim: %v", rep)
+	}
 	testutil.WaitFor(t, "every simulated device offline", 10*time.Second, func() bool {
 		on := true
 		d, err := api.Devices(context.Background(), rest.DeviceFilter{Online: &on})
@@ -139,41 +154,41 @@ func restAnswers(t *testing.T, api *client.Client) map[string]string {
 	lq.Label = "car"
 	counts, err = api.CountDetections(ctx, lq, "10m")
 	put("counts of cars", counts, err)
+	arts, err := api.Artifacts(ctx, "model")
+	put("models", arts, err)
+	keys, err := api.Keys(ctx)
+	put("keys", keys, err)
+	ros, err := api.Rollouts(ctx)
+	put("rollouts", ros, err)
+	for _, r := range ros {
+		one, err := api.Rollout(ctx, r.ID)
+		put("rollout "+r.ID, one, err)
+	}
+	if len(ros) == 0 || len(arts) == 0 || len(keys) == 0 {
+		t.Fatalf("%d rollouts, %d models, %d keys", len(ros), len(arts), len(keys))
+	}
 	return out
 }
 
-// serveDB serves the REST API over the PostgreSQL store and registry.
-func serveDB(t *testing.T, db *database.DB) *client.Client {
+// fleetdOnDB runs fleetd (in process) on the database, with a data dir of
+// its own, until the test ends.
+func fleetdOnDB(t *testing.T, dsn string) *client.Client {
 	t.Helper()
-	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	st, err := store.OpenPostgres(ctx, db.Pool, store.PostgresOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	reg, err := registry.OpenPostgres(ctx, db.Pool, registry.PostgresOptions{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	srv, err := server.New(server.Options{Store: st, Registry: reg, Tokens: map[string]string{controllertest.Token: "test"}, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-	return controllertest.Client(t, strings.TrimPrefix(hs.URL, "http://"))
+	f := controllertest.Start(t, fmt.Sprintf("database: {url: %q}\n", dsn))
+	return f.API
 }
 
 func counts(t *testing.T, db *database.DB) string {
 	t.Helper()
-	var dev, tel, det int
-	err := db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM device_telemetry), (SELECT count(*) FROM detections)`).Scan(&dev, &tel, &det)
+	var dev, tel, det, arts, chunks, ros int
+	var epoch, seq string
+	err := db.Pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM device_telemetry), (SELECT count(*) FROM detections),
+		(SELECT count(*) FROM artifacts), (SELECT count(*) FROM artifact_chunks), (SELECT count(*) FROM rollouts),
+		(SELECT epoch FROM rollout_meta), (SELECT last_value || '/' || is_called FROM rollout_ids)`).Scan(&dev, &tel, &det, &arts, &chunks, &ros, &epoch, &seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("%d devices, %d points, %d detections", dev, tel, det)
+	return fmt.Sprintf("%d devices, %d points, %d detections, %d artifacts (%d chunks), %d rollouts, epoch %s, rollout ids at %s", dev, tel, det, arts, chunks, ros, epoch, seq)
 }
 
 // TestMigrate: a bbolt fleet migrated to PostgreSQL gives the same REST
@@ -192,7 +207,8 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("first run: %v", rep)
-	if rep.Devices != 6 || rep.Points == 0 || rep.Detections == 0 || rep.Duplicates != 0 || rep.DevicesSkipped != 0 {
+	if rep.Devices != 6 || rep.Points == 0 || rep.Detections == 0 || rep.Duplicates != 0 || rep.DevicesSkipped != 0 ||
+		rep.Artifacts != 1 || rep.Rollouts != 1 || !rep.KeyCopied {
 		t.Fatalf("first run: %v", rep)
 	}
 	first := counts(t, db)
@@ -201,14 +217,15 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Devices != 0 || again.DevicesSkipped != 6 || again.Points != 0 || again.Detections != 0 || again.Duplicates != rep.Detections {
+	if again.Devices != 0 || again.DevicesSkipped != 6 || again.Points != 0 || again.Detections != 0 || again.Duplicates != rep.Detections ||
+		again.Artifacts != 0 || again.ArtifactsSkipped != 1 || again.Rollouts != 0 || again.RolloutsSkipped != 1 || again.KeyCopied {
 		t.Errorf("second run: %v, want nothing copied", again)
 	}
 	if c := counts(t, db); c != first {
 		t.Errorf("second run changed the database: %s, then %s", first, c)
 	}
 
-	after := restAnswers(t, serveDB(t, db))
+	after := restAnswers(t, fleetdOnDB(t, dsn))
 	for k, want := range before {
 		if got := after[k]; got != want {
 			t.Errorf("%s:\nbbolt:      %s\npostgresql: %s", k, want, got)
