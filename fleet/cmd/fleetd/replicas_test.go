@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -320,7 +321,7 @@ func allDevices() []string {
 }
 
 // checkREST: the REST API of r counts, for every device, the detections
-// the database holds.
+// the database held in got (or more, for the agents, which still run).
 func checkREST(t *testing.T, r *replica, got map[string]seqStats) {
 	t.Helper()
 	ctx := context.Background()
@@ -331,8 +332,9 @@ func checkREST(t *testing.T, r *replica, got map[string]seqStats) {
 		if err != nil {
 			t.Fatalf("%s: count %s: %v", r.name, d, err)
 		}
-		if int64(c.Total) != got[d].n {
-			t.Errorf("%s: REST counts %d detections of %s, the database has %d", r.name, c.Total, d, got[d].n)
+		// The agents still run: they may have more stored by now.
+		if n := int64(c.Total); n < got[d].n || n > got[d].n && !slices.Contains(agentIDs, d) {
+			t.Errorf("%s: REST counts %d detections of %s, the database had %d", r.name, c.Total, d, got[d].n)
 		}
 	}
 }
