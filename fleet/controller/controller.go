@@ -29,6 +29,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/database"
+	"edgefleet/fleet/feed"
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
@@ -48,7 +49,8 @@ type Controller struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 
-	db       *database.DB // nil without database.url
+	db       *database.DB   // nil without database.url
+	feed     *feed.Postgres // the live feed across replicas; nil without a database
 	store    store.Store
 	registry registry.Devices
 	broker   *broker.Broker // nil with an external broker
@@ -264,8 +266,18 @@ func (c *Controller) newServing() error {
 	if c.broker == nil {
 		shareGroup = c.cfg.Broker.ShareGroup
 	}
-	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup,
-		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob, Snapshots: snaps})
+	onStored := c.server.Hub().Publish
+	if c.db != nil {
+		// Every replica's hub, this one's included, is fed through PostgreSQL.
+		if c.feed, err = feed.NewPostgres(c.db.Pool, feed.Options{Registerer: c.prom, Logger: c.log}); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		onStored = c.feed.Publish
+	}
+	// With a shared database, state, telemetry and job reports are applied
+	// by whichever replica gets them: split them like the detections.
+	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup, ShareReports: c.db != nil,
+		Registerer: c.prom, Logger: c.log, OnStored: onStored, OnJob: c.handleJob, Snapshots: snaps})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
@@ -325,6 +337,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		g.Go(func() error { return c.broker.Run(ctx) })
 	}
 	g.Go(func() error { return c.ingest.Run(ctx) })
+	if c.feed != nil {
+		g.Go(func() error { return c.feed.Run(ctx, c.server.Hub().Publish) })
+	}
 	g.Go(func() error { return c.registry.Run(ctx) })
 	g.Go(func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
 	g.Go(func() error { return c.ota.engine.Run(ctx) })
