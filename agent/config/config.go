@@ -161,10 +161,30 @@ type Fleet struct {
 	// Token, if set, is sent as the password (with Username or the device id).
 	Token string `yaml:"token"`
 	// CAFile verifies the broker; CertFile and KeyFile authenticate the
-	// device (both or neither).
+	// device (both or neither). `edge-agent enroll` writes all three: the
+	// device certificate from the fleet CA, whose subject is device_id,
+	// and the fleet CA bundle. With a certificate the device needs no
+	// password: it is its identity on the broker and for downloads.
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// Server is fleetd's HTTPS base URL, e.g. https://fleet.local:8443:
+	// where the device enrolls and renews its certificate (at two thirds
+	// of its lifetime, over mutual TLS). Default: update.artifact_url when
+	// that is https. Without it a certificate is used but never renewed.
+	Server string `yaml:"server"`
+}
+
+// RenewServer is where the device renews its certificate: fleet.server,
+// else update.artifact_url when it is https; "" if neither.
+func (c *Config) RenewServer() string {
+	if c.Fleet.Server != "" {
+		return c.Fleet.Server
+	}
+	if strings.HasPrefix(c.Update.ArtifactURL, "https://") {
+		return c.Update.ArtifactURL
+	}
+	return ""
 }
 
 // Update configures the over-the-air model update executor (agent/update).
@@ -632,6 +652,11 @@ func (c *Config) validateFleet(p *problems) {
 	}
 	if f.Password != "" && f.Token != "" {
 		bad("fleet.token", "set password or token, not both")
+	}
+	if f.Server != "" {
+		if u, err := url.Parse(f.Server); err != nil || u.Scheme != "https" || u.Host == "" {
+			bad("fleet.server", "must be an https:// URL such as https://fleet.local:8443, not %q", f.Server)
+		}
 	}
 }
 

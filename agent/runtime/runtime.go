@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"edgefleet/agent"
 	"edgefleet/agent/config"
+	"edgefleet/agent/enroll"
 	"edgefleet/agent/link"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
@@ -54,6 +56,10 @@ type Runtime struct {
 	ln      net.Listener // nil with http.listen off
 	agent   *agent.Agent
 	snaps   *snapshotter // nil without fleet.broker
+	// renewer keeps the device certificate fresh (nil without one); the
+	// link and the downloader present its current certificate (identity.go).
+	renewer     *enroll.Renewer
+	dlTransport *http.Transport
 }
 
 // Open builds the agent's parts from cfg (already validated). Cameras open
@@ -70,7 +76,10 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Runtime
 	if r.cams, err = openCameras(cfg); err != nil {
 		return nil, err
 	}
-	if r.dl, err = newDownloader(cfg, log); err != nil {
+	if err := r.openIdentity(); err != nil {
+		return nil, err
+	}
+	if r.dl, err = newDownloader(cfg, log, r.withIdentity); err != nil {
 		return nil, err
 	}
 	if err := r.openSpool(); err != nil {
@@ -117,12 +126,16 @@ func (r *Runtime) openLink() error {
 		r.jobs = r.reporter(func(context.Context, *api.JobStatus) error { return errNoFleet })
 		return nil
 	}
-	l, err := link.New(link.Options{
+	opts := link.Options{
 		Brokers: []string{f.Broker}, DeviceID: r.cfg.DeviceID,
 		Username: f.Username, Password: secret(r.cfg),
 		CAFile: f.CAFile, CertFile: f.CertFile, KeyFile: f.KeyFile,
 		Registerer: r.reg, Logger: r.log,
-	})
+	}
+	if r.renewer != nil { // the certificate is the identity: username = device id
+		opts.TLS, opts.Username = r.renewer.ClientTLS(), r.cfg.DeviceID
+	}
+	l, err := link.New(opts)
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}
@@ -220,6 +233,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.ln = nil // the agent owns the listener now
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { r.fw.whenHealthy(gctx, r.link, r.serving.FirstFrame(), r.log); return nil })
+	if r.renewer != nil {
+		g.Go(func() error { r.runRenewer(gctx); return nil })
+	}
 	if r.link != nil {
 		sender := link.NewSender(r.link, r.spool, link.SenderOptions{})
 		g.Go(func() error { return r.link.Run(gctx) })

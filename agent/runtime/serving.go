@@ -163,11 +163,12 @@ func newExecutor(cfg *config.Config, dl *update.Downloader, jobs update.Reporter
 // firmware bundles): the device's credentials, update.artifact_url for
 // relative URLs, fleet.ca_file for TLS, update.max_attempts and
 // update.stall_timeout.
-func newDownloader(cfg *config.Config, log *slog.Logger) (*update.Downloader, error) {
+func newDownloader(cfg *config.Config, log *slog.Logger, identity func(*http.Client)) (*update.Downloader, error) {
 	client, err := artifactClient(cfg.Fleet.CAFile)
 	if err != nil {
 		return nil, err
 	}
+	identity(client) // the device certificate, when it has one
 	u := cfg.Update
 	return update.NewDownloader(update.DownloadOptions{
 		Client: client, DeviceID: cfg.DeviceID, Token: secret(cfg), BaseURL: u.ArtifactURL,

@@ -3,6 +3,7 @@ package artifact
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,11 +27,29 @@ func (f AuthFunc) AuthenticateDevice(ctx context.Context, id string, token []byt
 	return f(ctx, id, token)
 }
 
+// RequestAuth is implemented by a DeviceAuth that can also identify a
+// device by the request's TLS client certificate (fleetd's HTTPS
+// listener). ok is false, with no error, for a request without one; its
+// basic credentials are checked then. A request with a certificate and a
+// basic user other than the certificate's device is refused.
+type RequestAuth interface {
+	RequestDevice(r *http.Request) (deviceID string, ok bool, err error)
+}
+
+// Scope is implemented by a DeviceAuth that limits what each device may
+// download (fleetd: artifacts of jobs addressed to it, or the version it
+// runs). A refusal is answered 403.
+type Scope interface {
+	MayDownload(ctx context.Context, deviceID string, m Meta) error
+}
+
 // Handler serves GET and HEAD /artifacts/<sha256> to authenticated devices,
 // with Range requests (so an interrupted download resumes) and an ETag of the
-// sha256. Devices send HTTP basic credentials: user = device id, password =
-// token. Errors are JSON {"error": "...", "status": N}. It is safe for
-// concurrent use.
+// sha256. Devices prove who they are with a client certificate (when the
+// DeviceAuth implements RequestAuth) or HTTP basic credentials: user =
+// device id, password = token; when the DeviceAuth implements Scope, it
+// decides which artifacts each device may have. Errors are JSON
+// {"error": "...", "status": N}. It is safe for concurrent use.
 type Handler struct {
 	store Store
 	auth  DeviceAuth
@@ -58,15 +77,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 		return
 	}
-	id, tok, ok := r.BasicAuth()
-	if !ok || h.auth == nil {
+	id, err := h.device(r)
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Basic realm="edgefleet artifacts"`)
-		writeError(w, http.StatusUnauthorized, "device credentials required")
-		return
-	}
-	if err := h.auth.AuthenticateDevice(r.Context(), id, []byte(tok)); err != nil {
-		w.Header().Set("WWW-Authenticate", `Basic realm="edgefleet artifacts"`)
-		writeError(w, http.StatusUnauthorized, "bad device credentials")
+		msg := "bad device credentials"
+		if errors.Is(err, errNoCredentials) {
+			msg = "device credentials required"
+		}
+		writeError(w, http.StatusUnauthorized, "%s", msg)
 		h.log.Warn("artifact download refused", "device_id", id, "err", err)
 		return
 	}
@@ -81,6 +99,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if sc, ok := h.auth.(Scope); ok {
+		if err := sc.MayDownload(r.Context(), id, m); err != nil {
+			writeError(w, http.StatusForbidden, "artifact %s is not for device %s", sum, id)
+			h.log.Warn("artifact download refused", "device_id", id, "sha256", sum, "err", err)
+			return
+		}
+	}
 	w.Header().Set("ETag", `"`+m.SHA256+`"`)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("X-Edgefleet-SHA256", m.SHA256)
@@ -92,6 +117,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(30 * time.Minute))
 	// ServeContent handles Range, If-Range (against the ETag) and HEAD.
 	http.ServeContent(w, r, "", m.CreatedAt, f)
+}
+
+var errNoCredentials = errors.New("artifact: no device credentials")
+
+// device identifies the requesting device: its client certificate, else
+// its basic credentials.
+func (h *Handler) device(r *http.Request) (string, error) {
+	if h.auth == nil {
+		return "", fmt.Errorf("%w: no device authentication configured", errNoCredentials)
+	}
+	user, tok, basic := r.BasicAuth()
+	if ra, ok := h.auth.(RequestAuth); ok {
+		id, ok, err := ra.RequestDevice(r)
+		if err != nil {
+			return user, err
+		}
+		if ok {
+			if basic && user != "" && user != id {
+				return user, fmt.Errorf("artifact: basic user %q differs from the certificate's device %s", user, id)
+			}
+			return id, nil
+		}
+	}
+	if !basic {
+		return "", errNoCredentials
+	}
+	if err := h.auth.AuthenticateDevice(r.Context(), user, []byte(tok)); err != nil {
+		return user, err
+	}
+	return user, nil
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {

@@ -2,9 +2,11 @@
 // with device authentication, per-device topic ACLs, a packet size limit and
 // Prometheus metrics.
 //
-// Devices log in with username = device id and their password or token, which
-// an Authenticator checks (StaticAuth in memory; fleetd's registry in
-// production). A device may use only its own subtree of topics (see Allow).
+// Devices log in either with a client certificate from the fleet CA on the
+// TLS listener (Options.Devices: the certificate's subject is the device,
+// and a username that differs is refused), or with username = device id
+// and their password or token, which an Authenticator checks (StaticAuth in
+// memory; fleetd's device list in production). A device may use only its own subtree of topics (see Allow).
 // Service users (fleetd tools, or fleetd replicas when the broker is shared)
 // may use every topic.
 //
@@ -53,6 +55,12 @@ type Options struct {
 	// listener; when set, TLS is required (LoadTLS builds one from files).
 	TLSAddr string
 	TLS     *tls.Config
+	// Devices, if set, identifies devices by the client certificate of a
+	// TLS connection (pki.Verifier, with pki.ServerConfig on TLS): such a
+	// device logs in without a password, and a username other than the
+	// certificate's device id is refused. Clients without a certificate
+	// log in through Auth.
+	Devices CertVerifier
 	// Auth checks every connecting client. Required.
 	Auth Authenticator
 	// MaxPacketSize is the largest MQTT packet accepted, in bytes; a client
@@ -83,6 +91,7 @@ type Broker struct {
 	srv         *mqtt.Server
 	log         *slog.Logger
 	auth        Authenticator
+	devices     CertVerifier
 	authTimeout time.Duration
 	metrics     *metrics
 	tcp, tls    *listeners.TCP
@@ -132,6 +141,7 @@ func New(opts Options) (*Broker, error) {
 		srv:         srv,
 		log:         log,
 		auth:        opts.Auth,
+		devices:     opts.Devices,
 		authTimeout: opts.AuthTimeout,
 		done:        make(chan struct{}),
 	}

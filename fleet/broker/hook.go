@@ -27,14 +27,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	user := string(pk.Connect.Username)
 	ctx, cancel := context.WithTimeout(context.Background(), b.authTimeout)
 	defer cancel()
-	id, err := b.auth.Authenticate(ctx, user, pk.Connect.Password)
-	if err != nil {
-		b.metrics.authRefused.WithLabelValues("credentials").Inc()
-		if !errors.Is(err, ErrBadCredentials) {
-			b.log.Warn("authenticator failed", "user", user, "remote", cl.Net.Remote, "error", err)
-		} else {
-			b.log.Info("login refused", "user", user, "remote", cl.Net.Remote, "reason", "bad credentials")
-		}
+	id, ok := b.identify(ctx, cl, user, pk.Connect.Password)
+	if !ok {
 		return false
 	}
 	if id.Role == RoleDevice {

@@ -39,6 +39,10 @@ type Config struct {
 	Retention Retention     `yaml:"retention"`
 	Health    Health        `yaml:"health"`
 	OTA       OTA           `yaml:"ota"`
+
+	// Device identity (identity.go): the fleet CA and enrollment.
+	CA     CAConfig     `yaml:"ca"`
+	Enroll EnrollConfig `yaml:"enroll"`
 }
 
 // OTA configures the model registry and the rollout engine; their state
@@ -88,6 +92,7 @@ type HTTPConfig struct {
 	Listen       string        `yaml:"listen"`        // default 127.0.0.1:8080
 	ReadTimeout  time.Duration `yaml:"read_timeout"`  // default 30s
 	WriteTimeout time.Duration `yaml:"write_timeout"` // default 60s (live feed and export extend it)
+	TLS          HTTPTLS       `yaml:"tls"`           // HTTPS (tls.go)
 }
 
 // BrokerConf selects the embedded broker (default) or an external one (url).
@@ -229,7 +234,7 @@ func (c *Config) artifactBase(bound string) string {
 	}
 	host, port, err := net.SplitHostPort(bound)
 	if err != nil {
-		return "http://" + bound
+		return c.httpScheme() + "://" + bound
 	}
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		if h, err := os.Hostname(); err == nil && h != "" {
@@ -238,7 +243,7 @@ func (c *Config) artifactBase(bound string) string {
 			host = "127.0.0.1"
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return c.httpScheme() + "://" + net.JoinHostPort(host, port)
 }
 
 // Validate checks the config; its errors name the key at fault.
@@ -297,9 +302,6 @@ func (c *Config) Validate() error {
 			if err := checkListen(b.TLSListen); err != nil {
 				bad("broker.tls_listen", "%v", err)
 			}
-		}
-		if b.TLSListen != "" && (b.TLSCert == "" || b.TLSKey == "") {
-			bad("broker.tls_cert", "tls_listen needs tls_cert and tls_key")
 		}
 	}
 	if err := api.ValidateID(b.ShareGroup); err != nil {
@@ -362,6 +364,7 @@ func (c *Config) Validate() error {
 	}
 	validateDatabase(c.Database, bad)
 	validateOTA(c.OTA, bad)
+	validateIdentity(c, bad)
 	return errors.Join(errs...)
 }
 

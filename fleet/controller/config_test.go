@@ -32,7 +32,7 @@ func TestParseConfig(t *testing.T) {
 		{"url and listen", minimal + "broker:\n  url: tcp://h:1883\n  listen: :1883\n", "broker.listen"},
 		{"bad url", minimal + "broker:\n  url: h:1883\n", "broker.url"},
 		{"bad format", minimal + "log:\n  format: xml\n", "log.format"},
-		{"tls without cert", minimal + "broker:\n  tls_listen: :8883\n", "broker.tls_cert"},
+		{"tls cert without key", minimal + "broker:\n  tls_listen: :8883\n  tls_cert: a.pem\n", "broker.tls_cert"},
 		{"bad drop rate", minimal + "health:\n  max_drop_rate: 2\n", "health.max_drop_rate"},
 		{"url with devices", minimal + "broker: {url: tcp://h:1883}\ndevices: [{id: a, password: p}]\n", ""},
 		{"ota unknown key", minimal + "ota: {signing_kee: x}\n", "ota.signing_kee: unknown key"},

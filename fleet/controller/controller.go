@@ -29,6 +29,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/broker"
 	"edgefleet/fleet/database"
+	"edgefleet/fleet/feed"
 	"edgefleet/fleet/ingest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
@@ -48,7 +49,8 @@ type Controller struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 
-	db       *database.DB // nil without database.url
+	db       *database.DB   // nil without database.url
+	feed     *feed.Postgres // the live feed across replicas; nil without a database
 	store    store.Store
 	registry registry.Devices
 	broker   *broker.Broker // nil with an external broker
@@ -58,6 +60,7 @@ type Controller struct {
 	server   *server.Server
 	ingest   *ingest.Ingest
 	jobs     JobHandler
+	id       *identity      // CA, enrollment, device gate (identity.go)
 	closers  []func() error // in opening order
 }
 
@@ -90,10 +93,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if err := c.openState(ctx); err != nil {
 		return nil, err
 	}
-	auth, err := c.deviceAuth()
-	if err != nil {
+	if err := c.openIdentity(); err != nil {
 		return nil, err
 	}
+	auth := c.id.gate
 	if err := c.openMQTT(ctx, auth); err != nil {
 		return nil, err
 	}
@@ -107,9 +110,13 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 		}
 		return nil
 	})
+	if c.ln, err = c.httpsListener(c.ln); err != nil {
+		return nil, err
+	}
 	if err := c.openOTA(auth); err != nil {
 		return nil, err
 	}
+	c.ota.view.DeviceAuth, c.id.gate.jobs = c.id.gate, c.ota.engine // scoped downloads, by certificate too
 	c.jobs = c.ota.engine
 	return c, c.newServing()
 }
@@ -207,7 +214,7 @@ func (c *Controller) openMQTT(ctx context.Context, auth broker.Authenticator) er
 	bo := broker.Options{Addr: cfg.Broker.Listen, TLSAddr: cfg.Broker.TLSListen, Auth: auth, Registerer: c.prom, Logger: c.log}
 	if cfg.Broker.TLSListen != "" {
 		var err error
-		if bo.TLS, err = broker.LoadTLS(cfg.Broker.TLSCert, cfg.Broker.TLSKey, cfg.Broker.TLSClientCA); err != nil {
+		if bo.TLS, bo.Devices, err = c.brokerTLS(); err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 	}
@@ -250,6 +257,7 @@ func (c *Controller) newServing() error {
 	}
 	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
 		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps, Provisioned: provisioned,
+		Extra: c.identityRoutes(), // device enrollment and revocation (identity.go)
 		Ready: c.ready})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
@@ -258,8 +266,18 @@ func (c *Controller) newServing() error {
 	if c.broker == nil {
 		shareGroup = c.cfg.Broker.ShareGroup
 	}
-	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup,
-		Registerer: c.prom, Logger: c.log, OnStored: c.server.Hub().Publish, OnJob: c.handleJob, Snapshots: snaps})
+	onStored := c.server.Hub().Publish
+	if c.db != nil {
+		// Every replica's hub, this one's included, is fed through PostgreSQL.
+		if c.feed, err = feed.NewPostgres(c.db.Pool, feed.Options{Registerer: c.prom, Logger: c.log}); err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+		onStored = c.feed.Publish
+	}
+	// With a shared database, state, telemetry and job reports are applied
+	// by whichever replica gets them: split them like the detections.
+	c.ingest, err = ingest.New(c.conn, ingest.Options{Store: c.store, Devices: c.registry, ShareGroup: shareGroup, ShareReports: c.db != nil,
+		Registerer: c.prom, Logger: c.log, OnStored: onStored, OnJob: c.handleJob, Snapshots: snaps})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
@@ -319,6 +337,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		g.Go(func() error { return c.broker.Run(ctx) })
 	}
 	g.Go(func() error { return c.ingest.Run(ctx) })
+	if c.feed != nil {
+		g.Go(func() error { return c.feed.Run(ctx, c.server.Hub().Publish) })
+	}
 	g.Go(func() error { return c.registry.Run(ctx) })
 	g.Go(func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
 	g.Go(func() error { return c.ota.engine.Run(ctx) })
@@ -331,7 +352,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		BaseContext:  func(net.Listener) context.Context { return base },
 		WriteTimeout: c.cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
-	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", "http://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
+	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", c.cfg.httpScheme()+"://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
 	g.Go(func() error {
 		if err := hs.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("controller: http: %w", err)

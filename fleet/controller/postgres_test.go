@@ -32,7 +32,7 @@ func TestFleetdOnPostgres(t *testing.T) {
 	extra := `
 database: {url: "` + dsn + `"}
 services: [{user: sim, password: sim-password}]
-ota: {health_window: 200ms, job_timeout: 20s}
+ota: {health_window: 200ms, job_timeout: 2m}
 `
 	const n = 50
 	first := controllertest.Start(t, extra)
@@ -40,7 +40,7 @@ ota: {health_window: 200ms, job_timeout: 20s}
 	stop := controllertest.StartSim(t, first.MQTT, n, 0)
 	controllertest.WaitOnline(t, first.API, n)
 	sum := controllertest.CreateRollout(t, first.API, rest.CreateRollout{Model: "yolo-sim@2", Canary: 2, Waves: "50%,100%", MaxFailures: "5%"})
-	v := controllertest.WaitRollout(t, first.API, sum.ID, 60*time.Second, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
+	v := controllertest.WaitRollout(t, first.API, sum.ID, 3*time.Minute, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
 	if v.State != rest.StateCompleted || v.Succeeded != n {
 		t.Fatalf("rollout %+v", v.RolloutSummary)
 	}

@@ -50,9 +50,7 @@ func TestComposeTopology(t *testing.T) {
 	}
 	dbURL := ""
 	if fleetdFlags(t)["database"] {
-		if dbURL = os.Getenv("EDGEFLEET_POSTGRES"); dbURL == "" {
-			testutil.Need(t, "fleetd needs PostgreSQL for the compose configs: set EDGEFLEET_POSTGRES")
-		}
+		dbURL = testutil.Postgres(t) // a fresh database of its own
 	}
 	dir := t.TempDir()
 	devPort, svcPort := startComposeMosquitto(t, cf, mosq, dir)

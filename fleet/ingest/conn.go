@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -96,6 +97,8 @@ type Paho struct {
 	cl   paho.Client
 	mu   sync.Mutex
 	subs map[string]paho.MessageHandler
+
+	unsubscribed atomic.Int64 // UNSUBACKs received, for tests
 }
 
 // Subscribe implements Conn.
@@ -107,6 +110,15 @@ func (p *Paho) Subscribe(ctx context.Context, filter string, h func(string, []by
 	if err := wait(ctx, p.cl.Subscribe(filter, 1, mh)); err != nil {
 		return fmt.Errorf("subscribe %s: %w", filter, err)
 	}
+	context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		delete(p.subs, filter)
+		p.mu.Unlock()
+		// Best effort: a clean session forgets it at the next reconnect anyway.
+		if p.cl.Unsubscribe(filter).WaitTimeout(10*time.Second) && p.cl.IsConnectionOpen() {
+			p.unsubscribed.Add(1)
+		}
+	})
 	return nil
 }
 

@@ -71,6 +71,21 @@ type Options struct {
 	// shared subscription $share/<group>/..., so several fleetd processes
 	// split the detections of an external broker.
 	ShareGroup string
+	// ShareReports, with ShareGroup, splits state, telemetry and job
+	// reports the same way, so each reaches one replica. Set it only when
+	// the registry and the rollouts live in a database every replica
+	// shares (a report applied by any replica is applied for all);
+	// without it every replica gets every report, which keeps a registry
+	// of its own complete.
+	ShareReports bool
+	// StateCatchUp is how long, with ShareReports, Run also holds a plain
+	// subscription to the devices' state: a shared subscription is sent no
+	// retained messages, and the retained states are how a starting
+	// replica learns what changed while no replica was running. During
+	// the window a state message may be applied by every replica; states
+	// are whole and carry their time, so applying one again changes
+	// nothing. Default 10s.
+	StateCatchUp time.Duration
 	// MaxInflight bounds detection batches being stored at once; default 50000.
 	MaxInflight int
 	// AckWorkers publish acks once batches are stored; default 4.
@@ -119,6 +134,9 @@ func New(conn Conn, opt Options) (*Ingest, error) {
 	if opt.AckWorkers <= 0 {
 		opt.AckWorkers = 4
 	}
+	if opt.StateCatchUp <= 0 {
+		opt.StateCatchUp = 10 * time.Second
+	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
@@ -146,10 +164,6 @@ func New(conn Conn, opt Options) (*Ingest, error) {
 
 // Run subscribes and serves until ctx ends, then waits for batches in flight.
 func (in *Ingest) Run(ctx context.Context) error {
-	det := api.Filter(api.KindDetections)
-	if in.opt.ShareGroup != "" {
-		det = "$share/" + in.opt.ShareGroup + "/" + det
-	}
 	var workers sync.WaitGroup
 	for range in.opt.AckWorkers {
 		workers.Go(func() {
@@ -166,19 +180,51 @@ func (in *Ingest) Run(ctx context.Context) error {
 		close(in.acks)
 		workers.Wait()
 	}()
-	filters := []string{api.Filter(api.KindState), api.Filter(api.KindTelemetry), api.Filter(api.KindJobs), det}
-	if in.opt.Snapshots != nil {
-		filters = append(filters, api.Filter(api.KindSnapshot))
-	}
-	for _, f := range filters {
+	for _, f := range in.filters() {
 		if err := in.conn.Subscribe(ctx, f, in.Handle); err != nil {
 			return fmt.Errorf("ingest: subscribe %s: %w", f, err)
 		}
 	}
-	in.log.Info("ingest subscribed", "share_group", in.opt.ShareGroup)
+	if in.opt.ShareGroup != "" && in.opt.ShareReports {
+		// Retained states are not sent to shared subscriptions: read them
+		// on a plain one for a while. ".../state/#" matches what
+		// ".../state" does; a filter of its own keeps paho (which routes
+		// by filter, $share/<group>/ stripped) from replacing the shared
+		// subscription's route with this one and dropping both at the end.
+		catchUp := api.Filter(api.KindState) + "/#"
+		cctx, cancel := context.WithTimeout(ctx, in.opt.StateCatchUp)
+		defer cancel()
+		if err := in.conn.Subscribe(cctx, catchUp, in.Handle); err != nil {
+			return fmt.Errorf("ingest: subscribe %s: %w", catchUp, err)
+		}
+	}
+	in.log.Info("ingest subscribed", "share_group", in.opt.ShareGroup, "share_reports", in.opt.ShareReports)
 	close(in.ready)
 	<-ctx.Done()
 	return nil
+}
+
+// filters are the subscriptions Run makes: detections shared with
+// ShareGroup, the reports too with ShareReports, snapshots never.
+func (in *Ingest) filters() []string {
+	share := func(f string) string {
+		if in.opt.ShareGroup == "" {
+			return f
+		}
+		return "$share/" + in.opt.ShareGroup + "/" + f
+	}
+	reports := func(f string) string {
+		if in.opt.ShareReports {
+			return share(f)
+		}
+		return f
+	}
+	filters := []string{reports(api.Filter(api.KindState)), reports(api.Filter(api.KindTelemetry)),
+		reports(api.Filter(api.KindJobs)), share(api.Filter(api.KindDetections))}
+	if in.opt.Snapshots != nil {
+		filters = append(filters, api.Filter(api.KindSnapshot)) // never shared: a reply goes to the replica that asked
+	}
+	return filters
 }
 
 // Ready is closed once Run has subscribed to every topic.

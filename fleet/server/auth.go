@@ -64,6 +64,8 @@ var routeAccess = map[string]access{
 	"GET /api/v1/devices/{id}/cameras/{camera}/snapshot": {role: operator.Viewer},
 	"GET /api/v1/devices/{id}/jobs":                      {role: operator.Viewer},
 	"DELETE /api/v1/devices/{id}":                        {role: operator.Admin, action: "device.decommission"},
+	"POST /api/v1/devices":                               {role: operator.Admin, action: "device.add", target: deviceAddTarget}, // extra.go
+	"POST /api/v1/devices/{id}/revoke":                   {role: operator.Admin, action: "device.revoke"},
 	"GET /api/v1/detections":                             {role: operator.Viewer},
 	"GET /api/v1/detections/count":                       {role: operator.Viewer},
 	"GET /api/v1/detections/export":                      {role: operator.Viewer},

@@ -73,6 +73,9 @@ type Options struct {
 	// Provisioned lists the devices fleetd's configuration knows (password
 	// logins); those the registry has not seen are listed with status never.
 	Provisioned []string
+
+	// Extra are routes other parts of fleetd mount (extra.go).
+	Extra []Route
 }
 
 // Server is an http.Handler; it is safe for concurrent use.
@@ -167,6 +170,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/detections/stream", true, s.stream)
 	s.otaRoutes()
 	s.identityRoutes()
+	s.mountExtra()
 	s.handle("/api/", false, func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route %s %s", r.Method, r.URL.Path)
 	})

@@ -61,6 +61,10 @@ type Options struct {
 	UpdateStep time.Duration
 	// MaxHealthWindow caps the health window a command asks for; default 1s.
 	MaxHealthWindow time.Duration
+	// ResendAfter, if set, sends a batch again when it has not been acked
+	// this long after it was last sent, as an agent's spool does (a fleetd
+	// that died with it, a database outage); zero never resends.
+	ResendAfter time.Duration
 	// OnConnected, if set, is called once the devices have connected, with
 	// how many did.
 	OnConnected func(connected int) `json:"-"`
@@ -127,6 +131,7 @@ type Report struct {
 	Events         int64         `json:"events_sent"`
 	Acked          int64         `json:"batches_acked"`
 	Lost           int64         `json:"batches_lost"` // sent but not acked by the end of the drain
+	Resent         int64         `json:"batches_resent"`
 	PublishErrors  int64         `json:"publish_errors"`
 	Telemetry      int64         `json:"telemetry_sent"`
 	AckP50         time.Duration `json:"ack_p50"`
@@ -163,6 +168,8 @@ type device struct {
 	ota    *otaCounters
 	jobsWG sync.WaitGroup
 
+	resentInLoop atomic.Int64
+
 	// pubMu makes "read the versions, publish them" one step for state and
 	// telemetry, so the broker gets them in the order the versions changed:
 	// a telemetry report that read the old version cannot follow the state
@@ -172,10 +179,37 @@ type device struct {
 
 	mu                                sync.Mutex
 	pending                           map[uint64]time.Time // first seq of a batch -> sent
+	unacked                           map[uint64]*sent     // with ResendAfter: first seq -> the batch
 	lat                               []time.Duration
 	jobs                              map[string]*jobRun // by job id
 	closing                           bool
 	model, modelVersion, agentVersion string
+}
+
+// sent is a batch kept for resending.
+type sent struct {
+	payload []byte
+	last    time.Time
+}
+
+// resend sends again the batches unacked for ResendAfter, and reports how many it sent.
+func (d *device) resend(now time.Time) int {
+	if d.o.ResendAfter <= 0 {
+		return 0
+	}
+	var due [][]byte
+	d.mu.Lock()
+	for _, b := range d.unacked {
+		if now.Sub(b.last) >= d.o.ResendAfter {
+			b.last = now
+			due = append(due, b.payload)
+		}
+	}
+	d.mu.Unlock()
+	for _, p := range due {
+		d.cl.publish(api.DetectionsTopic(d.id), 1, false, p)
+	}
+	return len(due)
 }
 
 // Run runs the fleet of virtual agents until Duration has passed (or ctx
@@ -257,7 +291,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		if outstanding(devs) == 0 {
 			break
 		}
+		for _, d := range devs {
+			rep.Resent += int64(d.resend(time.Now()))
+		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	for _, d := range devs {
+		rep.Resent += d.resentInLoop.Load()
 	}
 	var lat []time.Duration
 	for _, d := range devs {
@@ -292,7 +332,7 @@ func outstanding(devs []*device) int {
 }
 
 func connect(ctx context.Context, o *Options, i int, ota *otaCounters) (*device, error) {
-	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), o: o, ctx: ctx, ota: ota, pending: map[uint64]time.Time{}, jobs: map[string]*jobRun{},
+	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), o: o, ctx: ctx, ota: ota, pending: map[uint64]time.Time{}, unacked: map[uint64]*sent{}, jobs: map[string]*jobRun{},
 		model: o.Model, modelVersion: o.ModelVersion, agentVersion: o.AgentVersion,
 		labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)}}
 	user, pass := o.Login(d.id)
@@ -328,6 +368,7 @@ func (d *device) onAck(_ string, payload []byte) {
 			if s >= r.From && s <= r.To {
 				d.lat = append(d.lat, now.Sub(t))
 				delete(d.pending, s)
+				delete(d.unacked, s)
 			}
 		}
 	}
@@ -349,6 +390,7 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		case <-t.C:
 		}
 		now := time.Now()
+		d.resentInLoop.Add(int64(d.resend(now)))
 		if !now.Before(nextTele) {
 			// Like a ticker, skip the reports a busy machine made us miss
 			// rather than send them back to back.
@@ -376,6 +418,9 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		p, _ := json.Marshal(&b)
 		d.mu.Lock()
 		d.pending[first] = now
+		if o.ResendAfter > 0 {
+			d.unacked[first] = &sent{payload: p, last: now}
+		}
 		d.mu.Unlock()
 		if d.cl.publish(api.DetectionsTopic(d.id), 1, false, p) != nil {
 			pubErrs.Add(1)

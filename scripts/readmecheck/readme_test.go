@@ -54,6 +54,8 @@ var run = []runCase{
 	{cmd: "fleetctl rollouts create --model yolo-sim@2 --canary 2 --waves 10%,50%,100% --max-failures 5% --health-window 5s",
 		dir: inWork, want: []string{"r1"}},
 	{cmd: "fleetctl tokens create --name alice --role viewer", dir: inWork, want: []string{"alice (viewer)"}},
+	{cmd: "fleetctl devices add box-17 --labels site=a,line=3", dir: inWork, want: []string{""}},
+	{cmd: "fleetctl devices revoke box-17", dir: inWork, want: []string{"box-17"}},
 	{cmd: "fleetctl devices --help", dir: inWork, want: []string{"devices list", "devices show"}},
 	{cmd: "fleetctl help devices list", dir: inWork, want: []string{"usage: fleetctl devices list", "--online"}},
 	{cmd: "source <(fleetctl completion bash)", dir: inWork, after: "complete -p fleetctl", want: []string{"-F "}},
