@@ -113,7 +113,7 @@ func (b *BoltRing) Init(ctx context.Context, seed ed25519.PrivateKey) (Key, bool
 				}
 			}
 			var err error
-			k, err = putKey(tx, priv, time.Now().UTC())
+			k, err = putKey(tx, priv, ringNow())
 			created = true
 			return err
 		}
@@ -191,7 +191,7 @@ func (b *BoltRing) Rotate(ctx context.Context) (Key, Key, error) {
 		if err != nil {
 			return err
 		}
-		now := time.Now().UTC()
+		now := ringNow()
 		rk.PrivatePEM, rk.Retired = "", now
 		v, _ := json.Marshal(rk)
 		if err := tx.Bucket(ringKeys).Put([]byte(oldID), v); err != nil {
@@ -207,3 +207,7 @@ func (b *BoltRing) Rotate(ctx context.Context) (Key, Key, error) {
 	}
 	return signing, retired, nil
 }
+
+// ringNow is the time a ring records: to the microsecond, as PostgreSQL
+// keeps it, so that a ring copied there (CopyRing) lists the same times.
+func ringNow() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -109,8 +109,17 @@ func scanKey(row pgx.Row) (Key, error) {
 
 // Init implements Ring.
 func (p *PostgresRing) Init(ctx context.Context, seed ed25519.PrivateKey) (Key, bool, error) {
+	return p.init(ctx, seed, time.Time{})
+}
+
+// init is Init, a key it stores dated created (zero: now).
+func (p *PostgresRing) init(ctx context.Context, seed ed25519.PrivateKey, created time.Time) (Key, bool, error) {
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.UTC().Truncate(time.Microsecond)
 	var k Key
-	var created bool
+	var made bool
 	err := p.locked(ctx, func(tx pgx.Tx) error {
 		var err error
 		k, err = scanKey(tx.QueryRow(ctx, `SELECT `+keyColumns+` FROM ota_signing_key WHERE signing`))
@@ -122,8 +131,8 @@ func (p *PostgresRing) Init(ctx context.Context, seed ed25519.PrivateKey) (Key, 
 					return err
 				}
 			}
-			created = true
-			k, err = insertKey(ctx, tx, priv, time.Now().UTC().Truncate(time.Microsecond))
+			made = true
+			k, err = insertKey(ctx, tx, priv, created)
 			return err
 		case err != nil:
 			return err
@@ -143,7 +152,7 @@ func (p *PostgresRing) Init(ctx context.Context, seed ed25519.PrivateKey) (Key, 
 	if err != nil {
 		return Key{}, false, fmt.Errorf("artifact: key ring: init: %w", err)
 	}
-	return k, created, nil
+	return k, made, nil
 }
 
 // Signer implements Ring.
@@ -220,7 +229,13 @@ func CopyRing(ctx context.Context, dst *PostgresRing, src Ring) (signing Key, co
 	if err != nil {
 		return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
 	}
-	signing, created, err := dst.Init(ctx, priv)
+	var srcSigning Key
+	for _, k := range ks {
+		if k.Signing {
+			srcSigning = k
+		}
+	}
+	signing, created, err := dst.init(ctx, priv, srcSigning.Created)
 	if err != nil {
 		return Key{}, 0, fmt.Errorf("artifact: copy key ring: %w", err)
 	}

@@ -215,7 +215,8 @@ func TestCopyRing(t *testing.T) {
 		}
 	}
 	ks, err := dst.Keys(ctx)
-	if err != nil || len(ks) != 2 || ks[0].ID != signing.ID || !ks[0].Signing || ks[1].ID != retired.ID || !ks[1].Retired.Equal(retired.Retired.Truncate(time.Microsecond)) {
+	if err != nil || len(ks) != 2 || ks[0].ID != signing.ID || !ks[0].Signing || !ks[0].Created.Equal(signing.Created.Truncate(time.Microsecond)) ||
+		ks[1].ID != retired.ID || !ks[1].Retired.Equal(retired.Retired.Truncate(time.Microsecond)) {
 		t.Fatalf("copied ring: %+v %v", ks, err)
 	}
 	_, other, _ := ed25519.GenerateKey(nil)

@@ -2,8 +2,9 @@
 // data dir, into PostgreSQL, for `fleetd migrate --from DATA_DIR --to URL`:
 // the registry (devices, their detection counts, telemetry history), the
 // detections, the artifacts (with their signed manifests), the rollouts
-// (jobs and history) and the generated signing key (data_dir/ota/keys;
-// a fleet configured with ota.signing_key keeps configuring it).
+// (jobs and history) and fleetd's signing keys (data_dir/ota/keys.db, or
+// the older data_dir/ota/keys/fleet.key; a fleet configured with
+// ota.signing_key keeps configuring it).
 //
 // Everything is written with INSERT ... ON CONFLICT DO NOTHING (detections
 // through store.Postgres, idempotent on device and seq), so running it
@@ -60,8 +61,8 @@ type Report struct {
 	// what the database had already.
 	Artifacts, ArtifactsSkipped int
 	Rollouts, RolloutsSkipped   int
-	// KeyID is the data dir's generated signing key, KeyCopied whether it
-	// was put in the database (else the database had it).
+	// KeyID is the data dir's signing key, KeyCopied whether keys were put
+	// in the database (else the database had them).
 	KeyID     string
 	KeyCopied bool
 }

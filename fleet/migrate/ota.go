@@ -2,10 +2,7 @@ package migrate
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -24,7 +21,7 @@ import (
 // otaInto copies data_dir/ota: the generated signing key, the artifacts
 // and the rollouts.
 func otaInto(ctx context.Context, dir string, pool *pgxpool.Pool, rep *Report) error {
-	if err := keyInto(ctx, filepath.Join(dir, "keys", "fleet.key"), pool, rep); err != nil {
+	if err := keyInto(ctx, dir, pool, rep); err != nil {
 		return err
 	}
 	if err := artifactsInto(ctx, filepath.Join(dir, "artifacts"), pool, rep); err != nil {
@@ -33,43 +30,43 @@ func otaInto(ctx context.Context, dir string, pool *pgxpool.Pool, rep *Report) e
 	return rolloutsInto(ctx, filepath.Join(dir, "rollouts.db"), pool, rep)
 }
 
-// keyInto makes the generated signing key of the data dir the database's,
-// so that agents keep accepting what the fleet signs. A database that has
-// a key already keeps it (KeyKept says whether it is the same).
-func keyInto(ctx context.Context, path string, pool *pgxpool.Pool, rep *Report) error {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+// keyInto copies fleetd's signing keys into the database's key ring, so
+// that agents keep accepting what the fleet signs: the key ring of
+// data_dir/ota/keys.db (the signing key and the retired ones), or the key
+// file a fleetd from before the key ring generated (keys/fleet.key). A
+// database that signs with another key refuses the copy.
+func keyInto(ctx context.Context, dir string, pool *pgxpool.Pool, rep *Report) error {
+	var src artifact.Ring
+	ringPath, keyPath := filepath.Join(dir, "keys.db"), filepath.Join(dir, "keys", "fleet.key")
+	if _, err := os.Stat(ringPath); err == nil {
+		r, err := artifact.OpenBoltRing(ringPath)
+		if err != nil {
+			return fmt.Errorf("migrate: signing keys: %w", err)
+		}
+		defer r.Close()
+		src = r
+	} else if _, err := os.Stat(keyPath); err == nil {
+		priv, _, err := manifest.LoadPrivateKey(keyPath)
+		if err != nil {
+			return fmt.Errorf("migrate: signing key: %w", err)
+		}
+		src = artifact.NewFixedRing(priv, keyPath)
+	} else {
 		return nil
 	}
-	priv, id, err := manifest.LoadPrivateKey(path)
+	dst, err := artifact.OpenPostgresRing(ctx, pool)
 	if err != nil {
-		return fmt.Errorf("migrate: signing key: %w", err)
+		return fmt.Errorf("migrate: signing keys: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	k, n, err := artifact.CopyRing(ctx, dst, src)
+	if errors.Is(err, artifact.ErrForeignKey) {
+		return fmt.Errorf("migrate: the database signs with another key than the data dir (%w): agents pin one of them; "+
+			"set ota.signing_key on every replica to the data dir's key, or pin the database's on the agents", err)
+	}
 	if err != nil {
-		return fmt.Errorf("migrate: signing key: %w", err)
+		return fmt.Errorf("migrate: signing keys: %w", err)
 	}
-	tag, err := pool.Exec(ctx, `INSERT INTO ota_signing_key (private_pem) VALUES ($1) ON CONFLICT DO NOTHING`,
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	if err != nil {
-		return fmt.Errorf("migrate: signing key: %w", err)
-	}
-	rep.KeyID = id
-	if tag.RowsAffected() == 1 {
-		rep.KeyCopied = true
-		return nil
-	}
-	var s string
-	if err := pool.QueryRow(ctx, `SELECT private_pem FROM ota_signing_key`).Scan(&s); err != nil {
-		return fmt.Errorf("migrate: signing key: %w", err)
-	}
-	have, err := manifest.ParsePrivateKey([]byte(s))
-	if err != nil {
-		return fmt.Errorf("migrate: signing key in the database: %w", err)
-	}
-	if dbID := manifest.KeyID(have.Public().(ed25519.PublicKey)); dbID != id {
-		return fmt.Errorf("migrate: the database signs with key %s, the data dir with %s: agents pin one of them; "+
-			"set ota.signing_key on every replica to the data dir's key file, or pin %s on the agents", dbID, id, dbID)
-	}
+	rep.KeyID, rep.KeyCopied = k.ID, n > 0
 	return nil
 }
 
