@@ -240,6 +240,8 @@ func (e *identityFleet) writeBox(t *testing.T) string {
 	box := filepath.Join(e.dir, "box")
 	os.MkdirAll(box, 0o755)
 	os.WriteFile(filepath.Join(box, "ca.pem"), e.caPEM, 0o644)
+	// The box pins fleetd's signing key, as an operator exports it.
+	e.fleetctl(t, "keys", "export", "-o", filepath.Join(box, "fleet.pub"))
 	cfg := filepath.Join(box, "agent.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`device_id: box-17
 labels: {site: a, line: "3"}
@@ -261,7 +263,7 @@ telemetry_interval: 1s
 http: {listen: "127.0.0.1:0"}
 log_level: debug
 `, model, images, filepath.Join(box, "spool.db"), e.mqtts, filepath.Join(box, "ca.pem"), filepath.Join(box, "device.pem"),
-		filepath.Join(box, "device-key.pem"), e.server, filepath.Join(e.dir, "data", "ota", "keys", "fleet.pub"))), 0o600)
+		filepath.Join(box, "device-key.pem"), e.server, filepath.Join(box, "fleet.pub"))), 0o600)
 	return cfg
 }
 
