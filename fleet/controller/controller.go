@@ -111,7 +111,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 		return nil, err
 	}
 	c.jobs = c.ota.engine
-	return c, c.newServing()
+	return c, c.newServing(ctx)
 }
 
 // openState opens the detection store and the device registry: in
@@ -235,8 +235,8 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 }
 
 // newServing builds the HTTP server and ingest, which hands job reports to c.jobs.
-func (c *Controller) newServing() error {
-	ops, auditLog, err := c.openOperators()
+func (c *Controller) newServing(ctx context.Context) error {
+	ops, err := c.openOperators(ctx)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func (c *Controller) newServing() error {
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
+	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops.tokens, Audit: ops.audit, Tickets: ops.tickets, Gatherer: c.prom,
 		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps,
 		Ready: c.ready})
 	if err != nil {
