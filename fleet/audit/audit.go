@@ -3,9 +3,9 @@
 // device added or revoked, a token made or revoked, a key changed) with
 // who made it, their role, what and on what, when, and how it ended.
 //
-// Two Log implementations share one behaviour (audittest.Run): Bolt
-// (bbolt) for fleetd and Mem for tests. Entries are never changed or
-// deleted through a Log.
+// Three Log implementations share one behaviour (audittest.Run): Bolt
+// (bbolt) for one fleetd, Postgres for replicas on one database, and Mem
+// for tests. Entries are never changed or deleted through a Log.
 package audit
 
 import (

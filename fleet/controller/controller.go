@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	}
 	c.ota.view.DeviceAuth, c.id.gate.jobs = c.id.gate, c.ota.engine // scoped downloads, by certificate too
 	c.jobs = c.ota.engine
-	return c, c.newServing()
+	return c, c.newServing(ctx)
 }
 
 // openState opens the detection store and the device registry: in
@@ -242,8 +242,8 @@ func (c *Controller) openOTA(auth broker.Authenticator) error {
 }
 
 // newServing builds the HTTP server and ingest, which hands job reports to c.jobs.
-func (c *Controller) newServing() error {
-	ops, auditLog, err := c.openOperators()
+func (c *Controller) newServing(ctx context.Context) error {
+	ops, err := c.openOperators(ctx)
 	if err != nil {
 		return err
 	}
@@ -255,7 +255,7 @@ func (c *Controller) newServing() error {
 	for i, d := range c.cfg.Devices {
 		provisioned[i] = d.ID
 	}
-	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops, Audit: auditLog, Gatherer: c.prom,
+	c.server, err = server.New(server.Options{Store: c.store, Registry: c.registry, Operators: ops.tokens, Audit: ops.audit, Tickets: ops.tickets, Gatherer: c.prom,
 		Registerer: c.prom, Logger: c.log, OTA: c.ota.view, Snapshots: snaps, Provisioned: provisioned,
 		Extra: c.identityRoutes(), // device enrollment and revocation (identity.go)
 		Ready: c.ready})

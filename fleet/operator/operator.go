@@ -6,10 +6,12 @@
 //
 // A token is "efo_" and 32 random bytes in base64url. It is shown once,
 // when Store.Create makes it; stores keep only its SHA-256, and look a
-// token up by that hash, so authenticating compares no names. Two Store
+// token up by that hash, so authenticating compares no names. Three Store
 // implementations share one behaviour (operatortest.Run): Bolt (bbolt) for
-// fleetd and Mem for tests; WithFixed puts the fixed tokens of fleetd's
-// configuration in front of either.
+// one fleetd, Postgres for replicas on one database, and Mem for tests;
+// WithFixed puts the fixed tokens of fleetd's configuration in front of
+// any. Live-feed tickets (TicketOffice) are kept in memory (Tickets) or,
+// with replicas, in PostgreSQL (PostgresTickets).
 package operator
 
 import (

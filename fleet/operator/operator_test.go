@@ -183,37 +183,7 @@ func TestBoltNoPlaintext(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
-	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	tk := operator.NewTickets(30*time.Second, operator.Options{Now: func() time.Time { return now }})
-	alice := operator.Identity{Name: "alice", Role: operator.Viewer}
-	a, exp, err := tk.Issue(alice)
-	if err != nil || !strings.HasPrefix(a, operator.TicketPrefix) || !exp.Equal(now.Add(30*time.Second)) {
-		t.Fatalf("issue: %q %v %v", a, exp, err)
-	}
-	b, _, _ := tk.Issue(alice)
-	if id, err := tk.Redeem(a); err != nil || id != alice {
-		t.Fatalf("redeem: %+v, %v", id, err)
-	}
-	if _, err := tk.Redeem(a); !errors.Is(err, operator.ErrBadTicket) {
-		t.Fatalf("second redeem: %v", err)
-	}
-	if _, err := tk.Redeem("eft_nothing"); !errors.Is(err, operator.ErrBadTicket) {
-		t.Fatalf("unknown ticket: %v", err)
-	}
-	now = now.Add(30 * time.Second)
-	if _, err := tk.Redeem(b); !errors.Is(err, operator.ErrBadTicket) {
-		t.Fatalf("expired ticket: %v", err)
-	}
-	for range operator.MaxTickets {
-		if _, _, err := tk.Issue(alice); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, _, err := tk.Issue(alice); !errors.Is(err, operator.ErrTooManyTickets) {
-		t.Fatalf("past MaxTickets: %v", err)
-	}
-	now = now.Add(31 * time.Second) // all expired: issuing purges them
-	if _, _, err := tk.Issue(alice); err != nil {
-		t.Fatalf("after expiry: %v", err)
-	}
+	operatortest.RunTickets(t, func(t *testing.T, ttl time.Duration, o operator.Options) operator.TicketOffice {
+		return operator.NewTickets(ttl, o)
+	})
 }

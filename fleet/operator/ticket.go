@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -26,11 +27,25 @@ const MaxTickets = 10000
 // TicketPrefix starts every ticket; tickets are not tokens.
 const TicketPrefix = "eft_"
 
-// Tickets hands out short-lived, single-use tickets that stand for an
-// identity where a client cannot send a header (a browser's EventSource).
-// A ticket is not a token: it is good for one request within its TTL,
-// and only where the server accepts tickets. Tickets live in this
-// process's memory. It is safe for concurrent use.
+// TicketOffice hands out short-lived, single-use tickets that stand for
+// an identity where a client cannot send a header (a browser's
+// EventSource). A ticket is not a token: it is good for one request
+// within its TTL, and only where the server accepts tickets. Two
+// implementations share one behaviour (operatortest.RunTickets): Tickets
+// in this process's memory (one fleetd) and PostgresTickets (replicas: a
+// ticket issued by one is redeemed by any, once). Implementations are
+// safe for concurrent use.
+type TicketOffice interface {
+	// Issue returns a new ticket for id and when it expires;
+	// ErrTooManyTickets when MaxTickets are outstanding.
+	Issue(ctx context.Context, id Identity) (string, time.Time, error)
+	// Redeem returns the identity of a ticket and forgets the ticket;
+	// ErrBadTicket if it is unknown, used or expired.
+	Redeem(ctx context.Context, ticket string) (Identity, error)
+}
+
+// Tickets is a TicketOffice in this process's memory. It is safe for
+// concurrent use.
 type Tickets struct {
 	ttl time.Duration
 	now func() time.Time
@@ -52,11 +67,18 @@ func NewTickets(ttl time.Duration, o Options) *Tickets {
 	return &Tickets{ttl: ttl, now: o.withDefaults().Now, m: map[[sha256.Size]byte]ticket{}}
 }
 
-// Issue returns a new ticket for id and when it expires.
-func (t *Tickets) Issue(id Identity) (string, time.Time, error) {
+var _ TicketOffice = (*Tickets)(nil)
+
+func newTicket() (string, [sha256.Size]byte) {
 	b := make([]byte, 32)
 	rand.Read(b)
 	tk := TicketPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return tk, sha256.Sum256([]byte(tk))
+}
+
+// Issue implements TicketOffice.
+func (t *Tickets) Issue(_ context.Context, id Identity) (string, time.Time, error) {
+	tk, h := newTicket()
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -71,12 +93,12 @@ func (t *Tickets) Issue(id Identity) (string, time.Time, error) {
 		}
 	}
 	exp := now.Add(t.ttl)
-	t.m[sha256.Sum256([]byte(tk))] = ticket{id: id, expires: exp}
+	t.m[h] = ticket{id: id, expires: exp}
 	return tk, exp, nil
 }
 
-// Redeem returns the identity of a ticket and forgets the ticket.
-func (t *Tickets) Redeem(tk string) (Identity, error) {
+// Redeem implements TicketOffice.
+func (t *Tickets) Redeem(_ context.Context, tk string) (Identity, error) {
 	h := sha256.Sum256([]byte(tk))
 	t.mu.Lock()
 	defer t.mu.Unlock()

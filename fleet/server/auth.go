@@ -185,9 +185,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, acc access
 	}
 	tok, hasTok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !hasTok && acc.ticket && q.Has("ticket") {
-		id, err := s.tickets.Redeem(q.Get("ticket"))
-		if err != nil {
+		id, err := s.tickets.Redeem(r.Context(), q.Get("ticket"))
+		if errors.Is(err, operator.ErrBadTicket) {
 			return refuse(http.StatusUnauthorized, "unknown, used or expired live-feed ticket: get a new one from POST /api/v1/live/ticket")
+		} else if err != nil {
+			s.log.Error("live-feed tickets", "err", err)
+			return refuse(http.StatusServiceUnavailable, "live-feed tickets unavailable: %v", err)
 		}
 		return id, true
 	}
@@ -317,7 +320,7 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) liveTicket(w http.ResponseWriter, r *http.Request) {
-	tk, exp, err := s.tickets.Issue(identity(r))
+	tk, exp, err := s.tickets.Issue(r.Context(), identity(r))
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 		return

@@ -56,6 +56,9 @@ type Options struct {
 	Tokens map[string]string
 	// Audit records operator actions; nil means an in-memory log.
 	Audit AuditLog
+	// Tickets issues and redeems the live feed's tickets; nil means in
+	// this process's memory (replicas share operator.PostgresTickets).
+	Tickets operator.TicketOffice
 	// Gatherer serves /metrics; nil means prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
 	// Registerer receives the server's own metrics; nil means none.
@@ -87,7 +90,7 @@ type Server struct {
 	log *slog.Logger
 
 	auditLog   AuditLog
-	tickets    *operator.Tickets
+	tickets    operator.TicketOffice
 	authRoutes []string // patterns of the routes that need a token
 
 	requests *prometheus.CounterVec
@@ -110,7 +113,10 @@ func New(opt Options) (*Server, error) {
 	s := &Server{opt: opt, mux: http.NewServeMux(), hub: NewHub(), log: opt.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
 	}
-	s.ops, s.auditLog, s.tickets = opt.Operators, opt.Audit, operator.NewTickets(operator.TicketTTL, operator.Options{})
+	s.ops, s.auditLog, s.tickets = opt.Operators, opt.Audit, opt.Tickets
+	if s.tickets == nil {
+		s.tickets = operator.NewTickets(operator.TicketTTL, operator.Options{})
+	}
 	if s.ops == nil {
 		var fixed []operator.Fixed
 		for tok, name := range opt.Tokens {

@@ -1,7 +1,8 @@
 // Package operatortest is the behaviour every operator.Store must have, as
-// one suite that runs against any implementation (Run): the bbolt and
-// in-memory stores, the fixed tokens in front of them, and a future
-// PostgreSQL store.
+// one suite that runs against any implementation (Run): the bbolt,
+// in-memory and PostgreSQL stores and the fixed tokens in front of them;
+// and that of every operator.TicketOffice (RunTickets): in memory and in
+// PostgreSQL.
 package operatortest
 
 import (
