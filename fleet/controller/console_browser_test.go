@@ -96,7 +96,6 @@ func (b *browser) noTokenInURLs() {
 	}
 }
 
-
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
 // fakeSnapshots answers the browser's requests to fleetd's snapshot route

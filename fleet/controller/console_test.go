@@ -201,7 +201,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Live feed.
 	b.do("live", chromedp.Navigate(base+"/#/live"))
 	if ticketRoute(t, base) {
-		live := func() { b.poll("live feed connected", `!!document.getElementById("feed-state") && document.getElementById("feed-state").textContent === "live"`, 10*time.Second) }
+		live := func() {
+			b.poll("live feed connected", `!!document.getElementById("feed-state") && document.getElementById("feed-state").textContent === "live"`, 10*time.Second)
+		}
 		live()
 		detect("forklift")
 		b.do("live feed", chromedp.WaitVisible(chromedp.CSS(`#feed tr[data-label="forklift"][data-device="cam-7"]`)))

@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if err := c.openState(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.openIdentity(); err != nil {
+	if err := c.openIdentity(ctx); err != nil {
 		return nil, err
 	}
 	auth := c.id.gate

@@ -66,7 +66,7 @@ func validateIdentity(c *Config, bad func(key, format string, args ...any)) {
 // download passes.
 type identity struct {
 	ca     *pki.CA
-	store  *enroll.Bolt
+	store  enroll.Store
 	ttl    time.Duration
 	gate   *gate
 	enroll *enroll.Handler
@@ -74,7 +74,7 @@ type identity struct {
 
 // openIdentity opens the CA and the enrollment store; the gate starts with
 // the devices listed in the config (password logins).
-func (c *Controller) openIdentity() error {
+func (c *Controller) openIdentity(ctx context.Context) error {
 	cfg := c.cfg
 	var err error
 	id := &identity{ttl: cfg.Enroll.TokenTTL}
@@ -89,7 +89,14 @@ func (c *Controller) openIdentity() error {
 	if id.ttl <= 0 {
 		id.ttl = enroll.DefaultTTL
 	}
-	if id.store, err = enroll.OpenBolt(filepath.Join(cfg.DataDir, "enroll.db"), enroll.Options{TTL: id.ttl}); err != nil {
+	// With a database the enrollments (and so the revocations) are shared
+	// by every replica; else they live in data_dir.
+	if pool := c.pool(); pool != nil {
+		id.store, err = enroll.OpenPostgres(ctx, pool, enroll.Options{TTL: id.ttl})
+	} else {
+		id.store, err = enroll.OpenBolt(filepath.Join(cfg.DataDir, "enroll.db"), enroll.Options{TTL: id.ttl})
+	}
+	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	c.closers = append(c.closers, id.store.Close)
@@ -196,7 +203,9 @@ func (g *gate) addressed(device, sha256 string) bool {
 	if g.jobs == nil {
 		return false
 	}
-	if a, ok := g.jobs.(interface{ Addressed(device, sha256 string) bool }); ok {
+	if a, ok := g.jobs.(interface {
+		Addressed(device, sha256 string) bool
+	}); ok {
 		return a.Addressed(device, sha256)
 	}
 	for _, s := range g.jobs.List() {

@@ -60,7 +60,6 @@ var excused = map[string]string{
 	"fleetctl devices list [--site S] [--line L] [--online true]":                                                                        synopsis,
 	"fleetctl devices show cam-1 [--json]":                                                                                               synopsis,
 	"fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices 1000 --rate 1 --duration 30s --service-user sim --service-password sim-password": fixedPorts + "; 30 s of load",
-	"fleetctl keys generate --dir /etc/edgefleet":                                                                                        root,
 	"fleetctl models list | show yolov8n@2 | delete yolov8n@2":                                                                           alternates,
 	"fleetctl rollouts create --model yolov8n@2 --selector site=plant-a,line=3 --canary 2 --waves 10%,50%,100% --max-failures 5% --max-failure-rate 5% --min-executions 10 --health-window 2m [--job-timeout 30m] [--rollback-on-abort=false]": synopsis,
 	"fleetctl audit [--limit N] [--json]": synopsis,
