@@ -21,14 +21,6 @@ func restDevice(d registry.Device) rest.Device {
 	return out
 }
 
-func restDevices(ds []registry.Device) []rest.Device {
-	out := make([]rest.Device, len(ds))
-	for i, d := range ds {
-		out[i] = restDevice(d)
-	}
-	return out
-}
-
 func restPoints(ps []registry.Point) []rest.Point {
 	out := make([]rest.Point, len(ps))
 	for i, p := range ps {
