@@ -1,17 +1,13 @@
 package controller_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"image"
-	"image/jpeg"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -19,12 +15,14 @@ import (
 	"edgefleet/internal/testutil"
 )
 
-// browser is a headless Chromium on one tab, recording every request URL.
+// browser is a headless Chromium on one tab, recording every request URL
+// and the Authorization header each request was sent with.
 type browser struct {
-	t    *testing.T
-	ctx  context.Context
-	mu   sync.Mutex
-	urls []string
+	t     *testing.T
+	ctx   context.Context
+	mu    sync.Mutex
+	urls  []string
+	auths map[string]string // request URL -> its Authorization header
 }
 
 func newBrowser(t *testing.T, ctx context.Context) *browser {
@@ -36,11 +34,13 @@ func newBrowser(t *testing.T, ctx context.Context) *browser {
 	t.Cleanup(acancel)
 	bctx, bcancel := chromedp.NewContext(actx)
 	t.Cleanup(bcancel)
-	b := &browser{t: t, ctx: bctx}
+	b := &browser{t: t, ctx: bctx, auths: map[string]string{}}
 	if err := chromedp.Listen(bctx, func(ev any) {
 		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			auth, _ := e.Request.Headers["Authorization"].(string)
 			b.mu.Lock()
 			b.urls = append(b.urls, e.Request.URL)
+			b.auths[e.Request.URL] = auth
 			b.mu.Unlock()
 		}
 	}); err != nil {
@@ -98,35 +98,11 @@ func (b *browser) noTokenInURLs() {
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
 
-// fakeSnapshots answers the browser's requests to fleetd's snapshot route
-// (GET /api/v1/devices/{id}/cameras/{camera}/snapshot, which asks the agent
-// over MQTT) with a 64x48 JPEG; the returned func gives the Authorization
-// header of the last one.
-func (b *browser) fakeSnapshots() func() string {
-	b.t.Helper()
-	var jb bytes.Buffer
-	jpeg.Encode(&jb, image.NewRGBA(image.Rect(0, 0, 64, 48)), nil)
-	var mu sync.Mutex
-	auth := ""
-	events := chromedp.Events(b.ctx, fetch.RequestPaused)
-	if _, err := chromedp.Call(b.ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/cameras/*/snapshot*"}}}); err != nil {
-		b.t.Fatal(err)
-	}
-	go func() {
-		for ev, err := range events {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			auth, _ = ev.Request.Headers["Authorization"].(string)
-			mu.Unlock()
-			chromedp.Call(b.ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: ev.RequestID, ResponseCode: 200,
-				ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "image/jpeg"}}, Body: jb.Bytes()})
-		}
-	}()
-	return func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return auth
-	}
+// authOf returns the Authorization header the browser sent url with, and
+// whether it sent url at all.
+func (b *browser) authOf(url string) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, ok := b.auths[url]
+	return a, ok
 }

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/controller/controllertest"
+	"edgefleet/fleet/sim"
 	"edgefleet/internal/testutil"
 	"edgefleet/models/modeltest"
 )
@@ -138,14 +140,15 @@ ota: {health_window: 1s, job_timeout: 1m}
 // an agent registered over MQTT; the live feed shows new detections (with a
 // ticket from fleetd; where fleetd has no ticket route yet, it says the feed
 // is unavailable); the device page shows charts, recent detections, its job
-// history and a snapshot fetched through fleetd with the token header.
+// history, and a simulated device's page shows its camera's snapshot, a JPEG
+// relayed through fleetd over MQTT and fetched with the token header.
 func TestConsoleInBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a browser")
 	}
 	testutil.Chromium(t)
 
-	f := controllertest.Start(t, "devices: [{id: cam-7, password: pw-cam-7}]\n")
+	f := controllertest.Start(t, "devices: [{id: cam-7, password: pw-cam-7}]\nservices: [{user: sim, password: sim-password}]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	base := "http://" + f.HTTP
@@ -181,8 +184,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		return err == nil && len(d.Jobs) == 1
 	})
 
+	// A simulated device (sim-0, camera cam0) answers snapshot requests over MQTT.
+	controllertest.StartSim(t, f.MQTT, 1, 0)
+	controllertest.WaitOnline(t, f.API, 2)
+
 	b := newBrowser(t, ctx)
-	snapAuth := b.fakeSnapshots()
 	b.signIn(base)
 	if n, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`sessionStorage.getItem("edgefleet_token").length + (localStorage.getItem("edgefleet_token") || "").length`)); err != nil || n != len(controllertest.Token) {
 		t.Errorf("token kept in sessionStorage only: %d, %v", n, err)
@@ -230,9 +236,15 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#job-history tr[data-job="j-old"][data-state="failed"]`)))
 	detect("ladder")
 	b.do("device page update", chromedp.WaitVisible(chromedp.CSS(`#recent tr[data-label="ladder"]`)))
-	b.poll("snapshot shown", `(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === 64 && i.src.startsWith("blob:") })()`, 10*time.Second)
-	if got := snapAuth(); got != "Bearer "+controllertest.Token {
-		t.Errorf("snapshot request Authorization %q", got)
+
+	// The simulated device's page shows its camera's snapshot: a 160x120
+	// JPEG that fleetd relayed from the device, fetched with the token header.
+	b.do("sim device page", chromedp.Navigate(base+"/#/device/sim-0"))
+	b.poll("snapshot shown", fmt.Sprintf(`(() => { const i = document.querySelector("img.snap"); return !!i && i.complete && i.naturalWidth === %d && i.naturalHeight === %d && i.src.startsWith("blob:") })()`,
+		sim.SnapshotWidth, sim.SnapshotHeight), 20*time.Second)
+	snapURL := base + "/api/v1/devices/sim-0/cameras/" + sim.SimCamera + "/snapshot"
+	if got, ok := b.authOf(snapURL); !ok || got != "Bearer "+controllertest.Token {
+		t.Errorf("snapshot request %s sent %v with Authorization %q", snapURL, ok, got)
 	}
 	b.noTokenInURLs()
 }

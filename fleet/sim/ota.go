@@ -79,15 +79,20 @@ func (d *device) onMessage(topic string, payload []byte) {
 // onCommand runs on the connection's read loop: it must not block, so the
 // job runs in its own goroutine.
 func (d *device) onCommand(payload []byte) {
-	d.ota.commands.Add(1)
 	var c api.Command
 	if err := api.Decode(payload, &c); err != nil {
+		d.ota.commands.Add(1)
 		d.ota.bad.Add(1)
 		return
 	}
 	if d.o.OnCommand != nil {
 		d.o.OnCommand(d.id, c)
 	}
+	if c.Kind == api.CommandSnapshot {
+		d.answerSnapshot(c) // not an update: not counted in OTAStats
+		return
+	}
+	d.ota.commands.Add(1)
 	d.mu.Lock()
 	if d.closing {
 		d.mu.Unlock()

@@ -3,7 +3,9 @@
 // will), telemetry every few seconds and detection batches at a steady
 // rate, and measures how long fleetd takes to acknowledge each batch. The
 // devices also answer update commands (see ota.go), so rollouts can be
-// tested against a thousand devices over real MQTT.
+// tested against a thousand devices over real MQTT, and snapshot commands
+// with a small real JPEG (see snapshot.go), so the console's device page
+// shows a snapshot relayed through fleetd.
 package sim
 
 import (
@@ -184,6 +186,7 @@ type device struct {
 	jobs                              map[string]*jobRun // by job id
 	closing                           bool
 	model, modelVersion, agentVersion string
+	snapJPEG                          []byte // the snapshot, encoded on first use (snapshot.go)
 }
 
 // sent is a batch kept for resending.
@@ -412,7 +415,7 @@ func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, 
 		for range o.Events {
 			d.seq++
 			x := rand.Float32() * 600
-			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: "cam0", Time: now.UnixMicro(), Model: v.Model, ModelVersion: v.ModelVersion,
+			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: SimCamera, Time: now.UnixMicro(), Model: v.Model, ModelVersion: v.ModelVersion,
 				ClassID: 0, Label: o.Labels[rand.IntN(len(o.Labels))], Score: 0.5 + rand.Float32()/2, Box: [4]float32{x, x / 2, x + 40, x/2 + 80}})
 		}
 		p, _ := json.Marshal(&b)
@@ -438,7 +441,7 @@ func (d *device) publishTelemetry(uptime time.Time) error {
 	now, v := time.Now(), d.version()
 	p, _ := json.Marshal(api.Telemetry{DeviceID: d.id, Time: now.UnixMilli(), UptimeS: now.Sub(uptime).Seconds(),
 		AgentVersion: v.AgentVersion, Model: v.Model, ModelVersion: v.ModelVersion, Engine: "sim",
-		Cameras: []api.CameraStats{{ID: "cam0", Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
+		Cameras: []api.CameraStats{{ID: SimCamera, Up: true, FPS: 15 + rand.Float64()}}, InferP50Ms: 20 + 5*rand.Float64(), InferP99Ms: 40 + 10*rand.Float64(),
 		SpoolDepth: uint64(rand.IntN(10))})
 	return d.cl.publish(api.TelemetryTopic(d.id), 0, false, p)
 }
