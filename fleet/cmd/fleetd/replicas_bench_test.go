@@ -33,7 +33,7 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	reps := []*replica{startReplica(b, bin, "fleetd-a", dsn, mq), startReplica(b, bin, "fleetd-b", dsn, mq)}
-	for _, n := range []int{500, 1000} {
+	for _, n := range benchDevices(b, []int{500, 1000}) {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
 			for range b.N {
 				procs := map[string][]int{"fleetd": {reps[0].cmd.Process.Pid, reps[1].cmd.Process.Pid}, "mosquitto": {mqPID}}
@@ -120,4 +120,22 @@ func cpuSince(before, after map[int]time.Duration) time.Duration {
 		d += t - before[pid]
 	}
 	return d
+}
+
+// benchDevices is the fleet sizes to measure: EDGEFLEET_BENCH_DEVICES
+// (comma-separated, e.g. 2000,5000) or def.
+func benchDevices(b *testing.B, def []int) []int {
+	env := os.Getenv("EDGEFLEET_BENCH_DEVICES")
+	if env == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(env, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			b.Fatalf("EDGEFLEET_BENCH_DEVICES: %q is not a device count", f)
+		}
+		out = append(out, n)
+	}
+	return out
 }
