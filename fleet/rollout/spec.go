@@ -6,12 +6,12 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"edgefleet/fleet/api"
+	"edgefleet/fleet/api/rest"
 )
 
 // Threshold is a failure budget: an absolute Count, or a Percent of the
@@ -133,78 +133,23 @@ func (s Spec) clone() Spec {
 	return s
 }
 
+// The spec's text forms are the REST contract's (fleet/api/rest, a leaf
+// package), so that fleetctl checks flags exactly as the engine does.
+
 // ParseSelector reads "site=plant-a,line=3"; "" is the empty selector.
-func ParseSelector(s string) (map[string]string, error) {
-	out := map[string]string{}
-	if strings.TrimSpace(s) == "" {
-		return out, nil
-	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || k == "" || strings.Contains(v, "=") {
-			return nil, fmt.Errorf("selector: %q is not key=value", kv)
-		}
-		if _, dup := out[k]; dup {
-			return nil, fmt.Errorf("selector: key %q given twice", k)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
+func ParseSelector(s string) (map[string]string, error) { return rest.ParseSelector(s) }
 
 // FormatSelector is the inverse of ParseSelector, keys sorted.
-func FormatSelector(sel map[string]string) string {
-	keys := make([]string, 0, len(sel))
-	for k := range sel {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for i, k := range keys {
-		keys[i] = k + "=" + sel[k]
-	}
-	return strings.Join(keys, ",")
-}
+func FormatSelector(sel map[string]string) string { return rest.FormatSelector(sel) }
 
 // ParseWaves reads "10%,50%,100%" (the % signs are optional).
-func ParseWaves(s string) ([]float64, error) {
-	var out []float64
-	for _, w := range strings.Split(s, ",") {
-		f, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(w), "%"), 64)
-		if err != nil || math.IsNaN(f) {
-			return nil, fmt.Errorf("waves: %q is not a percentage", w)
-		}
-		out = append(out, f)
-	}
-	return out, nil
-}
+func ParseWaves(s string) ([]float64, error) { return rest.ParseWaves(s) }
 
 // ParseRate reads a failure rate as "5%" or "0.05" into 0.05.
-func ParseRate(s string) (float64, error) {
-	t := strings.TrimSpace(s)
-	div := 1.0
-	if p, ok := strings.CutSuffix(t, "%"); ok {
-		t, div = p, 100
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || !(f/div >= 0 && f/div <= 1) {
-		return 0, fmt.Errorf("max failure rate: %q is not a rate in [0, 1] or a percentage", s)
-	}
-	return f / div, nil
-}
+func ParseRate(s string) (float64, error) { return rest.ParseRate(s) }
 
 // ParseThreshold reads "5%" (a percentage of the targets) or "3" (a count).
 func ParseThreshold(s string) (Threshold, error) {
-	s = strings.TrimSpace(s)
-	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || !(f >= 0 && f <= 100) {
-			return Threshold{}, fmt.Errorf("max failures: %q is not a percentage in [0, 100]", s)
-		}
-		return Threshold{Percent: f}, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return Threshold{}, fmt.Errorf("max failures: %q is neither a count nor a percentage", s)
-	}
-	return Threshold{Count: n}, nil
+	t, err := rest.ParseThreshold(s)
+	return Threshold{Count: t.Count, Percent: t.Percent}, err
 }
