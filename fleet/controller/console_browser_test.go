@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -63,6 +64,14 @@ func (b *browser) text(sel string) string {
 		b.t.Fatalf("%s: %v", sel, err)
 	}
 	return s
+}
+
+// click clicks the element sel as soon as it exists, in one step in the
+// page: the console re-renders pages on a timer, so a node looked up first
+// and clicked later may be gone by then.
+func (b *browser) click(what, sel string) {
+	b.t.Helper()
+	b.poll(what, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, sel), 20*time.Second)
 }
 
 // poll waits until the JS expression is true.

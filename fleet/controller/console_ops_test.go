@@ -62,7 +62,7 @@ ota: {health_window: 1m, job_timeout: 10m}
 		chromedp.SendKeys(chromedp.CSS("#ro-selector"), "site=plant-x"), chromedp.SendKeys(chromedp.CSS("#ro-waves"), "100%"),
 		chromedp.Click(chromedp.CSS("#ro-create")), chromedp.WaitVisible(chromedp.CSS("#rollout-state")))
 	b.poll("rollout running", `document.getElementById("rollout-state").textContent.startsWith("wave")`, 10*time.Second)
-	b.do("pause", chromedp.Click(chromedp.CSS("#act-pause")))
+	b.click("pause", "#act-pause")
 	b.poll("paused", `!!document.getElementById("rollout-state") && document.getElementById("rollout-state").textContent === "paused"`, 10*time.Second)
 	b.do("abort", chromedp.WaitVisible(chromedp.CSS("#act-resume")), chromedp.SendKeys(chromedp.CSS("#abort-reason"), "wrong model"),
 		chromedp.Click(chromedp.CSS("#act-abort")))
@@ -74,7 +74,8 @@ ota: {health_window: 1m, job_timeout: 10m}
 
 	// The provisioned device that never connected is listed as such; an unknown device says so.
 	b.do("never seen", chromedp.Navigate(base+"/#/devices?status=never"), chromedp.WaitVisible(chromedp.CSS(`#devices tr[data-device="spare-1"][data-status="never"]`)))
-	b.do("never-seen page", chromedp.Click(chromedp.CSS(`#devices tr[data-device="spare-1"] a`)), chromedp.WaitVisible(chromedp.CSS("#never-note")))
+	b.click("never-seen link", `#devices tr[data-device="spare-1"] a`)
+	b.do("never-seen page", chromedp.WaitVisible(chromedp.CSS("#never-note")))
 	b.do("unknown device", chromedp.Navigate(base+"/#/device/nobody"), chromedp.WaitVisible(chromedp.CSS("#page-error")))
 	if s := b.text("#page-error"); !strings.Contains(s, "No device named nobody") {
 		t.Errorf("unknown device page: %q", s)
