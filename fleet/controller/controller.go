@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,19 +50,22 @@ type Controller struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 
-	db       *database.DB   // nil without database.url
-	feed     *feed.Postgres // the live feed across replicas; nil without a database
-	store    store.Store
-	registry registry.Devices
-	broker   *broker.Broker // nil with an external broker
-	conn     ingest.Conn
-	ln       net.Listener
-	ota      *ota
-	server   *server.Server
-	ingest   *ingest.Ingest
-	jobs     JobHandler
-	id       *identity      // CA, enrollment, device gate (identity.go)
-	closers  []func() error // in opening order
+	db   *database.DB   // nil without database.url
+	feed *feed.Postgres // the live feed across replicas; nil without a database
+
+	readyOnce sync.Once
+	readyCh   chan struct{}
+	store     store.Store
+	registry  registry.Devices
+	broker    *broker.Broker // nil with an external broker
+	conn      ingest.Conn
+	ln        net.Listener
+	ota       *ota
+	server    *server.Server
+	ingest    *ingest.Ingest
+	jobs      JobHandler
+	id        *identity      // CA, enrollment, device gate (identity.go)
+	closers   []func() error // in opening order
 }
 
 // shutdownGrace is how long requests in flight may go on once fleetd
@@ -327,7 +331,22 @@ func (c *Controller) MQTTAddr() string {
 func (c *Controller) ArtifactBase() string { return c.ota.view.ArtifactBase }
 
 // Ready is closed once ingest has subscribed: fleetd takes detections.
-func (c *Controller) Ready() <-chan struct{} { return c.ingest.Ready() }
+//
+// With a database it also waits for the live feed's listener, so that a
+// replica reported ready shows every replica's detections from then on.
+func (c *Controller) Ready() <-chan struct{} {
+	c.readyOnce.Do(func() {
+		c.readyCh = make(chan struct{})
+		go func() {
+			<-c.ingest.Ready()
+			if c.feed != nil {
+				<-c.feed.Ready()
+			}
+			close(c.readyCh)
+		}()
+	})
+	return c.readyCh
+}
 
 // Run serves until ctx ends or a part fails, then stops them all and
 // returns the first error (nil after ctx ends).
@@ -368,7 +387,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return hs.Shutdown(sctx)
 	})
 	select {
-	case <-c.ingest.Ready():
+	case <-c.Ready():
 		c.log.Info("fleetd ready")
 	case <-ctx.Done():
 	}
