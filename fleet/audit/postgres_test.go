@@ -2,27 +2,17 @@ package audit_test
 
 import (
 	"context"
+	"edgefleet/fleet/database/dbtest"
 	"errors"
-	"log/slog"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"edgefleet/fleet/audit"
 	"edgefleet/fleet/audit/audittest"
-	"edgefleet/fleet/database"
-	"edgefleet/internal/testutil"
 )
 
-func openDB(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	db, err := database.Open(context.Background(), testutil.Postgres(t), database.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db.Pool
-}
+func openDB(t *testing.T) *pgxpool.Pool { return dbtest.Open(t).Pool }
 
 func TestPostgres(t *testing.T) {
 	audittest.Run(t, func(t *testing.T, o audit.Options) audit.Log {

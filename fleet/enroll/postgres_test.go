@@ -2,27 +2,17 @@ package enroll_test
 
 import (
 	"context"
-	"log/slog"
+	"edgefleet/fleet/database/dbtest"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"edgefleet/fleet/database"
 	"edgefleet/fleet/enroll"
 	"edgefleet/fleet/enroll/enrolltest"
-	"edgefleet/internal/testutil"
 )
 
-func openDB(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	db, err := database.Open(context.Background(), testutil.Postgres(t), database.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db.Pool
-}
+func openDB(t *testing.T) *pgxpool.Pool { return dbtest.Open(t).Pool }
 
 func TestPostgres(t *testing.T) {
 	enrolltest.Run(t, func(t *testing.T, o enroll.Options) enroll.Store {

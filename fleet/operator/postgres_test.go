@@ -1,30 +1,19 @@
 package operator_test
 
 import (
-	"context"
-	"log/slog"
+	"edgefleet/fleet/database/dbtest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"edgefleet/fleet/database"
 	"edgefleet/fleet/operator"
 	"edgefleet/fleet/operator/operatortest"
-	"edgefleet/internal/testutil"
 )
 
 // openDB returns the pool of a fresh, migrated database for this test.
-func openDB(t *testing.T) *pgxpool.Pool {
-	t.Helper()
-	db, err := database.Open(context.Background(), testutil.Postgres(t), database.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	return db.Pool
-}
+func openDB(t *testing.T) *pgxpool.Pool { return dbtest.Open(t).Pool }
 
 func TestPostgres(t *testing.T) {
 	operatortest.Run(t, func(t *testing.T, o operator.Options) operator.Store {
