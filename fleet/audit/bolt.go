@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -23,7 +22,6 @@ const schemaVersion = "1"
 var (
 	bucketMeta    = []byte("meta")
 	bucketEntries = []byte("entries")
-	keyVersion    = []byte("version")
 )
 
 // Bolt is a Log in a bbolt file; Record returns once the entry is on disk.
@@ -41,19 +39,8 @@ var _ Log = (*Bolt)(nil)
 // OpenBolt opens (creating if needed) the log in the bbolt file at path.
 // A file with another schema version is refused.
 func OpenBolt(path string, o Options) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := boltschema.Open(path, bucketMeta, schemaVersion, bucketEntries)
 	if err != nil {
-		return nil, fmt.Errorf("audit: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := boltschema.Check(tx, bucketMeta, keyVersion, schemaVersion); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(bucketEntries)
-		return err
-	})
-	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
 	return &Bolt{opts: o.withDefaults(), db: db}, nil

@@ -28,7 +28,6 @@ var (
 	bucketMeta    = []byte("meta")
 	bucketDevices = []byte("devices")
 	bucketTokens  = []byte("tokens")
-	keyVersion    = []byte("version")
 )
 
 type boltDevice struct {
@@ -59,23 +58,8 @@ var _ Store = (*Bolt)(nil)
 // OpenBolt opens (creating if needed) the store in the bbolt file at path.
 // A file with another schema version is refused.
 func OpenBolt(path string, o Options) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := boltschema.Open(path, bucketMeta, schemaVersion, bucketDevices, bucketTokens)
 	if err != nil {
-		return nil, fmt.Errorf("enroll: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := boltschema.Check(tx, bucketMeta, keyVersion, schemaVersion); err != nil {
-			return err
-		}
-		for _, b := range [][]byte{bucketDevices, bucketTokens} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("enroll: open %s: %w", path, err)
 	}
 	return &Bolt{opts: o.withDefaults(), db: db}, nil

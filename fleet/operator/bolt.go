@@ -23,7 +23,6 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketTokens = []byte("tokens")
 	bucketNames  = []byte("names")
-	keyVersion   = []byte("version")
 )
 
 type boltToken struct {
@@ -47,23 +46,8 @@ var _ Store = (*Bolt)(nil)
 // OpenBolt opens (creating if needed) the store in the bbolt file at path.
 // A file with another schema version is refused.
 func OpenBolt(path string, o Options) (*Bolt, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := boltschema.Open(path, bucketMeta, schemaVersion, bucketTokens, bucketNames)
 	if err != nil {
-		return nil, fmt.Errorf("operator: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := boltschema.Check(tx, bucketMeta, keyVersion, schemaVersion); err != nil {
-			return err
-		}
-		for _, b := range [][]byte{bucketTokens, bucketNames} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("operator: open %s: %w", path, err)
 	}
 	return &Bolt{opts: o.withDefaults(), db: db}, nil

@@ -5,6 +5,7 @@ package boltschema
 
 import (
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -26,4 +27,31 @@ func Check(tx *bolt.Tx, bucket, key []byte, want string) error {
 		return fmt.Errorf("schema version %q, this build reads %q", v, want)
 	}
 	return nil
+}
+
+// Open opens (creating if needed) the bbolt file at path (mode 0600,
+// waiting at most 5 s for another process's lock), checks its schema
+// version with Check under bucket meta, key "version", and creates the
+// given buckets. On error nothing stays open.
+func Open(path string, meta []byte, version string, buckets ...[]byte) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := Check(tx, meta, []byte("version"), version); err != nil {
+			return err
+		}
+		for _, b := range buckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("boltschema: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
