@@ -36,6 +36,10 @@ type CameraStats struct {
 	FPS     float64 `json:"fps"`
 	Dropped uint64  `json:"dropped"` // frames dropped since start
 	Error   string  `json:"error,omitempty"`
+	// Lines and Zones are the camera's counters since the agent started
+	// (analytics.go); empty when the camera has no lines or zones.
+	Lines []LineCount `json:"lines,omitempty"`
+	Zones []ZoneCount `json:"zones,omitempty"`
 }
 
 // Telemetry is what a device reports every few seconds.
@@ -70,6 +74,16 @@ type Event struct {
 	Label        string     `json:"label"`
 	Score        float32    `json:"score"`
 	Box          [4]float32 `json:"box"`
+
+	// Type is TypeDetection ("") for a detection, else an analytics event
+	// (analytics.go) whose payload is in Track, Line or Zone; V is that
+	// payload's version (EventVersion).
+	Type     string         `json:"type,omitempty"`
+	V        int            `json:"v,omitempty"`
+	Track    *TrackInfo     `json:"track,omitempty"`
+	Line     *LineCross     `json:"line,omitempty"`
+	Zone     *ZoneInfo      `json:"zone,omitempty"`
+	Snapshot *EventSnapshot `json:"snapshot,omitempty"`
 }
 
 // DetectionBatch carries events of one device, in increasing Seq.
@@ -120,6 +134,9 @@ type Command struct {
 	DeadlineMs int64 `json:"deadline_ms,omitempty"`
 	// HealthWindowS is how long the device watches the new version before it commits.
 	HealthWindowS float64 `json:"health_window_s,omitempty"`
+	// Shadow, on a model update, asks the device to run the candidate beside
+	// the serving model before it swaps (shadow.go); nil: swap at once.
+	Shadow *ShadowSpec `json:"shadow,omitempty"`
 	// Snapshot is what a CommandSnapshot asks for; its JobID is the
 	// request id the reply names.
 	Snapshot *SnapshotRequest `json:"snapshot,omitempty"`
@@ -131,6 +148,7 @@ const (
 	JobDownloading = "downloading"
 	JobVerifying   = "verifying"
 	JobInstalling  = "installing"
+	JobShadow      = "shadow" // running the candidate beside the serving model (shadow.go)
 	JobHealthCheck = "health_check"
 	JobSucceeded   = "succeeded"
 	JobFailed      = "failed"
@@ -145,6 +163,9 @@ type JobStatus struct {
 	Progress float64 `json:"progress,omitempty"` // 0..1 while downloading
 	Reason   string  `json:"reason,omitempty"`
 	Time     int64   `json:"time_ms"`
+	// Shadow is the shadow phase's measurement (shadow.go): periodically
+	// while State is JobShadow, and the final one when the phase ends.
+	Shadow *ShadowReport `json:"shadow,omitempty"`
 }
 
 // Decode parses a payload strictly into v: size-limited, unknown fields are
@@ -180,6 +201,9 @@ func (b *DetectionBatch) Validate() error {
 		}
 		if err := ValidateID(e.CameraID); err != nil {
 			return fmt.Errorf("events[%d].camera_id: %w", i, err)
+		}
+		if err := e.ValidateAnalytics(); err != nil {
+			return fmt.Errorf("events[%d] (seq %d): %w", i, e.Seq, err)
 		}
 	}
 	return nil
@@ -224,6 +248,14 @@ func (c *Command) Validate() error {
 		if c.Artifact == nil {
 			return fmt.Errorf("kind %s needs an artifact", c.Kind)
 		}
+		if c.Shadow != nil {
+			if c.Kind != CommandModelUpdate {
+				return fmt.Errorf("kind %s cannot have a shadow phase", c.Kind)
+			}
+			if err := c.Shadow.Validate(); err != nil {
+				return fmt.Errorf("shadow: %w", err)
+			}
+		}
 	case CommandRollback:
 	case CommandSnapshot:
 		if c.Snapshot == nil {
@@ -247,9 +279,14 @@ func (j *JobStatus) Validate() error {
 		return fmt.Errorf("job_id: %w", err)
 	}
 	switch j.State {
-	case JobQueued, JobDownloading, JobVerifying, JobInstalling, JobHealthCheck, JobSucceeded, JobFailed, JobRolledBack:
+	case JobQueued, JobDownloading, JobVerifying, JobShadow, JobInstalling, JobHealthCheck, JobSucceeded, JobFailed, JobRolledBack:
 	default:
 		return fmt.Errorf("unknown state %q", j.State)
+	}
+	if j.Shadow != nil {
+		if err := j.Shadow.Validate(); err != nil {
+			return fmt.Errorf("shadow: %w", err)
+		}
 	}
 	return nil
 }
