@@ -10,21 +10,51 @@ import (
 	"edgefleet/fleet/api"
 )
 
-// Record layout (schema version 2), the value stored under an 8-byte
+// Record layout (schema version 3), the value stored under an 8-byte
 // big-endian seq key in the events bucket:
 //
-//	[0]      recordFormat (2)
+//	[0]      recordFormat (3; format 2 records, written by schema 2, are
+//	         the same without the analytics part and are still read)
 //	uvarint  spool time, unix microseconds (when Append was called; drives MaxAge)
 //	varint   Event.Time (capture time, unix microseconds)
 //	varint   Event.ClassID
 //	4 bytes  Event.Score, float32 bits, little endian
 //	16 bytes Event.Box, 4 × float32 bits, little endian
 //	4 × (uvarint length, bytes): CameraID, Model, ModelVersion, Label
+//	analytics part, only when Event.Type is not "" (a detection ends here):
+//	  uvarint length, bytes: Type
+//	  uvarint  V
+//	  1 byte   flags: 1 Track, 2 Line, 4 Zone, 8 Snapshot
+//	  Track:    uvarint ID, varint FirstUs, varint LastUs, varint Frames,
+//	            uvarint n ≤ maxPath, n × 2 × float32 bits
+//	  Line:     2 × (uvarint length, bytes): Line, Direction
+//	  Zone:     uvarint length, bytes: Zone; varint DwellMs
+//	  Snapshot: varint TimeUs, 2 × (uvarint length ≤ maxSnapshotPart, bytes): Crop, Thumb
 //	4 bytes  CRC-32C (Castagnoli) over key || everything above, little endian
 //
 // The CRC covers the key so that a value found under the wrong seq is caught
-// too. A typical detection takes about 60 bytes.
-const recordFormat = 2
+// too. A typical detection takes about 60 bytes, as in format 2; an
+// analytics event adds its payload, and its snapshot's bytes, which count in
+// the byte budget like everything else.
+const recordFormat = 3
+
+// recordFormat2 is the detection-only format of schema 2, still decoded.
+const recordFormat2 = 2
+
+// Bounds of the analytics part. Snapshot parts are kept up to the largest
+// payload the link could ever send (the link, not the spool, refuses an
+// event that can never fit a batch); a path is cut to maxPath points.
+const (
+	maxPath         = 4 * api.MaxPath
+	maxSnapshotPart = api.MaxPayload
+)
+
+const (
+	flagTrack    = 1
+	flagLine     = 2
+	flagZone     = 4
+	flagSnapshot = 8
+)
 
 // maxField bounds each string field of a record; longer strings are cut at
 // encode time so one bad event cannot make a record unbounded.
@@ -73,8 +103,65 @@ func appendBody(dst []byte, spoolTimeUs uint64, e *api.Event) []byte {
 		if len(s) > maxField {
 			s = s[:maxField]
 		}
-		dst = binary.AppendUvarint(dst, uint64(len(s)))
-		dst = append(dst, s...)
+		dst = appendString(dst, s)
+	}
+	if e.Type == api.TypeDetection {
+		return dst
+	}
+	return appendAnalytics(dst, e)
+}
+
+func appendString(dst []byte, s string) []byte {
+	if len(s) > maxField {
+		s = s[:maxField]
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendBytes(dst, b []byte) []byte {
+	if len(b) > maxSnapshotPart {
+		b = b[:maxSnapshotPart]
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// appendAnalytics encodes the analytics part of e (format 3).
+func appendAnalytics(dst []byte, e *api.Event) []byte {
+	dst = appendString(dst, e.Type)
+	dst = binary.AppendUvarint(dst, uint64(max(e.V, 0)))
+	var flags byte
+	for i, present := range [...]bool{e.Track != nil, e.Line != nil, e.Zone != nil, e.Snapshot != nil} {
+		if present {
+			flags |= 1 << i
+		}
+	}
+	dst = append(dst, flags)
+	if t := e.Track; t != nil {
+		dst = binary.AppendUvarint(dst, t.ID)
+		dst = binary.AppendVarint(dst, t.FirstUs)
+		dst = binary.AppendVarint(dst, t.LastUs)
+		dst = binary.AppendVarint(dst, int64(t.Frames))
+		path := t.Path[:min(len(t.Path), maxPath)]
+		dst = binary.AppendUvarint(dst, uint64(len(path)))
+		for _, p := range path {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(p[0]))
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(p[1]))
+		}
+	}
+	if l := e.Line; l != nil {
+		dst = appendString(dst, l.Line)
+		dst = appendString(dst, l.Direction)
+	}
+	if z := e.Zone; z != nil {
+		dst = appendString(dst, z.Zone)
+		dst = binary.AppendVarint(dst, z.DwellMs)
+	}
+	if s := e.Snapshot; s != nil {
+		dst = binary.AppendVarint(dst, s.TimeUs)
+		dst = appendBytes(dst, s.Crop)
+		dst = appendBytes(dst, s.Thumb)
 	}
 	return dst
 }
@@ -84,6 +171,22 @@ func bodySize(e *api.Event) int {
 	n := 1 + 10 + 10 + 10 + 4 + 16 + 4
 	for _, s := range [...]string{e.CameraID, e.Model, e.ModelVersion, e.Label} {
 		n += min(len(s), maxField) + 3
+	}
+	if e.Type == api.TypeDetection {
+		return n
+	}
+	n += min(len(e.Type), maxField) + 3 + 10 + 1
+	if t := e.Track; t != nil {
+		n += 4*10 + 10 + 8*min(len(t.Path), maxPath)
+	}
+	if l := e.Line; l != nil {
+		n += min(len(l.Line), maxField) + min(len(l.Direction), maxField) + 6
+	}
+	if z := e.Zone; z != nil {
+		n += min(len(z.Zone), maxField) + 3 + 10
+	}
+	if s := e.Snapshot; s != nil {
+		n += 10 + min(len(s.Crop), maxSnapshotPart) + min(len(s.Thumb), maxSnapshotPart) + 10
 	}
 	return n
 }
@@ -110,7 +213,7 @@ func keySeq(k []byte) (uint64, bool) {
 // recordSpoolTime reads only the spool time of a record, without checking
 // its CRC; used by the age sweep.
 func recordSpoolTime(v []byte) (uint64, bool) {
-	if len(v) < 2 || v[0] != recordFormat {
+	if len(v) < 2 || (v[0] != recordFormat && v[0] != recordFormat2) {
 		return 0, false
 	}
 	t, n := binary.Uvarint(v[1:])
@@ -158,8 +261,9 @@ func decodeBody(b []byte, in interner) (api.Event, uint64, error) {
 	if len(b) < 1 {
 		return e, 0, errors.New("empty record")
 	}
-	if b[0] != recordFormat {
-		return e, 0, fmt.Errorf("record format %d, want %d", b[0], recordFormat)
+	format := b[0]
+	if format != recordFormat && format != recordFormat2 {
+		return e, 0, fmt.Errorf("record format %d, want %d or %d", format, recordFormat2, recordFormat)
 	}
 	b = b[1:]
 	spoolTime, n := binary.Uvarint(b)
@@ -187,21 +291,151 @@ func decodeBody(b []byte, in interner) (api.Event, uint64, error) {
 		e.Box[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4+4*i:]))
 	}
 	b = b[20:]
+	var err error
 	for i, dst := range [...]*string{&e.CameraID, &e.Model, &e.ModelVersion, &e.Label} {
-		l, n := binary.Uvarint(b)
-		if n <= 0 || l > maxField || l > uint64(len(b)-n) {
-			return e, 0, fmt.Errorf("bad length of string field %d", i)
+		if *dst, b, err = readString(b, in); err != nil {
+			return e, 0, fmt.Errorf("string field %d: %w", i, err)
 		}
-		b = b[n:]
-		if in != nil {
-			*dst = in.get(b[:l])
-		} else {
-			*dst = string(b[:l])
+	}
+	if format == recordFormat && len(b) != 0 {
+		if b, err = decodeAnalytics(b, &e, in); err != nil {
+			return e, 0, err
 		}
-		b = b[l:]
 	}
 	if len(b) != 0 {
 		return e, 0, fmt.Errorf("%d trailing bytes", len(b))
 	}
 	return e, spoolTime, nil
+}
+
+var errLength = errors.New("bad length")
+
+// readString reads a uvarint length and that many bytes as a string.
+func readString(b []byte, in interner) (string, []byte, error) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > maxField || l > uint64(len(b)-n) {
+		return "", b, errLength
+	}
+	b = b[n:]
+	if in != nil {
+		return in.get(b[:l]), b[l:], nil
+	}
+	return string(b[:l]), b[l:], nil
+}
+
+// readBytes reads a uvarint length and that many bytes, copied.
+func readBytes(b []byte) ([]byte, []byte, error) {
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > maxSnapshotPart || l > uint64(len(b)-n) {
+		return nil, b, errLength
+	}
+	b = b[n:]
+	if l == 0 {
+		return nil, b, nil
+	}
+	return append([]byte(nil), b[:l]...), b[l:], nil
+}
+
+// reader reads varints off a buffer and remembers the first failure.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) uvarint(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("bad %s", what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint(what string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = fmt.Errorf("bad %s", what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str(what string, in interner) string {
+	if r.err != nil {
+		return ""
+	}
+	s, rest, err := readString(r.b, in)
+	if err != nil {
+		r.err = fmt.Errorf("%s: %w", what, err)
+	}
+	r.b = rest
+	return s
+}
+
+func (r *reader) bytes(what string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	v, rest, err := readBytes(r.b)
+	if err != nil {
+		r.err = fmt.Errorf("%s: %w", what, err)
+	}
+	r.b = rest
+	return v
+}
+
+// decodeAnalytics parses the analytics part of a format 3 record into e.
+func decodeAnalytics(b []byte, e *api.Event, in interner) ([]byte, error) {
+	r := &reader{b: b}
+	e.Type = r.str("type", in)
+	v := r.uvarint("version")
+	if r.err == nil && (v > math.MaxInt32 || e.Type == api.TypeDetection) {
+		r.err = errors.New("bad type or version")
+	}
+	e.V = int(v)
+	if r.err != nil {
+		return b, r.err
+	}
+	if len(r.b) < 1 || r.b[0]&^(flagTrack|flagLine|flagZone|flagSnapshot) != 0 {
+		return b, errors.New("bad analytics flags")
+	}
+	flags := r.b[0]
+	r.b = r.b[1:]
+	if flags&flagTrack != 0 {
+		t := &api.TrackInfo{ID: r.uvarint("track id"), FirstUs: r.varint("track first_us"), LastUs: r.varint("track last_us")}
+		frames := r.varint("track frames")
+		n := r.uvarint("track path length")
+		if r.err == nil && (frames < math.MinInt32 || frames > math.MaxInt32 || n > maxPath || n*8 > uint64(len(r.b))) {
+			r.err = errors.New("bad track frames or path")
+		}
+		if r.err != nil {
+			return b, r.err
+		}
+		t.Frames = int(frames)
+		for range n {
+			t.Path = append(t.Path, [2]float32{math.Float32frombits(binary.LittleEndian.Uint32(r.b)), math.Float32frombits(binary.LittleEndian.Uint32(r.b[4:]))})
+			r.b = r.b[8:]
+		}
+		e.Track = t
+	}
+	if flags&flagLine != 0 {
+		e.Line = &api.LineCross{Line: r.str("line", in), Direction: r.str("line direction", in)}
+	}
+	if flags&flagZone != 0 {
+		e.Zone = &api.ZoneInfo{Zone: r.str("zone", in), DwellMs: r.varint("zone dwell")}
+	}
+	if flags&flagSnapshot != 0 {
+		e.Snapshot = &api.EventSnapshot{TimeUs: r.varint("snapshot time")}
+		e.Snapshot.Crop = r.bytes("snapshot crop")
+		e.Snapshot.Thumb = r.bytes("snapshot thumb")
+	}
+	return r.b, r.err
 }

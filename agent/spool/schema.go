@@ -11,7 +11,7 @@ import (
 	"edgefleet/fleet/api"
 )
 
-// Schema of the spool file (bbolt), version 2:
+// Schema of the spool file (bbolt), version 3:
 //
 //	meta/                        one bucket of fixed keys, all uint64 big endian
 //	  version       schemaVersion; a newer one is refused, older ones upgraded
@@ -29,7 +29,13 @@ import (
 // values in the JSON wire form of api.Event; Open upgrades it in one
 // transaction: records re-encoded with the capture time as spool time, and
 // the counters computed.
-const schemaVersion = 2
+//
+// Version 2 is version 3 with only format 2 records (detections, no
+// analytics part). Open upgrades it by setting the version: its records are
+// read as they are and new ones are written in format 3 (record.go). The
+// version goes up so that an older agent, which cannot read format 3
+// records, refuses the file instead of calling its analytics events corrupt.
+const schemaVersion = 3
 
 var (
 	bucketMeta   = []byte("meta")
@@ -155,6 +161,11 @@ func initSchema(tx *bolt.Tx) (found uint64, err error) {
 		return found, fmt.Errorf("%w: file has version %d, this agent knows up to %d; use a newer agent or move the file away", ErrVersion, found, schemaVersion)
 	case found == 1:
 		return found, upgradeV1(tx)
+	case found == 2:
+		if _, err := readMeta(tx); err != nil {
+			return found, err
+		}
+		return found, putU64(m, keyVersion, schemaVersion)
 	default:
 		return found, fmt.Errorf("%w: version %d", ErrVersion, found)
 	}

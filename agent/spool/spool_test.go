@@ -340,7 +340,7 @@ func TestOpenErrors(t *testing.T) {
 		has  string // substring of the message
 	}{
 		{"garbage file", garbage, Options{}, nil, "garbage.db"},
-		{"future version", future, Options{}, ErrVersion, "version 3"},
+		{"future version", future, Options{}, ErrVersion, fmt.Sprintf("version %d", schemaVersion+1)},
 		{"foreign bbolt file", foreign, Options{}, ErrSchema, "no meta bucket"},
 		{"damaged meta", badMeta, Options{}, ErrSchema, "next_seq"},
 		{"max bytes too small", filepath.Join(dir, "small.db"), Options{MaxBytes: 1000}, nil, "max_bytes"},
