@@ -64,6 +64,8 @@ type receiver struct {
 	order      []uint64 // seqs in the order they were stored
 	dups       int
 	badBatches int
+	batches    int
+	maxPayload int
 }
 
 func newReceiver(device string) *receiver {
@@ -81,6 +83,8 @@ func (r *receiver) handle(payload []byte) []byte {
 	}
 	ack := api.Ack{DeviceID: b.DeviceID}
 	r.mu.Lock()
+	r.batches++
+	r.maxPayload = max(r.maxPayload, len(payload))
 	for _, e := range b.Events {
 		if _, ok := r.stored[e.Seq]; ok {
 			r.dups++

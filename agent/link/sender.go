@@ -36,6 +36,13 @@ type SenderOptions struct {
 	// BatchSize is the most events per DetectionBatch; default 500. A batch
 	// whose JSON exceeds api.MaxPayload is split.
 	BatchSize int
+	// BatchBytes bounds a batch by size as well: events are added while
+	// their JSON size (an upper estimate, snapshots in base64 included)
+	// stays within it; default and most api.MaxPayload less 4 KiB. An event
+	// above it goes alone; one above api.MaxPayload can never be sent and is
+	// dropped (acknowledged in the outbox), logged with its size and counted
+	// in edgefleet_link_dropped_total{kind="too_large"}.
+	BatchBytes int
 	// Window is the most batches sent but not yet acknowledged by the fleet;
 	// default 1, which keeps the fleet's store in seq order whatever it
 	// loses. With a larger window, throughput over a long round trip grows,
@@ -77,6 +84,9 @@ type flight struct {
 func NewSender(l *Link, out Outbox, opts SenderOptions) *Sender {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 500
+	}
+	if opts.BatchBytes <= 0 || opts.BatchBytes > maxBatchBytes {
+		opts.BatchBytes = maxBatchBytes
 	}
 	if opts.Window <= 0 {
 		opts.Window = 1
@@ -178,6 +188,7 @@ func (s *Sender) Run(ctx context.Context) error {
 				}
 			}
 			if len(evs) > 0 {
+				evs = cutBatch(evs, s.opts.BatchBytes)
 				fl, err := s.send(ctx, evs)
 				inflight = append(inflight, fl...)
 				if len(fl) > 0 {
@@ -240,7 +251,8 @@ func (s *Sender) send(ctx context.Context, evs []api.Event) ([]*flight, error) {
 	case errors.Is(err, ErrTooLarge):
 		// One event the fleet would never accept: drop it rather than
 		// block the outbox forever.
-		s.log.Error("dropping event too large to send", "seq", evs[0].Seq)
+		s.log.Error("dropping event too large to send", "seq", evs[0].Seq, "type", evs[0].Type,
+			"estimated_bytes", wireSize(&evs[0]), "max_payload", api.MaxPayload, "error", err)
 		s.link.metrics.dropped.WithLabelValues("too_large").Inc()
 		if err := s.out.Ack(ctx, api.SeqRange{From: evs[0].Seq, To: evs[0].Seq}); err != nil {
 			return nil, err
@@ -249,6 +261,46 @@ func (s *Sender) send(ctx context.Context, evs []api.Event) ([]*flight, error) {
 	}
 	return nil, err
 }
+
+// maxBatchBytes is the default and largest SenderOptions.BatchBytes: the
+// payload limit less room for the batch's envelope.
+const maxBatchBytes = api.MaxPayload - 4<<10
+
+// cutBatch returns the longest prefix of evs whose estimated JSON size is
+// within maxBytes, and at least the first event.
+func cutBatch(evs []api.Event, maxBytes int) []api.Event {
+	total := 0
+	for i := range evs {
+		total += wireSize(&evs[i])
+		if total > maxBytes && i > 0 {
+			return evs[:i]
+		}
+	}
+	return evs
+}
+
+// wireSize is an upper estimate of the JSON size of e inside a batch:
+// field names and numbers at their longest, strings with a margin for
+// escapes, snapshot bytes in base64.
+func wireSize(e *api.Event) int {
+	str := func(s string) int { return len(s) + len(s)/8 + 8 }
+	n := 260 + str(e.CameraID) + str(e.Model) + str(e.ModelVersion) + str(e.Label) + str(e.Type)
+	if t := e.Track; t != nil {
+		n += 120 + 36*len(t.Path)
+	}
+	if l := e.Line; l != nil {
+		n += 40 + str(l.Line) + str(l.Direction)
+	}
+	if z := e.Zone; z != nil {
+		n += 40 + str(z.Zone)
+	}
+	if sn := e.Snapshot; sn != nil {
+		n += 60 + base64Len(len(sn.Crop)) + base64Len(len(sn.Thumb))
+	}
+	return n
+}
+
+func base64Len(n int) int { return (n + 2) / 3 * 4 }
 
 // ack marks the seqs covered by ranges and returns how many were new.
 func (f *flight) ack(ranges []api.SeqRange) int {
