@@ -22,6 +22,13 @@ import (
 //	          "bytes"   -> uint64 bytes of record values stored
 //	events    time_us(8) | device | 0x00 | seq(8) -> record value (see encodeValue)
 //	seen      device -> the seqs ever stored, as uvarint pairs (from, to-from)
+//	analytics time_us(8) | device | 0x00 | seq(8) -> analytics event, JSON EventRecord
+//	analytics_seq  device | 0x00 | seq(8) -> time_us(8), to find an event by (device, seq)
+//	snapshots time_us(8) | device | 0x00 | seq(8) | part ('c' crop, 't' thumb) -> JPEG
+//	          meta "snap_bytes" -> uint64 bytes of JPEG stored
+//
+// The analytics buckets were added without a version change: a file
+// without them gets them at Open, and an older build ignores them.
 //
 // events orders records by capture time: new records land at its tail, so a
 // commit dirties few pages, and time-range scans and retention walk it in
@@ -36,6 +43,10 @@ var (
 	bucketMeta   = []byte("meta")
 	bucketEvents = []byte("events")
 	bucketSeen   = []byte("seen")
+	bucketEvA    = []byte("analytics")
+	bucketEvSeq  = []byte("analytics_seq")
+	bucketSnaps  = []byte("snapshots")
+	keySnapBytes = []byte("snap_bytes")
 
 	keyVersion = []byte("version")
 	keyCount   = []byte("count")
@@ -143,7 +154,7 @@ func (s *Bolt) init(tx *bolt.Tx) error {
 	case string(v) != schemaVersion:
 		return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
 	}
-	for _, b := range [][]byte{bucketEvents, bucketSeen} {
+	for _, b := range [][]byte{bucketEvents, bucketSeen, bucketEvA, bucketEvSeq, bucketSnaps} {
 		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 			return err
 		}
@@ -211,7 +222,13 @@ func (s *Bolt) Submit(ctx context.Context, device string, events []api.Event, do
 		keys: make([][]byte, len(events)), vals: make([][]byte, len(events))}
 	for i := range events {
 		e := &events[i]
-		r.keys[i], r.vals[i] = eventKey(position{time: timeKey(e.Time), device: device, seq: e.Seq}), encodeValue(e)
+		r.keys[i] = eventKey(position{time: timeKey(e.Time), device: device, seq: e.Seq})
+		if e.IsAnalytics() {
+			rec, _ := splitEvent(device, e)
+			r.vals[i] = encodeEvent(&rec)
+		} else {
+			r.vals[i] = encodeValue(e)
+		}
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -274,6 +291,7 @@ func (s *Bolt) commit(batch []*ingestReq) {
 		clear(touched)
 		meta, evs, seen := tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), tx.Bucket(bucketSeen)
 		evs.FillPercent = 0.9 // keys arrive mostly in time order: pack the pages
+		var ana int
 		for _, r := range batch {
 			r.res = Result{}
 			rs, ok := touched[r.device]
@@ -286,11 +304,18 @@ func (s *Bolt) commit(batch []*ingestReq) {
 					r.res.Duplicates++
 					continue
 				}
+				rs = rs.add(seq)
+				r.res.Stored++
+				if r.events[i].IsAnalytics() {
+					ana++
+					if err := putAnalytics(tx, r.device, &r.events[i], r.keys[i], r.vals[i]); err != nil {
+						return err
+					}
+					continue
+				}
 				if err := evs.Put(r.keys[i], r.vals[i]); err != nil {
 					return err
 				}
-				rs = rs.add(seq)
-				r.res.Stored++
 				nbytes += uint64(len(r.vals[i]))
 			}
 			touched[r.device] = rs
@@ -300,6 +325,7 @@ func (s *Bolt) commit(batch []*ingestReq) {
 		if stored == 0 {
 			return nil
 		}
+		stored -= uint64(ana) // records and bytes count detections
 		for d, rs := range touched {
 			if err := seen.Put([]byte(d), rs.encode()); err != nil {
 				return err
@@ -455,6 +481,9 @@ const retainChunk = 20000
 // Retain implements Store; see there.
 func (s *Bolt) Retain(ctx context.Context, now time.Time) (int, error) {
 	rt := s.opt.Retention
+	if err := s.retainEvents(ctx, now); err != nil {
+		return 0, fmt.Errorf("store: retain analytics: %w", err)
+	}
 	if rt.MaxAge <= 0 && rt.MaxEvents <= 0 && rt.MaxBytes <= 0 {
 		return 0, nil
 	}

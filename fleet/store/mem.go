@@ -20,6 +20,14 @@ type Mem struct {
 	records map[string]map[uint64]Record // device -> seq -> record
 	seen    map[string]map[uint64]bool   // every (device, seq) ever stored
 	size    map[string]int               // device/seq key -> encoded size, for MaxBytes
+	events  map[string]map[uint64]EventRecord
+	snaps   map[snapKey][]byte
+}
+
+type snapKey struct {
+	device string
+	seq    uint64
+	part   string
 }
 
 var (
@@ -29,7 +37,8 @@ var (
 
 // NewMem returns an empty in-memory store with the given retention.
 func NewMem(ret Retention) *Mem {
-	return &Mem{ret: ret, records: map[string]map[uint64]Record{}, seen: map[string]map[uint64]bool{}, size: map[string]int{}}
+	return &Mem{ret: ret, records: map[string]map[uint64]Record{}, seen: map[string]map[uint64]bool{}, size: map[string]int{},
+		events: map[string]map[uint64]EventRecord{}, snaps: map[snapKey][]byte{}}
 }
 
 func sizeKey(device string, seq uint64) string { return fmt.Sprintf("%s\x00%d", device, seq) }
@@ -68,12 +77,16 @@ func (m *Mem) Ingest(ctx context.Context, device string, events []api.Event) (Re
 			res.Duplicates++
 			continue
 		}
+		seen[e.Seq] = true
+		res.Stored++
+		if e.IsAnalytics() {
+			m.addEvent(device, &e)
+			continue
+		}
 		r := Record{Device: device, Event: e}
 		b := encodeValue(&e)
 		dev[e.Seq] = r
-		seen[e.Seq] = true
 		m.size[sizeKey(device, e.Seq)] = len(b)
-		res.Stored++
 	}
 	return res, nil
 }
@@ -182,6 +195,7 @@ func (m *Mem) Retain(ctx context.Context, now time.Time) (int, error) {
 		delete(m.records[r.Device], r.Seq)
 		n++
 	}
+	m.retainEvents(now)
 	return n, nil
 }
 
@@ -191,4 +205,126 @@ func (m *Mem) Close() error {
 	m.closed = true
 	m.mu.Unlock()
 	return nil
+}
+
+func (m *Mem) addEvent(device string, e *api.Event) {
+	r, parts := splitEvent(device, e)
+	if m.events[device] == nil {
+		m.events[device] = map[uint64]EventRecord{}
+	}
+	m.events[device][e.Seq] = r
+	for _, p := range parts {
+		m.snaps[snapKey{device, e.Seq, p.part}] = p.jpeg
+	}
+}
+
+// sortedEvents returns the events matching q, newest first, under mu.
+func (m *Mem) sortedEvents(match func(*EventRecord) bool) []EventRecord {
+	var out []EventRecord
+	for _, dev := range m.events {
+		for _, r := range dev {
+			if match(&r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b EventRecord) int {
+		pa, pb := a.pos(), b.pos()
+		switch {
+		case pa.less(pb):
+			return 1
+		case pb.less(pa):
+			return -1
+		}
+		return 0
+	})
+	return out
+}
+
+// QueryEvents implements Store.
+func (m *Mem) QueryEvents(ctx context.Context, q EventQuery) (EventPage, error) {
+	cur, err := cursorPos(q.Cursor)
+	if err != nil {
+		return EventPage{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return EventPage{}, ErrClosed
+	}
+	page := EventPage{Events: []EventRecord{}}
+	for _, r := range m.sortedEvents(q.match) {
+		if cur != nil && !r.pos().less(*cur) {
+			continue
+		}
+		_, r.Crop = m.snaps[snapKey{r.Device, r.Seq, PartCrop}]
+		_, r.Thumb = m.snaps[snapKey{r.Device, r.Seq, PartThumb}]
+		page.Events = append(page.Events, r)
+		if len(page.Events) >= q.limit() {
+			page.Next = encodeCursor(r.pos())
+			break
+		}
+	}
+	return page, nil
+}
+
+// CountLines implements Store.
+func (m *Mem) CountLines(ctx context.Context, q CountQuery, width time.Duration) ([]LineCount, error) {
+	from, to, w, err := lineRange(q, width)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	c := &lineCounter{from: from, w: w, counts: map[LineCount]int{}}
+	for _, r := range m.sortedEvents(func(r *EventRecord) bool { return q.match(r, q.From.UnixMicro(), to) }) {
+		c.add(&r)
+	}
+	return c.rows(), nil
+}
+
+// EventSnapshot implements Store.
+func (m *Mem) EventSnapshot(ctx context.Context, device string, seq uint64, part string) ([]byte, error) {
+	if err := checkPart(part); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	b, ok := m.snaps[snapKey{device, seq, part}]
+	if !ok {
+		return nil, fmt.Errorf("%w: snapshot %s of %s/%d", ErrNotFound, part, device, seq)
+	}
+	return b, nil
+}
+
+// retainEvents expires analytics events and snapshots, under mu.
+func (m *Mem) retainEvents(now time.Time) {
+	all := m.sortedEvents(func(*EventRecord) bool { return true })
+	slices.Reverse(all) // oldest first
+	var size int64
+	for _, b := range m.snaps {
+		size += int64(len(b))
+	}
+	for _, r := range all {
+		if m.ret.MaxAge > 0 && r.Time < now.Add(-m.ret.MaxAge).UnixMicro() {
+			delete(m.events[r.Device], r.Seq)
+		}
+		old := m.ret.SnapshotMaxAge > 0 && r.Time < now.Add(-m.ret.SnapshotMaxAge).UnixMicro()
+		over := m.ret.SnapshotMaxBytes > 0 && size > m.ret.SnapshotMaxBytes
+		_, stillThere := m.events[r.Device][r.Seq]
+		if !old && !over && stillThere {
+			continue
+		}
+		for _, part := range []string{PartCrop, PartThumb} {
+			k := snapKey{r.Device, r.Seq, part}
+			size -= int64(len(m.snaps[k]))
+			delete(m.snaps, k)
+		}
+	}
 }

@@ -239,14 +239,24 @@ func (c *columns) add(r *ingestReq, e *api.Event) {
 func (s *Postgres) commit(batch []*ingestReq) {
 	start := time.Now()
 	c := &columns{owner: map[devSeq]*ingestReq{}}
+	ev := &eventColumns{}
 	for _, r := range batch {
 		for i := range r.events {
-			c.add(r, &r.events[i])
+			e := &r.events[i]
+			if !e.IsAnalytics() {
+				c.add(r, e)
+			} else if k := (devSeq{r.device, e.Seq}); c.owner[k] == nil {
+				c.owner[k] = r
+				ev.add(r.device, e)
+			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommitTimeout)
 	defer cancel()
 	newKeys, err := s.insert(ctx, c)
+	if err == nil {
+		err = s.insertEvents(ctx, ev, newKeys)
+	}
 	var stored, dups, nbytes uint64
 	for _, r := range batch {
 		if err != nil {
@@ -258,7 +268,9 @@ func (s *Postgres) commit(batch []*ingestReq) {
 			k := devSeq{r.device, r.events[i].Seq}
 			if c.owner[k] == r && newKeys[k] {
 				res.Stored++
-				nbytes += uint64(len(encodeValue(&r.events[i])))
+				if !r.events[i].IsAnalytics() {
+					nbytes += uint64(len(encodeValue(&r.events[i])))
+				}
 				delete(newKeys, k) // a repeated seq within one call is a duplicate
 			} else {
 				res.Duplicates++

@@ -129,6 +129,9 @@ func (s *Postgres) Retain(ctx context.Context, now time.Time) (int, error) {
 	if err := s.parts.ensure(ctx, s.pool, s.log, aheadDays(now), now); err != nil {
 		return 0, err
 	}
+	if err := s.retainEvents(ctx, now); err != nil {
+		return 0, fmt.Errorf("store: retain analytics: %w", err)
+	}
 	rt := s.opt.Retention
 	total := 0
 	if rt.MaxAge > 0 {

@@ -42,8 +42,21 @@ type Store interface {
 	Query(ctx context.Context, q Query) (Page, error)
 	// Count counts matching records per time bucket of the given width.
 	Count(ctx context.Context, q Query, width time.Duration) ([]Bucket, error)
-	// Retain deletes records beyond the retention policy and reports how many.
+	// Retain deletes records beyond the retention policy and reports how
+	// many; it also expires analytics events (MaxAge) and their snapshots
+	// (SnapshotMaxAge, SnapshotMaxBytes), which it does not count.
 	Retain(ctx context.Context, now time.Time) (int, error)
+	// QueryEvents returns analytics events (analytics.go), newest first,
+	// one page at a time. Ingest stores the events whose Type is not
+	// api.TypeDetection apart from detections: Query and Count never see
+	// them, and QueryEvents never sees detections.
+	QueryEvents(ctx context.Context, q EventQuery) (EventPage, error)
+	// CountLines counts line_cross events per bucket of width, line,
+	// direction and label.
+	CountLines(ctx context.Context, q CountQuery, width time.Duration) ([]LineCount, error)
+	// EventSnapshot returns one part (PartCrop or PartThumb) of an analytics
+	// event's snapshot, or an error wrapping ErrNotFound.
+	EventSnapshot(ctx context.Context, device string, seq uint64, part string) ([]byte, error)
 	// Close releases the store; it is safe to call twice.
 	Close() error
 }
@@ -105,6 +118,11 @@ type Retention struct {
 	MaxAge    time.Duration // drop records captured longer ago than this
 	MaxEvents int64         // keep at most this many records, dropping the oldest
 	MaxBytes  int64         // keep at most about this many bytes of records
+	// SnapshotMaxAge and SnapshotMaxBytes bound the snapshots of analytics
+	// events (by the capture time of their event; bytes of JPEG). Analytics
+	// events themselves follow MaxAge.
+	SnapshotMaxAge   time.Duration
+	SnapshotMaxBytes int64
 }
 
 // MaxBuckets caps how many buckets Count returns.
