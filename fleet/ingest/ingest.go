@@ -342,10 +342,16 @@ func (in *Ingest) ack(s stored) {
 		if in.opt.OnStored != nil {
 			recs := make([]store.Record, 0, len(b.Events))
 			for _, e := range b.Events {
-				recs = append(recs, store.Record{Device: b.DeviceID, Event: e})
+				// The live feed carries detections only: analytics events
+				// (with their snapshots) are read through /api/v1/events.
+				if !e.IsAnalytics() {
+					recs = append(recs, store.Record{Device: b.DeviceID, Event: e})
+				}
 			}
 			// A batch mixing new and resent events is fed whole; the feed is best effort.
-			in.opt.OnStored(recs)
+			if len(recs) > 0 {
+				in.opt.OnStored(recs)
+			}
 		}
 	}
 	payload, _ := json.Marshal(&api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)})

@@ -93,6 +93,10 @@ func TestMalformed(t *testing.T) {
 		{"ack from device", api.AcksTopic("d1"), `{}`, ReasonUnexpected},
 		{"job id mismatch", api.JobTopic("d1", "j1"), `{"device_id":"d1","job_id":"j2","state":"queued"}`, ReasonJobMismatch},
 		{"bad job state", api.JobTopic("d1", "j1"), `{"device_id":"d1","job_id":"j1","state":"dancing"}`, ReasonInvalid},
+		{"unknown event type", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":1,"camera_id":"c","type":"teleport","v":1}]}`, ReasonInvalid},
+		{"analytics version too new", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":1,"camera_id":"c","type":"track_end","v":99,"track":{"id":1,"first_us":1,"last_us":2,"frames":2}}]}`, ReasonInvalid},
+		{"line cross without line", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":1,"camera_id":"c","type":"line_cross","v":1}]}`, ReasonInvalid},
+		{"unknown analytics field", api.DetectionsTopic("d1"), `{"device_id":"d1","events":[{"seq":1,"camera_id":"c","type":"zone_enter","v":1,"zone":{"zone":"z","evil":1}}]}`, ReasonUnknownField},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
