@@ -15,6 +15,7 @@ import (
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/operator"
+	"edgefleet/fleet/store"
 )
 
 // Config is fleetd's YAML configuration. Unknown keys are an error.
@@ -141,6 +142,11 @@ type Retention struct {
 	MaxEvents int64         `yaml:"max_events"` // 0: no bound
 	MaxBytes  int64         `yaml:"max_bytes"`  // 0: no bound
 	Every     time.Duration `yaml:"every"`      // default 1m
+	// SnapshotMaxAge and SnapshotMaxBytes bound the JPEG snapshots of
+	// analytics events, kept apart from the events (which follow max_age):
+	// default 168h (7 days) and 10 GiB; "0s" or 0 explicitly: no bound.
+	SnapshotMaxAge   time.Duration `yaml:"snapshot_max_age"`
+	SnapshotMaxBytes int64         `yaml:"snapshot_max_bytes"`
 }
 
 // Health sets the registry's health thresholds; zero means the registry default.
@@ -168,6 +174,7 @@ func LoadConfig(path string) (*Config, error) {
 func ParseConfig(r io.Reader) (*Config, error) {
 	c := &Config{}
 	c.Retention.MaxAge = -1 // "unset", to tell it from an explicit 0s
+	c.Retention.SnapshotMaxAge, c.Retention.SnapshotMaxBytes = -1, -1
 	if _, err := yamlconf.Read(r, c); err != nil && !errors.Is(err, yamlconf.ErrEmpty) {
 		return nil, err
 	}
@@ -208,6 +215,12 @@ func (c *Config) defaults() {
 	}
 	if c.Retention.Every == 0 {
 		c.Retention.Every = time.Minute
+	}
+	if c.Retention.SnapshotMaxAge == -1 {
+		c.Retention.SnapshotMaxAge = store.DefaultSnapshotMaxAge
+	}
+	if c.Retention.SnapshotMaxBytes == -1 {
+		c.Retention.SnapshotMaxBytes = store.DefaultSnapshotMaxBytes
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
@@ -355,6 +368,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Retention.MaxAge < 0 || c.Retention.MaxEvents < 0 || c.Retention.MaxBytes < 0 {
 		bad("retention", "bounds must not be negative")
+	}
+	if c.Retention.SnapshotMaxAge < 0 {
+		bad("retention.snapshot_max_age", "%v is negative", c.Retention.SnapshotMaxAge)
+	}
+	if c.Retention.SnapshotMaxBytes < 0 {
+		bad("retention.snapshot_max_bytes", "%d is negative", c.Retention.SnapshotMaxBytes)
 	}
 	if c.Retention.Every < time.Second {
 		bad("retention.every", "%v is below 1s", c.Retention.Every)

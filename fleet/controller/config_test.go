@@ -73,8 +73,15 @@ func TestParseConfig(t *testing.T) {
 		})
 	}
 	c, err := ParseConfig(strings.NewReader(minimal + "retention:\n  max_age: 0s\n"))
-	if err != nil || c.Retention.MaxAge != 0 {
-		t.Fatalf("explicit 0s max_age: %v, %v", c.Retention.MaxAge, err)
+	if err != nil || c.Retention.MaxAge != 0 || c.Retention.SnapshotMaxAge != 7*24*time.Hour || c.Retention.SnapshotMaxBytes != 10<<30 {
+		t.Fatalf("explicit 0s max_age: %v, snapshot defaults %v %v, %v", c.Retention.MaxAge, c.Retention.SnapshotMaxAge, c.Retention.SnapshotMaxBytes, err)
+	}
+	c, err = ParseConfig(strings.NewReader(minimal + "retention:\n  snapshot_max_age: 24h\n  snapshot_max_bytes: 0\n"))
+	if err != nil || c.Retention.SnapshotMaxAge != 24*time.Hour || c.Retention.SnapshotMaxBytes != 0 {
+		t.Fatalf("snapshot retention: %+v, %v", c.Retention, err)
+	}
+	if _, err := ParseConfig(strings.NewReader(minimal + "retention:\n  snapshot_max_bytes: -5\n")); err == nil || !strings.Contains(err.Error(), "retention.snapshot_max_bytes") {
+		t.Fatalf("negative snapshot_max_bytes: %v", err)
 	}
 }
 

@@ -129,7 +129,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 // PostgreSQL with database.url, else in bbolt files in data_dir.
 func (c *Controller) openState(ctx context.Context) error {
 	cfg := c.cfg
-	ret := store.Retention{MaxAge: cfg.Retention.MaxAge, MaxEvents: cfg.Retention.MaxEvents, MaxBytes: cfg.Retention.MaxBytes}
+	ret := store.Retention{MaxAge: cfg.Retention.MaxAge, MaxEvents: cfg.Retention.MaxEvents, MaxBytes: cfg.Retention.MaxBytes,
+		SnapshotMaxAge: cfg.Retention.SnapshotMaxAge, SnapshotMaxBytes: cfg.Retention.SnapshotMaxBytes}
 	ropt := registry.Options{StaleAfter: cfg.Health.StaleAfter, MaxDropRate: cfg.Health.MaxDropRate,
 		MaxSpoolDepth: cfg.Health.MaxSpoolDepth, MaxSpoolAge: cfg.Health.MaxSpoolAge}
 	var stats func() store.Stats
