@@ -71,6 +71,9 @@ var routeAccess = map[string]access{
 	"GET /api/v1/detections/export":                      {role: operator.Viewer},
 	"GET /api/v1/detections/stream":                      {role: operator.Viewer, ticket: true},
 	"POST /api/v1/live/ticket":                           {role: operator.Viewer},
+	"GET /api/v1/events":                                 {role: operator.Viewer}, // events.go
+	"GET /api/v1/events/{device}/{seq}/snapshot":         {role: operator.Viewer},
+	"GET /api/v1/counts":                                 {role: operator.Viewer},
 	"GET /api/v1/models":                                 {role: operator.Viewer},
 	"GET /api/v1/models/{name}/{version}":                {role: operator.Viewer},
 	"POST /api/v1/models":                                {role: operator.Operator, action: "model.push", target: pushTarget},

@@ -16,6 +16,14 @@ type Detections interface {
 	Count(ctx context.Context, q store.Query, width time.Duration) ([]store.Bucket, error)
 }
 
+// Events is what the analytics routes (events.go) read of the store
+// (store.Store satisfies it).
+type Events interface {
+	QueryEvents(ctx context.Context, q store.EventQuery) (store.EventPage, error)
+	CountLines(ctx context.Context, q store.CountQuery, width time.Duration) ([]store.LineCount, error)
+	EventSnapshot(ctx context.Context, device string, seq uint64, part string) ([]byte, error)
+}
+
 // Devices is what the server reads of the device registry
 // (*registry.Registry satisfies it).
 type Devices interface {
@@ -40,6 +48,7 @@ type Rollouts interface {
 
 var (
 	_ Detections = store.Store(nil)
+	_ Events     = store.Store(nil)
 	_ Devices    = (*registry.Registry)(nil)
 	_ Rollouts   = (*rollout.Engine)(nil)
 )

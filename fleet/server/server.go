@@ -48,6 +48,9 @@ var consoleFS embed.FS
 type Options struct {
 	Store    Detections
 	Registry Devices
+	// Events serves the analytics routes (events.go); nil means Store when
+	// it implements Events, else those routes answer 503.
+	Events Events
 	// Operators authenticates operator tokens and keeps those the token
 	// routes make; nil means the fixed Tokens in front of an in-memory store.
 	Operators Operators
@@ -109,6 +112,9 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.MaxExport <= 0 {
 		opt.MaxExport = 1_000_000
+	}
+	if ev, ok := opt.Store.(Events); ok && opt.Events == nil {
+		opt.Events = ev
 	}
 	s := &Server{opt: opt, mux: http.NewServeMux(), hub: NewHub(), log: opt.Logger,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "code"}),
@@ -174,6 +180,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/detections/count", true, s.count)
 	s.handle("GET /api/v1/detections/export", true, s.export)
 	s.handle("GET /api/v1/detections/stream", true, s.stream)
+	s.eventRoutes() // events.go
 	s.otaRoutes()
 	s.identityRoutes()
 	s.mountExtra()
