@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 
 	"edgefleet/fleet/api"
 )
@@ -14,7 +15,12 @@ import (
 // 504 (offline, or no answer) or 502 (device error) is an *Error.
 func (c *Client) Snapshot(ctx context.Context, device, camera string) ([]byte, error) {
 	path := "/api/v1/devices/" + esc(device) + "/cameras/" + esc(camera) + "/snapshot"
-	resp, err := c.do(ctx, c.short, "GET", path, nil, "", nil)
+	return c.getJPEG(ctx, path, nil)
+}
+
+// getJPEG reads a JPEG answer of at most api.MaxPayload bytes.
+func (c *Client) getJPEG(ctx context.Context, path string, q url.Values) ([]byte, error) {
+	resp, err := c.do(ctx, c.short, "GET", path, q, "", nil)
 	if err != nil {
 		return nil, err
 	}
