@@ -22,8 +22,8 @@ func TestAnalyticsEvents(t *testing.T) {
 	in.opt.OnStored = func(recs []store.Record) { fed = append(fed, recs...) }
 	now := time.Now().UnixMicro()
 	cross := api.Event{Seq: 2, CameraID: "cam0", Time: now, Label: "person", Score: 0.8, Type: api.TypeLineCross, V: 1,
-		Track: &api.TrackInfo{ID: 7, FirstUs: now - 1e6, LastUs: now, Frames: 30},
-		Line:  &api.LineCross{Line: "door", Direction: api.DirectionIn},
+		Track:    &api.TrackInfo{ID: 7, FirstUs: now - 1e6, LastUs: now, Frames: 30},
+		Line:     &api.LineCross{Line: "door", Direction: api.DirectionIn},
 		Snapshot: &api.EventSnapshot{TimeUs: now, Crop: []byte{0xFF, 0xD8, 1}, Thumb: []byte{0xFF, 0xD8, 2}}}
 	b := api.DetectionBatch{DeviceID: "d1", Events: []api.Event{
 		{Seq: 1, CameraID: "cam0", Time: now, Label: "person", Score: 0.9}, cross}}
