@@ -1,7 +1,7 @@
 // Package migrate copies a single-box fleet, fleetd's bbolt files in its
 // data dir, into PostgreSQL, for `fleetd migrate --from DATA_DIR --to URL`:
 // the registry (devices, their detection counts, telemetry history), the
-// detections, the artifacts (with their signed manifests), the rollouts
+// detections, the analytics events with the snapshots still held, the artifacts (with their signed manifests), the rollouts
 // (jobs and history) and fleetd's signing keys (data_dir/ota/keys.db, or
 // the older data_dir/ota/keys/fleet.key; a fleet configured with
 // ota.signing_key keeps configuring it).
@@ -57,6 +57,9 @@ type Report struct {
 	Points         int   // telemetry history points inserted
 	Detections     int64 // detections inserted
 	Duplicates     int64 // detections already in the database
+	// Events and EventsDuplicates count analytics events inserted and
+	// already there; Snapshots the snapshot parts read and sent with them.
+	Events, EventsDuplicates, Snapshots int64
 	// Artifacts and Rollouts count what was inserted, the Skipped fields
 	// what the database had already.
 	Artifacts, ArtifactsSkipped int
@@ -69,8 +72,10 @@ type Report struct {
 
 func (r Report) String() string {
 	s := fmt.Sprintf("devices: %d copied, %d already there; telemetry points: %d; detections: %d copied, %d already there; "+
+		"analytics events: %d copied, %d already there (%d snapshots); "+
 		"artifacts: %d copied, %d already there; rollouts: %d copied, %d already there",
-		r.Devices, r.DevicesSkipped, r.Points, r.Detections, r.Duplicates, r.Artifacts, r.ArtifactsSkipped, r.Rollouts, r.RolloutsSkipped)
+		r.Devices, r.DevicesSkipped, r.Points, r.Detections, r.Duplicates, r.Events, r.EventsDuplicates, r.Snapshots,
+		r.Artifacts, r.ArtifactsSkipped, r.Rollouts, r.RolloutsSkipped)
 	switch {
 	case r.KeyCopied:
 		s += "; signing key " + r.KeyID + " copied"
@@ -102,7 +107,8 @@ func Run(ctx context.Context, dataDir string, pool *pgxpool.Pool, opt Options) (
 	if err := detectionsInto(ctx, filepath.Join(dataDir, "detections.db"), pool, opt, &rep); err != nil {
 		return rep, err
 	}
-	opt.Logger.Info("migrate: detections copied", "stored", rep.Detections, "duplicates", rep.Duplicates)
+	opt.Logger.Info("migrate: detections copied", "stored", rep.Detections, "duplicates", rep.Duplicates,
+		"analytics_events", rep.Events, "analytics_duplicates", rep.EventsDuplicates, "snapshots", rep.Snapshots)
 	if err := otaInto(ctx, filepath.Join(dataDir, "ota"), pool, &rep); err != nil {
 		return rep, err
 	}
@@ -278,6 +284,58 @@ func detectionsInto(ctx context.Context, path string, pool *pgxpool.Pool, opt Op
 			return err
 		}
 		if page.Next == "" || len(page.Records) == 0 {
+			break
+		}
+		q.Cursor = page.Next
+	}
+	return eventsInto(ctx, src, dst, opt, rep)
+}
+
+// eventsInto copies the analytics events of the bbolt store and the
+// snapshots it still holds, newest first, a page at a time.
+func eventsInto(ctx context.Context, src *store.Bolt, dst *store.Postgres, opt Options, rep *Report) error {
+	q := store.EventQuery{Limit: opt.PageSize}
+	for {
+		page, err := src.QueryEvents(ctx, q)
+		if err != nil {
+			return fmt.Errorf("migrate: read analytics events: %w", err)
+		}
+		byDev := map[string][]api.Event{}
+		for _, r := range page.Events {
+			e := r.Event
+			for _, part := range []string{store.PartCrop, store.PartThumb} {
+				if (part == store.PartCrop && !r.Crop) || (part == store.PartThumb && !r.Thumb) {
+					continue
+				}
+				jpeg, err := src.EventSnapshot(ctx, r.Device, r.Seq, part)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("migrate: read snapshot: %w", err)
+				}
+				if e.Snapshot == nil {
+					e.Snapshot = &api.EventSnapshot{}
+				}
+				if part == store.PartCrop {
+					e.Snapshot.Crop = jpeg
+				} else {
+					e.Snapshot.Thumb = jpeg
+				}
+				rep.Snapshots++
+			}
+			byDev[r.Device] = append(byDev[r.Device], e)
+		}
+		for dev, evs := range byDev {
+			slices.SortFunc(evs, func(a, b api.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+			res, err := dst.Ingest(ctx, dev, evs)
+			if err != nil {
+				return fmt.Errorf("migrate: write analytics events: %w", err)
+			}
+			rep.Events += int64(res.Stored)
+			rep.EventsDuplicates += int64(res.Duplicates)
+		}
+		if page.Next == "" || len(page.Events) == 0 {
 			return nil
 		}
 		q.Cursor = page.Next
