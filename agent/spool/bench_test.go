@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -101,4 +102,54 @@ func BenchmarkNextAck(b *testing.B) {
 		b.Fatalf("drained %d events, want %d", drained, perOp*b.N)
 	}
 	b.ReportMetric(float64(drained)/elapsed.Seconds(), "events/s")
+}
+
+// BenchmarkSpoolBytesPerHour is what an hour of a camera's output takes in
+// the spool (Stats.Bytes: records, keys and bbolt's element headers) while
+// the fleet is unreachable, for detections and for analytics events with
+// and without snapshots. It appends a sample of each kind and scales its
+// bytes per event by the stated rate; snapshot parts are random bytes of
+// the sizes of a typical crop (6 KiB) and thumbnail (12 KiB) JPEG, which
+// do not compress either.
+func BenchmarkSpoolBytesPerHour(b *testing.B) {
+	crop, thumb := make([]byte, 6<<10), make([]byte, 12<<10)
+	rand.Read(crop)
+	rand.Read(thumb)
+	withSnap := func(i int) api.Event {
+		e := analyticsEvent(i, 0)
+		e.Snapshot = &api.EventSnapshot{TimeUs: e.Time, Crop: crop, Thumb: thumb}
+		return e
+	}
+	for _, bc := range []struct {
+		name   string
+		perSec float64
+		make   func(i int) api.Event
+	}{
+		{"detections/30_per_s", 30, ev},
+		{"line_cross/no_snapshot/1_per_s", 1, func(i int) api.Event { return analyticsEvent(i, 0) }},
+		{"line_cross/snapshot_18KiB/1_per_s", 1, withSnap},
+		{"line_cross/snapshot_18KiB/6_per_min", 0.1, withSnap},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			const n = 2000
+			var perEvent float64
+			for range b.N {
+				s := open(b, filepath.Join(b.TempDir(), "spool.db"), Options{MaxBytes: 1 << 30})
+				batch := make([]api.Event, 100)
+				for i := 0; i < n; i += len(batch) {
+					for j := range batch {
+						batch[j] = bc.make(i + j)
+					}
+					if _, _, err := s.Append(ctx, batch...); err != nil {
+						b.Fatal(err)
+					}
+				}
+				perEvent = float64(s.Stats().Bytes) / n
+				s.Close()
+			}
+			b.ReportMetric(perEvent, "bytes/event")
+			b.ReportMetric(perEvent*bc.perSec*3600/1e6, "MB/hour")
+		})
+	}
 }
