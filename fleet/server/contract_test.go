@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/registry"
 	"edgefleet/fleet/rollout"
 	"edgefleet/fleet/store"
@@ -92,6 +93,14 @@ func TestContractJSON(t *testing.T) {
 	sameJSON(t, "fleet groups", gs, restGroups(gs))
 	p := filled[store.Page]()
 	sameJSON(t, "detections page", p, restPage(p))
+	ep := filled[store.EventPage]()
+	sameJSON(t, "events page", ep, restEventPage(ep))
+	lc := filled[[]store.LineCount]()
+	rows := make([]rest.CountRow, len(lc))
+	for i, c := range lc {
+		rows[i] = rest.CountRow{Start: c.Start, Line: c.Line, Direction: c.Direction, Label: c.Label, Count: c.Count}
+	}
+	sameJSON(t, "count rows", lc, rows)
 	ts := filled[[]manifest.Tensor]()
 	sameJSON(t, "tensors", ts, restTensors(ts))
 	s := filled[rollout.Summary]()

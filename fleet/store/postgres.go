@@ -43,6 +43,9 @@ type PostgresOptions struct {
 // position is at or before what retention has already dropped is counted
 // as a duplicate and not stored (Bolt stores it and drops it at the next
 // Retain); seqs are stored as bigint (a seq above 2^63 sorts negative).
+// Analytics events (analytics_events, event_snapshots) have no watermark:
+// one sent again after retention deleted it is stored again, where Bolt,
+// which remembers every seq it stored, counts it as a duplicate.
 type Postgres struct {
 	pool *pgxpool.Pool
 	opt  PostgresOptions
@@ -257,7 +260,7 @@ func (s *Postgres) commit(batch []*ingestReq) {
 	if err == nil {
 		err = s.insertEvents(ctx, ev, newKeys)
 	}
-	var stored, dups, nbytes uint64
+	var stored, dups, nbytes, detStored uint64
 	for _, r := range batch {
 		if err != nil {
 			r.done(Result{}, fmt.Errorf("store: ingest: %w", err))
@@ -269,6 +272,7 @@ func (s *Postgres) commit(batch []*ingestReq) {
 			if c.owner[k] == r && newKeys[k] {
 				res.Stored++
 				if !r.events[i].IsAnalytics() {
+					detStored++
 					nbytes += uint64(len(encodeValue(&r.events[i])))
 				}
 				delete(newKeys, k) // a repeated seq within one call is a duplicate
@@ -286,7 +290,7 @@ func (s *Postgres) commit(batch []*ingestReq) {
 		s.stored.Add(stored)
 		s.dups.Add(dups)
 		s.commitNanos.Add(uint64(time.Since(start)))
-		s.records.Add(stored)
+		s.records.Add(detStored) // records and bytes count detections, as detection_days does
 		s.recordsBytes.Add(nbytes)
 	}
 }
