@@ -29,6 +29,11 @@ type (
 	// corrupter: an error from Next with CorruptSeq names a record that can
 	// never be sent; the Sender acknowledges it (dropping it) and counts it.
 	corrupter interface{ CorruptSeq() uint64 }
+	// byteReader: NextBytes is Next bounded by the bytes it returns too, so
+	// that the sender reads about one batch of events with snapshots.
+	byteReader interface {
+		NextBytes(ctx context.Context, after uint64, max, maxBytes int) ([]api.Event, error)
+	}
 )
 
 // SenderOptions tune a Sender; zero values take the defaults.
@@ -167,7 +172,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			rewind("ack_timeout")
 		}
 		if len(inflight) < s.opts.Window {
-			evs, err := s.out.Next(ctx, after, s.opts.BatchSize)
+			evs, err := s.next(ctx, after)
 			if err != nil {
 				var c corrupter
 				if errors.As(err, &c) && len(evs) == 0 {
@@ -223,6 +228,14 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-poll.C:
 		}
 	}
+}
+
+// next reads the next batch's worth of events from the outbox.
+func (s *Sender) next(ctx context.Context, after uint64) ([]api.Event, error) {
+	if br, ok := s.out.(byteReader); ok {
+		return br.NextBytes(ctx, after, s.opts.BatchSize, s.opts.BatchBytes)
+	}
+	return s.out.Next(ctx, after, s.opts.BatchSize)
 }
 
 // send publishes evs as one batch, or several when its JSON is too large,

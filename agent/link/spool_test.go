@@ -13,9 +13,10 @@ import (
 // The agent's bbolt spool is an Outbox, with the optional Ready and
 // CorruptSeq extensions.
 var (
-	_ Outbox    = (*spool.Spool)(nil)
-	_ readier   = (*spool.Spool)(nil)
-	_ corrupter = (*spool.CorruptError)(nil)
+	_ Outbox     = (*spool.Spool)(nil)
+	_ readier    = (*spool.Spool)(nil)
+	_ corrupter  = (*spool.CorruptError)(nil)
+	_ byteReader = (*spool.Spool)(nil)
 )
 
 func openSpool(t testing.TB) *spool.Spool {

@@ -187,3 +187,33 @@ func TestByteCapWithSnapshots(t *testing.T) {
 		t.Fatalf("newest event = %d %q, want %d line_cross", last.Seq, last.Type, n)
 	}
 }
+
+// TestNextBytes: NextBytes stops before the records pass maxBytes, and
+// returns the first event whatever its size.
+func TestNextBytes(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "spool.db"), Options{})
+	evs := []api.Event{analyticsEvent(1, 10000), ev(2), ev(3), analyticsEvent(4, 10000), analyticsEvent(5, 10000)}
+	if _, _, err := s.Append(ctx, evs...); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		after    uint64
+		maxBytes int
+		want     int
+	}{
+		{0, 0, 5},       // no bound
+		{0, 100, 1},     // the first alone, whatever its size
+		{0, 20300, 3},   // 20 KB of snapshot and two detections
+		{0, 41000, 4},   // two snapshot events fit
+		{1, 20300, 3},   // detections, then one snapshot event
+		{5, 1 << 20, 0}, // nothing after the last
+		{0, 1 << 20, 5}, // all
+	}
+	for _, tt := range tests {
+		got, err := s.NextBytes(ctx, tt.after, 100, tt.maxBytes)
+		if err != nil || len(got) != tt.want {
+			t.Errorf("NextBytes(after %d, %d bytes) = %d events, %v; want %d", tt.after, tt.maxBytes, len(got), err, tt.want)
+		}
+	}
+}

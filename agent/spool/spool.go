@@ -409,6 +409,15 @@ func (s *Spool) do(ctx context.Context, r *request) error {
 // Next returns the events before it and a *CorruptError (wrapping ErrCorrupt)
 // naming its seq; acknowledging that seq removes it.
 func (s *Spool) Next(ctx context.Context, after uint64, max int) ([]api.Event, error) {
+	return s.NextBytes(ctx, after, max, 0)
+}
+
+// NextBytes is Next that also stops before the records it returns pass
+// maxBytes in all (their stored size, snapshot bytes included; 0: no
+// bound); the first event comes whatever its size. The link's sender reads
+// with it so that a backlog of events with snapshots is not read hundreds
+// at a time for a batch that holds a few.
+func (s *Spool) NextBytes(ctx context.Context, after uint64, max, maxBytes int) ([]api.Event, error) {
 	if max <= 0 {
 		return nil, fmt.Errorf("spool: next: max %d is not positive", max)
 	}
@@ -428,8 +437,12 @@ func (s *Spool) Next(ctx context.Context, after uint64, max int) ([]api.Event, e
 		return s.db.View(func(tx *bolt.Tx) error {
 			out = make([]api.Event, 0, min(uint64(max), s.Stats().Depth))
 			in := interner{}
+			size := 0
 			c := tx.Bucket(bucketEvents).Cursor()
 			for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < max; k, v = c.Next() {
+				if size += len(v); maxBytes > 0 && size > maxBytes && len(out) > 0 {
+					break
+				}
 				seq, ok := keySeq(k)
 				if !ok {
 					return &CorruptError{Seq: after + 1, Reason: fmt.Sprintf("key of %d bytes after it", len(k))}
