@@ -111,26 +111,19 @@ type producer struct {
 	mu   sync.Mutex
 	last uint64
 	done chan struct{}
-	log  *lockedLog
-}
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
 }
 
 func startProducer(t *testing.T, spoolPath, url, device, mode string) *producer {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAnalyticsProducerProcess$", "-test.v=false")
 	cmd.Env = append(os.Environ(), producerEnv+"="+strings.Join([]string{spoolPath, url, device, mode}, "|"))
-	p := &producer{cmd: cmd, done: make(chan struct{}), log: &lockedLog{}}
-	cmd.Stderr = p.log
+	p := &producer{cmd: cmd, done: make(chan struct{})}
+	logf, err := os.CreateTemp(t.TempDir(), "producer-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the process has its own descriptor
+	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -154,10 +147,8 @@ func startProducer(t *testing.T, spoolPath, url, device, mode string) *producer 
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-p.done
-		if t.Failed() {
-			p.log.mu.Lock()
-			t.Logf("producer log:\n%s", tail(p.log.b.String(), 3000))
-			p.log.mu.Unlock()
+		if b, _ := os.ReadFile(logf.Name()); t.Failed() {
+			t.Logf("producer log:\n%s", tail(string(b), 3000))
 		}
 	})
 	return p

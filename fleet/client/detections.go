@@ -47,11 +47,15 @@ func (c *Client) CountDetections(ctx context.Context, dq rest.DetectionQuery, bu
 // Export streams the detections matching dq as CSV (rest.CSVHeader first).
 // Only ctx bounds it; the caller closes the reader.
 func (c *Client) Export(ctx context.Context, dq rest.DetectionQuery) (io.ReadCloser, error) {
-	q := detectionValues(dq)
+	return c.csvStream(ctx, rest.Prefix+"/detections/export", detectionValues(dq))
+}
+
+// csvStream GETs path with q (less limit and cursor) as CSV and returns the body.
+func (c *Client) csvStream(ctx context.Context, path string, q url.Values) (io.ReadCloser, error) {
 	q.Del("limit")
 	q.Del("cursor")
 	q.Set("format", "csv")
-	resp, err := c.do(ctx, c.long, http.MethodGet, rest.Prefix+"/detections/export", q, "", nil)
+	resp, err := c.do(ctx, c.long, http.MethodGet, path, q, "", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"io"
-	"net/http"
 	"net/url"
 	"strconv"
 
@@ -21,15 +20,7 @@ func (c *Client) Events(ctx context.Context, q rest.EventQuery) (rest.EventPage,
 // ExportEvents streams the analytics events matching q as CSV
 // (rest.EventCSVHeader first). Only ctx bounds it; the caller closes the reader.
 func (c *Client) ExportEvents(ctx context.Context, q rest.EventQuery) (io.ReadCloser, error) {
-	v := q.Values()
-	v.Del("limit")
-	v.Del("cursor")
-	v.Set("format", "csv")
-	resp, err := c.do(ctx, c.long, http.MethodGet, rest.Prefix+"/events", v, "", nil)
-	if err != nil {
-		return nil, err
-	}
-	return resp.Body, nil
+	return c.csvStream(ctx, rest.Prefix+"/events", q.Values())
 }
 
 // Counts returns line crossings per bucket, line, direction and label

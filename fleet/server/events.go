@@ -60,6 +60,20 @@ func checkFormat(r *http.Request) (csvOut bool, err error) {
 	}
 }
 
+// eventsPreamble checks that events are stored and reads format=; false
+// means it has answered.
+func (s *Server) eventsPreamble(w http.ResponseWriter, r *http.Request) (csvOut, ok bool) {
+	if !s.eventsStore(w) {
+		return false, false
+	}
+	csvOut, err := checkFormat(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "%v", err)
+		return false, false
+	}
+	return csvOut, true
+}
+
 func (s *Server) eventsStore(w http.ResponseWriter) bool {
 	if s.opt.Events == nil {
 		writeError(w, http.StatusServiceUnavailable, "this fleetd does not store analytics events")
@@ -69,12 +83,8 @@ func (s *Server) eventsStore(w http.ResponseWriter) bool {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	if !s.eventsStore(w) {
-		return
-	}
-	csvOut, err := checkFormat(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
+	csvOut, ok := s.eventsPreamble(w, r)
+	if !ok {
 		return
 	}
 	q, err := parseEventQuery(r)
@@ -187,12 +197,8 @@ func (s *Server) eventSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) counts(w http.ResponseWriter, r *http.Request) {
-	if !s.eventsStore(w) {
-		return
-	}
-	csvOut, err := checkFormat(r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "%v", err)
+	csvOut, ok := s.eventsPreamble(w, r)
+	if !ok {
 		return
 	}
 	dq, err := parseQuery(r)

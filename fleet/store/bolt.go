@@ -360,17 +360,13 @@ func (s *Bolt) commit(batch []*ingestReq) {
 // Query implements Store; see there. It walks events newest first and
 // filters the device by key, without decoding other devices' records.
 func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
-	var cur *position
-	if q.Cursor != "" {
-		p, err := decodeCursor(q.Cursor)
-		if err != nil {
-			return Page{}, err
-		}
-		cur = &p
+	cur, err := cursorPos(q.Cursor)
+	if err != nil {
+		return Page{}, err
 	}
 	limit := q.limit()
 	var page Page
-	err := s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		evs := tx.Bucket(bucketEvents)
 		add := func(k, v []byte) (bool, error) {
 			p, ok := parseEventKey(k)
@@ -384,46 +380,7 @@ func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
 			page.Records = append(page.Records, r)
 			return len(page.Records) >= limit, nil
 		}
-		n := 0
-		c := evs.Cursor()
-		var k, v []byte
-		switch {
-		case cur != nil:
-			ck := eventKey(*cur)
-			k, v = c.Seek(ck)
-			if k == nil || bytes.Compare(k, ck) >= 0 {
-				k, v = c.Prev()
-			}
-		case !q.To.IsZero():
-			k, _ = c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(q.To.UnixMicro())))
-			if k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
-		default:
-			k, v = c.Last()
-		}
-		from := uint64(0)
-		if !q.From.IsZero() {
-			from = timeKey(q.From.UnixMicro())
-		}
-		for ; k != nil; k, v = c.Prev() {
-			if n++; n%4096 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < from {
-				break
-			}
-			if q.Device != "" && !keyHasDevice(k, q.Device) {
-				continue
-			}
-			full, err := add(k, v)
-			if err != nil || full {
-				return err
-			}
-		}
-		return nil
+		return walkNewest(ctx, evs, cur, q.From, q.To, q.Device, add)
 	})
 	if err != nil {
 		return Page{}, fmt.Errorf("store: query: %w", err)
@@ -432,6 +389,49 @@ func (s *Bolt) Query(ctx context.Context, q Query) (Page, error) {
 		page.Next = encodeCursor(posOf(&page.Records[len(page.Records)-1]))
 	}
 	return page, nil
+}
+
+// walkNewest calls fn with the keys and values of b (keyed by eventKey)
+// newest first: from below the cursor position cur if set, else below to
+// if set, down to from; keys of devices other than device (if set) are
+// skipped without a call. fn returns true to stop.
+func walkNewest(ctx context.Context, b *bolt.Bucket, cur *position, from, to time.Time, device string, fn func(k, v []byte) (bool, error)) error {
+	c := b.Cursor()
+	var k, v []byte
+	switch {
+	case cur != nil:
+		ck := eventKey(*cur)
+		if k, v = c.Seek(ck); k == nil || bytes.Compare(k, ck) >= 0 {
+			k, v = c.Prev()
+		}
+	case !to.IsZero():
+		if k, _ = c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(to.UnixMicro()))); k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+	default:
+		k, v = c.Last()
+	}
+	lowest := uint64(0)
+	if !from.IsZero() {
+		lowest = timeKey(from.UnixMicro())
+	}
+	for n := 0; k != nil; k, v = c.Prev() {
+		if n++; n%4096 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < lowest {
+			return nil
+		}
+		if device != "" && !keyHasDevice(k, device) {
+			continue
+		}
+		if stop, err := fn(k, v); err != nil || stop {
+			return err
+		}
+	}
+	return nil
 }
 
 // Count implements Store; see there. From and To must be set.

@@ -60,52 +60,24 @@ func (s *Bolt) QueryEvents(ctx context.Context, q EventQuery) (EventPage, error)
 	page := EventPage{Events: []EventRecord{}}
 	limit := q.limit()
 	err = s.view(func(tx *bolt.Tx) error {
-		c, snaps := tx.Bucket(bucketEvA).Cursor(), tx.Bucket(bucketSnaps)
-		var k, v []byte
-		switch {
-		case cur != nil:
-			ck := eventKey(*cur)
-			if k, v = c.Seek(ck); k == nil || bytes.Compare(k, ck) >= 0 {
-				k, v = c.Prev()
-			}
-		case !q.To.IsZero():
-			if k, _ = c.Seek(binary.BigEndian.AppendUint64(nil, timeKey(q.To.UnixMicro()))); k == nil {
-				k, v = c.Last()
-			} else {
-				k, v = c.Prev()
-			}
-		default:
-			k, v = c.Last()
-		}
-		from := uint64(0)
-		if !q.From.IsZero() {
-			from = timeKey(q.From.UnixMicro())
-		}
-		for n := 0; k != nil; k, v = c.Prev() {
-			if n++; n%4096 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if len(k) >= 8 && binary.BigEndian.Uint64(k[:8]) < from {
-				break
-			}
-			if q.Device != "" && !keyHasDevice(k, q.Device) {
-				continue
-			}
+		snaps := tx.Bucket(bucketSnaps)
+		return walkNewest(ctx, tx.Bucket(bucketEvA), cur, q.From, q.To, q.Device, func(k, v []byte) (bool, error) {
 			r, err := decodeEvent(v)
 			if err != nil {
-				return fmt.Errorf("key %x: %w", k, err)
+				return false, fmt.Errorf("key %x: %w", k, err)
 			}
 			if !q.match(&r) {
-				continue
+				return false, nil
 			}
 			r.Crop = snaps.Get(snapKeyOf(k, PartCrop)) != nil
 			r.Thumb = snaps.Get(snapKeyOf(k, PartThumb)) != nil
-			if page.Events = append(page.Events, r); len(page.Events) >= limit {
+			page.Events = append(page.Events, r)
+			if len(page.Events) >= limit {
 				page.Next = encodeCursor(r.pos())
-				return nil
+				return true, nil
 			}
-		}
-		return nil
+			return false, nil
+		})
 	})
 	if err != nil {
 		return EventPage{}, fmt.Errorf("store: query events: %w", err)

@@ -104,16 +104,7 @@ func (m *Mem) sorted(q Query) []Record {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Record) int {
-		pa, pb := posOf(&a), posOf(&b)
-		switch {
-		case pa.less(pb):
-			return 1
-		case pb.less(pa):
-			return -1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Record) int { return newestFirst(posOf(&a), posOf(&b)) })
 	return out
 }
 
@@ -207,6 +198,17 @@ func (m *Mem) Close() error {
 	return nil
 }
 
+// newestFirst orders positions newest first, for sorting.
+func newestFirst(a, b position) int {
+	switch {
+	case a.less(b):
+		return 1
+	case b.less(a):
+		return -1
+	}
+	return 0
+}
+
 func (m *Mem) addEvent(device string, e *api.Event) {
 	r, parts := splitEvent(device, e)
 	if m.events[device] == nil {
@@ -228,16 +230,7 @@ func (m *Mem) sortedEvents(match func(*EventRecord) bool) []EventRecord {
 			}
 		}
 	}
-	slices.SortFunc(out, func(a, b EventRecord) int {
-		pa, pb := a.pos(), b.pos()
-		switch {
-		case pa.less(pb):
-			return 1
-		case pb.less(pa):
-			return -1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b EventRecord) int { return newestFirst(a.pos(), b.pos()) })
 	return out
 }
 

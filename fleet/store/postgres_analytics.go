@@ -76,14 +76,7 @@ func (s *Postgres) insertEvents(ctx context.Context, c *eventColumns, newKeys ma
 	if err != nil {
 		return fmt.Errorf("analytics events: %w", err)
 	}
-	var k devSeq
-	var seq int64
-	_, err = pgx.ForEachRow(rows, []any{&k.device, &seq}, func() error {
-		k.seq = uint64(seq)
-		newKeys[k] = true
-		return nil
-	})
-	if err != nil {
+	if err := scanKeys(rows, newKeys); err != nil {
 		return fmt.Errorf("analytics events: %w", err)
 	}
 	return nil
@@ -233,4 +226,17 @@ func (s *Postgres) retainEvents(ctx context.Context, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// scanKeys adds the (device, seq) rows to keys (Postgres.insert reads
+// its rows the same way; left as it is while its ingest is reworked).
+func scanKeys(rows pgx.Rows, keys map[devSeq]bool) error {
+	var k devSeq
+	var seq int64
+	_, err := pgx.ForEachRow(rows, []any{&k.device, &seq}, func() error {
+		k.seq = uint64(seq)
+		keys[k] = true
+		return nil
+	})
+	return err
 }
