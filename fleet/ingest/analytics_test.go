@@ -17,7 +17,7 @@ import (
 // stored (with their snapshots) before the ack, and kept off the live feed.
 func TestAnalyticsEvents(t *testing.T) {
 	fc := &fakeConn{}
-	in, st, _ := newIngest(t, fc)
+	in, st, reg := newIngest(t, fc)
 	var fed []store.Record
 	in.opt.OnStored = func(recs []store.Record) { fed = append(fed, recs...) }
 	now := time.Now().UnixMicro()
@@ -56,5 +56,8 @@ func TestAnalyticsEvents(t *testing.T) {
 	}
 	if len(fed) != 1 || fed[0].Seq != 1 {
 		t.Fatalf("live feed got %+v, want the detection only", fed)
+	}
+	if d, ok := reg.Get("d1"); !ok || d.Detections != 1 {
+		t.Fatalf("registry counts %+v (%v), want 1 detection", d.Detections, ok)
 	}
 }

@@ -338,20 +338,28 @@ func (in *Ingest) ack(s stored) {
 	in.events.WithLabelValues("stored").Add(float64(res.Stored))
 	in.events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
 	if res.Stored > 0 {
-		in.opt.Devices.RecordDetections(b.DeviceID, res.Stored)
-		if in.opt.OnStored != nil {
-			recs := make([]store.Record, 0, len(b.Events))
+		// The device's detection count and the live feed take detections
+		// only: analytics events (with their snapshots) are read through
+		// /api/v1/events. Of a batch with resent events, at most its
+		// detections are new ones.
+		dets := 0
+		for i := range b.Events {
+			if !b.Events[i].IsAnalytics() {
+				dets++
+			}
+		}
+		if n := min(res.Stored, dets); n > 0 {
+			in.opt.Devices.RecordDetections(b.DeviceID, n)
+		}
+		if in.opt.OnStored != nil && dets > 0 {
+			recs := make([]store.Record, 0, dets)
 			for _, e := range b.Events {
-				// The live feed carries detections only: analytics events
-				// (with their snapshots) are read through /api/v1/events.
 				if !e.IsAnalytics() {
 					recs = append(recs, store.Record{Device: b.DeviceID, Event: e})
 				}
 			}
 			// A batch mixing new and resent events is fed whole; the feed is best effort.
-			if len(recs) > 0 {
-				in.opt.OnStored(recs)
-			}
+			in.opt.OnStored(recs)
 		}
 	}
 	payload, _ := json.Marshal(&api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)})
