@@ -215,13 +215,21 @@ func maxStoredSeq(t *testing.T, f *controllertest.Fleetd, device string) uint64 
 // fleetd's embedded broker into its store while the broker connection
 // drops and the process is killed with SIGKILL three times; at the end
 // (the last run drains the spool) every event and every snapshot is stored
-// in fleetd exactly once, byte for byte.
+// in fleetd exactly once, byte for byte: with fleetd's bbolt store, and on
+// PostgreSQL.
 func TestAnalyticsExactlyOnceIntoFleetd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run with fleetd and a device process")
 	}
+	t.Run("bolt", func(t *testing.T) { analyticsIntoFleetd(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		analyticsIntoFleetd(t, fmt.Sprintf("database: {url: %q}\n", testutil.Postgres(t)))
+	})
+}
+
+func analyticsIntoFleetd(t *testing.T, extra string) {
 	const device = "box-ana"
-	f := controllertest.Start(t, "devices: [{id: "+device+", password: pw}]\n")
+	f := controllertest.Start(t, "devices: [{id: "+device+", password: pw}]\n"+extra)
 	px := startProxy(t, f.MQTT)
 	url := "tcp://" + px.addr()
 	spoolPath := filepath.Join(t.TempDir(), "spool.db")
