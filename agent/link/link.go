@@ -4,7 +4,8 @@
 // will, reconnects with exponential backoff and jitter, publishes detection
 // batches at QoS 1 waiting for the broker's PUBACK, and hands the fleet's
 // acks and commands to the agent. Sender drains an Outbox (the spool)
-// through a Link, at least once, resuming where the fleet's acks left off.
+// through a Link, at least once, resuming where the fleet's acks left off,
+// in batches bounded by count and by bytes (events may carry snapshots).
 package link
 
 import (

@@ -1,11 +1,14 @@
 // Package spool is the agent's durable outbox for detection events: a bbolt
-// file that every detection passes through on its way to the fleet.
+// file that every detection passes through on its way to the fleet, and
+// every analytics event (track ends, line crossings, zone events, with
+// their snapshot JPEGs), which share the seq stream and the byte budget.
 //
 // Append gives each event its seq (per device, monotonic, never reused, also
 // across restarts) and returns only once the events are fsync'd; concurrent
 // Appends share one bbolt transaction (group commit by one committer
-// goroutine). The link to the fleet reads batches in seq order with Next and
-// deletes what the fleet has stored with Ack; nothing else removes events
+// goroutine). The link to the fleet reads batches in seq order with Next
+// (NextBytes: bounded by bytes too) and deletes what the fleet has stored
+// with Ack; nothing else removes events
 // except the bounds: the spool keeps within Options.MaxBytes on disk and
 // Options.MaxAge, dropping the oldest events first and counting them (Stats,
 // metrics). Append never fails because the spool is full: on a full file or
