@@ -1,4 +1,6 @@
-// Package store keeps the detections that devices send to the fleet.
+// Package store keeps the detections that devices send to the fleet, and
+// the analytics events (with their snapshots) that travel with them
+// (analytics.go).
 //
 // A Store is idempotent on (device, seq): ingesting the same event twice
 // stores it once, so devices can resend anything that was not acknowledged.
