@@ -87,15 +87,12 @@ func TestAnalyticsProducerProcess(t *testing.T) {
 	}
 	go l.Run(ctx)
 	go NewSender(l, sp, SenderOptions{AckTimeout: 2 * time.Second, Poll: 10 * time.Millisecond}).Run(ctx)
+	if f[3] == "drain" {
+		testutil.WaitFor(t, "spool drained", time.Minute, func() bool { return sp.Stats().Depth == 0 })
+		fmt.Println("drained")
+		return
+	}
 	for i := 0; ; i++ {
-		if f[3] == "drain" {
-			if sp.Stats().Depth == 0 {
-				fmt.Println("drained")
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // polling the other goroutines' progress
-			continue
-		}
 		_, last, err := sp.Append(ctx, producerEvent(i))
 		if err != nil {
 			t.Fatal(err)
