@@ -140,6 +140,8 @@ func FuzzHandle(f *testing.F) {
 	f.Add("edgefleet/v1/d1/telemetry", `{"device_id":"d1","cameras":[{"id":"c","up":true,"fps":3}]}`)
 	f.Add("edgefleet/v1/d1/state", `{"device_id":"d1","online":true,"labels":{"site":"a"}}`)
 	f.Add("edgefleet/v1/d1/jobs/j1", `{"device_id":"d1","job_id":"j1","state":"queued"}`)
+	f.Add("edgefleet/v1/d1/detections", `{"device_id":"d1","events":[{"seq":3,"camera_id":"c","type":"line_cross","v":1,`+
+		`"line":{"line":"door","direction":"in"},"track":{"id":1,"first_us":1,"last_us":2,"frames":2,"path":[[0.1,0.2]]},"snapshot":{"crop":"/9g=","time_us":2}}]}`)
 	fc := &fakeConn{}
 	in, _, _ := newIngest(f, fc)
 	f.Fuzz(func(t *testing.T, topic, payload string) {

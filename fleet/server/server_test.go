@@ -214,9 +214,12 @@ func TestStream(t *testing.T) {
 func FuzzParseQuery(f *testing.F) {
 	f.Add("device=a&from=-1h&to=2026-01-02T03:04:05Z&limit=5&cursor=abc")
 	f.Add("from=123456&label=x")
+	f.Add("type=line_cross&line=door&zone=bay&format=csv")
 	f.Fuzz(func(t *testing.T, raw string) {
 		r := httptest.NewRequest("GET", "/x", nil)
 		r.URL.RawQuery = raw
 		parseQuery(r)
+		parseEventQuery(r)
+		checkFormat(r)
 	})
 }
