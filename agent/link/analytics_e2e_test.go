@@ -86,7 +86,7 @@ func TestAnalyticsProducerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	go l.Run(ctx)
-	go NewSender(l, sp, SenderOptions{AckTimeout: 2 * time.Second, Poll: 10 * time.Millisecond}).Run(ctx)
+	go NewSender(l, sp, SenderOptions{AckTimeout: 10 * time.Second, Poll: 10 * time.Millisecond}).Run(ctx)
 	if f[3] == "drain" {
 		testutil.WaitFor(t, "spool drained", time.Minute, func() bool { return sp.Stats().Depth == 0 })
 		fmt.Println("drained")
