@@ -137,30 +137,39 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	defer body.Close()
-	dst := w
+	rows, err := writeCSV(body, w, *out)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	if *out != "" {
-		f, err := os.Create(*out)
+		fmt.Fprintf(os.Stderr, "wrote %d detections to %s\n", rows, *out)
+	}
+	return nil
+}
+
+// writeCSV copies a CSV answer to w, or to the file out when set, and
+// returns its rows after the header. It parses the CSV on the way
+// through, so a cut-off transfer is an error.
+func writeCSV(body io.Reader, w io.Writer, out string) (int, error) {
+	dst := w
+	if out != "" {
+		f, err := os.Create(out)
 		if err != nil {
-			return fmt.Errorf("export: %w", err)
+			return 0, err
 		}
 		defer f.Close()
 		dst = f
 	}
-	// Check it parses as CSV on the way through, so a cut-off transfer is an error.
 	r := csv.NewReader(io.TeeReader(body, dst))
 	rows := 0
 	for {
 		_, err := r.Read()
 		if err == io.EOF {
-			break
+			return max(rows-1, 0), nil
 		}
 		if err != nil {
-			return fmt.Errorf("export: after %d rows: %w", rows, err)
+			return max(rows-1, 0), fmt.Errorf("after %d rows: %w", rows, err)
 		}
 		rows++
 	}
-	if *out != "" {
-		fmt.Fprintf(os.Stderr, "wrote %d detections to %s\n", max(rows-1, 0), *out)
-	}
-	return nil
 }

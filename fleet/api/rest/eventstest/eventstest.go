@@ -182,7 +182,10 @@ func csvRow(e rest.EventRecord) []string {
 	row := []string{e.Device, strconv.FormatUint(e.Seq, 10), e.CameraID, us(e.Time), e.Type, e.Label,
 		strconv.FormatFloat(float64(e.Score), 'f', -1, 32), "", "", "", "", "", "", "", ""}
 	if t := e.Track; t != nil {
-		row[7], row[12], row[13], row[14] = strconv.FormatUint(t.ID, 10), us(t.FirstUs), us(t.LastUs), strconv.Itoa(t.Frames)
+		row[7] = strconv.FormatUint(t.ID, 10)
+		if t.Frames > 0 {
+			row[12], row[13], row[14] = us(t.FirstUs), us(t.LastUs), strconv.Itoa(t.Frames)
+		}
 	}
 	if l := e.Line; l != nil {
 		row[8], row[9] = l.Line, l.Direction
