@@ -129,7 +129,7 @@ function svgChart(title, points, opts = {}) {
   }
   if (opts.bars) {
     const bw = Math.max(1, (W - P - 4) / Math.max(1, points.length) - 1);
-    points.forEach((p, i) => add("rect", { x: P + i * (bw + 1), y: y(p.v), width: bw, height: H - P + 4 - y(p.v), fill: "#2f6feb" }));
+    points.forEach((p, i) => add("rect", { x: P + i * (bw + 1), y: y(p.v), width: bw, height: H - P + 4 - y(p.v), fill: "#2f6feb", "data-t": p.t, "data-v": p.v }));
   } else if (points.length) {
     add("polyline", { points: points.map((p) => `${x(p.t)},${y(p.v)}`).join(" "), fill: "none", stroke: opts.color || "#2f6feb", "stroke-width": 1.5 });
   }
