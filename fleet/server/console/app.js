@@ -30,7 +30,7 @@ function login(msg) {
 // busy: the page holds something the operator is working on (a form, a
 // confirmation, typed text), so the periodic refresh leaves it alone.
 function busy() {
-  if (app.querySelector("form[data-keep], .confirm")) return true;
+  if (app.querySelector("[data-keep], .confirm")) return true;
   const a = document.activeElement;
   if (a && app.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT")) return true;
   return [...app.querySelectorAll("input#abort-reason")].some((i) => i.value);

@@ -16,7 +16,8 @@ function eventPicture(e, part) {
   const key = `${e.device_id}/${e.seq}/${part}`;
   if (!eventPics.has(key)) {
     eventPics.set(key, fetch(`/api/v1/events/${encodeURIComponent(e.device_id)}/${e.seq}/snapshot?part=${part}`, { headers: authHeaders() })
-      .then(async (r) => { if (!r.ok) throw await errorOf(r); return URL.createObjectURL(await r.blob()); }));
+      .then(async (r) => { if (!r.ok) throw await errorOf(r); return URL.createObjectURL(await r.blob()); })
+      .catch((x) => { eventPics.delete(key); throw x; })); // a failure is tried again at the next refresh
     while (eventPics.size > 400) { // the oldest go
       const [k, p] = eventPics.entries().next().value;
       eventPics.delete(k);
@@ -42,13 +43,14 @@ function eventDetail(e) {
   return parts.join("; ") || "–";
 }
 
-// eventView shows one event's crop and thumbnail at full size.
+// eventView shows one event's crop and thumbnail at full size; the page's
+// refreshes leave it (data-keep) until it is closed.
 function eventView(e) {
   const old = document.getElementById("event-view");
   if (old) old.remove();
   const figs = [e.crop && "crop", e.thumb && "thumb"].filter(Boolean)
     .map((part) => el("figure", { "data-part": part }, eventImg(e, part, "snap"), el("figcaption", {}, part === "crop" ? "the object" : "the frame")));
-  const box = el("div", { id: "event-view", class: "form", "data-event": `${e.device_id}/${e.seq}` },
+  const box = el("div", { id: "event-view", class: "form", "data-keep": "1", "data-event": `${e.device_id}/${e.seq}` },
     el("h3", {}, `${e.type.replace(/_/g, " ")}: ${e.label} on ${e.device_id}/${e.camera_id}, ${fmt.us(e.time_us)}`),
     el("p", {}, eventDetail(e), e.score ? `, score ${fmt.num(e.score, 2)}` : ""),
     el("div", { class: "counts" }, figs.length ? figs : el("p", {}, "No picture with this event.")),
