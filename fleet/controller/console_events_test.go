@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"edgefleet/fleet/api"
 	"edgefleet/fleet/api/rest"
@@ -64,18 +62,7 @@ func TestConsoleEvents(t *testing.T) {
 	sample := eventstest.Sample("cam-7", now)
 
 	// The device: online, its counters in telemetry, its events sent as an agent sends them.
-	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-7").SetUsername("cam-7").SetPassword("pw-cam-7"))
-	if tk := agent.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-		t.Fatalf("agent connect: %v", tk.Error())
-	}
-	defer agent.Disconnect(0)
-	pub := func(topic string, v any) {
-		t.Helper()
-		p, _ := json.Marshal(v)
-		if tk := agent.Publish(topic, 1, false, p); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tk.Error())
-		}
-	}
+	_, pub := testDevice(t, f, "cam-7", "pw-cam-7")
 	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: now.UnixMilli(), Cameras: []string{"belt-a"}})
 	var lines []api.LineCount
 	for k, n := range eventstest.SampleCounts {

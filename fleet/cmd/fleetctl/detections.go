@@ -54,23 +54,15 @@ func detectionsQuery(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	q := ff.query()
-	var recs []rest.Record
-	for len(recs) < *limit {
-		q.Limit = min(*limit-len(recs), rest.MaxLimit)
+	recs, err := collect(*limit, func(n int, cursor string) ([]rest.Record, string, error) {
+		q.Limit, q.Cursor = n, cursor
 		p, err := c.Detections(ctx, q)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, p.Records...)
-		if p.Next == "" {
-			break
-		}
-		q.Cursor = p.Next
+		return p.Records, p.Next, err
+	})
+	if err != nil {
+		return err
 	}
 	if cf.json {
-		if recs == nil {
-			recs = []rest.Record{}
-		}
 		return printJSON(w, recs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -145,6 +137,25 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(os.Stderr, "wrote %d detections to %s\n", rows, *out)
 	}
 	return nil
+}
+
+// collect pages through a list route, newest first, until it has limit
+// items or the list ends; page fetches up to n items from cursor and
+// returns them with the next cursor. The result is never nil (JSON []).
+func collect[T any](limit int, page func(n int, cursor string) ([]T, string, error)) ([]T, error) {
+	out, cursor := []T{}, ""
+	for len(out) < limit {
+		items, next, err := page(min(limit-len(out), rest.MaxLimit), cursor)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return out, nil
 }
 
 // writeCSV copies a CSV answer to w, or to the file out when set, and

@@ -96,23 +96,15 @@ func eventsList(ctx context.Context, args []string, w io.Writer) error {
 		}
 		return of.export(body, w, "events")
 	}
-	var evs []rest.EventRecord
-	for len(evs) < *limit {
-		q.Limit = min(*limit-len(evs), rest.MaxLimit)
+	evs, err := collect(*limit, func(n int, cursor string) ([]rest.EventRecord, string, error) {
+		q.Limit, q.Cursor = n, cursor
 		p, err := c.Events(ctx, q)
-		if err != nil {
-			return err
-		}
-		evs = append(evs, p.Events...)
-		if p.Next == "" {
-			break
-		}
-		q.Cursor = p.Next
+		return p.Events, p.Next, err
+	})
+	if err != nil {
+		return err
 	}
 	if cf.json {
-		if evs == nil {
-			evs = []rest.EventRecord{}
-		}
 		return printJSON(w, evs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
