@@ -56,6 +56,7 @@ function eventView(e) {
     el("div", { class: "counts" }, figs.length ? figs : el("p", {}, "No picture with this event.")),
     el("button", { id: "event-view-close", onclick: () => box.remove() }, "Close"));
   app.prepend(box);
+  box.scrollIntoView();
 }
 
 function eventRow(e) {
@@ -71,17 +72,18 @@ function eventRow(e) {
 function lineCharts(counts, bucket, bucketMs) {
   const lines = [...new Set(counts.rows.map((r) => r.line))].sort();
   if (!lines.length) return el("p", { id: "no-counts" }, "No line crossing in this range.");
-  const from = Math.floor(Date.parse(counts.from) / bucketMs) * bucketMs, to = Date.parse(counts.to);
+  const to = Date.parse(counts.to); // at most 2000 bars: the newest
+  const from = Math.max(Math.floor(Date.parse(counts.from) / bucketMs), Math.floor(to / bucketMs) - 1999) * bucketMs;
   return el("div", { class: "charts", id: "line-counts" }, lines.map((line) => {
     const rows = counts.rows.filter((r) => r.line === line);
     const per = new Map();
     for (const r of rows) { const t = Date.parse(r.start); per.set(t, (per.get(t) || 0) + r.count); }
     const pts = [];
-    for (let t = from; t < to && pts.length < 2000; t += bucketMs) pts.push({ t, v: per.get(t) || 0 });
+    for (let t = from; t < to; t += bucketMs) pts.push({ t, v: per.get(t) || 0 });
     const by = new Map();
     for (const r of rows) { const k = `${r.direction}\t${r.label}`; by.set(k, (by.get(k) || 0) + r.count); }
     const total = rows.reduce((n, r) => n + r.count, 0);
-    const chart = svgChart(`Line ${line}: crossings per ${bucket}`, pts, { bars: true });
+    const chart = svgChart(`Line ${line}: crossings per ${bucket}`, pts, { bars: true, tfmt: dayTime });
     chart.setAttribute("data-line", line);
     chart.setAttribute("data-total", total);
     chart.append(el("table", { class: "narrow line-table", "data-line": line },
@@ -91,6 +93,8 @@ function lineCharts(counts, bucket, bucketMs) {
     return chart;
   }));
 }
+
+const dayTime = (t) => new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
 
 function eventsHash(p) {
   const q = new URLSearchParams();
