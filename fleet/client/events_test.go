@@ -114,10 +114,10 @@ func TestEvents(t *testing.T) {
 		}
 		return rows
 	}
-	if rows := readCSV(c.EventsCSV(ctx, rest.EventQuery{Type: api.TypeLineCross, Cursor: "5"})); len(rows) != 7 || !slices.Equal(rows[0], rest.EventCSVHeader) {
+	if rows := readCSV(c.ExportEvents(ctx, rest.EventQuery{Type: api.TypeLineCross, Cursor: "5"})); len(rows) != 7 || !slices.Equal(rows[0], rest.EventCSVHeader) {
 		t.Errorf("events csv: %d rows: %q", len(rows), rows)
 	}
-	if rows := readCSV(c.CountsCSV(ctx, rest.CountQuery{Bucket: "24h"})); len(rows) < 4 || !slices.Equal(rows[0], rest.CountCSVHeader) {
+	if rows := readCSV(c.ExportCounts(ctx, rest.CountQuery{Bucket: "24h"})); len(rows) < 4 || !slices.Equal(rows[0], rest.CountCSVHeader) {
 		t.Errorf("counts csv: %q", rows)
 	}
 

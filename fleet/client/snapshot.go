@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 
 	"edgefleet/fleet/api"
@@ -16,22 +15,22 @@ import (
 // 504 (offline, or no answer) or 502 (device error) is an *Error.
 func (c *Client) Snapshot(ctx context.Context, device, camera string) ([]byte, error) {
 	path := "/api/v1/devices/" + esc(device) + "/cameras/" + esc(camera) + "/snapshot"
-	return c.getBytes(ctx, path, nil, api.MaxPayload)
+	return c.getJPEG(ctx, path, nil)
 }
 
-// getBytes GETs path and returns the body, refusing one over limit bytes.
-func (c *Client) getBytes(ctx context.Context, path string, q url.Values, limit int) ([]byte, error) {
-	resp, err := c.do(ctx, c.short, http.MethodGet, path, q, "", nil)
+// getJPEG reads a JPEG answer of at most api.MaxPayload bytes.
+func (c *Client) getJPEG(ctx context.Context, path string, q url.Values) ([]byte, error) {
+	resp, err := c.do(ctx, c.short, "GET", path, q, "", nil)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxPayload+1))
 	if err != nil {
 		return nil, fmt.Errorf("client: GET %s: %w", path, err)
 	}
-	if len(b) > limit {
-		return nil, fmt.Errorf("client: GET %s: answer larger than %d bytes", path, limit)
+	if len(b) > api.MaxPayload {
+		return nil, fmt.Errorf("client: GET %s: snapshot larger than %d bytes", path, api.MaxPayload)
 	}
 	return b, nil
 }

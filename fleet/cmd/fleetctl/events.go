@@ -65,7 +65,7 @@ func eventsList(ctx context.Context, args []string, w io.Writer) error {
 	typ := fs.String("type", "", "event type: track_end, line_cross, zone_enter or zone_exit")
 	line := fs.String("line", "", "line id (line_cross events)")
 	zone := fs.String("zone", "", "zone id (zone events)")
-	limit := fs.Int("limit", 50, "events to show (pages through the API as needed); with --format csv only when given")
+	limit := fs.Int("limit", 50, "events to show (pages through the API as needed); --format csv exports every match")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -83,14 +83,9 @@ func eventsList(ctx context.Context, args []string, w io.Writer) error {
 	dq := ff.query()
 	q := rest.EventQuery{Device: dq.Device, Camera: dq.Camera, Type: *typ, Label: dq.Label, Line: *line, Zone: *zone, From: dq.From, To: dq.To}
 	if asCSV {
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "limit" {
-				q.Limit = *limit
-			}
-		})
 		ctx, cancel := cf.bound(ctx) // only ctx bounds an export
 		defer cancel()
-		body, err := c.EventsCSV(ctx, q)
+		body, err := c.ExportEvents(ctx, q)
 		if err != nil {
 			return err
 		}
@@ -217,7 +212,7 @@ func countsShow(ctx context.Context, args []string, w io.Writer) error {
 	if asCSV {
 		ctx, cancel := cf.bound(ctx)
 		defer cancel()
-		body, err := c.CountsCSV(ctx, q)
+		body, err := c.ExportCounts(ctx, q)
 		if err != nil {
 			return err
 		}
