@@ -137,9 +137,11 @@ func TestConsoleEvents(t *testing.T) {
 		const c = v.querySelector('figure[data-part="crop"] img'), th = v.querySelector('figure[data-part="thumb"] img');
 		return !!c && !!th && c.complete && th.complete && c.naturalWidth === 48 && th.naturalWidth === 160 })()`, 10*time.Second)
 
-	// A filter by type.
+	// Filters by type and label.
 	b.do("type filter", chromedp.Navigate(base+"/#/events?device=cam-7&type=zone_exit"))
 	b.poll("zone exits only", `document.querySelectorAll("#events tr[data-event]").length === 1 && !!document.querySelector('#events tr[data-type="zone_exit"]')`, 10*time.Second)
+	b.do("label filter", chromedp.Navigate(base+"/#/events?device=cam-7&label=Cup"))
+	b.poll("cups only, the label in any case", `document.querySelectorAll("#events tr[data-event]").length === 1 && !!document.querySelector('#events tr[data-label="cup"]')`, 10*time.Second)
 
 	// The device page: counters per camera from the latest telemetry.
 	b.do("device page", chromedp.Navigate(base+"/#/device/cam-7"), chromedp.WaitVisible(chromedp.CSS("#line-counters")))

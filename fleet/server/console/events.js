@@ -106,6 +106,7 @@ function eventsHash(p) {
 Pages.events = async function eventsPage(params) {
   const p = {};
   for (const k of [...EVENT_FILTERS, "range", "bucket", "cursor"]) p[k] = params.get(k) || "";
+  p.label = p.label.toLowerCase(); // labels are lower case (COCO names): "Bottle" must not match nothing
   p.range = p.range || "-24h";
   p.bucket = EVENT_BUCKETS.some(([b]) => b === p.bucket) ? p.bucket : "1h";
   const q = new URLSearchParams({ from: p.range, limit: 50 });
