@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"edgefleet/fleet/controller/controllertest"
 	"edgefleet/internal/testutil"
@@ -106,6 +108,25 @@ func (b *browser) noTokenInURLs() {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// testDevice connects to f's broker as device id (password pw) until the
+// test ends and returns the client and a publish function that sends v as
+// JSON at QoS 1 and waits for the broker.
+func testDevice(t *testing.T, f *controllertest.Fleetd, id, pw string) (paho.Client, func(topic string, v any)) {
+	t.Helper()
+	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID(id).SetUsername(id).SetPassword(pw))
+	if tk := agent.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("%s: connect: %v", id, tk.Error())
+	}
+	t.Cleanup(func() { agent.Disconnect(0) })
+	return agent, func(topic string, v any) {
+		t.Helper()
+		p, _ := json.Marshal(v)
+		if tk := agent.Publish(topic, 1, false, p); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+			t.Fatalf("publish %s: %v", topic, tk.Error())
+		}
+	}
+}
 
 // authOf returns the Authorization header the browser sent url with, and
 // whether it sent url at all.

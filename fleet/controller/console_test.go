@@ -2,7 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -44,11 +43,7 @@ ota: {health_window: 1s, job_timeout: 1m}
 
 	// The device: it takes commands and reports its job as the test says.
 	cmds := make(chan api.Command, 4)
-	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-9").SetUsername("cam-9").SetPassword("pw-cam-9"))
-	if tk := agent.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-		t.Fatalf("agent connect: %v", tk.Error())
-	}
-	defer agent.Disconnect(0)
+	agent, pub := testDevice(t, f, "cam-9", "pw-cam-9")
 	if tk := agent.Subscribe(api.CommandsTopic("cam-9"), 1, func(_ paho.Client, m paho.Message) {
 		var c api.Command
 		if api.Decode(m.Payload(), &c) == nil {
@@ -56,13 +51,6 @@ ota: {health_window: 1s, job_timeout: 1m}
 		}
 	}); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
 		t.Fatalf("subscribe: %v", tk.Error())
-	}
-	pub := func(topic string, v any) {
-		t.Helper()
-		p, _ := json.Marshal(v)
-		if tk := agent.Publish(topic, 1, false, p); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tk.Error())
-		}
 	}
 	pub(api.StateTopic("cam-9"), api.State{DeviceID: "cam-9", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x"}, Model: "yolov5n", ModelVersion: "1"})
 	testutil.WaitFor(t, "cam-9 registered online", 5*time.Second, func() bool {
@@ -154,18 +142,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	base := "http://" + f.HTTP
 
 	// A test agent registers over real MQTT.
-	agent := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-7").SetUsername("cam-7").SetPassword("pw-cam-7"))
-	if tok := agent.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatalf("agent connect: %v", tok.Error())
-	}
-	defer agent.Disconnect(0)
-	pub := func(topic string, v any) {
-		t.Helper()
-		p, _ := json.Marshal(v)
-		if tok := agent.Publish(topic, 1, false, p); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatalf("publish %s: %v", topic, tok.Error())
-		}
-	}
+	_, pub := testDevice(t, f, "cam-7", "pw-cam-7")
 	pub(api.StateTopic("cam-7"), api.State{DeviceID: "cam-7", Online: true, Time: time.Now().UnixMilli(), Labels: map[string]string{"site": "plant-x", "line": "7"},
 		Model: "yolov8n", ModelVersion: "3", Engine: "pure-go", Cameras: []string{"dock"}})
 	for i := range 3 {

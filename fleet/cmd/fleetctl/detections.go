@@ -54,23 +54,15 @@ func detectionsQuery(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	q := ff.query()
-	var recs []rest.Record
-	for len(recs) < *limit {
-		q.Limit = min(*limit-len(recs), rest.MaxLimit)
+	recs, err := collect(*limit, func(n int, cursor string) ([]rest.Record, string, error) {
+		q.Limit, q.Cursor = n, cursor
 		p, err := c.Detections(ctx, q)
-		if err != nil {
-			return err
-		}
-		recs = append(recs, p.Records...)
-		if p.Next == "" {
-			break
-		}
-		q.Cursor = p.Next
+		return p.Records, p.Next, err
+	})
+	if err != nil {
+		return err
 	}
 	if cf.json {
-		if recs == nil {
-			recs = []rest.Record{}
-		}
 		return printJSON(w, recs)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -137,30 +129,58 @@ func detectionsExport(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	defer body.Close()
-	dst := w
+	rows, err := writeCSV(body, w, *out)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
 	if *out != "" {
-		f, err := os.Create(*out)
+		fmt.Fprintf(os.Stderr, "wrote %d detections to %s\n", rows, *out)
+	}
+	return nil
+}
+
+// collect pages through a list route, newest first, until it has limit
+// items or the list ends; page fetches up to n items from cursor and
+// returns them with the next cursor. The result is never nil (JSON []).
+func collect[T any](limit int, page func(n int, cursor string) ([]T, string, error)) ([]T, error) {
+	out, cursor := []T{}, ""
+	for len(out) < limit {
+		items, next, err := page(min(limit-len(out), rest.MaxLimit), cursor)
 		if err != nil {
-			return fmt.Errorf("export: %w", err)
+			return nil, err
+		}
+		out = append(out, items...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return out, nil
+}
+
+// writeCSV copies a CSV answer to w, or to the file out when set, and
+// returns its rows after the header. It parses the CSV on the way
+// through, so a cut-off transfer is an error.
+func writeCSV(body io.Reader, w io.Writer, out string) (int, error) {
+	dst := w
+	if out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			return 0, err
 		}
 		defer f.Close()
 		dst = f
 	}
-	// Check it parses as CSV on the way through, so a cut-off transfer is an error.
 	r := csv.NewReader(io.TeeReader(body, dst))
 	rows := 0
 	for {
 		_, err := r.Read()
 		if err == io.EOF {
-			break
+			return max(rows-1, 0), nil
 		}
 		if err != nil {
-			return fmt.Errorf("export: after %d rows: %w", rows, err)
+			return max(rows-1, 0), fmt.Errorf("after %d rows: %w", rows, err)
 		}
 		rows++
 	}
-	if *out != "" {
-		fmt.Fprintf(os.Stderr, "wrote %d detections to %s\n", max(rows-1, 0), *out)
-	}
-	return nil
 }

@@ -5,6 +5,9 @@
 //	fleetctl detections query [--device D] [--camera C] [--label L] [--from T] [--to T] [--limit N]
 //	fleetctl detections count [filters] [--bucket 1m]
 //	fleetctl detections export --format csv [filters] [-o FILE]
+//	fleetctl events list [--device D] [--camera C] [--type T] [--label L] [--line L] [--zone Z] [--from T] [--to T] [--limit N] [--format csv [-o FILE]]
+//	fleetctl events snapshot DEVICE SEQ [--part crop|thumb] -o FILE
+//	fleetctl counts [--device D] [--camera C] [--line L] [--from T] [--to T] [--bucket 1h] [--format csv [-o FILE]]
 //	fleetctl sim --mqtt tcp://127.0.0.1:1883 --devices N --rate R
 //	fleetctl completion bash|zsh|fish
 //	fleetctl version
@@ -57,6 +60,7 @@ var commandArgs = map[string]string{
 	"firmware bundle":   "FILE",
 	"tokens revoke":     "NAME",
 	"keys export":       "[ID]",
+	"events snapshot":   "DEVICE SEQ",
 }
 
 // errUsage marks a usage error: exit status 2, with the command's usage.

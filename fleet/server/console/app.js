@@ -1,5 +1,5 @@
 // edgefleet console: the router, sign-in and refresh. Pages live in
-// fleet.js, devices.js, rollouts.js, artifacts.js and live.js (the live feed:
+// fleet.js, devices.js, rollouts.js, artifacts.js, events.js and live.js (the live feed:
 // an EventSource on a ticket). Each file is embedded and served under /console/.
 "use strict";
 
@@ -30,7 +30,7 @@ function login(msg) {
 // busy: the page holds something the operator is working on (a form, a
 // confirmation, typed text), so the periodic refresh leaves it alone.
 function busy() {
-  if (app.querySelector("form[data-keep], .confirm")) return true;
+  if (app.querySelector("[data-keep], .confirm")) return true;
   const a = document.activeElement;
   if (a && app.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT")) return true;
   return [...app.querySelectorAll("input#abort-reason")].some((i) => i.value);
@@ -65,6 +65,7 @@ function route() {
   else if (path.startsWith("#/rollout/")) { const id = decodeURIComponent(path.slice(10)); fn = () => Pages.rollout(id); }
   else if (path === "#/devices") { fn = () => Pages.devices(params); every = 10000; }
   else if (path === "#/rollouts") fn = () => Pages.rollouts(params);
+  else if (path === "#/events") { fn = () => Pages.events(params); every = 15000; }
   else if (path === "#/models") { fn = Pages.models; every = 0; }
   else if (path === "#/firmware") { fn = Pages.firmware; every = 0; }
   else if (path === "#/live") { app.replaceChildren(...Pages.live().flat()); return; }

@@ -107,7 +107,8 @@ function confirmBox(id, question, yesLabel, ok, extra) {
   return box;
 }
 
-// svgChart draws series [{t: ms, v: number}] as an inline SVG line or bar chart.
+// svgChart draws series [{t: ms, v: number}] as an inline SVG line or bar
+// chart; opts: bars, color, and tfmt (how the axis writes a time).
 function svgChart(title, points, opts = {}) {
   const W = 320, H = 120, P = 24;
   const ns = "http://www.w3.org/2000/svg";
@@ -124,12 +125,13 @@ function svgChart(title, points, opts = {}) {
   add("text", { x: 2, y: 12, "font-size": 10, fill: "#6b7385" }).textContent = fmt.num(max, 2);
   add("text", { x: 2, y: H - P + 4, "font-size": 10, fill: "#6b7385" }).textContent = "0";
   if (points.length) {
-    add("text", { x: P, y: H - 4, "font-size": 10, fill: "#6b7385" }).textContent = fmt.time(t0);
-    add("text", { x: W - 60, y: H - 4, "font-size": 10, fill: "#6b7385" }).textContent = fmt.time(t1);
+    const tf = opts.tfmt || fmt.time;
+    add("text", { x: P, y: H - 4, "font-size": 10, fill: "#6b7385" }).textContent = tf(t0);
+    add("text", { x: W - 4, y: H - 4, "font-size": 10, fill: "#6b7385", "text-anchor": "end" }).textContent = tf(t1);
   }
   if (opts.bars) {
     const bw = Math.max(1, (W - P - 4) / Math.max(1, points.length) - 1);
-    points.forEach((p, i) => add("rect", { x: P + i * (bw + 1), y: y(p.v), width: bw, height: H - P + 4 - y(p.v), fill: "#2f6feb" }));
+    points.forEach((p, i) => add("rect", { x: P + i * (bw + 1), y: y(p.v), width: bw, height: H - P + 4 - y(p.v), fill: "#2f6feb", "data-t": p.t, "data-v": p.v }));
   } else if (points.length) {
     add("polyline", { points: points.map((p) => `${x(p.t)},${y(p.v)}`).join(" "), fill: "none", stroke: opts.color || "#2f6feb", "stroke-width": 1.5 });
   }

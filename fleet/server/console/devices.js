@@ -163,7 +163,8 @@ Pages.device = async function devicePage(id) {
     svgChart("Inference p99 ms", series((p) => p.infer_p99_ms), { color: "#bf3989" }),
     svgChart("Dropped frames", series((p) => p.dropped), { color: "#c62828" }),
     svgChart("Spool depth", series((p) => p.spool_depth), { color: "#b26a00" }));
-  return [head, el("h3", {}, "Inventory"), inv, charts,
+  return [head, el("h3", {}, "Inventory"), inv, charts, cameraCounters(t),
+    el("p", {}, el("a", { id: "device-events", href: "#/events?device=" + q }, "Events of this device")),
     el("h3", {}, "Rollouts (trial state)"), (d.rollouts || []).length ? trialTable(d.rollouts) : el("p", {}, "No rollout has targeted this device."),
     el("h3", {}, "Job history"), (d.jobs || []).length ? jobsTable(d.jobs) : el("p", {}, "No job reported."),
     (d.cameras || []).length ? [el("h3", {}, "Latest snapshot"), el("div", { id: "snapshots", "data-static": "1" }, snapshots(d))] : null,
