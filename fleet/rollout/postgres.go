@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -293,13 +294,18 @@ func (s *Postgres) ids(ctx context.Context) ([]string, error) {
 // putReport records a device's job report once per (job, state); a
 // repeated one only refreshes progress and reason while not yet applied.
 // One that carries a shadow report (the periodic ones share the state
-// JobShadow) is queued again even if applied, under a new n.
+// JobShadow) is queued again even if applied, under a new n; a final
+// shadow report has a row of its own (state + finalSuffix), so that it
+// does not replace a periodic one not yet applied.
 func (s *Postgres) putReport(ctx context.Context, st api.JobStatus) error {
 	var shadow []byte
 	if st.Shadow != nil {
 		var err error
 		if shadow, err = json.Marshal(st.Shadow); err != nil {
 			return fmt.Errorf("rollout: job status: %w", err)
+		}
+		if st.Shadow.Final {
+			st.State += finalSuffix
 		}
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO rollout_reports (job_id, state, device_id, progress, reason, shadow) VALUES ($1, $2, $3, $4, $5, $6)
@@ -311,6 +317,9 @@ func (s *Postgres) putReport(ctx context.Context, st api.JobStatus) error {
 	}
 	return nil
 }
+
+// finalSuffix marks the report row of a final shadow report.
+const finalSuffix = "+final"
 
 // report is a queued job report.
 type report struct {
@@ -330,6 +339,7 @@ func (s *Postgres) pendingReports(ctx context.Context, after int64, limit int) (
 	var shadow []byte
 	_, err = pgx.ForEachRow(rows, []any{&r.n, &r.st.JobID, &r.st.State, &r.st.DeviceID, &r.st.Progress, &r.st.Reason, &shadow}, func() error {
 		q := r
+		q.st.State = strings.TrimSuffix(q.st.State, finalSuffix)
 		if shadow != nil {
 			q.st.Shadow = &api.ShadowReport{}
 			if err := json.Unmarshal(shadow, q.st.Shadow); err != nil {
