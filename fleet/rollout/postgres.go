@@ -294,7 +294,8 @@ func (s *Postgres) ids(ctx context.Context) ([]string, error) {
 // putReport records a device's job report once per (job, state); a
 // repeated one only refreshes progress and reason while not yet applied.
 // One that carries a shadow report (the periodic ones share the state
-// JobShadow) is queued again even if applied, under a new n; a final
+// JobShadow) is queued again even if applied, always under a new n (so
+// that the holder, marking applied the n it read, does not mark it); a final
 // shadow report has a row of its own (state + finalSuffix), so that it
 // does not replace a periodic one not yet applied.
 func (s *Postgres) putReport(ctx context.Context, st api.JobStatus) error {
@@ -310,7 +311,7 @@ func (s *Postgres) putReport(ctx context.Context, st api.JobStatus) error {
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO rollout_reports (job_id, state, device_id, progress, reason, shadow) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (job_id, state) DO UPDATE SET progress = excluded.progress, reason = excluded.reason, shadow = excluded.shadow,
-		n = CASE WHEN rollout_reports.applied THEN excluded.n ELSE rollout_reports.n END, applied = false
+		n = CASE WHEN excluded.shadow IS NOT NULL THEN excluded.n ELSE rollout_reports.n END, applied = false
 		WHERE NOT rollout_reports.applied OR excluded.shadow IS NOT NULL`, st.JobID, st.State, st.DeviceID, st.Progress, st.Reason, shadow)
 	if err != nil {
 		return fmt.Errorf("rollout: job status: %w", err)

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -324,7 +325,7 @@ func TestClusterShadow(t *testing.T) {
 		if err := b.c.HandleJobStatus(ctx, late); err != nil {
 			t.Fatal(err)
 		}
-		testutil.WaitFor(t, "periodic report stored", 10*time.Second, func() bool {
+		testutil.WaitFor(t, fmt.Sprintf("periodic report of %d frames stored", frames), 10*time.Second, func() bool {
 			recs, err := b.c.Shadow(ctx, sum.ID)
 			return err == nil && len(recs) == 4 && recs[3].Latest != nil && recs[3].Latest.Frames == frames
 		})
