@@ -95,6 +95,7 @@ func restJobShadow(sh *rollout.ShadowResult) *rest.JobShadow {
 	return &rest.JobShadow{Final: sh.Final, Passed: sh.Passed, Agreement: sh.Agreement, Frames: sh.Frames, UpdatedAt: sh.UpdatedAt,
 		AcceptedBy: sh.AcceptedBy, AcceptedAt: sh.AcceptedAt, FailedJob: sh.FailedJob}
 }
+
 // restRollout is the detailed view of one rollout, with its history.
 func restRollout(ro *rollout.Rollout) rest.Rollout {
 	v := rest.Rollout{RolloutSummary: restSummary(ro.Summarize()), Canary: ro.Spec.Canary, WavePercents: ro.Spec.Waves,
