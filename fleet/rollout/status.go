@@ -52,6 +52,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		if fail := e.recordShadowLocked(r, j, st.Shadow, now); fail != "" {
 			st.State, st.Reason = api.JobFailed, fail
 		}
+		e.poke() // written at the next step, not the next tick
 	}
 	j.State, j.Progress, j.UpdatedAt = st.State, st.Progress, now
 	if st.Reason != "" {
