@@ -224,14 +224,16 @@ function confusionText(cs) {
 
 // shadowSection lists each device's shadow phase: the final report, else
 // the latest periodic one; failed devices first, with Accept while the
-// rollout runs or is paused.
+// rollout runs or is paused (for operators: a viewer's token cannot).
 async function shadowSection(v) {
   let s;
   try { s = await get(`/api/v1/rollouts/${encodeURIComponent(v.id)}/shadow`); } catch (e) {
     if (e instanceof AuthError) throw e;
     return [el("h3", {}, "Shadow phase"), errorBox("Shadow reports are not available: " + e.message)];
   }
-  const live = ["pending", "canary", "wave", "paused"].includes(v.state);
+  // Accept needs an operator; a viewer sees no button.
+  const me = await get("/api/v1/whoami").catch((e) => { if (e instanceof AuthError) throw e; return {}; });
+  const canAccept = me.role !== "viewer" && ["pending", "canary", "wave", "paused"].includes(v.state);
   const msg = el("span", { id: "accept-error", class: "error" });
   const accept = async (device) => {
     msg.textContent = "";
@@ -255,7 +257,7 @@ async function shadowSection(v) {
       el("td", { class: "agreement" }, num(r.agreement, 3)), el("td", {}, num(r.precision, 3)), el("td", {}, num(r.recall, 3)), el("td", {}, num(r.f1, 3)),
       el("td", {}, num(r.count_ratio, 2)), el("td", {}, num(r.score_shift, 3)), el("td", {}, num(r.latency_ratio, 2)), el("td", {}, r.frames == null ? "–" : r.frames),
       el("td", { class: "reason" }, confusionText(r.confusion)),
-      el("td", {}, live && out === "failed" ? el("button", { class: "accept", "data-device": d.device_id, onclick: () => accept(d.device_id) }, "Accept") : "–"));
+      el("td", {}, canAccept && out === "failed" ? el("button", { class: "accept", "data-device": d.device_id, onclick: () => accept(d.device_id) }, "Accept") : "–"));
   });
   const table = el("table", { id: "shadow" },
     el("tr", {}, ["device", "outcome", "agreement", "precision", "recall", "F1", "count ratio", "score shift", "latency ratio", "frames", "top confusions", ""].map((h) => el("th", {}, h))),
