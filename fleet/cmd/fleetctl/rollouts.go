@@ -186,13 +186,13 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED")
+	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED"+map[bool]string{true: "\tSHADOW"}[v.Shadow != nil])
 	for _, p := range v.Progress {
 		name := "canary"
 		if p.Wave > 0 {
 			name = fmt.Sprintf("%d (%g%%)", p.Wave, v.WavePercents[p.Wave-1])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d%s\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed, waveShadow(v.Shadow, p))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

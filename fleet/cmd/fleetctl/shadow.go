@@ -32,6 +32,17 @@ func shadowLine(sp *api.ShadowSpec) string {
 	return out + fmt.Sprintf(", %d%% of a core", cpu)
 }
 
+// waveShadow is the SHADOW cell of a wave's row ("" without a shadow phase).
+func waveShadow(sp *api.ShadowSpec, p rest.WaveProgress) string {
+	if sp == nil {
+		return ""
+	}
+	if p.ShadowPassed+p.ShadowFailed+p.ShadowAccepted == 0 {
+		return "\t-"
+	}
+	return fmt.Sprintf("\t%d passed, %d failed, %d accepted; mean agreement %.3f", p.ShadowPassed, p.ShadowFailed, p.ShadowAccepted, p.ShadowAgreement)
+}
+
 // showShadow prints each device's shadow phase in a rollout.
 func showShadow(ctx context.Context, c *client.Client, id string, asJSON bool, w io.Writer) error {
 	v, err := c.RolloutShadow(ctx, id)
