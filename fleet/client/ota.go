@@ -127,7 +127,7 @@ func (c *Client) AcceptShadow(ctx context.Context, id, device, reason string) (r
 }
 
 // RolloutShadow returns every device's shadow reports in a rollout (sample
-// JPEGs by URL: ShadowSample fetches one).
+// JPEGs by URL; ShadowSample fetches one).
 func (c *Client) RolloutShadow(ctx context.Context, id string) (rest.RolloutShadow, error) {
 	var s rest.RolloutShadow
 	err := c.get(ctx, rest.Prefix+"/rollouts/"+esc(id)+"/shadow", nil, &s)

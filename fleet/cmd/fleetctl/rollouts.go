@@ -137,6 +137,7 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	all := fs.Bool("all", false, "list every device (default: those not yet succeeded, and the first 20)")
+	samples := fs.String("samples", "", "with --shadow: write each disagreement sample to DIR/<device>-<n>.jpg")
 	shadow := fs.Bool("shadow", false, "show each device's shadow phase: agreement, precision, recall, F1, count ratio, score shift, latency ratio, frames, outcome, top confusions")
 	pos, err := parseFlags(fs, args, 1)
 	if err != nil {
@@ -147,7 +148,7 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 		return err
 	}
 	if *shadow {
-		return showShadow(ctx, c, pos[0], cf.json, w)
+		return showShadow(ctx, c, pos[0], cf.json, *samples, w)
 	}
 	v, err := c.Rollout(ctx, pos[0])
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -43,11 +45,17 @@ func waveShadow(sp *api.ShadowSpec, p rest.WaveProgress) string {
 	return fmt.Sprintf("\t%d passed, %d failed, %d accepted; mean agreement %.3f", p.ShadowPassed, p.ShadowFailed, p.ShadowAccepted, p.ShadowAgreement)
 }
 
-// showShadow prints each device's shadow phase in a rollout.
-func showShadow(ctx context.Context, c *client.Client, id string, asJSON bool, w io.Writer) error {
+// showShadow prints each device's shadow phase in a rollout, and writes
+// its disagreement samples into dir unless dir is "".
+func showShadow(ctx context.Context, c *client.Client, id string, asJSON bool, dir string, w io.Writer) error {
 	v, err := c.RolloutShadow(ctx, id)
 	if err != nil {
 		return err
+	}
+	if dir != "" {
+		if err := saveSamples(ctx, c, v, dir); err != nil {
+			return err
+		}
 	}
 	if asJSON {
 		return printJSON(w, v)
@@ -79,6 +87,25 @@ func showShadow(ctx context.Context, c *client.Client, id string, asJSON bool, w
 			rep.Recall, rep.F1, rep.CountRatio, rep.ScoreShift, rep.LatencyRatio, rep.Frames, topConfusions(rep.Confusion, 3))
 	}
 	return tw.Flush()
+}
+
+// saveSamples writes every device's samples as dir/<device>-<n>.jpg.
+func saveSamples(ctx context.Context, c *client.Client, v rest.RolloutShadow, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range v.Devices {
+		for n := range d.SampleURLs {
+			b, err := c.ShadowSample(ctx, v.ID, d.DeviceID, n)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.jpg", d.DeviceID, n)), b, 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // topConfusions prints the n most frequent pairs as "serving->candidate ×count".

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,7 +55,9 @@ func TestShadowCommands(t *testing.T) {
 	}
 	rep := &api.ShadowReport{Final: true, ElapsedS: 600, Frames: 321, Agreement: 0.62, MinAgreement: 0.9, LatencyRatio: 1.4,
 		ShadowStats: api.ShadowStats{Precision: 0.7, Recall: 0.55, F1: 0.62, CountRatio: 0.79, ScoreShift: -0.04},
-		Confusion:   []api.ShadowConfusion{{Serving: "car", Candidate: "truck", Count: 3}, {Serving: "person", Candidate: "dog", Count: 9}}}
+		Confusion:   []api.ShadowConfusion{{Serving: "car", Candidate: "truck", Count: 3}, {Serving: "person", Candidate: "dog", Count: 9}},
+		Samples:     []api.ShadowSample{{Camera: "cam0", TimeUs: 1, Disagreement: 0.5, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}}}
+	samples := t.TempDir()
 	if err := eng.HandleJobStatus(ctx, api.JobStatus{DeviceID: "cam-1", JobID: r.Jobs[0].JobID, State: api.JobFailed, Shadow: rep}); err != nil {
 		t.Fatal(err)
 	}
@@ -66,6 +70,7 @@ func TestShadowCommands(t *testing.T) {
 		{[]string{"rollouts", "show", "r1", "--shadow"}, 0, []string{"AGREEMENT", "LATENCY RATIO", "cam-1", "failed", "0.620", "0.700", "0.550", "0.79", "-0.040", "1.40", "321",
 			"person->dog x9, car->truck x3"}, ""},
 		{[]string{"rollouts", "show", "r1", "--shadow", "--json"}, 0, []string{`"agreement": 0.62`, `"device_id": "cam-1"`}, ""},
+		{[]string{"rollouts", "show", "r1", "--shadow", "--samples", samples}, 0, []string{"cam-1"}, ""},
 		{[]string{"rollouts", "show", "r1"}, 0, []string{"Shadow", "min agreement 0.9", "agreement 0.620 below min-agreement 0.900",
 			"SHADOW", "0 passed, 1 failed, 0 accepted; mean agreement 0.620"}, ""},
 		{[]string{"rollouts", "accept", "r1"}, 2, nil, "--device"},
@@ -73,7 +78,12 @@ func TestShadowCommands(t *testing.T) {
 		{[]string{"rollouts", "accept", "r1", "--device", "cam-1", "--reason", "new lens"}, 0, []string{"cam-1 accepted", "0 failed"}, ""},
 		{[]string{"rollouts", "show", "r1", "--shadow"}, 0, []string{"accepted (t)"}, ""},
 	}
-	for _, st := range steps {
+	for i, st := range steps {
+		if i == 3 {
+			if b, err := os.ReadFile(filepath.Join(samples, "cam-1-0.jpg")); err != nil || len(b) != 4 || b[0] != 0xff {
+				t.Fatalf("saved sample: %x, %v", b, err)
+			}
+		}
 		code, out, errOut := run(st.args...)
 		if code != st.code || !strings.Contains(errOut, st.errOut) {
 			t.Fatalf("%v: exit %d\nstdout: %s\nstderr: %s", st.args, code, out, errOut)
