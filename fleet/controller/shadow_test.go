@@ -174,6 +174,24 @@ ota: {health_window: 200ms, job_timeout: 10m}
 		t.Errorf("sim-1 row has no confusion pair: %q", s)
 	}
 	b.poll("a disagreement sample decoded", `[...document.querySelectorAll("#shadow-samples img")].some((i) => i.complete && i.naturalWidth > 0)`, 20*time.Second)
+	b.do("Accept offered", chromedp.WaitVisible(chromedp.CSS(`#shadow button.accept[data-device="sim-1"]`)))
+
+	// A viewer sees the same page without the button.
+	viewer, err := c.CreateToken(ctx, rest.CreateToken{Name: "watcher", Role: rest.RoleViewer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.click("sign out", "#signout")
+	b.do("viewer signs in", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#login-form")),
+		chromedp.SendKeys(chromedp.CSS("#token"), viewer.Token), chromedp.Click(chromedp.CSS("#signin")), chromedp.WaitVisible(chromedp.CSS("#n-devices")))
+	b.do("viewer's rollout page", chromedp.Navigate(base+"/#/rollout/"+sum.ID), chromedp.WaitVisible(chromedp.CSS(`#shadow tr[data-device="sim-1"][data-outcome="failed"]`)))
+	b.poll("the viewer's sample decoded", `[...document.querySelectorAll("#shadow-samples img")].some((i) => i.complete && i.naturalWidth > 0)`, 20*time.Second)
+	if n := b.text(`#shadow tr[data-device="sim-1"] td:last-child`); n != "–" {
+		t.Errorf("a viewer's row offers %q", n)
+	}
+	b.click("sign out", "#signout")
+	b.signIn(base)
+	b.do("rollout page again", chromedp.Navigate(base+"/#/rollout/"+sum.ID))
 	b.click("accept", `#shadow button.accept[data-device="sim-1"]`)
 	b.do("accepted", chromedp.WaitVisible(chromedp.CSS(`#shadow tr[data-device="sim-1"][data-outcome="accepted"]`)))
 	v := controllertest.WaitRollout(t, c, sum.ID, 30*time.Second, func(v rest.Rollout) bool { return v.States[api.JobSucceeded] == 2 })
