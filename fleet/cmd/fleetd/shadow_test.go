@@ -12,7 +12,6 @@ import (
 	"edgefleet/fleet/controller/controllertest"
 	"edgefleet/fleet/sim"
 	"edgefleet/internal/testutil"
-	"edgefleet/models/modeltest"
 )
 
 // TestShadowSurvivesKill is issue 14's must-show 6: fleetd killed (-9)
@@ -24,20 +23,7 @@ func TestShadowSurvivesKill(t *testing.T) {
 		t.Skip("builds fleetd")
 	}
 	const n = 20
-	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := buildFleetd(t, t.TempDir())
-	dir := t.TempDir()
-	extra := `
-broker: {listen: "127.0.0.1:0"}
-services: [{user: sim, password: sim-password}]
-ota: {health_window: 200ms, job_timeout: 5m}
-`
-	p := startFleetdWith(t, bin, dir, extra)
-	c := controllertest.Client(t, p.http)
-	controllertest.PushModel(t, c, "yolo-sim", "2", model)
+	bin, dir, extra, p, c := simFleetd(t, "{health_window: 200ms, job_timeout: 5m}")
 	// A shadow phase that outlasts the test's first half.
 	stop := controllertest.StartSimWith(t, sim.Options{Broker: "tcp://" + p.mqtt, Devices: n, MaxShadow: 10 * time.Minute})
 	controllertest.WaitOnline(t, c, n)
