@@ -52,7 +52,9 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		if fail := e.recordShadowLocked(r, j, st.Shadow, now); fail != "" {
 			st.State, st.Reason = api.JobFailed, fail
 		}
-		e.poke() // written at the next step, not the next tick
+		if st.Shadow.Final {
+			e.poke() // the gate: written, and acted on, at the next step
+		} // periodic ones are written at the next tick, however many devices send them
 	}
 	j.State, j.Progress, j.UpdatedAt = st.State, st.Progress, now
 	if st.Reason != "" {
