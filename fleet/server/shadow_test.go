@@ -113,6 +113,17 @@ func TestShadowRoutes(t *testing.T) {
 	if code != 200 || !strings.Contains(string(b), `"accepted_by": "alice"`) || !strings.Contains(string(b), `"failed_job": "`+cmd.JobID+`"`) {
 		t.Fatalf("rollout after accept: %d %s", code, b)
 	}
+	// The audit log has who accepted which device.
+	code, b = f.call(t, "GET", "/api/v1/audit", tok, "", nil)
+	var al rest.AuditList
+	json.Unmarshal(b, &al)
+	found := false
+	for _, e := range al.Entries {
+		found = found || e.Action == "rollout.accept" && e.Operator == "alice" && e.Target == sum.ID && strings.Contains(e.Detail, "device cam-1")
+	}
+	if code != 200 || !found {
+		t.Fatalf("audit: %d %s", code, b)
+	}
 	f.eng.Step(ctx)
 	f.disp.mu.Lock()
 	cmds := f.disp.cmds["cam-1"]
