@@ -356,13 +356,14 @@ func (s *Postgres) pendingReports(ctx context.Context, after int64, limit int) (
 	return out, nil
 }
 
-// markApplied marks reports applied and forgets those applied more than
-// keep ago.
+// markApplied marks reports applied, drops their shadow reports (kept in
+// rollout_shadow by then; with their samples they are the bulk of a row),
+// and forgets those applied more than keep ago.
 func (s *Postgres) markApplied(ctx context.Context, ns []int64, keep time.Duration) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE rollout_reports SET applied = true WHERE n = ANY($1)`, ns); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE rollout_reports SET applied = true, shadow = NULL WHERE n = ANY($1)`, ns); err != nil {
 		return fmt.Errorf("rollout: reports: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM rollout_reports WHERE applied AND received_at < now() - $1::interval`,
