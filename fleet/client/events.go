@@ -35,5 +35,5 @@ func (c *Client) Counts(ctx context.Context, q rest.CountQuery) (rest.CountPage,
 // analytics event's snapshot as a JPEG; a 404 (none sent, or expired) is an *Error.
 func (c *Client) EventSnapshot(ctx context.Context, device string, seq uint64, part string) ([]byte, error) {
 	path := rest.Prefix + "/events/" + esc(device) + "/" + strconv.FormatUint(seq, 10) + "/snapshot"
-	return c.getJPEG(ctx, path, url.Values{"part": {part}})
+	return c.getJPEG(ctx, path, url.Values{"part": {part}}, "event snapshot")
 }

@@ -116,3 +116,20 @@ func (c *Client) RolloutAction(ctx context.Context, id, action, reason string) (
 	err := c.call(ctx, c.short, http.MethodPost, rest.Prefix+"/rollouts/"+esc(id)+"/"+esc(action), nil, in, &s)
 	return s, err
 }
+
+// AcceptShadow accepts a device's failed shadow phase in a rollout: its
+// failure no longer counts and it gets the update again without one.
+func (c *Client) AcceptShadow(ctx context.Context, id, device, reason string) (rest.Accepted, error) {
+	var a rest.Accepted
+	err := c.call(ctx, c.short, http.MethodPost, rest.Prefix+"/rollouts/"+esc(id)+"/"+rest.ActionAccept, nil,
+		rest.Accept{Device: device, Reason: reason}, &a)
+	return a, err
+}
+
+// RolloutShadow returns every device's shadow reports in a rollout (sample
+// JPEGs by URL; ShadowSample fetches one).
+func (c *Client) RolloutShadow(ctx context.Context, id string) (rest.RolloutShadow, error) {
+	var s rest.RolloutShadow
+	err := c.get(ctx, rest.Prefix+"/rollouts/"+esc(id)+"/shadow", nil, &s)
+	return s, err
+}

@@ -245,37 +245,7 @@ func everyDeviceOn(t *testing.T, c interface {
 // options o adds (Fails, OnCommand) on top of its settings.
 func startSim(t *testing.T, o sim.Options) (stop func() sim.Report) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	connected := make(chan int, 1)
-	done := make(chan sim.Report, 1)
-	o.Rate, o.TelemetryEvery, o.Duration, o.ConnectRate = 0.001, time.Minute, 10*time.Minute, 2000
-	o.UpdateStep, o.MaxHealthWindow = 5*time.Millisecond, time.Second
-	o.Login = func(string) (string, string) { return "sim", "sim-password" }
-	o.OnConnected = func(c int) { connected <- c }
-	go func() {
-		rep, err := sim.Run(ctx, o)
-		if err != nil {
-			t.Errorf("sim: %v", err)
-		}
-		done <- rep
-	}()
-	select {
-	case c := <-connected:
-		if c != o.Devices {
-			cancel()
-			t.Fatalf("%d of %d simulated devices connected", c, o.Devices)
-		}
-	case rep := <-done:
-		t.Fatalf("sim ended: %v", rep)
-	}
-	var once sync.Once
-	var rep sim.Report
-	stop = func() sim.Report {
-		once.Do(func() { cancel(); rep = <-done })
-		return rep
-	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return controllertest.StartSimWith(t, o)
 }
 
 // buildFleetctl builds the fleetctl binary into a temp dir.

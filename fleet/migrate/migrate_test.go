@@ -87,7 +87,8 @@ func bboltFleet(t *testing.T) (answers map[string]string, dir string) {
 		simDone <- rep
 	}()
 	controllertest.WaitOnline(t, api, 6)
-	sum := controllertest.CreateRollout(t, api, rest.CreateRollout{Model: "yolo-sim@2", Canary: 1, Waves: "100%", MaxFailures: "0", HealthWindow: "200ms"})
+	sum := controllertest.CreateRollout(t, api, rest.CreateRollout{Model: "yolo-sim@2", Canary: 1, Waves: "100%", MaxFailures: "0", HealthWindow: "200ms",
+		Shadow: "1m", MinAgreement: 0.9})
 	ro := controllertest.WaitRollout(t, api, sum.ID, 20*time.Second, func(v rest.Rollout) bool { return controllertest.Final(v.State) })
 	if ro.State != rest.StateCompleted {
 		t.Fatalf("rollout: %+v", ro.RolloutSummary)
@@ -163,6 +164,11 @@ func restAnswers(t *testing.T, api *client.Client) map[string]string {
 	for _, r := range ros {
 		one, err := api.Rollout(ctx, r.ID)
 		put("rollout "+r.ID, one, err)
+		sh, err := api.RolloutShadow(ctx, r.ID)
+		put("shadow reports of "+r.ID, sh, err)
+		if len(sh.Devices) == 0 || sh.Devices[0].Final == nil {
+			t.Fatalf("rollout %s: shadow reports %+v", r.ID, sh)
+		}
 	}
 	if len(ros) == 0 || len(arts) == 0 || len(keys) == 0 {
 		t.Fatalf("%d rollouts, %d models, %d keys", len(ros), len(arts), len(keys))

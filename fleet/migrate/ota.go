@@ -108,7 +108,7 @@ func artifactsInto(ctx context.Context, dir string, pool *pgxpool.Pool, rep *Rep
 	return nil
 }
 
-// rolloutsInto copies the rollouts, with their jobs and history. The
+// rolloutsInto copies the rollouts, with their jobs, history and shadow reports. The
 // database takes the data dir's epoch (job ids carry it) unless it has
 // one, and its rollout ids continue after the copied ones.
 func rolloutsInto(ctx context.Context, path string, pool *pgxpool.Pool, rep *Report) error {
@@ -154,6 +154,9 @@ func rolloutsInto(ctx context.Context, path string, pool *pgxpool.Pool, rep *Rep
 				rep.RolloutsSkipped++
 			} else {
 				rep.Rollouts++
+				if err := shadowInto(ctx, tx, src, r.ID); err != nil {
+					return fmt.Errorf("rollout %s: %w", r.ID, err)
+				}
 			}
 			if n, err := strconv.ParseInt(strings.TrimPrefix(r.ID, "r"), 10, 64); err == nil {
 				top = max(top, n)
@@ -168,6 +171,29 @@ func rolloutsInto(ctx context.Context, path string, pool *pgxpool.Pool, rep *Rep
 	})
 	if err != nil {
 		return fmt.Errorf("migrate: rollouts: %w", err)
+	}
+	return nil
+}
+
+// shadowInto copies a rollout's shadow reports (rollout.Bolt's shadow
+// bucket) into rollout_shadow.
+func shadowInto(ctx context.Context, tx pgx.Tx, src *rollout.Bolt, id string) error {
+	recs, err := src.LoadShadow(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		var latest, final []byte
+		if rec.Latest != nil {
+			latest, _ = json.Marshal(rec.Latest)
+		}
+		if rec.Final != nil {
+			final, _ = json.Marshal(rec.Final)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO rollout_shadow (rollout_id, device_id, job_id, latest, final, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, rec.RolloutID, rec.DeviceID, rec.JobID, latest, final, rec.UpdatedAt); err != nil {
+			return fmt.Errorf("shadow reports of %s: %w", rec.DeviceID, err)
+		}
 	}
 	return nil
 }

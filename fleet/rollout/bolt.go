@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,6 +23,8 @@ import (
 //	meta/version      -> "1"
 //	meta/epoch        -> 8 hex digits, set when the database is created
 //	rollouts/<id>     -> JSON Rollout (with every job and transition)
+//	shadow/<id>/<dev> -> JSON ShadowRecord (bucket added with shadow phases;
+//	                     created when missing, so version 1 still)
 //
 // Rollout ids take n in r<n> from the rollouts bucket's sequence. Fields
 // added since (transitions, the per-wave limits) are optional in the JSON,
@@ -36,6 +39,7 @@ var _ Store = (*Bolt)(nil)
 var (
 	bucketMeta     = []byte("meta")
 	bucketRollouts = []byte("rollouts")
+	bucketShadow   = []byte("shadow")
 	keyVersion     = []byte("version")
 	keyEpoch       = []byte("epoch")
 )
@@ -53,8 +57,10 @@ func OpenBolt(path string) (*Bolt, error) {
 		if err := boltschema.Check(tx, bucketMeta, keyVersion, schemaVersion); err != nil {
 			return err
 		}
-		if _, err := tx.CreateBucketIfNotExists(bucketRollouts); err != nil {
-			return err
+		for _, b := range [][]byte{bucketRollouts, bucketShadow} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		mb := tx.Bucket(bucketMeta)
 		if ep := mb.Get(keyEpoch); ep != nil {
@@ -153,6 +159,52 @@ func (s *Bolt) Save(_ context.Context, rs ...*Rollout) error {
 		return fmt.Errorf("rollout: save: %w", err)
 	}
 	return nil
+}
+
+// SaveShadow implements Store.
+func (s *Bolt) SaveShadow(_ context.Context, recs ...ShadowRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketShadow)
+		for _, rec := range recs {
+			k := []byte(shadowKey(rec.RolloutID, rec.DeviceID))
+			v, err := mergeShadow(b.Get(k), rec)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if err := b.Put(k, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rollout: save shadow reports: %w", err)
+	}
+	return nil
+}
+
+// LoadShadow implements Store.
+func (s *Bolt) LoadShadow(_ context.Context, rolloutID string) ([]ShadowRecord, error) {
+	var out []ShadowRecord
+	prefix := []byte(rolloutID + "/")
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketShadow).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var rec ShadowRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			out = append(out, rec)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollout: load shadow reports of %s: %w", rolloutID, err)
+	}
+	return out, nil
 }
 
 // Close implements Store.

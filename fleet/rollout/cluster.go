@@ -373,6 +373,20 @@ func (c *Cluster) CreateBy(ctx context.Context, spec Spec, by string) (Summary, 
 	return r.Summarize(), nil
 }
 
+// Shadow returns the stored shadow reports of a rollout's devices, sorted
+// by device.
+func (c *Cluster) Shadow(ctx context.Context, id string) ([]ShadowRecord, error) {
+	if _, err := c.Get(id); err != nil {
+		return nil, err
+	}
+	recs, err := c.store.LoadShadow(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sortShadow(recs)
+	return recs, nil
+}
+
 // Get returns a rollout as stored.
 func (c *Cluster) Get(id string) (*Rollout, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -70,9 +70,10 @@ type Engine struct {
 
 	mu       sync.Mutex
 	rollouts map[string]*Rollout
-	jobs     map[string]jobRef // job id (and rollback job id) -> job
-	dirty    map[string]bool   // rollouts to write at the next flush
-	resend   map[string]bool   // job ids to send again (after a restart)
+	jobs     map[string]jobRef        // job id (and rollback job id) -> job
+	dirty    map[string]bool          // rollouts to write at the next flush
+	resend   map[string]bool          // job ids to send again (after a restart)
+	shadow   map[string]*ShadowRecord // shadowKey -> reports to write at the next flush
 	closed   bool
 
 	m *metrics
@@ -128,7 +129,8 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{store: s, opt: opt, log: opt.Logger, kick: make(chan struct{}, 1), m: m, epoch: s.Epoch(),
-		rollouts: map[string]*Rollout{}, jobs: map[string]jobRef{}, dirty: map[string]bool{}, resend: map[string]bool{}}
+		rollouts: map[string]*Rollout{}, jobs: map[string]jobRef{}, dirty: map[string]bool{}, resend: map[string]bool{},
+		shadow: map[string]*ShadowRecord{}}
 	for _, r := range rs {
 		e.index(r)
 		for _, j := range r.Jobs {
@@ -273,8 +275,8 @@ func planRollout(ctx context.Context, devices Devices, spec Spec) (plan, error) 
 	spec = spec.clone()
 	if spec.JobTimeout == 0 {
 		spec.JobTimeout = 30 * time.Minute
-		if spec.HealthWindow >= spec.JobTimeout {
-			spec.JobTimeout = 2 * spec.HealthWindow
+		if need := spec.HealthWindow + spec.shadowDuration(); need >= spec.JobTimeout {
+			spec.JobTimeout = 2 * need
 		}
 	}
 	if spec.RollbackOnAbort == nil {
@@ -394,8 +396,12 @@ func (e *Engine) ArtifactInUse(sha256 string) []string {
 	return ids
 }
 
-// flushLocked writes the dirty rollouts in one transaction.
+// flushLocked writes the shadow reports kept, then the dirty rollouts in
+// one transaction.
 func (e *Engine) flushLocked() error {
+	if err := e.flushShadowLocked(context.Background()); err != nil {
+		return err
+	}
 	if len(e.dirty) == 0 {
 		return nil
 	}

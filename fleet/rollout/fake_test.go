@@ -69,10 +69,13 @@ type sim struct {
 	// onUpdate, if set, is called (unlocked) for every first update command.
 	onUpdate     func(dev string, cmd api.Command)
 	failDispatch map[string]bool
+	// agreement is each device's shadow agreement (default 0.95); a
+	// command with Shadow gets a periodic and a final report.
+	agreement map[string]float64
 }
 
 func newSim(t testing.TB, n int, version string) *sim {
-	s := &sim{t: t, devices: map[string]*simDevice{}, failDispatch: map[string]bool{}}
+	s := &sim{t: t, devices: map[string]*simDevice{}, failDispatch: map[string]bool{}, agreement: map[string]float64{}}
 	for i := range n {
 		id := fmt.Sprintf("cam-%04d", i)
 		s.devices[id] = &simDevice{id: id, online: true, version: version, seen: map[string]string{},
@@ -129,6 +132,7 @@ func (s *sim) Dispatch(ctx context.Context, dev string, cmd api.Command) error {
 	}
 	eng := s.eng
 	var reports []string
+	var shadow []*api.ShadowReport // sent with the reports in state shadow, and the last with the final one
 	if last, ok := d.seen[cmd.JobID]; ok {
 		// Idempotent: a job seen before is not run again, its state is reported again.
 		reports = []string{last}
@@ -139,10 +143,21 @@ func (s *sim) Dispatch(ctx context.Context, dev string, cmd api.Command) error {
 			reports = []string{api.JobQueued, api.JobInstalling, api.JobSucceeded}
 		default:
 			d.updates++
+			pass := true
+			if cmd.Shadow != nil {
+				shadow, pass = s.shadowReports(dev, cmd.Shadow)
+			}
+			if !pass { // the serving model stays
+				reports = []string{api.JobQueued, api.JobDownloading, api.JobShadow, api.JobFailed}
+				break
+			}
 			switch d.behave {
 			case behaveOK:
 				d.previous, d.version = d.version, cmd.Artifact.Version
 				reports = []string{api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck, api.JobSucceeded}
+				if shadow != nil {
+					reports = []string{api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobShadow, api.JobShadow, api.JobInstalling, api.JobHealthCheck, api.JobSucceeded}
+				}
 			case behaveFail:
 				d.previous, d.version = d.version, cmd.Artifact.Version
 				reports = []string{api.JobQueued, api.JobDownloading, api.JobInstalling, api.JobFailed}
@@ -175,11 +190,31 @@ func (s *sim) Dispatch(ctx context.Context, dev string, cmd api.Command) error {
 		if st == api.JobFailed || st == api.JobRolledBack {
 			js.Reason = "health window: detection rate collapsed"
 		}
+		if st == api.JobShadow && len(shadow) > 0 {
+			js.Shadow, shadow = shadow[0], shadow[1:]
+		}
+		if st == api.JobFailed && len(shadow) > 0 {
+			js.Shadow, js.Reason = shadow[0], "shadow: agreement below min"
+		}
 		if err := eng.HandleJobStatus(ctx, js); err != nil {
 			s.t.Errorf("HandleJobStatus(%+v): %v", js, err)
 		}
 	}
 	return nil
+}
+
+// shadowReports returns the device's periodic and final shadow reports for
+// spec, and whether they pass it.
+func (s *sim) shadowReports(dev string, spec *api.ShadowSpec) ([]*api.ShadowReport, bool) {
+	a, ok := s.agreement[dev]
+	if !ok {
+		a = 0.95
+	}
+	stats := api.ShadowStats{Serving: 100, Candidate: 100, Matched: int(a * 100), Precision: a, Recall: a, F1: a, CountRatio: 1}
+	periodic := &api.ShadowReport{ElapsedS: spec.DurationS / 2, Frames: 50, Agreement: a, MinAgreement: spec.MinAgreement, ShadowStats: stats}
+	final := &api.ShadowReport{Final: true, ElapsedS: spec.DurationS, Frames: 100, Agreement: a, MinAgreement: spec.MinAgreement,
+		ShadowStats: stats, Samples: []api.ShadowSample{{Camera: "cam0", TimeUs: 1, Disagreement: 1 - a, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}}}
+	return []*api.ShadowReport{periodic, final}, a >= spec.MinAgreement
 }
 
 // release finishes a held device's job with success.

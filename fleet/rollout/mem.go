@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -18,6 +19,7 @@ type Mem struct {
 	epoch string
 	seq   uint64
 	data  map[string][]byte
+	shad  map[string][]byte // shadowKey -> JSON ShadowRecord
 }
 
 var _ Store = (*Mem)(nil)
@@ -26,7 +28,7 @@ var _ Store = (*Mem)(nil)
 func NewMem() *Mem {
 	var b [4]byte
 	rand.Read(b[:])
-	return &Mem{epoch: hex.EncodeToString(b[:]), data: map[string][]byte{}}
+	return &Mem{epoch: hex.EncodeToString(b[:]), data: map[string][]byte{}, shad: map[string][]byte{}}
 }
 
 // Epoch implements Store.
@@ -81,6 +83,39 @@ func (m *Mem) Save(_ context.Context, rs ...*Rollout) error {
 		m.data[r.ID] = vs[i]
 	}
 	return nil
+}
+
+// SaveShadow implements Store.
+func (m *Mem) SaveShadow(_ context.Context, recs ...ShadowRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, rec := range recs {
+		k := shadowKey(rec.RolloutID, rec.DeviceID)
+		v, err := mergeShadow(m.shad[k], rec)
+		if err != nil {
+			return fmt.Errorf("rollout: save shadow reports: %s: %w", k, err)
+		}
+		m.shad[k] = v
+	}
+	return nil
+}
+
+// LoadShadow implements Store.
+func (m *Mem) LoadShadow(_ context.Context, rolloutID string) ([]ShadowRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []ShadowRecord
+	for k, v := range m.shad {
+		if !strings.HasPrefix(k, rolloutID+"/") {
+			continue
+		}
+		var rec ShadowRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return nil, fmt.Errorf("rollout: load shadow reports: %s: %w", k, err)
+		}
+		out = append(out, rec)
+	}
+	return out, nil
 }
 
 // Close implements Store. It does nothing: a Mem keeps its data, so a test

@@ -7,6 +7,7 @@ type metrics struct {
 	dispatchErrors prometheus.Counter
 	finished       *prometheus.CounterVec // jobs by final state
 	rollouts       *prometheus.GaugeVec   // by state
+	shadow         *prometheus.CounterVec // final shadow reports by outcome
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -19,9 +20,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rollout jobs that ended, by final state."}, []string{"state"}),
 		rollouts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgefleet_rollouts",
 			Help: "Rollouts by state."}, []string{"state"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_rollout_shadow_total",
+			Help: "Final shadow-phase reports judged against the rollout's min agreement, by outcome (passed, failed)."}, []string{"outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.commands, m.dispatchErrors, m.finished, m.rollouts} {
+		for _, c := range []prometheus.Collector{m.commands, m.dispatchErrors, m.finished, m.rollouts, m.shadow} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -17,6 +17,8 @@ const (
 	ActionResume   ActionKind = "resume"
 	ActionAbort    ActionKind = "abort"
 	ActionRollback ActionKind = "rollback"
+	// ActionAccept accepts one device's failed shadow phase (Action.Device).
+	ActionAccept ActionKind = "accept"
 )
 
 // Action is an operator's request on a rollout.
@@ -26,6 +28,8 @@ type Action struct {
 	By string
 	// Reason is recorded with the transition (for an abort, in Rollout.Reason too).
 	Reason string
+	// Device is the device an accept is for.
+	Device string
 }
 
 // Act applies an operator action and persists it before it returns:
@@ -34,7 +38,9 @@ type Action struct {
 //     a fresh timeout;
 //   - abort stops the rollout; devices go back as Spec.RollbackOnAbort says;
 //   - rollback stops the rollout and sends every device it updated, or
-//     tried to, back to its previous version.
+//     tried to, back to its previous version;
+//   - accept clears a device's failed shadow phase and sends it the
+//     update again without one (see shadow.go).
 func (e *Engine) Act(ctx context.Context, id string, a Action) (Summary, error) {
 	var f func(r *Rollout, now time.Time, a Action) error
 	switch a.Kind {
@@ -46,6 +52,8 @@ func (e *Engine) Act(ctx context.Context, id string, a Action) (Summary, error) 
 		f = e.abort
 	case ActionRollback:
 		f = rollback
+	case ActionAccept:
+		f = e.accept
 	default:
 		return Summary{}, fmt.Errorf("rollout: unknown action %q", a.Kind)
 	}
@@ -70,7 +78,7 @@ func (e *Engine) Act(ctx context.Context, id string, a Action) (Summary, error) 
 	if err := e.flushLocked(); err != nil {
 		return Summary{}, err
 	}
-	e.log.Info("rollout "+string(a.Kind), "rollout_id", id, "state", r.State, "by", a.By)
+	e.log.Info("rollout "+string(a.Kind), "rollout_id", id, "state", r.State, "by", a.By, "device", a.Device)
 	e.poke()
 	return r.Summarize(), nil
 }
@@ -189,8 +197,9 @@ func (e *Engine) abortLocked(r *Rollout, now time.Time, reason, by string) {
 // its device on the new version: it failed (and did not roll back by
 // itself), or timed out after it was sent. A job that timed out waiting for
 // an offline device never reached it.
+// A device failed by its shadow phase kept its serving model.
 func failedOnDevice(j *Job) bool {
-	return j.State == api.JobFailed || j.State == JobTimedOut && !j.SentAt.IsZero()
+	return j.State == api.JobFailed && !j.shadowFailed() || j.State == JobTimedOut && !j.SentAt.IsZero()
 }
 
 func queueRollback(j *Job, now time.Time) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,8 +22,8 @@ import (
 // while.
 var ErrNotLeader = errors.New("rollout: not the rollout engine's lease holder")
 
-// Postgres is the PostgreSQL Store (schema: fleet/database migration
-// 00003), shared by fleetd replicas. As a Store it behaves as Bolt does; a
+// Postgres is the PostgreSQL Store (schema: fleet/database migrations
+// 00003 and 00009), shared by fleetd replicas. As a Store it behaves as Bolt does; a
 // Cluster adds what replicas need on top of it: reads of the stored state,
 // and the inboxes of job reports and operator actions that the lease holder
 // applies. It is safe for concurrent use.
@@ -160,6 +161,73 @@ func (s *Postgres) save(ctx context.Context, fence uint32, rs []*Rollout) error 
 	return nil
 }
 
+// SaveShadow implements Store. It is not fenced: a report is a device's
+// measurement, the same whichever replica writes it.
+func (s *Postgres) SaveShadow(ctx context.Context, recs ...ShadowRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, rec := range recs {
+			var latest, final []byte
+			var err error
+			if rec.Latest != nil {
+				if latest, err = json.Marshal(rec.Latest); err != nil {
+					return err
+				}
+			}
+			if rec.Final != nil {
+				if final, err = json.Marshal(rec.Final); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO rollout_shadow (rollout_id, device_id, job_id, latest, final, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (rollout_id, device_id) DO UPDATE SET job_id = excluded.job_id,
+				latest = COALESCE(excluded.latest, rollout_shadow.latest), final = COALESCE(excluded.final, rollout_shadow.final),
+				updated_at = excluded.updated_at`, rec.RolloutID, rec.DeviceID, rec.JobID, latest, final, rec.UpdatedAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rollout: save shadow reports: %w", err)
+	}
+	return nil
+}
+
+// LoadShadow implements Store.
+func (s *Postgres) LoadShadow(ctx context.Context, rolloutID string) ([]ShadowRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT device_id, job_id, latest, final, updated_at FROM rollout_shadow WHERE rollout_id = $1`, rolloutID)
+	if err != nil {
+		return nil, fmt.Errorf("rollout: load shadow reports of %s: %w", rolloutID, err)
+	}
+	var out []ShadowRecord
+	var rec ShadowRecord
+	var latest, final []byte
+	_, err = pgx.ForEachRow(rows, []any{&rec.DeviceID, &rec.JobID, &latest, &final, &rec.UpdatedAt}, func() error {
+		r := ShadowRecord{RolloutID: rolloutID, DeviceID: rec.DeviceID, JobID: rec.JobID, UpdatedAt: rec.UpdatedAt.UTC()}
+		for _, p := range []struct {
+			b   []byte
+			out **api.ShadowReport
+		}{{latest, &r.Latest}, {final, &r.Final}} {
+			if p.b == nil {
+				continue
+			}
+			*p.out = &api.ShadowReport{}
+			if err := json.Unmarshal(p.b, *p.out); err != nil {
+				return fmt.Errorf("%s: %w", r.DeviceID, err)
+			}
+		}
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rollout: load shadow reports of %s: %w", rolloutID, err)
+	}
+	return out, nil
+}
+
 // Close implements Store; the pool is the caller's.
 func (s *Postgres) Close() error { return nil }
 
@@ -225,15 +293,34 @@ func (s *Postgres) ids(ctx context.Context) ([]string, error) {
 
 // putReport records a device's job report once per (job, state); a
 // repeated one only refreshes progress and reason while not yet applied.
+// One that carries a shadow report (the periodic ones share the state
+// JobShadow) is queued again even if applied, always under a new n (so
+// that the holder, marking applied the n it read, does not mark it); a final
+// shadow report has a row of its own (state + finalSuffix), so that it
+// does not replace a periodic one not yet applied.
 func (s *Postgres) putReport(ctx context.Context, st api.JobStatus) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO rollout_reports (job_id, state, device_id, progress, reason) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (job_id, state) DO UPDATE SET progress = excluded.progress, reason = excluded.reason
-		WHERE NOT rollout_reports.applied`, st.JobID, st.State, st.DeviceID, st.Progress, st.Reason)
+	var shadow []byte
+	if st.Shadow != nil {
+		var err error
+		if shadow, err = json.Marshal(st.Shadow); err != nil {
+			return fmt.Errorf("rollout: job status: %w", err)
+		}
+		if st.Shadow.Final {
+			st.State += finalSuffix
+		}
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO rollout_reports (job_id, state, device_id, progress, reason, shadow) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (job_id, state) DO UPDATE SET progress = excluded.progress, reason = excluded.reason, shadow = excluded.shadow,
+		n = CASE WHEN excluded.shadow IS NOT NULL THEN excluded.n ELSE rollout_reports.n END, applied = false
+		WHERE NOT rollout_reports.applied OR excluded.shadow IS NOT NULL`, st.JobID, st.State, st.DeviceID, st.Progress, st.Reason, shadow)
 	if err != nil {
 		return fmt.Errorf("rollout: job status: %w", err)
 	}
 	return nil
 }
+
+// finalSuffix marks the report row of a final shadow report.
+const finalSuffix = "+final"
 
 // report is a queued job report.
 type report struct {
@@ -243,15 +330,24 @@ type report struct {
 
 // pendingReports returns up to limit reports not yet applied, after n.
 func (s *Postgres) pendingReports(ctx context.Context, after int64, limit int) ([]report, error) {
-	rows, err := s.pool.Query(ctx, `SELECT n, job_id, state, device_id, progress, reason FROM rollout_reports
+	rows, err := s.pool.Query(ctx, `SELECT n, job_id, state, device_id, progress, reason, shadow FROM rollout_reports
 		WHERE NOT applied AND n > $1 ORDER BY n LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: reports: %w", err)
 	}
 	var out []report
 	var r report
-	_, err = pgx.ForEachRow(rows, []any{&r.n, &r.st.JobID, &r.st.State, &r.st.DeviceID, &r.st.Progress, &r.st.Reason}, func() error {
-		out = append(out, r)
+	var shadow []byte
+	_, err = pgx.ForEachRow(rows, []any{&r.n, &r.st.JobID, &r.st.State, &r.st.DeviceID, &r.st.Progress, &r.st.Reason, &shadow}, func() error {
+		q := r
+		q.st.State = strings.TrimSuffix(q.st.State, finalSuffix)
+		if shadow != nil {
+			q.st.Shadow = &api.ShadowReport{}
+			if err := json.Unmarshal(shadow, q.st.Shadow); err != nil {
+				return fmt.Errorf("job %s: shadow: %w", q.st.JobID, err)
+			}
+		}
+		out = append(out, q)
 		return nil
 	})
 	if err != nil {
@@ -260,13 +356,14 @@ func (s *Postgres) pendingReports(ctx context.Context, after int64, limit int) (
 	return out, nil
 }
 
-// markApplied marks reports applied and forgets those applied more than
-// keep ago.
+// markApplied marks reports applied, drops their shadow reports (kept in
+// rollout_shadow by then; with their samples they are the bulk of a row),
+// and forgets those applied more than keep ago.
 func (s *Postgres) markApplied(ctx context.Context, ns []int64, keep time.Duration) error {
 	if len(ns) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE rollout_reports SET applied = true WHERE n = ANY($1)`, ns); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE rollout_reports SET applied = true, shadow = NULL WHERE n = ANY($1)`, ns); err != nil {
 		return fmt.Errorf("rollout: reports: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM rollout_reports WHERE applied AND received_at < now() - $1::interval`,
@@ -286,8 +383,8 @@ type queuedAction struct {
 // putAction queues an operator action and returns its number.
 func (s *Postgres) putAction(ctx context.Context, id string, a Action) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `INSERT INTO rollout_actions (rollout_id, kind, by_name, reason) VALUES ($1, $2, $3, $4) RETURNING n`,
-		id, string(a.Kind), a.By, a.Reason).Scan(&n)
+	err := s.pool.QueryRow(ctx, `INSERT INTO rollout_actions (rollout_id, kind, by_name, reason, device) VALUES ($1, $2, $3, $4, $5) RETURNING n`,
+		id, string(a.Kind), a.By, a.Reason, a.Device).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("rollout: %s %s: %w", a.Kind, id, err)
 	}
@@ -296,14 +393,14 @@ func (s *Postgres) putAction(ctx context.Context, id string, a Action) (int64, e
 
 // pendingActions returns the actions not yet done, oldest first.
 func (s *Postgres) pendingActions(ctx context.Context) ([]queuedAction, error) {
-	rows, err := s.pool.Query(ctx, `SELECT n, rollout_id, kind, by_name, reason FROM rollout_actions WHERE NOT done ORDER BY n LIMIT 100`)
+	rows, err := s.pool.Query(ctx, `SELECT n, rollout_id, kind, by_name, reason, device FROM rollout_actions WHERE NOT done ORDER BY n LIMIT 100`)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: actions: %w", err)
 	}
 	var out []queuedAction
 	var q queuedAction
 	var kind string
-	_, err = pgx.ForEachRow(rows, []any{&q.n, &q.id, &kind, &q.a.By, &q.a.Reason}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&q.n, &q.id, &kind, &q.a.By, &q.a.Reason, &q.a.Device}, func() error {
 		q.a.Kind = ActionKind(kind)
 		out = append(out, q)
 		return nil

@@ -3,7 +3,9 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -279,4 +281,62 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestClusterShadow: devices report through the standby. One fails its
+// shadow phase; the periodic reports (same state, applied more than once)
+// and the final one reach the holder and the store; an accept through the
+// standby sends the device its job again without Shadow.
+func TestClusterShadow(t *testing.T) {
+	dsn := dbtest.DSN(t)
+	s := newSim(t, 4, "1")
+	s.agreement["cam-0001"] = 0.5
+	s.set("cam-0003", func(d *simDevice) { d.behave = behaveHold })
+	a := startReplica(t, dsn, s)
+	testutil.WaitFor(t, "first replica holds the lease", 10*time.Second, a.c.Leader)
+	b := startReplica(t, dsn, s)
+	s.mu.Lock()
+	s.eng = b.c
+	s.mu.Unlock()
+	ctx := context.Background()
+	sp := shadowSpec("1")
+	sp.Canary, sp.Waves = 1, []float64{100}
+	sum, err := b.c.Create(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := waitRollout(t, b.c, sum.ID, "cam-0001 fails its shadow phase, cam-0002 passes", func(r *Rollout) bool {
+		return r.Jobs[1].State == api.JobFailed && r.Jobs[2].State == api.JobSucceeded
+	})
+	if !strings.Contains(r.Jobs[1].Reason, "agreement 0.500") || r.State.Final() {
+		t.Fatalf("rollout %s, job %+v", r.State, r.Jobs[1])
+	}
+	recs, err := b.c.Shadow(ctx, sum.ID)
+	if err == nil && (recs[0].Latest == nil || recs[0].Final == nil) {
+		t.Fatalf("cam-0000: periodic %v, final %v: both should be kept", recs[0].Latest, recs[0].Final)
+	}
+	if err != nil || len(recs) != 3 || recs[1].DeviceID != "cam-0001" || recs[1].Final == nil || len(recs[1].Final.Samples) != 1 {
+		t.Fatalf("Shadow = %+v, %v", recs, err)
+	}
+	// A second periodic report after the first was applied is applied too.
+	for _, frames := range []int{1, 7} {
+		late := api.JobStatus{DeviceID: "cam-0003", JobID: r.Jobs[3].JobID, State: api.JobShadow,
+			Shadow: &api.ShadowReport{Frames: frames, Agreement: 0.99}}
+		if err := b.c.HandleJobStatus(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, fmt.Sprintf("periodic report of %d frames stored", frames), 10*time.Second, func() bool {
+			recs, err := b.c.Shadow(ctx, sum.ID)
+			return err == nil && len(recs) == 4 && recs[3].Latest != nil && recs[3].Latest.Frames == frames
+		})
+	}
+	got, err := b.c.Act(ctx, sum.ID, Action{Kind: ActionAccept, Device: "cam-0001", By: "bob"})
+	if err != nil || got.Failed != 0 {
+		t.Fatalf("accept through the standby: %+v, %v", got, err)
+	}
+	s.release(ctx, "cam-0003", "2")
+	r = waitRollout(t, b.c, sum.ID, "rollout completes", func(r *Rollout) bool { return r.State.Final() })
+	if r.State != StateCompleted || r.Summarize().Succeeded != 4 || r.Jobs[1].Shadow.AcceptedBy != "bob" {
+		t.Fatalf("rollout %s: %+v", r.State, r.Summarize())
+	}
 }

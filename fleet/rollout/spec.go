@@ -69,6 +69,20 @@ type Spec struct {
 	// JobTimeout bounds a job from the start of its wave (offline time
 	// included) to its final report; a job past it counts as failed. 0 means 30m.
 	JobTimeout time.Duration `json:"job_timeout"`
+	// Shadow, on a model rollout, has each device run the candidate beside
+	// its serving model before it swaps (api.ShadowSpec); a device whose
+	// final agreement is below MinAgreement fails without swapping, and
+	// counts against the failure limits as any failure. nil: no shadow
+	// phase. JobTimeout must cover the phase and the health window.
+	Shadow *api.ShadowSpec `json:"shadow,omitempty"`
+}
+
+// shadowDuration is how long the shadow phase runs (0 without one).
+func (s *Spec) shadowDuration() time.Duration {
+	if s.Shadow == nil {
+		return 0
+	}
+	return time.Duration(s.Shadow.DurationS * float64(time.Second))
 }
 
 // Validate checks the spec; the error names the field.
@@ -111,6 +125,17 @@ func (s *Spec) Validate() error {
 	if s.JobTimeout > 0 && s.JobTimeout <= s.HealthWindow {
 		return fmt.Errorf("job_timeout %s must exceed health_window %s", s.JobTimeout, s.HealthWindow)
 	}
+	if s.Shadow != nil {
+		if a.Kind != "model" {
+			return fmt.Errorf("shadow: a %s rollout has no shadow phase (models only)", a.Kind)
+		}
+		if err := s.Shadow.Validate(); err != nil {
+			return fmt.Errorf("shadow: %w", err)
+		}
+		if need := s.HealthWindow + s.shadowDuration(); s.JobTimeout > 0 && s.JobTimeout <= need {
+			return fmt.Errorf("job_timeout %s must exceed the shadow phase and health_window (%s)", s.JobTimeout, need)
+		}
+	}
 	for k, v := range s.Selector {
 		if k == "" || strings.ContainsAny(k, "=,") || strings.ContainsAny(v, "=,") {
 			return fmt.Errorf("selector %q=%q is malformed", k, v)
@@ -129,6 +154,10 @@ func (s Spec) clone() Spec {
 	if s.RollbackOnAbort != nil {
 		v := *s.RollbackOnAbort
 		s.RollbackOnAbort = &v
+	}
+	if s.Shadow != nil {
+		v := *s.Shadow
+		s.Shadow = &v
 	}
 	return s
 }

@@ -45,6 +45,17 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	if jobFinal(j.State) {
 		return nil
 	}
+	if st.Shadow != nil {
+		if err := st.Shadow.Validate(); err != nil {
+			return fmt.Errorf("rollout: job status: %s: shadow: %w", st.JobID, err)
+		}
+		if fail := e.recordShadowLocked(r, j, st.Shadow, now); fail != "" {
+			st.State, st.Reason = api.JobFailed, fail
+		}
+		if st.Shadow.Final {
+			e.poke() // the gate: written, and acted on, at the next step
+		} // periodic ones are written at the next tick, however many devices send them
+	}
 	j.State, j.Progress, j.UpdatedAt = st.State, st.Progress, now
 	if st.Reason != "" {
 		j.Reason = st.Reason
@@ -61,7 +72,7 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 // validJobState reports whether a device may report state s.
 func validJobState(s string) bool {
 	switch s {
-	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobInstalling, api.JobHealthCheck,
+	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobShadow, api.JobInstalling, api.JobHealthCheck,
 		api.JobSucceeded, api.JobFailed, api.JobRolledBack:
 		return true
 	}

@@ -241,6 +241,10 @@ func (e *Engine) collectLocked(r *Rollout, online map[string]bool, now time.Time
 			art := a
 			s.cmd = api.Command{JobID: j.JobID, Kind: kind, Artifact: &art,
 				DeadlineMs: j.QueuedAt.Add(r.Spec.JobTimeout).UnixMilli(), HealthWindowS: r.Spec.HealthWindow.Seconds()}
+			if r.Spec.Shadow != nil && (j.Shadow == nil || j.Shadow.AcceptedBy == "") {
+				sh := *r.Spec.Shadow
+				s.cmd.Shadow = &sh
+			}
 			out = append(out, s)
 			e.dirty[r.ID] = true
 		}

@@ -20,6 +20,12 @@ type Store interface {
 	// Save writes the rollouts, each whole (jobs and history), in one
 	// atomic step. The store keeps no reference to them.
 	Save(ctx context.Context, rs ...*Rollout) error
+	// SaveShadow writes devices' shadow reports: each record's non-nil
+	// Latest and Final replace the stored ones of its (rollout, device).
+	SaveShadow(ctx context.Context, recs ...ShadowRecord) error
+	// LoadShadow returns the shadow records of one rollout, in no
+	// particular order.
+	LoadShadow(ctx context.Context, rolloutID string) ([]ShadowRecord, error)
 	// Close releases the store; it is safe to call twice.
 	Close() error
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"edgefleet/fleet/api"
 )
 
 // storeSuite is the behaviour every Store shows. open returns a fresh,
@@ -94,6 +96,7 @@ func storeSuite(t *testing.T, open func(t *testing.T) (Store, func() Store)) {
 			}
 			return s
 		}},
+		{"shadow reports merge and survive a reopen", shadowRoundTrip},
 		{"close twice", func(t *testing.T, s Store, _ func() Store) Store {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
@@ -110,6 +113,39 @@ func storeSuite(t *testing.T, open func(t *testing.T) (Store, func() Store)) {
 			}
 		})
 	}
+}
+
+// shadowRoundTrip is storeSuite's case for SaveShadow and LoadShadow.
+func shadowRoundTrip(t *testing.T, s Store, reopen func() Store) Store {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	latest := &api.ShadowReport{ElapsedS: 5, Frames: 40, Agreement: 0.9}
+	final := &api.ShadowReport{Final: true, ElapsedS: 60, Frames: 400, Agreement: 0.8,
+		Samples: []api.ShadowSample{{Camera: "cam0", JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}}}
+	for _, rec := range []ShadowRecord{
+		{RolloutID: "r1", DeviceID: "cam-1", JobID: "j1", Latest: latest, UpdatedAt: now},
+		{RolloutID: "r1", DeviceID: "cam-2", JobID: "j2", Latest: latest, UpdatedAt: now},
+		{RolloutID: "r10", DeviceID: "cam-1", JobID: "j3", Latest: latest, UpdatedAt: now},
+	} {
+		if err := s.SaveShadow(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.SaveShadow(ctx, ShadowRecord{RolloutID: "r1", DeviceID: "cam-1", JobID: "j1", Final: final, UpdatedAt: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
+	recs, err := s.LoadShadow(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortShadow(recs)
+	want := []ShadowRecord{{RolloutID: "r1", DeviceID: "cam-1", JobID: "j1", Latest: latest, Final: final, UpdatedAt: now.Add(time.Minute)},
+		{RolloutID: "r1", DeviceID: "cam-2", JobID: "j2", Latest: latest, UpdatedAt: now}}
+	if len(recs) != 2 || !reflect.DeepEqual(recs, want) {
+		t.Fatalf("LoadShadow(r1):\n got %+v\nwant %+v", recs, want)
+	}
+	return s
 }
 
 func openBoltSuite(t *testing.T) (Store, func() Store) {

@@ -81,6 +81,32 @@ type Job struct {
 	Rollback       string    `json:"rollback,omitempty"`
 	RollbackReason string    `json:"rollback_reason,omitempty"`
 	RollbackAt     time.Time `json:"rollback_at,omitzero"`
+	// Shadow is what the device's shadow phase showed, when the spec asks
+	// for one (the full reports are in the Store, see ShadowRecord).
+	Shadow *ShadowResult `json:"shadow,omitempty"`
+}
+
+// ShadowResult is the part of a job's shadow reports the rollout keeps.
+type ShadowResult struct {
+	// Final is set by the device's final report; Passed only means
+	// something then: Agreement >= the spec's MinAgreement.
+	Final     bool      `json:"final,omitempty"`
+	Passed    bool      `json:"passed,omitempty"`
+	Agreement float64   `json:"agreement"`
+	Frames    int       `json:"frames"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// AcceptedBy names the operator who accepted a failed shadow phase, at
+	// AcceptedAt; the job then got a new id (FailedJob is the old one) and
+	// was sent again without Shadow.
+	AcceptedBy string    `json:"accepted_by,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	FailedJob  string    `json:"failed_job,omitempty"`
+}
+
+// shadowFailed reports whether the job ended because its shadow phase
+// failed the gate (and no operator accepted it): the device kept its model.
+func (j *Job) shadowFailed() bool {
+	return j.State == api.JobFailed && j.Shadow != nil && j.Shadow.Final && !j.Shadow.Passed && j.Shadow.AcceptedBy == ""
 }
 
 // RollbackJobID is the id of the rollback job for a job.
@@ -112,6 +138,12 @@ type Rollout struct {
 func (r *Rollout) clone() *Rollout {
 	c := *r
 	c.Jobs = append([]Job(nil), r.Jobs...)
+	for i := range c.Jobs {
+		if sh := c.Jobs[i].Shadow; sh != nil {
+			v := *sh
+			c.Jobs[i].Shadow = &v
+		}
+	}
 	c.WaveEnd = append([]int(nil), r.WaveEnd...)
 	c.Transitions = append([]Transition(nil), r.Transitions...)
 	c.Spec = r.Spec.clone()
@@ -135,6 +167,13 @@ type WaveProgress struct {
 	InFlight  int `json:"in_flight"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// Shadow phases of the wave that ended: passed, failed (not accepted)
+	// and accepted by an operator, and the mean agreement of their final
+	// reports.
+	ShadowPassed    int     `json:"shadow_passed,omitempty"`
+	ShadowFailed    int     `json:"shadow_failed,omitempty"`
+	ShadowAccepted  int     `json:"shadow_accepted,omitempty"`
+	ShadowAgreement float64 `json:"shadow_agreement,omitempty"`
 }
 
 // Summary is a rollout without its per-device jobs, for lists.
@@ -154,13 +193,15 @@ type Summary struct {
 	Failed      int    `json:"failed"`
 	MaxFailures int    `json:"max_failures"`
 	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's.
-	MaxFailureRate  float64        `json:"max_failure_rate,omitempty"`
-	MinExecutions   int            `json:"min_executions,omitempty"`
-	RollbackOnAbort bool           `json:"rollback_on_abort"`
-	RolledBack      int            `json:"rolled_back"` // devices whose rollback job succeeded
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
-	Progress        []WaveProgress `json:"progress"`
+	MaxFailureRate  float64 `json:"max_failure_rate,omitempty"`
+	MinExecutions   int     `json:"min_executions,omitempty"`
+	RollbackOnAbort bool    `json:"rollback_on_abort"`
+	// Shadow is the spec's shadow phase, if any.
+	Shadow     *api.ShadowSpec `json:"shadow,omitempty"`
+	RolledBack int             `json:"rolled_back"` // devices whose rollback job succeeded
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	Progress   []WaveProgress  `json:"progress"`
 }
 
 // Summarize counts r's jobs.
@@ -169,7 +210,7 @@ func (r *Rollout) Summarize() Summary {
 		SHA256: r.Spec.Artifact.SHA256, Selector: FormatSelector(r.Spec.Selector), State: r.State, Wave: r.Wave,
 		Waves: len(r.Spec.Waves), Reason: r.Reason, Targets: len(r.Jobs), MaxFailures: r.Spec.MaxFailures.Limit(len(r.Jobs)),
 		MaxFailureRate: r.Spec.MaxFailureRate, MinExecutions: r.Spec.MinExecutions, RollbackOnAbort: r.Spec.rollbackOnAbort(),
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+		Shadow: r.Spec.Shadow, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 	s.Progress = make([]WaveProgress, len(r.WaveEnd))
 	for w := range s.Progress {
 		s.Progress[w].Wave = w
@@ -192,6 +233,30 @@ func (r *Rollout) Summarize() Summary {
 		if j.Rollback == api.JobSucceeded {
 			s.RolledBack++
 		}
+		p.countShadow(j.Shadow)
+	}
+	for w := range s.Progress {
+		p := &s.Progress[w]
+		if n := p.ShadowPassed + p.ShadowFailed + p.ShadowAccepted; n > 0 {
+			p.ShadowAgreement /= float64(n)
+		}
 	}
 	return s
+}
+
+// countShadow adds a job's final shadow result to the wave's counts (the
+// agreement summed; Summarize divides).
+func (p *WaveProgress) countShadow(sh *ShadowResult) {
+	if sh == nil || !sh.Final {
+		return
+	}
+	switch {
+	case sh.AcceptedBy != "":
+		p.ShadowAccepted++
+	case sh.Passed:
+		p.ShadowPassed++
+	default:
+		p.ShadowFailed++
+	}
+	p.ShadowAgreement += sh.Agreement
 }

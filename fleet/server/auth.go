@@ -83,16 +83,18 @@ var routeAccess = map[string]access{
 	"POST /api/v1/firmware":                              {role: operator.Operator, action: "firmware.push", target: pushTarget},
 	"DELETE /api/v1/firmware/{name}/{version}":           {role: operator.Operator, action: "firmware.delete", target: artifactTarget},
 	// The public keys agents pin are no secret; changing keys needs an admin.
-	"GET /api/v1/keys":                    {role: operator.Viewer},
-	"GET /api/v1/keys/{id}":               {role: operator.Viewer},
-	"POST /api/v1/keys/rotate":            {role: operator.Admin, action: "key.rotate", target: keyTarget},
-	"GET /api/v1/rollouts":                {role: operator.Viewer},
-	"GET /api/v1/rollouts/{id}":           {role: operator.Viewer},
-	"POST /api/v1/rollouts":               {role: operator.Operator, action: "rollout.create", target: rolloutTarget},
-	"POST /api/v1/rollouts/{id}/{action}": {role: operator.Operator, action: "rollout.{action}", target: rolloutTarget},
-	"GET /api/v1/tokens":                  {role: operator.Admin},
-	"POST /api/v1/tokens":                 {role: operator.Admin, action: "token.create", target: tokenTarget},
-	"DELETE /api/v1/tokens/{name}":        {role: operator.Admin, action: "token.revoke"},
+	"GET /api/v1/keys":                                              {role: operator.Viewer},
+	"GET /api/v1/keys/{id}":                                         {role: operator.Viewer},
+	"POST /api/v1/keys/rotate":                                      {role: operator.Admin, action: "key.rotate", target: keyTarget},
+	"GET /api/v1/rollouts":                                          {role: operator.Viewer},
+	"GET /api/v1/rollouts/{id}":                                     {role: operator.Viewer},
+	"POST /api/v1/rollouts":                                         {role: operator.Operator, action: "rollout.create", target: rolloutTarget},
+	"POST /api/v1/rollouts/{id}/{action}":                           {role: operator.Operator, action: "rollout.{action}", target: rolloutTarget},
+	"GET /api/v1/rollouts/{id}/shadow":                              {role: operator.Viewer},
+	"GET /api/v1/rollouts/{id}/devices/{device}/shadow/samples/{n}": {role: operator.Viewer},
+	"GET /api/v1/tokens":                                            {role: operator.Admin},
+	"POST /api/v1/tokens":                                           {role: operator.Admin, action: "token.create", target: tokenTarget},
+	"DELETE /api/v1/tokens/{name}":                                  {role: operator.Admin, action: "token.revoke"},
 	// Operators see who did what to their rollouts; the log holds no secret.
 	"GET /api/v1/audit": {role: operator.Operator},
 }
@@ -289,6 +291,12 @@ func rolloutTarget(r *http.Request, body []byte) (string, string) {
 	}
 	if r.PathValue("action") != "" && sum.Reason != "" {
 		detail = strings.TrimSpace(detail + " " + sum.State + ": " + sum.Reason)
+	}
+	if r.PathValue("action") == rest.ActionAccept {
+		var acc rest.Accepted
+		if json.Unmarshal(body, &acc) == nil && acc.Device != "" {
+			detail = strings.TrimSpace(detail + " device " + acc.Device)
+		}
 	}
 	return id, detail
 }

@@ -62,12 +62,13 @@ func restSummary(s rollout.Summary) rest.RolloutSummary {
 	out := rest.RolloutSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Version: s.Version, SHA256: s.SHA256, Selector: s.Selector,
 		State: string(s.State), Wave: s.Wave, Waves: s.Waves, Reason: s.Reason, Targets: s.Targets, Succeeded: s.Succeeded,
 		Failed: s.Failed, MaxFailures: s.MaxFailures, MaxFailureRate: s.MaxFailureRate, MinExecutions: s.MinExecutions,
-		RollbackOnAbort: s.RollbackOnAbort, RolledBack: s.RolledBack, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
+		RollbackOnAbort: s.RollbackOnAbort, RolledBack: s.RolledBack, Shadow: s.Shadow, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 	if s.Progress != nil {
 		out.Progress = make([]rest.WaveProgress, len(s.Progress))
 		for i, p := range s.Progress {
 			out.Progress[i] = rest.WaveProgress{Wave: p.Wave, Devices: p.Devices, Pending: p.Pending, InFlight: p.InFlight,
-				Succeeded: p.Succeeded, Failed: p.Failed}
+				Succeeded: p.Succeeded, Failed: p.Failed, ShadowPassed: p.ShadowPassed, ShadowFailed: p.ShadowFailed,
+				ShadowAccepted: p.ShadowAccepted, ShadowAgreement: p.ShadowAgreement}
 		}
 	}
 	return out
@@ -84,7 +85,15 @@ func restSummaries(ss []rollout.Summary) []rest.RolloutSummary {
 func restJob(j rollout.Job) rest.Job {
 	return rest.Job{DeviceID: j.DeviceID, JobID: j.JobID, Wave: j.Wave, State: j.State, Progress: j.Progress, Reason: j.Reason,
 		Previous: j.Previous, QueuedAt: j.QueuedAt, SentAt: j.SentAt, UpdatedAt: j.UpdatedAt, Rollback: j.Rollback,
-		RollbackReason: j.RollbackReason, RollbackAt: j.RollbackAt}
+		RollbackReason: j.RollbackReason, RollbackAt: j.RollbackAt, Shadow: restJobShadow(j.Shadow)}
+}
+
+func restJobShadow(sh *rollout.ShadowResult) *rest.JobShadow {
+	if sh == nil {
+		return nil
+	}
+	return &rest.JobShadow{Final: sh.Final, Passed: sh.Passed, Agreement: sh.Agreement, Frames: sh.Frames, UpdatedAt: sh.UpdatedAt,
+		AcceptedBy: sh.AcceptedBy, AcceptedAt: sh.AcceptedAt, FailedJob: sh.FailedJob}
 }
 
 // restRollout is the detailed view of one rollout, with its history.

@@ -42,8 +42,11 @@ type Rollouts interface {
 	List() []rollout.Summary
 	// ArtifactInUse lists the unfinished rollouts that send an artifact.
 	ArtifactInUse(sha256 string) []string
-	// Act pauses, resumes, aborts or rolls back a rollout for an operator.
+	// Act pauses, resumes, aborts or rolls back a rollout, or accepts a
+	// device's failed shadow phase, for an operator.
 	Act(ctx context.Context, id string, a rollout.Action) (rollout.Summary, error)
+	// Shadow returns the shadow reports of a rollout's devices.
+	Shadow(ctx context.Context, id string) ([]rollout.ShadowRecord, error)
 }
 
 var (
@@ -51,4 +54,5 @@ var (
 	_ Events     = store.Store(nil)
 	_ Devices    = (*registry.Registry)(nil)
 	_ Rollouts   = (*rollout.Engine)(nil)
+	_ Rollouts   = (*rollout.Cluster)(nil)
 )

@@ -29,7 +29,9 @@ import (
 //	POST   /api/v1/rollouts                  CreateRollout
 //	GET    /api/v1/rollouts                  summaries
 //	GET    /api/v1/rollouts/{id}             summary and per-device jobs
-//	POST   /api/v1/rollouts/{id}/{action}    pause, resume, abort ({"reason"}), rollback
+//	POST   /api/v1/rollouts/{id}/{action}    pause, resume, abort ({"reason"}), rollback, accept ({"device"}: shadow.go)
+//	GET    /api/v1/rollouts/{id}/shadow      every device's shadow reports (shadow.go)
+//	GET    /api/v1/rollouts/{id}/devices/{device}/shadow/samples/{n}  a disagreement sample, image/jpeg
 //	GET    /artifacts/{sha256}               device credentials (HTTP basic), Range
 type OTA struct {
 	Artifacts artifact.Store
@@ -85,6 +87,8 @@ func (s *Server) otaRoutes() {
 	s.handle("GET /api/v1/rollouts", true, s.rolloutList)
 	s.handle("GET /api/v1/rollouts/{id}", true, s.rolloutShow)
 	s.handle("POST /api/v1/rollouts/{id}/{action}", true, s.rolloutAction)
+	s.handle("GET /api/v1/rollouts/{id}/shadow", true, s.rolloutShadow)
+	s.handle("GET /api/v1/rollouts/{id}/devices/{device}/shadow/samples/{n}", true, s.rolloutShadowSample)
 	h := artifact.NewHandler(o.Artifacts, o.DeviceAuth, s.log)
 	s.handle("GET "+artifact.PathPrefix+"{sha}", false, h.ServeHTTP)
 }
@@ -280,6 +284,9 @@ func rolloutSpec(r *http.Request, o *OTA, c *rest.CreateRollout) (rollout.Spec, 
 	if sp.Waves, err = rollout.ParseWaves(c.Waves); err != nil {
 		return sp, http.StatusBadRequest, err
 	}
+	if sp.Shadow, err = c.ShadowSpec(); err != nil {
+		return sp, http.StatusBadRequest, err
+	}
 	if c.MaxFailures != "" {
 		if sp.MaxFailures, err = rollout.ParseThreshold(c.MaxFailures); err != nil {
 			return sp, http.StatusBadRequest, err
@@ -299,8 +306,12 @@ func rolloutSpec(r *http.Request, o *OTA, c *rest.CreateRollout) (rollout.Spec, 
 			return sp, http.StatusBadRequest, fmt.Errorf("%s: %q is not a duration like 2m", d.name, d.in)
 		}
 	}
-	if c.JobTimeout == "" && sp.HealthWindow >= sp.JobTimeout {
-		sp.JobTimeout = 0 // a default shorter than the asked health window: the engine's (twice the window)
+	need := sp.HealthWindow
+	if sp.Shadow != nil {
+		need += time.Duration(sp.Shadow.DurationS * float64(time.Second))
+	}
+	if c.JobTimeout == "" && need >= sp.JobTimeout {
+		sp.JobTimeout = 0 // a default shorter than the asked health window (and shadow phase): the engine's (twice those)
 	}
 	return sp, 0, nil
 }
@@ -367,32 +378,48 @@ func (s *Server) operatorName(r *http.Request) string {
 
 // rolloutAction applies pause, resume, abort or rollback for the operator
 // the token names. Every action takes an optional {"reason"} body, kept in
-// the rollout's history (and, for abort, as its reason).
+// the rollout's history (and, for abort, as its reason); accept takes
+// {"device", "reason"} and answers rest.Accepted.
 func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 	var kind rollout.ActionKind
 	switch a := r.PathValue("action"); a {
-	case rest.ActionPause, rest.ActionResume, rest.ActionAbort, rest.ActionRollback:
+	case rest.ActionPause, rest.ActionResume, rest.ActionAbort, rest.ActionRollback, rest.ActionAccept:
 		kind = rollout.ActionKind(a)
 	default:
-		writeError(w, http.StatusNotFound, "unknown action %q (pause, resume, abort, rollback)", a)
+		writeError(w, http.StatusNotFound, "unknown action %q (pause, resume, abort, rollback, accept)", a)
 		return
 	}
-	var body rest.Abort
+	var body rest.Accept // rest.Abort's reason, and an accept's device
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "read body: %v", err)
 		return
 	}
 	if len(strings.TrimSpace(string(b))) > 0 {
-		if err := api.Decode(b, &body); err != nil {
+		if kind == rollout.ActionAccept {
+			err = api.Decode(b, &body)
+		} else {
+			var ab rest.Abort
+			err = api.Decode(b, &ab)
+			body.Reason = ab.Reason
+		}
+		if err != nil {
 			writeError(w, http.StatusBadRequest, "%v", err)
 			return
 		}
 	}
+	if kind == rollout.ActionAccept && body.Device == "" {
+		writeError(w, http.StatusBadRequest, "accept: the body must name the device: {\"device\": \"box-17\"}")
+		return
+	}
 	sum, err := s.opt.OTA.Rollouts.Act(r.Context(), r.PathValue("id"),
-		rollout.Action{Kind: kind, By: s.operatorName(r), Reason: strings.TrimSpace(body.Reason)})
+		rollout.Action{Kind: kind, By: s.operatorName(r), Reason: strings.TrimSpace(body.Reason), Device: body.Device})
 	if err != nil {
 		writeError(w, rolloutStatus(err), "%v", err)
+		return
+	}
+	if kind == rollout.ActionAccept {
+		writeJSON(w, http.StatusOK, rest.Accepted{RolloutSummary: restSummary(sum), Device: body.Device})
 		return
 	}
 	writeJSON(w, http.StatusOK, restSummary(sum))

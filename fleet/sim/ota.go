@@ -56,15 +56,19 @@ type OTAStats struct {
 	Failed    int64 `json:"failed"`    // update jobs that failed
 	Rollbacks int64 `json:"rollbacks"` // rollback jobs that returned to an earlier version
 	BadCmds   int64 `json:"bad_commands"`
+	// Shadow phases that passed and failed (shadow.go); a failed one is
+	// counted in Failed too.
+	ShadowPassed int64 `json:"shadow_passed,omitempty"`
+	ShadowFailed int64 `json:"shadow_failed,omitempty"`
 }
 
 type otaCounters struct {
-	commands, succeeded, failed, rollbacks, bad atomic.Int64
+	commands, succeeded, failed, rollbacks, bad, shadowPassed, shadowFailed atomic.Int64
 }
 
 func (c *otaCounters) stats() OTAStats {
 	return OTAStats{Commands: c.commands.Load(), Succeeded: c.succeeded.Load(), Failed: c.failed.Load(),
-		Rollbacks: c.rollbacks.Load(), BadCmds: c.bad.Load()}
+		Rollbacks: c.rollbacks.Load(), BadCmds: c.bad.Load(), ShadowPassed: c.shadowPassed.Load(), ShadowFailed: c.shadowFailed.Load()}
 }
 
 // onMessage routes a message the device received: acks or commands.
@@ -127,8 +131,8 @@ func (d *device) setState(j *jobRun, state string) {
 
 // runJob walks a job through its states.
 func (d *device) runJob(ctx context.Context, c api.Command, j *jobRun) {
-	step := func() bool {
-		t := time.NewTimer(d.o.UpdateStep)
+	wait := func(dur time.Duration) bool {
+		t := time.NewTimer(dur)
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
@@ -137,6 +141,7 @@ func (d *device) runJob(ctx context.Context, c api.Command, j *jobRun) {
 			return true
 		}
 	}
+	step := func() bool { return wait(d.o.UpdateStep) }
 	say := func(state string, progress float64, reason string) {
 		d.setState(j, state)
 		d.report(c.JobID, state, progress, reason)
@@ -166,12 +171,17 @@ func (d *device) runJob(ctx context.Context, c api.Command, j *jobRun) {
 		}
 		say(api.JobDownloading, p, "")
 	}
-	for _, s := range []string{api.JobVerifying, api.JobInstalling} {
-		if !step() {
-			return
-		}
-		say(s, 0, "")
+	if !step() {
+		return
 	}
+	say(api.JobVerifying, 0, "")
+	if c.Shadow != nil && c.Kind == api.CommandModelUpdate && !d.runShadow(c, j, wait) {
+		return
+	}
+	if !step() {
+		return
+	}
+	say(api.JobInstalling, 0, "")
 	d.install(j, c.Kind, a)
 	say(api.JobHealthCheck, 0, "")
 	// The health window, scaled down: the simulator is for fleet-side tests.

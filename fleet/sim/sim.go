@@ -67,6 +67,15 @@ type Options struct {
 	// this long after it was last sent, as an agent's spool does (a fleetd
 	// that died with it, a database outage); zero never resends.
 	ResendAfter time.Duration
+	// ShadowAgreement is the agreement devices report in a shadow phase
+	// (shadow.go); 0 means 0.95. ShadowSpread lowers each device's by up
+	// to that much (a hash of its id picks how much);
+	// ShadowAgreementOf, if set, decides instead. MaxShadow caps a shadow
+	// phase's duration; default 1s.
+	ShadowAgreement   float64
+	ShadowSpread      float64
+	ShadowAgreementOf func(device string) float64 `json:"-"`
+	MaxShadow         time.Duration
 	// OnConnected, if set, is called once the devices have connected, with
 	// how many did.
 	OnConnected func(connected int) `json:"-"`
@@ -93,6 +102,9 @@ func (o *Options) defaults() {
 	}
 	if o.Login == nil {
 		o.Login = func(d string) (string, string) { return d, "" }
+	}
+	if o.MaxShadow <= 0 {
+		o.MaxShadow = time.Second
 	}
 	if o.Sites <= 0 {
 		o.Sites = 3

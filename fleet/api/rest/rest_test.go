@@ -25,6 +25,13 @@ func TestCreateRolloutCheck(t *testing.T) {
 		{"rate above 1", CreateRollout{Model: "m@2", MaxFailureRate: 1.5}, "max_failure_rate"},
 		{"negative executions", CreateRollout{Model: "m@2", MinExecutions: -1}, "min_executions"},
 		{"duration", CreateRollout{Model: "m@2", HealthWindow: "two"}, "health_window"},
+		{"shadow", CreateRollout{Model: "m@2", Shadow: "10m", MinAgreement: 0.9, ShadowSample: "1/4", ShadowCPU: "25%"}, ""},
+		{"shadow without min", CreateRollout{Model: "m@2", Shadow: "10m"}, "min_agreement"},
+		{"min without shadow", CreateRollout{Model: "m@2", MinAgreement: 0.9}, "need shadow"},
+		{"shadow duration", CreateRollout{Model: "m@2", Shadow: "ten", MinAgreement: 0.9}, "shadow: \"ten\""},
+		{"shadow firmware", CreateRollout{Firmware: "f@1", Shadow: "1m", MinAgreement: 0.9}, "models only"},
+		{"sample", CreateRollout{Model: "m@2", Shadow: "1m", MinAgreement: 0.9, ShadowSample: "4"}, "shadow_sample"},
+		{"cpu", CreateRollout{Model: "m@2", Shadow: "1m", MinAgreement: 0.9, ShadowCPU: "25"}, "shadow_cpu"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,4 +67,53 @@ func TestSelectorRoundTrip(t *testing.T) {
 	if _, err := ParseSelector("a=1,a=2"); err == nil {
 		t.Fatal("a repeated key is accepted")
 	}
+}
+
+func TestParseShadowSample(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"1/4", 4, true}, {"1/1", 1, true}, {"1", 1, true}, {" 1/10 ", 10, true}, {"1/1000", 1000, true},
+		{"4", 0, false}, {"2/4", 0, false}, {"1/0", 0, false}, {"1/1001", 0, false}, {"1/-2", 0, false},
+		{"1/ 4", 0, false}, {"", 0, false}, {"1/4x", 0, false}, {"0.25", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseShadowSample(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseShadowSample(%q) = %d, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestParseCPUPercent(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"25%", 25, true}, {"100%", 100, true}, {"1%", 1, true}, {" 50% ", 50, true},
+		{"25", 0, false}, {"0%", 0, false}, {"101%", 0, false}, {"2.5%", 0, false}, {"%", 0, false}, {"-5%", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseCPUPercent(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseCPUPercent(%q) = %d, %v", tt.in, got, err)
+		}
+	}
+}
+
+func FuzzParseShadowSample(f *testing.F) {
+	for _, s := range []string{"1/4", "1", "25%", "1/", "/4"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseShadowSample(s); err == nil && (n < 1 || n > 1000) {
+			t.Fatalf("%q -> %d", s, n)
+		}
+		if n, err := ParseCPUPercent(s); err == nil && (n < 1 || n > 100) {
+			t.Fatalf("%q -> %d", s, n)
+		}
+	})
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"edgefleet/fleet/api"
 )
 
 // Rollout states.
@@ -40,6 +42,77 @@ type CreateRollout struct {
 	// RollbackOnAbort sends the failed devices back when the rollout
 	// aborts; nil means true.
 	RollbackOnAbort *bool `json:"rollback_on_abort,omitempty"`
+	// Shadow, a duration like "10m", has each device run the candidate
+	// beside its serving model that long before it swaps; a device whose
+	// agreement (F1) ends below MinAgreement (0..1, needed with Shadow)
+	// fails without swapping. ShadowSample "1/4" runs the candidate on one
+	// frame in 4 (default every frame); ShadowCPU "25%" caps its share of
+	// one core (default 25%). Models only.
+	Shadow       string  `json:"shadow,omitempty"`
+	MinAgreement float64 `json:"min_agreement,omitempty"`
+	ShadowSample string  `json:"shadow_sample,omitempty"`
+	ShadowCPU    string  `json:"shadow_cpu,omitempty"`
+}
+
+// ShadowSpec reads the request's shadow fields; nil when Shadow is empty.
+// The error names the field.
+func (c CreateRollout) ShadowSpec() (*api.ShadowSpec, error) {
+	if c.Shadow == "" {
+		if c.MinAgreement != 0 || c.ShadowSample != "" || c.ShadowCPU != "" {
+			return nil, fmt.Errorf("shadow: min_agreement, shadow_sample and shadow_cpu need shadow (a duration like 10m)")
+		}
+		return nil, nil
+	}
+	if c.Firmware != "" {
+		return nil, fmt.Errorf("shadow: firmware has no shadow phase (models only)")
+	}
+	d, err := time.ParseDuration(c.Shadow)
+	if err != nil || d <= 0 {
+		return nil, fmt.Errorf("shadow: %q is not a positive duration like 10m", c.Shadow)
+	}
+	if !(c.MinAgreement > 0 && c.MinAgreement <= 1) {
+		return nil, fmt.Errorf("min_agreement: %v is not in (0, 1]; shadow needs it", c.MinAgreement)
+	}
+	sp := &api.ShadowSpec{DurationS: d.Seconds(), MinAgreement: c.MinAgreement}
+	if c.ShadowSample != "" {
+		if sp.SampleEvery, err = ParseShadowSample(c.ShadowSample); err != nil {
+			return nil, err
+		}
+	}
+	if c.ShadowCPU != "" {
+		if sp.CPUPercent, err = ParseCPUPercent(c.ShadowCPU); err != nil {
+			return nil, err
+		}
+	}
+	if err := sp.Validate(); err != nil {
+		return nil, fmt.Errorf("shadow: %w", err)
+	}
+	return sp, nil
+}
+
+// ParseShadowSample reads "1/4" (one frame in 4) into 4; "1/1" and "1"
+// mean every frame.
+func ParseShadowSample(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	if t == "1" {
+		return 1, nil
+	}
+	num, den, ok := strings.Cut(t, "/")
+	n, err := strconv.Atoi(den)
+	if !ok || num != "1" || err != nil || n < 1 || n > 1000 || strings.TrimSpace(den) != den {
+		return 0, fmt.Errorf("shadow_sample: %q is not 1/N with N in 1..1000 (1/4: one frame in 4)", s)
+	}
+	return n, nil
+}
+
+// ParseCPUPercent reads "25%" into 25 (1..100; the % sign is needed).
+func ParseCPUPercent(s string) (int, error) {
+	p, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	n, err := strconv.Atoi(p)
+	if !ok || err != nil || n < 1 || n > 100 {
+		return 0, fmt.Errorf("shadow_cpu: %q is not a share of one core like 25%% (1%% to 100%%)", s)
+	}
+	return n, nil
 }
 
 // Check validates the request's syntax without a server; the error names the field.
@@ -69,6 +142,9 @@ func (c CreateRollout) Check() error {
 	if c.MinExecutions < 0 {
 		return fmt.Errorf("min_executions: %d is negative", c.MinExecutions)
 	}
+	if _, err := c.ShadowSpec(); err != nil {
+		return err
+	}
 	for _, d := range [][2]string{{"health_window", c.HealthWindow}, {"job_timeout", c.JobTimeout}} {
 		if d[1] == "" {
 			continue
@@ -91,7 +167,23 @@ const (
 	ActionResume   = "resume"
 	ActionAbort    = "abort"
 	ActionRollback = "rollback"
+	// ActionAccept accepts one device's failed shadow phase (body Accept):
+	// its failure no longer counts and it gets the update again without a
+	// shadow phase. Only while the rollout runs or is paused (409 else).
+	ActionAccept = "accept"
 )
+
+// Accept is the body of POST /api/v1/rollouts/{id}/accept.
+type Accept struct {
+	Device string `json:"device"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Accepted is the answer to an accept: the rollout's summary and the device.
+type Accepted struct {
+	RolloutSummary
+	Device string `json:"device"`
+}
 
 // RolloutSummary is a rollout without its per-device jobs: the body of
 // POST /api/v1/rollouts and of the actions, and an element of RolloutList.
@@ -113,13 +205,15 @@ type RolloutSummary struct {
 	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's (see
 	// CreateRollout); RollbackOnAbort is what the engine applies (true
 	// when the request left it out).
-	MaxFailureRate  float64        `json:"max_failure_rate,omitempty"`
-	MinExecutions   int            `json:"min_executions,omitempty"`
-	RollbackOnAbort bool           `json:"rollback_on_abort"`
-	RolledBack      int            `json:"rolled_back"` // devices whose rollback job succeeded
-	CreatedAt       time.Time      `json:"created_at"`
-	UpdatedAt       time.Time      `json:"updated_at"`
-	Progress        []WaveProgress `json:"progress"`
+	MaxFailureRate  float64 `json:"max_failure_rate,omitempty"`
+	MinExecutions   int     `json:"min_executions,omitempty"`
+	RollbackOnAbort bool    `json:"rollback_on_abort"`
+	RolledBack      int     `json:"rolled_back"` // devices whose rollback job succeeded
+	// Shadow is the rollout's shadow phase, if it has one.
+	Shadow    *api.ShadowSpec `json:"shadow,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Progress  []WaveProgress  `json:"progress"`
 }
 
 // WaveProgress counts one wave's jobs.
@@ -130,6 +224,12 @@ type WaveProgress struct {
 	InFlight  int `json:"in_flight"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// Final shadow reports of the wave: passed, failed (not accepted),
+	// accepted by an operator, and their mean agreement.
+	ShadowPassed    int     `json:"shadow_passed,omitempty"`
+	ShadowFailed    int     `json:"shadow_failed,omitempty"`
+	ShadowAccepted  int     `json:"shadow_accepted,omitempty"`
+	ShadowAgreement float64 `json:"shadow_agreement,omitempty"`
 }
 
 // RolloutList is the body of GET /api/v1/rollouts.
@@ -182,6 +282,66 @@ type Job struct {
 	Rollback       string    `json:"rollback,omitempty"`
 	RollbackReason string    `json:"rollback_reason,omitempty"`
 	RollbackAt     time.Time `json:"rollback_at,omitzero"`
+	// Shadow is the job's shadow phase so far, if the rollout has one.
+	Shadow *JobShadow `json:"shadow,omitempty"`
+}
+
+// Shadow outcomes (JobShadow.Outcome).
+const (
+	ShadowRunning  = "running"
+	ShadowPassed   = "passed"
+	ShadowFailed   = "failed"
+	ShadowAccepted = "accepted"
+)
+
+// JobShadow is a job's shadow phase in brief.
+type JobShadow struct {
+	// Final is set by the device's final report; Passed only means
+	// something then (agreement >= min_agreement).
+	Final     bool      `json:"final,omitempty"`
+	Passed    bool      `json:"passed,omitempty"`
+	Agreement float64   `json:"agreement"`
+	Frames    int       `json:"frames"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// AcceptedBy accepted a failed phase at AcceptedAt; FailedJob is the
+	// job id that failed (the job was sent again under a new one).
+	AcceptedBy string    `json:"accepted_by,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	FailedJob  string    `json:"failed_job,omitempty"`
+}
+
+// Outcome is one of the Shadow* constants.
+func (s *JobShadow) Outcome() string {
+	switch {
+	case s.AcceptedBy != "":
+		return ShadowAccepted
+	case s.Final && s.Passed:
+		return ShadowPassed
+	case s.Final:
+		return ShadowFailed
+	}
+	return ShadowRunning
+}
+
+// RolloutShadow is the body of GET /api/v1/rollouts/{id}/shadow: every
+// device's latest periodic and final shadow report. Sample JPEGs are left
+// out of the reports; each is served at its SampleURLs entry (GET
+// /api/v1/rollouts/{id}/devices/{device}/shadow/samples/{n}, image/jpeg).
+type RolloutShadow struct {
+	ID      string          `json:"id"`
+	Spec    *api.ShadowSpec `json:"spec,omitempty"`
+	Devices []ShadowDevice  `json:"devices"`
+}
+
+// ShadowDevice is one device's shadow phase in a rollout.
+type ShadowDevice struct {
+	DeviceID   string            `json:"device_id"`
+	JobID      string            `json:"job_id"`
+	State      string            `json:"state"` // the job's
+	Shadow     *JobShadow        `json:"shadow,omitempty"`
+	Latest     *api.ShadowReport `json:"latest,omitempty"`
+	Final      *api.ShadowReport `json:"final,omitempty"`
+	SampleURLs []string          `json:"sample_urls,omitempty"`
 }
 
 // Threshold is a failure budget: an absolute Count, or a Percent of the

@@ -52,6 +52,7 @@ var commandArgs = map[string]string{
 	"models show":       "NAME@VERSION",
 	"models delete":     "NAME@VERSION",
 	"rollouts show":     "ID",
+	"rollouts accept":   "ID",
 	"rollouts pause":    "ID",
 	"rollouts resume":   "ID",
 	"rollouts abort":    "ID",

@@ -42,6 +42,13 @@ func genKey(t *testing.T, keyDir string) string {
 // engine, and a key ring whose signing key is keyDir/fleet.key.
 func fleetdOTA(t *testing.T, keyDir string) string {
 	t.Helper()
+	url, _ := fleetdOTAEngine(t, keyDir)
+	return url
+}
+
+// fleetdOTAEngine is fleetdOTA, with its rollout engine.
+func fleetdOTAEngine(t *testing.T, keyDir string) (string, *rollout.Engine) {
+	t.Helper()
 	dir := t.TempDir()
 	reg, err := registry.Open(filepath.Join(dir, "reg.db"), registry.Options{})
 	if err != nil {
@@ -80,7 +87,7 @@ func fleetdOTA(t *testing.T, keyDir string) string {
 	}
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
-	return ts.URL
+	return ts.URL, eng
 }
 
 func TestOTACommands(t *testing.T) {

@@ -14,9 +14,10 @@ import (
 )
 
 func init() {
-	commands["rollouts create"] = command{"start a rollout: --model N@V --selector k=v,... --canary 2 --waves 10%,50%,100% --max-failures 5% --max-failure-rate 5% --min-executions 20 --rollback-on-abort=false --health-window 2m", rolloutsCreate}
+	commands["rollouts create"] = command{"start a rollout: --model N@V --selector k=v,... --canary 2 --waves 10%,50%,100% --max-failures 5% --max-failure-rate 5% --min-executions 20 --rollback-on-abort=false --health-window 2m [--shadow 10m --min-agreement 0.9 --shadow-sample 1/4 --shadow-cpu 25%]", rolloutsCreate}
 	commands["rollouts list"] = command{"list rollouts", rolloutsList}
-	commands["rollouts show"] = command{"show a rollout's progress per wave and per device", rolloutsShow}
+	commands["rollouts show"] = command{"show a rollout's progress per wave and per device [--shadow: each device's shadow phase]", rolloutsShow}
+	commands["rollouts accept"] = command{"accept a device's failed shadow phase: --device ID [--reason R]; it gets the update without one", rolloutsAccept}
 	commands["rollouts pause"] = command{"pause a rollout (jobs in flight continue)", rolloutAction("pause")}
 	commands["rollouts resume"] = command{"resume a paused rollout", rolloutAction("resume")}
 	commands["rollouts abort"] = command{"abort a rollout; its devices go back as --rollback-on-abort said [--reason R]", rolloutAction("abort")}
@@ -43,6 +44,10 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	})
 	fs.IntVar(&req.MinExecutions, "min-executions", 0, "ended jobs of a wave before their failure rate alone stops it")
 	rollbackOnAbort := fs.Bool("rollback-on-abort", true, "on abort, send every device the rollout changed back (false: only the failed)")
+	fs.StringVar(&req.Shadow, "shadow", "", "run the candidate beside the serving model this long (e.g. 10m) before each device swaps; needs --min-agreement")
+	fs.Float64Var(&req.MinAgreement, "min-agreement", 0, "with --shadow: a device whose agreement (F1 with the serving model, 0..1) ends lower fails without swapping")
+	fs.StringVar(&req.ShadowSample, "shadow-sample", "", "with --shadow: run the candidate on 1/N of the frames, e.g. 1/4 (default: every frame)")
+	fs.StringVar(&req.ShadowCPU, "shadow-cpu", "", "with --shadow: cap the candidate at this share of one core, e.g. 25% (default 25%)")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -70,8 +75,8 @@ func rolloutsCreate(ctx context.Context, args []string, w io.Writer) error {
 	if cf.json {
 		return printJSON(w, sum)
 	}
-	fmt.Fprintf(w, "rollout %s: %s@%s to %d devices (%s), canary %d, waves %s, max failures %d%s\n",
-		sum.ID, sum.Name, sum.Version, sum.Targets, dash(sum.Selector), req.Canary, req.Waves, sum.MaxFailures, safetyLine(sum))
+	fmt.Fprintf(w, "rollout %s: %s@%s to %d devices (%s), canary %d, waves %s, max failures %d%s%s\n",
+		sum.ID, sum.Name, sum.Version, sum.Targets, dash(sum.Selector), req.Canary, req.Waves, sum.MaxFailures, safetyLine(sum), shadowLine(sum.Shadow))
 	return nil
 }
 
@@ -132,6 +137,8 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	all := fs.Bool("all", false, "list every device (default: those not yet succeeded, and the first 20)")
+	samples := fs.String("samples", "", "with --shadow: write each disagreement sample to DIR/<device>-<n>.jpg")
+	shadow := fs.Bool("shadow", false, "show each device's shadow phase: agreement, precision, recall, F1, count ratio, score shift, latency ratio, frames, outcome, top confusions")
 	pos, err := parseFlags(fs, args, 1)
 	if err != nil {
 		return err
@@ -139,6 +146,9 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	c, err := cf.newClient()
 	if err != nil {
 		return err
+	}
+	if *shadow {
+		return showShadow(ctx, c, pos[0], cf.json, *samples, w)
 	}
 	v, err := c.Rollout(ctx, pos[0])
 	if err != nil {
@@ -162,6 +172,9 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "Health window\t%s, job timeout %s\n", v.HealthWindow, v.JobTimeout)
 	fmt.Fprintf(tw, "Safety\t%s\n", strings.TrimPrefix(safetyLine(v.RolloutSummary), ", "))
+	if v.Shadow != nil {
+		fmt.Fprintf(tw, "Shadow\t%s\n", strings.TrimPrefix(shadowLine(v.Shadow), ", "))
+	}
 	tw.Flush()
 	if len(v.Transitions) > 0 {
 		fmt.Fprintln(w)
@@ -174,13 +187,13 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED")
+	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED"+map[bool]string{true: "\tSHADOW"}[v.Shadow != nil])
 	for _, p := range v.Progress {
 		name := "canary"
 		if p.Wave > 0 {
 			name = fmt.Sprintf("%d (%g%%)", p.Wave, v.WavePercents[p.Wave-1])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d%s\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed, waveShadow(v.Shadow, p))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -211,7 +224,7 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 }
 
 // jobStateOrder is the order jobs pass through their states.
-var jobStateOrder = []string{"pending", "dispatched", "queued", "downloading", "verifying", "installing", "health_check",
+var jobStateOrder = []string{"pending", "dispatched", "queued", "downloading", "verifying", "shadow", "installing", "health_check",
 	"succeeded", "skipped", "failed", "rolled_back", "timed_out"}
 
 // countsLine prints job counts by state in jobStateOrder, e.g. "downloading 3, succeeded 40".

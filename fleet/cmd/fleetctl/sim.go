@@ -34,6 +34,9 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	failRate := fs.Float64("fail-rate", 0, "fraction of devices whose updates fail at the health check (they keep the new version until rolled back)")
 	updateStep := fs.Duration("update-step", 200*time.Millisecond, "time between two states of an update job")
 	healthCap := fs.Duration("max-health-window", 10*time.Second, "cap on the health window a rollout asks for")
+	shadowAgree := fs.Float64("shadow-agreement", 0.95, "agreement (0..1) the devices report in a rollout's shadow phase")
+	shadowSpread := fs.Float64("shadow-spread", 0, "lower each device's shadow agreement by up to this much (the same devices each run)")
+	shadowCap := fs.Duration("max-shadow", 10*time.Second, "cap on the shadow phase a rollout asks for")
 	cleanup := fs.Bool("cleanup", false, "at the end, decommission the simulated devices through fleetd's REST API (--server, --token)")
 	purge := fs.Bool("purge", false, "with --cleanup, delete their detections too")
 	var cf clientFlags
@@ -48,6 +51,9 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	if !(*failRate >= 0 && *failRate <= 1) {
 		return fmt.Errorf("%w: --fail-rate must be in [0, 1]", errUsage)
 	}
+	if !(*shadowAgree > 0 && *shadowAgree <= 1) || !(*shadowSpread >= 0 && *shadowSpread <= 1) {
+		return fmt.Errorf("%w: --shadow-agreement must be in (0, 1] and --shadow-spread in [0, 1]", errUsage)
+	}
 	pw := first(*password, os.Getenv("EDGEFLEET_SIM_PASSWORD"))
 	login := func(d string) (string, string) { return d, pw }
 	if *user != "" {
@@ -56,7 +62,8 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 	fmt.Fprintf(os.Stderr, "sim: %d devices, %.2g batch/s each, %d events per batch, telemetry every %v, for %v against %s\n",
 		*devices, *rate, *events, *tele, *dur, *broker)
 	rep, err := sim.Run(ctx, sim.Options{Broker: *broker, Devices: *devices, Prefix: *prefix, Rate: *rate, Events: *events,
-		TelemetryEvery: *tele, Duration: *dur, Login: login, ConnectRate: *connectRate, FailRate: *failRate, UpdateStep: *updateStep, MaxHealthWindow: *healthCap})
+		TelemetryEvery: *tele, Duration: *dur, Login: login, ConnectRate: *connectRate, FailRate: *failRate, UpdateStep: *updateStep, MaxHealthWindow: *healthCap,
+		ShadowAgreement: *shadowAgree, ShadowSpread: *shadowSpread, MaxShadow: *shadowCap})
 	if *jsonOut {
 		printJSON(w, rep)
 	} else {
@@ -67,6 +74,9 @@ func runSim(ctx context.Context, args []string, w io.Writer) error {
 		fmt.Fprintf(w, "ack latency p50 %v  p99 %v  max %v\n", rep.AckP50.Round(time.Microsecond), rep.AckP99.Round(time.Microsecond), rep.AckMax.Round(time.Microsecond))
 		if rep.OTA.Commands > 0 {
 			fmt.Fprintf(w, "updates     %d commands: %d succeeded, %d failed, %d rolled back\n", rep.OTA.Commands, rep.OTA.Succeeded, rep.OTA.Failed, rep.OTA.Rollbacks)
+			if rep.OTA.ShadowPassed+rep.OTA.ShadowFailed > 0 {
+				fmt.Fprintf(w, "shadow      %d passed, %d failed\n", rep.OTA.ShadowPassed, rep.OTA.ShadowFailed)
+			}
 		}
 	}
 	if *cleanup {

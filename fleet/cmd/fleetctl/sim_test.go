@@ -51,6 +51,11 @@ func TestSimCommand(t *testing.T) {
 	if code, _, errOut := fleetctl(t, "sim", "--mqtt", "tcp://"+b.Addr(), "--fail-rate", "1.5"); code != 2 || !strings.Contains(errOut, "--fail-rate") {
 		t.Errorf("--fail-rate 1.5: exit %d: %s", code, errOut)
 	}
+	for _, bad := range [][]string{{"--shadow-agreement", "0"}, {"--shadow-agreement", "1.2"}, {"--shadow-spread", "-0.1"}} {
+		if code, _, errOut := fleetctl(t, append([]string{"sim", "--mqtt", "tcp://" + b.Addr()}, bad...)...); code != 2 || !strings.Contains(errOut, "--shadow-agreement must be in (0, 1]") {
+			t.Errorf("%v: exit %d: %s", bad, code, errOut)
+		}
+	}
 	// Wrong credentials: a clear failure, exit 1.
 	code, _, errOut = fleetctl(t, "sim", "--mqtt", "tcp://"+b.Addr(), "--devices", "1", "--duration", "1s", "--device-password", "nope")
 	if code != 1 || !strings.Contains(errOut, "no device connected") {

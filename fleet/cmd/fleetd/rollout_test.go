@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"edgefleet/fleet/api/rest"
+	"edgefleet/fleet/client"
 	"edgefleet/fleet/controller/controllertest"
 	"edgefleet/internal/testutil"
 	"edgefleet/models/modeltest"
@@ -25,20 +26,7 @@ func TestRolloutSurvivesKill(t *testing.T) {
 		t.Skip("builds fleetd")
 	}
 	const n = 200
-	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := buildFleetd(t, t.TempDir())
-	dir := t.TempDir()
-	extra := `
-broker: {listen: "127.0.0.1:0"}
-services: [{user: sim, password: sim-password}]
-ota: {health_window: 1s, job_timeout: 2m}
-`
-	p := startFleetdWith(t, bin, dir, extra)
-	c := controllertest.Client(t, p.http)
-	controllertest.PushModel(t, c, "yolo-sim", "2", model)
+	bin, dir, extra, p, c := simFleetd(t, "{health_window: 1s, job_timeout: 2m}")
 	stop := controllertest.StartSim(t, p.mqtt, n, 0)
 	controllertest.WaitOnline(t, c, n)
 	waitRegistryFlushed(t, p)
@@ -81,6 +69,26 @@ ota: {health_window: 1s, job_timeout: 2m}
 	if rep.OTA.Succeeded < int64(before.Progress[1].InFlight) || rep.OTA.Succeeded > int64(n-before.Succeeded) {
 		t.Errorf("the new simulator ran %d jobs; %d were in flight and %d not yet succeeded at the kill", rep.OTA.Succeeded, before.Progress[1].InFlight, n-before.Succeeded)
 	}
+}
+
+// simFleetd builds fleetd and runs it on a new data dir with the
+// simulator's service login and the ota section given, with yolo-sim@2
+// pushed. It returns what startFleetdWith needs to start it again.
+func simFleetd(t *testing.T, ota string) (bin, dir, extra string, p *fleetdProc, c *client.Client) {
+	t.Helper()
+	model, err := os.ReadFile(modeltest.Path(t, "models", "yolov5n-int8.tflite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, dir = buildFleetd(t, t.TempDir()), t.TempDir()
+	extra = `
+broker: {listen: "127.0.0.1:0"}
+services: [{user: sim, password: sim-password}]
+ota: ` + ota + "\n"
+	p = startFleetdWith(t, bin, dir, extra)
+	c = controllertest.Client(t, p.http)
+	controllertest.PushModel(t, c, "yolo-sim", "2", model)
+	return bin, dir, extra, p, c
 }
 
 // waitRegistryFlushed waits until fleetd's registry file has been written

@@ -168,14 +168,22 @@ func DeviceVersions(t testing.TB, c *client.Client) map[string]string {
 // stop is called, which returns the simulator's report.
 func StartSim(t testing.TB, mqtt string, n int, failRate float64) (stop func() sim.Report) {
 	t.Helper()
+	return StartSimWith(t, sim.Options{Broker: "tcp://" + mqtt, Devices: n, FailRate: failRate})
+}
+
+// StartSimWith runs the simulator with o (Broker and Devices set) as
+// StartSim does: a few detections, quick update steps, the service login.
+func StartSimWith(t testing.TB, o sim.Options) (stop func() sim.Report) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	connected := make(chan int, 1)
 	done := make(chan sim.Report, 1)
+	o.Rate, o.TelemetryEvery, o.Duration, o.ConnectRate = 0.001, time.Minute, 10*time.Minute, 2000
+	o.UpdateStep, o.MaxHealthWindow = 5*time.Millisecond, time.Second
+	o.Login = func(string) (string, string) { return "sim", "sim-password" }
+	o.OnConnected = func(c int) { connected <- c }
 	go func() {
-		rep, err := sim.Run(ctx, sim.Options{Broker: "tcp://" + mqtt, Devices: n, Rate: 0.001, TelemetryEvery: time.Minute, Duration: 10 * time.Minute,
-			ConnectRate: 2000, FailRate: failRate, UpdateStep: 5 * time.Millisecond, MaxHealthWindow: time.Second,
-			Login:       func(string) (string, string) { return "sim", "sim-password" },
-			OnConnected: func(c int) { connected <- c }})
+		rep, err := sim.Run(ctx, o)
 		if err != nil {
 			t.Errorf("sim: %v", err)
 		}
@@ -183,9 +191,9 @@ func StartSim(t testing.TB, mqtt string, n int, failRate float64) (stop func() s
 	}()
 	select {
 	case c := <-connected:
-		if c != n {
+		if c != o.Devices {
 			cancel()
-			t.Fatalf("%d of %d simulated devices connected", c, n)
+			t.Fatalf("%d of %d simulated devices connected", c, o.Devices)
 		}
 	case rep := <-done:
 		t.Fatalf("sim ended: %v", rep)

@@ -1,5 +1,7 @@
 // Rollouts: the list, the "New rollout" form, and one rollout's page with
-// its actions (pause, resume, abort with a reason, roll back) and transitions.
+// its actions (pause, resume, abort with a reason, roll back), transitions
+// and, for a rollout with a shadow phase, each device's shadow metrics,
+// confusions and disagreement samples, with Accept on failed devices.
 "use strict";
 
 function rolloutState(r) {
@@ -99,7 +101,7 @@ Pages.rollouts = async function rolloutsPage(params) {
     rs.length ? table : el("p", {}, "No rollout yet.")];
 };
 
-const JOB_ORDER = ["pending", "dispatched", "queued", "downloading", "verifying", "installing", "health_check", "succeeded", "skipped", "failed", "rolled_back", "timed_out"];
+const JOB_ORDER = ["pending", "dispatched", "queued", "downloading", "verifying", "shadow", "installing", "health_check", "succeeded", "skipped", "failed", "rolled_back", "timed_out"];
 
 function stateCounts(id, counts) {
   const keys = Object.keys(counts || {}).sort((a, b) => JOB_ORDER.indexOf(a) - JOB_ORDER.indexOf(b));
@@ -143,14 +145,17 @@ Pages.rollout = async function rolloutPage(id) {
      ["progress", bar(v.succeeded, v.failed, v.targets)],
      ["failure rate", v.max_failure_rate ? `abort above ${fmt.num(100 * v.max_failure_rate, 1)}% after ${v.min_executions || 0} finished` : "–"],
      ["roll back on abort", v.rollback_on_abort === false ? "no" : "yes"],
-     ["health window", `${v.health_window}, job timeout ${v.job_timeout}`], ["created", fmt.date(v.created_at)]]
+     ["health window", `${v.health_window}, job timeout ${v.job_timeout}`],
+     ["shadow", v.shadow ? shadowSpecText(v.shadow) : "–"], ["created", fmt.date(v.created_at)]]
       .map(([k, val]) => el("tr", {}, el("th", {}, k), el("td", {}, val))));
   const waves = el("table", { id: "waves" },
-    el("tr", {}, ["wave", "devices", "pending", "in flight", "succeeded", "failed", "progress"].map((h) => el("th", {}, h))),
+    el("tr", {}, ["wave", "devices", "pending", "in flight", "succeeded", "failed", "progress", v.shadow ? "shadow" : null].filter(Boolean).map((h) => el("th", {}, h))),
     (v.progress || []).map((p) => el("tr", { "data-wave": p.wave, class: v.state === (p.wave ? "wave" : "canary") && v.wave === p.wave ? "current" : "" },
       el("td", {}, p.wave ? `${p.wave} (${fmt.num((v.wave_percents || [])[p.wave - 1], 1)}%)` : "canary"),
       el("td", {}, p.devices), el("td", {}, p.pending), el("td", {}, p.in_flight), el("td", {}, p.succeeded), el("td", {}, p.failed),
-      el("td", {}, bar(p.succeeded, p.failed, p.devices)))));
+      el("td", {}, bar(p.succeeded, p.failed, p.devices)),
+      v.shadow ? el("td", { class: "wave-shadow" }, (p.shadow_passed || 0) + (p.shadow_failed || 0) + (p.shadow_accepted || 0)
+        ? `${p.shadow_passed || 0} passed, ${p.shadow_failed || 0} failed, ${p.shadow_accepted || 0} accepted; mean agreement ${fmt.num(p.shadow_agreement, 3)}` : "–") : null)));
   const MAX_ROWS = 200;
   const rank = (j) => (j.state === "succeeded" || j.state === "skipped" ? 2 : j.state === "pending" ? 1 : 0);
   const jobs = (v.jobs || []).slice().sort((a, b) => rank(a) - rank(b) || a.wave - b.wave || a.device_id.localeCompare(b.device_id));
@@ -169,8 +174,103 @@ Pages.rollout = async function rolloutPage(id) {
     el("tr", {}, ["at", "from", "to", "by", "reason"].map((h) => el("th", {}, h))),
     (v.transitions || []).map((t) => el("tr", { "data-to": t.to },
       el("td", {}, fmt.date(t.at)), el("td", {}, t.from || "–"), el("td", {}, t.to), el("td", {}, t.by || "–"), el("td", { class: "reason" }, t.reason || "–"))));
-  return [el("h2", {}, "Rollout ", v.id), rolloutActions(v), info, el("h3", {}, "Waves"), waves,
+  const shadow = v.shadow ? await shadowSection(v) : null;
+  return [el("h2", {}, "Rollout ", v.id), rolloutActions(v), info, el("h3", {}, "Waves"), waves, shadow,
     el("div", { class: "counts" }, el("div", {}, el("h3", {}, "Devices by job state"), stateCounts("job-states", v.states)), rb && el("div", {}, rb)),
     el("h3", {}, "Transitions"), transitions,
     el("h3", {}, "Devices"), more, jobTable];
 };
+
+// Shadow phases.
+
+function shadowSpecText(s) {
+  return `${fmt.dur(s.duration_s)}${s.duration_s < 60 ? ` (${s.duration_s}s)` : ""}, min agreement ${s.min_agreement}` +
+    (s.sample_every > 1 ? `, 1/${s.sample_every} of frames` : "") + `, ${s.cpu_percent || 25}% of a core`;
+}
+
+function shadowOutcome(sh) {
+  if (!sh) return "running";
+  if (sh.accepted_by) return "accepted";
+  if (sh.final) return sh.passed ? "passed" : "failed";
+  return "running";
+}
+
+// shadowImages keeps one blob URL per sample URL for the rollout shown:
+// the page refreshes every few seconds, a sample never changes, and an
+// <img src> cannot send the token.
+let shadowImages = { id: "", urls: new Map() };
+
+function shadowSample(id, url, caption) {
+  if (shadowImages.id !== id) {
+    for (const u of shadowImages.urls.values()) u.then((b) => b && URL.revokeObjectURL(b));
+    shadowImages = { id, urls: new Map() };
+  }
+  if (!shadowImages.urls.has(url)) {
+    shadowImages.urls.set(url, fetch(url, { headers: authHeaders() }).then(async (r) => {
+      if (!r.ok) throw await errorOf(r);
+      return URL.createObjectURL(await r.blob());
+    }).catch((e) => { shadowImages.urls.delete(url); throw e; }));
+  }
+  const img = el("img", { class: "snap shadow-sample", alt: caption });
+  const note = el("figcaption", {}, caption);
+  shadowImages.urls.get(url).then((b) => { img.src = b; })
+    .catch((e) => { img.remove(); note.replaceChildren(el("span", { class: "error" }, `${caption}: unavailable (${e.message})`)); });
+  return el("figure", { "data-sample": url }, img, note);
+}
+
+function confusionText(cs) {
+  return (cs || []).slice().sort((a, b) => b.count - a.count).slice(0, 3).map((c) => `${c.serving} → ${c.candidate} ×${c.count}`).join(", ") || "–";
+}
+
+// shadowSection lists each device's shadow phase: the final report, else
+// the latest periodic one; failed devices first, with Accept while the
+// rollout runs or is paused (for operators: a viewer's token cannot).
+async function shadowSection(v) {
+  let s;
+  try { s = await get(`/api/v1/rollouts/${encodeURIComponent(v.id)}/shadow`); } catch (e) {
+    if (e instanceof AuthError) throw e;
+    return [el("h3", {}, "Shadow phase"), errorBox("Shadow reports are not available: " + e.message)];
+  }
+  // Accept needs an operator; a viewer sees no button.
+  const me = await get("/api/v1/whoami").catch((e) => { if (e instanceof AuthError) throw e; return {}; });
+  const canAccept = me.role !== "viewer" && ["pending", "canary", "wave", "paused"].includes(v.state);
+  const msg = el("span", { id: "accept-error", class: "error" });
+  const accept = async (device) => {
+    msg.textContent = "";
+    try {
+      await api("POST", `/api/v1/rollouts/${encodeURIComponent(v.id)}/accept`, { device });
+      route();
+    } catch (e) {
+      if (e instanceof AuthError) throw e;
+      msg.textContent = e.message;
+    }
+  };
+  const rank = { failed: 0, running: 1, accepted: 2, passed: 3 };
+  const devs = (s.devices || []).slice().sort((a, b) => rank[shadowOutcome(a.shadow)] - rank[shadowOutcome(b.shadow)] || a.device_id.localeCompare(b.device_id));
+  const num = (x, d) => (x == null ? "–" : fmt.num(x, d));
+  const rows = devs.slice(0, 200).map((d) => {
+    const r = d.final || d.latest || {};
+    const out = shadowOutcome(d.shadow);
+    return el("tr", { "data-device": d.device_id, "data-outcome": out },
+      el("td", {}, el("a", { href: "#/device/" + encodeURIComponent(d.device_id) }, d.device_id)),
+      el("td", { class: "shadow-" + out }, out === "accepted" ? `accepted by ${d.shadow.accepted_by}` : out),
+      el("td", { class: "agreement" }, num(r.agreement, 3)), el("td", {}, num(r.precision, 3)), el("td", {}, num(r.recall, 3)), el("td", {}, num(r.f1, 3)),
+      el("td", {}, num(r.count_ratio, 2)), el("td", {}, num(r.score_shift, 3)), el("td", {}, num(r.latency_ratio, 2)), el("td", {}, r.frames == null ? "–" : r.frames),
+      el("td", { class: "reason" }, confusionText(r.confusion)),
+      el("td", {}, canAccept && out === "failed" ? el("button", { class: "accept", "data-device": d.device_id, onclick: () => accept(d.device_id) }, "Accept") : "–"));
+  });
+  const table = el("table", { id: "shadow" },
+    el("tr", {}, ["device", "outcome", "agreement", "precision", "recall", "F1", "count ratio", "score shift", "latency ratio", "frames", "top confusions", ""].map((h) => el("th", {}, h))),
+    rows);
+  const samples = [];
+  for (const d of devs) {
+    (d.sample_urls || []).forEach((u, i) => {
+      if (samples.length >= 12) return;
+      const smp = ((d.final || {}).samples || [])[i] || {};
+      samples.push(shadowSample(v.id, u, `${d.device_id} ${smp.camera || ""}: disagreement ${num(smp.disagreement, 2)} (serving left, candidate right)`));
+    });
+  }
+  return [el("h3", {}, "Shadow phase"), msg,
+    devs.length ? table : el("p", { id: "shadow-none" }, "No shadow report yet."),
+    samples.length ? [el("h3", {}, "Disagreement samples"), el("div", { id: "shadow-samples" }, samples)] : null];
+}
