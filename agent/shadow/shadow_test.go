@@ -70,7 +70,7 @@ func TestCompare(t *testing.T) {
 			// the 0.9 box (20..120) overlaps the first 0.667, the second 0.429: it takes the first; the 0.8 box
 			// (70..170) then matches the second (IoU 0.818).
 			candidate: []models.Detection{det("cat", 0.8, 70, 0, 170, 100), det("cat", 0.9, 20, 0, 120, 100)},
-			matched:   2, p: 1, r: 1, f1: 1, shift: 0.35},
+			matched:   2, p: 1, r: 1, f1: 1, shift: 0.7}, // a sum: 0.4 + 0.3
 		{name: "no labels: class ids", serving: []models.Detection{{ClassID: 3, Box: [4]float32{0, 0, 10, 10}}},
 			candidate: []models.Detection{{ClassID: 4, Box: [4]float32{0, 0, 10, 10}}},
 			confusion: map[[2]string]int{{"#3", "#4"}: 1}},
