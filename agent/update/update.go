@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"edgefleet/agent/shadow"
 	"edgefleet/fleet/api"
 	"edgefleet/internal/atomicfile"
 	"edgefleet/models"
@@ -224,7 +225,12 @@ type Options struct {
 	// HealthWindow applies to commands without HealthWindowS; default 60 s.
 	HealthWindow time.Duration
 	Policy       HealthPolicy
-	Logger       *slog.Logger
+	// Shadow is the pipeline's frame tap a shadow phase attaches its
+	// runner to; nil: commands with a shadow phase fail as unsupported.
+	Shadow *shadow.Hub
+	// ShadowInterval is the time between two shadow reports; default 5 s.
+	ShadowInterval time.Duration
+	Logger         *slog.Logger
 	// Now is the clock for deadlines and report times; nil means time.Now.
 	Now func() time.Time
 }
@@ -275,6 +281,9 @@ func New(opts Options) (*Executor, error) {
 	}
 	if opts.HealthWindow <= 0 {
 		opts.HealthWindow = time.Minute
+	}
+	if opts.ShadowInterval <= 0 {
+		opts.ShadowInterval = 5 * time.Second
 	}
 	opts.Policy = opts.Policy.withDefaults()
 	if opts.Logger == nil {
@@ -428,7 +437,7 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 		x.log.Info("update: duplicate job ignored", "job_id", c.JobID, "state", rec.State)
 		if terminal(rec.State) {
 			// The fleet resends jobs it has no final state for: tell it again.
-			x.reportLocked(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason})
+			x.reportLocked(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)})
 		}
 		return nil
 	}
@@ -505,7 +514,7 @@ func (x *Executor) Run(ctx context.Context) error {
 		if serr != nil {
 			x.log.Error("update: save state", "job_id", next.JobID, "err", serr)
 		}
-		x.report(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason})
+		x.report(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)})
 		if err != nil {
 			x.log.Warn("update: job ended", "job_id", rec.JobID, "state", rec.State, "reason", rec.Reason)
 		} else {
@@ -604,6 +613,14 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	}
 	if err := x.verifyModel(jctx, j); err != nil {
 		return api.JobFailed, err
+	}
+	if c.Shadow != nil {
+		if err := x.shadowPhase(jctx, j); err != nil {
+			if ctx.Err() == nil {
+				j.fetch.Discard()
+			}
+			return api.JobFailed, err
+		}
 	}
 	x.setState(jctx, c.JobID, api.JobInstalling)
 	if err := stage(j.fetch.Part, x.modelPath(j.m.SHA256)); err != nil {

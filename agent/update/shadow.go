@@ -1,0 +1,183 @@
+package update
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"edgefleet/agent/shadow"
+	"edgefleet/fleet/api"
+	"edgefleet/internal/atomicfile"
+	"edgefleet/models"
+	"edgefleet/models/manifest"
+)
+
+// ErrShadow means the candidate's agreement with the serving model in its
+// shadow phase was below the rollout's threshold (or nothing was compared).
+var ErrShadow = errors.New("update: shadow evaluation failed")
+
+// CandidateMaker builds the detector a candidate engine runs in the shadow
+// phase, with the same post-processing as the model served (Serving is one).
+type CandidateMaker interface {
+	Candidate(eng models.Engine, m *manifest.Manifest) (models.Detector, error)
+}
+
+// maxShadowFiles bounds the final shadow reports kept in <dir>/shadow.
+const maxShadowFiles = 16
+
+func (x *Executor) shadowPath(jobID string) string {
+	return filepath.Join(x.opts.Dir, "shadow", jobID+".json")
+}
+
+// shadowPhase runs the verified candidate beside the serving model for the
+// spec's duration, reporting JobShadow with the measurement so far every
+// ShadowInterval and the final report at the end; it fails with ErrShadow
+// when the agreement is below the threshold. The final report is kept in
+// <dir>/shadow/<job>.json, so the terminal status, and a resend of it after
+// a lost report, carries it. A stop (ctx done) leaves the job queued and
+// state.json saying shadow: the next start runs the phase again.
+func (x *Executor) shadowPhase(ctx context.Context, j *modelJob) error {
+	spec := *j.c.Shadow
+	cm, ok := x.opts.Swapper.(CandidateMaker)
+	if x.opts.Shadow == nil || !ok {
+		return fmt.Errorf("%w: shadow phase: this agent has no frame tap or candidate detector", ErrUnsupported)
+	}
+	eng, err := x.opts.Open(ctx, j.data, x.opts.EngineOptions)
+	if err != nil {
+		return fmt.Errorf("%w: open engine: %v", ErrSmoke, err)
+	}
+	defer eng.Close()
+	if _, err := smoke(ctx, eng, j.m, x.opts.SmokeBudget); err != nil {
+		return err
+	}
+	det, err := cm.Candidate(eng, j.m)
+	if err != nil {
+		return fmt.Errorf("%w: candidate detector: %v", ErrSmoke, err)
+	}
+	if err := x.recordShadow(j.c.JobID); err != nil {
+		return err
+	}
+	x.report(ctx, api.JobStatus{JobID: j.c.JobID, State: api.JobShadow})
+	x.log.Info("update: shadow phase", "job_id", j.c.JobID, "duration_s", spec.DurationS, "min_agreement", spec.MinAgreement,
+		"sample_every", spec.SampleEvery, "cpu_percent", spec.CPUPercent)
+
+	run := shadow.NewRunner(shadow.RunnerOptions{Spec: spec, Candidate: det, Logger: x.log, Now: x.opts.Now})
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); run.Run(rctx) }()
+	x.opts.Shadow.Attach(run)
+	defer func() {
+		x.opts.Shadow.Attach(nil)
+		stop()
+		<-done // the candidate engine is idle before it closes
+	}()
+	tick := time.NewTicker(x.opts.ShadowInterval)
+	defer tick.Stop()
+	end := time.NewTimer(time.Duration(spec.DurationS * float64(time.Second)))
+	defer end.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			rep := run.Report(false)
+			x.report(ctx, api.JobStatus{JobID: j.c.JobID, State: api.JobShadow, Shadow: &rep})
+		case <-end.C:
+			break wait
+		}
+	}
+	x.opts.Shadow.Attach(nil)
+	stop()
+	<-done
+	final := fitPayload(run.Report(true), j.c.JobID)
+	if err := x.saveShadow(j.c.JobID, &final); err != nil {
+		x.log.Error("update: keep the final shadow report", "job_id", j.c.JobID, "err", err)
+	}
+	x.report(ctx, api.JobStatus{JobID: j.c.JobID, State: api.JobShadow, Shadow: &final})
+	pass, why := shadow.Passed(final)
+	x.log.Info("update: shadow phase ended", "job_id", j.c.JobID, "agreement", final.Agreement, "min_agreement", final.MinAgreement,
+		"frames", final.Frames, "skipped", final.Skipped, "passed", pass)
+	if !pass {
+		return fmt.Errorf("%w: %s", ErrShadow, why)
+	}
+	return nil
+}
+
+// recordShadow persists that the job is in its shadow phase.
+func (x *Executor) recordShadow(jobID string) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if rec, ok := x.st.job(jobID); ok && rec.State == api.JobShadow {
+		x.log.Warn("update: the agent stopped during this job's shadow phase; running it again from the start", "job_id", jobID)
+	}
+	x.st.record(JobRecord{JobID: jobID, State: api.JobShadow})
+	return saveState(x.statePath(), x.st)
+}
+
+// fitPayload drops the least telling samples until the job status that
+// carries the report fits api.MaxPayload.
+func fitPayload(r api.ShadowReport, jobID string) api.ShadowReport {
+	for {
+		b, err := json.Marshal(api.JobStatus{JobID: jobID, State: api.JobShadow, Reason: strings.Repeat("x", 512), Shadow: &r})
+		if err != nil || len(b) <= api.MaxPayload || len(r.Samples) == 0 {
+			return r
+		}
+		r.Samples = r.Samples[:len(r.Samples)-1]
+	}
+}
+
+// saveShadow keeps a final report durably, and only the newest few.
+func (x *Executor) saveShadow(jobID string, r *api.ShadowReport) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(x.shadowPath(jobID)), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(x.shadowPath(jobID), b, 0o644); err != nil {
+		return err
+	}
+	files, _ := filepath.Glob(filepath.Join(x.opts.Dir, "shadow", "*.json"))
+	if len(files) <= maxShadowFiles {
+		return nil
+	}
+	type aged struct {
+		path string
+		mod  time.Time
+	}
+	var all []aged
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			all = append(all, aged{f, fi.ModTime()})
+		}
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.mod.Compare(b.mod) })
+	for _, a := range all[:max(len(all)-maxShadowFiles, 0)] {
+		os.Remove(a.path)
+	}
+	return nil
+}
+
+// shadowReport is the kept final report of a job, nil when it has none.
+func (x *Executor) shadowReport(jobID string) *api.ShadowReport {
+	if api.ValidateID(jobID) != nil {
+		return nil
+	}
+	b, err := os.ReadFile(x.shadowPath(jobID))
+	if err != nil {
+		return nil
+	}
+	var r api.ShadowReport
+	if err := json.Unmarshal(b, &r); err != nil || r.Validate() != nil {
+		return nil
+	}
+	return &r
+}
