@@ -6,7 +6,6 @@ package runtime
 
 import (
 	"context"
-	"edgefleet/agent/shadow"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"edgefleet/agent/config"
 	"edgefleet/agent/enroll"
 	"edgefleet/agent/link"
+	"edgefleet/agent/shadow"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
 	"edgefleet/firmware"

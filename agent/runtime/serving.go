@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"edgefleet/agent/shadow"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"edgefleet/agent/config"
 	"edgefleet/agent/engine"
+	"edgefleet/agent/shadow"
 	"edgefleet/agent/update"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
