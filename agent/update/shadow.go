@@ -114,11 +114,19 @@ wait:
 func (x *Executor) recordShadow(jobID string) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if rec, ok := x.st.job(jobID); ok && rec.State == api.JobShadow {
-		x.log.Warn("update: the agent stopped during this job's shadow phase; running it again from the start", "job_id", jobID)
-	}
 	x.st.record(JobRecord{JobID: jobID, State: api.JobShadow})
 	return saveState(x.statePath(), x.st)
+}
+
+// logInterruptedShadow names the queued jobs whose shadow phase a stop cut
+// short; Run runs them again from the start. x.mu must be held or the state
+// not yet shared.
+func (x *Executor) logInterruptedShadow() {
+	for _, c := range x.st.Queue {
+		if rec, ok := x.st.job(c.JobID); ok && rec.State == api.JobShadow {
+			x.log.Warn("update: the agent stopped during this job's shadow phase; it runs again from the start", "job_id", c.JobID)
+		}
+	}
 }
 
 // fitPayload drops the least telling samples until the job status that

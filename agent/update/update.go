@@ -309,6 +309,7 @@ func New(opts Options) (*Executor, error) {
 		return nil, err
 	}
 	x.st = st
+	x.logInterruptedShadow()
 	if t := st.Trial; t != nil {
 		reason := fmt.Sprintf("%v: model %s %s (%s) rolled back to the last known good", ErrRestarted, t.Model.Name, t.Model.Version, short(t.Model.SHA256))
 		st.Trial = nil
