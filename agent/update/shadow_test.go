@@ -36,12 +36,18 @@ func feed(t *testing.T, s *Serving, hub *shadow.Hub, next func(ctx context.Conte
 		for ctx.Err() == nil {
 			f, err := next(ctx)
 			if err != nil {
+				if ctx.Err() == nil {
+					t.Errorf("feed: camera: %v", err)
+				}
 				return
 			}
 			start := time.Now()
 			dets, err := s.Detect(ctx, []image.Image{f.Image})
 			if err != nil {
-				continue
+				if ctx.Err() == nil {
+					t.Errorf("feed: detect: %v", err)
+				}
+				return
 			}
 			hub.Tap("cam1", f, dets[0], time.Since(start))
 		}
@@ -198,10 +204,50 @@ func realFixture(t *testing.T) (*fixture, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	synth := capture.NewSynth(capture.SynthOptions{FPS: 100, Seed: 7, Sprites: sprites})
-	t.Cleanup(func() { synth.Close() })
-	feed(t, f.srv, hub, synth.Next)
+	feed(t, f.srv, hub, belt(t, sprites))
 	return f, labels
+}
+
+// realDuration is a real shadow phase's length: a few frames' worth.
+func realDuration(s float64) float64 {
+	if raceEnabled {
+		return 3 * s
+	}
+	return s
+}
+
+// beltDiffers are belt frames (seed 7) on which yolov8n and yolo11n int8
+// disagree (a box one model finds and the other does not; found with
+// shadow.Compare over the first 80 frames): a phase on them has an agreement
+// below 1 however few frames it compares, as under -race, where a frame
+// takes seconds.
+var beltDiffers = []int{12, 14, 18, 26, 30, 34, 46, 62, 70, 72, 78}
+
+// belt replays those frames of the synthetic belt camera in a loop, paced
+// like a 20 fps camera.
+func belt(t *testing.T, sprites []image.Image) func(ctx context.Context) (capture.Frame, error) {
+	synth := capture.NewSynth(capture.SynthOptions{FPS: 1e6, Seed: 7, Sprites: sprites})
+	defer synth.Close()
+	var frames []image.Image
+	for n := 0; n <= slices.Max(beltDiffers); n++ {
+		f, err := synth.Next(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(beltDiffers, n) {
+			frames = append(frames, f.Image)
+		}
+	}
+	i := 0
+	return func(ctx context.Context) (capture.Frame, error) {
+		select {
+		case <-ctx.Done():
+			return capture.Frame{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		i++
+		return capture.Frame{Image: frames[i%len(frames)], Time: time.Now()}, nil
+	}
 }
 
 // TestShadowRealModels (must-show 1, device half): yolo11n int8 in shadow
@@ -214,7 +260,6 @@ func TestShadowRealModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.start()
-	var agreement float64
 	for _, c := range []struct {
 		job   string
 		min   float64
@@ -224,7 +269,7 @@ func TestShadowRealModels(t *testing.T) {
 		{"job-v11-lenient", 0.2, api.JobSucceeded},
 	} {
 		cmd := f.signed(c.job, v11, "11")
-		cmd.Shadow = &api.ShadowSpec{DurationS: 4, MinAgreement: c.min, CPUPercent: 100}
+		cmd.Shadow = &api.ShadowSpec{DurationS: realDuration(4), MinAgreement: c.min, CPUPercent: 100}
 		f.handle(cmd)
 		end := f.rep.wait(t, c.job, 3*time.Minute)
 		fin := finals(f.rep, c.job)
@@ -237,11 +282,8 @@ func TestShadowRealModels(t *testing.T) {
 		if end.State != c.state {
 			t.Fatalf("%s: final %s (%s), want %s", c.job, end.State, end.Reason, c.state)
 		}
-		if r.Frames == 0 || r.Serving == 0 || r.Agreement <= 0 || r.Agreement >= 1 || r.LatencyRatio <= 0 {
+		if r.Frames == 0 || r.Serving == 0 || r.Agreement < 0.3 || r.Agreement >= 0.99 || r.LatencyRatio <= 0 {
 			t.Errorf("%s: report %+v", c.job, r)
-		}
-		if agreement == 0 {
-			agreement = r.Agreement
 		}
 	}
 	if f.serving() != sum256(v11) {
@@ -266,7 +308,7 @@ func TestShadowPermutedLabels(t *testing.T) {
 	f.start()
 	before := f.serving()
 	cmd := f.signedLabels("job-permuted", v8, "8p", rotated)
-	cmd.Shadow = &api.ShadowSpec{DurationS: 3, MinAgreement: 0.5, CPUPercent: 100}
+	cmd.Shadow = &api.ShadowSpec{DurationS: realDuration(3), MinAgreement: 0.5, CPUPercent: 100}
 	f.handle(cmd)
 	end := f.rep.wait(t, cmd.JobID, 3*time.Minute)
 	if end.State != api.JobFailed || !strings.Contains(end.Reason, "confusion") {
