@@ -42,6 +42,8 @@ type Runner struct {
 
 	idle atomic.Bool // the candidate waits for a frame
 	jobs chan tapped
+	quit chan struct{} // closed by Finish
+	once sync.Once
 
 	mu   sync.Mutex
 	seen map[string]uint64 // frames tapped per camera
@@ -66,7 +68,7 @@ func NewRunner(opts RunnerOptions) *Runner {
 		opts.Samples = NewSamples(0, 0)
 	}
 	r := &Runner{opts: opts, every: max(opts.Spec.SampleEvery, 1), pct: opts.Spec.CPUPercent, log: opts.Logger,
-		jobs: make(chan tapped, 1), seen: map[string]uint64{}}
+		jobs: make(chan tapped, 1), quit: make(chan struct{}), seen: map[string]uint64{}}
 	if r.pct <= 0 || r.pct > 100 {
 		r.pct = DefaultCPUPercent
 	}
@@ -101,13 +103,20 @@ func Rest(took time.Duration, pct int) time.Duration {
 	return took * time.Duration(100-pct) / time.Duration(pct)
 }
 
-// Run runs the candidate on tapped frames until ctx is done.
+// Finish makes Run return once the frame in flight, if any, is compared
+// (ctx still cancels that frame). Tap the runner no more after it.
+func (r *Runner) Finish() { r.once.Do(func() { close(r.quit) }) }
+
+// Run runs the candidate on tapped frames until ctx is done or Finish.
 func (r *Runner) Run(ctx context.Context) {
 	for {
 		r.idle.Store(true)
 		var t tapped
 		select {
 		case <-ctx.Done():
+			r.idle.Store(false)
+			return
+		case <-r.quit:
 			r.idle.Store(false)
 			return
 		case t = <-r.jobs:
@@ -134,6 +143,9 @@ func (r *Runner) Run(ctx context.Context) {
 			tm := time.NewTimer(d)
 			select {
 			case <-ctx.Done():
+				tm.Stop()
+				return
+			case <-r.quit:
 				tm.Stop()
 				return
 			case <-tm.C:

@@ -93,9 +93,22 @@ wait:
 			break wait
 		}
 	}
+	// The frame in flight still counts: a slow candidate (or machine) may
+	// take longer than the phase for its first frame. It gets SmokeBudget.
 	x.opts.Shadow.Attach(nil)
+	run.Finish()
+	grace := time.NewTimer(x.opts.SmokeBudget)
+	select {
+	case <-done:
+	case <-grace.C:
+	case <-ctx.Done():
+	}
+	grace.Stop()
 	stop()
 	<-done
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	final := fitPayload(run.Report(true), j.c.JobID)
 	if err := x.saveShadow(j.c.JobID, &final); err != nil {
 		x.log.Error("update: keep the final shadow report", "job_id", j.c.JobID, "err", err)

@@ -211,7 +211,7 @@ func realFixture(t *testing.T) (*fixture, []string) {
 // realDuration is a real shadow phase's length: a few frames' worth.
 func realDuration(s float64) float64 {
 	if raceEnabled {
-		return 3 * s
+		return 4 * s
 	}
 	return s
 }
