@@ -254,6 +254,11 @@ func belt(t *testing.T, sprites []image.Image) func(ctx context.Context) (captur
 // over yolov8n int8 on a synthetic belt: the agreement is reported and the
 // decision follows the threshold both ways.
 func TestShadowRealModels(t *testing.T) {
+	if raceEnabled {
+		// Four phases' worth of real inference take minutes under -race on
+		// a shared machine; TestShadowPermutedLabels runs a real phase there.
+		t.Skip("run without -race: go test -run TestShadowRealModels ./agent/update")
+	}
 	f, _ := realFixture(t)
 	v11, err := os.ReadFile(modeltest.Path(t, "models", "yolo11n_full_integer_quant.tflite"))
 	if err != nil {
