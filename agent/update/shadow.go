@@ -131,6 +131,49 @@ func (x *Executor) recordShadow(jobID string) error {
 	return saveState(x.statePath(), x.st)
 }
 
+// reportUntilSent reports the terminal status of a job with a shadow report
+// and, while the report fails (the broker is away), retries it in the
+// background with backoff until it is sent, ctx is done or an hour has
+// passed. The kept report answers a resend of the job after that.
+func (x *Executor) reportUntilSent(ctx context.Context, s api.JobStatus) {
+	x.rmu.Lock()
+	s.DeviceID = x.opts.DeviceID
+	s.Time = x.opts.Now().UnixMilli()
+	rep := x.opts.Reporter
+	var err error
+	if rep != nil {
+		err = rep.Report(ctx, s)
+	}
+	x.rmu.Unlock()
+	if err == nil {
+		return
+	}
+	x.log.Warn("update: report job status; retrying", "job_id", s.JobID, "state", s.State, "err", err)
+	go func() {
+		wait, most, giveUp := x.opts.RetryBase, x.opts.RetryMax, time.Now().Add(time.Hour)
+		if wait <= 0 {
+			wait = time.Second
+		}
+		if most <= 0 {
+			most = time.Minute
+		}
+		for time.Now().Before(giveUp) {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			if err := rep.Report(ctx, s); err == nil {
+				x.log.Info("update: job status sent after retries", "job_id", s.JobID, "state", s.State)
+				return
+			}
+			wait = min(2*wait, most)
+		}
+	}()
+}
+
 // logInterruptedShadow names the queued jobs whose shadow phase a stop cut
 // short; Run runs them again from the start. x.mu must be held or the state
 // not yet shared.

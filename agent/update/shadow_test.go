@@ -5,11 +5,14 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"image"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -152,6 +155,66 @@ func TestShadowTiny(t *testing.T) {
 		} else if f.serving() != sum256(c.data) {
 			t.Errorf("%s: serving %s, want the candidate", c.job, short(f.serving()))
 		}
+	}
+}
+
+// outage is a Reporter that fails terminal statuses while down, as a
+// link without its broker does.
+type outage struct {
+	*recorder
+	down, tried atomic.Int64
+}
+
+func (o *outage) Report(ctx context.Context, s api.JobStatus) error {
+	if terminal(s.State) && o.down.Load() == 1 {
+		o.tried.Add(1)
+		return errors.New("link: not connected")
+	}
+	return o.recorder.Report(ctx, s)
+}
+
+// TestShadowFinalSurvivesOutage: the terminal status that carries the
+// final shadow report is retried until the broker is back.
+func TestShadowFinalSurvivesOutage(t *testing.T) {
+	hub := &shadow.Hub{}
+	rep := &outage{recorder: newRecorder()}
+	rep.down.Store(1)
+	f := newFixture(t, tinyE2E(0.9), func(o *Options) { o.Shadow, o.ShadowInterval, o.Reporter = hub, 100*time.Millisecond, rep })
+	f.rep = rep.recorder
+	feed(t, f.srv, hub, blank)
+	f.start()
+	cmd := f.signed("job-shadow-outage", tinyE2E(0), "2")
+	cmd.Shadow = &api.ShadowSpec{DurationS: 0.3, MinAgreement: 0.5, CPUPercent: 100}
+	f.handle(cmd)
+	testutil.WaitFor(t, "two failed sends of the terminal status", jobTimeout, func() bool { return rep.tried.Load() >= 2 })
+	rep.down.Store(0)
+	end := f.rep.wait(t, cmd.JobID, jobTimeout)
+	if end.State != api.JobFailed || end.Shadow == nil || !end.Shadow.Final || end.Shadow.Frames == 0 {
+		t.Fatalf("terminal status after the outage: %+v", end)
+	}
+}
+
+// TestShadowReportFitsPayload: a final report with the most samples, each
+// of the largest size, fits one MQTT payload in a job status.
+func TestShadowReportFitsPayload(t *testing.T) {
+	r := api.ShadowReport{Final: true, Frames: 1, Agreement: 0.5, MinAgreement: 0.9}
+	for range api.MaxShadowSamples {
+		r.Samples = append(r.Samples, api.ShadowSample{Camera: "cam1", Disagreement: 1, JPEG: make([]byte, api.MaxShadowSampleBytes)})
+	}
+	for i := range 64 {
+		r.Cameras = append(r.Cameras, api.ShadowCamera{Camera: fmt.Sprintf("cam%d", i)})
+	}
+	got := fitPayload(r, "job-big")
+	b, err := json.Marshal(api.JobStatus{DeviceID: "cam-box-1", JobID: "job-big", State: api.JobFailed, Time: 1, Reason: strings.Repeat("x", 500), Shadow: &got})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > api.MaxPayload || len(got.Samples) != api.MaxShadowSamples {
+		t.Errorf("%d bytes with %d samples; limit %d", len(b), len(got.Samples), api.MaxPayload)
+	}
+	var back api.JobStatus
+	if err := api.Decode(b, &back); err != nil {
+		t.Errorf("fleet side refuses it: %v", err)
 	}
 }
 

@@ -515,7 +515,12 @@ func (x *Executor) Run(ctx context.Context) error {
 		if serr != nil {
 			x.log.Error("update: save state", "job_id", next.JobID, "err", serr)
 		}
-		x.report(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)})
+		end := api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)}
+		if end.Shadow != nil {
+			x.reportUntilSent(ctx, end)
+		} else {
+			x.report(ctx, end)
+		}
 		if err != nil {
 			x.log.Warn("update: job ended", "job_id", rec.JobID, "state", rec.State, "reason", rec.Reason)
 		} else {
