@@ -255,3 +255,20 @@ func TestRunnerSamplesAndBudget(t *testing.T) {
 		t.Errorf("candidate ran %d times, want 1", n)
 	}
 }
+
+// TestRunnerFinishCountsFrameInFlight: Finish ends the runner after the
+// frame the candidate is on, which still counts.
+func TestRunnerFinishCountsFrameInFlight(t *testing.T) {
+	cand := &slowDetector{d: 50 * time.Millisecond}
+	r := NewRunner(RunnerOptions{Spec: api.ShadowSpec{DurationS: 1, MinAgreement: 0.5, CPUPercent: 100}, Candidate: cand})
+	done := make(chan struct{})
+	go func() { r.Run(context.Background()); close(done) }()
+	testutil.WaitFor(t, "runner idle", 5*time.Second, func() bool { return r.idle.Load() })
+	r.Tap("a", capture.Frame{Image: photo(16, 16)}, nil, time.Millisecond)
+	testutil.WaitFor(t, "the candidate to start", 5*time.Second, func() bool { return cand.calls.Load() == 1 })
+	r.Finish()
+	<-done
+	if got := r.Report(true); got.Frames != 1 || got.Agreement != 0 {
+		t.Errorf("frames %d agreement %v, want the frame in flight counted (1, 0)", got.Frames, got.Agreement)
+	}
+}
