@@ -123,6 +123,29 @@ wait:
 	return nil
 }
 
+// shadowIfCurrent runs the shadow phase of a job for the bytes already
+// serving (the same network re-released under another manifest, maybe with
+// other labels) before adoptIfCurrent takes its manifest: nothing is
+// downloaded, but the new labels must earn their place like a new model.
+func (x *Executor) shadowIfCurrent(ctx context.Context, j *modelJob) error {
+	x.mu.Lock()
+	cur := x.st.Current
+	x.mu.Unlock()
+	if j.c.Shadow == nil || cur == nil || cur.SHA256 != j.m.SHA256 {
+		return nil
+	}
+	data, sum, err := readSum(x.modelPath(cur.SHA256))
+	if err != nil {
+		return fmt.Errorf("update: shadow: %w", err)
+	}
+	if err := j.m.Check(sum, int64(len(data))); err != nil {
+		return err
+	}
+	j.data = data
+	j.m = withLabels(j.m, data)
+	return x.shadowPhase(ctx, j)
+}
+
 // recordShadow persists that the job is in its shadow phase.
 func (x *Executor) recordShadow(jobID string) error {
 	x.mu.Lock()

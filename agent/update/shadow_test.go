@@ -218,6 +218,30 @@ func TestShadowReportFitsPayload(t *testing.T) {
 	}
 }
 
+// TestShadowSameBytesNewLabels: a job for the bytes already serving, with
+// other labels in its manifest, runs its shadow phase before the manifest
+// is adopted, and fails when the labels disagree.
+func TestShadowSameBytesNewLabels(t *testing.T) {
+	hub := &shadow.Hub{}
+	old := tinyE2E(0.9)
+	f := newFixture(t, old, func(o *Options) { o.Shadow, o.ShadowInterval = hub, 100*time.Millisecond })
+	feed(t, f.srv, hub, blank)
+	f.start()
+	cmd := f.signedLabels("job-relabel", old, "2", []string{"widget"}) // the serving model has no labels: class "0"
+	cmd.Shadow = &api.ShadowSpec{DurationS: 0.3, MinAgreement: 0.5, CPUPercent: 100}
+	f.handle(cmd)
+	end := f.rep.wait(t, cmd.JobID, jobTimeout)
+	if end.State != api.JobFailed || !strings.Contains(end.Reason, "confusion 0→widget") {
+		t.Fatalf("final %s (%s), want failed with confusion 0→widget", end.State, end.Reason)
+	}
+	if m := f.srv.Manifest(); m != nil {
+		t.Errorf("the serving model took the refused manifest %s %s", m.Name, m.Version)
+	}
+	if st := f.rep.states(cmd.JobID); slices.Contains(st, api.JobDownloading) {
+		t.Errorf("states %v: the bytes were current, nothing to download", st)
+	}
+}
+
 // TestShadowUnsupported: a shadow command to an executor without a tap
 // fails and names why.
 func TestShadowUnsupported(t *testing.T) {

@@ -608,6 +608,9 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	if err != nil {
 		return api.JobFailed, err
 	}
+	if err := x.shadowIfCurrent(jctx, j); err != nil {
+		return api.JobFailed, err
+	}
 	if done, err := x.adoptIfCurrent(j); done {
 		if err != nil {
 			return api.JobFailed, err
