@@ -48,7 +48,11 @@ func (x *Executor) shadowPhase(ctx context.Context, j *modelJob) error {
 	if x.opts.Shadow == nil || !ok {
 		return fmt.Errorf("%w: shadow phase: this agent has no frame tap or candidate detector", ErrUnsupported)
 	}
-	eng, err := x.opts.Open(ctx, j.data, x.opts.EngineOptions)
+	// The serving engine's kind and delegate, on one thread: the budget is
+	// a share of one core.
+	eo := x.opts.EngineOptions
+	eo.Threads = 1
+	eng, err := x.opts.Open(ctx, j.data, eo)
 	if err != nil {
 		return fmt.Errorf("%w: open engine: %v", ErrSmoke, err)
 	}
