@@ -125,7 +125,7 @@ func TestServingUnchangedByShadow(t *testing.T) {
 	serving := detector(t, "yolov8n_full_integer_quant.tflite", labels)
 	n := 6
 	if raceEnabled {
-		n = 3
+		n = 2
 	}
 	frames := beltFrames(t, n)
 	alone := served(t, serving, frames, nil)
