@@ -468,7 +468,7 @@ func TestShadowKilled(t *testing.T) {
 	hub := &shadow.Hub{}
 	f := newFixture(t, tinyE2E(0.9), func(o *Options) { o.Shadow, o.ShadowInterval = hub, 200*time.Millisecond })
 	c := f.signed("job-shadow-killed", tinyE2E(0.8), "2")
-	c.Shadow = &api.ShadowSpec{DurationS: 1, MinAgreement: 0.9, CPUPercent: 100}
+	c.Shadow = &api.ShadowSpec{DurationS: 3, MinAgreement: 0.9, CPUPercent: 100} // the kill comes well before the end
 	cmdJSON, _ := json.Marshal(c)
 	child := exec.Command(os.Args[0], "-test.run=^TestShadowHelperAgent$", "-test.v")
 	child.Env = append(os.Environ(), "SHADOW_HELPER_DIR="+f.dir,
