@@ -135,6 +135,9 @@ func TestShadowTiny(t *testing.T) {
 		}
 		periodic := 0
 		for _, s := range f.rep.of(c.job) {
+			if err := s.Validate(); err != nil {
+				t.Errorf("%s: the fleet would refuse status %s: %v", c.job, s.State, err)
+			}
 			if s.Shadow != nil && !s.Shadow.Final {
 				periodic++
 			}
