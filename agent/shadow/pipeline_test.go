@@ -123,16 +123,16 @@ func TestServingUnchangedByShadow(t *testing.T) {
 	}
 	labels := cocoLabels(t)
 	serving := detector(t, "yolov8n_full_integer_quant.tflite", labels)
-	n := 6
-	if raceEnabled {
-		n = 2
+	n, candidate := 6, "yolo11n_full_integer_quant.tflite"
+	if raceEnabled { // seconds a frame: fewer frames, the cheaper network
+		n, candidate = 2, "yolov8n_full_integer_quant.tflite"
 	}
 	frames := beltFrames(t, n)
 	alone := served(t, serving, frames, nil)
 
 	run := shadow.NewRunner(shadow.RunnerOptions{
 		Spec:      api.ShadowSpec{DurationS: 60, MinAgreement: 0.5, CPUPercent: 100},
-		Candidate: detector(t, "yolo11n_full_integer_quant.tflite", labels), Logger: quiet,
+		Candidate: detector(t, candidate, labels), Logger: quiet,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
