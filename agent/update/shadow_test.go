@@ -2,14 +2,11 @@ package update
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -21,7 +18,6 @@ import (
 	"edgefleet/fleet/api"
 	"edgefleet/internal/testutil"
 	"edgefleet/models"
-	"edgefleet/models/manifest"
 	"edgefleet/models/meta"
 	"edgefleet/models/modeltest"
 	"edgefleet/models/tflite"
@@ -66,23 +62,6 @@ func blank(ctx context.Context) (capture.Frame, error) {
 	case <-time.After(2 * time.Millisecond):
 	}
 	return capture.Frame{Image: image.NewRGBA(image.Rect(0, 0, 64, 48)), Time: time.Now()}, nil
-}
-
-// signedLabels is signed with a manifest that names labels.
-func (f *fixture) signedLabels(job string, data []byte, version string, labels []string) api.Command {
-	f.t.Helper()
-	m, err := manifest.ForModel(data, "cand", version, labels, time.Now())
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	payload, sig, err := manifest.Sign(f.priv, f.keyID, m)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return api.Command{JobID: job, Kind: api.CommandModelUpdate, Artifact: &api.Artifact{
-		Kind: "model", Name: m.Name, Version: m.Version, SHA256: m.SHA256, Size: m.Size,
-		URL: f.art.put(m.SHA256, data), Manifest: payload, Sig: sig, KeyID: f.keyID,
-	}}
 }
 
 // finals are the job's final shadow reports.
@@ -230,7 +209,7 @@ func TestShadowSameBytesNewLabels(t *testing.T) {
 	f := newFixture(t, old, func(o *Options) { o.Shadow, o.ShadowInterval = hub, 100*time.Millisecond })
 	feed(t, f.srv, hub, blank)
 	f.start()
-	cmd := f.signedLabels("job-relabel", old, "2", []string{"widget"}) // the serving model has no labels: class "0"
+	cmd := f.signedAs("job-relabel", old, "cand", "2", []string{"widget"}) // the serving model has no labels: class "0"
 	cmd.Shadow = &api.ShadowSpec{DurationS: 0.3, MinAgreement: 0.5, CPUPercent: 100}
 	f.handle(cmd)
 	end := f.rep.wait(t, cmd.JobID, jobTimeout)
@@ -402,7 +381,7 @@ func TestShadowPermutedLabels(t *testing.T) {
 	}
 	f.start()
 	before := f.serving()
-	cmd := f.signedLabels("job-permuted", v8, "8p", rotated)
+	cmd := f.signedAs("job-permuted", v8, "cand", "8p", rotated)
 	cmd.Shadow = &api.ShadowSpec{DurationS: realDuration(3), MinAgreement: 0.5, CPUPercent: 100}
 	f.handle(cmd)
 	end := f.rep.wait(t, cmd.JobID, 3*time.Minute)
@@ -427,28 +406,7 @@ func TestShadowPermutedLabels(t *testing.T) {
 // TestShadowHelperAgent is the child of TestShadowKilled: an executor with
 // a fed shadow tap that takes one command and runs until killed.
 func TestShadowHelperAgent(t *testing.T) {
-	dir := os.Getenv("SHADOW_HELPER_DIR")
-	if dir == "" {
-		t.Skip("helper process only")
-	}
-	pub, err := hex.DecodeString(os.Getenv("SHADOW_HELPER_KEY"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c api.Command
-	if err := json.Unmarshal([]byte(os.Getenv("SHADOW_HELPER_COMMAND")), &c); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := tflite.Open(context.Background(), tinyE2E(0.9), models.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServing(eng, nil, yolo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := manifest.KeySet{}
-	keys.Add(ed25519.PublicKey(pub))
+	dir, keys, c, srv := helperWorld(t, "SHADOW_HELPER")
 	hub := &shadow.Hub{}
 	feed(t, srv, hub, blank)
 	x, err := New(Options{Dir: dir, Keys: keys, Swapper: srv, Health: srv, Open: openGo, Shadow: hub, Logger: discardLogger()})
@@ -472,15 +430,7 @@ func TestShadowKilled(t *testing.T) {
 	f := newFixture(t, tinyE2E(0.9), func(o *Options) { o.Shadow, o.ShadowInterval = hub, 200*time.Millisecond })
 	c := f.signed("job-shadow-killed", tinyE2E(0.8), "2")
 	c.Shadow = &api.ShadowSpec{DurationS: 3, MinAgreement: 0.9, CPUPercent: 100} // the kill comes well before the end
-	cmdJSON, _ := json.Marshal(c)
-	child := exec.Command(os.Args[0], "-test.run=^TestShadowHelperAgent$", "-test.v")
-	child.Env = append(os.Environ(), "SHADOW_HELPER_DIR="+f.dir,
-		"SHADOW_HELPER_KEY="+hex.EncodeToString(f.priv.Public().(ed25519.PublicKey)),
-		"SHADOW_HELPER_COMMAND="+string(cmdJSON))
-	child.Stdout, child.Stderr = os.Stderr, os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := startHelper(t, f, "TestShadowHelperAgent", "SHADOW_HELPER", c)
 	inShadow := func() bool {
 		b, err := os.ReadFile(f.x.statePath())
 		if err != nil {
