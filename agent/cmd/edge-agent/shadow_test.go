@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -59,14 +58,7 @@ func TestRunShadowUpdate(t *testing.T) {
 	arts := &artifactServer{device: device, token: "pw", files: map[string][]byte{man.SHA256: data}}
 	srv := httptest.NewServer(arts)
 	t.Cleanup(srv.Close)
-	cfg := writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1), model, modeltest.Path(t, "images"),
-		filepath.Join(dir, "spool.db"), fmt.Sprintf(`fleet:
-  broker: %s
-  password: pw
-update:
-  keys: [%s]
-  artifact_url: %s
-`, f.url(), filepath.Join(keyDir, "fleet.pub"), srv.URL)))
+	cfg := updateConfig(t, dir, device, model, f.url(), filepath.Join(keyDir, "fleet.pub"), srv.URL, "")
 	startAgent(t, cfg)
 	testutil.WaitFor(t, "first detections stored", otaPatience, func() bool { n, _ := s.newest(); return n >= 2 })
 
