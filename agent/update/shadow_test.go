@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -221,6 +222,37 @@ func TestShadowSameBytesNewLabels(t *testing.T) {
 	}
 	if st := f.rep.states(cmd.JobID); slices.Contains(st, api.JobDownloading) {
 		t.Errorf("states %v: the bytes were current, nothing to download", st)
+	}
+}
+
+// TestShadowAcceptAfterFail: after a failed shadow phase, the operator's
+// accept (a new job for the same bytes without a shadow) swaps without
+// downloading again.
+func TestShadowAcceptAfterFail(t *testing.T) {
+	hub := &shadow.Hub{}
+	f := newFixture(t, tinyE2E(0.9), func(o *Options) { o.Shadow, o.ShadowInterval = hub, 100*time.Millisecond })
+	feed(t, f.srv, hub, blank)
+	f.start()
+	cand := tinyE2E(0.8) // healthy, but its manifest names class 0 "widget": the shadow fails
+	cmd := f.signedAs("job-shadow-refused", cand, "cand", "2", []string{"widget"})
+	cmd.Shadow = &api.ShadowSpec{DurationS: 0.3, MinAgreement: 0.5, CPUPercent: 100}
+	f.handle(cmd)
+	if end := f.rep.wait(t, cmd.JobID, jobTimeout); end.State != api.JobFailed {
+		t.Fatalf("shadow job ended %s (%s), want failed", end.State, end.Reason)
+	}
+	accept := f.signedAs("job-shadow-accepted", cand, "cand", "2", []string{"widget"})
+	f.handle(accept)
+	if end := f.rep.wait(t, accept.JobID, jobTimeout); end.State != api.JobSucceeded {
+		t.Fatalf("accept job ended %s (%s), want succeeded", end.State, end.Reason)
+	}
+	if got := f.serving(); got != sum256(cand) {
+		t.Errorf("serving %s after the accept, want the candidate", short(got))
+	}
+	if reqs := f.art.requests(); len(reqs) != 1 {
+		t.Errorf("%d artifact requests, want 1 (the accept reuses the verified download)", len(reqs))
+	}
+	if staged, _ := filepath.Glob(filepath.Join(f.dir, "staging", "*")); len(staged) != 0 {
+		t.Errorf("staging after the commit: %v", staged)
 	}
 }
 

@@ -624,10 +624,10 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 		return api.JobFailed, err
 	}
 	if c.Shadow != nil {
+		// On a failure the verified download stays in staging: an
+		// operator's accept (a new job for the same bytes) then needs no
+		// download; the next committed update's clean-up removes it.
 		if err := x.shadowPhase(jctx, j); err != nil {
-			if ctx.Err() == nil {
-				j.fetch.Discard()
-			}
 			return api.JobFailed, err
 		}
 	}
