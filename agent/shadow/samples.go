@@ -11,6 +11,9 @@ import (
 	"time"
 
 	xdraw "golang.org/x/image/draw"
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
 
 	"edgefleet/fleet/api"
 	"edgefleet/models"
@@ -128,6 +131,7 @@ func SideBySide(img image.Image, serving, candidate []models.Detection, maxBytes
 	both := image.NewRGBA(image.Rect(0, 0, 2*w, h))
 	draw.Draw(both, l.Rect, l, image.Point{}, draw.Src)
 	draw.Draw(both, l.Rect.Add(image.Pt(w, 0)), r, image.Point{}, draw.Src)
+	divide(both, w)
 	var pic image.Image = both
 	if 2*w > 1280 { // keep samples a screen's width
 		pic = scale(both, 1280, h*1280/(2*w))
@@ -153,6 +157,20 @@ func SideBySide(img image.Image, serving, candidate []models.Detection, maxBytes
 		}
 	}
 	return nil, fmt.Errorf("shadow: sample: cannot encode within %d bytes", maxBytes)
+}
+
+// divide draws the line between the halves and names them at the bottom.
+func divide(img *image.RGBA, w int) {
+	h := img.Rect.Dy()
+	draw.Draw(img, image.Rect(w-1, 0, w+1, h), image.White, image.Point{}, draw.Src)
+	face := basicfont.Face7x13
+	for i, name := range []string{"serving", "candidate"} {
+		tw := font.MeasureString(face, name).Ceil() + 6
+		r := image.Rect(i*w, h-16, i*w+tw, h)
+		draw.Draw(img, r, image.Black, image.Point{}, draw.Src)
+		d := font.Drawer{Dst: img, Src: image.White, Face: face, Dot: fixed.P(r.Min.X+3, h-4)}
+		d.DrawString(name)
+	}
 }
 
 func scale(src image.Image, w, h int) *image.RGBA {
