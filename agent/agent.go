@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"edgefleet/agent/capture"
 	"edgefleet/fleet/api"
 	"edgefleet/models"
 )
@@ -61,6 +62,8 @@ type Options struct {
 	EngineInfo func() models.EngineInfo
 	// Batch is the most frames per Detect call (see PipelineOptions.Batch).
 	Batch int
+	// Tap sees every served frame (see PipelineOptions.Tap).
+	Tap func(camera string, f capture.Frame, dets []models.Detection, took time.Duration)
 	// Telemetry, if set, receives api.Telemetry every TelemetryInterval
 	// (default 10s).
 	Telemetry         TelemetryPublisher
@@ -110,7 +113,7 @@ func New(opts Options) (*Agent, error) {
 	pipe, err := NewPipeline(PipelineOptions{
 		Cameras: opts.Cameras, Detector: opts.Detector, Spool: opts.Spool,
 		Model: opts.Model, ModelVersion: opts.ModelVersion, ModelInfo: opts.ModelInfo, Batch: opts.Batch,
-		Metrics: m, Logger: opts.Logger,
+		Tap: opts.Tap, Metrics: m, Logger: opts.Logger,
 	})
 	if err != nil {
 		return nil, err

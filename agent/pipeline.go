@@ -46,7 +46,12 @@ type PipelineOptions struct {
 	ModelInfo func() (name, version string)
 	// Batch is the most frames (from different cameras) given to one Detect
 	// call; 0 or 1 means one at a time.
-	Batch   int
+	Batch int
+	// Tap, if set, is called after the serving inference with each frame,
+	// the detector's boxes for it (before the camera's filter) and the
+	// inference time per frame. It must not block or change its arguments
+	// (agent/shadow's Hub.Tap is one).
+	Tap     func(camera string, f capture.Frame, dets []models.Detection, took time.Duration)
 	Metrics *Metrics // nil: not recorded in Prometheus
 	Logger  *slog.Logger
 }
@@ -271,6 +276,11 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		}
 		p.lat.add(took)
 		p.opts.Metrics.infer(took, len(imgs))
+		if p.opts.Tap != nil {
+			for i, c := range cams {
+				p.opts.Tap(c.ID, frames[i], dets[i], took/time.Duration(len(imgs)))
+			}
+		}
 
 		var events []api.Event
 		for i, c := range cams {

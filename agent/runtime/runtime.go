@@ -23,6 +23,7 @@ import (
 	"edgefleet/agent/config"
 	"edgefleet/agent/enroll"
 	"edgefleet/agent/link"
+	"edgefleet/agent/shadow"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
 	"edgefleet/firmware"
@@ -52,6 +53,7 @@ type Runtime struct {
 	dl      *update.Downloader // every artifact download: models and bundles
 	serving *update.Serving
 	updates *update.Executor // nil with updates disabled
+	shadow  shadow.Hub       // the pipeline's tap for a shadow phase's candidate
 	fw      *selfUpdate
 	ln      net.Listener // nil with http.listen off
 	agent   *agent.Agent
@@ -196,7 +198,7 @@ func (r *Runtime) openAgent() error {
 		SpoolDir: filepath.Dir(r.cfg.Spool.Path),
 		Model:    name, ModelVersion: version, ModelInfo: r.serving.Model,
 		Engine: r.serving.EngineInfo(), EngineInfo: r.serving.EngineInfo,
-		Batch:     r.cfg.Model.Batch,
+		Batch: r.cfg.Model.Batch, Tap: r.shadow.Tap,
 		Telemetry: pub, TelemetryInterval: r.cfg.TelemetryInterval,
 		Listener: r.ln, Registry: r.reg, Version: agent.Version, Logger: r.log,
 	})

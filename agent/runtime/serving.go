@@ -15,6 +15,7 @@ import (
 
 	"edgefleet/agent/config"
 	"edgefleet/agent/engine"
+	"edgefleet/agent/shadow"
 	"edgefleet/agent/update"
 	"edgefleet/models"
 	"edgefleet/models/manifest"
@@ -51,7 +52,7 @@ func (r *Runtime) openServing(ctx context.Context) error {
 	configured := modelFile{data: cfgData, path: m.Path, name: m.Name, version: m.Version}
 	mf := configured
 	if r.cfg.Update.Enabled() {
-		if r.updates, err = newExecutor(r.cfg, r.dl, r.jobs, open, engOpts, r.log); err != nil {
+		if r.updates, err = newExecutor(r.cfg, r.dl, r.jobs, open, engOpts, &r.shadow, r.log); err != nil {
 			return err
 		}
 		if err := r.updates.Seed(ctx, m.Path, m.Name, m.Version); err != nil {
@@ -127,7 +128,7 @@ func (r *Runtime) currentModel(configured modelFile) modelFile {
 
 // newExecutor builds the update executor from cfg.Update; its reports go
 // out through jobs.
-func newExecutor(cfg *config.Config, dl *update.Downloader, jobs update.Reporter, open models.Opener, engOpts models.Options, log *slog.Logger) (*update.Executor, error) {
+func newExecutor(cfg *config.Config, dl *update.Downloader, jobs update.Reporter, open models.Opener, engOpts models.Options, tap *shadow.Hub, log *slog.Logger) (*update.Executor, error) {
 	u := cfg.Update
 	keys, err := manifest.LoadKeySet(u.Keys...)
 	if err != nil {
@@ -145,7 +146,7 @@ func newExecutor(cfg *config.Config, dl *update.Downloader, jobs update.Reporter
 	}
 	x, err := update.New(update.Options{
 		Dir: u.Dir, DeviceID: cfg.DeviceID, Token: secret(cfg), Keys: keys, Reporter: jobs,
-		Open: open, EngineOptions: engOpts, Downloader: dl, SmokeBudget: u.SmokeBudget, HealthWindow: u.HealthWindow,
+		Open: open, EngineOptions: engOpts, Downloader: dl, Shadow: tap, SmokeBudget: u.SmokeBudget, HealthWindow: u.HealthWindow,
 		Policy: update.HealthPolicy{
 			MaxErrors: u.Policy.MaxErrors, MinFrames: u.Policy.MinFrames,
 			MaxLatencyRatio: u.Policy.MaxLatencyRatio, MinDetectionRatio: minDet,

@@ -23,28 +23,7 @@ import (
 // TestHelperAgent is the child process of TestKilledMidDownload: an
 // executor that takes one command and runs until it is killed.
 func TestHelperAgent(t *testing.T) {
-	dir := os.Getenv("UPDATE_HELPER_DIR")
-	if dir == "" {
-		t.Skip("helper process only")
-	}
-	pub, err := hex.DecodeString(os.Getenv("UPDATE_HELPER_KEY"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c api.Command
-	if err := json.Unmarshal([]byte(os.Getenv("UPDATE_HELPER_COMMAND")), &c); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := tflite.Open(context.Background(), tinyE2E(0.9), models.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServing(eng, nil, yolo.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := manifest.KeySet{}
-	keys.Add(ed25519.PublicKey(pub))
+	dir, keys, c, srv := helperWorld(t, "UPDATE_HELPER")
 	x, err := New(Options{Dir: dir, Keys: keys, Swapper: srv, Health: srv, Open: openGo, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -53,6 +32,49 @@ func TestHelperAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.Run(context.Background()) // until killed
+}
+
+// helperWorld is what a helper agent process (a test run as a child) reads
+// from its environment: <prefix>_DIR (the data dir; the test is skipped
+// without it), <prefix>_KEY (the pinned public key, hex) and
+// <prefix>_COMMAND (JSON); and the Serving it starts with (tinyE2E(0.9)).
+func helperWorld(t *testing.T, prefix string) (dir string, keys manifest.KeySet, c api.Command, srv *Serving) {
+	dir = os.Getenv(prefix + "_DIR")
+	if dir == "" {
+		t.Skip("helper process only")
+	}
+	pub, err := hex.DecodeString(os.Getenv(prefix + "_KEY"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(os.Getenv(prefix+"_COMMAND")), &c); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := tflite.Open(context.Background(), tinyE2E(0.9), models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv, err = NewServing(eng, nil, yolo.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	keys = manifest.KeySet{}
+	keys.Add(ed25519.PublicKey(pub))
+	return dir, keys, c, srv
+}
+
+// startHelper starts the helper test named run as a child process on the
+// fixture's data dir and key, with command c (see helperWorld).
+func startHelper(t *testing.T, f *fixture, run, prefix string, c api.Command) *exec.Cmd {
+	cmdJSON, _ := json.Marshal(c)
+	child := exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.v")
+	child.Env = append(os.Environ(), prefix+"_DIR="+f.dir,
+		prefix+"_KEY="+hex.EncodeToString(f.priv.Public().(ed25519.PublicKey)),
+		prefix+"_COMMAND="+string(cmdJSON))
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return child
 }
 
 // TestKilledMidDownload kills (SIGKILL) an agent process in the middle of a
@@ -68,15 +90,7 @@ func TestKilledMidDownload(t *testing.T) {
 	third := int64(len(data)) / 3
 	f.art.stallAfter = third
 	c := f.signed("job-killed", data, "2")
-	cmdJSON, _ := json.Marshal(c)
-	child := exec.Command(os.Args[0], "-test.run=^TestHelperAgent$", "-test.v")
-	child.Env = append(os.Environ(), "UPDATE_HELPER_DIR="+f.dir,
-		"UPDATE_HELPER_KEY="+hex.EncodeToString(f.priv.Public().(ed25519.PublicKey)),
-		"UPDATE_HELPER_COMMAND="+string(cmdJSON))
-	child.Stdout, child.Stderr = os.Stderr, os.Stderr
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
+	child := startHelper(t, f, "TestHelperAgent", "UPDATE_HELPER", c)
 	part := filepath.Join(f.dir, "staging", sum256(data)+".part")
 	testutil.WaitFor(t, "a third of the download", jobTimeout, func() bool { return fileSize(part) >= third })
 	child.Process.Kill()

@@ -406,7 +406,13 @@ func (f *fixture) stop() {
 // artifact server (serve, when set, replaces the bytes served).
 func (f *fixture) signed(job string, data []byte, version string) api.Command {
 	f.t.Helper()
-	m, err := manifest.ForModel(data, "tiny", version, nil, time.Now())
+	return f.signedAs(job, data, "tiny", version, nil)
+}
+
+// signedAs is signed with a manifest of that name and labels.
+func (f *fixture) signedAs(job string, data []byte, name, version string, labels []string) api.Command {
+	f.t.Helper()
+	m, err := manifest.ForModel(data, name, version, labels, time.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ var (
 	_ Swapper         = (*Serving)(nil)
 	_ Health          = (*Serving)(nil)
 	_ Renamer         = (*Serving)(nil)
+	_ CandidateMaker  = (*Serving)(nil)
 )
 
 // NewServing serves eng (m may be nil for a model without a manifest). opts are
@@ -119,6 +120,12 @@ func (s *Serving) detector(eng models.Engine, m *manifest.Manifest) (*yolo.Detec
 		o.Labels = m.Labels
 	}
 	return yolo.NewDetector(eng, o)
+}
+
+// Candidate implements CandidateMaker: a detector of eng with the
+// post-processing of the model served (labels from m).
+func (s *Serving) Candidate(eng models.Engine, m *manifest.Manifest) (models.Detector, error) {
+	return s.detector(eng, m)
 }
 
 // Detect implements models.Detector on the model now in the slot.

@@ -34,6 +34,7 @@ import (
 	"sync"
 	"time"
 
+	"edgefleet/agent/shadow"
 	"edgefleet/fleet/api"
 	"edgefleet/internal/atomicfile"
 	"edgefleet/models"
@@ -224,7 +225,12 @@ type Options struct {
 	// HealthWindow applies to commands without HealthWindowS; default 60 s.
 	HealthWindow time.Duration
 	Policy       HealthPolicy
-	Logger       *slog.Logger
+	// Shadow is the pipeline's frame tap a shadow phase attaches its
+	// runner to; nil: commands with a shadow phase fail as unsupported.
+	Shadow *shadow.Hub
+	// ShadowInterval is the time between two shadow reports; default 5 s.
+	ShadowInterval time.Duration
+	Logger         *slog.Logger
 	// Now is the clock for deadlines and report times; nil means time.Now.
 	Now func() time.Time
 }
@@ -276,6 +282,9 @@ func New(opts Options) (*Executor, error) {
 	if opts.HealthWindow <= 0 {
 		opts.HealthWindow = time.Minute
 	}
+	if opts.ShadowInterval <= 0 {
+		opts.ShadowInterval = 5 * time.Second
+	}
 	opts.Policy = opts.Policy.withDefaults()
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -300,6 +309,7 @@ func New(opts Options) (*Executor, error) {
 		return nil, err
 	}
 	x.st = st
+	x.logInterruptedShadow()
 	if t := st.Trial; t != nil {
 		reason := fmt.Sprintf("%v: model %s %s (%s) rolled back to the last known good", ErrRestarted, t.Model.Name, t.Model.Version, short(t.Model.SHA256))
 		st.Trial = nil
@@ -428,7 +438,7 @@ func (x *Executor) Handle(ctx context.Context, c api.Command) error {
 		x.log.Info("update: duplicate job ignored", "job_id", c.JobID, "state", rec.State)
 		if terminal(rec.State) {
 			// The fleet resends jobs it has no final state for: tell it again.
-			x.reportLocked(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason})
+			x.reportLocked(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)})
 		}
 		return nil
 	}
@@ -505,7 +515,12 @@ func (x *Executor) Run(ctx context.Context) error {
 		if serr != nil {
 			x.log.Error("update: save state", "job_id", next.JobID, "err", serr)
 		}
-		x.report(ctx, api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason})
+		end := api.JobStatus{JobID: rec.JobID, State: rec.State, Reason: rec.Reason, Shadow: x.shadowReport(rec.JobID)}
+		if end.Shadow != nil {
+			x.reportUntilSent(ctx, end)
+		} else {
+			x.report(ctx, end)
+		}
 		if err != nil {
 			x.log.Warn("update: job ended", "job_id", rec.JobID, "state", rec.State, "reason", rec.Reason)
 		} else {
@@ -593,6 +608,9 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	if err != nil {
 		return api.JobFailed, err
 	}
+	if err := x.shadowIfCurrent(jctx, j); err != nil {
+		return api.JobFailed, err
+	}
 	if done, err := x.adoptIfCurrent(j); done {
 		if err != nil {
 			return api.JobFailed, err
@@ -604,6 +622,14 @@ func (x *Executor) update(ctx, jctx context.Context, c api.Command) (string, err
 	}
 	if err := x.verifyModel(jctx, j); err != nil {
 		return api.JobFailed, err
+	}
+	if c.Shadow != nil {
+		// On a failure the verified download stays in staging: an
+		// operator's accept (a new job for the same bytes) then needs no
+		// download; the next committed update's clean-up removes it.
+		if err := x.shadowPhase(jctx, j); err != nil {
+			return api.JobFailed, err
+		}
 	}
 	x.setState(jctx, c.JobID, api.JobInstalling)
 	if err := stage(j.fetch.Part, x.modelPath(j.m.SHA256)); err != nil {

@@ -239,20 +239,27 @@ func newOTA(t *testing.T) *ota {
 	t.Cleanup(srv.Close)
 
 	o.old = modeltest.Path(t, "models", "yolov8n_int8.tflite")
-	o.cfg = writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", o.device, 1), o.old, modeltest.Path(t, "images"),
+	o.cfg = updateConfig(t, dir, o.device, o.old, o.f.url(), filepath.Join(o.keyDir, "fleet.pub"), srv.URL, `  health_window: 30s
+  policy:
+    max_latency_ratio: 1.5
+    min_detection_ratio: 0.2
+`)
+	o.a = startAgent(t, o.cfg)
+	return o
+}
+
+// updateConfig writes the config of an agent (agentYAML) serving model,
+// with its broker at broker, updates verified by the key at pub and
+// downloaded from artifactURL; more is added to the update section.
+func updateConfig(t *testing.T, dir, device, model, broker, pub, artifactURL, more string) string {
+	return writeConfig(t, dir, fmt.Sprintf(strings.Replace(agentYAML, "box-e2e", device, 1), model, modeltest.Path(t, "images"),
 		filepath.Join(dir, "spool.db"), fmt.Sprintf(`fleet:
   broker: %s
   password: pw
 update:
   keys: [%s]
   artifact_url: %s
-  health_window: 30s
-  policy:
-    max_latency_ratio: 1.5
-    min_detection_ratio: 0.2
-`, o.f.url(), filepath.Join(o.keyDir, "fleet.pub"), srv.URL)))
-	o.a = startAgent(t, o.cfg)
-	return o
+%s`, broker, pub, artifactURL, more)))
 }
 
 func (o *ota) sign(keyPath string, m *manifest.Manifest) (payload, sig []byte, keyID string) {
