@@ -21,8 +21,9 @@ import (
 // batch of 3 detections per second each) against two fleetd replicas on
 // one PostgreSQL and one mosquitto, for 20 s. Rows: devices, batches lost,
 // p50/p99 ingest-to-ack, and the CPU time per batch of the fleetd
-// processes (both together), of the test database's PostgreSQL backends
-// and of mosquitto, read from /proc/<pid>/stat. PostgreSQL must run on
+// processes (both together), of the test database's PostgreSQL backends,
+// of mosquitto and of the simulator (this test process), read from
+// /proc/<pid>/stat. PostgreSQL must run on
 // this machine for its column (EDGEFLEET_POSTGRES on 127.0.0.1).
 func BenchmarkReplicasSimulated(b *testing.B) {
 	dsn := testutil.Postgres(b)
@@ -36,7 +37,7 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 	for _, n := range benchDevices(b, []int{500, 1000}) {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
 			for range b.N {
-				procs := map[string][]int{"fleetd": {reps[0].cmd.Process.Pid, reps[1].cmd.Process.Pid}, "mosquitto": {mqPID}}
+				procs := map[string][]int{"fleetd": {reps[0].cmd.Process.Pid, reps[1].cmd.Process.Pid}, "mosquitto": {mqPID}, "sim": {os.Getpid()}}
 				before := map[string]map[int]time.Duration{}
 				for k, pids := range procs {
 					before[k] = cpuTimes(pids)
