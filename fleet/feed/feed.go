@@ -50,6 +50,12 @@ type Options struct {
 	Queue int
 	// MaxBackoff caps the wait between reconnections of the listener; default 5s.
 	MaxBackoff time.Duration
+	// Watched, if set, tells whether anyone on this replica watches the
+	// feed (the hub has subscribers): received payloads are decoded and
+	// delivered only then, as deliver would drop them anyway. Decoding
+	// every replica's records is most of a replica's feed cost. Nil means
+	// always.
+	Watched func() bool
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
@@ -255,6 +261,9 @@ func (p *Postgres) listen(ctx context.Context, deliver func([]store.Record)) err
 			return fmt.Errorf("feed: wait: %w", err)
 		}
 		p.received.Inc()
+		if p.opt.Watched != nil && !p.opt.Watched() {
+			continue // no one to deliver to: skip the decoding
+		}
 		var recs []store.Record
 		if err := json.Unmarshal([]byte(n.Payload), &recs); err != nil {
 			p.dropped.WithLabelValues(ReasonBadJSON).Inc()
