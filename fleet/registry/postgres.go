@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -33,10 +32,11 @@ type PostgresOptions struct {
 
 // Postgres is a registry in PostgreSQL (schema: fleet/database
 // migrations), shared by every fleetd replica on the database. Updates go
-// to the database in a transaction per message (the device row locked, so
-// replicas do not lose each other's updates) and are then visible on this
-// replica at once; reads come from a cache that Run refreshes from the
-// database every RefreshEvery, so all replicas agree within that period.
+// to the database in a transaction (the device rows locked, so replicas do
+// not lose each other's updates; concurrent updates share one) and are
+// then visible on this replica at once; reads come from a cache that Run
+// refreshes from the database every RefreshEvery, so all replicas agree
+// within that period.
 // Detection counts are summed in memory and added to the database every
 // FlushEvery. History is read from the database. While the database is
 // down, updates fail and reads answer from the last refresh.
@@ -50,6 +50,8 @@ type Postgres struct {
 	closed  bool
 	cache   map[string]*pgEntry
 	pending map[string]*pendingCount
+
+	updates groupCommit // of update
 }
 
 type pgEntry struct {
@@ -89,7 +91,8 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 
 // update runs fn on device id inside a transaction that holds its row,
 // stores the result and the history point fn returns (if any), and then
-// updates the cache.
+// updates the cache. Concurrent updates share one transaction (group
+// commit, updates.go): the caller returns once its update is committed.
 func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) error {
 	r.mu.Lock()
 	closed := r.closed
@@ -97,67 +100,7 @@ func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) e
 	if closed {
 		return ErrClosed
 	}
-	now := r.now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.opt.Timeout)
-	defer cancel()
-	var d Device
-	var last *Point
-	var det int64
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		d, last, det = Device{ID: id, FirstSeen: now}, nil, 0
-		var doc, lastb []byte
-		err := tx.QueryRow(ctx, `SELECT doc, last_point, detections FROM devices WHERE id = $1 FOR UPDATE`, id).Scan(&doc, &lastb, &det)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return err
-		default:
-			if err := json.Unmarshal(doc, &d); err != nil {
-				return fmt.Errorf("device %s: %w", id, err)
-			}
-			if lastb != nil {
-				last = new(Point)
-				if err := json.Unmarshal(lastb, last); err != nil {
-					return fmt.Errorf("device %s: %w", id, err)
-				}
-			}
-		}
-		d.LastSeen = now
-		p := fn(&d, now)
-		d.Health, d.Detections, d.DetectionsPerMin = nil, 0, 0
-		docb, err := json.Marshal(&d)
-		if err != nil {
-			return err
-		}
-		if p != nil {
-			last = p
-			pb, _ := json.Marshal(p)
-			if _, err := tx.Exec(ctx, `INSERT INTO device_telemetry (device, time, point) VALUES ($1, $2, $3)
-				ON CONFLICT (device, time) DO UPDATE SET point = excluded.point`, id, p.Time, pb); err != nil {
-				return err
-			}
-			lastb = pb
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO devices (id, doc, last_point) VALUES ($1, $2, $3)
-			ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, last_point = excluded.last_point`, id, docb, lastb)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("registry: update %s: %w", id, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.cache[id]
-	if e == nil {
-		e = &pgEntry{rates: map[int64]uint64{}}
-		r.cache[id] = e
-	}
-	e.Device = d
-	e.Detections = uint64(det)
-	if last != nil {
-		e.last, e.hasLast = *last, true
-	}
-	return nil
+	return r.updates.run(&updateReq{id: id, fn: fn}, r.commitUpdates)
 }
 
 // UpdateState records a device's (retained) state message.
