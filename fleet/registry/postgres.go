@@ -161,20 +161,34 @@ func (r *Postgres) Flush(ctx context.Context) error {
 	if len(work) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	for id, p := range work {
-		doc, _ := json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
-		b.Queue(`INSERT INTO devices (id, doc, detections) VALUES ($1, $2, $3)
-			ON CONFLICT (id) DO UPDATE SET detections = devices.detections + excluded.detections,
-				doc = jsonb_set(devices.doc, '{last_seen}', excluded.doc->'last_seen')`, id, doc, int64(p.n))
-		for slot, n := range p.slots {
-			b.Queue(`INSERT INTO device_rates (device, slot, n) VALUES ($1, $2, $3)
-				ON CONFLICT (device, slot) DO UPDATE SET n = device_rates.n + excluded.n`, id, slot, int64(n))
+	// One statement per table, the rows in id order (as every update
+	// locks them, so a flush and another replica's update cannot deadlock).
+	ids := slices.Sorted(maps.Keys(work))
+	docs, counts := make([][]byte, len(ids)), make([]int64, len(ids))
+	var rateDev []string
+	var rateSlot, rateN []int64
+	for i, id := range ids {
+		p := work[id]
+		docs[i], _ = json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
+		counts[i] = int64(p.n)
+		for _, slot := range slices.Sorted(maps.Keys(p.slots)) {
+			rateDev, rateSlot, rateN = append(rateDev, id), append(rateSlot, slot), append(rateN, int64(p.slots[slot]))
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO devices (id, doc, detections)
+			SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[])
+			ON CONFLICT (id) DO UPDATE SET detections = devices.detections + excluded.detections,
+				doc = jsonb_set(devices.doc, '{last_seen}', excluded.doc->'last_seen')`, ids, docs, counts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO device_rates (device, slot, n)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+			ON CONFLICT (device, slot) DO UPDATE SET n = device_rates.n + excluded.n`, rateDev, rateSlot, rateN)
+		return err
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, p := range work {
