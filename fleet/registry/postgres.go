@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,7 +59,10 @@ type pgEntry struct {
 	Device
 	last    Point
 	hasLast bool
-	rates   map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
+	// doc and lastRaw are the stored document and last point Device and
+	// last were decoded from by the last Refresh; nil after an update.
+	doc, lastRaw []byte
+	rates        map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
 }
 
 type pendingCount struct {
@@ -221,31 +225,47 @@ func (r *Postgres) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Refresh reloads the devices and their rates from the database.
+// Refresh reloads the devices and their rates from the database. A
+// device whose stored document is the one this replica decoded last time
+// (but for last_seen, which every flush moves) is not decoded again.
 func (r *Postgres) Refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
-	cache := map[string]*pgEntry{}
-	rows, err := r.pool.Query(ctx, `SELECT doc, last_point, detections FROM devices`)
+	rows, err := r.pool.Query(ctx, `SELECT id, doc, last_point, detections FROM devices`)
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
-	var doc, lastb []byte
-	var det int64
-	_, err = pgx.ForEachRow(rows, []any{&doc, &lastb, &det}, func() error {
-		e := &pgEntry{rates: map[int64]uint64{}}
-		if err := json.Unmarshal(doc, &e.Device); err != nil {
-			return err
-		}
-		if lastb != nil && json.Unmarshal(lastb, &e.last) == nil {
-			e.hasLast = true
-		}
-		e.Detections = uint64(det)
-		cache[e.ID] = e
-		return nil
-	})
+	var got []storedDevice
+	var g storedDevice
+	_, err = pgx.ForEachRow(rows, []any{&g.id, &g.doc, &g.last, &g.det}, func() error { got = append(got, g); return nil })
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	prev := make(map[string]pgEntry, len(got))
+	r.mu.Lock()
+	for _, g := range got {
+		if e := r.cache[g.id]; e != nil && e.doc != nil {
+			prev[g.id] = *e
+		}
+	}
+	r.mu.Unlock()
+	cache := make(map[string]*pgEntry, len(got))
+	for _, g := range got {
+		e := &pgEntry{rates: map[int64]uint64{}, doc: g.doc, lastRaw: g.last}
+		p, known := prev[g.id]
+		if !known || !reuseDecoded(&e.Device, &p, g.doc) {
+			if err := json.Unmarshal(g.doc, &e.Device); err != nil {
+				return fmt.Errorf("registry: refresh: device %s: %w", g.id, err)
+			}
+		}
+		switch {
+		case known && g.last != nil && bytes.Equal(p.lastRaw, g.last):
+			e.last, e.hasLast = p.last, p.hasLast
+		case g.last != nil && json.Unmarshal(g.last, &e.last) == nil:
+			e.hasLast = true
+		}
+		e.Detections = uint64(g.det)
+		cache[e.ID] = e
 	}
 	rows, err = r.pool.Query(ctx, `SELECT device, slot, n FROM device_rates WHERE slot > $1`, r.now().Unix()/10-6)
 	if err != nil {
@@ -266,6 +286,41 @@ func (r *Postgres) Refresh(ctx context.Context) error {
 	r.cache = cache
 	r.mu.Unlock()
 	return nil
+}
+
+// storedDevice is a devices row as Refresh reads it.
+type storedDevice struct {
+	id        string
+	doc, last []byte
+	det       int64
+}
+
+// lastSeenKey starts the value of Device.LastSeen in a stored document
+// (jsonb's text: ": " after each key).
+var lastSeenKey = []byte(`"last_seen": "`)
+
+// reuseDecoded sets d to p's device when doc is p's document but for
+// last_seen, taking last_seen from doc; it reports whether it did. A key
+// inside a string is escaped, so the key appears once unless a nested
+// object (labels) has it too: then it answers false.
+func reuseDecoded(d *Device, p *pgEntry, doc []byte) bool {
+	old := p.doc
+	i := bytes.Index(doc, lastSeenKey)
+	if i < 0 || i >= len(old) || !bytes.Equal(doc[:i], old[:i]) || bytes.Count(doc, lastSeenKey) != 1 || bytes.Count(old, lastSeenKey) != 1 {
+		return false
+	}
+	vi, vo := i+len(lastSeenKey), i+len(lastSeenKey)
+	ei, eo := bytes.IndexByte(doc[vi:], '"'), bytes.IndexByte(old[vo:], '"')
+	if ei < 0 || eo < 0 || !bytes.Equal(doc[vi+ei:], old[vo+eo:]) {
+		return false
+	}
+	var seen time.Time
+	if seen.UnmarshalJSON(doc[vi-1:vi+ei+1]) != nil {
+		return false
+	}
+	*d = p.Device
+	d.LastSeen = seen
+	return true
 }
 
 // view returns a copy of e with health and rate computed; under mu.

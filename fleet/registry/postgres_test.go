@@ -156,3 +156,48 @@ func TestPostgresConcurrentUpdates(t *testing.T) {
 		}
 	}
 }
+
+// TestReuseDecoded: Refresh reuses a decoded device only when its stored
+// document changed in last_seen alone (documents as jsonb prints them).
+func TestReuseDecoded(t *testing.T) {
+	pool := dbtest.Open(t).Pool
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	base := Device{ID: "cam-1", FirstSeen: t0, LastSeen: t0, Labels: map[string]string{"site": "a"}, Model: "yolov8n"}
+	stored := func(d Device) []byte {
+		b, _ := json.Marshal(&d)
+		var out []byte
+		if err := pool.QueryRow(context.Background(), `SELECT $1::jsonb`, b).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	later := base
+	later.LastSeen = t0.Add(90 * time.Second)
+	relabelled := later
+	relabelled.Labels = map[string]string{"site": "b"}
+	tricky := base
+	tricky.Labels = map[string]string{"last_seen": "x"}
+	trickyLater := tricky
+	trickyLater.LastSeen = later.LastSeen
+	for _, tc := range []struct {
+		name      string
+		prev, now Device
+		reuse     bool
+	}{
+		{"unchanged", base, base, true},
+		{"last_seen moved", base, later, true},
+		{"a label changed too", base, relabelled, false},
+		{"a label named last_seen", tricky, trickyLater, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pgEntry{Device: tc.prev, doc: stored(tc.prev)}
+			var d Device
+			if got := reuseDecoded(&d, p, stored(tc.now)); got != tc.reuse {
+				t.Fatalf("reuseDecoded = %v, want %v", got, tc.reuse)
+			}
+			if tc.reuse && !reflect.DeepEqual(d, tc.now) {
+				t.Fatalf("reused device\n%+v\nwant\n%+v", d, tc.now)
+			}
+		})
+	}
+}

@@ -111,7 +111,7 @@ func (r *Postgres) commitUpdates(batch []*updateReq) {
 				e = &pgEntry{rates: map[int64]uint64{}}
 				r.cache[req.id] = e
 			}
-			e.Device = st.d
+			e.Device, e.doc, e.lastRaw = st.d, nil, nil // decoded anew at the next refresh
 			e.Detections = uint64(st.det)
 			if st.last != nil {
 				e.last, e.hasLast = *st.last, true
