@@ -24,6 +24,11 @@ type PostgresOptions struct {
 	MaxBatch int
 	// Workers is how many commits run at once; 0 means 2.
 	Workers int
+	// Linger is how long a commit waits for more calls once calls have
+	// been arriving together (its previous commit grouped several): a
+	// commit's fixed cost, in fleetd and in PostgreSQL, is then shared by
+	// more batches. A lone caller never waits. 0 means 5ms; negative, never.
+	Linger time.Duration
 	// CommitTimeout bounds one commit; 0 means 10s. A commit that fails or
 	// times out (the database is down) fails its calls, which are not acked.
 	CommitTimeout time.Duration
@@ -60,6 +65,7 @@ type Postgres struct {
 
 	commits, calls, stored, dups, commitNanos atomic.Uint64
 	records, recordsBytes                     atomic.Uint64
+	lingered                                  atomic.Uint64 // commits that waited for more calls
 }
 
 var (
@@ -75,6 +81,9 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = 2
+	}
+	if opt.Linger == 0 {
+		opt.Linger = 5 * time.Millisecond
 	}
 	if opt.CommitTimeout <= 0 {
 		opt.CommitTimeout = 10 * time.Second
@@ -146,6 +155,8 @@ func (s *Postgres) Submit(ctx context.Context, device string, events []api.Event
 
 func (s *Postgres) commitLoop() {
 	var batch []*ingestReq
+	var linger *time.Timer
+	grouped := false // the previous commit grouped several calls
 	for {
 		batch = batch[:0]
 		select {
@@ -167,6 +178,16 @@ func (s *Postgres) commitLoop() {
 			}
 			return
 		}
+		var wait <-chan time.Time // nil: take what is queued, no more
+		if grouped && s.opt.Linger > 0 {
+			if linger == nil {
+				linger = time.NewTimer(s.opt.Linger)
+			} else {
+				linger.Reset(s.opt.Linger)
+			}
+			wait = linger.C
+			s.lingered.Add(1)
+		}
 		n := len(batch[0].events)
 	fill:
 		for n < s.opt.MaxBatch {
@@ -174,10 +195,26 @@ func (s *Postgres) commitLoop() {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				n += len(r.events)
+				continue
 			default:
+			}
+			if wait == nil {
+				break
+			}
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.events)
+			case <-wait:
+				wait = nil
+			case <-s.quit:
 				break fill
 			}
 		}
+		if wait != nil {
+			linger.Stop() // since Go 1.23 a stopped or reset timer delivers no stale tick
+		}
+		grouped = len(batch) > 1
 		s.commit(batch)
 	}
 }

@@ -147,6 +147,39 @@ func TestPostgresBatchAcrossDevices(t *testing.T) {
 	}
 }
 
+// TestPostgresLinger: a lone caller's commits never wait for more calls;
+// calls arriving together make the next commits wait and group more.
+func TestPostgresLinger(t *testing.T) {
+	s := openPostgres(t, Retention{}, t0)
+	ctx := context.Background()
+	for b := range uint64(20) {
+		if _, err := s.Ingest(ctx, "dev-alone", events(b*3+1, b*3+3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.lingered.Load(); n != 0 {
+		t.Fatalf("a lone caller's commits waited %d times", n)
+	}
+	var wg sync.WaitGroup
+	for d := range 50 {
+		wg.Go(func() {
+			for b := range uint64(20) {
+				if _, err := s.Ingest(ctx, fmt.Sprintf("dev-%d", d), events(b*3+1, b*3+3)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if s.lingered.Load() == 0 {
+		t.Fatal("1,000 concurrent calls: no commit waited for more")
+	}
+	if recs := all(t, s, Query{Device: "dev-49"}); len(recs) != 60 {
+		t.Fatalf("dev-49 has %d records, want 60", len(recs))
+	}
+}
+
 // proxy forwards TCP to target until cut; cut closes every connection and
 // refuses new ones until heal.
 type proxy struct {
