@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -275,11 +278,25 @@ func (c *columns) add(r *ingestReq, e *api.Event) {
 
 func (s *Postgres) commit(batch []*ingestReq) {
 	start := time.Now()
-	c := &columns{owner: map[devSeq]*ingestReq{}}
+	// Rows go in primary key order: two replicas storing the same resent
+	// events then wait for each other in one order and never deadlock.
+	// The sort is stable, so the first call carrying a key still owns it.
+	type row struct {
+		r *ingestReq
+		e *api.Event
+	}
+	var rows []row
 	for _, r := range batch {
 		for i := range r.events {
-			c.add(r, &r.events[i])
+			rows = append(rows, row{r, &r.events[i]})
 		}
+	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(timeKey(a.e.Time), timeKey(b.e.Time)), strings.Compare(a.r.device, b.r.device), cmp.Compare(int64(a.e.Seq), int64(b.e.Seq))) // as stored: bigint
+	})
+	c := &columns{owner: make(map[devSeq]*ingestReq, len(rows))}
+	for _, w := range rows {
+		c.add(w.r, w.e)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommitTimeout)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +178,47 @@ func TestPostgresLinger(t *testing.T) {
 	}
 	if recs := all(t, s, Query{Device: "dev-49"}); len(recs) != 60 {
 		t.Fatalf("dev-49 has %d records, want 60", len(recs))
+	}
+}
+
+// TestPostgresResendsOnTwoReplicas: two stores on one database (two
+// replicas) storing the same resent events at once, the calls in opposite
+// orders, never deadlock, and each event is stored once.
+func TestPostgresResendsOnTwoReplicas(t *testing.T) {
+	db := dbtest.Open(t)
+	ctx := context.Background()
+	var reps []*Postgres
+	for range 2 {
+		s, err := OpenPostgres(ctx, db.Pool, PostgresOptions{Now: func() time.Time { return t0 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		reps = append(reps, s)
+	}
+	const devices, rounds = 40, 10
+	var stored atomic.Int64
+	for round := range uint64(rounds) {
+		var wg sync.WaitGroup
+		for i, s := range reps {
+			for d := range devices {
+				if i == 1 {
+					d = devices - 1 - d
+				}
+				wg.Go(func() {
+					res, err := s.Ingest(ctx, fmt.Sprintf("dev-%d", d), events(round*3+1, round*3+3))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					stored.Add(int64(res.Stored))
+				})
+			}
+		}
+		wg.Wait()
+	}
+	if want := int64(devices * rounds * 3); stored.Load() != want {
+		t.Fatalf("%d events stored, want %d", stored.Load(), want)
 	}
 }
 
