@@ -176,6 +176,22 @@ func TestAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestLinger: records published one at a time within Linger of the first
+// go out in one notification.
+func TestLinger(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	a, sa, _ := runFeedWith(t, dsn, Options{Linger: 2 * time.Second})
+	a.Publish(records("dev-l", 1, 1))
+	testutil.WaitFor(t, "the first record taken from the queue", 5*time.Second, func() bool { return len(a.queue) == 0 })
+	for seq := 2; seq <= 20; seq++ { // 20 records fit one payload
+		a.Publish(records("dev-l", seq, 1))
+	}
+	testutil.WaitFor(t, "every record delivered", 10*time.Second, func() bool { return sa.count("dev-l") == 20 })
+	if sent := value(a.sent); sent != 1 {
+		t.Fatalf("%v notifications for 20 records published within the linger, want 1", sent)
+	}
+}
+
 // TestUnwatched: a replica whose hub has no subscribers receives the
 // notifications but decodes and delivers none; watched, it delivers.
 func TestUnwatched(t *testing.T) {
