@@ -274,7 +274,7 @@ func (c *Controller) newServing(ctx context.Context) error {
 	onStored := c.server.Hub().Publish
 	if c.db != nil {
 		// Every replica's hub, this one's included, is fed through PostgreSQL.
-		if c.feed, err = feed.NewPostgres(c.db.Pool, feed.Options{Registerer: c.prom, Logger: c.log}); err != nil {
+		if c.feed, err = feed.NewPostgres(c.db.Pool, feed.Options{Registerer: c.prom, Logger: c.log, Watched: c.server.Hub().Watched}); err != nil {
 			return fmt.Errorf("controller: %w", err)
 		}
 		onStored = c.feed.Publish

@@ -50,6 +50,16 @@ type Options struct {
 	Queue int
 	// MaxBackoff caps the wait between reconnections of the listener; default 5s.
 	MaxBackoff time.Duration
+	// Linger is how long the records of a burst are collected before they
+	// are notified, so that a busy replica sends a few large payloads, one
+	// transaction, rather than one per stored batch; default 50ms.
+	Linger time.Duration
+	// Watched, if set, tells whether anyone on this replica watches the
+	// feed (the hub has subscribers): received payloads are decoded and
+	// delivered only then, as deliver would drop them anyway. Decoding
+	// every replica's records is most of a replica's feed cost. Nil means
+	// always.
+	Watched func() bool
 	// Registerer receives the metrics; nil means none are registered.
 	Registerer prometheus.Registerer
 	// Logger; nil means slog.Default().
@@ -91,6 +101,9 @@ func NewPostgres(pool *pgxpool.Pool, opt Options) (*Postgres, error) {
 	}
 	if opt.MaxBackoff <= 0 {
 		opt.MaxBackoff = 5 * time.Second
+	}
+	if opt.Linger <= 0 {
+		opt.Linger = 50 * time.Millisecond
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -141,10 +154,13 @@ func (p *Postgres) Run(ctx context.Context, deliver func([]store.Record)) error 
 	return nil
 }
 
-// notifyLoop sends what Publish queued, many payloads per statement.
+// notifyLoop sends what Publish queued, many payloads per statement: the
+// records that arrive within Linger of the first go together.
 func (p *Postgres) notifyLoop(ctx context.Context) {
 	const maxRecords = 4096 // per statement
 	recs := make([]store.Record, 0, maxRecords)
+	linger := time.NewTimer(p.opt.Linger)
+	linger.Stop()
 	for {
 		recs = recs[:0]
 		select {
@@ -153,15 +169,19 @@ func (p *Postgres) notifyLoop(ctx context.Context) {
 		case r := <-p.queue:
 			recs = append(recs, r)
 		}
+		linger.Reset(p.opt.Linger)
 	fill:
 		for len(recs) < maxRecords {
 			select {
 			case r := <-p.queue:
 				recs = append(recs, r)
-			default:
+			case <-linger.C:
 				break fill
+			case <-ctx.Done():
+				return
 			}
 		}
+		linger.Stop() // since Go 1.23 a stopped timer delivers no stale tick
 		payloads := p.encode(recs)
 		if len(payloads) == 0 {
 			continue
@@ -255,6 +275,9 @@ func (p *Postgres) listen(ctx context.Context, deliver func([]store.Record)) err
 			return fmt.Errorf("feed: wait: %w", err)
 		}
 		p.received.Inc()
+		if p.opt.Watched != nil && !p.opt.Watched() {
+			continue // no one to deliver to: skip the decoding
+		}
 		var recs []store.Record
 		if err := json.Unmarshal([]byte(n.Payload), &recs); err != nil {
 			p.dropped.WithLabelValues(ReasonBadJSON).Inc()

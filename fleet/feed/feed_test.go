@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,12 +119,19 @@ func (s *sink) count(dev string) int {
 // runFeed opens a pool on dsn (one replica) and runs a feed on it until the test ends.
 func runFeed(t *testing.T, dsn string) (*Postgres, *sink, *pgxpool.Pool) {
 	t.Helper()
+	return runFeedWith(t, dsn, Options{})
+}
+
+// runFeedWith is runFeed with options (Logger and MaxBackoff are set here).
+func runFeedWith(t *testing.T, dsn string, opt Options) (*Postgres, *sink, *pgxpool.Pool) {
+	t.Helper()
 	db, err := database.Open(context.Background(), dsn, database.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	p, err := NewPostgres(db.Pool, Options{Logger: slog.New(slog.DiscardHandler), MaxBackoff: 200 * time.Millisecond})
+	opt.Logger, opt.MaxBackoff = slog.New(slog.DiscardHandler), 200*time.Millisecond
+	p, err := NewPostgres(db.Pool, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +174,39 @@ func TestAcrossReplicas(t *testing.T) {
 	if sent := value(a.sent); sent < 2 {
 		t.Errorf("%v payloads sent for %d records, want a split", sent, n)
 	}
+}
+
+// TestLinger: records published one at a time within Linger of the first
+// go out in one notification.
+func TestLinger(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	a, sa, _ := runFeedWith(t, dsn, Options{Linger: 2 * time.Second})
+	a.Publish(records("dev-l", 1, 1))
+	testutil.WaitFor(t, "the first record taken from the queue", 5*time.Second, func() bool { return len(a.queue) == 0 })
+	for seq := 2; seq <= 20; seq++ { // 20 records fit one payload
+		a.Publish(records("dev-l", seq, 1))
+	}
+	testutil.WaitFor(t, "every record delivered", 10*time.Second, func() bool { return sa.count("dev-l") == 20 })
+	if sent := value(a.sent); sent != 1 {
+		t.Fatalf("%v notifications for 20 records published within the linger, want 1", sent)
+	}
+}
+
+// TestUnwatched: a replica whose hub has no subscribers receives the
+// notifications but decodes and delivers none; watched, it delivers.
+func TestUnwatched(t *testing.T) {
+	dsn := testutil.Postgres(t)
+	var watched atomic.Bool
+	a, _, _ := runFeed(t, dsn)
+	b, sb, _ := runFeedWith(t, dsn, Options{Watched: watched.Load})
+	a.Publish(records("dev-u", 1, 10))
+	testutil.WaitFor(t, "the notification received", 10*time.Second, func() bool { return value(b.received) >= 1 })
+	if n := sb.count("dev-u"); n != 0 {
+		t.Fatalf("%d records delivered while unwatched", n)
+	}
+	watched.Store(true)
+	a.Publish(records("dev-u", 11, 10))
+	testutil.WaitFor(t, "records delivered once watched", 10*time.Second, func() bool { return sb.count("dev-u") == 10 })
 }
 
 // TestListenerReconnects: a listener whose connection is killed comes back

@@ -57,6 +57,7 @@ func Dial(ctx context.Context, o DialOptions) (*Paho, error) {
 		SetCleanSession(true).SetOrderMatters(false).SetAutoReconnect(true).
 		SetConnectRetry(true).SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second).
 		SetKeepAlive(30 * time.Second).SetMessageChannelDepth(10000).
+		SetCustomOpenConnectionFn(openBufConn). // buffered reads, coalesced writes (bufconn.go)
 		SetOnConnectHandler(func(cl paho.Client) {
 			p.mu.Lock()
 			defer p.mu.Unlock()

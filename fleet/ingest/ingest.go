@@ -88,7 +88,8 @@ type Options struct {
 	StateCatchUp time.Duration
 	// MaxInflight bounds detection batches being stored at once; default 50000.
 	MaxInflight int
-	// AckWorkers publish acks once batches are stored; default 4.
+	// AckWorkers hand stored batches to the registry and the live feed and
+	// send their acks (not waiting for the broker); default 4.
 	AckWorkers int
 	// OnStored, if set, is called with each batch's newly stored records.
 	OnStored func(recs []store.Record)
@@ -326,11 +327,16 @@ func (in *Ingest) submit(b api.DetectionBatch, received time.Time) {
 	}()
 }
 
-// ack publishes the ack of a stored batch and feeds the registry and live feed.
+// ack feeds the registry and live feed with a stored batch and publishes
+// its ack. The publish is waited for (the broker's PUBACK) on a goroutine
+// of its own: an ack worker waiting a round trip per ack would cap acks at
+// AckWorkers per round trip, and a busy broker's round trips are long.
+// The batch counts against MaxInflight until its ack is published.
 func (in *Ingest) ack(s stored) {
-	defer func() { <-in.sem; in.wg.Done(); in.inflight.Dec() }()
+	release := func() { <-in.sem; in.wg.Done(); in.inflight.Dec() }
 	b, res := s.batch, s.res
 	if s.err != nil {
+		defer release()
 		in.drop(ReasonStoreError)
 		in.log.Error("store detections", "device_id", b.DeviceID, "events", len(b.Events), "err", s.err)
 		return
@@ -363,11 +369,14 @@ func (in *Ingest) ack(s stored) {
 		}
 	}
 	payload, _ := json.Marshal(&api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)})
-	if err := in.conn.Publish(context.Background(), api.AcksTopic(b.DeviceID), false, payload); err != nil {
-		in.log.Warn("publish ack", "device_id", b.DeviceID, "err", err)
-		return
-	}
-	in.ackLat.Observe(time.Since(s.received).Seconds())
+	go func() {
+		defer release()
+		if err := in.conn.Publish(context.Background(), api.AcksTopic(b.DeviceID), false, payload); err != nil {
+			in.log.Warn("publish ack", "device_id", b.DeviceID, "err", err)
+			return
+		}
+		in.ackLat.Observe(time.Since(s.received).Seconds())
+	}()
 }
 
 // Ranges compresses the seqs of events (increasing) into inclusive ranges.

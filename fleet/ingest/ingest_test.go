@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -286,4 +287,42 @@ func TestJobAndTelemetry(t *testing.T) {
 	if p, _ := st.Query(context.Background(), store.Query{}); len(p.Records) != 3 {
 		t.Fatalf("stored %d records, want 3", len(p.Records))
 	}
+}
+
+// slowConn's publishes wait until release is closed (a broker slow to
+// send its PUBACKs).
+type slowConn struct {
+	fakeConn
+	release chan struct{}
+	waiting atomic.Int64
+}
+
+func (c *slowConn) Publish(ctx context.Context, topic string, retain bool, payload []byte) error {
+	c.waiting.Add(1)
+	<-c.release
+	return c.fakeConn.Publish(ctx, topic, retain, payload)
+}
+
+// TestAcksWaitConcurrently: acks waiting for the broker do not hold the
+// ack workers: many more than AckWorkers are sent at once.
+func TestAcksWaitConcurrently(t *testing.T) {
+	conn := &slowConn{release: make(chan struct{})}
+	in, _, _ := newIngest(t, conn)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- in.Run(ctx) }()
+	const devices = 40 // ten times AckWorkers
+	for d := range devices {
+		id := fmt.Sprintf("cam-%d", d)
+		in.Handle(api.DetectionsTopic(id), batch(id, 1))
+	}
+	testutil.WaitFor(t, "every ack sent while none is acknowledged", 10*time.Second, func() bool { return conn.waiting.Load() == devices })
+	close(conn.release)
+	testutil.WaitFor(t, "every ack published", 10*time.Second, func() bool {
+		conn.mu.Lock()
+		defer conn.mu.Unlock()
+		return len(conn.pub) == devices
+	})
+	cancel()
+	<-done
 }

@@ -1,9 +1,9 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -33,10 +33,11 @@ type PostgresOptions struct {
 
 // Postgres is a registry in PostgreSQL (schema: fleet/database
 // migrations), shared by every fleetd replica on the database. Updates go
-// to the database in a transaction per message (the device row locked, so
-// replicas do not lose each other's updates) and are then visible on this
-// replica at once; reads come from a cache that Run refreshes from the
-// database every RefreshEvery, so all replicas agree within that period.
+// to the database in a transaction (the device rows locked, so replicas do
+// not lose each other's updates; concurrent updates share one) and are
+// then visible on this replica at once; reads come from a cache that Run
+// refreshes from the database every RefreshEvery, so all replicas agree
+// within that period.
 // Detection counts are summed in memory and added to the database every
 // FlushEvery. History is read from the database. While the database is
 // down, updates fail and reads answer from the last refresh.
@@ -50,13 +51,18 @@ type Postgres struct {
 	closed  bool
 	cache   map[string]*pgEntry
 	pending map[string]*pendingCount
+
+	updates groupCommit // of update
 }
 
 type pgEntry struct {
 	Device
 	last    Point
 	hasLast bool
-	rates   map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
+	// doc and lastRaw are the stored document and last point Device and
+	// last were decoded from by the last Refresh; nil after an update.
+	doc, lastRaw []byte
+	rates        map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
 }
 
 type pendingCount struct {
@@ -89,7 +95,8 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 
 // update runs fn on device id inside a transaction that holds its row,
 // stores the result and the history point fn returns (if any), and then
-// updates the cache.
+// updates the cache. Concurrent updates share one transaction (group
+// commit, updates.go): the caller returns once its update is committed.
 func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) error {
 	r.mu.Lock()
 	closed := r.closed
@@ -97,67 +104,7 @@ func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) e
 	if closed {
 		return ErrClosed
 	}
-	now := r.now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.opt.Timeout)
-	defer cancel()
-	var d Device
-	var last *Point
-	var det int64
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		d, last, det = Device{ID: id, FirstSeen: now}, nil, 0
-		var doc, lastb []byte
-		err := tx.QueryRow(ctx, `SELECT doc, last_point, detections FROM devices WHERE id = $1 FOR UPDATE`, id).Scan(&doc, &lastb, &det)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return err
-		default:
-			if err := json.Unmarshal(doc, &d); err != nil {
-				return fmt.Errorf("device %s: %w", id, err)
-			}
-			if lastb != nil {
-				last = new(Point)
-				if err := json.Unmarshal(lastb, last); err != nil {
-					return fmt.Errorf("device %s: %w", id, err)
-				}
-			}
-		}
-		d.LastSeen = now
-		p := fn(&d, now)
-		d.Health, d.Detections, d.DetectionsPerMin = nil, 0, 0
-		docb, err := json.Marshal(&d)
-		if err != nil {
-			return err
-		}
-		if p != nil {
-			last = p
-			pb, _ := json.Marshal(p)
-			if _, err := tx.Exec(ctx, `INSERT INTO device_telemetry (device, time, point) VALUES ($1, $2, $3)
-				ON CONFLICT (device, time) DO UPDATE SET point = excluded.point`, id, p.Time, pb); err != nil {
-				return err
-			}
-			lastb = pb
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO devices (id, doc, last_point) VALUES ($1, $2, $3)
-			ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, last_point = excluded.last_point`, id, docb, lastb)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("registry: update %s: %w", id, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e := r.cache[id]
-	if e == nil {
-		e = &pgEntry{rates: map[int64]uint64{}}
-		r.cache[id] = e
-	}
-	e.Device = d
-	e.Detections = uint64(det)
-	if last != nil {
-		e.last, e.hasLast = *last, true
-	}
-	return nil
+	return r.updates.run(&updateReq{id: id, fn: fn}, r.commitUpdates)
 }
 
 // UpdateState records a device's (retained) state message.
@@ -218,20 +165,34 @@ func (r *Postgres) Flush(ctx context.Context) error {
 	if len(work) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	for id, p := range work {
-		doc, _ := json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
-		b.Queue(`INSERT INTO devices (id, doc, detections) VALUES ($1, $2, $3)
-			ON CONFLICT (id) DO UPDATE SET detections = devices.detections + excluded.detections,
-				doc = jsonb_set(devices.doc, '{last_seen}', excluded.doc->'last_seen')`, id, doc, int64(p.n))
-		for slot, n := range p.slots {
-			b.Queue(`INSERT INTO device_rates (device, slot, n) VALUES ($1, $2, $3)
-				ON CONFLICT (device, slot) DO UPDATE SET n = device_rates.n + excluded.n`, id, slot, int64(n))
+	// One statement per table, the rows in id order (as every update
+	// locks them, so a flush and another replica's update cannot deadlock).
+	ids := slices.Sorted(maps.Keys(work))
+	docs, counts := make([][]byte, len(ids)), make([]int64, len(ids))
+	var rateDev []string
+	var rateSlot, rateN []int64
+	for i, id := range ids {
+		p := work[id]
+		docs[i], _ = json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
+		counts[i] = int64(p.n)
+		for _, slot := range slices.Sorted(maps.Keys(p.slots)) {
+			rateDev, rateSlot, rateN = append(rateDev, id), append(rateSlot, slot), append(rateN, int64(p.slots[slot]))
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO devices (id, doc, detections)
+			SELECT * FROM unnest($1::text[], $2::jsonb[], $3::bigint[])
+			ON CONFLICT (id) DO UPDATE SET detections = devices.detections + excluded.detections,
+				doc = jsonb_set(devices.doc, '{last_seen}', excluded.doc->'last_seen')`, ids, docs, counts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO device_rates (device, slot, n)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+			ON CONFLICT (device, slot) DO UPDATE SET n = device_rates.n + excluded.n`, rateDev, rateSlot, rateN)
+		return err
+	})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, p := range work {
@@ -264,31 +225,47 @@ func (r *Postgres) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Refresh reloads the devices and their rates from the database.
+// Refresh reloads the devices and their rates from the database. A
+// device whose stored document is the one this replica decoded last time
+// (but for last_seen, which every flush moves) is not decoded again.
 func (r *Postgres) Refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
-	cache := map[string]*pgEntry{}
-	rows, err := r.pool.Query(ctx, `SELECT doc, last_point, detections FROM devices`)
+	rows, err := r.pool.Query(ctx, `SELECT id, doc, last_point, detections FROM devices`)
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
-	var doc, lastb []byte
-	var det int64
-	_, err = pgx.ForEachRow(rows, []any{&doc, &lastb, &det}, func() error {
-		e := &pgEntry{rates: map[int64]uint64{}}
-		if err := json.Unmarshal(doc, &e.Device); err != nil {
-			return err
-		}
-		if lastb != nil && json.Unmarshal(lastb, &e.last) == nil {
-			e.hasLast = true
-		}
-		e.Detections = uint64(det)
-		cache[e.ID] = e
-		return nil
-	})
+	var got []storedDevice
+	var g storedDevice
+	_, err = pgx.ForEachRow(rows, []any{&g.id, &g.doc, &g.last, &g.det}, func() error { got = append(got, g); return nil })
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
+	}
+	prev := make(map[string]pgEntry, len(got))
+	r.mu.Lock()
+	for _, g := range got {
+		if e := r.cache[g.id]; e != nil && e.doc != nil {
+			prev[g.id] = *e
+		}
+	}
+	r.mu.Unlock()
+	cache := make(map[string]*pgEntry, len(got))
+	for _, g := range got {
+		e := &pgEntry{rates: map[int64]uint64{}, doc: g.doc, lastRaw: g.last}
+		p, known := prev[g.id]
+		if !known || !reuseDecoded(&e.Device, &p, g.doc) {
+			if err := json.Unmarshal(g.doc, &e.Device); err != nil {
+				return fmt.Errorf("registry: refresh: device %s: %w", g.id, err)
+			}
+		}
+		switch {
+		case known && g.last != nil && bytes.Equal(p.lastRaw, g.last):
+			e.last, e.hasLast = p.last, p.hasLast
+		case g.last != nil && json.Unmarshal(g.last, &e.last) == nil:
+			e.hasLast = true
+		}
+		e.Detections = uint64(g.det)
+		cache[e.ID] = e
 	}
 	rows, err = r.pool.Query(ctx, `SELECT device, slot, n FROM device_rates WHERE slot > $1`, r.now().Unix()/10-6)
 	if err != nil {
@@ -309,6 +286,41 @@ func (r *Postgres) Refresh(ctx context.Context) error {
 	r.cache = cache
 	r.mu.Unlock()
 	return nil
+}
+
+// storedDevice is a devices row as Refresh reads it.
+type storedDevice struct {
+	id        string
+	doc, last []byte
+	det       int64
+}
+
+// lastSeenKey starts the value of Device.LastSeen in a stored document
+// (jsonb's text: ": " after each key).
+var lastSeenKey = []byte(`"last_seen": "`)
+
+// reuseDecoded sets d to p's device when doc is p's document but for
+// last_seen, taking last_seen from doc; it reports whether it did. A key
+// inside a string is escaped, so the key appears once unless a nested
+// object (labels) has it too: then it answers false.
+func reuseDecoded(d *Device, p *pgEntry, doc []byte) bool {
+	old := p.doc
+	i := bytes.Index(doc, lastSeenKey)
+	if i < 0 || i >= len(old) || !bytes.Equal(doc[:i], old[:i]) || bytes.Count(doc, lastSeenKey) != 1 || bytes.Count(old, lastSeenKey) != 1 {
+		return false
+	}
+	vi, vo := i+len(lastSeenKey), i+len(lastSeenKey)
+	ei, eo := bytes.IndexByte(doc[vi:], '"'), bytes.IndexByte(old[vo:], '"')
+	if ei < 0 || eo < 0 || !bytes.Equal(doc[vi+ei:], old[vo+eo:]) {
+		return false
+	}
+	var seen time.Time
+	if seen.UnmarshalJSON(doc[vi-1:vi+ei+1]) != nil {
+		return false
+	}
+	*d = p.Device
+	d.LastSeen = seen
+	return true
 }
 
 // view returns a copy of e with health and rate computed; under mu.

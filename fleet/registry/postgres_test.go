@@ -2,7 +2,11 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"reflect"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,5 +90,114 @@ func TestPostgresReplicas(t *testing.T) {
 	}
 	if h, _ := b.History("cam-1", time.Time{}); len(h) != 0 {
 		t.Errorf("history after trim: %d points", len(h))
+	}
+}
+
+// TestPostgresConcurrentUpdates: updates arriving together share
+// transactions, on two replicas at once, and none is lost: every job
+// reported for a device is in its history; two telemetry reports of one
+// device in one batch keep one history point per time; a device whose
+// stored document does not decode fails alone.
+func TestPostgresConcurrentUpdates(t *testing.T) {
+	pool := dbtest.Open(t).Pool
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	a, b := openPostgres(t, pool, c), openPostgres(t, pool, c)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO devices (id, doc) VALUES ('bad-doc', '[1]')`); err != nil {
+		t.Fatal(err)
+	}
+	const devices, jobs = 40, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, devices*jobs*2)
+	for d := range devices {
+		for j := range jobs {
+			r := []*Postgres{a, b}[j%2]
+			id := fmt.Sprintf("cam-%d", d)
+			wg.Go(func() {
+				errs <- r.RecordJob(api.JobStatus{DeviceID: id, JobID: fmt.Sprintf("job-%d", j), State: api.JobSucceeded})
+			})
+			wg.Go(func() { errs <- r.UpdateTelemetry(tele(id, float64(j), 0, true, uint64(j))) })
+		}
+	}
+	badErr := a.UpdateState(api.State{DeviceID: "bad-doc", Online: true})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if badErr == nil || !strings.Contains(badErr.Error(), "bad-doc") {
+		t.Fatalf("update of an undecodable device: %v", badErr)
+	}
+	for d := range devices {
+		id := fmt.Sprintf("cam-%d", d)
+		for _, r := range []*Postgres{a, b} {
+			r.mu.Lock()
+			e := r.cache[id]
+			r.mu.Unlock()
+			if e == nil {
+				t.Fatalf("%s not cached", id)
+			}
+		}
+		var doc []byte
+		if err := pool.QueryRow(ctx, `SELECT doc FROM devices WHERE id = $1`, id).Scan(&doc); err != nil {
+			t.Fatal(err)
+		}
+		var dev Device
+		if err := json.Unmarshal(doc, &dev); err != nil {
+			t.Fatal(err)
+		}
+		if len(dev.Jobs) != jobs || dev.Telemetry == nil {
+			t.Fatalf("%s: %d jobs stored, want %d (telemetry %v)", id, len(dev.Jobs), jobs, dev.Telemetry)
+		}
+		if h, _ := a.History(id, time.Time{}); len(h) != 1 { // one clock time: one point
+			t.Fatalf("%s: %d history points, want 1", id, len(h))
+		}
+	}
+}
+
+// TestReuseDecoded: Refresh reuses a decoded device only when its stored
+// document changed in last_seen alone (documents as jsonb prints them).
+func TestReuseDecoded(t *testing.T) {
+	pool := dbtest.Open(t).Pool
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	base := Device{ID: "cam-1", FirstSeen: t0, LastSeen: t0, Labels: map[string]string{"site": "a"}, Model: "yolov8n"}
+	stored := func(d Device) []byte {
+		b, _ := json.Marshal(&d)
+		var out []byte
+		if err := pool.QueryRow(context.Background(), `SELECT $1::jsonb`, b).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	later := base
+	later.LastSeen = t0.Add(90 * time.Second)
+	relabelled := later
+	relabelled.Labels = map[string]string{"site": "b"}
+	tricky := base
+	tricky.Labels = map[string]string{"last_seen": "x"}
+	trickyLater := tricky
+	trickyLater.LastSeen = later.LastSeen
+	for _, tc := range []struct {
+		name      string
+		prev, now Device
+		reuse     bool
+	}{
+		{"unchanged", base, base, true},
+		{"last_seen moved", base, later, true},
+		{"a label changed too", base, relabelled, false},
+		{"a label named last_seen", tricky, trickyLater, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &pgEntry{Device: tc.prev, doc: stored(tc.prev)}
+			var d Device
+			if got := reuseDecoded(&d, p, stored(tc.now)); got != tc.reuse {
+				t.Fatalf("reuseDecoded = %v, want %v", got, tc.reuse)
+			}
+			if tc.reuse && !reflect.DeepEqual(d, tc.now) {
+				t.Fatalf("reused device\n%+v\nwant\n%+v", d, tc.now)
+			}
+		})
 	}
 }

@@ -59,6 +59,13 @@ func (h *Hub) Unsubscribe(s *Sub) {
 	h.mu.Unlock()
 }
 
+// Watched reports whether the hub has subscribers.
+func (h *Hub) Watched() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.subs) > 0
+}
+
 // Publish offers records to every matching subscriber without blocking.
 func (h *Hub) Publish(recs []store.Record) {
 	h.mu.RLock()

@@ -1,10 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +27,11 @@ type PostgresOptions struct {
 	MaxBatch int
 	// Workers is how many commits run at once; 0 means 2.
 	Workers int
+	// Linger is how long a commit waits for more calls once calls have
+	// been arriving together (its previous commit grouped several): a
+	// commit's fixed cost, in fleetd and in PostgreSQL, is then shared by
+	// more batches. A lone caller never waits. 0 means 5ms; negative, never.
+	Linger time.Duration
 	// CommitTimeout bounds one commit; 0 means 10s. A commit that fails or
 	// times out (the database is down) fails its calls, which are not acked.
 	CommitTimeout time.Duration
@@ -63,6 +71,7 @@ type Postgres struct {
 
 	commits, calls, stored, dups, commitNanos atomic.Uint64
 	records, recordsBytes                     atomic.Uint64
+	lingered                                  atomic.Uint64 // commits that waited for more calls
 }
 
 var (
@@ -78,6 +87,9 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	}
 	if opt.Workers <= 0 {
 		opt.Workers = 2
+	}
+	if opt.Linger == 0 {
+		opt.Linger = 5 * time.Millisecond
 	}
 	if opt.CommitTimeout <= 0 {
 		opt.CommitTimeout = 10 * time.Second
@@ -149,6 +161,8 @@ func (s *Postgres) Submit(ctx context.Context, device string, events []api.Event
 
 func (s *Postgres) commitLoop() {
 	var batch []*ingestReq
+	var linger *time.Timer
+	grouped := false // the previous commit grouped several calls
 	for {
 		batch = batch[:0]
 		select {
@@ -170,6 +184,16 @@ func (s *Postgres) commitLoop() {
 			}
 			return
 		}
+		var wait <-chan time.Time // nil: take what is queued, no more
+		if grouped && s.opt.Linger > 0 {
+			if linger == nil {
+				linger = time.NewTimer(s.opt.Linger)
+			} else {
+				linger.Reset(s.opt.Linger)
+			}
+			wait = linger.C
+			s.lingered.Add(1)
+		}
 		n := len(batch[0].events)
 	fill:
 		for n < s.opt.MaxBatch {
@@ -177,10 +201,26 @@ func (s *Postgres) commitLoop() {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				n += len(r.events)
+				continue
 			default:
+			}
+			if wait == nil {
+				break
+			}
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.events)
+			case <-wait:
+				wait = nil
+			case <-s.quit:
 				break fill
 			}
 		}
+		if wait != nil {
+			linger.Stop() // since Go 1.23 a stopped or reset timer delivers no stale tick
+		}
+		grouped = len(batch) > 1
 		s.commit(batch)
 	}
 }
@@ -241,17 +281,30 @@ func (c *columns) add(r *ingestReq, e *api.Event) {
 
 func (s *Postgres) commit(batch []*ingestReq) {
 	start := time.Now()
-	c := &columns{owner: map[devSeq]*ingestReq{}}
-	ev := &eventColumns{}
+	// Rows go in primary key order: two replicas storing the same resent
+	// events then wait for each other in one order and never deadlock.
+	// The sort is stable, so the first call carrying a key still owns it.
+	type row struct {
+		r *ingestReq
+		e *api.Event
+	}
+	var rows []row
 	for _, r := range batch {
 		for i := range r.events {
-			e := &r.events[i]
-			if !e.IsAnalytics() {
-				c.add(r, e)
-			} else if k := (devSeq{r.device, e.Seq}); c.owner[k] == nil {
-				c.owner[k] = r
-				ev.add(r.device, e)
-			}
+			rows = append(rows, row{r, &r.events[i]})
+		}
+	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(timeKey(a.e.Time), timeKey(b.e.Time)), strings.Compare(a.r.device, b.r.device), cmp.Compare(int64(a.e.Seq), int64(b.e.Seq))) // as stored: bigint
+	})
+	c := &columns{owner: make(map[devSeq]*ingestReq, len(rows))}
+	ev := &eventColumns{}
+	for _, w := range rows {
+		if !w.e.IsAnalytics() {
+			c.add(w.r, w.e)
+		} else if k := (devSeq{w.r.device, w.e.Seq}); c.owner[k] == nil {
+			c.owner[k] = w.r
+			ev.add(w.r.device, w.e)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommitTimeout)

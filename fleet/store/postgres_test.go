@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +145,80 @@ func TestPostgresBatchAcrossDevices(t *testing.T) {
 	a, b := <-res, <-res
 	if a.Stored+b.Stored != 2 || a.Duplicates+b.Duplicates != 2 {
 		t.Errorf("same events twice: %+v and %+v", a, b)
+	}
+}
+
+// TestPostgresLinger: a lone caller's commits never wait for more calls;
+// calls arriving together make the next commits wait and group more.
+func TestPostgresLinger(t *testing.T) {
+	s := openPostgres(t, Retention{}, t0)
+	ctx := context.Background()
+	for b := range uint64(20) {
+		if _, err := s.Ingest(ctx, "dev-alone", events(b*3+1, b*3+3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.lingered.Load(); n != 0 {
+		t.Fatalf("a lone caller's commits waited %d times", n)
+	}
+	var wg sync.WaitGroup
+	for d := range 50 {
+		wg.Go(func() {
+			for b := range uint64(20) {
+				if _, err := s.Ingest(ctx, fmt.Sprintf("dev-%d", d), events(b*3+1, b*3+3)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if s.lingered.Load() == 0 {
+		t.Fatal("1,000 concurrent calls: no commit waited for more")
+	}
+	if recs := all(t, s, Query{Device: "dev-49"}); len(recs) != 60 {
+		t.Fatalf("dev-49 has %d records, want 60", len(recs))
+	}
+}
+
+// TestPostgresResendsOnTwoReplicas: two stores on one database (two
+// replicas) storing the same resent events at once, the calls in opposite
+// orders, never deadlock, and each event is stored once.
+func TestPostgresResendsOnTwoReplicas(t *testing.T) {
+	db := dbtest.Open(t)
+	ctx := context.Background()
+	var reps []*Postgres
+	for range 2 {
+		s, err := OpenPostgres(ctx, db.Pool, PostgresOptions{Now: func() time.Time { return t0 }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		reps = append(reps, s)
+	}
+	const devices, rounds = 40, 10
+	var stored atomic.Int64
+	for round := range uint64(rounds) {
+		var wg sync.WaitGroup
+		for i, s := range reps {
+			for d := range devices {
+				if i == 1 {
+					d = devices - 1 - d
+				}
+				wg.Go(func() {
+					res, err := s.Ingest(ctx, fmt.Sprintf("dev-%d", d), events(round*3+1, round*3+3))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					stored.Add(int64(res.Stored))
+				})
+			}
+		}
+		wg.Wait()
+	}
+	if want := int64(devices * rounds * 3); stored.Load() != want {
+		t.Fatalf("%d events stored, want %d", stored.Load(), want)
 	}
 }
 

@@ -21,8 +21,9 @@ import (
 // batch of 3 detections per second each) against two fleetd replicas on
 // one PostgreSQL and one mosquitto, for 20 s. Rows: devices, batches lost,
 // p50/p99 ingest-to-ack, and the CPU time per batch of the fleetd
-// processes (both together), of the test database's PostgreSQL backends
-// and of mosquitto, read from /proc/<pid>/stat. PostgreSQL must run on
+// processes (both together), of the test database's PostgreSQL backends,
+// of mosquitto and of the simulator (this test process), read from
+// /proc/<pid>/stat, per batch sent (resends and telemetry not counted). PostgreSQL must run on
 // this machine for its column (EDGEFLEET_POSTGRES on 127.0.0.1).
 func BenchmarkReplicasSimulated(b *testing.B) {
 	dsn := testutil.Postgres(b)
@@ -36,23 +37,26 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 	for _, n := range benchDevices(b, []int{500, 1000}) {
 		b.Run(fmt.Sprintf("devices=%d", n), func(b *testing.B) {
 			for range b.N {
-				procs := map[string][]int{"fleetd": {reps[0].cmd.Process.Pid, reps[1].cmd.Process.Pid}, "mosquitto": {mqPID}}
+				procs := map[string][]int{"fleetd": {reps[0].cmd.Process.Pid, reps[1].cmd.Process.Pid}, "mosquitto": {mqPID}, "sim": {os.Getpid()}}
 				before := map[string]map[int]time.Duration{}
 				for k, pids := range procs {
 					before[k] = cpuTimes(pids)
 				}
-				pgBefore := cpuTimes(backendPIDs(b, dsn))
+				pgBefore, commitsBefore, sysBefore := cpuTimes(backendPIDs(b, dsn)), pgCommits(b, dsn), syscalls(procs["fleetd"])
 				rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + mq, Devices: n, Prefix: fmt.Sprintf("bench%d-", n),
 					Rate: 1, Events: 3, TelemetryEvery: 10 * time.Second, Duration: 20 * time.Second, Drain: 10 * time.Second, ConnectRate: 1000,
 					Login: func(string) (string, string) { return "sim", simPass }})
 				if err != nil {
 					b.Fatal(err)
 				}
-				batches := float64(max(rep.Acked, 1))
+				batches := float64(max(rep.Batches, 1)) // sent: every one is processed, acked in time or not
 				for k, pids := range procs {
 					b.ReportMetric(cpuSince(before[k], cpuTimes(pids)).Seconds()*1e6/batches, k+"_cpu_us/batch")
 				}
 				b.ReportMetric(cpuSince(pgBefore, cpuTimes(backendPIDs(b, dsn))).Seconds()*1e6/batches, "postgres_cpu_us/batch")
+				// Work counts, steadier than CPU time on a shared machine.
+				b.ReportMetric(float64(pgCommits(b, dsn)-commitsBefore)/batches, "postgres_commits/batch")
+				b.ReportMetric(float64(syscalls(procs["fleetd"])-sysBefore)/batches, "fleetd_syscalls/batch")
 				b.ReportMetric(float64(rep.Connected), "devices")
 				b.ReportMetric(float64(rep.Lost), "lost")
 				b.ReportMetric(rep.BatchesPerSec, "batches/s")
@@ -64,6 +68,43 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pgCommits is the transactions committed in dsn's database so far.
+func pgCommits(b *testing.B, dsn string) int64 {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT pg_stat_force_next_flush(), xact_commit FROM pg_stat_database WHERE datname = current_database()`).Scan(nil, &n); err != nil {
+		b.Fatal(err)
+	}
+	return n
+}
+
+// syscalls sums the read and write system calls of the processes so far
+// (/proc/<pid>/io; a process that cannot be read counts nothing).
+func syscalls(pids []int) int64 {
+	var n int64
+	for _, pid := range pids {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			if k == "syscr" || k == "syscw" {
+				c, _ := strconv.ParseInt(v, 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
 }
 
 // backendPIDs are the PostgreSQL backends connected to dsn's database.
