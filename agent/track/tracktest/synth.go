@@ -15,6 +15,9 @@ type Object struct {
 	Class      int
 	Missed     [][2]int // frame ranges [from, to) where the detector misses it
 	Score      float32  // detection score; 0 means 0.8
+	// Low are frame ranges [from, to) where the detection scores 0.3 (a
+	// partly hidden object: ByteTrack's low detections).
+	Low [][2]int
 }
 
 // Scene is a synthetic stream: objects with truth, detector noise and false
@@ -60,6 +63,9 @@ func (s Scene) Generate() []StreamFrame {
 			score := o.Score
 			if score == 0 {
 				score = 0.8
+			}
+			if missed(o.Low, f) {
+				score = 0.3
 			}
 			fr.Dets = append(fr.Dets, track.Detection{Box: d, Score: score, Class: o.Class})
 		}
