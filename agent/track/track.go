@@ -185,6 +185,28 @@ func (tr *Tracker) Tracks() []*Track { return tr.keep }
 // report before the Tracker reuses them.
 func (tr *Tracker) Ended() []*Track { return tr.ended }
 
+// EndAll ends every track, as when the camera's stream ends: the confirmed
+// ones are reported by Ended (and Tracks is empty) until the next Update.
+func (tr *Tracker) EndAll() {
+	for _, t := range tr.ended {
+		tr.free = append(tr.free, t)
+	}
+	tr.ended = tr.ended[:0]
+	for _, t := range tr.tracked {
+		if t.State == Tentative {
+			tr.free = append(tr.free, t)
+			continue
+		}
+		t.State = Removed
+		tr.ended = append(tr.ended, t)
+	}
+	for _, t := range tr.lost {
+		t.State = Removed
+		tr.ended = append(tr.ended, t)
+	}
+	tr.tracked, tr.lost, tr.keep = tr.tracked[:0], tr.lost[:0], tr.keep[:0]
+}
+
 // Update takes one frame's detections, taken at now (any clock, e.g. unix
 // microseconds), and returns the confirmed tracks as Tracks does.
 // Detections with a box that is empty or not finite are ignored.
