@@ -296,6 +296,7 @@ func (a *Agent) Telemetry() api.Telemetry {
 		frames[c.ID] = c.Frames
 		t.Cameras = append(t.Cameras, api.CameraStats{
 			ID: c.ID, Up: c.Up, FPS: math.Round(fps*100) / 100, Dropped: c.Dropped, Error: c.Err,
+			Lines: c.Lines, Zones: c.Zones,
 		})
 	}
 	a.prevAt, a.prevFrames = now, frames

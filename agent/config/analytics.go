@@ -58,6 +58,13 @@ const (
 // DefaultDetectionsEvery is the sampling interval of detections: sampled.
 const DefaultDetectionsEvery = time.Second
 
+// Tracking reports whether the camera tracks objects: when it has lines or
+// zones, a tracker section, or detections other than all. A tracking camera
+// sends track_end events (with snapshots), and line and zone events.
+func (cam *Camera) Tracking() bool {
+	return len(cam.Lines)+len(cam.Zones) > 0 || cam.trackerSet || (cam.Detections != "" && cam.Detections != DetectionsAll)
+}
+
 // TrackConfig is the tracker configuration of the camera, defaults applied.
 func (cam *Camera) TrackConfig() track.Config {
 	t := cam.Tracker

@@ -151,6 +151,8 @@ type Camera struct {
 	// one frame per detections_every) or off.
 	Detections      string        `yaml:"detections"`
 	DetectionsEvery time.Duration `yaml:"detections_every"`
+	// trackerSet says the file gave a tracker section.
+	trackerSet bool
 }
 
 // Spool is the local durable outbox of detections.
@@ -381,8 +383,11 @@ func markGiven(root *yaml.Node, c *Config) {
 				continue
 			}
 			for k := 0; k+1 < len(cam.Content); k += 2 {
-				if cam.Content[k].Value == "fps" {
+				switch cam.Content[k].Value {
+				case "fps":
 					c.Cameras[j].fpsSet = true
+				case "tracker":
+					c.Cameras[j].trackerSet = true
 				}
 			}
 		}

@@ -81,6 +81,9 @@ func TestParseGood(t *testing.T) {
 	if a := cam.Analytics(); len(a.Lines) != 2 || !a.Lines[0].Classes["cup"] || len(a.Zones) != 1 {
 		t.Errorf("analytics config: %+v", a)
 	}
+	if !cam.Tracking() || c.Cameras[1].Tracking() {
+		t.Errorf("tracking: %v %v", cam.Tracking(), c.Cameras[1].Tracking())
+	}
 	if c.Cameras[1].Detections != DetectionsAll || c.Cameras[1].DetectionsEvery != 0 {
 		t.Errorf("detections default: %q %v", c.Cameras[1].Detections, c.Cameras[1].DetectionsEvery)
 	}
