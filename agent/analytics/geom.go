@@ -6,8 +6,10 @@ import "math"
 // and height, y down.
 type Point = [2]float64
 
-// side is the signed distance from p to the line through a and b: positive
+// Side is the signed distance from p to the line through a and b: positive
 // on the right hand side walking from a to b (image coordinates, y down).
+func Side(a, b, p Point) float64 { return side(a, b, p) }
+
 func side(a, b, p Point) float64 {
 	dx, dy := b[0]-a[0], b[1]-a[1]
 	n := math.Hypot(dx, dy)
@@ -17,7 +19,9 @@ func side(a, b, p Point) float64 {
 	return (dx*(p[1]-a[1]) - dy*(p[0]-a[0])) / n
 }
 
-// crosses reports whether the segment p→q meets the segment a→b.
+// Crosses reports whether the segment p→q meets the segment a→b.
+func Crosses(a, b, p, q Point) bool { return crosses(a, b, p, q) }
+
 func crosses(a, b, p, q Point) bool {
 	d1 := orient(a, b, p)
 	d2 := orient(a, b, q)
