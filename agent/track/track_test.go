@@ -216,8 +216,13 @@ func BenchmarkTracker(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				f := 20 + i%180
-				tr.Update(int64(f), stream[f].Dets)
+				// Forth and back through the stream: the objects turn
+				// round rather than jump, so no track is lost.
+				f := 20 + i%358
+				if f >= 199 {
+					f = 398 - f
+				}
+				tr.Update(int64(20+i), stream[f].Dets)
 			}
 		})
 	}
