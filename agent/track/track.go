@@ -28,6 +28,8 @@ package track
 import (
 	"math"
 	"slices"
+
+	"edgefleet/models"
 )
 
 // Config tunes a Tracker. The zero value of each field means the default
@@ -398,19 +400,8 @@ func valid(d Detection) bool {
 	return d.Box[2] > d.Box[0] && d.Box[3] > d.Box[1] && !math.IsNaN(float64(d.Score))
 }
 
-// IoU is the intersection over union of two x1, y1, x2, y2 boxes.
-func IoU(a, b [4]float32) float32 { return iou(a, b) }
+// IoU is the intersection over union of two x1, y1, x2, y2 boxes
+// (models.IoU).
+func IoU(a, b [4]float32) float32 { return models.IoU(a, b) }
 
-func iou(a, b [4]float32) float32 {
-	iw := min(a[2], b[2]) - max(a[0], b[0])
-	ih := min(a[3], b[3]) - max(a[1], b[1])
-	if iw <= 0 || ih <= 0 {
-		return 0
-	}
-	inter := iw * ih
-	u := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
-	if u <= 0 {
-		return 0
-	}
-	return inter / u
-}
+func iou(a, b [4]float32) float32 { return models.IoU(a, b) }
