@@ -15,10 +15,14 @@ import (
 )
 
 // Event snapshot sizes: the crop's longest side and the thumbnail's width,
-// at most.
+// at most; and the most tracks of a camera that hold a snapshot at once
+// (the tracker's first slots), which bounds their memory to
+// maxShots × (192² + 320×240) × 4 bytes ≈ 14 MiB in a crowd, a few hundred
+// KiB per track on a belt.
 const (
-	cropMax    = 256
+	cropMax    = 192
 	thumbWidth = 320
+	maxShots   = 32
 )
 
 // bestShot is the picture of one track at its best frame so far: the crop
@@ -42,6 +46,9 @@ type shots struct {
 
 // take copies the crop of box and the thumbnail of img into slot's buffers.
 func (s *shots) take(slot int, img image.Image, box [4]float32, class int, label string, score float32, timeUs int64) {
+	if slot >= maxShots {
+		return
+	}
 	for len(s.slots) <= slot {
 		s.slots = append(s.slots, bestShot{})
 	}
