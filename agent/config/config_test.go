@@ -220,10 +220,16 @@ func FuzzParse(f *testing.F) {
 	f.Add(good)
 	f.Add("cameras: [{id: a, region: [[0,0]]}]")
 	f.Add("a: &x {b: *x}")
+	f.Add("cameras: [{id: a, lines: [{id: l, points: [[0,0],[.nan,1]]}], zones: [{id: z, polygon: [[0,0],[1,1],[1,0],[0,1]]}]}]")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := Parse(strings.NewReader(s))
 		if err == nil && c.Validate() != nil {
 			t.Fatal("Parse accepted a config that does not validate")
+		}
+		if err == nil {
+			for _, cam := range c.Cameras {
+				cam.Analytics() // valid geometry converts without a panic
+			}
 		}
 	})
 }
