@@ -78,7 +78,7 @@ func (c *camState) analyze(f image.Image, at time.Time, kept []models.Detection,
 	tk := c.trk
 	tk.dets = tk.dets[:0]
 	for _, d := range kept {
-		if _, ok := tk.labels[d.ClassID]; !ok {
+		if l, ok := tk.labels[d.ClassID]; !ok || l != d.Label { // a new model may name it anew
 			tk.labels[d.ClassID] = d.Label
 		}
 		tk.dets = append(tk.dets, track.Detection{Box: d.Box, Score: d.Score, Class: d.ClassID})
