@@ -85,9 +85,8 @@ type camState struct {
 	kept    atomic.Uint64 // detections that became events
 	lastErr atomic.Pointer[string]
 
-	trk      *tracking // nil without Camera.Tracking; inference goroutine only
-	sampled  time.Time // frame time of the last sampled detections (no tracking)
-	snapErrs atomic.Uint64
+	trk     *tracking // nil without Camera.Tracking; inference goroutine only
+	sampled time.Time // frame time of the last sampled detections
 
 	mu      sync.Mutex
 	pending *capture.Frame // the hand-off slot

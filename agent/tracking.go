@@ -117,12 +117,11 @@ func (c *camState) count(fr analytics.Frame, img image.Image, model, version str
 			if t.ID != e.Track.ID {
 				continue
 			}
-			snap, err := tk.shots.encode(t.Slot)
-			if err != nil {
-				c.snapErrs.Add(1)
-				continue
+			// An encoding error (a picture that cannot fit the cap) leaves
+			// the event without its snapshot rather than losing the event.
+			if snap, err := tk.shots.encode(t.Slot); err == nil {
+				e.Snapshot = snap
 			}
-			e.Snapshot = snap
 		}
 	}
 	return tk.events
