@@ -462,6 +462,8 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 		`edgefleet_agent_camera_up{camera="belt"} 1`,
 		`edgefleet_agent_camera_up{camera="idle"} 0`,
 		`edgefleet_agent_spool_depth 7`,
+		`edgefleet_agent_zone_present{camera="belt",label="cup",zone="cell"} 1`,
+		`edgefleet_agent_zone_entries_total{camera="belt",label="cup",zone="cell"} 1`,
 		`engine="go",model="yolo",model_version="3",version="test"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
