@@ -41,7 +41,7 @@ type Zone struct {
 type Tracker struct {
 	HighScore     float32 `yaml:"high_score"`      // 0.5: detections matched first
 	LowScore      float32 `yaml:"low_score"`       // 0.1: lowest score used at all
-	NewTrackScore float32 `yaml:"new_track_score"` // 0.6: lowest score that starts a track
+	NewTrackScore float32 `yaml:"new_track_score"` // high_score + 0.1: lowest score that starts a track
 	MatchIoU      float32 `yaml:"match_iou"`       // 0.2: IoU for the first association
 	TrackBuffer   int     `yaml:"track_buffer"`    // 30: frames a lost track is kept
 	MinHits       int     `yaml:"min_hits"`        // 2: matches before a track counts

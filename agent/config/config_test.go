@@ -179,6 +179,18 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestTrackerHighScoreAlone: raising high_score alone moves the default
+// new_track_score with it (ByteTrack's high + 0.1), not into an error.
+func TestTrackerHighScoreAlone(t *testing.T) {
+	c, err := Parse(strings.NewReader(strings.Replace(good, "tracker: {track_buffer: 20}", "tracker: {high_score: 0.7}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := c.Cameras[0].TrackConfig(); tc.High != 0.7 || tc.NewTrack < 0.79 || tc.NewTrack > 0.81 {
+		t.Errorf("tracker %+v", tc)
+	}
+}
+
 func TestParseEmpty(t *testing.T) {
 	if _, err := Parse(strings.NewReader("")); err == nil {
 		t.Fatal("empty config accepted")

@@ -37,7 +37,7 @@ import (
 type Config struct {
 	High         float32 // score of a high detection; 0.5
 	Low          float32 // lowest score considered at all; 0.1
-	NewTrack     float32 // lowest score that starts a track; 0.6
+	NewTrack     float32 // lowest score that starts a track; High + 0.1 (0.6), at most 0.99
 	MatchIoU     float32 // first association; 0.2 (ByteTrack's match_thresh 0.8 on 1-IoU)
 	LowMatchIoU  float32 // second association (low detections); 0.5
 	TentativeIoU float32 // tentative tracks; 0.3
@@ -57,7 +57,7 @@ func (c Config) WithDefaults() Config {
 	}
 	def(&c.High, 0.5)
 	def(&c.Low, 0.1)
-	def(&c.NewTrack, 0.6)
+	def(&c.NewTrack, min(c.High+0.1, 0.99))
 	def(&c.MatchIoU, 0.2)
 	def(&c.LowMatchIoU, 0.5)
 	def(&c.TentativeIoU, 0.3)
