@@ -124,7 +124,7 @@ func New(opts Options) (*Agent, error) {
 	}, []string{"camera"})
 	info := prometheus.NewDesc("edgefleet_agent_info", "Always 1; labels say what runs.",
 		[]string{"version", "model", "model_version", "engine", "delegate"}, nil)
-	opts.Registry.MustRegister(&infoCollector{a: a, desc: info}, &upCollector{a: a, desc: up})
+	opts.Registry.MustRegister(&infoCollector{a: a, desc: info}, &upCollector{a: a, desc: up}, newCountsCollector(a))
 	if opts.SpoolStatus != nil {
 		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "edgefleet_agent_spool_depth", Help: "Events in the spool not yet acknowledged by the fleet.",
@@ -158,6 +158,42 @@ func (a *Agent) Engine() models.EngineInfo {
 
 // Model returns the name and version of the model serving now.
 func (a *Agent) Model() (name, version string) { return a.pipe.Model() }
+
+// countsCollector reports the line and zone counters of tracking cameras
+// at scrape time.
+type countsCollector struct {
+	a                      *Agent
+	lines, present, enters *prometheus.Desc
+}
+
+func newCountsCollector(a *Agent) *countsCollector {
+	return &countsCollector{a: a,
+		lines: prometheus.NewDesc("edgefleet_agent_line_crossings_total", "Tracks that crossed a line, by direction and class.",
+			[]string{"camera", "line", "direction", "label"}, nil),
+		present: prometheus.NewDesc("edgefleet_agent_zone_present", "Tracks in a zone now, by class.",
+			[]string{"camera", "zone", "label"}, nil),
+		enters: prometheus.NewDesc("edgefleet_agent_zone_entries_total", "Tracks that entered a zone, by class.",
+			[]string{"camera", "zone", "label"}, nil),
+	}
+}
+
+func (c *countsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lines
+	ch <- c.present
+	ch <- c.enters
+}
+
+func (c *countsCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, cc := range c.a.pipe.Counters() {
+		for _, l := range cc.Lines {
+			ch <- prometheus.MustNewConstMetric(c.lines, prometheus.CounterValue, float64(l.Count), cc.ID, l.Line, l.Direction, l.Label)
+		}
+		for _, z := range cc.Zones {
+			ch <- prometheus.MustNewConstMetric(c.present, prometheus.GaugeValue, float64(z.Present), cc.ID, z.Zone, z.Label)
+			ch <- prometheus.MustNewConstMetric(c.enters, prometheus.CounterValue, float64(z.Entered), cc.ID, z.Zone, z.Label)
+		}
+	}
+}
 
 // upCollector reports camera_up from the pipeline at scrape time.
 type upCollector struct {
@@ -299,6 +335,7 @@ func (a *Agent) Telemetry() api.Telemetry {
 		frames[c.ID] = c.Frames
 		t.Cameras = append(t.Cameras, api.CameraStats{
 			ID: c.ID, Up: c.Up, FPS: math.Round(fps*100) / 100, Dropped: c.Dropped, Error: c.Err,
+			Lines: c.Lines, Zones: c.Zones,
 		})
 	}
 	a.prevAt, a.prevFrames = now, frames

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"edgefleet/agent/agenttest"
+	"edgefleet/agent/analytics"
 	"edgefleet/agent/capture"
 	"edgefleet/fleet/api"
 	"edgefleet/internal/testutil"
@@ -402,7 +403,10 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 	sink := &telemetrySink{}
 	a, err := New(Options{
 		DeviceID: "box-1", Detector: det, Spool: &agenttest.MemSpool{},
-		Cameras:     []Camera{{ID: "belt", Source: synth, Filter: Filter{Region: [][2]float64{{0, 0}, {1, 0}, {1, 1}}}}, {ID: "idle", Source: idle}},
+		Cameras: []Camera{{ID: "belt", Source: synth, Filter: Filter{Region: [][2]float64{{0, 0}, {1, 0}, {1, 1}}},
+			// The cup stands in the cell: occupancy in telemetry.
+			Tracking: &Tracking{Analytics: analytics.Config{Zones: []analytics.Zone{{ID: "cell", Polygon: []analytics.Point{{0.5, 0}, {1, 0}, {1, 0.6}, {0.5, 0.6}}}}}}},
+			{ID: "idle", Source: idle}},
 		SpoolStatus: func() SpoolStatus { return SpoolStatus{Depth: 7, Oldest: 3 * time.Second, Dropped: 2} },
 		SpoolDir:    t.TempDir(), Model: "yolo", ModelVersion: "3", Engine: models.EngineInfo{Engine: "go", Threads: 1},
 		Telemetry: sink, TelemetryInterval: 100 * time.Millisecond, Version: "test", Logger: quiet,
@@ -417,6 +421,11 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 
 	testutil.WaitFor(t, "events", 10*time.Second, func() bool { return a.Pipeline().Events() >= 3 })
 	testutil.WaitFor(t, "telemetry", 10*time.Second, func() bool { return sink.n() >= 2 })
+	testutil.WaitFor(t, "zone occupancy in telemetry", 10*time.Second, func() bool {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		return len(sink.got[len(sink.got)-1].Cameras[0].Zones) > 0
+	})
 
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()
@@ -453,6 +462,8 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 		`edgefleet_agent_camera_up{camera="belt"} 1`,
 		`edgefleet_agent_camera_up{camera="idle"} 0`,
 		`edgefleet_agent_spool_depth 7`,
+		`edgefleet_agent_zone_present{camera="belt",label="cup",zone="cell"} 1`,
+		`edgefleet_agent_zone_entries_total{camera="belt",label="cup",zone="cell"} 1`,
 		`engine="go",model="yolo",model_version="3",version="test"} 1`,
 	} {
 		if !strings.Contains(string(body), want) {
@@ -488,6 +499,9 @@ func TestAgentEndpointsAndTelemetry(t *testing.T) {
 	}
 	if len(tm.Cameras) != 2 || tm.Cameras[0].ID != "belt" || !tm.Cameras[0].Up || tm.Cameras[0].FPS <= 0 || tm.Cameras[1].Up {
 		t.Errorf("telemetry cameras %+v", tm.Cameras)
+	}
+	if z := tm.Cameras[0].Zones; len(z) != 1 || z[0] != (api.ZoneCount{Zone: "cell", Label: "cup", Present: 1, Entered: 1}) {
+		t.Errorf("telemetry zones %+v", z)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -31,6 +31,13 @@ type Camera struct {
 	ID     string
 	Source capture.Source
 	Filter Filter
+	// Tracking, if set, tracks the camera's objects and counts its lines
+	// and zones (tracking.go); nil: detections only.
+	Tracking *Tracking
+	// Detections is DetectionsAll ("" too), DetectionsSampled or
+	// DetectionsOff; DetectionsEvery is the sampling interval.
+	Detections      string
+	DetectionsEvery time.Duration
 }
 
 // PipelineOptions configure a Pipeline.
@@ -83,6 +90,9 @@ type camState struct {
 	kept    atomic.Uint64 // detections that became events
 	lastErr atomic.Pointer[string]
 
+	trk     *tracking // nil without Camera.Tracking; inference goroutine only
+	sampled time.Time // frame time of the last sampled detections
+
 	mu      sync.Mutex
 	pending *capture.Frame // the hand-off slot
 	last    snapshot       // the newest processed frame
@@ -121,7 +131,20 @@ func NewPipeline(opts PipelineOptions) (*Pipeline, error) {
 		if c.Source == nil {
 			return nil, fmt.Errorf("agent: pipeline: camera %s has no source", c.ID)
 		}
-		p.cams = append(p.cams, &camState{Camera: c})
+		switch c.Detections {
+		case "", DetectionsAll, DetectionsOff:
+		case DetectionsSampled:
+			if c.DetectionsEvery <= 0 {
+				return nil, fmt.Errorf("agent: pipeline: camera %s: sampled detections need an interval", c.ID)
+			}
+		default:
+			return nil, fmt.Errorf("agent: pipeline: camera %s: detections %q is not all, sampled or off", c.ID, c.Detections)
+		}
+		cs := &camState{Camera: c}
+		if c.Tracking != nil {
+			cs.trk = newTracking(c.Tracking)
+		}
+		p.cams = append(p.cams, cs)
 	}
 	return p, nil
 }
@@ -141,7 +164,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	infCtx, stopInfer := context.WithCancel(gctx)
 	defer stopInfer()
-	g.Go(func() error { return p.infer(infCtx) })
+	g.Go(func() error {
+		err := p.infer(infCtx)
+		p.flush(ctx)
+		return err
+	})
 	// When every source has ended (files played once), inference stops too.
 	g.Go(func() error {
 		running.Wait()
@@ -286,6 +313,7 @@ func (p *Pipeline) infer(ctx context.Context) error {
 		for i, c := range cams {
 			b := frames[i].Image.Bounds()
 			var kept []models.Detection
+			spool := c.keepDetections(frames[i].Time)
 			for _, d := range dets[i] {
 				if !c.Filter.Keep(d, b.Dx(), b.Dy()) {
 					continue
@@ -296,6 +324,9 @@ func (p *Pipeline) infer(ctx context.Context) error {
 				d.Box[1] -= float32(b.Min.Y)
 				d.Box[3] -= float32(b.Min.Y)
 				kept = append(kept, d)
+				if !spool {
+					continue
+				}
 				events = append(events, api.Event{
 					CameraID:     c.ID,
 					Time:         frames[i].Time.UnixMicro(),
@@ -307,26 +338,45 @@ func (p *Pipeline) infer(ctx context.Context) error {
 					Box:          d.Box,
 				})
 			}
+			if c.trk != nil {
+				events = append(events, c.analyze(frames[i].Image, frames[i].Time, kept, model, version)...)
+			}
 			c.kept.Add(uint64(len(kept)))
 			p.opts.Metrics.detected(c.ID, kept, len(dets[i])-len(kept))
 			c.mu.Lock()
 			c.last = snapshot{frame: frames[i], dets: kept}
 			c.mu.Unlock()
 		}
-		if len(events) == 0 {
-			continue
+		p.store(ctx, events)
+	}
+}
+
+// store appends events to the spool, counting them or their loss.
+func (p *Pipeline) store(ctx context.Context, events []api.Event) {
+	if len(events) == 0 {
+		return
+	}
+	// Detections already made are stored even while shutting down.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	_, _, err := p.opts.Spool.Append(actx, events...)
+	cancel()
+	if err != nil {
+		p.appendErrs.Add(uint64(len(events)))
+		p.opts.Metrics.lost(len(events))
+		p.log.Error("spool append failed; events lost", "events", len(events), "err", err)
+		return
+	}
+	p.events.Add(uint64(len(events)))
+}
+
+// flush ends the tracks of every tracking camera once inference has
+// stopped, and stores their last events (zone exits, track_end).
+func (p *Pipeline) flush(ctx context.Context) {
+	model, version := p.Model()
+	for _, c := range p.cams {
+		if c.trk != nil {
+			p.store(ctx, c.flush(model, version))
 		}
-		// Detections already made are stored even while shutting down.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, _, err = p.opts.Spool.Append(actx, events...)
-		cancel()
-		if err != nil {
-			p.appendErrs.Add(uint64(len(events)))
-			p.opts.Metrics.lost(len(events))
-			p.log.Error("spool append failed; events lost", "events", len(events), "err", err)
-			continue
-		}
-		p.events.Add(uint64(len(events)))
 	}
 }
 
@@ -346,6 +396,9 @@ type CameraCounters struct {
 	Err             string // why the camera is down; "" while it delivers
 	Up              bool
 	LastFrame       time.Time // capture time of the newest processed frame
+	// Lines and Zones are the camera's analytics counters (with Tracking).
+	Lines []api.LineCount
+	Zones []api.ZoneCount
 }
 
 // Counters returns every camera's totals, in configuration order.
@@ -367,6 +420,9 @@ func (p *Pipeline) Counters() []CameraCounters {
 		c.mu.Lock()
 		cc.LastFrame = c.last.frame.Time
 		c.mu.Unlock()
+		if c.trk != nil {
+			cc.Lines, cc.Zones = c.trk.counter.Counts()
+		}
 		out[i] = cc
 	}
 	return out

@@ -141,6 +141,22 @@ type Detection struct {
 	Box [4]float32 `json:"box"`
 }
 
+// IoU is the intersection over union of two x1, y1, x2, y2 boxes; 0 when
+// they do not overlap or are empty.
+func IoU(a, b [4]float32) float32 {
+	iw := min(a[2], b[2]) - max(a[0], b[0])
+	ih := min(a[3], b[3]) - max(a[1], b[1])
+	if iw <= 0 || ih <= 0 {
+		return 0
+	}
+	inter := iw * ih
+	u := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
+	if !(u > 0) {
+		return 0
+	}
+	return inter / u
+}
+
 // Detector finds objects in images. Implementations say whether they are safe
 // for concurrent use.
 type Detector interface {

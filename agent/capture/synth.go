@@ -36,6 +36,9 @@ type SynthOptions struct {
 	Seed          uint64
 	// Sprites are scaled to about the belt's height and moved along it.
 	Sprites []image.Image
+	// Speed is how far the belt moves per frame, in pixels; 0 means about
+	// six seconds for an object to cross the frame at FPS.
+	Speed int
 }
 
 // Placed is where object Index sits in a frame, with the sprite it shows
@@ -60,6 +63,9 @@ func NewSynth(opts SynthOptions) *Synth {
 	r := rand.New(rand.NewPCG(opts.Seed, 0x5eed))
 	// About six seconds for an object to cross, whatever the frame rate.
 	s.speed = max(1, int(float64(W)/(6*opts.FPS))+r.IntN(3))
+	if opts.Speed > 0 {
+		s.speed = opts.Speed
+	}
 	maxW := belt.Dy() * 8 / 10
 	for _, sp := range opts.Sprites {
 		scaled := scaleTo(sp, belt.Dy()*8/10, W*6/10)

@@ -138,6 +138,21 @@ type Camera struct {
 	Classes []string `yaml:"classes"`
 	// MinScore drops detections scoring below it (on top of model.conf).
 	MinScore float32 `yaml:"min_score"`
+
+	// Tracking, lines and zones (analytics.go).
+	Lines   []Line  `yaml:"lines"`
+	Zones   []Zone  `yaml:"zones"`
+	Tracker Tracker `yaml:"tracker"`
+	// Anchor is the point of a box that lines and zones test: bottom (the
+	// bottom centre, default) or center.
+	Anchor string `yaml:"anchor"`
+	// Detections says which raw detections go to the spool besides the
+	// analytics events: all (default), sampled (the detections of at most
+	// one frame per detections_every) or off.
+	Detections      string        `yaml:"detections"`
+	DetectionsEvery time.Duration `yaml:"detections_every"`
+	// trackerSet says the file gave a tracker section.
+	trackerSet bool
 }
 
 // Spool is the local durable outbox of detections.
@@ -368,8 +383,11 @@ func markGiven(root *yaml.Node, c *Config) {
 				continue
 			}
 			for k := 0; k+1 < len(cam.Content); k += 2 {
-				if cam.Content[k].Value == "fps" {
+				switch cam.Content[k].Value {
+				case "fps":
 					c.Cameras[j].fpsSet = true
+				case "tracker":
+					c.Cameras[j].trackerSet = true
 				}
 			}
 		}
@@ -454,6 +472,7 @@ func (c *Config) Defaults() {
 		if cam.Source == SourceV4L2 && cam.Format == "" {
 			cam.Format = "mjpeg"
 		}
+		cam.analyticsDefaults()
 	}
 }
 
@@ -617,6 +636,7 @@ func (cam *Camera) validate(p *problems, key string) {
 	if cam.MinScore < 0 || cam.MinScore > 1 {
 		bad(key+".min_score", "must be within 0..1, not %v", cam.MinScore)
 	}
+	cam.validateAnalytics(p, key)
 }
 
 func (c *Config) validateSpool(p *problems) {

@@ -23,6 +23,18 @@ cameras:
     region: [[0, 0], [1, 0], [1, 1], [0, 1]]
     classes: [person, cup]
     min_score: 0.5
+    lines:
+      - id: exit
+        points: [[0.5, 1], [0.5, 0]]
+        classes: [cup]
+      - id: side
+        points: [[0, 0.5], [1, 0.5]]
+    zones:
+      - id: cell
+        polygon: [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]
+        min_dwell: 2s
+    tracker: {track_buffer: 20}
+    detections: sampled
   - id: belt-b
     source: files
     path: /images
@@ -55,6 +67,25 @@ func TestParseGood(t *testing.T) {
 	}
 	if len(c.Cameras[0].Region) != 4 || c.Cameras[0].Region[2] != [2]float64{1, 1} {
 		t.Errorf("region: %v", c.Cameras[0].Region)
+	}
+	cam := c.Cameras[0]
+	if len(cam.Lines) != 2 || cam.Lines[0].Points[1] != [2]float64{0.5, 0} || cam.Zones[0].MinDwell != 2*time.Second {
+		t.Errorf("lines and zones: %+v %+v", cam.Lines, cam.Zones)
+	}
+	if tc := cam.TrackConfig(); tc.Buffer != 20 || tc.MinHits != 2 || tc.High != 0.5 {
+		t.Errorf("tracker: %+v", tc)
+	}
+	if cam.Detections != DetectionsSampled || cam.DetectionsEvery != time.Second || cam.Anchor != "bottom" {
+		t.Errorf("detections %q every %v anchor %q", cam.Detections, cam.DetectionsEvery, cam.Anchor)
+	}
+	if a := cam.Analytics(); len(a.Lines) != 2 || !a.Lines[0].Classes["cup"] || len(a.Zones) != 1 {
+		t.Errorf("analytics config: %+v", a)
+	}
+	if !cam.Tracking() || c.Cameras[1].Tracking() {
+		t.Errorf("tracking: %v %v", cam.Tracking(), c.Cameras[1].Tracking())
+	}
+	if c.Cameras[1].Detections != DetectionsAll || c.Cameras[1].DetectionsEvery != 0 {
+		t.Errorf("detections default: %q %v", c.Cameras[1].Detections, c.Cameras[1].DetectionsEvery)
 	}
 	if c.Labels["line"] != "3" {
 		t.Errorf("labels: %v", c.Labels)
@@ -110,6 +141,26 @@ func TestParseErrors(t *testing.T) {
 		{"blank data dir", "telemetry_interval: 5s", "telemetry_interval: 5s\nfirmware: {data_dir: ' '}", "firmware.data_dir: blank path"},
 		{"strict not a bool", "  threads: 2", "  threads: 2\n  strict: maybe", `model.strict: cannot use "maybe" as true or false`},
 		{"library with the go backend", "  threads: 2", "  threads: 2\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", "model.library: is for the native backend"},
+		{"line with one point", "points: [[0.5, 1], [0.5, 0]]", "points: [[0.5, 1]]", "cameras[0].lines[0].points: a line needs 2 points, not 1"},
+		{"degenerate line", "points: [[0.5, 1], [0.5, 0]]", "points: [[0.5, 0.5], [0.5, 0.5]]", "cameras[0].lines[0].points: degenerate line"},
+		{"line out of frame", "points: [[0, 0.5], [1, 0.5]]", "points: [[0, 0.5], [1.2, 0.5]]", "cameras[0].lines[1].points[1]: coordinates must be within 0..1"},
+		{"duplicate line id", "      - id: side", "      - id: exit", `cameras[0].lines[1].id: "exit" already used by lines[0]`},
+		{"bad line id", "      - id: side", "      - id: 'si de'", "cameras[0].lines[1].id: id"},
+		{"empty line class", "classes: [cup]", "classes: [cup, '']", "cameras[0].lines[0].classes[1]: empty class name"},
+		{"twice a class", "classes: [cup]", "classes: [cup, cup]", `cameras[0].lines[0].classes[1]: "cup" twice`},
+		{"unknown line key", "        classes: [cup]", "        classes: [cup]\n        colour: red", "cameras[0].lines[0].colour: unknown key"},
+		{"small polygon", "polygon: [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]", "polygon: [[0.2, 0.2], [0.8, 0.2]]", "cameras[0].zones[0].polygon: a polygon needs at least 3 points, not 2"},
+		{"self-intersecting polygon", "polygon: [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]", "polygon: [[0.2, 0.2], [0.8, 0.9], [0.8, 0.2], [0.2, 0.9]]", "cameras[0].zones[0].polygon: the polygon's edges cross"},
+		{"flat polygon", "polygon: [[0.2, 0.2], [0.8, 0.2], [0.8, 0.9], [0.2, 0.9]]", "polygon: [[0.2, 0.2], [0.5, 0.2], [0.8, 0.2]]", "cameras[0].zones[0].polygon: degenerate polygon"},
+		{"polygon out of frame", "[0.8, 0.9], [0.2, 0.9]]", "[0.8, 0.9], [-0.2, 0.9]]", "cameras[0].zones[0].polygon[3]: coordinates must be within 0..1"},
+		{"negative min dwell", "min_dwell: 2s", "min_dwell: -2s", "cameras[0].zones[0].min_dwell: must be 0..24h"},
+		{"bad detections", "detections: sampled", "detections: some", "cameras[0].detections: must be all, sampled or off"},
+		{"sampling without sampled", "detections: sampled", "detections: all\n    detections_every: 2s", "cameras[0].detections_every: is for detections: sampled"},
+		{"bad anchor", "detections: sampled", "detections: sampled\n    anchor: top", "cameras[0].anchor: must be bottom or center"},
+		{"bad track buffer", "tracker: {track_buffer: 20}", "tracker: {track_buffer: -1}", "cameras[0].tracker.track_buffer: must be 1..10000"},
+		{"low above high", "tracker: {track_buffer: 20}", "tracker: {low_score: 0.7}", "cameras[0].tracker.low_score: must be below high_score"},
+		{"new track below high", "tracker: {track_buffer: 20}", "tracker: {new_track_score: 0.3}", "cameras[0].tracker.new_track_score: must be at least high_score"},
+		{"unknown tracker key", "tracker: {track_buffer: 20}", "tracker: {buffer: 20}", "cameras[0].tracker.buffer: unknown key"},
 		{"negative min frames", "telemetry_interval: 5s", "telemetry_interval: 5s\nupdate: {policy: {min_frames: -1}}", `update.policy.min_frames: cannot use "-1" as a whole number`},
 	}
 	for _, tt := range tests {
@@ -125,6 +176,18 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q\ndoes not contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTrackerHighScoreAlone: raising high_score alone moves the default
+// new_track_score with it (ByteTrack's high + 0.1), not into an error.
+func TestTrackerHighScoreAlone(t *testing.T) {
+	c, err := Parse(strings.NewReader(strings.Replace(good, "tracker: {track_buffer: 20}", "tracker: {high_score: 0.7}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc := c.Cameras[0].TrackConfig(); tc.High != 0.7 || tc.NewTrack < 0.79 || tc.NewTrack > 0.81 {
+		t.Errorf("tracker %+v", tc)
 	}
 }
 
@@ -169,10 +232,16 @@ func FuzzParse(f *testing.F) {
 	f.Add(good)
 	f.Add("cameras: [{id: a, region: [[0,0]]}]")
 	f.Add("a: &x {b: *x}")
+	f.Add("cameras: [{id: a, lines: [{id: l, points: [[0,0],[.nan,1]]}], zones: [{id: z, polygon: [[0,0],[1,1],[1,0],[0,1]]}]}]")
 	f.Fuzz(func(t *testing.T, s string) {
 		c, err := Parse(strings.NewReader(s))
 		if err == nil && c.Validate() != nil {
 			t.Fatal("Parse accepted a config that does not validate")
+		}
+		if err == nil {
+			for _, cam := range c.Cameras {
+				cam.Analytics() // valid geometry converts without a panic
+			}
 		}
 	})
 }

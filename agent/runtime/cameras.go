@@ -15,23 +15,45 @@ import (
 // one is an error naming the key and the model.
 func (r *Runtime) resolveClasses() error {
 	labels := r.serving.Labels()
-	for i, c := range r.cfg.Cameras {
-		if len(c.Classes) == 0 {
-			continue
+	resolve := func(key string, names []string) (map[string]bool, error) {
+		if len(names) == 0 {
+			return nil, nil
 		}
-		ids, bad := agent.ClassIDs(c.Classes, labels)
+		ids, bad := agent.ClassIDs(names, labels)
 		if bad != "" {
 			name, version := r.serving.Model()
 			if name == "" {
 				name = r.cfg.Model.Path
 			}
-			return fmt.Errorf("cameras[%d].classes: %q is not a label of model %s %s (%s)", i, bad, name, version, labelList(labels))
+			return nil, fmt.Errorf("%s: %q is not a label of model %s %s (%s)", key, bad, name, version, labelList(labels))
 		}
 		classes := map[string]bool{}
 		for _, id := range ids {
 			classes[agent.ClassLabel(labels, id)] = true
 		}
+		return classes, nil
+	}
+	for i, c := range r.cfg.Cameras {
+		classes, err := resolve(fmt.Sprintf("cameras[%d].classes", i), c.Classes)
+		if err != nil {
+			return err
+		}
 		r.cams[i].Filter.Classes = classes
+		tk := r.cams[i].Tracking
+		if tk == nil {
+			continue
+		}
+		// Lines and zones name classes as labels of the model, or ids.
+		for j, l := range c.Lines {
+			if tk.Analytics.Lines[j].Classes, err = resolve(fmt.Sprintf("cameras[%d].lines[%d].classes", i, j), l.Classes); err != nil {
+				return err
+			}
+		}
+		for j, z := range c.Zones {
+			if tk.Analytics.Zones[j].Classes, err = resolve(fmt.Sprintf("cameras[%d].zones[%d].classes", i, j), z.Classes); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -86,7 +108,12 @@ func openCameras(cfg *config.Config) ([]agent.Camera, error) {
 			return fail(fmt.Errorf("cameras[%d].source: unknown source %q", i, c.Source))
 		}
 		// Classes are resolved against the model's labels once it is open.
-		cams = append(cams, agent.Camera{ID: c.ID, Source: src, Filter: agent.Filter{Region: c.Region, MinScore: c.MinScore}})
+		cam := agent.Camera{ID: c.ID, Source: src, Filter: agent.Filter{Region: c.Region, MinScore: c.MinScore},
+			Detections: c.Detections, DetectionsEvery: c.DetectionsEvery}
+		if c.Tracking() {
+			cam.Tracking = &agent.Tracking{Tracker: c.TrackConfig(), Analytics: c.Analytics()}
+		}
+		cams = append(cams, cam)
 	}
 	return cams, nil
 }

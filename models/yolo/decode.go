@@ -572,16 +572,4 @@ func (d *Decoder) nms() []cand {
 	return d.kept
 }
 
-func iou(a, b *[4]float32) float32 {
-	iw := min(a[2], b[2]) - max(a[0], b[0])
-	ih := min(a[3], b[3]) - max(a[1], b[1])
-	if iw <= 0 || ih <= 0 {
-		return 0
-	}
-	inter := iw * ih
-	u := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
-	if !(u > 0) {
-		return 0
-	}
-	return inter / u
-}
+func iou(a, b *[4]float32) float32 { return models.IoU(*a, *b) }

@@ -85,6 +85,9 @@ func TestRunConfigErrors(t *testing.T) {
 		{"unknown class", filepath.Join(dir, "model.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n",
 			modeltest.Path(t, "models", "yolov8n_int8.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n    classes: [person, persn]\n",
 			[]string{`cameras[0].classes: "persn" is not a label of model`, "labels: person, bicycle"}},
+		{"unknown line class", filepath.Join(dir, "model.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n",
+			modeltest.Path(t, "models", "yolov8n_int8.tflite") + "\n  version: \"1\"\ncameras:\n  - id: belt-a\n    source: synth\n    lines: [{id: exit, points: [[0.5, 1], [0.5, 0]], classes: [cup, cupp]}]\n",
+			[]string{`cameras[0].lines[0].classes: "cupp" is not a label of model`}},
 		{"zero fps", "    fps: 3\n", "    fps: 0\n", []string{"cameras[0].fps: must be > 0"}},
 		{"library for the go backend", filepath.Join(dir, "model.tflite"), filepath.Join(dir, "model.tflite") +
 			"\n  backend: go\n  library: /usr/lib/libtensorflowlite_c.so", []string{"model.library: is for the native backend"}},

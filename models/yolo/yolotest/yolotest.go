@@ -89,19 +89,7 @@ func Format(d models.Detection) string {
 }
 
 // IoU is the intersection over union of two x1,y1,x2,y2 boxes.
-func IoU(a, b [4]float32) float32 {
-	iw := min(a[2], b[2]) - max(a[0], b[0])
-	ih := min(a[3], b[3]) - max(a[1], b[1])
-	if iw <= 0 || ih <= 0 {
-		return 0
-	}
-	inter := iw * ih
-	union := (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
-	if union <= 0 {
-		return 0
-	}
-	return inter / union
-}
+func IoU(a, b [4]float32) float32 { return models.IoU(a, b) }
 
 func abs(x float32) float32 {
 	if x < 0 {
