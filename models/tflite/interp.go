@@ -30,6 +30,7 @@ type Interpreter struct {
 	batch   int
 	// scratchNeed is the largest per-worker scratch a kernel asked for in prepare.
 	scratchNeed int
+	prof        *Profiler // nil unless SetProfiler attached one
 }
 
 var _ models.Engine = (*Interpreter)(nil)
@@ -508,6 +509,9 @@ func (ip *Interpreter) Batch() int { return ip.batch }
 func (ip *Interpreter) Invoke(ctx context.Context) error {
 	if ip.arena == nil && len(ip.nodes) > 0 {
 		return fmt.Errorf("tflite: invoke: interpreter is closed")
+	}
+	if ip.prof != nil {
+		return ip.invokeProfiled(ctx)
 	}
 	for i, n := range ip.nodes {
 		if n.folded {
