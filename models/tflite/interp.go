@@ -85,6 +85,10 @@ type node struct {
 	in     []*rtensor // nil for optional inputs given as -1
 	out    []*rtensor
 	folded bool // all inputs constant: evaluated once at load
+	// fused is the index of the operator that does this one's work as part
+	// of its own (fuse.go), -1 when none: the operator no longer runs.
+	fused int
+	skip  bool // folded or fused: Invoke does not run it
 }
 
 func (n *node) String() string {
@@ -215,7 +219,7 @@ func (ip *Interpreter) build() error {
 	ip.nodes = make([]*node, len(sg.Operators))
 	for i := range sg.Operators {
 		op := &sg.Operators[i]
-		n := &node{index: i, op: op, code: ip.model.OperatorCodes[op.OpcodeIndex]}
+		n := &node{index: i, op: op, code: ip.model.OperatorCodes[op.OpcodeIndex], fused: -1}
 		n.k = registry[n.code.Builtin]()
 		for _, x := range op.Inputs {
 			if x < 0 {
@@ -235,6 +239,7 @@ func (ip *Interpreter) build() error {
 		}
 		ip.nodes[i] = n
 	}
+	ip.fuse()
 	return ip.plan()
 }
 
@@ -265,7 +270,8 @@ func (ip *Interpreter) plan() error {
 	}
 	ip.scratchNeed = 0
 	for _, n := range ip.nodes {
-		if n.folded {
+		n.skip = n.folded || n.fused >= 0
+		if n.skip {
 			continue
 		}
 		for i, t := range n.in {
@@ -305,7 +311,7 @@ func (ip *Interpreter) plan() error {
 			for _, t := range n.out {
 				t.konst = true
 			}
-			n.folded = true
+			n.folded, n.skip = true, true
 			continue
 		}
 		for _, t := range n.out {
@@ -514,7 +520,7 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 		return ip.invokeProfiled(ctx)
 	}
 	for i, n := range ip.nodes {
-		if n.folded {
+		if n.skip {
 			continue
 		}
 		if i%16 == 0 {
@@ -557,6 +563,12 @@ func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// parallelVec splits [0, n) like parallel, in chunks whose bounds are
+// multiples of 16 (whole AVX-512 vectors) but for the end.
+func (ip *Interpreter) parallelVec(n int, fn func(lo, hi int)) {
+	ip.parallel((n+15)/16, 1024, func(_, b0, b1 int) { fn(b0*16, min(b1*16, n)) })
 }
 
 func alignUp(n, a int) int { return (n + a - 1) / a * a }

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -77,6 +78,11 @@ func (k *unary) prepare(ip *Interpreter, n *node) error {
 
 func (k *unary) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
+	if in.typ == models.Float32 && k.kind == OpLogistic {
+		x, y := f32s(in.data), f32s(out.data)
+		ip.parallelVec(len(x), func(lo, hi int) { kernel.Sigmoid(y[lo:hi], x[lo:hi]) })
+		return nil
+	}
 	if in.typ == models.Float32 {
 		x, y := f32s(in.data), f32s(out.data)
 		ip.parallel(len(x), 16384, func(_, lo, hi int) {

@@ -48,7 +48,7 @@ func (ip *Interpreter) invokeProfiled(ctx context.Context) error {
 	start := time.Now()
 	prev := start
 	for i, n := range ip.nodes {
-		if n.folded {
+		if n.skip {
 			continue
 		}
 		if i%16 == 0 {
@@ -132,8 +132,14 @@ func (p *Profiler) Report() *ProfileReport {
 		if len(n.out) > 0 {
 			o.Shape = append([]int(nil), n.out[0].shape...)
 		}
-		if mc, ok := n.k.(macCounter); ok && !n.folded {
+		if mc, ok := n.k.(macCounter); ok && !n.skip {
 			o.MACs, o.Kind = mc.macs(n), mc.kindName()
+		}
+		if n.fused >= 0 {
+			o.Kind = fmt.Sprintf("fused into %d", n.fused)
+		}
+		if fk, ok := n.k.(interface{ kindName() string }); ok && o.Kind == "" && !n.skip {
+			o.Kind = fk.kindName()
 		}
 		o.Percent, o.GMACs = percent(o.Time, r.Invoke), gmacs(o.MACs, o.Time)
 		r.Ops = append(r.Ops, o)
