@@ -16,7 +16,9 @@ import (
 // MUL) or not (its output also a graph output), with the operands either way
 // round and sizes that leave vector tails; the profile marks the fused one.
 func TestFuseSiLU(t *testing.T) {
-	f := func(name string, n int) tt.Tensor { return tt.Tensor{Name: name, Type: models.Float32, Shape: []int{1, n}} }
+	f := func(name string, n int) tt.Tensor {
+		return tt.Tensor{Name: name, Type: models.Float32, Shape: []int{1, n}}
+	}
 	for _, c := range []struct {
 		name      string
 		n         int
