@@ -54,6 +54,7 @@ type conv struct {
 	inZP     int32
 	outZP    int32
 	filterS8 []int8
+	filterW  []int32 // depthwise int8 filter widened, for kernel.DepthwiseAccS8 (multiplier 1)
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
 	filterF []float32
@@ -222,10 +223,17 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	c.biasAdj = make([]int32, g.oc)
 	if c.depthwise {
 		c.filterS8 = i8s(f.data)
-		ip.needScratch(g.oc * 4) // per-worker accumulators
+		// per-worker accumulators, then the (source, filter) offsets of the taps
+		ip.needScratch(g.oc*4 + g.kh*g.kw*8)
 		for ch := range c.biasAdj {
 			if b != nil {
 				c.biasAdj[ch] = b[ch]
+			}
+		}
+		if c.mult == 1 {
+			c.filterW = make([]int32, len(c.filterS8))
+			for i, v := range c.filterS8 {
+				c.filterW[i] = int32(v)
 			}
 		}
 		return nil
@@ -394,7 +402,63 @@ func biasAct(o, bias []float32, lo, hi float32) {
 	}
 }
 
+// depthwiseS8Mult1 is depthwiseS8 for depth multiplier 1 (every YOLO
+// depthwise layer): the taps of each output pixel in one kernel call over
+// all channels, then the same requantization.
+func (c *conv) depthwiseS8Mult1(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src, dst := i8s(in.data), i8s(out.data)
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(worker, r0, r1 int) {
+		sc := i32s(ip.scratch[worker])
+		acc, taps := sc[:g.oc], sc[g.oc:g.oc][:0:2*g.kh*g.kw]
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				taps = taps[:0]
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky*g.dh
+					if iy < 0 || iy >= g.ih {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLeft + kx*g.dw
+						if ix < 0 || ix >= g.iw {
+							continue
+						}
+						taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
+					}
+				}
+				copy(acc, c.biasAdj)
+				kernel.DepthwiseAccS8(acc, src, c.filterW, taps, c.inZP)
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				c.requantRow(d, acc)
+			}
+		}
+	})
+}
+
+// requantRow writes the int8 outputs of one pixel's accumulators.
+func (c *conv) requantRow(d []int8, acc []int32) {
+	acc = acc[:len(d)]
+	if len(c.rq.q) == 1 {
+		q, s := c.rq.q[0], c.rq.shift[0]
+		for oc, a := range acc {
+			d[oc] = int8(clamp32(mbqm(a, q, s)+c.outZP, c.lo, c.hi))
+		}
+		return
+	}
+	qs, ss := c.rq.q[:len(d)], c.rq.shift[:len(d)]
+	for oc, a := range acc {
+		d[oc] = int8(clamp32(mbqm(a, qs[oc], ss[oc])+c.outZP, c.lo, c.hi))
+	}
+}
+
 func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
+	if c.filterW != nil {
+		c.depthwiseS8Mult1(ip, in, out)
+		return
+	}
 	g := &c.g
 	src := i8s(in.data)
 	dst := i8s(out.data)

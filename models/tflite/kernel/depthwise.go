@@ -1,0 +1,40 @@
+package kernel
+
+import "fmt"
+
+// DepthwiseAccS8 adds the taps of one int8 depthwise-convolution output
+// pixel to its c = len(acc) int32 accumulators: for each tap t,
+//
+//	acc[i] += (src[taps[2t]+i] - zp) · filt[taps[2t+1]+i]
+//
+// taps holds (source offset, filter offset) pairs of the taps inside the
+// input; the filter is widened to int32 ahead of time. Exact in int32; AVX-512
+// on amd64 for the whole multiple of 16 channels, plain Go otherwise. It
+// panics when an offset reaches past src or filt (a bug in the caller).
+func DepthwiseAccS8(acc []int32, src []int8, filt []int32, taps []int32, zp int32) {
+	c := len(acc)
+	for t := 0; t+1 < len(taps); t += 2 {
+		if taps[t] < 0 || taps[t+1] < 0 || int(taps[t])+c > len(src) || int(taps[t+1])+c > len(filt) {
+			panic(fmt.Sprintf("kernel: DepthwiseAccS8: tap %d at %d/%d of %d channels past src %d or filter %d", t/2, taps[t], taps[t+1], c, len(src), len(filt)))
+		}
+	}
+	nt := len(taps) / 2
+	n := 0
+	if hasDepthwiseArch && nt > 0 {
+		n = c &^ 15
+		if n > 0 {
+			depthwiseAccArch(&acc[0], &src[0], &filt[0], &taps[0], nt, n, zp)
+		}
+	}
+	if n == c {
+		return
+	}
+	for t := 0; t < nt; t++ {
+		s := src[int(taps[2*t])+n : int(taps[2*t])+c]
+		f := filt[int(taps[2*t+1])+n : int(taps[2*t+1])+c]
+		a := acc[n:c]
+		for i := range a {
+			a[i] += (int32(s[i]) - zp) * f[i]
+		}
+	}
+}
