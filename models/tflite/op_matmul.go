@@ -101,7 +101,14 @@ type fullyConnected struct {
 	biasF   []float32
 	flo     float32
 	fhi     float32
+	// dyn holds the computed int8 weights, packed again at every invoke
+	// into the same memory (dyn-s8).
+	dyn *kernel.PackedS8
 }
+
+// dynRows is how many rows of a dynamic int8 product one Gemm call makes
+// (its int32 results are the per-worker scratch).
+const dynRows = 16
 
 func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 	if err := needIO(n, 2, 1); err != nil {
@@ -134,7 +141,7 @@ func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("%w: bias must be constant with %d elements", models.ErrUnsupported, k.out)
 	}
 	if !w.konst {
-		return k.prepareDynamic(n, x, w, bias, out)
+		return k.prepareDynamic(ip, n, x, w, bias, out)
 	}
 	switch {
 	case x.typ == models.Int8 && w.typ == models.Int8 && isQuantized(x) && isQuantized(w) && isQuantized(out):
@@ -209,7 +216,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 	x, out := n.in[0], n.out[0]
 	switch k.kind {
 	case "dyn-s8":
-		return k.evalDynamicS8(n)
+		return k.evalDynamicS8(ip, n)
 	case "dyn-f32":
 		return k.evalDynamicF32(n)
 	}
@@ -225,7 +232,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 
 // prepareDynamic handles weights computed by the graph (attention blocks use
 // FULLY_CONNECTED as a matrix product of two activations).
-func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error {
+func (k *fullyConnected) prepareDynamic(ip *Interpreter, n *node, x, w, bias, out *rtensor) error {
 	if x.typ != w.typ {
 		return n.errorf("%w: %s input with %s weights", models.ErrUnsupported, x.typ, w.typ)
 	}
@@ -257,6 +264,10 @@ func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error
 		}
 		q, s := quantizeMultiplier(x.scale() * w.scale() / out.scale())
 		k.rq = requant{q: []int32{q}, shift: []int{s}}
+		if k.dyn == nil || k.dyn.N() != k.out || k.dyn.K() != k.in {
+			k.dyn = kernel.PackS8(k.out, k.in, make([]int8, k.out*k.in))
+		}
+		ip.needScratch(dynRows * k.out * 4)
 		k.zo = out.zp()
 		k.lo, k.hi = actRange(k.act, out)
 		return nil
@@ -264,22 +275,36 @@ func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error
 	return n.errorf("%w: FULLY_CONNECTED on %s", models.ErrUnsupported, x.typ)
 }
 
-func (k *fullyConnected) evalDynamicS8(n *node) error {
+// evalDynamicS8 multiplies by weights the graph computed: packed for the
+// int8 kernel at each invoke, then Σ(x-zx)(w-zw) + bias from Σx·w, the row
+// sums of both and the zero points, exactly in int32 as the plain loop.
+func (k *fullyConnected) evalDynamicS8(ip *Interpreter, n *node) error {
 	x, w, out := n.in[0], n.in[1], n.out[0]
-	xs, ws, os := i8s(x.data), i8s(w.data), i8s(out.data)
+	xs, os := i8s(x.data), i8s(out.data)
+	k.dyn.Repack(i8s(w.data))
+	wsum := k.dyn.RowSums()
 	zx, zw := x.zp(), w.zp()
 	q, s := k.rq.at(0)
-	for r := 0; r < k.rows; r++ {
-		xr := xs[r*k.in : (r+1)*k.in]
-		for c := 0; c < k.out; c++ {
-			wr := ws[c*k.in : (c+1)*k.in]
-			acc := k.biasAdj[c]
-			for i, v := range xr {
-				acc += (int32(v) - zx) * (int32(wr[i]) - zw)
+	kzz := int32(k.in) * zx * zw
+	ip.parallel(k.rows, dynRows, func(worker, r0, r1 int) {
+		acc := i32s(ip.scratch[worker])[:dynRows*k.out]
+		for rb := r0; rb < r1; rb += dynRows {
+			m := min(dynRows, r1-rb)
+			k.dyn.Gemm(m, xs[rb*k.in:], k.in, acc, k.out)
+			for i := 0; i < m; i++ {
+				var sx int32
+				for _, v := range xs[(rb+i)*k.in:][:k.in] {
+					sx += int32(v)
+				}
+				rowAdj := kzz - zw*sx
+				a, o := acc[i*k.out:][:k.out], os[(rb+i)*k.out:][:k.out]
+				for c, v := range a {
+					v += rowAdj - zx*wsum[c] + k.biasAdj[c]
+					o[c] = int8(clamp32(mbqmRuy(v, q, s)+k.zo, k.lo, k.hi))
+				}
 			}
-			os[r*k.out+c] = int8(clamp32(mbqmRuy(acc, q, s)+k.zo, k.lo, k.hi))
 		}
-	}
+	})
 	return nil
 }
 
