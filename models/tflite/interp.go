@@ -31,6 +31,10 @@ type Interpreter struct {
 	// scratchNeed is the largest per-worker scratch a kernel asked for in prepare.
 	scratchNeed int
 	prof        *Profiler // nil unless SetProfiler attached one
+	// qin holds the int8 copy of a hybrid convolution's float input
+	// (op_hybrid.go), qinNeed elements for the largest.
+	qin     []int8
+	qinNeed int
 }
 
 var _ models.Engine = (*Interpreter)(nil)
@@ -268,7 +272,7 @@ func (ip *Interpreter) plan() error {
 		}
 		t.first = 0
 	}
-	ip.scratchNeed = 0
+	ip.scratchNeed, ip.qinNeed = 0, 0
 	for _, n := range ip.nodes {
 		n.skip = n.folded || n.fused >= 0
 		if n.skip {
@@ -410,9 +414,13 @@ func (ip *Interpreter) allocate() error {
 		placed = append(placed, it)
 		total = max(total, off+it.size)
 	}
-	if total+ip.scratchNeed*ip.threads > MaxArenaBytes {
-		return fmt.Errorf("tflite: model needs %d MiB of tensor memory, over the %d MiB limit", (total+ip.scratchNeed*ip.threads)>>20, MaxArenaBytes>>20)
+	if need := total + ip.scratchNeed*ip.threads + ip.qinNeed; need > MaxArenaBytes {
+		return fmt.Errorf("tflite: model needs %d MiB of tensor memory, over the %d MiB limit", need>>20, MaxArenaBytes>>20)
 	}
+	if cap(ip.qin) < ip.qinNeed {
+		ip.qin = make([]int8, ip.qinNeed)
+	}
+	ip.qin = ip.qin[:ip.qinNeed]
 	if cap(ip.arena) < total {
 		ip.arena = make([]byte, total)
 	}
@@ -434,7 +442,7 @@ func (ip *Interpreter) needScratch(n int) { ip.scratchNeed = max(ip.scratchNeed,
 
 // ArenaBytes is the size of the planned tensor arena plus scratch.
 func (ip *Interpreter) ArenaBytes() int {
-	n := len(ip.arena)
+	n := len(ip.arena) + len(ip.qin)
 	for _, s := range ip.scratch {
 		n += len(s)
 	}
@@ -482,7 +490,7 @@ func (ip *Interpreter) Info() models.EngineInfo {
 
 // Close releases the arena. It is safe to call twice.
 func (ip *Interpreter) Close() error {
-	ip.arena, ip.scratch = nil, nil
+	ip.arena, ip.scratch, ip.qin = nil, nil, nil
 	return nil
 }
 

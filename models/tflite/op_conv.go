@@ -57,6 +57,7 @@ type conv struct {
 	filterW  []int32 // depthwise int8 filter widened, for kernel.DepthwiseAccS8 (multiplier 1)
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
+	fscale  []float32 // hybrid int8 path: filter scale per output channel
 	filterF []float32
 	biasF   []float32
 	flo     float32
@@ -157,6 +158,9 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 		// Dequantizing the weights once keeps float accuracy.
 		out.typ = models.Float32
 		c.kind = "hybrid"
+		if hybridS8OK(c, f) {
+			return c.prepareHybridS8(ip, n, in, f, bias)
+		}
 		return c.prepareF32(ip, n, dequantWeights(f, c.depthwise), bias)
 	}
 	return n.errorf("%w: input %s with filter %s", models.ErrUnsupported, in.typ, f.typ)
@@ -262,15 +266,23 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	return nil
 }
 
-func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) error {
-	g := c.g
+// prepareBiasF sets the float bias and activation range.
+func (c *conv) prepareBiasF(n *node, bias *rtensor) error {
 	c.flo, c.fhi = actFloat(c.act)
-	c.biasF = make([]float32, g.oc)
+	c.biasF = make([]float32, c.g.oc)
 	if bias != nil {
 		if bias.typ != models.Float32 {
 			return n.errorf("%w: %s bias for float convolution", models.ErrUnsupported, bias.typ)
 		}
 		copy(c.biasF, f32s(bias.data))
+	}
+	return nil
+}
+
+func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) error {
+	g := c.g
+	if err := c.prepareBiasF(n, bias); err != nil {
+		return err
 	}
 	if c.depthwise {
 		c.filterF = w
@@ -293,6 +305,8 @@ func (c *conv) eval(ip *Interpreter, n *node) error {
 		c.depthwiseF32(ip, n.in[0], n.out[0])
 	case c.kind == "s8":
 		c.convS8(ip, n.in[0], n.out[0])
+	case c.kind == "hybrid-s8":
+		c.convHybridS8(ip, n.in[0], n.out[0])
 	default:
 		c.convF32(ip, n.in[0], n.out[0])
 	}
