@@ -594,17 +594,27 @@ func (k *pad) eval(ip *Interpreter, n *node) error {
 		copy(out.data, in.data)
 		return nil
 	}
+	// Copy blocks from the innermost padded dimension in: the dimensions
+	// inside it are not padded, so each block is contiguous in both.
+	p := r - 1
+	for p > 0 && k.before[p] == 0 && out.shape[p] == in.shape[p] {
+		p--
+	}
+	block := 1
+	for _, d := range in.shape[p:] {
+		block *= d
+	}
 	ost := rowStrides(out.shape)
-	inner := in.shape[r-1] * es
-	rows := in.elems() / in.shape[r-1]
-	idx := make([]int, r)
+	inner := block * es
+	rows := in.elems() / block
+	idx := make([]int, p)
 	for row := 0; row < rows; row++ {
-		o := k.before[r-1] * ost[r-1]
-		for i := 0; i < r-1; i++ {
+		o := k.before[p] * ost[p]
+		for i := 0; i < p; i++ {
 			o += (idx[i] + k.before[i]) * ost[i]
 		}
 		copy(out.data[o*es:o*es+inner], in.data[row*inner:(row+1)*inner])
-		for i := r - 2; i >= 0; i-- {
+		for i := p - 1; i >= 0; i-- {
 			idx[i]++
 			if idx[i] < in.shape[i] {
 				break
