@@ -195,6 +195,9 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 type quantize struct {
 	q     int32
 	shift int
+	// lut is the output byte for every input byte when both are 8-bit: the
+	// same arithmetic, done once per value at load.
+	lut *[256]byte
 }
 
 func (k *quantize) prepare(ip *Interpreter, n *node) error {
@@ -217,6 +220,18 @@ func (k *quantize) prepare(ip *Interpreter, n *node) error {
 			return n.errorf("input %s has no quantization parameters", in.name())
 		}
 		k.q, k.shift = quantizeMultiplier(in.scale() / out.scale())
+		k.lut = nil
+		if in.typ.Size() == 1 && out.typ.Size() == 1 {
+			k.lut = new([256]byte)
+			lo, hi := qRange(out.typ)
+			for b := range 256 {
+				x := int32(b)
+				if in.typ == models.Int8 {
+					x = int32(int8(b))
+				}
+				k.lut[b] = byte(clamp32(mbqm(x-in.zp(), k.q, k.shift)+out.zp(), lo, hi))
+			}
+		}
 		return nil
 	}
 	return n.errorf("%w: QUANTIZE from %s", models.ErrUnsupported, in.typ)
@@ -228,12 +243,32 @@ func (k *quantize) eval(ip *Interpreter, n *node) error {
 	oz := out.zp()
 	cnt := in.elems()
 	if in.typ == models.Float32 {
-		x := f32s(in.data)
+		x := f32s(in.data)[:cnt]
 		s := float32(out.scale())
+		if out.typ.Size() == 1 {
+			y := out.data[:cnt]
+			ip.parallel(cnt, 1<<14, func(_, l, h int) {
+				for i, xv := range x[l:h] {
+					v := int32(math.Round(float64(xv / s)))
+					y[l+i] = byte(clamp32(v+oz, lo, hi))
+				}
+			})
+			return nil
+		}
 		for i := 0; i < cnt; i++ {
 			v := int32(math.Round(float64(x[i] / s)))
 			qput(out, i, clamp32(v+oz, lo, hi))
 		}
+		return nil
+	}
+	if t := k.lut; t != nil {
+		x, y := in.data[:cnt], out.data[:cnt]
+		ip.parallel(cnt, 1<<14, func(_, lo, hi int) {
+			ys := y[lo:hi]
+			for i, v := range x[lo:hi] {
+				ys[i] = t[v]
+			}
+		})
 		return nil
 	}
 	iz := in.zp()
