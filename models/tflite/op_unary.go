@@ -106,6 +106,8 @@ func (k *unary) eval(ip *Interpreter, n *node) error {
 type softmax struct {
 	beta  float64
 	inner int
+	// table[255-v] = exp(-scale·beta·v) for quantized inputs, made at load
+	table [256]float32
 }
 
 func (k *softmax) prepare(ip *Interpreter, n *node) error {
@@ -125,6 +127,10 @@ func (k *softmax) prepare(ip *Interpreter, n *node) error {
 	case models.Int8, models.UInt8:
 		if !isQuantized(in) || !isQuantized(out) {
 			return n.errorf("quantized softmax without quantization parameters")
+		}
+		sc := float32(-in.scale() * k.beta)
+		for v := 0; v < 256; v++ {
+			k.table[255-v] = float32(math.Exp(float64(sc * float32(v))))
 		}
 	default:
 		return n.errorf("%w: softmax on %s", models.ErrUnsupported, in.typ)
@@ -164,14 +170,33 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	}
 	// Quantized: TFLite's optimized kernel in float32 arithmetic: a table of
 	// exp(-scale·beta·(max - q)), a float32 sum, then round(p/scale) + zp.
-	var table [256]float32
-	sc := float32(-in.scale() * k.beta)
-	for v := 0; v < 256; v++ {
-		table[255-v] = float32(math.Exp(float64(sc * float32(v))))
-	}
+	table := &k.table
 	lo, hi := qRange(out.typ)
 	oscale := float32(out.scale())
 	oz := out.zp()
+	if in.typ == models.Int8 && out.typ == models.Int8 {
+		x, y := i8s(in.data), i8s(out.data)
+		ip.parallel(rows, 64, func(_, r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
+				mx := xs[0]
+				for _, v := range xs {
+					mx = max(mx, v)
+				}
+				off := 255 - int32(mx) // off + v is in [0, 255]
+				var sum float32
+				for _, v := range xs {
+					sum += table[uint8(off+int32(v))]
+				}
+				inv := 1 / (sum * oscale)
+				for i, v := range xs {
+					p := table[uint8(off+int32(v))] * inv
+					ys[i] = int8(clamp32(int32(math.Round(float64(p)))+oz, lo, hi))
+				}
+			}
+		})
+		return nil
+	}
 	for r := 0; r < rows; r++ {
 		var mx int32 = math.MinInt32
 		for i := 0; i < d; i++ {
