@@ -85,3 +85,56 @@ func TestFuseSiLU(t *testing.T) {
 		})
 	}
 }
+
+// TestFuseSiLUInt8: the int8 MUL(x, LOGISTIC(x)) as one table gives the
+// bytes of the two operators run apart (the pair not fused because the
+// logistic is also an output), for every input byte and both operand
+// orders, and the profile shows the fusion.
+func TestFuseSiLUInt8(t *testing.T) {
+	q := func(name string, s float32, zp int64) tt.Tensor {
+		return tt.Tensor{Name: name, Type: models.Int8, Shape: []int{1, 256}, Scale: []float32{s}, ZeroPoint: []int64{zp}}
+	}
+	for _, swap := range []bool{false, true} {
+		mulIn := []int{0, 1}
+		if swap {
+			mulIn = []int{1, 0}
+		}
+		outs := map[bool][]byte{}
+		for _, fused := range []bool{true, false} {
+			m := tt.Model{
+				Tensors: []tt.Tensor{q("x", 0.06, 5), q("sig", 1.0/256, -128), q("y", 0.035, -100)},
+				Ops: []tt.Op{
+					{Builtin: int32(tflite.OpLogistic), Inputs: []int{0}, Outputs: []int{1}},
+					{Builtin: int32(tflite.OpMul), Inputs: mulIn, Outputs: []int{2}, Options: []any{uint8(0)}},
+				},
+				Inputs: []int{0}, Outputs: []int{2},
+			}
+			if !fused {
+				m.Outputs = []int{2, 1}
+			}
+			e, err := tflite.Open(context.Background(), tt.Build(m), models.Options{Threads: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ip := e.(*tflite.Interpreter)
+			for i := range ip.Input(0) {
+				ip.Input(0)[i] = byte(i)
+			}
+			p := &tflite.Profiler{}
+			ip.SetProfiler(p)
+			if err := ip.Invoke(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := p.Report().Ops[0].Kind == "fused into 1"; got != fused {
+				t.Fatalf("swap %v: fused %v, want %v", swap, got, fused)
+			}
+			outs[fused] = append([]byte(nil), ip.Output(0)...)
+			e.Close()
+		}
+		for i := range outs[true] {
+			if outs[true][i] != outs[false][i] {
+				t.Errorf("swap %v: input byte %d: fused %d, apart %d", swap, i, int8(outs[true][i]), int8(outs[false][i]))
+			}
+		}
+	}
+}
