@@ -47,6 +47,7 @@ func (k *batchMatmul) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("batch dimensions of %v and %v do not broadcast", x.shape, y.shape)
 	}
 	k.bc, k.m, k.kd, k.nn = bc, m, kx, nn
+	ip.needScratch((m + nn) * kx * 4) // the operands made contiguous
 	out.typ = models.Float32
 	out.shape = append(append([]int(nil), bc.out...), m, nn)
 	return nil
@@ -56,34 +57,59 @@ func (k *batchMatmul) eval(ip *Interpreter, n *node) error {
 	x, y, out := f32s(n.in[0].data), f32s(n.in[1].data), f32s(n.out[0].data)
 	m, kd, nn := k.m, k.kd, k.nn
 	xs, ys, os := m*kd, kd*nn, m*nn
+	sc := f32s(ip.scratch[0])
+	at, bt := sc[:m*kd], sc[m*kd:m*kd+nn*kd]
 	k.bc.each(func(o, ia, ib, sa, sb, cnt int) {
 		for j := 0; j < cnt; j++ {
-			a := x[(ia+j*sa)*xs:]
-			b := y[(ib+j*sb)*ys:]
-			c := out[(o+j)*os:]
+			// A as m rows of kd, B as nn rows of kd: both contiguous.
+			a := x[(ia+j*sa)*xs:][:xs]
+			if k.adjX {
+				transpose2(at, a, kd, m)
+				a = at
+			}
+			b := y[(ib+j*sb)*ys:][:ys]
+			if !k.adjY {
+				transpose2(bt, b, kd, nn)
+				b = bt
+			}
+			c := out[(o+j)*os:][:os]
 			for i := 0; i < m; i++ {
+				ar := a[i*kd:][:kd]
 				for q := 0; q < nn; q++ {
-					var s float32
-					for t := 0; t < kd; t++ {
-						var av, bv float32
-						if k.adjX {
-							av = a[t*m+i]
-						} else {
-							av = a[i*kd+t]
-						}
-						if k.adjY {
-							bv = b[q*kd+t]
-						} else {
-							bv = b[t*nn+q]
-						}
-						s += av * bv
-					}
-					c[i*nn+q] = s
+					c[i*nn+q] = dotF32(ar, b[q*kd:][:kd])
 				}
 			}
 		}
 	})
 	return nil
+}
+
+// transpose2 writes the c×r transpose of the r×c matrix src into dst.
+func transpose2(dst, src []float32, r, c int) {
+	dst, src = dst[:r*c], src[:r*c]
+	for i := 0; i < r; i++ {
+		row := src[i*c:][:c]
+		for j, v := range row {
+			dst[j*r+i] = v
+		}
+	}
+}
+
+// dotF32 is Σ a[i]·b[i] with four partial sums.
+func dotF32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 type fullyConnected struct {
