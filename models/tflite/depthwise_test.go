@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -91,5 +92,60 @@ func TestDepthwiseS8Mult1Exact(t *testing.T) {
 				t.Errorf("%d of %d output bytes differ from the plain loop", n, len(got))
 			}
 		})
+	}
+}
+
+// TestDepthwiseF32Mult1: float depthwise (multiplier 1, kernel path)
+// against a float64 reference, with padding, stride 2 and a channel tail.
+func TestDepthwiseF32Mult1(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, c := range []struct{ h, w, ch, k, s int }{{7, 9, 17, 3, 1}, {10, 8, 32, 5, 2}} {
+		oh, pt := padding(padSame, c.h, c.k, c.s, 1)
+		ow, pl := padding(padSame, c.w, c.k, c.s, 1)
+		filt, bias, x := make([]float32, c.k*c.k*c.ch), make([]float32, c.ch), make([]float32, c.h*c.w*c.ch)
+		for _, s := range [][]float32{filt, bias, x} {
+			for i := range s {
+				s[i] = float32(r.NormFloat64())
+			}
+		}
+		m := tt.Model{
+			Tensors: []tt.Tensor{
+				{Name: "x", Type: models.Float32, Shape: []int{1, c.h, c.w, c.ch}},
+				{Name: "f", Type: models.Float32, Shape: []int{1, c.k, c.k, c.ch}, Data: tt.Float32s(filt...)},
+				{Name: "b", Type: models.Float32, Shape: []int{c.ch}, Data: tt.Float32s(bias...)},
+				{Name: "y", Type: models.Float32, Shape: []int{1, oh, ow, c.ch}},
+			},
+			Ops: []tt.Op{{Builtin: int32(OpDepthwiseConv2d), Inputs: []int{0, 1, 2}, Outputs: []int{3},
+				Options: []any{uint8(padSame), int32(c.s), int32(c.s), int32(1), uint8(0)}}},
+			Inputs: []int{0}, Outputs: []int{3},
+		}
+		e, err := Open(context.Background(), tt.Build(m), models.Options{Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(f32s(e.Input(0)), x)
+		if err := e.Invoke(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		y := f32s(e.Output(0))
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				for ch := 0; ch < c.ch; ch++ {
+					want := float64(bias[ch])
+					for ky := 0; ky < c.k; ky++ {
+						for kx := 0; kx < c.k; kx++ {
+							iy, ix := oy*c.s-pt+ky, ox*c.s-pl+kx
+							if iy >= 0 && iy < c.h && ix >= 0 && ix < c.w {
+								want += float64(x[(iy*c.w+ix)*c.ch+ch]) * float64(filt[(ky*c.k+kx)*c.ch+ch])
+							}
+						}
+					}
+					if got := y[(oy*ow+ox)*c.ch+ch]; math.Abs(float64(got)-want) > 1e-4 {
+						t.Fatalf("%v: y[%d,%d,%d] = %g, want %g", c, oy, ox, ch, got, want)
+					}
+				}
+			}
+		}
+		e.Close()
 	}
 }

@@ -286,6 +286,7 @@ func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) 
 	}
 	if c.depthwise {
 		c.filterF = w
+		ip.needScratch(g.kh * g.kw * 8) // the taps of a pixel (multiplier 1)
 		return nil
 	}
 	c.packedF = kernel.PackF32(g.oc, c.k, w)
@@ -515,7 +516,47 @@ func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
 	})
 }
 
+// depthwiseF32Mult1 is depthwiseF32 for depth multiplier 1: the taps of
+// each output pixel in one kernel call over all channels.
+func (c *conv) depthwiseF32Mult1(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src, dst := f32s(in.data), f32s(out.data)
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(worker, r0, r1 int) {
+		taps := i32s(ip.scratch[worker])[: 0 : 2*g.kh*g.kw]
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				taps = taps[:0]
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky*g.dh
+					if iy < 0 || iy >= g.ih {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLeft + kx*g.dw
+						if ix < 0 || ix >= g.iw {
+							continue
+						}
+						taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
+					}
+				}
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				copy(d, c.biasF)
+				kernel.DepthwiseAccF32(d, src, c.filterF, taps)
+				for oc, v := range d {
+					d[oc] = min(max(v, c.flo), c.fhi)
+				}
+			}
+		}
+	})
+}
+
 func (c *conv) depthwiseF32(ip *Interpreter, in, out *rtensor) {
+	if c.mult == 1 {
+		c.depthwiseF32Mult1(ip, in, out)
+		return
+	}
 	g := &c.g
 	src := f32s(in.data)
 	dst := f32s(out.data)

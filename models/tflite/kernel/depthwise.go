@@ -38,3 +38,34 @@ func DepthwiseAccS8(acc []int32, src []int8, filt []int32, taps []int32, zp int3
 		}
 	}
 }
+
+// DepthwiseAccF32 is DepthwiseAccS8 on float32: for each tap t,
+// acc[i] += src[taps[2t]+i] · filt[taps[2t+1]+i], with fused multiply-adds
+// (AVX-512) on the whole multiple of 16 channels where the CPU has them.
+func DepthwiseAccF32(acc, src, filt []float32, taps []int32) {
+	c := len(acc)
+	for t := 0; t+1 < len(taps); t += 2 {
+		if taps[t] < 0 || taps[t+1] < 0 || int(taps[t])+c > len(src) || int(taps[t+1])+c > len(filt) {
+			panic(fmt.Sprintf("kernel: DepthwiseAccF32: tap %d at %d/%d of %d channels past src %d or filter %d", t/2, taps[t], taps[t+1], c, len(src), len(filt)))
+		}
+	}
+	nt := len(taps) / 2
+	n := 0
+	if hasDepthwiseArch && nt > 0 {
+		n = c &^ 15
+		if n > 0 {
+			depthwiseAccF32Arch(&acc[0], &src[0], &filt[0], &taps[0], nt, n)
+		}
+	}
+	if n == c {
+		return
+	}
+	for t := 0; t < nt; t++ {
+		s := src[int(taps[2*t])+n : int(taps[2*t])+c]
+		f := filt[int(taps[2*t+1])+n : int(taps[2*t+1])+c]
+		a := acc[n:c]
+		for i := range a {
+			a[i] += s[i] * f[i]
+		}
+	}
+}

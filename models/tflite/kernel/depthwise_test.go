@@ -53,3 +53,40 @@ func TestDepthwiseAccS8Bounds(t *testing.T) {
 	}()
 	DepthwiseAccS8(make([]int32, 16), make([]int8, 20), make([]int32, 16), []int32{5, 0}, 0)
 }
+
+// TestDepthwiseAccF32 compares the float kernel with a float64 sum.
+func TestDepthwiseAccF32(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 4))
+	for _, c := range []int{1, 16, 17, 80} {
+		for _, nt := range []int{0, 1, 9} {
+			src, filt := make([]float32, c*12), make([]float32, c*9)
+			for i := range src {
+				src[i] = float32(r.NormFloat64())
+			}
+			for i := range filt {
+				filt[i] = float32(r.NormFloat64())
+			}
+			var taps []int32
+			for t := 0; t < nt; t++ {
+				taps = append(taps, int32(r.IntN(len(src)-c+1)), int32(r.IntN(9)*c))
+			}
+			acc := make([]float32, c)
+			want := make([]float64, c)
+			for i := range acc {
+				acc[i] = float32(r.NormFloat64())
+				want[i] = float64(acc[i])
+			}
+			for t := 0; t < nt; t++ {
+				for i := range want {
+					want[i] += float64(src[int(taps[2*t])+i]) * float64(filt[int(taps[2*t+1])+i])
+				}
+			}
+			DepthwiseAccF32(acc, src, filt, taps)
+			for i := range acc {
+				if d := float64(acc[i]) - want[i]; d > 1e-5 || d < -1e-5 {
+					t.Errorf("c=%d taps=%d: acc[%d] = %g, want %g", c, nt, i, acc[i], want[i])
+				}
+			}
+		}
+	}
+}
