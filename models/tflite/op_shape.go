@@ -371,6 +371,71 @@ func (k *stridedSlice) eval(ip *Interpreter, n *node) error {
 
 type transpose struct {
 	perm []int
+	// batch, rows, cols: when the permutation, with size-1 dimensions
+	// dropped and dimensions that stay together merged, swaps the last two
+	// of at most three, the transpose is batch tiled 2-D transposes of
+	// rows×cols (rows 0 when it is not).
+	batch, rows, cols int
+}
+
+// asBatched2D finds batch, rows and cols of a transpose that is a batch of
+// 2-D transposes (rows 0 when it is not one).
+func asBatched2D(shape, perm []int) (batch, rows, cols int) {
+	// Input dimensions of size > 1, in the order the output takes them.
+	var order []int
+	for _, p := range perm {
+		if shape[p] > 1 {
+			order = append(order, p)
+		}
+	}
+	// Merge runs that are consecutive in the input too.
+	type group struct{ first, size int }
+	var groups []group
+	for i, p := range order {
+		if i > 0 && p == order[i-1]+nextKept(shape, order[i-1]) {
+			groups[len(groups)-1].size *= shape[p]
+			continue
+		}
+		groups = append(groups, group{first: p, size: shape[p]})
+	}
+	switch {
+	case len(groups) == 2 && groups[0].first > groups[1].first:
+		return 1, groups[1].size, groups[0].size
+	case len(groups) == 3 && groups[0].first < groups[1].first && groups[1].first > groups[2].first && groups[0].first < groups[2].first:
+		return groups[0].size, groups[2].size, groups[1].size
+	}
+	return 0, 0, 0
+}
+
+// nextKept is the distance from input dimension p to the next one of size
+// > 1 (size-1 dimensions in between do not separate two dimensions).
+func nextKept(shape []int, p int) int {
+	d := 1
+	for p+d < len(shape) && shape[p+d] == 1 {
+		d++
+	}
+	return d
+}
+
+// transpose2D writes the cols×rows transposes of batch rows×cols matrices,
+// in 32×32 tiles.
+func transpose2D[T any](dst, src []T, batch, rows, cols int) {
+	const tile = 32
+	for b := 0; b < batch; b++ {
+		s, d := src[b*rows*cols:][:rows*cols], dst[b*rows*cols:][:rows*cols]
+		for r0 := 0; r0 < rows; r0 += tile {
+			r1 := min(rows, r0+tile)
+			for c0 := 0; c0 < cols; c0 += tile {
+				c1 := min(cols, c0+tile)
+				for r := r0; r < r1; r++ {
+					row := s[r*cols:][:c1]
+					for c := c0; c < c1; c++ {
+						d[c*rows+r] = row[c]
+					}
+				}
+			}
+		}
+	}
 }
 
 func (k *transpose) prepare(ip *Interpreter, n *node) error {
@@ -395,6 +460,7 @@ func (k *transpose) prepare(ip *Interpreter, n *node) error {
 		shape[i] = in.shape[p]
 	}
 	k.perm = perm
+	k.batch, k.rows, k.cols = asBatched2D(in.shape, perm)
 	out.typ = in.typ
 	out.shape = shape
 	out.quant = keepQuant(out, in)
@@ -409,6 +475,16 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 	if r == 0 {
 		copy(out.data, in.data)
 		return nil
+	}
+	if k.rows > 0 && k.batch*k.rows*k.cols == in.elems() {
+		switch es {
+		case 1:
+			transpose2D(out.data, in.data, k.batch, k.rows, k.cols)
+			return nil
+		case 4:
+			transpose2D(i32s(out.data), i32s(in.data), k.batch, k.rows, k.cols)
+			return nil
+		}
 	}
 	v := stridedView{start: make([]int, r), step: make([]int, r), count: out.shape, inStrides: make([]int, r)}
 	for i, p := range k.perm {
