@@ -65,8 +65,47 @@ func (k *reduce) prepare(ip *Interpreter, n *node) error {
 	return nil
 }
 
+// lastAxisOnly says whether the reduction is over the last axis alone.
+func (k *reduce) lastAxisOnly() bool {
+	r := len(k.axes)
+	if r == 0 || !k.axes[r-1] {
+		return false
+	}
+	for _, a := range k.axes[:r-1] {
+		if a {
+			return false
+		}
+	}
+	return true
+}
+
+// maxMinRowsF32 is float32 REDUCE_MAX/MIN over the last axis: one pass per
+// contiguous row, the same float64 arithmetic as the general loop.
+func (k *reduce) maxMinRowsF32(ip *Interpreter, x, y []float32, d int) {
+	ip.parallel(len(y), 64, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			acc := math.Inf(-1)
+			if k.kind == OpReduceMin {
+				acc = math.Inf(1)
+			}
+			for _, v := range x[r*d:][:d] {
+				if k.kind == OpReduceMax {
+					acc = math.Max(acc, float64(v))
+				} else {
+					acc = math.Min(acc, float64(v))
+				}
+			}
+			y[r] = float32(acc)
+		}
+	})
+}
+
 func (k *reduce) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
+	if in.typ == models.Float32 && (k.kind == OpReduceMax || k.kind == OpReduceMin) && k.lastAxisOnly() && in.elems() > 0 {
+		k.maxMinRowsF32(ip, f32s(in.data), f32s(out.data), in.shape[len(in.shape)-1])
+		return nil
+	}
 	r := len(in.shape)
 	ost := make([]int, r) // output stride per input dim (0 on reduced axes)
 	s := 1
