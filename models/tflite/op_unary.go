@@ -146,7 +146,10 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	}
 	rows := in.elems() / d
 	if in.typ == models.Float32 {
+		// (x - row max)·beta for a block of rows, one vector exponential
+		// over the block (kernel.Exp), then each row's sum and scale.
 		x, y := f32s(in.data), f32s(out.data)
+		beta := float32(k.beta)
 		ip.parallel(rows, 64, func(_, r0, r1 int) {
 			for r := r0; r < r1; r++ {
 				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
@@ -154,11 +157,17 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 				for _, v := range xs {
 					m = max(m, v)
 				}
-				var sum float64
 				for i, v := range xs {
-					e := math.Exp(float64(v-m) * k.beta)
-					ys[i] = float32(e)
-					sum += e
+					ys[i] = (v - m) * beta
+				}
+			}
+			block := y[r0*d : r1*d]
+			kernel.Exp(block, block)
+			for r := r0; r < r1; r++ {
+				ys := y[r*d : (r+1)*d]
+				var sum float64
+				for _, e := range ys {
+					sum += float64(e)
 				}
 				inv := float32(1 / sum)
 				for i := range ys {

@@ -35,6 +35,22 @@ func SiLU(dst, src []float32) {
 	}
 }
 
+// Exp sets dst[i] = e^src[i] in float32 (the exponential of Sigmoid, for
+// arguments clamped to ±88.38: within a few ulps below overflow).
+func Exp(dst, src []float32) {
+	dst = dst[:len(src)]
+	n := 0
+	if hasSigmoidArch {
+		n = len(src) &^ 15
+		if n > 0 {
+			expArch(dst[:n], src[:n])
+		}
+	}
+	for i, x := range src[n:] {
+		dst[n+i] = exp1(x)
+	}
+}
+
 // Constants of the exponential (Cephes expf), shared with the assembly.
 const (
 	expHi    = 88.3762626647949
@@ -61,7 +77,15 @@ func sigmoid1(x float32) float32 {
 	if x != x {
 		return x
 	}
-	t := min(max(-x, -expHi), expHi) // e^t, t = -x
+	return 1 / (1 + exp1(-x))
+}
+
+// exp1 is e^t for t clamped to ±expHi, as the assembly computes it.
+func exp1(t float32) float32 {
+	if t != t {
+		return t
+	}
+	t = min(max(t, -expHi), expHi)
 	y := t * expLog2e
 	ni := int32(y + 0.5) // round half up, toward -inf below zero: then fix
 	if y+0.5 < 0 && float32(ni) != y+0.5 {
@@ -81,5 +105,5 @@ func sigmoid1(x float32) float32 {
 	h := ni >> 1
 	e *= math.Float32frombits(uint32(h+127) << 23)
 	e *= math.Float32frombits(uint32(ni-h+127) << 23)
-	return 1 / (1 + e)
+	return e
 }

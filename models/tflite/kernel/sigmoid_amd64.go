@@ -12,5 +12,7 @@ func sigmoidArch(dst, src []float32) { sigmoidAVX512(&dst[0], &src[0], len(src),
 
 func siluArch(dst, src []float32) { sigmoidAVX512(&dst[0], &src[0], len(src), 1) }
 
+func expArch(dst, src []float32) { sigmoidAVX512(&dst[0], &src[0], len(src), 2) }
+
 //go:noescape
-func sigmoidAVX512(dst, src *float32, n, silu int)
+func sigmoidAVX512(dst, src *float32, n, mode int)

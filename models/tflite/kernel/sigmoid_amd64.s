@@ -16,13 +16,14 @@ DATA sigc<>+36(SB)/4, $0x3f000000 // p5
 DATA sigc<>+40(SB)/4, $0x3f800000 // one
 GLOBL sigc<>(SB), RODATA|NOPTR, $44
 
-// func sigmoidAVX512(dst, src *float32, n, silu int)
-// dst[i] = 1/(1+e^-src[i]) (times src[i] when silu != 0); n is a multiple of 16.
+// func sigmoidAVX512(dst, src *float32, n, mode int)
+// dst[i] = 1/(1+e^-src[i]) (mode 0), times src[i] (mode 1, SiLU), or
+// e^src[i] (mode 2); n is a multiple of 16.
 TEXT ·sigmoidAVX512(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
-	MOVQ silu+24(FP), DX
+	MOVQ mode+24(FP), DX
 	VBROADCASTSS sigc<>+0(SB), Z20  // hi
 	VBROADCASTSS sigc<>+4(SB), Z21  // log2e
 	VBROADCASTSS sigc<>+8(SB), Z22  // c1
@@ -41,8 +42,16 @@ TEXT ·sigmoidAVX512(SB), NOSPLIT, $0-32
 
 loop:
 	VMOVUPS (SI), Z5                // x
+	CMPQ DX, $2
+	JEQ expin
 	VXORPS X0, X0, X0
 	VSUBPS Z5, Z0, Z0               // t = 0 - x
+	JMP clamp
+
+expin:
+	VMOVAPS Z5, Z0                  // t = x (exp)
+
+clamp:
 	VMINPS Z20, Z0, Z0              // t = min(t, hi)
 	VMAXPS Z31, Z0, Z0              // t = max(t, -hi)
 	VMULPS Z21, Z0, Z1              // t·log2e
@@ -59,6 +68,8 @@ loop:
 	VFMADD213PS Z0, Z3, Z2          // p·r² + r
 	VADDPS Z30, Z2, Z2              // + 1 = e^r
 	VSCALEFPS Z1, Z2, Z2            // e^t = e^r·2^n
+	CMPQ DX, $2
+	JEQ store
 	VADDPS Z30, Z2, Z2              // 1 + e^t
 	VDIVPS Z2, Z30, Z2              // 1 / (1 + e^t)
 	TESTQ DX, DX
