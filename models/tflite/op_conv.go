@@ -417,6 +417,25 @@ func biasAct(o, bias []float32, lo, hi float32) {
 	}
 }
 
+// taps appends the (input offset, filter offset) pairs of the depthwise
+// taps of output pixel (b, oy, ox) that fall inside the input.
+func (g *convGeom) taps(taps []int32, b, oy, ox int) []int32 {
+	for ky := 0; ky < g.kh; ky++ {
+		iy := oy*g.sh - g.padTop + ky*g.dh
+		if iy < 0 || iy >= g.ih {
+			continue
+		}
+		for kx := 0; kx < g.kw; kx++ {
+			ix := ox*g.sw - g.padLeft + kx*g.dw
+			if ix < 0 || ix >= g.iw {
+				continue
+			}
+			taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
+		}
+	}
+	return taps
+}
+
 // depthwiseS8Mult1 is depthwiseS8 for depth multiplier 1 (every YOLO
 // depthwise layer): the taps of each output pixel in one kernel call over
 // all channels, then the same requantization.
@@ -430,20 +449,7 @@ func (c *conv) depthwiseS8Mult1(ip *Interpreter, in, out *rtensor) {
 		for r := r0; r < r1; r++ {
 			b, oy := r/g.oh, r%g.oh
 			for ox := 0; ox < g.ow; ox++ {
-				taps = taps[:0]
-				for ky := 0; ky < g.kh; ky++ {
-					iy := oy*g.sh - g.padTop + ky*g.dh
-					if iy < 0 || iy >= g.ih {
-						continue
-					}
-					for kx := 0; kx < g.kw; kx++ {
-						ix := ox*g.sw - g.padLeft + kx*g.dw
-						if ix < 0 || ix >= g.iw {
-							continue
-						}
-						taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
-					}
-				}
+				taps = g.taps(taps[:0], b, oy, ox)
 				copy(acc, c.biasAdj)
 				kernel.DepthwiseAccS8(acc, src, c.filterW, taps, c.inZP)
 				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
@@ -527,20 +533,7 @@ func (c *conv) depthwiseF32Mult1(ip *Interpreter, in, out *rtensor) {
 		for r := r0; r < r1; r++ {
 			b, oy := r/g.oh, r%g.oh
 			for ox := 0; ox < g.ow; ox++ {
-				taps = taps[:0]
-				for ky := 0; ky < g.kh; ky++ {
-					iy := oy*g.sh - g.padTop + ky*g.dh
-					if iy < 0 || iy >= g.ih {
-						continue
-					}
-					for kx := 0; kx < g.kw; kx++ {
-						ix := ox*g.sw - g.padLeft + kx*g.dw
-						if ix < 0 || ix >= g.iw {
-							continue
-						}
-						taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
-					}
-				}
+				taps = g.taps(taps[:0], b, oy, ox)
 				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
 				copy(d, c.biasF)
 				kernel.DepthwiseAccF32(d, src, c.filterF, taps)

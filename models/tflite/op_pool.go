@@ -126,10 +126,11 @@ func (k *pool) eval(ip *Interpreter, n *node) error {
 		maxPoolSep(ip, g, f32s(in.data), f32s(out.data), f32s(k.rowMax), -math.MaxFloat32, lo, hi)
 		return nil
 	case k.max && in.typ == models.Int8:
-		k.maxS8(ip, i8s(in.data), i8s(out.data))
+		maxPoolDirect(ip, g, i8s(in.data), i8s(out.data), -128, int8(k.lo), int8(k.hi))
 		return nil
 	case k.max && in.typ == models.Float32:
-		k.maxF32(ip, f32s(in.data), f32s(out.data))
+		lo, hi := actFloat(k.act)
+		maxPoolDirect(ip, g, f32s(in.data), f32s(out.data), -math.MaxFloat32, lo, hi)
 		return nil
 	}
 	isF := in.typ == models.Float32
@@ -204,10 +205,9 @@ func (k *pool) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// maxS8 is the int8 max-pool fast path.
-func (k *pool) maxS8(ip *Interpreter, src, dst []int8) {
-	g := &k.g
-	lo, hi := int8(k.lo), int8(k.hi)
+// maxPoolDirect is the max pool as TFLite's reference loop: std::max over
+// the window from the type's lowest value, then the activation's clamp.
+func maxPoolDirect[T int8 | float32](ip *Interpreter, g *convGeom, src, dst []T, init, lo, hi T) {
 	rows := g.n * g.oh
 	ip.parallel(rows, 4, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
@@ -217,41 +217,7 @@ func (k *pool) maxS8(ip *Interpreter, src, dst []int8) {
 				x0, x1 := max(ox*g.sw-g.padLeft, 0), min(ox*g.sw-g.padLeft+g.kw, g.iw)
 				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.ic]
 				for c := range d {
-					d[c] = -128
-				}
-				for iy := y0; iy < y1; iy++ {
-					for ix := x0; ix < x1; ix++ {
-						s := src[((b*g.ih+iy)*g.iw+ix)*g.ic:][:len(d)]
-						for c, v := range s {
-							if v > d[c] {
-								d[c] = v
-							}
-						}
-					}
-				}
-				for c, v := range d {
-					d[c] = min(max(v, lo), hi)
-				}
-			}
-		}
-	})
-}
-
-// maxF32 is the float32 max-pool fast path: TFLite's reference loop
-// (std::max from the lowest float), then the activation's clamp.
-func (k *pool) maxF32(ip *Interpreter, src, dst []float32) {
-	g := &k.g
-	lo, hi := actFloat(k.act)
-	rows := g.n * g.oh
-	ip.parallel(rows, 4, func(_, r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			b, oy := r/g.oh, r%g.oh
-			y0, y1 := max(oy*g.sh-g.padTop, 0), min(oy*g.sh-g.padTop+g.kh, g.ih)
-			for ox := 0; ox < g.ow; ox++ {
-				x0, x1 := max(ox*g.sw-g.padLeft, 0), min(ox*g.sw-g.padLeft+g.kw, g.iw)
-				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.ic]
-				for c := range d {
-					d[c] = -math.MaxFloat32
+					d[c] = init
 				}
 				for iy := y0; iy < y1; iy++ {
 					for ix := x0; ix < x1; ix++ {

@@ -13,11 +13,7 @@ import "fmt"
 // panics when an offset reaches past src or filt (a bug in the caller).
 func DepthwiseAccS8(acc []int32, src []int8, filt []int32, taps []int32, zp int32) {
 	c := len(acc)
-	for t := 0; t+1 < len(taps); t += 2 {
-		if taps[t] < 0 || taps[t+1] < 0 || int(taps[t])+c > len(src) || int(taps[t+1])+c > len(filt) {
-			panic(fmt.Sprintf("kernel: DepthwiseAccS8: tap %d at %d/%d of %d channels past src %d or filter %d", t/2, taps[t], taps[t+1], c, len(src), len(filt)))
-		}
-	}
+	checkTaps("DepthwiseAccS8", c, len(src), len(filt), taps)
 	nt := len(taps) / 2
 	n := 0
 	if hasDepthwiseArch && nt > 0 {
@@ -44,11 +40,7 @@ func DepthwiseAccS8(acc []int32, src []int8, filt []int32, taps []int32, zp int3
 // (AVX-512) on the whole multiple of 16 channels where the CPU has them.
 func DepthwiseAccF32(acc, src, filt []float32, taps []int32) {
 	c := len(acc)
-	for t := 0; t+1 < len(taps); t += 2 {
-		if taps[t] < 0 || taps[t+1] < 0 || int(taps[t])+c > len(src) || int(taps[t+1])+c > len(filt) {
-			panic(fmt.Sprintf("kernel: DepthwiseAccF32: tap %d at %d/%d of %d channels past src %d or filter %d", t/2, taps[t], taps[t+1], c, len(src), len(filt)))
-		}
-	}
+	checkTaps("DepthwiseAccF32", c, len(src), len(filt), taps)
 	nt := len(taps) / 2
 	n := 0
 	if hasDepthwiseArch && nt > 0 {
@@ -66,6 +58,16 @@ func DepthwiseAccF32(acc, src, filt []float32, taps []int32) {
 		a := acc[n:c]
 		for i := range a {
 			a[i] += s[i] * f[i]
+		}
+	}
+}
+
+// checkTaps panics when a tap of c channels reaches past the source (ns
+// elements) or the filter (nf): the assembly does not check.
+func checkTaps(op string, c, ns, nf int, taps []int32) {
+	for t := 0; t+1 < len(taps); t += 2 {
+		if taps[t] < 0 || taps[t+1] < 0 || int(taps[t])+c > ns || int(taps[t+1])+c > nf {
+			panic(fmt.Sprintf("kernel: %s: tap %d at %d/%d of %d channels past src %d or filter %d", op, t/2, taps[t], taps[t+1], c, ns, nf))
 		}
 	}
 }

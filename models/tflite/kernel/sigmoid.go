@@ -7,49 +7,33 @@ import "math"
 // few float32 ulps of the exact value everywhere. It runs in AVX-512
 // assembly where the CPU has it, else in plain Go; dst and src may be the
 // same slice.
-func Sigmoid(dst, src []float32) {
+func Sigmoid(dst, src []float32) { vecF32(dst, src, sigmoidArch, sigmoid1) }
+
+// vecF32 runs arch on the whole multiple of 16 elements where the CPU has
+// the assembly, and one on the rest.
+func vecF32(dst, src []float32, arch func(dst, src []float32), one func(float32) float32) {
 	dst = dst[:len(src)]
 	n := 0
 	if hasSigmoidArch {
 		n = len(src) &^ 15
 		if n > 0 {
-			sigmoidArch(dst[:n], src[:n])
+			arch(dst[:n], src[:n])
 		}
 	}
-	sigmoidGo(dst[n:], src[n:])
+	for i, x := range src[n:] {
+		dst[n+i] = one(x)
+	}
 }
 
 // SiLU sets dst[i] = src[i] · Sigmoid(src[i]), the x·σ(x) that YOLO models
 // build from LOGISTIC and MUL.
 func SiLU(dst, src []float32) {
-	dst = dst[:len(src)]
-	n := 0
-	if hasSigmoidArch {
-		n = len(src) &^ 15
-		if n > 0 {
-			siluArch(dst[:n], src[:n])
-		}
-	}
-	for i, x := range src[n:] {
-		dst[n+i] = x * sigmoid1(x)
-	}
+	vecF32(dst, src, siluArch, func(x float32) float32 { return x * sigmoid1(x) })
 }
 
 // Exp sets dst[i] = e^src[i] in float32 (the exponential of Sigmoid, for
 // arguments clamped to ±88.38: within a few ulps below overflow).
-func Exp(dst, src []float32) {
-	dst = dst[:len(src)]
-	n := 0
-	if hasSigmoidArch {
-		n = len(src) &^ 15
-		if n > 0 {
-			expArch(dst[:n], src[:n])
-		}
-	}
-	for i, x := range src[n:] {
-		dst[n+i] = exp1(x)
-	}
-}
+func Exp(dst, src []float32) { vecF32(dst, src, expArch, exp1) }
 
 // Constants of the exponential (Cephes expf), shared with the assembly.
 const (
