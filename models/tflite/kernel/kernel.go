@@ -1,6 +1,9 @@
 // Package kernel holds the hot loops of the pure-Go TFLite interpreter: int8
 // and float32 matrix multiplies with B packed ahead of time, and a fused int8
-// requantizing epilogue with TFLite's fixed-point semantics.
+// requantizing epilogue with TFLite's fixed-point semantics; beside them the
+// per-pixel taps of depthwise convolutions, the float sigmoid, SiLU and
+// exponential, and the float-to-int8 quantization of hybrid kernels
+// (AVX-512 on amd64, plain Go elsewhere).
 //
 // The epilogue rounds in one of two ways, chosen when the Requant is made:
 // NewRequant rounds twice like TFLite's reference kernels (gemmlowp's
