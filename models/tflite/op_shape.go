@@ -151,6 +151,9 @@ func (k *reshape) eval(ip *Interpreter, n *node) error {
 type concat struct {
 	axis    int
 	requant []bool
+	// luts[i] is input i's requantization for every byte (8-bit types),
+	// the same arithmetic as the element loop, done once at load.
+	luts []*[256]byte
 }
 
 func (k *concat) prepare(ip *Interpreter, n *node) error {
@@ -190,7 +193,30 @@ func (k *concat) prepare(ip *Interpreter, n *node) error {
 		}
 	}
 	out.shape = shape
+	k.luts = make([]*[256]byte, len(n.in))
+	for i, t := range n.in {
+		if k.requant[i] && t.typ.Size() == 1 {
+			k.luts[i] = new([256]byte)
+			for b := range 256 {
+				x := int32(b)
+				if t.typ == models.Int8 {
+					x = int32(int8(b))
+				}
+				k.luts[i][b] = byte(k.requantOne(t, out, x))
+			}
+		}
+	}
 	return nil
+}
+
+// requantOne is one element of a requantizing concatenation, as TFLite's
+// reference kernel computes it in float.
+func (k *concat) requantOne(t, out *rtensor, x int32) int32 {
+	scale := float32(t.scale() / out.scale())
+	bias := -float32(t.zp()) * scale
+	lo, hi := qRange(out.typ)
+	v := int32(math.Round(float64(float32(x)*scale+bias))) + out.zp()
+	return clamp32(v, lo, hi)
 }
 
 func (k *concat) eval(ip *Interpreter, n *node) error {
@@ -205,16 +231,18 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 			for o := 0; o < outer; o++ {
 				copy(out.data[o*innerOut+off:o*innerOut+off+chunk], t.data[o*chunk:(o+1)*chunk])
 			}
+		} else if lut := k.luts[i]; lut != nil {
+			for o := 0; o < outer; o++ {
+				d := out.data[o*innerOut+off:][:chunk]
+				for j, b := range t.data[o*chunk:][:chunk] {
+					d[j] = lut[b]
+				}
+			}
 		} else {
-			scale := float32(t.scale() / out.scale())
-			bias := -float32(t.zp()) * scale
-			lo, hi := qRange(out.typ)
-			zo := out.zp()
 			cnt := chunk / es
 			for o := 0; o < outer; o++ {
 				for j := 0; j < cnt; j++ {
-					v := int32(math.Round(float64(float32(qget(t, o*cnt+j))*scale+bias))) + zo
-					qput(out, (o*innerOut+off)/es+j, clamp32(v, lo, hi))
+					qput(out, (o*innerOut+off)/es+j, k.requantOne(t, out, qget(t, o*cnt+j)))
 				}
 			}
 		}
