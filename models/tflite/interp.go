@@ -559,7 +559,7 @@ func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 	}
 	var wg sync.WaitGroup
 	chunk := (n + w - 1) / w
-	for i := 0; i < w; i++ {
+	for i := 1; i < w; i++ {
 		lo, hi := i*chunk, min(n, (i+1)*chunk)
 		if lo >= hi {
 			break
@@ -570,6 +570,7 @@ func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 			fn(i, lo, hi)
 		}()
 	}
+	fn(0, 0, min(n, chunk)) // the first chunk on this goroutine
 	wg.Wait()
 }
 
