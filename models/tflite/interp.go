@@ -30,6 +30,11 @@ type Interpreter struct {
 	batch   int
 	// scratchNeed is the largest per-worker scratch a kernel asked for in prepare.
 	scratchNeed int
+	prof        *Profiler // nil unless SetProfiler attached one
+	// qin holds the int8 copy of a hybrid convolution's float input
+	// (op_hybrid.go), qinNeed elements for the largest.
+	qin     []int8
+	qinNeed int
 }
 
 var _ models.Engine = (*Interpreter)(nil)
@@ -84,6 +89,10 @@ type node struct {
 	in     []*rtensor // nil for optional inputs given as -1
 	out    []*rtensor
 	folded bool // all inputs constant: evaluated once at load
+	// fused is the index of the operator that does this one's work as part
+	// of its own (fuse.go), -1 when none: the operator no longer runs.
+	fused int
+	skip  bool // folded or fused: Invoke does not run it
 }
 
 func (n *node) String() string {
@@ -214,7 +223,7 @@ func (ip *Interpreter) build() error {
 	ip.nodes = make([]*node, len(sg.Operators))
 	for i := range sg.Operators {
 		op := &sg.Operators[i]
-		n := &node{index: i, op: op, code: ip.model.OperatorCodes[op.OpcodeIndex]}
+		n := &node{index: i, op: op, code: ip.model.OperatorCodes[op.OpcodeIndex], fused: -1}
 		n.k = registry[n.code.Builtin]()
 		for _, x := range op.Inputs {
 			if x < 0 {
@@ -234,6 +243,7 @@ func (ip *Interpreter) build() error {
 		}
 		ip.nodes[i] = n
 	}
+	ip.fuse()
 	return ip.plan()
 }
 
@@ -262,9 +272,10 @@ func (ip *Interpreter) plan() error {
 		}
 		t.first = 0
 	}
-	ip.scratchNeed = 0
+	ip.scratchNeed, ip.qinNeed = 0, 0
 	for _, n := range ip.nodes {
-		if n.folded {
+		n.skip = n.folded || n.fused >= 0
+		if n.skip {
 			continue
 		}
 		for i, t := range n.in {
@@ -304,7 +315,7 @@ func (ip *Interpreter) plan() error {
 			for _, t := range n.out {
 				t.konst = true
 			}
-			n.folded = true
+			n.folded, n.skip = true, true
 			continue
 		}
 		for _, t := range n.out {
@@ -403,9 +414,13 @@ func (ip *Interpreter) allocate() error {
 		placed = append(placed, it)
 		total = max(total, off+it.size)
 	}
-	if total+ip.scratchNeed*ip.threads > MaxArenaBytes {
-		return fmt.Errorf("tflite: model needs %d MiB of tensor memory, over the %d MiB limit", (total+ip.scratchNeed*ip.threads)>>20, MaxArenaBytes>>20)
+	if need := total + ip.scratchNeed*ip.threads + ip.qinNeed; need > MaxArenaBytes {
+		return fmt.Errorf("tflite: model needs %d MiB of tensor memory, over the %d MiB limit", need>>20, MaxArenaBytes>>20)
 	}
+	if cap(ip.qin) < ip.qinNeed {
+		ip.qin = make([]int8, ip.qinNeed)
+	}
+	ip.qin = ip.qin[:ip.qinNeed]
 	if cap(ip.arena) < total {
 		ip.arena = make([]byte, total)
 	}
@@ -427,7 +442,7 @@ func (ip *Interpreter) needScratch(n int) { ip.scratchNeed = max(ip.scratchNeed,
 
 // ArenaBytes is the size of the planned tensor arena plus scratch.
 func (ip *Interpreter) ArenaBytes() int {
-	n := len(ip.arena)
+	n := len(ip.arena) + len(ip.qin)
 	for _, s := range ip.scratch {
 		n += len(s)
 	}
@@ -475,7 +490,7 @@ func (ip *Interpreter) Info() models.EngineInfo {
 
 // Close releases the arena. It is safe to call twice.
 func (ip *Interpreter) Close() error {
-	ip.arena, ip.scratch = nil, nil
+	ip.arena, ip.scratch, ip.qin = nil, nil, nil
 	return nil
 }
 
@@ -509,8 +524,11 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 	if ip.arena == nil && len(ip.nodes) > 0 {
 		return fmt.Errorf("tflite: invoke: interpreter is closed")
 	}
+	if ip.prof != nil {
+		return ip.invokeProfiled(ctx)
+	}
 	for i, n := range ip.nodes {
-		if n.folded {
+		if n.skip {
 			continue
 		}
 		if i%16 == 0 {
@@ -541,7 +559,7 @@ func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 	}
 	var wg sync.WaitGroup
 	chunk := (n + w - 1) / w
-	for i := 0; i < w; i++ {
+	for i := 1; i < w; i++ {
 		lo, hi := i*chunk, min(n, (i+1)*chunk)
 		if lo >= hi {
 			break
@@ -552,7 +570,14 @@ func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 			fn(i, lo, hi)
 		}()
 	}
+	fn(0, 0, min(n, chunk)) // the first chunk on this goroutine
 	wg.Wait()
+}
+
+// parallelVec splits [0, n) like parallel, in chunks whose bounds are
+// multiples of 16 (whole AVX-512 vectors) but for the end.
+func (ip *Interpreter) parallelVec(n int, fn func(lo, hi int)) {
+	ip.parallel((n+15)/16, 1024, func(_, b0, b1 int) { fn(b0*16, min(b1*16, n)) })
 }
 
 func alignUp(n, a int) int { return (n + a - 1) / a * a }

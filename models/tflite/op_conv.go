@@ -54,8 +54,10 @@ type conv struct {
 	inZP     int32
 	outZP    int32
 	filterS8 []int8
+	filterW  []int32 // depthwise int8 filter widened, for kernel.DepthwiseAccS8 (multiplier 1)
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
+	fscale  []float32 // hybrid int8 path: filter scale per output channel
 	filterF []float32
 	biasF   []float32
 	flo     float32
@@ -156,6 +158,9 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 		// Dequantizing the weights once keeps float accuracy.
 		out.typ = models.Float32
 		c.kind = "hybrid"
+		if hybridS8OK(c, f) {
+			return c.prepareHybridS8(ip, n, in, f, bias)
+		}
 		return c.prepareF32(ip, n, dequantWeights(f, c.depthwise), bias)
 	}
 	return n.errorf("%w: input %s with filter %s", models.ErrUnsupported, in.typ, f.typ)
@@ -222,10 +227,17 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	c.biasAdj = make([]int32, g.oc)
 	if c.depthwise {
 		c.filterS8 = i8s(f.data)
-		ip.needScratch(g.oc * 4) // per-worker accumulators
+		// per-worker accumulators, then the (source, filter) offsets of the taps
+		ip.needScratch(g.oc*4 + g.kh*g.kw*8)
 		for ch := range c.biasAdj {
 			if b != nil {
 				c.biasAdj[ch] = b[ch]
+			}
+		}
+		if c.mult == 1 {
+			c.filterW = make([]int32, len(c.filterS8))
+			for i, v := range c.filterS8 {
+				c.filterW[i] = int32(v)
 			}
 		}
 		return nil
@@ -254,18 +266,27 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	return nil
 }
 
-func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) error {
-	g := c.g
+// prepareBiasF sets the float bias and activation range.
+func (c *conv) prepareBiasF(n *node, bias *rtensor) error {
 	c.flo, c.fhi = actFloat(c.act)
-	c.biasF = make([]float32, g.oc)
+	c.biasF = make([]float32, c.g.oc)
 	if bias != nil {
 		if bias.typ != models.Float32 {
 			return n.errorf("%w: %s bias for float convolution", models.ErrUnsupported, bias.typ)
 		}
 		copy(c.biasF, f32s(bias.data))
 	}
+	return nil
+}
+
+func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) error {
+	g := c.g
+	if err := c.prepareBiasF(n, bias); err != nil {
+		return err
+	}
 	if c.depthwise {
 		c.filterF = w
+		ip.needScratch(g.kh * g.kw * 8) // the taps of a pixel (multiplier 1)
 		return nil
 	}
 	c.packedF = kernel.PackF32(g.oc, c.k, w)
@@ -285,6 +306,8 @@ func (c *conv) eval(ip *Interpreter, n *node) error {
 		c.depthwiseF32(ip, n.in[0], n.out[0])
 	case c.kind == "s8":
 		c.convS8(ip, n.in[0], n.out[0])
+	case c.kind == "hybrid-s8":
+		c.convHybridS8(ip, n.in[0], n.out[0])
 	default:
 		c.convF32(ip, n.in[0], n.out[0])
 	}
@@ -394,7 +417,69 @@ func biasAct(o, bias []float32, lo, hi float32) {
 	}
 }
 
+// taps appends the (input offset, filter offset) pairs of the depthwise
+// taps of output pixel (b, oy, ox) that fall inside the input.
+func (g *convGeom) taps(taps []int32, b, oy, ox int) []int32 {
+	for ky := 0; ky < g.kh; ky++ {
+		iy := oy*g.sh - g.padTop + ky*g.dh
+		if iy < 0 || iy >= g.ih {
+			continue
+		}
+		for kx := 0; kx < g.kw; kx++ {
+			ix := ox*g.sw - g.padLeft + kx*g.dw
+			if ix < 0 || ix >= g.iw {
+				continue
+			}
+			taps = append(taps, int32(((b*g.ih+iy)*g.iw+ix)*g.ic), int32((ky*g.kw+kx)*g.oc))
+		}
+	}
+	return taps
+}
+
+// depthwiseS8Mult1 is depthwiseS8 for depth multiplier 1 (every YOLO
+// depthwise layer): the taps of each output pixel in one kernel call over
+// all channels, then the same requantization.
+func (c *conv) depthwiseS8Mult1(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src, dst := i8s(in.data), i8s(out.data)
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(worker, r0, r1 int) {
+		sc := i32s(ip.scratch[worker])
+		acc, taps := sc[:g.oc], sc[g.oc:g.oc][:0:2*g.kh*g.kw]
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				taps = g.taps(taps[:0], b, oy, ox)
+				copy(acc, c.biasAdj)
+				kernel.DepthwiseAccS8(acc, src, c.filterW, taps, c.inZP)
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				c.requantRow(d, acc)
+			}
+		}
+	})
+}
+
+// requantRow writes the int8 outputs of one pixel's accumulators.
+func (c *conv) requantRow(d []int8, acc []int32) {
+	acc = acc[:len(d)]
+	if len(c.rq.q) == 1 {
+		q, s := c.rq.q[0], c.rq.shift[0]
+		for oc, a := range acc {
+			d[oc] = int8(clamp32(mbqm(a, q, s)+c.outZP, c.lo, c.hi))
+		}
+		return
+	}
+	qs, ss := c.rq.q[:len(d)], c.rq.shift[:len(d)]
+	for oc, a := range acc {
+		d[oc] = int8(clamp32(mbqm(a, qs[oc], ss[oc])+c.outZP, c.lo, c.hi))
+	}
+}
+
 func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
+	if c.filterW != nil {
+		c.depthwiseS8Mult1(ip, in, out)
+		return
+	}
 	g := &c.g
 	src := i8s(in.data)
 	dst := i8s(out.data)
@@ -437,7 +522,34 @@ func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {
 	})
 }
 
+// depthwiseF32Mult1 is depthwiseF32 for depth multiplier 1: the taps of
+// each output pixel in one kernel call over all channels.
+func (c *conv) depthwiseF32Mult1(ip *Interpreter, in, out *rtensor) {
+	g := &c.g
+	src, dst := f32s(in.data), f32s(out.data)
+	rows := g.n * g.oh
+	ip.parallel(rows, 1, func(worker, r0, r1 int) {
+		taps := i32s(ip.scratch[worker])[: 0 : 2*g.kh*g.kw]
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			for ox := 0; ox < g.ow; ox++ {
+				taps = g.taps(taps[:0], b, oy, ox)
+				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
+				copy(d, c.biasF)
+				kernel.DepthwiseAccF32(d, src, c.filterF, taps)
+				for oc, v := range d {
+					d[oc] = min(max(v, c.flo), c.fhi)
+				}
+			}
+		}
+	})
+}
+
 func (c *conv) depthwiseF32(ip *Interpreter, in, out *rtensor) {
+	if c.mult == 1 {
+		c.depthwiseF32Mult1(ip, in, out)
+		return
+	}
 	g := &c.g
 	src := f32s(in.data)
 	dst := f32s(out.data)

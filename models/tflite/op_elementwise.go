@@ -207,6 +207,31 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
+// arithF32 is the contiguous run of a float ADD, SUB or MUL with its
+// activation clamp, one operation per loop (the same arithmetic as the
+// general loop); false for other operators.
+func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
+	y = y[:len(x)]
+	o = o[:len(x)]
+	switch op {
+	case OpAdd:
+		for i, u := range x {
+			o[i] = min(max(u+y[i], lo), hi)
+		}
+	case OpSub:
+		for i, u := range x {
+			o[i] = min(max(u-y[i], lo), hi)
+		}
+	case OpMul:
+		for i, u := range x {
+			o[i] = min(max(u*y[i], lo), hi)
+		}
+	default:
+		return false
+	}
+	return true
+}
+
 func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
 	var o []float32
 	var ob []byte
@@ -217,6 +242,9 @@ func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
 	}
 	lo, hi := k.flo, k.fhi
 	k.bc.each(func(oi, ia, ib, sa, sb, n int) {
+		if sa == 1 && sb == 1 && o != nil && arithF32(k.kind, o[oi:oi+n], x[ia:ia+n], y[ib:ib+n], lo, hi) {
+			return
+		}
 		for j := 0; j < n; j++ {
 			u, v := x[ia+j*sa], y[ib+j*sb]
 			var r float32

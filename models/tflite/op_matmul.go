@@ -47,6 +47,7 @@ func (k *batchMatmul) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("batch dimensions of %v and %v do not broadcast", x.shape, y.shape)
 	}
 	k.bc, k.m, k.kd, k.nn = bc, m, kx, nn
+	ip.needScratch((m + nn) * kx * 4) // the operands made contiguous
 	out.typ = models.Float32
 	out.shape = append(append([]int(nil), bc.out...), m, nn)
 	return nil
@@ -56,34 +57,59 @@ func (k *batchMatmul) eval(ip *Interpreter, n *node) error {
 	x, y, out := f32s(n.in[0].data), f32s(n.in[1].data), f32s(n.out[0].data)
 	m, kd, nn := k.m, k.kd, k.nn
 	xs, ys, os := m*kd, kd*nn, m*nn
+	sc := f32s(ip.scratch[0])
+	at, bt := sc[:m*kd], sc[m*kd:m*kd+nn*kd]
 	k.bc.each(func(o, ia, ib, sa, sb, cnt int) {
 		for j := 0; j < cnt; j++ {
-			a := x[(ia+j*sa)*xs:]
-			b := y[(ib+j*sb)*ys:]
-			c := out[(o+j)*os:]
+			// A as m rows of kd, B as nn rows of kd: both contiguous.
+			a := x[(ia+j*sa)*xs:][:xs]
+			if k.adjX {
+				transpose2(at, a, kd, m)
+				a = at
+			}
+			b := y[(ib+j*sb)*ys:][:ys]
+			if !k.adjY {
+				transpose2(bt, b, kd, nn)
+				b = bt
+			}
+			c := out[(o+j)*os:][:os]
 			for i := 0; i < m; i++ {
+				ar := a[i*kd:][:kd]
 				for q := 0; q < nn; q++ {
-					var s float32
-					for t := 0; t < kd; t++ {
-						var av, bv float32
-						if k.adjX {
-							av = a[t*m+i]
-						} else {
-							av = a[i*kd+t]
-						}
-						if k.adjY {
-							bv = b[q*kd+t]
-						} else {
-							bv = b[t*nn+q]
-						}
-						s += av * bv
-					}
-					c[i*nn+q] = s
+					c[i*nn+q] = dotF32(ar, b[q*kd:][:kd])
 				}
 			}
 		}
 	})
 	return nil
+}
+
+// transpose2 writes the c×r transpose of the r×c matrix src into dst.
+func transpose2(dst, src []float32, r, c int) {
+	dst, src = dst[:r*c], src[:r*c]
+	for i := 0; i < r; i++ {
+		row := src[i*c:][:c]
+		for j, v := range row {
+			dst[j*r+i] = v
+		}
+	}
+}
+
+// dotF32 is Σ a[i]·b[i] with four partial sums.
+func dotF32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 type fullyConnected struct {
@@ -101,7 +127,14 @@ type fullyConnected struct {
 	biasF   []float32
 	flo     float32
 	fhi     float32
+	// dyn holds the computed int8 weights, packed again at every invoke
+	// into the same memory (dyn-s8).
+	dyn *kernel.PackedS8
 }
+
+// dynRows is how many rows of a dynamic int8 product one Gemm call makes
+// (its int32 results are the per-worker scratch).
+const dynRows = 16
 
 func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 	if err := needIO(n, 2, 1); err != nil {
@@ -134,7 +167,7 @@ func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("%w: bias must be constant with %d elements", models.ErrUnsupported, k.out)
 	}
 	if !w.konst {
-		return k.prepareDynamic(n, x, w, bias, out)
+		return k.prepareDynamic(ip, n, x, w, bias, out)
 	}
 	switch {
 	case x.typ == models.Int8 && w.typ == models.Int8 && isQuantized(x) && isQuantized(w) && isQuantized(out):
@@ -209,7 +242,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 	x, out := n.in[0], n.out[0]
 	switch k.kind {
 	case "dyn-s8":
-		return k.evalDynamicS8(n)
+		return k.evalDynamicS8(ip, n)
 	case "dyn-f32":
 		return k.evalDynamicF32(n)
 	}
@@ -225,7 +258,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 
 // prepareDynamic handles weights computed by the graph (attention blocks use
 // FULLY_CONNECTED as a matrix product of two activations).
-func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error {
+func (k *fullyConnected) prepareDynamic(ip *Interpreter, n *node, x, w, bias, out *rtensor) error {
 	if x.typ != w.typ {
 		return n.errorf("%w: %s input with %s weights", models.ErrUnsupported, x.typ, w.typ)
 	}
@@ -257,6 +290,10 @@ func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error
 		}
 		q, s := quantizeMultiplier(x.scale() * w.scale() / out.scale())
 		k.rq = requant{q: []int32{q}, shift: []int{s}}
+		if k.dyn == nil || k.dyn.N() != k.out || k.dyn.K() != k.in {
+			k.dyn = kernel.PackS8(k.out, k.in, make([]int8, k.out*k.in))
+		}
+		ip.needScratch(dynRows * k.out * 4)
 		k.zo = out.zp()
 		k.lo, k.hi = actRange(k.act, out)
 		return nil
@@ -264,22 +301,36 @@ func (k *fullyConnected) prepareDynamic(n *node, x, w, bias, out *rtensor) error
 	return n.errorf("%w: FULLY_CONNECTED on %s", models.ErrUnsupported, x.typ)
 }
 
-func (k *fullyConnected) evalDynamicS8(n *node) error {
+// evalDynamicS8 multiplies by weights the graph computed: packed for the
+// int8 kernel at each invoke, then Σ(x-zx)(w-zw) + bias from Σx·w, the row
+// sums of both and the zero points, exactly in int32 as the plain loop.
+func (k *fullyConnected) evalDynamicS8(ip *Interpreter, n *node) error {
 	x, w, out := n.in[0], n.in[1], n.out[0]
-	xs, ws, os := i8s(x.data), i8s(w.data), i8s(out.data)
+	xs, os := i8s(x.data), i8s(out.data)
+	k.dyn.Repack(i8s(w.data))
+	wsum := k.dyn.RowSums()
 	zx, zw := x.zp(), w.zp()
 	q, s := k.rq.at(0)
-	for r := 0; r < k.rows; r++ {
-		xr := xs[r*k.in : (r+1)*k.in]
-		for c := 0; c < k.out; c++ {
-			wr := ws[c*k.in : (c+1)*k.in]
-			acc := k.biasAdj[c]
-			for i, v := range xr {
-				acc += (int32(v) - zx) * (int32(wr[i]) - zw)
+	kzz := int32(k.in) * zx * zw
+	ip.parallel(k.rows, dynRows, func(worker, r0, r1 int) {
+		acc := i32s(ip.scratch[worker])[:dynRows*k.out]
+		for rb := r0; rb < r1; rb += dynRows {
+			m := min(dynRows, r1-rb)
+			k.dyn.Gemm(m, xs[rb*k.in:], k.in, acc, k.out)
+			for i := 0; i < m; i++ {
+				var sx int32
+				for _, v := range xs[(rb+i)*k.in:][:k.in] {
+					sx += int32(v)
+				}
+				rowAdj := kzz - zw*sx
+				a, o := acc[i*k.out:][:k.out], os[(rb+i)*k.out:][:k.out]
+				for c, v := range a {
+					v += rowAdj - zx*wsum[c] + k.biasAdj[c]
+					o[c] = int8(clamp32(mbqmRuy(v, q, s)+k.zo, k.lo, k.hi))
+				}
 			}
-			os[r*k.out+c] = int8(clamp32(mbqmRuy(acc, q, s)+k.zo, k.lo, k.hi))
 		}
-	}
+	})
 	return nil
 }
 

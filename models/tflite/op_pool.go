@@ -19,7 +19,13 @@ type pool struct {
 	g      convGeom
 	act    uint8
 	lo, hi int32
+	// rowMax holds the maxima along x of every input row (ih × ow pixels
+	// per image) for the two-pass max pool, when that is small; else nil.
+	rowMax []byte
 }
+
+// maxSepBytes bounds the row-maxima buffer of a separable max pool.
+var maxSepBytes = 1 << 20 // a variable for tests
 
 func (k *pool) prepare(ip *Interpreter, n *node) error {
 	if err := needIO(n, 1, 1); err != nil {
@@ -54,14 +60,77 @@ func (k *pool) prepare(ip *Interpreter, n *node) error {
 	default:
 		return n.errorf("%w: pooling on %s", models.ErrUnsupported, in.typ)
 	}
+	k.rowMax = nil
+	if sz := g.n * g.ih * g.ow * g.ic * in.typ.Size(); k.max && g.kh > 1 && sz <= maxSepBytes {
+		k.rowMax = make([]byte, sz)
+	}
 	return nil
+}
+
+// maxPoolSep is a max pool in two passes, exact as max is: the maximum
+// along x of each input row's windows, then along y of those rows, whole
+// output rows at a time (the SPPF's 5x5 pools: 10 comparisons per output
+// instead of 25). init is the type's lowest value.
+func maxPoolSep[T int8 | float32](ip *Interpreter, g *convGeom, src, dst, h []T, init, lo, hi T) {
+	rowIn, rowH := g.iw*g.ic, g.ow*g.ic
+	ip.parallel(g.n*g.ih, 4, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			srow, hrow := src[r*rowIn:][:rowIn], h[r*rowH:][:rowH]
+			for ox := 0; ox < g.ow; ox++ {
+				x0, x1 := max(ox*g.sw-g.padLeft, 0), min(ox*g.sw-g.padLeft+g.kw, g.iw)
+				d := hrow[ox*g.ic:][:g.ic]
+				for c := range d {
+					d[c] = init
+				}
+				for ix := x0; ix < x1; ix++ {
+					for c, v := range srow[ix*g.ic:][:len(d)] {
+						if v > d[c] {
+							d[c] = v
+						}
+					}
+				}
+			}
+		}
+	})
+	ip.parallel(g.n*g.oh, 4, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			b, oy := r/g.oh, r%g.oh
+			y0, y1 := max(oy*g.sh-g.padTop, 0), min(oy*g.sh-g.padTop+g.kh, g.ih)
+			d := dst[r*rowH:][:rowH]
+			for i := range d {
+				d[i] = init
+			}
+			for iy := y0; iy < y1; iy++ {
+				for i, v := range h[(b*g.ih+iy)*rowH:][:len(d)] {
+					if v > d[i] {
+						d[i] = v
+					}
+				}
+			}
+			for i, v := range d {
+				d[i] = min(max(v, lo), hi)
+			}
+		}
+	})
 }
 
 func (k *pool) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
 	g := &k.g
-	if k.max && in.typ == models.Int8 {
-		k.maxS8(ip, i8s(in.data), i8s(out.data))
+	switch {
+	case k.max && in.typ == models.Int8 && k.rowMax != nil:
+		maxPoolSep(ip, g, i8s(in.data), i8s(out.data), i8s(k.rowMax), -128, int8(k.lo), int8(k.hi))
+		return nil
+	case k.max && in.typ == models.Float32 && k.rowMax != nil:
+		lo, hi := actFloat(k.act)
+		maxPoolSep(ip, g, f32s(in.data), f32s(out.data), f32s(k.rowMax), -math.MaxFloat32, lo, hi)
+		return nil
+	case k.max && in.typ == models.Int8:
+		maxPoolDirect(ip, g, i8s(in.data), i8s(out.data), -128, int8(k.lo), int8(k.hi))
+		return nil
+	case k.max && in.typ == models.Float32:
+		lo, hi := actFloat(k.act)
+		maxPoolDirect(ip, g, f32s(in.data), f32s(out.data), -math.MaxFloat32, lo, hi)
 		return nil
 	}
 	isF := in.typ == models.Float32
@@ -136,10 +205,9 @@ func (k *pool) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// maxS8 is the int8 max-pool fast path.
-func (k *pool) maxS8(ip *Interpreter, src, dst []int8) {
-	g := &k.g
-	lo, hi := int8(k.lo), int8(k.hi)
+// maxPoolDirect is the max pool as TFLite's reference loop: std::max over
+// the window from the type's lowest value, then the activation's clamp.
+func maxPoolDirect[T int8 | float32](ip *Interpreter, g *convGeom, src, dst []T, init, lo, hi T) {
 	rows := g.n * g.oh
 	ip.parallel(rows, 4, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
@@ -149,7 +217,7 @@ func (k *pool) maxS8(ip *Interpreter, src, dst []int8) {
 				x0, x1 := max(ox*g.sw-g.padLeft, 0), min(ox*g.sw-g.padLeft+g.kw, g.iw)
 				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.ic]
 				for c := range d {
-					d[c] = -128
+					d[c] = init
 				}
 				for iy := y0; iy < y1; iy++ {
 					for ix := x0; ix < x1; ix++ {
@@ -232,6 +300,10 @@ func (k *resizeNearest) eval(ip *Interpreter, n *node) error {
 		for y := 0; y < oh; y++ {
 			srow := ((bi*in.shape[1] + k.ys[y]) * iw) * px
 			drow := ((bi*oh + y) * ow) * px
+			if y > 0 && k.ys[y] == k.ys[y-1] { // the row above again (upsampling)
+				copy(out.data[drow:drow+ow*px], out.data[drow-ow*px:drow])
+				continue
+			}
 			for x := 0; x < ow; x++ {
 				s := srow + k.xs[x]*px
 				copy(out.data[drow+x*px:drow+(x+1)*px], in.data[s:s+px])

@@ -65,8 +65,47 @@ func (k *reduce) prepare(ip *Interpreter, n *node) error {
 	return nil
 }
 
+// lastAxisOnly says whether the reduction is over the last axis alone.
+func (k *reduce) lastAxisOnly() bool {
+	r := len(k.axes)
+	if r == 0 || !k.axes[r-1] {
+		return false
+	}
+	for _, a := range k.axes[:r-1] {
+		if a {
+			return false
+		}
+	}
+	return true
+}
+
+// maxMinRowsF32 is float32 REDUCE_MAX/MIN over the last axis: one pass per
+// contiguous row, the same float64 arithmetic as the general loop.
+func (k *reduce) maxMinRowsF32(ip *Interpreter, x, y []float32, d int) {
+	ip.parallel(len(y), 64, func(_, r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			acc := math.Inf(-1)
+			if k.kind == OpReduceMin {
+				acc = math.Inf(1)
+			}
+			for _, v := range x[r*d:][:d] {
+				if k.kind == OpReduceMax {
+					acc = math.Max(acc, float64(v))
+				} else {
+					acc = math.Min(acc, float64(v))
+				}
+			}
+			y[r] = float32(acc)
+		}
+	})
+}
+
 func (k *reduce) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
+	if in.typ == models.Float32 && (k.kind == OpReduceMax || k.kind == OpReduceMin) && k.lastAxisOnly() && in.elems() > 0 {
+		k.maxMinRowsF32(ip, f32s(in.data), f32s(out.data), in.shape[len(in.shape)-1])
+		return nil
+	}
 	r := len(in.shape)
 	ost := make([]int, r) // output stride per input dim (0 on reduced axes)
 	s := 1
@@ -131,7 +170,11 @@ func (k *reduce) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-type topk struct{ k int }
+type topk struct {
+	k    int
+	key  []float64 // one row's keys
+	heap []int     // the k best indices so far
+}
 
 func (k *topk) prepare(ip *Interpreter, n *node) error {
 	if len(n.in) < 2 || n.in[0] == nil || n.in[1] == nil || len(n.out) != 2 {
@@ -168,11 +211,12 @@ func (k *topk) eval(ip *Interpreter, n *node) error {
 	}
 	rows := in.elems() / d
 	es := in.typ.Size()
-	order := make([]int, d)
-	key := make([]float64, d)
+	if cap(k.key) < d {
+		k.key, k.heap = make([]float64, d), make([]int, 0, k.k)
+	}
+	key := k.key[:d]
 	for r := 0; r < rows; r++ {
-		for i := 0; i < d; i++ {
-			order[i] = i
+		for i := range key {
 			switch in.typ {
 			case models.Float32:
 				key[i] = float64(f32s(in.data)[r*d+i])
@@ -182,16 +226,60 @@ func (k *topk) eval(ip *Interpreter, n *node) error {
 				key[i] = float64(getInt(in, r*d+i))
 			}
 		}
-		sort.SliceStable(order, func(a, b int) bool { return key[order[a]] > key[order[b]] })
-		for j := 0; j < k.k; j++ {
-			src := (r*d + order[j]) * es
+		order := k.best(key)
+		for j, o := range order {
+			src := (r*d + o) * es
 			copy(vals.data[(r*k.k+j)*es:(r*k.k+j+1)*es], in.data[src:src+es])
 			if idxs.typ == models.Int64 {
-				i64s(idxs.data)[r*k.k+j] = int64(order[j])
+				i64s(idxs.data)[r*k.k+j] = int64(o)
 			} else {
-				i32s(idxs.data)[r*k.k+j] = int32(order[j])
+				i32s(idxs.data)[r*k.k+j] = int32(o)
 			}
 		}
 	}
 	return nil
+}
+
+// best returns the indices of the k greatest keys, greatest first and equal
+// keys in index order: the first k of a stable descending sort, found with
+// a k-element heap (its root the worst kept).
+func (k *topk) best(key []float64) []int {
+	better := func(a, b int) bool { return key[a] > key[b] || (key[a] == key[b] && a < b) }
+	h := k.heap[:0]
+	down := func(i int) {
+		for {
+			w, l, r := i, 2*i+1, 2*i+2
+			if l < len(h) && better(h[w], h[l]) {
+				w = l
+			}
+			if r < len(h) && better(h[w], h[r]) {
+				w = r
+			}
+			if w == i {
+				return
+			}
+			h[i], h[w] = h[w], h[i]
+			i = w
+		}
+	}
+	for i := range key {
+		switch {
+		case len(h) < k.k:
+			h = append(h, i)
+			for c := len(h) - 1; c > 0; {
+				p := (c - 1) / 2
+				if !better(h[p], h[c]) {
+					break
+				}
+				h[p], h[c] = h[c], h[p]
+				c = p
+			}
+		case k.k > 0 && better(i, h[0]):
+			h[0] = i
+			down(0)
+		}
+	}
+	k.heap = h
+	sort.Slice(h, func(a, b int) bool { return better(h[a], h[b]) })
+	return h
 }

@@ -151,6 +151,9 @@ func (k *reshape) eval(ip *Interpreter, n *node) error {
 type concat struct {
 	axis    int
 	requant []bool
+	// luts[i] is input i's requantization for every byte (8-bit types),
+	// the same arithmetic as the element loop, done once at load.
+	luts []*[256]byte
 }
 
 func (k *concat) prepare(ip *Interpreter, n *node) error {
@@ -190,7 +193,30 @@ func (k *concat) prepare(ip *Interpreter, n *node) error {
 		}
 	}
 	out.shape = shape
+	k.luts = make([]*[256]byte, len(n.in))
+	for i, t := range n.in {
+		if k.requant[i] && t.typ.Size() == 1 {
+			k.luts[i] = new([256]byte)
+			for b := range 256 {
+				x := int32(b)
+				if t.typ == models.Int8 {
+					x = int32(int8(b))
+				}
+				k.luts[i][b] = byte(k.requantOne(t, out, x))
+			}
+		}
+	}
 	return nil
+}
+
+// requantOne is one element of a requantizing concatenation, as TFLite's
+// reference kernel computes it in float.
+func (k *concat) requantOne(t, out *rtensor, x int32) int32 {
+	scale := float32(t.scale() / out.scale())
+	bias := -float32(t.zp()) * scale
+	lo, hi := qRange(out.typ)
+	v := int32(math.Round(float64(float32(x)*scale+bias))) + out.zp()
+	return clamp32(v, lo, hi)
 }
 
 func (k *concat) eval(ip *Interpreter, n *node) error {
@@ -205,16 +231,18 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 			for o := 0; o < outer; o++ {
 				copy(out.data[o*innerOut+off:o*innerOut+off+chunk], t.data[o*chunk:(o+1)*chunk])
 			}
+		} else if lut := k.luts[i]; lut != nil {
+			for o := 0; o < outer; o++ {
+				d := out.data[o*innerOut+off:][:chunk]
+				for j, b := range t.data[o*chunk:][:chunk] {
+					d[j] = lut[b]
+				}
+			}
 		} else {
-			scale := float32(t.scale() / out.scale())
-			bias := -float32(t.zp()) * scale
-			lo, hi := qRange(out.typ)
-			zo := out.zp()
 			cnt := chunk / es
 			for o := 0; o < outer; o++ {
 				for j := 0; j < cnt; j++ {
-					v := int32(math.Round(float64(float32(qget(t, o*cnt+j))*scale+bias))) + zo
-					qput(out, (o*innerOut+off)/es+j, clamp32(v, lo, hi))
+					qput(out, (o*innerOut+off)/es+j, k.requantOne(t, out, qget(t, o*cnt+j)))
 				}
 			}
 		}
@@ -371,6 +399,71 @@ func (k *stridedSlice) eval(ip *Interpreter, n *node) error {
 
 type transpose struct {
 	perm []int
+	// batch, rows, cols: when the permutation, with size-1 dimensions
+	// dropped and dimensions that stay together merged, swaps the last two
+	// of at most three, the transpose is batch tiled 2-D transposes of
+	// rows×cols (rows 0 when it is not).
+	batch, rows, cols int
+}
+
+// asBatched2D finds batch, rows and cols of a transpose that is a batch of
+// 2-D transposes (rows 0 when it is not one).
+func asBatched2D(shape, perm []int) (batch, rows, cols int) {
+	// Input dimensions of size > 1, in the order the output takes them.
+	var order []int
+	for _, p := range perm {
+		if shape[p] > 1 {
+			order = append(order, p)
+		}
+	}
+	// Merge runs that are consecutive in the input too.
+	type group struct{ first, size int }
+	var groups []group
+	for i, p := range order {
+		if i > 0 && p == order[i-1]+nextKept(shape, order[i-1]) {
+			groups[len(groups)-1].size *= shape[p]
+			continue
+		}
+		groups = append(groups, group{first: p, size: shape[p]})
+	}
+	switch {
+	case len(groups) == 2 && groups[0].first > groups[1].first:
+		return 1, groups[1].size, groups[0].size
+	case len(groups) == 3 && groups[0].first < groups[1].first && groups[1].first > groups[2].first && groups[0].first < groups[2].first:
+		return groups[0].size, groups[2].size, groups[1].size
+	}
+	return 0, 0, 0
+}
+
+// nextKept is the distance from input dimension p to the next one of size
+// > 1 (size-1 dimensions in between do not separate two dimensions).
+func nextKept(shape []int, p int) int {
+	d := 1
+	for p+d < len(shape) && shape[p+d] == 1 {
+		d++
+	}
+	return d
+}
+
+// transpose2D writes the cols×rows transposes of batch rows×cols matrices,
+// in 32×32 tiles.
+func transpose2D[T any](dst, src []T, batch, rows, cols int) {
+	const tile = 32
+	for b := 0; b < batch; b++ {
+		s, d := src[b*rows*cols:][:rows*cols], dst[b*rows*cols:][:rows*cols]
+		for r0 := 0; r0 < rows; r0 += tile {
+			r1 := min(rows, r0+tile)
+			for c0 := 0; c0 < cols; c0 += tile {
+				c1 := min(cols, c0+tile)
+				for r := r0; r < r1; r++ {
+					row := s[r*cols:][:c1]
+					for c := c0; c < c1; c++ {
+						d[c*rows+r] = row[c]
+					}
+				}
+			}
+		}
+	}
 }
 
 func (k *transpose) prepare(ip *Interpreter, n *node) error {
@@ -395,6 +488,7 @@ func (k *transpose) prepare(ip *Interpreter, n *node) error {
 		shape[i] = in.shape[p]
 	}
 	k.perm = perm
+	k.batch, k.rows, k.cols = asBatched2D(in.shape, perm)
 	out.typ = in.typ
 	out.shape = shape
 	out.quant = keepQuant(out, in)
@@ -409,6 +503,16 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 	if r == 0 {
 		copy(out.data, in.data)
 		return nil
+	}
+	if k.rows > 0 && k.batch*k.rows*k.cols == in.elems() {
+		switch es {
+		case 1:
+			transpose2D(out.data, in.data, k.batch, k.rows, k.cols)
+			return nil
+		case 4:
+			transpose2D(i32s(out.data), i32s(in.data), k.batch, k.rows, k.cols)
+			return nil
+		}
 	}
 	v := stridedView{start: make([]int, r), step: make([]int, r), count: out.shape, inStrides: make([]int, r)}
 	for i, p := range k.perm {
@@ -594,17 +698,27 @@ func (k *pad) eval(ip *Interpreter, n *node) error {
 		copy(out.data, in.data)
 		return nil
 	}
+	// Copy blocks from the innermost padded dimension in: the dimensions
+	// inside it are not padded, so each block is contiguous in both.
+	p := r - 1
+	for p > 0 && k.before[p] == 0 && out.shape[p] == in.shape[p] {
+		p--
+	}
+	block := 1
+	for _, d := range in.shape[p:] {
+		block *= d
+	}
 	ost := rowStrides(out.shape)
-	inner := in.shape[r-1] * es
-	rows := in.elems() / in.shape[r-1]
-	idx := make([]int, r)
+	inner := block * es
+	rows := in.elems() / block
+	idx := make([]int, p)
 	for row := 0; row < rows; row++ {
-		o := k.before[r-1] * ost[r-1]
-		for i := 0; i < r-1; i++ {
+		o := k.before[p] * ost[p]
+		for i := 0; i < p; i++ {
 			o += (idx[i] + k.before[i]) * ost[i]
 		}
 		copy(out.data[o*es:o*es+inner], in.data[row*inner:(row+1)*inner])
-		for i := r - 2; i >= 0; i-- {
+		for i := p - 1; i >= 0; i-- {
 			idx[i]++
 			if idx[i] < in.shape[i] {
 				break

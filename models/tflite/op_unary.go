@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -77,6 +78,11 @@ func (k *unary) prepare(ip *Interpreter, n *node) error {
 
 func (k *unary) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
+	if in.typ == models.Float32 && k.kind == OpLogistic {
+		x, y := f32s(in.data), f32s(out.data)
+		ip.parallelVec(len(x), func(lo, hi int) { kernel.Sigmoid(y[lo:hi], x[lo:hi]) })
+		return nil
+	}
 	if in.typ == models.Float32 {
 		x, y := f32s(in.data), f32s(out.data)
 		ip.parallel(len(x), 16384, func(_, lo, hi int) {
@@ -100,6 +106,8 @@ func (k *unary) eval(ip *Interpreter, n *node) error {
 type softmax struct {
 	beta  float64
 	inner int
+	// table[255-v] = exp(-scale·beta·v) for quantized inputs, made at load
+	table [256]float32
 }
 
 func (k *softmax) prepare(ip *Interpreter, n *node) error {
@@ -120,6 +128,10 @@ func (k *softmax) prepare(ip *Interpreter, n *node) error {
 		if !isQuantized(in) || !isQuantized(out) {
 			return n.errorf("quantized softmax without quantization parameters")
 		}
+		sc := float32(-in.scale() * k.beta)
+		for v := 0; v < 256; v++ {
+			k.table[255-v] = float32(math.Exp(float64(sc * float32(v))))
+		}
 	default:
 		return n.errorf("%w: softmax on %s", models.ErrUnsupported, in.typ)
 	}
@@ -134,7 +146,10 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	}
 	rows := in.elems() / d
 	if in.typ == models.Float32 {
+		// (x - row max)·beta for a block of rows, one vector exponential
+		// over the block (kernel.Exp), then each row's sum and scale.
 		x, y := f32s(in.data), f32s(out.data)
+		beta := float32(k.beta)
 		ip.parallel(rows, 64, func(_, r0, r1 int) {
 			for r := r0; r < r1; r++ {
 				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
@@ -142,11 +157,17 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 				for _, v := range xs {
 					m = max(m, v)
 				}
-				var sum float64
 				for i, v := range xs {
-					e := math.Exp(float64(v-m) * k.beta)
-					ys[i] = float32(e)
-					sum += e
+					ys[i] = (v - m) * beta
+				}
+			}
+			block := y[r0*d : r1*d]
+			kernel.Exp(block, block)
+			for r := r0; r < r1; r++ {
+				ys := y[r*d : (r+1)*d]
+				var sum float64
+				for _, e := range ys {
+					sum += float64(e)
 				}
 				inv := float32(1 / sum)
 				for i := range ys {
@@ -158,14 +179,33 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	}
 	// Quantized: TFLite's optimized kernel in float32 arithmetic: a table of
 	// exp(-scale·beta·(max - q)), a float32 sum, then round(p/scale) + zp.
-	var table [256]float32
-	sc := float32(-in.scale() * k.beta)
-	for v := 0; v < 256; v++ {
-		table[255-v] = float32(math.Exp(float64(sc * float32(v))))
-	}
+	table := &k.table
 	lo, hi := qRange(out.typ)
 	oscale := float32(out.scale())
 	oz := out.zp()
+	if in.typ == models.Int8 && out.typ == models.Int8 {
+		x, y := i8s(in.data), i8s(out.data)
+		ip.parallel(rows, 64, func(_, r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
+				mx := xs[0]
+				for _, v := range xs {
+					mx = max(mx, v)
+				}
+				off := 255 - int32(mx) // off + v is in [0, 255]
+				var sum float32
+				for _, v := range xs {
+					sum += table[uint8(off+int32(v))]
+				}
+				inv := 1 / (sum * oscale)
+				for i, v := range xs {
+					p := table[uint8(off+int32(v))] * inv
+					ys[i] = int8(clamp32(int32(math.Round(float64(p)))+oz, lo, hi))
+				}
+			}
+		})
+		return nil
+	}
 	for r := 0; r < rows; r++ {
 		var mx int32 = math.MinInt32
 		for i := 0; i < d; i++ {
@@ -189,6 +229,9 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 type quantize struct {
 	q     int32
 	shift int
+	// lut is the output byte for every input byte when both are 8-bit: the
+	// same arithmetic, done once per value at load.
+	lut *[256]byte
 }
 
 func (k *quantize) prepare(ip *Interpreter, n *node) error {
@@ -211,6 +254,18 @@ func (k *quantize) prepare(ip *Interpreter, n *node) error {
 			return n.errorf("input %s has no quantization parameters", in.name())
 		}
 		k.q, k.shift = quantizeMultiplier(in.scale() / out.scale())
+		k.lut = nil
+		if in.typ.Size() == 1 && out.typ.Size() == 1 {
+			k.lut = new([256]byte)
+			lo, hi := qRange(out.typ)
+			for b := range 256 {
+				x := int32(b)
+				if in.typ == models.Int8 {
+					x = int32(int8(b))
+				}
+				k.lut[b] = byte(clamp32(mbqm(x-in.zp(), k.q, k.shift)+out.zp(), lo, hi))
+			}
+		}
 		return nil
 	}
 	return n.errorf("%w: QUANTIZE from %s", models.ErrUnsupported, in.typ)
@@ -222,12 +277,32 @@ func (k *quantize) eval(ip *Interpreter, n *node) error {
 	oz := out.zp()
 	cnt := in.elems()
 	if in.typ == models.Float32 {
-		x := f32s(in.data)
+		x := f32s(in.data)[:cnt]
 		s := float32(out.scale())
+		if out.typ.Size() == 1 {
+			y := out.data[:cnt]
+			ip.parallel(cnt, 1<<14, func(_, l, h int) {
+				for i, xv := range x[l:h] {
+					v := int32(math.Round(float64(xv / s)))
+					y[l+i] = byte(clamp32(v+oz, lo, hi))
+				}
+			})
+			return nil
+		}
 		for i := 0; i < cnt; i++ {
 			v := int32(math.Round(float64(x[i] / s)))
 			qput(out, i, clamp32(v+oz, lo, hi))
 		}
+		return nil
+	}
+	if t := k.lut; t != nil {
+		x, y := in.data[:cnt], out.data[:cnt]
+		ip.parallel(cnt, 1<<14, func(_, lo, hi int) {
+			ys := y[lo:hi]
+			for i, v := range x[lo:hi] {
+				ys[i] = t[v]
+			}
+		})
 		return nil
 	}
 	iz := in.zp()

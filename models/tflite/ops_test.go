@@ -239,6 +239,11 @@ func TestShapeOps(t *testing.T) {
 			Ops:     []tt.Op{{Builtin: int32(tflite.OpPad), Inputs: []int{0, 1}, Outputs: []int{2}}},
 			Inputs:  []int{0}, Outputs: []int{2}},
 			[]int8{-9, -9, -9, -9, -9, 0, 1, 2, 3, -9, 4, 5, 6, 7, -9, 8, 9, 10, 11, -9}},
+		{"pad_rows", tt.Model{ // the last dimension unpadded: whole rows copied at once
+			Tensors: []tt.Tensor{q("x", 1, 3, 4), {Name: "p", Type: models.Int32, Shape: []int{3, 2}, Data: tt.Int32s(0, 0, 1, 1, 0, 0)}, {Name: "y", Type: models.Int8, Shape: []int{1, 5, 4}, Scale: []float32{1}, ZeroPoint: []int64{-9}}},
+			Ops:     []tt.Op{{Builtin: int32(tflite.OpPad), Inputs: []int{0, 1}, Outputs: []int{2}}},
+			Inputs:  []int{0}, Outputs: []int{2}},
+			[]int8{-9, -9, -9, -9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, -9, -9, -9, -9}},
 		{"maxpool", tt.Model{
 			Tensors: []tt.Tensor{q("x", 1, 3, 4, 1), q("y", 1, 2, 2, 1)},
 			Ops:     []tt.Op{{Builtin: int32(tflite.OpMaxPool2d), Inputs: []int{0}, Outputs: []int{1}, Options: []any{uint8(0), int32(2), int32(2), int32(2), int32(2), uint8(0)}}},
@@ -395,4 +400,45 @@ func FuzzOpen(f *testing.F) {
 			e.Close()
 		}
 	})
+}
+
+// TestMaxPoolFloat: float MAX_POOL_2D (the SPPF's 5x5, stride 1, same
+// padding; and 3x3 stride 2 valid) against the plain window maximum.
+func TestMaxPoolFloat(t *testing.T) {
+	r := rand.New(rand.NewSource(21))
+	for _, c := range []struct {
+		h, w, ch, k, s int
+		pad            uint8
+	}{{7, 6, 3, 5, 1, 0}, {9, 8, 17, 3, 2, 1}} {
+		oh, ow := outGeom(c.h, c.k, c.s, c.pad), outGeom(c.w, c.k, c.s, c.pad)
+		pt, pl := padBefore(c.h, c.k, c.s, c.pad), padBefore(c.w, c.k, c.s, c.pad)
+		m := tt.Model{
+			Tensors: []tt.Tensor{{Name: "x", Type: models.Float32, Shape: []int{1, c.h, c.w, c.ch}}, {Name: "y", Type: models.Float32, Shape: []int{1, oh, ow, c.ch}}},
+			Ops:     []tt.Op{{Builtin: int32(tflite.OpMaxPool2d), Inputs: []int{0}, Outputs: []int{1}, Options: []any{c.pad, int32(c.s), int32(c.s), int32(c.k), int32(c.k), uint8(0)}}},
+			Inputs:  []int{0}, Outputs: []int{1},
+		}
+		x := make([]float32, c.h*c.w*c.ch)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		got := floats(run(t, m, tt.Float32s(x...))[0])
+		for oy := 0; oy < oh; oy++ {
+			for ox := 0; ox < ow; ox++ {
+				for ch := 0; ch < c.ch; ch++ {
+					want := float32(math.Inf(-1))
+					for ky := 0; ky < c.k; ky++ {
+						for kx := 0; kx < c.k; kx++ {
+							iy, ix := oy*c.s-pt+ky, ox*c.s-pl+kx
+							if iy >= 0 && iy < c.h && ix >= 0 && ix < c.w {
+								want = max(want, x[(iy*c.w+ix)*c.ch+ch])
+							}
+						}
+					}
+					if g := got[(oy*ow+ox)*c.ch+ch]; g != want {
+						t.Fatalf("%v: y[%d,%d,%d] = %g, want %g", c, oy, ox, ch, g, want)
+					}
+				}
+			}
+		}
+	}
 }

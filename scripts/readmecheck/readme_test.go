@@ -48,6 +48,8 @@ var run = []runCase{
 	{cmd: "fleetctl detections count --from -24h --bucket 1h", dir: inWork, want: []string{"TOTAL"}},
 	{cmd: "fleetctl detections export --format csv --from -24h -o detections.csv", dir: inWork,
 		file: "detections.csv", fileWant: "device_id,seq,"},
+	{cmd: "edge-agent info --model yolov8n.tflite --profile --profile-top 5", dir: inWork,
+		want: []string{"top 5 of 253 operators by time", "by operator type", "CONV_2D"}},
 	{cmd: "fleetctl models push yolov8n.tflite --name yolov8n --version 2 --labels coco80.txt", dir: inWork,
 		want: []string{"yolov8n@2"}},
 	{cmd: "fleetctl models push model.tflite --name yolo-sim --version 2", dir: inWork, want: []string{"yolo-sim@2"}},

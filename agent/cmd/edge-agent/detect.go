@@ -20,6 +20,7 @@ import (
 	"edgefleet/models/annotate"
 	"edgefleet/models/imageio"
 	"edgefleet/models/meta"
+	"edgefleet/models/tflite"
 	"edgefleet/models/yolo"
 )
 
@@ -43,6 +44,7 @@ type detectFlags struct {
 	verbose           bool
 	annotateDir       string
 	images            []string
+	profile           profileFlags
 }
 
 func parseDetectFlags(args []string, _ io.Writer) (*detectFlags, error) {
@@ -63,6 +65,7 @@ func parseDetectFlags(args []string, _ io.Writer) (*detectFlags, error) {
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per image")
 	fs.StringVar(&f.annotateDir, "annotate", "", "write each image with its boxes drawn into `dir`")
 	fs.BoolVar(&f.verbose, "v", false, "log engine choices and warnings to stderr")
+	f.profile.register(fs, "over the images' invokes (mean per invoke; to stderr with --json)")
 	// Flags may come after the images, as in "detect a.png --json".
 	images, err := cli.Parse(fs, args)
 	if err != nil {
@@ -84,6 +87,12 @@ func parseDetectFlags(args []string, _ io.Writer) (*detectFlags, error) {
 		return nil, cli.Usagef("--batch %d: want 1..64", f.batch)
 	case f.maxDet < 1:
 		return nil, cli.Usagef("--max-det %d: want at least 1", f.maxDet)
+	}
+	if err := f.profile.check(); err != nil {
+		return nil, err
+	}
+	if f.profile.on && f.backend == "native" {
+		return nil, cli.Usagef("--profile times the go engine; --backend is native")
 	}
 	switch f.delegate {
 	case "none", "xnnpack", "gpu":
@@ -165,11 +174,21 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	eng, err := engine.Open(ctx, f.backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
+	backend := f.backend
+	if f.profile.on {
+		backend = "go"
+	}
+	eng, err := engine.Open(ctx, backend, modelBytes, models.Options{Threads: f.threads, Delegate: f.delegate, Strict: f.strict, Library: f.library})
 	if err != nil {
 		return fmt.Errorf("model %s: %w", f.model, err)
 	}
 	defer eng.Close()
+	var prof *tflite.Profiler
+	if f.profile.on {
+		if prof, err = profiled(eng); err != nil {
+			return err
+		}
+	}
 	det, err := yolo.NewDetector(eng, yolo.Options{
 		Params:  yolo.Params{Conf: float32(f.conf), IoU: float32(f.iou), MaxDet: f.maxDet, Classes: classes},
 		Labels:  labels,
@@ -238,7 +257,14 @@ func detect(ctx context.Context, f *detectFlags, stdout, stderr io.Writer) error
 			}
 		}
 	}
-	return nil
+	if prof == nil {
+		return nil
+	}
+	w := stdout
+	if f.jsonOut {
+		w = stderr
+	}
+	return writeProfile(w, f.model, prof.Report(), f.profile.top)
 }
 
 func textLine(path string, b image.Rectangle, r yolo.Result) string {

@@ -343,6 +343,8 @@ func TestParseDetectFlags(t *testing.T) {
 		{"--model", "m", "--max-det", "0", "a"},
 		{"--model", "m", "--backend", "go", "--library", "/lib/libtensorflowlite_c.so", "a"},
 		{"--model", "m", "--strict=maybe", "a"},
+		{"--model", "m", "--profile", "--backend", "native", "a"},
+		{"--model", "m", "--profile", "--profile-top", "-2", "a"},
 	} {
 		if _, err := parseDetectFlags(bad, os.Stderr); err == nil {
 			t.Errorf("%v accepted", bad)
@@ -397,6 +399,7 @@ func TestDetectText(t *testing.T) {
 		{"only cats, by name", []string{"--classes", "cat", img}, []string{"cat 0."}, []string{"clock"}},
 		{"clocks and cats, by name and id", []string{"--classes", "clock,15", img}, []string{"cat 0.", "clock 0."}, nil},
 		{"nothing above 0.99", []string{"--conf", "0.99", img}, []string{"nothing found"}, []string{"cat"}},
+		{"profile", []string{"--profile", "--profile-top", "3", img}, []string{"cat 0.", "top 3 of 255 operators by time", "by operator type", "MAX_POOL_2D"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -404,7 +407,7 @@ func TestDetectText(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
-			if n := strings.Count(stdout, "\n"); n != 1 {
+			if n := strings.Count(stdout, "\n"); n != 1 && tt.name != "profile" {
 				t.Errorf("%d lines, want 1: %q", n, stdout)
 			}
 			for _, w := range tt.want {

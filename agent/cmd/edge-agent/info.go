@@ -36,6 +36,7 @@ type infoFlags struct {
 	backend, delegate string
 	threads           int
 	jsonOut, strict   bool
+	profile           profileFlags
 }
 
 func parseInfoFlags(args []string, _ io.Writer) (*infoFlags, error) {
@@ -48,11 +49,22 @@ func parseInfoFlags(args []string, _ io.Writer) (*infoFlags, error) {
 	fs.StringVar(&f.backend, "backend", "", "with --strict: `native` must be usable")
 	fs.StringVar(&f.delegate, "delegate", "", "with --strict: the native `delegate` (xnnpack or gpu) that must be usable")
 	fs.BoolVar(&f.strict, "strict", false, "exit non-zero, naming why, when the --backend or --delegate asked for is not usable")
+	f.profile.register(fs, "on --model (zero input, mean of --profile-runs invokes after one warm-up)")
+	fs.IntVar(&f.profile.runs, "profile-runs", 5, "with --profile: invokes to average")
 	if _, err := cli.ParseN(fs, args, 0); err != nil {
 		return nil, err
 	}
 	if f.threads < 1 || f.threads > 256 {
 		return nil, cli.Usagef("--threads %d: want 1..256", f.threads)
+	}
+	if err := f.profile.check(); err != nil {
+		return nil, err
+	}
+	if f.profile.on && f.model == "" {
+		return nil, cli.Usagef("--profile needs --model")
+	}
+	if f.profile.runs < 1 || f.profile.runs > 1000 {
+		return nil, cli.Usagef("--profile-runs %d: want 1..1000", f.profile.runs)
 	}
 	switch f.backend {
 	case "", "auto", "go", "native":
@@ -115,6 +127,8 @@ type infoReport struct {
 	Model   *modelInfo    `json:"model,omitempty"`
 	Engines []engineUsage `json:"engines"`
 	Native  native.Report `json:"native"`
+	// Profile is the go engine's per-operator profile (--profile).
+	Profile *tflite.ProfileReport `json:"profile,omitempty"`
 }
 
 type modelInfo struct {
@@ -173,6 +187,9 @@ func runInfo(ctx context.Context, args []string) error {
 		err = enc.Encode(r)
 	} else {
 		err = r.print(os.Stdout)
+		if err == nil && r.Profile != nil {
+			err = writeProfile(os.Stdout, f.model, r.Profile, f.profile.top)
+		}
 	}
 	if err != nil {
 		return err
@@ -202,7 +219,13 @@ func info(ctx context.Context, f *infoFlags) (*infoReport, error) {
 			goEng.Usable, goEng.Error = false, err.Error()
 		} else {
 			goEng.Version = e.Info().Version
+			if f.profile.on {
+				r.Profile, err = profileInvokes(ctx, e, f.profile.runs)
+			}
 			e.Close()
+			if err != nil {
+				return nil, fmt.Errorf("model %s: profile: %w", f.model, err)
+			}
 		}
 	}
 	r.Engines = append(r.Engines, goEng)

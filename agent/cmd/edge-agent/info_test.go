@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"edgefleet/models/modeltest"
 	"edgefleet/models/native"
@@ -152,11 +154,49 @@ func TestParseInfoFlags(t *testing.T) {
 		{[]string{"--delegate", "gpu", "--backend", "native", "--strict"}, true},
 		{[]string{"--delegate", "cuda"}, false},
 		{[]string{"--backend", "tpu"}, false},
+		{[]string{"--model", "m.tflite", "--profile", "--profile-top", "0", "--profile-runs", "2"}, true},
+		{[]string{"--profile"}, false},
+		{[]string{"--model", "m.tflite", "--profile", "--profile-runs", "0"}, false},
+		{[]string{"--model", "m.tflite", "--profile", "--profile-top", "-1"}, false},
 	}
 	for _, tt := range tests {
 		_, err := parseInfoFlags(tt.args, io.Discard)
 		if (err == nil) != tt.ok {
 			t.Errorf("parseInfoFlags(%q) err = %v", tt.args, err)
+		}
+	}
+}
+
+// TestInfoProfile: info --profile reports every operator of the model once,
+// with times that add up to the invoke, and prints the table.
+func TestInfoProfile(t *testing.T) {
+	model := modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite")
+	f, err := parseInfoFlags([]string{"--model", model, "--profile", "--profile-runs", "1", "--library", filepath.Join(t.TempDir(), "none.so")}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := info(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Profile
+	if p == nil || p.Invokes != 1 || len(p.Ops) != 255 {
+		t.Fatalf("profile = %+v, want 255 operators over 1 invoke", p)
+	}
+	var sum time.Duration
+	for _, o := range p.Ops {
+		sum += o.Time
+	}
+	if d := sum - p.Invoke; d < -p.Invoke/10 || d > p.Invoke/10 {
+		t.Errorf("operators sum to %v, invoke %v", sum, p.Invoke)
+	}
+	var buf bytes.Buffer
+	if err := writeProfile(&buf, model, p, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`top 5 of 255 operators by time`, `by operator type`, `\nCONV_2D +64 `} {
+		if !regexp.MustCompile(want).MatchString(buf.String()) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
 		}
 	}
 }

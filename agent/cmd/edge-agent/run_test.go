@@ -671,8 +671,9 @@ func (s *store) capturedBetweenLocked(from, to time.Time) int {
 	return n
 }
 
-// BenchmarkAgentMemory runs edge-agent with two synthetic cameras and
-// yolov8n int8 for a few seconds and reports its peak resident memory.
+// BenchmarkAgentMemory runs edge-agent with one and with two synthetic
+// cameras and yolov8n int8 for a few seconds and reports its peak resident
+// memory.
 func BenchmarkAgentMemory(b *testing.B) {
 	model := modeltest.Path(b, "models", "yolov8n_full_integer_quant.tflite")
 	images := modeltest.Path(b, "images")
@@ -680,25 +681,42 @@ func BenchmarkAgentMemory(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	for b.Loop() {
-		dir := b.TempDir()
-		p := filepath.Join(dir, "agent.yaml")
-		os.WriteFile(p, []byte(fmt.Sprintf(agentYAML, model, images, filepath.Join(dir, "spool.db"), "")), 0o600)
-		cmd := exec.Command(bin, "run", "--config", p)
-		cmd.Stderr = io.Discard
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		time.Sleep(8 * time.Second)
-		hwm, rss := procMemKiB(cmd.Process.Pid)
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if hwm == 0 {
-			b.Fatal("could not read the agent's memory")
-		}
-		b.ReportMetric(float64(hwm)/1024, "MiB-peak-RSS")
-		b.ReportMetric(float64(rss)/1024, "MiB-RSS")
+	for _, cameras := range []int{1, 2} {
+		b.Run(fmt.Sprintf("cameras=%d", cameras), func(b *testing.B) {
+			for b.Loop() {
+				dir := b.TempDir()
+				cfg := fmt.Sprintf(agentYAML, model, images, filepath.Join(dir, "spool.db"), "")
+				if cameras == 1 {
+					cfg = oneCamera(b, cfg)
+				}
+				p := filepath.Join(dir, "agent.yaml")
+				os.WriteFile(p, []byte(cfg), 0o600)
+				cmd := exec.Command(bin, "run", "--config", p)
+				cmd.Stderr = io.Discard
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(8 * time.Second)
+				hwm, rss := procMemKiB(cmd.Process.Pid)
+				cmd.Process.Signal(syscall.SIGTERM)
+				cmd.Wait()
+				if hwm == 0 {
+					b.Fatal("could not read the agent's memory")
+				}
+				b.ReportMetric(float64(hwm)/1024, "MiB-peak-RSS")
+				b.ReportMetric(float64(rss)/1024, "MiB-RSS")
+			}
+		})
 	}
+}
+
+// oneCamera drops belt-b from agentYAML's two cameras.
+func oneCamera(b *testing.B, cfg string) string {
+	i, j := strings.Index(cfg, "  - id: belt-b\n"), strings.Index(cfg, "spool:\n")
+	if i < 0 || j < i {
+		b.Fatal("agentYAML has no belt-b camera before spool:")
+	}
+	return cfg[:i] + cfg[j:]
 }
 
 // procMemKiB reads VmHWM and VmRSS of a process.

@@ -153,9 +153,10 @@ func (s *store) versionsSince(t time.Time) map[string]int {
 // signed with an unknown key, a corrupted and a truncated download, each
 // refused with its precise reason on edgefleet/v1/<dev>/jobs/<id> while
 // events keep flowing from the old model; then a good, signed
-// yolov8n_full_integer_quant (yolov8n 2), which it swaps in without a
-// restart: same process, and the events, telemetry and retained state
-// that follow name the new model.
+// yolo26n_int8_320_e2e (released as yolov8n 2: the fastest test model, so
+// that yolov8n_int8 is reliably past the latency ratio as version 3), which
+// it swaps in without a restart: same process, and the events, telemetry
+// and retained state that follow name the new model.
 func TestRunModelUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run with real models")
@@ -226,7 +227,7 @@ func newOTA(t *testing.T) *ota {
 	if rogueKey == fleetKey {
 		t.Fatalf("key ids %s and %s", fleetKey, rogueKey)
 	}
-	o.newData, err = os.ReadFile(modeltest.Path(t, "models", "yolov8n_full_integer_quant.tflite"))
+	o.newData, err = os.ReadFile(modeltest.Path(t, "models", "yolo26n_int8_320_e2e.tflite"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,9 +381,9 @@ func (o *ota) goodUpdate(pid int) {
 }
 
 // slowRollsBack: a model that loads but fails its health window
-// (yolov8n_int8, signed as yolov8n 3, runs several times slower than
-// yolov8n 2, past policy.max_latency_ratio) is rolled back and 2 keeps
-// serving.
+// (yolov8n_int8 at 640, signed as yolov8n 3, runs two to four times slower
+// than yolo26n at 320, yolov8n 2: past policy.max_latency_ratio) is rolled
+// back and 2 keeps serving.
 func (o *ota) slowRollsBack() {
 	t := o.t
 	slowData, err := os.ReadFile(o.old)

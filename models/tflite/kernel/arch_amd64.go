@@ -65,6 +65,7 @@ type chunk struct {
 const rowBlockBytes = 192 << 10
 
 func packS8Arch(p *PackedS8, b []int8) {
+	p.chunks = p.chunks[:0] // packing again (Repack)
 	if p.impl == implAVX2 {
 		packS8AVX2(p, b)
 		return
@@ -73,11 +74,11 @@ func packS8Arch(p *PackedS8, b []int8) {
 	np := (n + 15) / 16
 	kg := (k + 3) / 4
 	p.kg = kg
-	p.corr = make([]int32, np*16)
+	p.corr = reuse(p.corr, np*16)
 	for j := 0; j < n; j++ {
 		p.corr[j] = -128 * p.rowSums[j]
 	}
-	p.b = make([]int8, np*16*kg*4)
+	p.b = reuse(p.b, np*16*kg*4)
 	for p0 := 0; p0 < np; {
 		nv := min(4, np-p0)
 		c := chunk{nv: nv, p0: p0, off: p0 * 16 * kg * 4, mask: 0xffff}
@@ -249,7 +250,7 @@ func packS8AVX2(p *PackedS8, b []int8) {
 	np := (n + 7) / 8
 	kp := (k + 1) / 2
 	p.kg = kp
-	p.b16 = make([]int16, np*8*kp*2)
+	p.b16 = reuse(p.b16, np*8*kp*2)
 	for p0 := 0; p0 < np; {
 		nv := min(2, np-p0)
 		c := chunk{nv: nv, p0: p0, off: p0 * 8 * kp * 2}

@@ -44,6 +44,7 @@ const rowBlockBytes = 96 << 10
 // packS8Arch packs B for the SDOT kernels: per 16-channel panel,
 // [group of 4 k][16 channels][4 k], k padded with zeros to a multiple of 16.
 func packS8Arch(p *PackedS8, b []int8) {
+	p.chunks = p.chunks[:0] // packing again (Repack)
 	if p.impl == implSMULL {
 		packS8SMULL(p, b)
 		return
@@ -53,7 +54,7 @@ func packS8Arch(p *PackedS8, b []int8) {
 	k16 := (k + 15) / 16
 	p.kg = k16
 	stride := k16 * 16 * 16
-	p.b = make([]int8, np*stride)
+	p.b = reuse(p.b, np*stride)
 	for p0 := 0; p0 < np; p0++ {
 		c := chunk{p0: p0, off: p0 * stride, valid: min(16, n-p0*16)}
 		p.chunks = append(p.chunks, c)
@@ -210,7 +211,7 @@ func packS8SMULL(p *PackedS8, b []int8) {
 	k16 := (k + 15) / 16
 	p.kg = k16
 	stride := k16 * 64
-	p.b = make([]int8, np*stride)
+	p.b = reuse(p.b, np*stride)
 	for p0 := 0; p0 < np; p0++ {
 		c := chunk{p0: p0, off: p0 * stride, valid: min(4, n-p0*4)}
 		p.chunks = append(p.chunks, c)

@@ -1,6 +1,9 @@
 // Package kernel holds the hot loops of the pure-Go TFLite interpreter: int8
 // and float32 matrix multiplies with B packed ahead of time, and a fused int8
-// requantizing epilogue with TFLite's fixed-point semantics.
+// requantizing epilogue with TFLite's fixed-point semantics; beside them the
+// per-pixel taps of depthwise convolutions, the float sigmoid, SiLU and
+// exponential, and the float-to-int8 quantization of hybrid kernels
+// (AVX-512 on amd64, plain Go elsewhere).
 //
 // The epilogue rounds in one of two ways, chosen when the Requant is made:
 // NewRequant rounds twice like TFLite's reference kernels (gemmlowp's
@@ -79,6 +82,32 @@ func packS8(im impl, n, k int, b []int8) *PackedS8 {
 		panic(fmt.Sprintf("kernel: PackS8: n=%d k=%d len(b)=%d", n, k, len(b)))
 	}
 	p := &PackedS8{n: n, k: k, impl: im, rowSums: make([]int32, n)}
+	p.pack(b)
+	return p
+}
+
+// Repack packs new values of B, of the same n×k shape, into p's memory
+// without allocating: for weights the graph computes (attention). p must
+// not be in use by a concurrent Gemm.
+func (p *PackedS8) Repack(b []int8) {
+	if len(b) < p.n*p.k {
+		panic(fmt.Sprintf("kernel: Repack: n=%d k=%d len(b)=%d", p.n, p.k, len(b)))
+	}
+	p.pack(b)
+}
+
+// reuse returns s resized to n zeroed elements, reusing its memory.
+func reuse[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+func (p *PackedS8) pack(b []int8) {
+	n, k, im := p.n, p.k, p.impl
 	for j := 0; j < n; j++ {
 		var s int32
 		for _, v := range b[j*k : j*k+k] {
@@ -88,11 +117,10 @@ func packS8(im impl, n, k int, b []int8) *PackedS8 {
 	}
 	switch im {
 	case implGo:
-		p.b = append([]int8(nil), b[:n*k]...)
+		p.b = append(p.b[:0], b[:n*k]...)
 	default:
 		packS8Arch(p, b)
 	}
-	return p
 }
 
 // N is the number of rows of B (output channels).
