@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"time"
 
+	"edgefleet/agent/runtime"
 	"edgefleet/agent/spool"
 	"edgefleet/internal/faultnet"
 )
@@ -27,6 +29,7 @@ type agent struct {
 	mqtt   *faultnet.Proxy
 	tmpfs  string // mount point of its spool's filesystem, "" if none
 	filler string // file that fills the tmpfs
+	clock  string // file with the agent's clock offset (agent/runtime.ClockOffsetEnv)
 }
 
 // startAgent writes agent i's config and starts it. Agent 0 keeps its
@@ -62,7 +65,7 @@ labels: {site: soak, line: "%d"}
 model: {path: %s, name: belt-detector, version: "1", threads: 1}
 cameras:
   - %s
-spool: {path: %s, max_bytes: %d}
+spool: {path: %s, max_bytes: %d, max_age: 1h}
 fleet: {broker: "tcp://%s", password: %s}
 update:
   keys: [%s]
@@ -72,7 +75,8 @@ update:
 telemetry_interval: 5s
 http: {listen: "127.0.0.1:%d"}
 `, id, i+1, s.model, camera, a.spool, spoolMaxBytes, a.mqtt.Addr(), agentPass(id), s.keyFile, s.httpProxy.Addr(), port), 0o600)
-	a.proc = &proc{name: id, bin: s.bins["edge-agent"], args: []string{"run", "--config", cfg},
+	a.clock = filepath.Join(a.dir, "clock-offset")
+	a.proc = &proc{name: id, bin: s.bins["edge-agent"], args: []string{"run", "--config", cfg}, env: []string{runtime.ClockOffsetEnv + "=" + a.clock},
 		log: filepath.Join(a.dir, "agent.log"), metrics: fmt.Sprintf("127.0.0.1:%d", port)}
 	if err := a.start(); err != nil {
 		return nil, err
@@ -92,6 +96,11 @@ func (a *agent) mountTmpfs() error {
 	a.spool = filepath.Join(mp, "spool.db")
 	a.filler = filepath.Join(mp, "filler")
 	return nil
+}
+
+// setClock steps the agent's spool clock to system time + off.
+func (a *agent) setClock(off time.Duration) error {
+	return os.WriteFile(a.clock, []byte(off.String()), 0o644)
 }
 
 // fill writes the filler until the tmpfs is full.

@@ -22,6 +22,7 @@ const (
 	faultKillAgent = "kill -9 agent"
 	faultKillFleet = "kill -9 fleetd"
 	faultDiskFull  = "spool disk full"
+	faultClock     = "clock step"
 )
 
 // injector keeps injecting faults, one decision per tick, from a seeded
@@ -85,6 +86,7 @@ func (in *injector) kinds() []kind {
 		{faultPartition, 2, in.partition},
 		{faultKillAgent, 1.5, in.killAgent},
 		{faultKillFleet, 0.7, in.killFleetd},
+		{faultClock, 1, in.clockStep},
 	}
 	if in.s.agents[0].tmpfs != "" {
 		ks = append(ks, kind{faultDiskFull, 0.5, in.diskFull})
@@ -139,24 +141,27 @@ func (in *injector) between(lo, hi time.Duration) time.Duration {
 	return lo + time.Duration(in.rng.Int64N(int64(hi-lo)))
 }
 
-// proxy picks a link: one agent's to the broker, or the agents' to
-// fleetd's HTTP.
-func (in *injector) proxy() (string, *faultnet.Proxy) {
-	if i := in.rng.IntN(len(in.s.agents) + 1); i < len(in.s.agents) {
-		return "mqtt:" + in.s.agents[i].id, in.s.agents[i].mqtt
+// links are the proxied links: each agent's to the broker, and the
+// agents' to fleetd's HTTP.
+func (in *injector) links() (keys []string, ps []*faultnet.Proxy) {
+	for _, a := range in.s.agents {
+		keys, ps = append(keys, "mqtt:"+a.id), append(ps, a.mqtt)
 	}
-	return "http", in.s.httpProxy
+	return append(keys, "http"), append(ps, in.s.httpProxy)
 }
 
-// condition sets f on a free link for a while.
+// condition sets f on a link without a condition, for a while.
 func (in *injector) condition(ctx context.Context, f faultnet.Faults, lo, hi time.Duration) bool {
-	key, p := in.proxy()
-	if !in.take(key) {
-		return false
+	keys, ps := in.links()
+	for _, i := range in.rng.Perm(len(keys)) {
+		if in.take(keys[i]) {
+			p := ps[i]
+			p.Set(f)
+			in.hold(ctx, keys[i], in.between(lo, hi), func() { p.Set(faultnet.Faults{}) })
+			return true
+		}
 	}
-	p.Set(f)
-	in.hold(ctx, key, in.between(lo, hi), func() { p.Set(faultnet.Faults{}) })
-	return true
+	return false
 }
 
 func (in *injector) latency(ctx context.Context) bool {
@@ -169,22 +174,33 @@ func (in *injector) bandwidth(ctx context.Context) bool {
 	return in.condition(ctx, f, 5*time.Second, 20*time.Second)
 }
 
+// drop closes the open connections of a link that has some.
 func (in *injector) drop(context.Context) bool {
-	_, p := in.proxy()
-	p.Drop() // counted even with nothing open: the fault was applied
-	return true
+	_, ps := in.links()
+	for _, i := range in.rng.Perm(len(ps)) {
+		if ps[i].Drop() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (in *injector) halfOpen(ctx context.Context) bool {
-	a := in.s.agents[in.rng.IntN(len(in.s.agents))]
-	key := "mqtt:" + a.id
-	if !in.take(key) {
-		return false
+	for _, i := range in.rng.Perm(len(in.s.agents)) {
+		a := in.s.agents[i]
+		key := "mqtt:" + a.id
+		if a.mqtt.Conns() == 0 || !in.take(key) {
+			continue
+		}
+		hold := in.between(20*time.Second, 60*time.Second)
+		if a.mqtt.HalfOpen(hold) == 0 {
+			in.release(key)
+			continue
+		}
+		in.hold(ctx, key, hold, func() {})
+		return true
 	}
-	hold := in.between(20*time.Second, 60*time.Second)
-	a.mqtt.HalfOpen(hold)
-	in.hold(ctx, key, hold, func() {})
-	return true
+	return false
 }
 
 // partition cuts one or two agents off the broker.
@@ -262,6 +278,29 @@ func (in *injector) diskFull(ctx context.Context) bool {
 		}
 		a.mqtt.Set(faultnet.Faults{})
 		in.release("mqtt:" + a.id)
+	})
+	return true
+}
+
+// clockSteps are the offsets a clock step picks from: forwards past the
+// agents' spool max_age (1h: the spool drops by age and counts it), small
+// steps, and backwards.
+var clockSteps = []time.Duration{2 * time.Hour, 30 * time.Minute, 5 * time.Minute, -5 * time.Minute, -time.Hour, -3 * time.Hour}
+
+// clockStep moves an agent's clock, then back after a while.
+func (in *injector) clockStep(ctx context.Context) bool {
+	a := in.s.agents[in.rng.IntN(len(in.s.agents))]
+	key := "clock:" + a.id
+	if !in.take(key) {
+		return false
+	}
+	if err := a.setClock(clockSteps[in.rng.IntN(len(clockSteps))]); err != nil {
+		in.fail("clock step %s: %v", a.id, err)
+	}
+	in.hold(ctx, key, in.between(5*time.Second, 30*time.Second), func() {
+		if err := a.setClock(0); err != nil {
+			in.fail("clock back %s: %v", a.id, err)
+		}
 	})
 	return true
 }

@@ -130,7 +130,7 @@ func configure(log *slog.Logger) (*soak, error) {
 		td = filepath.Join(root, "..", "shared", "testdata")
 	}
 	s.images = filepath.Join(td, "images")
-	s.model = filepath.Join(td, "models", "yolov8n_full_integer_quant.tflite")
+	s.model = filepath.Join(td, "models", "yolo26n_int8_320_e2e.tflite") // the cheapest test model: 2 cores
 	if _, err := os.Stat(s.model); err != nil {
 		return nil, fmt.Errorf("soak: test data: %w (set EDGEFLEET_TESTDATA)", err)
 	}

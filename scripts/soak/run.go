@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"edgefleet/fleet/api/rest"
@@ -20,6 +21,13 @@ func (s *soak) phases() (warm, quiet time.Duration) {
 	warm = min(max(s.dur/10, 20*time.Second), time.Minute)
 	quiet = min(max(s.dur/4, 40*time.Second), 2*time.Minute)
 	return warm, quiet
+}
+
+// tick is the mean time between fault decisions: enough for 1.6 times the
+// faults a run of its length must show over a fault phase of window.
+func (s *soak) tick(window time.Duration) time.Duration {
+	want := float64(minFaultsPer10m) * s.dur.Minutes() / 10
+	return min(1500*time.Millisecond, time.Duration(float64(window)/(1.6*want)))
 }
 
 // run starts the fleet, injects faults, drains and checks.
@@ -43,7 +51,7 @@ func (s *soak) run() (*report, error) {
 	defer stopFaults()
 	inj := newInjector(s)
 	injDone := make(chan struct{})
-	go func() { inj.run(faultCtx, 1500*time.Millisecond); close(injDone) }()
+	go func() { inj.run(faultCtx, s.tick(s.dur-warm-quiet)); close(injDone) }()
 	s.rolloutRounds(faultCtx)
 	<-injDone // every condition healed, every killed process started again
 	s.log.Info("faults stopped; draining", "faults", inj.total())
@@ -182,13 +190,21 @@ func (s *soak) rolloutRounds(ctx context.Context) {
 }
 
 // rollout pushes name@version and rolls it out to selector, retrying
-// while fleetd is down (a fault).
+// while fleetd is down (a fault). Each version's file differs by a few
+// trailing bytes (the model reader ignores them): fleetd stores one name
+// and version per content.
 func (s *soak) rollout(ctx context.Context, model []byte, name, version, selector string) error {
-	var lastErr error
-	for range 20 {
-		_, err := s.api().Push(ctx, rest.KindModel, rest.Upload{Name: name, Version: version}, "model.tflite", bytes.NewReader(model))
-		if err == nil || bytes.Contains([]byte(err.Error()), []byte("exists")) {
-			sum, err := s.api().CreateRollout(ctx, rest.CreateRollout{Model: name + "@" + version, Selector: selector, Canary: 1, Waves: "50%,100%",
+	file := append(append([]byte(nil), model...), fmt.Sprintf("edgefleet-soak %s@%s", name, version)...)
+	pushed := false
+	var err error
+	for range 30 {
+		if !pushed {
+			_, err = s.api().Push(ctx, rest.KindModel, rest.Upload{Name: name, Version: version}, "model.tflite", bytes.NewReader(file))
+			pushed = err == nil || strings.Contains(err.Error(), "(HTTP 409)") // stored before fleetd answered
+		}
+		if pushed {
+			var sum rest.RolloutSummary
+			sum, err = s.api().CreateRollout(ctx, rest.CreateRollout{Model: name + "@" + version, Selector: selector, Canary: 1, Waves: "50%,100%",
 				MaxFailures: "1", HealthWindow: "5s", JobTimeout: "2m"})
 			if err == nil {
 				s.mu.Lock()
@@ -197,15 +213,15 @@ func (s *soak) rollout(ctx context.Context, model []byte, name, version, selecto
 				s.log.Info("rollout created", "id", sum.ID, "model", name+"@"+version, "targets", sum.Targets)
 				return nil
 			}
-			lastErr = err
-		} else {
-			lastErr = err
 		}
-		if sleep(ctx, 3*time.Second) != nil {
-			return lastErr
+		if strings.Contains(err.Error(), "(HTTP 4") && !strings.Contains(err.Error(), "(HTTP 409)") {
+			return err // refused, not a fault: retrying will not help
+		}
+		if sleep(ctx, 2*time.Second) != nil {
+			return err
 		}
 	}
-	return lastErr
+	return err
 }
 
 // drain waits for the rollouts to end, the simulator to finish and the
