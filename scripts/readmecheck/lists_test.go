@@ -27,6 +27,8 @@ var excused = map[string]string{
 	"EDGEFLEET_TESTDATA=DIR make test":    placeholder + "; " + testSuite,
 	"scripts/fetch-testdata.sh DIR":       internet,
 	"make cross":                          crossBuild,
+	"make soak":                           longRunning + " (10 minutes of faults; .ci/run runs SOAK=2m make soak)",
+	"SOAK=30m make soak":                  longRunning + " (30 minutes of faults)",
 	"go generate ./models/tflite/kernel/": "rewrites committed generated assembly: a development step, not a check",
 	"go test -run '^$' -fuzz FuzzOpen ./models/tflite": longRunning + " (fuzzing)",
 	"go list -deps":                                    noRepoPkg,

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"time"
 
@@ -34,7 +35,12 @@ type report struct {
 
 func (r *report) procs() []check.Process { return r.in.Processes }
 
-func (r *report) p99String() string { return r.in.P99.String() }
+func (r *report) p99String() string {
+	if r.in.P99 == time.Duration(math.MaxInt64) {
+		return "+Inf (above the histogram's largest bucket)"
+	}
+	return r.in.P99.String()
+}
 
 // kinds is how many fault kinds were injected.
 func (r *report) kinds() int {
