@@ -268,6 +268,11 @@ func (s *soak) drain(simDone <-chan simResult, rep *report) error {
 func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check.Input, error) {
 	ctx := s.ctx
 	in := check.Input{Bounds: check.DefaultBounds}
+	for _, p := range s.procs {
+		if !p.running() {
+			rep.faultErrs = append(rep.faultErrs, fmt.Sprintf("%s is not running at the end: it exited on its own (see %s)", p.name, p.log))
+		}
+	}
 	end := s.samples(ctx)
 	for name, st := range startSamples {
 		if e, ok := end[name]; ok {
