@@ -30,12 +30,15 @@ type agent struct {
 	tmpfs  string // mount point of its spool's filesystem, "" if none
 	filler string // file that fills the tmpfs
 	clock  string // file with the agent's clock offset (agent/runtime.ClockOffsetEnv)
+	fwData string // edge-launcher's data dir when the agent runs under it
 }
 
 // startAgent writes agent i's config and starts it. Agent 0 keeps its
 // spool on a small tmpfs when the soak may mount one (root), so that the
 // disk can be filled; odd agents read a folder of images (files camera),
-// even ones a synthetic belt.
+// even ones a synthetic belt; the last of two or more runs under
+// edge-launcher (label fw=launcher), seeded with the agent stamped fwOld,
+// for the firmware rollout.
 func (s *soak) startAgent(i int) (*agent, error) {
 	id := fmt.Sprintf("soak-agent-%d", i+1)
 	a := &agent{id: id, dir: filepath.Join(s.dir, id)}
@@ -59,9 +62,14 @@ func (s *soak) startAgent(i int) (*agent, error) {
 	if i%2 == 1 {
 		camera = fmt.Sprintf("{id: folder, source: files, path: %s, fps: 1}", s.images)
 	}
+	fw, fwLabel := "", ""
+	if i > 0 && i == s.nAgent-1 {
+		a.fwData = filepath.Join(a.dir, "launcher")
+		fw, fwLabel = fmt.Sprintf("firmware: {data_dir: %s, max_boots: 3}\n", a.fwData), ", fw: launcher"
+	}
 	cfg := filepath.Join(a.dir, "agent.yaml")
 	os.WriteFile(cfg, fmt.Appendf(nil, `device_id: %s
-labels: {site: soak, line: "%d"}
+labels: {site: soak, line: "%d"%s}
 model: {path: %s, name: belt-detector, version: "1", threads: 1}
 cameras:
   - %s
@@ -74,10 +82,18 @@ update:
   policy: {max_latency_ratio: 4}
 telemetry_interval: 5s
 http: {listen: "127.0.0.1:%d"}
-`, id, i+1, s.model, camera, a.spool, spoolMaxBytes, a.mqtt.Addr(), agentPass(id), s.keyFile, s.httpProxy.Addr(), port), 0o600)
+%s`, id, i+1, fwLabel, s.model, camera, a.spool, spoolMaxBytes, a.mqtt.Addr(), agentPass(id), s.keyFile, s.httpProxy.Addr(), port, fw), 0o600)
 	a.clock = filepath.Join(a.dir, "clock-offset")
 	a.proc = &proc{name: id, bin: s.bins["edge-agent"], args: []string{"run", "--config", cfg}, env: []string{runtime.ClockOffsetEnv + "=" + a.clock},
 		log: filepath.Join(a.dir, "agent.log"), metrics: fmt.Sprintf("127.0.0.1:%d", port)}
+	if a.fwData != "" {
+		if out, err := exec.Command(s.bins["edge-launcher"], "seed", "--data", a.fwData, s.bins["edge-agent-"+fwOld]).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("soak: edge-launcher seed: %v: %s", err, out)
+		}
+		a.name = id + " (edge-launcher)"
+		a.bin, a.child = s.bins["edge-launcher"], true
+		a.args = append([]string{"run", "--data", a.fwData, "--stop-timeout", "5s", "--"}, a.args...)
+	}
 	if err := a.start(); err != nil {
 		return nil, err
 	}

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"edgefleet/firmware/bundle"
 	"edgefleet/internal/faultnet"
 )
 
@@ -161,16 +162,35 @@ func moduleRoot() (string, error) {
 	}
 }
 
-// build compiles edge-agent and fleetd once.
+// Firmware versions: the agent under edge-launcher starts on fwOld and a
+// firmware rollout moves it to fwNew.
+const (
+	fwOld = "1.0.0"
+	fwNew = "2.0.0"
+)
+
+// build compiles fleetd, edge-agent (as is, and stamped with the two
+// firmware versions) and edge-launcher once.
 func (s *soak) build() error {
 	bin := filepath.Join(s.dir, "bin")
-	cmd := exec.CommandContext(s.ctx, "go", "build", "-o", bin+"/", "./agent/cmd/edge-agent", "./fleet/cmd/fleetd")
-	cmd.Dir = s.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("soak: go build: %v\n%s", err, out)
+	s.bins = map[string]string{}
+	builds := []struct{ name, pkg, ldflags string }{
+		{"fleetd", "./fleet/cmd/fleetd", ""},
+		{"edge-agent", "./agent/cmd/edge-agent", ""},
+		{"edge-launcher", "./firmware/cmd/edge-launcher", ""},
+		{"edge-agent-" + fwOld, "./agent/cmd/edge-agent", "-X " + bundle.VersionVar + "=" + fwOld},
+		{"edge-agent-" + fwNew, "./agent/cmd/edge-agent", "-X " + bundle.VersionVar + "=" + fwNew},
 	}
-	s.bins = map[string]string{"edge-agent": filepath.Join(bin, "edge-agent"), "fleetd": filepath.Join(bin, "fleetd")}
+	for _, b := range builds {
+		out := filepath.Join(bin, b.name)
+		cmd := exec.CommandContext(s.ctx, "go", "build", "-o", out, "-ldflags", b.ldflags, b.pkg)
+		cmd.Dir = s.root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("soak: go build %s: %v\n%s", b.name, err, out)
+		}
+		s.bins[b.name] = out
+	}
 	return nil
 }
 

@@ -132,7 +132,7 @@ func (s *soak) rollouts(ctx context.Context) ([]check.Rollout, error) {
 		if err != nil {
 			return nil, fmt.Errorf("soak: rollout %s: %w", id, err)
 		}
-		c := check.Rollout{ID: r.ID, State: r.State, Version: r.Version}
+		c := check.Rollout{ID: r.ID, Kind: r.Kind, State: r.State, Version: r.Version}
 		for _, j := range r.Jobs {
 			c.Jobs = append(c.Jobs, check.Job{Device: j.DeviceID, State: j.State, Previous: j.Previous, Rollback: j.Rollback})
 		}
@@ -141,15 +141,16 @@ func (s *soak) rollouts(ctx context.Context) ([]check.Rollout, error) {
 	return out, nil
 }
 
-// versions is each device's model version as the registry has it.
-func (s *soak) versions(ctx context.Context) (map[string]string, error) {
+// versions are each device's model and agent versions as the registry
+// has them.
+func (s *soak) versions(ctx context.Context) (model, agent map[string]string, err error) {
 	devs, err := s.api().Devices(ctx, rest.DeviceFilter{})
 	if err != nil {
-		return nil, fmt.Errorf("soak: devices: %w", err)
+		return nil, nil, fmt.Errorf("soak: devices: %w", err)
 	}
-	out := map[string]string{}
+	model, agent = map[string]string{}, map[string]string{}
 	for _, d := range devs {
-		out[d.ID] = d.ModelVersion
+		model[d.ID], agent[d.ID] = d.ModelVersion, d.AgentVersion
 	}
-	return out, nil
+	return model, agent, nil
 }

@@ -28,6 +28,7 @@ type proc struct {
 	env     []string
 	log     string
 	metrics string // http address serving /metrics, "" if none
+	child   bool   // the process runs the one that matters (edge-launcher runs the agent): sample that one
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -47,7 +48,9 @@ func (p *proc) start() error {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so that kill -9 takes its children too (a
+	// box losing power takes edge-launcher and its agent).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return fmt.Errorf("soak: start %s: %w", p.name, err)
@@ -92,11 +95,15 @@ func (p *proc) signal(sig syscall.Signal, wait time.Duration) {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Signal(sig)
+	if sig == syscall.SIGKILL {
+		syscall.Kill(-cmd.Process.Pid, sig)
+	} else {
+		cmd.Process.Signal(sig)
+	}
 	select {
 	case <-exited:
 	case <-time.After(wait):
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
 	}
 }
@@ -111,6 +118,9 @@ func (p *proc) stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
 // /metrics, its goroutine count (-1 otherwise).
 func (p *proc) sample(ctx context.Context) (check.Sample, bool) {
 	pid := p.pid()
+	if p.child && pid != 0 {
+		pid = childOf(pid)
+	}
 	if pid == 0 {
 		return check.Sample{}, false
 	}
@@ -144,6 +154,20 @@ func rssOf(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("soak: no VmRSS for pid %d", pid)
+}
+
+// childOf is a process's first child, 0 if none.
+func childOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	c, _ := strconv.Atoi(f[0])
+	return c
 }
 
 // selfRSS is the soak process's own RSS.

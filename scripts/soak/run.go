@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,18 +165,25 @@ type simResult struct {
 // rolloutRounds pushes a new model version for the agents and one for the
 // simulated devices of site-0 and rolls both out, at the start of the
 // fault phase and then every few minutes while it lasts (leaving the last
-// two minutes for them to finish under faults).
+// two minutes for them to finish under faults). The first round also
+// rolls firmware fwNew out to the agent under edge-launcher.
 func (s *soak) rolloutRounds(ctx context.Context) {
 	model, err := os.ReadFile(s.model)
 	if err != nil {
 		s.log.Error("rollouts skipped", "err", err)
 		return
 	}
+	s.firmwareRollout(ctx)
 	every := max(s.dur/4, 2*time.Minute)
 	for v := 2; ; v++ {
 		ver := fmt.Sprint(v)
 		for _, r := range []struct{ name, selector string }{{"belt-detector", "site=soak"}, {"yolo-sim", "site=site-0"}} {
-			if err := s.rollout(ctx, model, r.name, ver, r.selector); err != nil {
+			// Each version's file differs by a few trailing bytes (the
+			// model reader ignores them): fleetd stores one name and
+			// version per content.
+			file := append(append([]byte(nil), model...), fmt.Sprintf("edgefleet-soak %s@%s", r.name, ver)...)
+			req := rest.CreateRollout{Model: r.name + "@" + ver, Selector: r.selector, Canary: 1, Waves: "50%,100%", MaxFailures: "1", HealthWindow: "5s", JobTimeout: "2m"}
+			if err := s.rollout(ctx, rest.KindModel, rest.Upload{Name: r.name, Version: ver}, file, req); err != nil {
 				s.log.Warn("rollout not created", "model", r.name+"@"+ver, "err", err)
 			}
 		}
@@ -189,28 +198,40 @@ func (s *soak) rolloutRounds(ctx context.Context) {
 	}
 }
 
-// rollout pushes name@version and rolls it out to selector, retrying
-// while fleetd is down (a fault). Each version's file differs by a few
-// trailing bytes (the model reader ignores them): fleetd stores one name
-// and version per content.
-func (s *soak) rollout(ctx context.Context, model []byte, name, version, selector string) error {
-	file := append(append([]byte(nil), model...), fmt.Sprintf("edgefleet-soak %s@%s", name, version)...)
+// firmwareRollout pushes the agent stamped fwNew and rolls it out to the
+// agent under edge-launcher.
+func (s *soak) firmwareRollout(ctx context.Context) {
+	if !slices.ContainsFunc(s.agents, func(a *agent) bool { return a.fwData != "" }) {
+		return
+	}
+	bin, err := os.ReadFile(s.bins["edge-agent-"+fwNew])
+	if err == nil {
+		up := rest.Upload{Name: "edge-agent", Version: fwNew, OS: "linux", Arch: goruntime.GOARCH}
+		req := rest.CreateRollout{Firmware: "edge-agent@" + fwNew, Selector: "fw=launcher", Canary: 1, Waves: "100%", MaxFailures: "0", HealthWindow: "10s", JobTimeout: "3m"}
+		err = s.rollout(ctx, rest.KindFirmware, up, bin, req)
+	}
+	if err != nil {
+		s.log.Warn("firmware rollout not created", "err", err)
+	}
+}
+
+// rollout pushes the file and creates the rollout, retrying while fleetd
+// is down (a fault).
+func (s *soak) rollout(ctx context.Context, kind string, up rest.Upload, file []byte, req rest.CreateRollout) error {
 	pushed := false
 	var err error
 	for range 30 {
 		if !pushed {
-			_, err = s.api().Push(ctx, rest.KindModel, rest.Upload{Name: name, Version: version}, "model.tflite", bytes.NewReader(file))
+			_, err = s.api().Push(ctx, kind, up, up.Name, bytes.NewReader(file))
 			pushed = err == nil || strings.Contains(err.Error(), "(HTTP 409)") // stored before fleetd answered
 		}
 		if pushed {
 			var sum rest.RolloutSummary
-			sum, err = s.api().CreateRollout(ctx, rest.CreateRollout{Model: name + "@" + version, Selector: selector, Canary: 1, Waves: "50%,100%",
-				MaxFailures: "1", HealthWindow: "5s", JobTimeout: "2m"})
-			if err == nil {
+			if sum, err = s.api().CreateRollout(ctx, req); err == nil {
 				s.mu.Lock()
 				s.rolloutIDs = append(s.rolloutIDs, sum.ID)
 				s.mu.Unlock()
-				s.log.Info("rollout created", "id", sum.ID, "model", name+"@"+version, "targets", sum.Targets)
+				s.log.Info("rollout created", "id", sum.ID, "kind", kind, "artifact", up.Name+"@"+up.Version, "targets", sum.Targets)
 				return nil
 			}
 		}
@@ -284,7 +305,7 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 	if in.Rollouts, err = s.rollouts(ctx); err != nil {
 		return in, err
 	}
-	if in.Versions, err = s.versions(ctx); err != nil {
+	if in.Versions, in.Firmware, err = s.versions(ctx); err != nil {
 		return in, err
 	}
 	for _, a := range s.agents {

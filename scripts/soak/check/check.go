@@ -45,6 +45,7 @@ type Events struct {
 // Rollout is one rollout's final view.
 type Rollout struct {
 	ID      string
+	Kind    string // "model" or "firmware"
 	State   string
 	Version string
 	Jobs    []Job
@@ -91,7 +92,8 @@ var DefaultBounds = Bounds{RSSFactor: 2, RSSSlack: 64 << 20, GoroutineFactor: 2,
 type Input struct {
 	Devices   []Device
 	Rollouts  []Rollout
-	Versions  map[string]string // device -> version it runs at the end
+	Versions  map[string]string // device -> model version it runs at the end
+	Firmware  map[string]string // device -> agent version it runs at the end
 	Processes []Process
 	P99       time.Duration // fleetd's p99 ingest-to-ack during the run
 	Bounds    Bounds
@@ -114,7 +116,7 @@ func Check(in Input) Result {
 	for _, d := range in.Devices {
 		r.Failures = append(r.Failures, checkDevice(d, &r.Events)...)
 	}
-	r.Failures = append(r.Failures, checkRollouts(in.Rollouts, in.Versions, &r)...)
+	r.Failures = append(r.Failures, checkRollouts(in.Rollouts, map[string]map[string]string{"model": in.Versions, "firmware": in.Firmware}, &r)...)
 	for _, p := range in.Processes {
 		r.Failures = append(r.Failures, checkGrowth(p, in.Bounds)...)
 	}
@@ -169,11 +171,12 @@ func checkDevice(d Device, ev *Events) []string {
 }
 
 // checkRollouts says which rollouts are not final and which devices are
-// not on the version their last rollout leaves them on.
-func checkRollouts(rs []Rollout, versions map[string]string, r *Result) []string {
+// not on the version (model or agent, by the rollout's kind) their last
+// rollout of that kind leaves them on.
+func checkRollouts(rs []Rollout, versions map[string]map[string]string, r *Result) []string {
 	var fails []string
-	want := map[string]string{}
-	for _, ro := range rs { // oldest first: a later rollout decides
+	want := map[[2]string]string{} // kind, device -> version
+	for _, ro := range rs {        // oldest first: a later rollout decides
 		switch ro.State {
 		case "completed":
 			r.Completed++
@@ -181,28 +184,36 @@ func checkRollouts(rs []Rollout, versions map[string]string, r *Result) []string
 		case "aborted", "rolled_back":
 			r.Final++
 		default:
-			fails = append(fails, fmt.Sprintf("rollout %s (version %s) ended in state %q, not a final one", ro.ID, ro.Version, ro.State))
+			fails = append(fails, fmt.Sprintf("rollout %s (%s %s) ended in state %q, not a final one", ro.ID, kindOf(ro), ro.Version, ro.State))
 			continue
 		}
 		for _, j := range ro.Jobs {
+			k := [2]string{kindOf(ro), j.Device}
 			if v, ok := jobVersion(ro, j); ok {
-				want[j.Device] = v
+				want[k] = v
 			} else {
-				delete(want, j.Device)
+				delete(want, k)
 			}
 		}
 	}
-	devs := make([]string, 0, len(want))
-	for d := range want {
-		devs = append(devs, d)
+	keys := make([][2]string, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
 	}
-	sort.Strings(devs)
-	for _, d := range devs {
-		if got := versions[d]; got != want[d] {
-			fails = append(fails, fmt.Sprintf("device %s runs version %q, its last rollout says %q", d, got, want[d]))
+	sort.Slice(keys, func(i, j int) bool { return keys[i][0]+keys[i][1] < keys[j][0]+keys[j][1] })
+	for _, k := range keys {
+		if got := versions[k[0]][k[1]]; got != want[k] {
+			fails = append(fails, fmt.Sprintf("device %s runs %s version %q, its last rollout says %q", k[1], k[0], got, want[k]))
 		}
 	}
 	return fails
+}
+
+func kindOf(ro Rollout) string {
+	if ro.Kind == "" {
+		return "model"
+	}
+	return ro.Kind
 }
 
 // jobVersion is the version a finished job leaves its device on; false
