@@ -80,7 +80,7 @@ func (r *report) ok() bool { return r.result.OK() && len(r.problems()) == 0 }
 
 func (r *report) print(w io.Writer) {
 	ev := r.result.Events
-	fmt.Fprintf(w, "\nsoak report: %v run (%v with the drain), seed %d, %d fleetd process(es)\n", r.dur, r.elapsed.Round(time.Second), r.seed, r.fleetds)
+	fmt.Fprintf(w, "\nsoak report: %v run (%v from start to this report), seed %d, %d fleetd process(es)\n", r.dur, r.elapsed.Round(time.Second), r.seed, r.fleetds)
 	fmt.Fprintf(w, "  faults:      %d of %d kinds: %s\n", r.nFaults, r.kinds(), r.faults)
 	fmt.Fprintf(w, "  events:      produced %d, stored %d, dropped by spool caps %d (of which %d had reached the fleet), lost %d, duplicates %d\n",
 		ev.Produced, ev.Stored, ev.Dropped, ev.DroppedDelivered, ev.Lost, ev.Duplicates)

@@ -122,9 +122,10 @@ func TestTick(t *testing.T) {
 	for _, tc := range []struct {
 		dur, window, want time.Duration
 	}{
-		{10 * time.Minute, 7 * time.Minute, 1312500 * time.Microsecond},
-		{2 * time.Minute, time.Minute, 937500 * time.Microsecond},
-		{30 * time.Minute, 27 * time.Minute, 1500 * time.Millisecond},
+		{10 * time.Minute, 7 * time.Minute, 954545454},
+		{2 * time.Minute, time.Minute, 681818181},
+		{30 * time.Minute, 27 * time.Minute, 1227272727},
+		{10 * time.Minute, 30 * time.Minute, 1500 * time.Millisecond}, // capped
 	} {
 		s := &soak{dur: tc.dur}
 		if got := s.tick(tc.window); got != tc.want {
