@@ -93,12 +93,18 @@ func (s *soak) watch(ctx context.Context) {
 	}
 }
 
-// samples reads every process (and the soak itself: simulator, proxies).
+// samples reads every process (and the soak itself: simulator, proxies);
+// one being restarted (by a fault, or edge-launcher switching versions) is
+// read once it is back, within 20 s.
 func (s *soak) samples(ctx context.Context) map[string]check.Sample {
 	out := map[string]check.Sample{}
 	for _, p := range s.procs {
-		if sm, ok := p.sample(ctx); ok {
-			out[p.name] = sm
+		for try := 0; try < 40 && ctx.Err() == nil; try++ {
+			if sm, ok := p.sample(ctx); ok && (p.metrics == "" || sm.Goroutines >= 0) {
+				out[p.name] = sm
+				break
+			}
+			sleep(ctx, 500*time.Millisecond)
 		}
 	}
 	out["soak (simulator, proxies)"] = check.Sample{RSS: selfRSS(), Goroutines: runtime.NumGoroutine()}
