@@ -301,6 +301,13 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 			in.Processes = append(in.Processes, check.Process{Name: name, Start: st, End: e})
 		}
 	}
+	for _, p := range s.procs {
+		_, a := startSamples[p.name]
+		_, b := end[p.name]
+		if !a || !b {
+			rep.faultErrs = append(rep.faultErrs, fmt.Sprintf("%s: no reading of RSS and goroutines after warm-up (%v) or at the end (%v)", p.name, a, b))
+		}
+	}
 	in.P99, rep.acked = s.acks.p99()
 	var err error
 	if in.Rollouts, err = s.rollouts(ctx); err != nil {
