@@ -139,6 +139,9 @@ func configure(log *slog.Logger) (*soak, error) {
 	if s.dir == "" {
 		s.dir = filepath.Join(root, "out", "soak")
 	}
+	if s.dir, err = filepath.Abs(s.dir); err != nil {
+		return nil, fmt.Errorf("soak: SOAK_DIR: %w", err)
+	}
 	if err := os.RemoveAll(s.dir); err != nil {
 		return nil, fmt.Errorf("soak: SOAK_DIR: %w", err)
 	}
