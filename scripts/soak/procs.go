@@ -156,18 +156,18 @@ func rssOf(pid int) (uint64, error) {
 	return 0, fmt.Errorf("soak: no VmRSS for pid %d", pid)
 }
 
-// childOf is a process's first child, 0 if none.
+// childOf is a process's first child, 0 if none. Each thread lists the
+// children it started: a Go program starts them from any of its threads.
 func childOf(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return 0
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, name := range files {
+		b, _ := os.ReadFile(name)
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			c, _ := strconv.Atoi(f[0])
+			return c
+		}
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	c, _ := strconv.Atoi(f[0])
-	return c
+	return 0
 }
 
 // selfRSS is the soak process's own RSS.

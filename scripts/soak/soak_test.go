@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +133,21 @@ func TestTick(t *testing.T) {
 		if got := s.tick(tc.window); got != tc.want {
 			t.Errorf("tick(%v of %v) = %v, want %v", tc.window, tc.dur, got, tc.want)
 		}
+	}
+}
+
+// TestChildOf finds the child a process started from another thread than
+// its main one (as edge-launcher starts the agent).
+func TestChildOf(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep command:", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if got := childOf(os.Getpid()); got != cmd.Process.Pid {
+		t.Fatalf("childOf(self) = %d, want %d", got, cmd.Process.Pid)
+	}
+	if got := childOf(cmd.Process.Pid); got != 0 {
+		t.Fatalf("childOf(sleep) = %d, want 0", got)
 	}
 }
