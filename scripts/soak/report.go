@@ -100,7 +100,7 @@ func (r *report) print(w io.Writer) {
 		if p.Start.Goroutines >= 0 {
 			g = fmt.Sprintf("%d -> %d", p.Start.Goroutines, p.End.Goroutines)
 		}
-		fmt.Fprintf(w, "    %-26s RSS %6.1f -> %6.1f MiB   goroutines %s\n", p.Name, float64(p.Start.RSS)/(1<<20), float64(p.End.RSS)/(1<<20), g)
+		fmt.Fprintf(w, "    %-30s RSS %6.1f -> %6.1f MiB   goroutines %s\n", p.Name, float64(p.Start.RSS)/(1<<20), float64(p.End.RSS)/(1<<20), g)
 	}
 	fails := append(r.result.Failures, r.problems()...)
 	if len(fails) == 0 {

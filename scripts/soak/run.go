@@ -25,12 +25,13 @@ func (s *soak) phases() (warm, quiet time.Duration) {
 	return warm, quiet
 }
 
-// tick is the mean time between fault decisions: 2.2 decisions for each
-// fault a run of its length must show, over a fault phase of window (about
-// a third of the decisions find their target busy and do nothing).
+// tick is the mean time between fault decisions: 3 decisions for each
+// fault a run of its length must show, over a fault phase of window (in a
+// short run about half of the decisions find their target busy, held by a
+// condition, and do nothing).
 func (s *soak) tick(window time.Duration) time.Duration {
 	want := float64(minFaultsPer10m) * s.dur.Minutes() / 10
-	return min(1500*time.Millisecond, time.Duration(float64(window)/(2.2*want)))
+	return min(1500*time.Millisecond, time.Duration(float64(window)/(3*want)))
 }
 
 // run starts the fleet, injects faults, drains and checks.

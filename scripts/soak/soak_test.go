@@ -124,9 +124,9 @@ func TestTick(t *testing.T) {
 	for _, tc := range []struct {
 		dur, window, want time.Duration
 	}{
-		{10 * time.Minute, 7 * time.Minute, 954545454},
-		{2 * time.Minute, time.Minute, 681818181},
-		{30 * time.Minute, 27 * time.Minute, 1227272727},
+		{10 * time.Minute, 7 * time.Minute, 700 * time.Millisecond},
+		{2 * time.Minute, time.Minute, 500 * time.Millisecond},
+		{30 * time.Minute, 27 * time.Minute, 900 * time.Millisecond},
 		{10 * time.Minute, 30 * time.Minute, 1500 * time.Millisecond}, // capped
 	} {
 		s := &soak{dur: tc.dur}
