@@ -77,6 +77,9 @@ func main() {
 	s.ctx = ctx
 	rep, err := s.run()
 	stop()
+	if err != nil || rep == nil || !rep.ok() {
+		s.dumpGoroutines()
+	}
 	s.teardown()
 	if rep != nil {
 		rep.print(os.Stdout)
@@ -195,6 +198,18 @@ func (s *soak) build() error {
 		s.bins[b.name] = out
 	}
 	return nil
+}
+
+// dumpGoroutines asks every Go process still up (those serving /metrics)
+// for its goroutine dump (SIGQUIT: the Go runtime prints every stack to
+// stderr, the process's log, and exits), for a failed run's diagnosis.
+func (s *soak) dumpGoroutines() {
+	for _, p := range s.procs {
+		if p.metrics != "" && p.running() {
+			p.signal(syscall.SIGQUIT, 5*time.Second)
+			fmt.Fprintf(os.Stderr, "soak: goroutine dump of %s in %s\n", p.name, p.log)
+		}
+	}
 }
 
 // teardown stops everything the run started, whatever happened.
