@@ -12,7 +12,7 @@ TESTJSON ?=
 SHELL    := /bin/bash
 
 .DEFAULT_GOAL := help
-.PHONY: help build test bench lint demo cross fuzz clean
+.PHONY: help build test bench lint demo cross fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: ## go vet and staticcheck
 
 demo: build ## detect on the test photos, then fleetd + two agents + a model rollout (console on 127.0.0.1:8080)
 	BIN=$(BIN) scripts/demo.sh
+
+soak: ## a fleet under continuous faults, then its invariants checked (SOAK=10m; SOAK=30m longer; SEED=N replays)
+	SOAK=$${SOAK:-10m} $(GO) run ./scripts/soak
 
 cross: ## static edge-agent/edge-launcher (linux arm64, armv7, amd64), edge-agent-native (arm64, glibc, native TFLite), fleetd/fleetctl (amd64, arm64) into bin/<os>_<arch>/
 	GO=$(GO) BIN=$(BIN) VERSION=$(VERSION) scripts/cross.sh

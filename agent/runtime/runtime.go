@@ -110,7 +110,7 @@ func (r *Runtime) openSpool() error {
 	if err := os.MkdirAll(filepath.Dir(c.Path), 0o755); err != nil {
 		return fmt.Errorf("spool.path: %w", err)
 	}
-	sp, err := spool.Open(c.Path, spool.Options{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Logger: r.log.With("component", "spool")})
+	sp, err := spool.Open(c.Path, spool.Options{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Logger: r.log.With("component", "spool"), Now: clockFromEnv(r.log)})
 	if err != nil {
 		return fmt.Errorf("spool.path %s: %w", c.Path, err)
 	}

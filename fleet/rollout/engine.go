@@ -40,6 +40,9 @@ type Dispatcher interface {
 	Dispatch(ctx context.Context, deviceID string, cmd api.Command) error
 }
 
+// DefaultSilence is Options.Silence when zero.
+const DefaultSilence = 30 * time.Second
+
 // Options configure Open and New. Devices and Dispatcher are required.
 type Options struct {
 	Devices    Devices
@@ -47,8 +50,14 @@ type Options struct {
 	// Now is the clock; nil means time.Now. Tests pass a fake.
 	Now func() time.Time
 	// Tick is how often Run steps without being poked; 0 means 1s.
-	Tick   time.Duration
-	Logger *slog.Logger
+	Tick time.Duration
+	// Silence is how long a sent job may go without a word from its device
+	// before it is sent again (same job id: a device that has finished it
+	// reports the final state again, one still running it ignores it). It
+	// recovers a report or command lost in flight, e.g. to a fleetd replica
+	// killed before it stored the report. 0 means DefaultSilence.
+	Silence time.Duration
+	Logger  *slog.Logger
 	// Registerer receives the engine's metrics; nil means none.
 	Registerer prometheus.Registerer
 
@@ -72,7 +81,8 @@ type Engine struct {
 	rollouts map[string]*Rollout
 	jobs     map[string]jobRef        // job id (and rollback job id) -> job
 	dirty    map[string]bool          // rollouts to write at the next flush
-	resend   map[string]bool          // job ids to send again (after a restart)
+	resend   map[string]bool          // job ids to send again (after a restart, or a silence)
+	lastSent map[string]time.Time     // job id -> when this engine last sent it
 	shadow   map[string]*ShadowRecord // shadowKey -> reports to write at the next flush
 	closed   bool
 
@@ -111,6 +121,9 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.Silence <= 0 {
+		opt.Silence = DefaultSilence
+	}
 	if opt.Tick <= 0 {
 		opt.Tick = time.Second
 	}
@@ -130,7 +143,7 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 	}
 	e := &Engine{store: s, opt: opt, log: opt.Logger, kick: make(chan struct{}, 1), m: m, epoch: s.Epoch(),
 		rollouts: map[string]*Rollout{}, jobs: map[string]jobRef{}, dirty: map[string]bool{}, resend: map[string]bool{},
-		shadow: map[string]*ShadowRecord{}}
+		lastSent: map[string]time.Time{}, shadow: map[string]*ShadowRecord{}}
 	for _, r := range rs {
 		e.index(r)
 		for _, j := range r.Jobs {

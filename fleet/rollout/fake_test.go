@@ -42,6 +42,7 @@ const (
 	behaveSelfRollback = "self_rollback" // fails and goes back by itself
 	behaveSilent       = "silent"        // never answers an update (answers rollbacks)
 	behaveHold         = "hold"          // answers queued, then nothing until released
+	behaveLoseReports  = "lose_reports"  // installs and succeeds, but its reports after queued are lost in flight
 )
 
 type simDevice struct {
@@ -166,14 +167,18 @@ func (s *sim) Dispatch(ctx context.Context, dev string, cmd api.Command) error {
 				reports = []string{api.JobQueued, api.JobInstalling, api.JobHealthCheck, api.JobRolledBack}
 			case behaveSilent:
 				d.previous = d.version
-			case behaveHold:
+			case behaveHold, behaveLoseReports:
 				d.previous = d.version
 				reports = []string{api.JobQueued}
 			}
 		}
-		if len(reports) > 0 {
+		switch {
+		case d.behave == behaveLoseReports && cmd.Kind != api.CommandRollback:
+			d.version = cmd.Artifact.Version
+			d.seen[cmd.JobID] = api.JobSucceeded
+		case len(reports) > 0:
 			d.seen[cmd.JobID] = reports[len(reports)-1]
-		} else {
+		default:
 			d.seen[cmd.JobID] = ""
 		}
 	}

@@ -297,6 +297,50 @@ func TestOfflineAndTimeout(t *testing.T) {
 	}
 }
 
+// TestSilentJobResent: a device's final report is lost in flight (as when
+// the fleetd replica that received it is killed before storing it). The
+// engine sends the job again after Options.Silence without a word; the
+// device reports its final state again and the rollout completes instead
+// of timing the job out and aborting (found by the soak run, issue 16).
+func TestSilentJobResent(t *testing.T) {
+	ctx := context.Background()
+	s, c := newSim(t, 3, "1"), newClock()
+	s.devices["cam-0001"].behave = behaveLoseReports
+	e := openEngine(t, dbPath(t), s, c)
+	defer e.Close()
+	sum, err := e.Create(ctx, Spec{Artifact: testArtifact("2"), Waves: []float64{100}, MaxFailures: Threshold{Count: 0},
+		HealthWindow: time.Minute, JobTimeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := func(r *Rollout) Job {
+		for _, j := range r.Jobs {
+			if j.DeviceID == "cam-0001" {
+				return j
+			}
+		}
+		t.Fatal("no job for cam-0001")
+		return Job{}
+	}
+	r := stepUntil(t, e, 3, func(r *Rollout) bool { return r.Summarize().Succeeded == 2 }, sum.ID)
+	if j := job(r); j.State != api.JobQueued || r.State.Final() {
+		t.Fatalf("before the silence: job %+v, rollout %s", j, r.State)
+	}
+	c.Advance(DefaultSilence - time.Second)
+	e.Step(ctx)
+	if r, _ = e.Get(sum.ID); job(r).State != api.JobQueued {
+		t.Fatalf("resent before the silence ended: %+v", job(r))
+	}
+	c.Advance(time.Second)
+	r = stepUntil(t, e, 3, func(r *Rollout) bool { return r.State.Final() }, sum.ID)
+	if j := job(r); r.State != StateCompleted || j.State != api.JobSucceeded {
+		t.Fatalf("after the silence: rollout %s, job %+v", r.State, j)
+	}
+	if d := s.dev("cam-0001"); d.updates != 1 || d.version != "2" {
+		t.Fatalf("device ran the update %d times, version %s; want once, 2", d.updates, d.version)
+	}
+}
+
 func TestOperations(t *testing.T) {
 	ctx := context.Background()
 	s, c := newSim(t, 20, "1"), newClock()

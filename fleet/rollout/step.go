@@ -38,6 +38,7 @@ func (e *Engine) Step(ctx context.Context) error {
 	var needs []need
 	for id, r := range e.rollouts {
 		e.advanceLocked(r, now)
+		e.resendSilentLocked(r, now)
 		if e.wantsDevicesLocked(r) {
 			needs = append(needs, need{id, r.Spec.Selector})
 		}
@@ -219,6 +220,27 @@ func (e *Engine) wantsDevicesLocked(r *Rollout) bool {
 	return false
 }
 
+// resendSilentLocked marks for resending the sent, unfinished jobs of a
+// running rollout whose device has said nothing for Options.Silence since
+// the job was last sent or reported on.
+func (e *Engine) resendSilentLocked(r *Rollout, now time.Time) {
+	if !r.State.running() {
+		return
+	}
+	for _, j := range r.Jobs {
+		if j.Wave > r.Wave || j.State == JobPending || jobFinal(j.State) {
+			continue
+		}
+		last := j.UpdatedAt
+		if t := e.lastSent[j.JobID]; t.After(last) {
+			last = t
+		}
+		if now.Sub(last) >= e.opt.Silence {
+			e.resend[j.JobID] = true
+		}
+	}
+}
+
 // collectLocked marks the jobs to send to online devices as dispatched.
 func (e *Engine) collectLocked(r *Rollout, online map[string]bool, now time.Time, out []send) []send {
 	running := r.State.running()
@@ -234,6 +256,7 @@ func (e *Engine) collectLocked(r *Rollout, online map[string]bool, now time.Time
 		}
 		if running && j.Wave <= r.Wave && (j.State == JobPending || e.resend[j.JobID] && !jobFinal(j.State)) {
 			delete(e.resend, j.JobID)
+			e.lastSent[j.JobID] = now
 			s := send{r: r.ID, job: j.JobID, dev: j.DeviceID, resend: j.State != JobPending}
 			if j.State == JobPending {
 				j.State, j.SentAt, j.UpdatedAt = JobDispatched, now, now

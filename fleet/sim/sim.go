@@ -158,6 +158,9 @@ type Report struct {
 	OTA OTAStats `json:"ota"`
 	// Versions are the devices' versions at the end, by device id.
 	Versions map[string]Version `json:"versions,omitempty"`
+	// LastSeq is each device's last seq sent (it sent 1..LastSeq), by
+	// device id: what a checker compares the stored seqs with.
+	LastSeq map[string]uint64 `json:"last_seq,omitempty"`
 }
 
 // OK reports whether every batch was acknowledged and p99 is under limit.
@@ -324,8 +327,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	rep.Acked = int64(len(lat))
 	rep.OTA = ota.stats()
 	rep.Versions = make(map[string]Version, len(devs))
+	rep.LastSeq = make(map[string]uint64, len(devs))
 	for _, d := range devs {
 		rep.Versions[d.id] = d.version()
+		rep.LastSeq[d.id] = d.seq
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)

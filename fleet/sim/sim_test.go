@@ -92,6 +92,13 @@ func TestRun(t *testing.T) {
 	if st := f.store.Stats(); int64(st.Stored) != rep.Events {
 		t.Fatalf("stored %d events, sim sent %d", st.Stored, rep.Events)
 	}
+	var last uint64
+	for _, n := range rep.LastSeq {
+		last += n
+	}
+	if len(rep.LastSeq) != 20 || int64(last) != rep.Events {
+		t.Fatalf("LastSeq of %d devices sums to %d, sim sent %d events", len(rep.LastSeq), last, rep.Events)
+	}
 	devs := f.reg.List(registry.Filter{})
 	if len(devs) != 20 || devs[0].Labels["site"] == "" || devs[0].Telemetry == nil {
 		t.Fatalf("registry has %d devices: %+v", len(devs), devs)
