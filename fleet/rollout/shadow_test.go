@@ -71,6 +71,36 @@ func TestShadowGate(t *testing.T) {
 	}
 }
 
+// TestShadowNoFrames: a device whose phase compared no frame (its CPU
+// budget skipped them all) reports agreement 1 (F1 of no boxes either side)
+// and fails its job, as edge-agent does. The gate fails it too, with a
+// reason that says so, so the wave counts it as a shadow failure and an
+// operator can accept it.
+func TestShadowNoFrames(t *testing.T) {
+	ctx := context.Background()
+	s, c := newSim(t, 10, "1"), newClock()
+	s.agreement["cam-0000"] = noFrames
+	e := openEngine(t, dbPath(t), s, c)
+	defer e.Close()
+	sum, err := e.Create(ctx, shadowSpec("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stepUntil(t, e, 10, func(r *Rollout) bool { return r.Jobs[0].State == api.JobFailed }, sum.ID)
+	j := r.Jobs[0]
+	if j.Shadow == nil || !j.Shadow.Final || j.Shadow.Passed || !strings.Contains(j.Reason, "compared no frame in 600 s (40 skipped by the CPU budget)") {
+		t.Fatalf("canary: %s %q, shadow %+v; want failed by the gate, no frame compared", j.State, j.Reason, j.Shadow)
+	}
+	// The other canary passed at 0.95; the mean leaves out the phase
+	// that measured nothing.
+	if p := r.Summarize().Progress[0]; p.ShadowFailed != 1 || p.ShadowPassed != 1 || p.ShadowAgreement != 0.95 {
+		t.Fatalf("canary progress %+v", p)
+	}
+	if _, err := e.Act(ctx, sum.ID, Action{Kind: ActionAccept, Device: "cam-0000", By: "alice"}); err != nil {
+		t.Fatalf("accept of the device that compared no frame: %v", err)
+	}
+}
+
 // TestShadowPassAndAccept: every device but one agrees; the one that does
 // not fails within the budget. An operator accepts it: the failure no
 // longer counts, the device gets a new job without Shadow and swaps, and
