@@ -41,8 +41,9 @@ const shadowPatience = 90 * time.Second
 //     swaps, so both devices end on yolo11n.
 //
 // The binaries are built without -race, so the models run at full speed;
-// the candidate gets half a core so a busy machine still compares a few
-// frames in the 5 s phase.
+// the candidate gets a whole core (--shadow-cpu 100%, one agent in its
+// phase at a time) so a busy machine still compares a few frames in the
+// 5 s phase: the budget is BenchmarkShadowServing's subject, not this one's.
 func TestShadowRolloutEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs fleetd, fleetctl and two edge-agents with real models")
@@ -137,7 +138,7 @@ func (s *shadowFleet) checkServing(t *testing.T, version string, devices ...stri
 func (s *shadowFleet) create(t *testing.T, args ...string) string {
 	t.Helper()
 	var sum rest.RolloutSummary
-	out := s.fleetctl(t, append([]string{"rollouts", "create", "--canary", "1", "--waves", "100%", "--health-window", "4s", "--shadow", "5s", "--shadow-cpu", "50%", "--json"}, args...)...)
+	out := s.fleetctl(t, append([]string{"rollouts", "create", "--canary", "1", "--waves", "100%", "--health-window", "4s", "--shadow", "5s", "--shadow-cpu", "100%", "--json"}, args...)...)
 	if err := json.Unmarshal([]byte(out), &sum); err != nil {
 		t.Fatalf("rollouts create: %v\n%s", err, out)
 	}
