@@ -41,7 +41,8 @@ func TestShadowGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := stepUntil(t, e, 10, func(r *Rollout) bool { return r.State.Final() }, sum.ID)
-	if r.State != StateAborted || !strings.Contains(r.Reason, "1 failures exceed max-failures 0") {
+	if r.State != StateAborted || !strings.Contains(r.Reason, "1 failures exceed max-failures 0") ||
+		!strings.Contains(r.Reason, "; 1 of them failed the shadow gate (agreement below min-agreement 0.900) and kept their model") {
 		t.Fatalf("state %s: %s", r.State, r.Reason)
 	}
 	j := r.Jobs[0]

@@ -197,8 +197,8 @@ func (s *shadowFleet) relabelled(t *testing.T) {
 	id := s.create(t, "--model", "belt-detector@1-relabelled", "--max-failures", "0", "--min-agreement", "0.5")
 	v := s.final(t, id)
 	c, other := canary(t, v)
-	if v.State != rest.StateAborted || v.Succeeded != 0 {
-		t.Fatalf("relabelled rollout %s (%s), %d succeeded; want aborted at the canary", v.State, v.Reason, v.Succeeded)
+	if v.State != rest.StateAborted || v.Succeeded != 0 || !strings.Contains(v.Reason, "1 of them failed the shadow gate") {
+		t.Fatalf("relabelled rollout %s (%s), %d succeeded; want aborted at the canary by the shadow gate", v.State, v.Reason, v.Succeeded)
 	}
 	checkGateFailed(t, c, "0.500")
 	if other.SentAt != (time.Time{}) || other.Shadow != nil {
@@ -241,8 +241,8 @@ func (s *shadowFleet) stopsAtCanary(t *testing.T) {
 	id := s.create(t, "--model", "belt-detector@2", "--max-failures", "0", "--min-agreement", "0.99")
 	v := s.final(t, id)
 	c, _ := canary(t, v)
-	if v.State != rest.StateAborted || v.Succeeded != 0 {
-		t.Fatalf("yolo11n at 0.99: %s (%s), %d succeeded; want aborted at the canary", v.State, v.Reason, v.Succeeded)
+	if v.State != rest.StateAborted || v.Succeeded != 0 || !strings.Contains(v.Reason, "min-agreement 0.990") {
+		t.Fatalf("yolo11n at 0.99: %s (%s), %d succeeded; want aborted at the canary by the shadow gate", v.State, v.Reason, v.Succeeded)
 	}
 	checkGateFailed(t, c, "0.990")
 	t.Logf("yolo11n at 0.99: canary %s: %s", c.DeviceID, c.Reason)
