@@ -18,8 +18,10 @@ import (
 // the next flush), and a small ShadowResult in the job.
 //
 // The gate: a final report whose Agreement is below the spec's
-// MinAgreement fails the job, with the numbers as its reason, whatever
-// state the device reported with it; the failure counts against
+// MinAgreement, or that compared no frame (its Agreement is then 1, as
+// edge-agent computes F1 of no boxes), fails the job, with the numbers as
+// its reason, whatever state the device reported with it (the device fails
+// it too: agent/shadow.Passed); the failure counts against
 // MaxFailures and MaxFailureRate as any other, so a bad candidate stops the
 // canary (or the wave) before any device has swapped. A device failed by
 // its shadow phase kept its serving model: no rollback is sent to it.
@@ -100,10 +102,15 @@ func (e *Engine) recordShadowLocked(r *Rollout, j *Job, rep *api.ShadowReport, n
 		return ""
 	}
 	min := r.Spec.Shadow.MinAgreement
-	sh.Passed = rep.Agreement >= min
+	// A phase that compared no frame reports agreement 1 (no boxes either
+	// side) and does not pass on the device (shadow.Passed): nor here.
+	sh.Passed = rep.Frames > 0 && rep.Agreement >= min
 	e.m.shadow.WithLabelValues(map[bool]string{true: "passed", false: "failed"}[sh.Passed]).Inc()
 	if sh.Passed {
 		return ""
+	}
+	if rep.Frames == 0 {
+		return fmt.Sprintf("shadow: compared no frame in %.0f s (%d skipped by the CPU budget); min-agreement %.3f", rep.ElapsedS, rep.Skipped, min)
 	}
 	return fmt.Sprintf("shadow: agreement %.3f below min-agreement %.3f (precision %.3f, recall %.3f, count ratio %.2f, %d frames)",
 		rep.Agreement, min, rep.Precision, rep.Recall, rep.CountRatio, rep.Frames)

@@ -41,7 +41,8 @@ func TestShadowGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := stepUntil(t, e, 10, func(r *Rollout) bool { return r.State.Final() }, sum.ID)
-	if r.State != StateAborted || !strings.Contains(r.Reason, "1 failures exceed max-failures 0") {
+	if r.State != StateAborted || !strings.Contains(r.Reason, "1 failures exceed max-failures 0") ||
+		!strings.Contains(r.Reason, "; 1 of them failed the shadow gate (agreement below min-agreement 0.900) and kept their model") {
 		t.Fatalf("state %s: %s", r.State, r.Reason)
 	}
 	j := r.Jobs[0]
@@ -68,6 +69,36 @@ func TestShadowGate(t *testing.T) {
 	recs, err := e.Shadow(ctx, sum.ID)
 	if err != nil || len(recs) != 1 || recs[0].Final == nil || recs[0].Latest == nil || len(recs[0].Final.Samples) != 1 {
 		t.Fatalf("Shadow = %+v, %v", recs, err)
+	}
+}
+
+// TestShadowNoFrames: a device whose phase compared no frame (its CPU
+// budget skipped them all) reports agreement 1 (F1 of no boxes either side)
+// and fails its job, as edge-agent does. The gate fails it too, with a
+// reason that says so, so the wave counts it as a shadow failure and an
+// operator can accept it.
+func TestShadowNoFrames(t *testing.T) {
+	ctx := context.Background()
+	s, c := newSim(t, 10, "1"), newClock()
+	s.agreement["cam-0000"] = noFrames
+	e := openEngine(t, dbPath(t), s, c)
+	defer e.Close()
+	sum, err := e.Create(ctx, shadowSpec("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := stepUntil(t, e, 10, func(r *Rollout) bool { return r.Jobs[0].State == api.JobFailed }, sum.ID)
+	j := r.Jobs[0]
+	if j.Shadow == nil || !j.Shadow.Final || j.Shadow.Passed || !strings.Contains(j.Reason, "compared no frame in 600 s (40 skipped by the CPU budget)") {
+		t.Fatalf("canary: %s %q, shadow %+v; want failed by the gate, no frame compared", j.State, j.Reason, j.Shadow)
+	}
+	// The other canary passed at 0.95; the mean leaves out the phase
+	// that measured nothing.
+	if p := r.Summarize().Progress[0]; p.ShadowFailed != 1 || p.ShadowPassed != 1 || p.ShadowAgreement != 0.95 {
+		t.Fatalf("canary progress %+v", p)
+	}
+	if _, err := e.Act(ctx, sum.ID, Action{Kind: ActionAccept, Device: "cam-0000", By: "alice"}); err != nil {
+		t.Fatalf("accept of the device that compared no frame: %v", err)
 	}
 }
 

@@ -90,8 +90,24 @@ func (e *Engine) afterFinalLocked(r *Rollout, j *Job, now time.Time) {
 		return
 	}
 	if reason := r.overLimit(j.Wave); reason != "" {
-		e.abortLocked(r, now, reason, ActorEngine)
+		e.abortLocked(r, now, reason+r.shadowFailures(), ActorEngine)
 	}
+}
+
+// shadowFailures says how many of the failures the shadow gate made, for
+// an abort's reason ("" when none): the rollout's reason then says the
+// candidate was stopped before it swapped, not that devices broke.
+func (r *Rollout) shadowFailures() string {
+	n := 0
+	for i := range r.Jobs {
+		if r.Jobs[i].shadowFailed() {
+			n++
+		}
+	}
+	if n == 0 || r.Spec.Shadow == nil {
+		return ""
+	}
+	return fmt.Sprintf("; %d of them failed the shadow gate (agreement below min-agreement %.3f) and kept their model", n, r.Spec.Shadow.MinAgreement)
 }
 
 // overLimit says why the failures break a limit, with the wave w a job of

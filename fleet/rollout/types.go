@@ -169,11 +169,12 @@ type WaveProgress struct {
 	Failed    int `json:"failed"`
 	// Shadow phases of the wave that ended: passed, failed (not accepted)
 	// and accepted by an operator, and the mean agreement of their final
-	// reports.
+	// reports (of those that compared a frame).
 	ShadowPassed    int     `json:"shadow_passed,omitempty"`
 	ShadowFailed    int     `json:"shadow_failed,omitempty"`
 	ShadowAccepted  int     `json:"shadow_accepted,omitempty"`
 	ShadowAgreement float64 `json:"shadow_agreement,omitempty"`
+	shadowMeasured  int     // final reports that compared a frame
 }
 
 // Summary is a rollout without its per-device jobs, for lists.
@@ -237,8 +238,8 @@ func (r *Rollout) Summarize() Summary {
 	}
 	for w := range s.Progress {
 		p := &s.Progress[w]
-		if n := p.ShadowPassed + p.ShadowFailed + p.ShadowAccepted; n > 0 {
-			p.ShadowAgreement /= float64(n)
+		if p.shadowMeasured > 0 {
+			p.ShadowAgreement /= float64(p.shadowMeasured)
 		}
 	}
 	return s
@@ -258,5 +259,8 @@ func (p *WaveProgress) countShadow(sh *ShadowResult) {
 	default:
 		p.ShadowFailed++
 	}
-	p.ShadowAgreement += sh.Agreement
+	if sh.Frames > 0 {
+		p.ShadowAgreement += sh.Agreement
+		p.shadowMeasured++
+	}
 }

@@ -74,7 +74,7 @@ var excused = map[string]string{
 	"fleetctl rollouts create --model yolov8n@2 --selector site=plant-a,line=3 --canary 2 --waves 10%,50%,100% --max-failures 5% --max-failure-rate 5% --min-executions 10 --health-window 2m [--job-timeout 30m] [--rollback-on-abort=false]": synopsis,
 	"fleetctl audit [--limit N] [--json]":        synopsis,
 	"fleetctl rollouts show":                     subcommand,
-	"fleetctl rollouts accept r2 --device sim-1": "needs a device whose shadow phase failed; TestShadowCommands (fleet/cmd/fleetctl) and TestConsoleShadow (fleet/controller) accept one",
+	"fleetctl rollouts accept r2 --device sim-1": "needs a device whose shadow phase failed; TestShadowRolloutEndToEnd (fleet/cmd/fleetd, real agents), TestShadowCommands (fleet/cmd/fleetctl) and TestConsoleShadow (fleet/controller) accept one",
 	"fleetctl sim --devices 200 --shadow-agreement 0.9 --shadow-spread 0.1 --service-user sim --service-password sim-password &": longRunning + "; " + fixedPorts + " (TestShadowRollout200 runs the simulator's shadow phases)",
 	"fleetctl rollouts list | show r1 [--all] | pause r1 | resume r1 | abort r1 --reason ... | rollback r1":                      alternates,
 	"fleetctl sim --devices 1000 --rate 0.1 --duration 5m --fail-rate 0.1 --service-user sim --service-password sim-password &":  longRunning + " (5 minutes; the test starts simulated devices itself)",

@@ -66,8 +66,8 @@ var run = []runCase{
 	{cmd: "source <(fleetctl completion bash)", dir: inWork, after: "complete -p fleetctl", want: []string{"-F "}},
 	{cmd: "fleetctl rollouts list", dir: inWork, want: []string{"r1", "yolo-sim"}},
 	{cmd: "fleetctl rollouts show r1", dir: inWork, want: []string{"r1", "yolo-sim"}},
-	{cmd: "fleetctl rollouts create --model yolov8n@2 --canary 1 --waves 100% --shadow 10m --min-agreement 0.9 --shadow-sample 1/4 --shadow-cpu 25%",
-		dir: inWork, want: []string{"rollout r2", "shadow 10m0s, min agreement 0.9, 1/4 of frames, 25% of a core"}},
+	{cmd: "fleetctl rollouts create --model yolov8n@2 --canary 1 --waves 100% --max-failures 1 --shadow 10m --min-agreement 0.9 --shadow-sample 1/4 --shadow-cpu 25%",
+		dir: inWork, want: []string{"rollout r2", "max failures 1", "shadow 10m0s, min agreement 0.9, 1/4 of frames, 25% of a core"}},
 	{cmd: "fleetctl rollouts show r2 --shadow", dir: inWork, want: []string{"rollout r2, shadow 10m0s"}},
 }
 

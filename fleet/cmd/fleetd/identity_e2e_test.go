@@ -220,15 +220,24 @@ func startIdentityFleet(t *testing.T, lifetime time.Duration) *identityFleet {
 // fleetctl runs the real fleetctl against the fleet and returns its output.
 func (e *identityFleet) fleetctl(t *testing.T, args ...string) string {
 	t.Helper()
+	out, err := e.fleetctlErr(args...)
+	if err != nil {
+		t.Fatalf("fleetctl %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// fleetctlErr runs the real fleetctl; its error carries fleetctl's stderr.
+func (e *identityFleet) fleetctlErr(args ...string) (string, error) {
 	cmd := exec.Command(e.fleetctlBin, args...)
 	cmd.Env = append(os.Environ(), "EDGEFLEET_SERVER="+e.server, "EDGEFLEET_TOKEN="+controllertest.Token, "SSL_CERT_FILE="+e.caFile, "HOME="+e.dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("fleetctl %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(string(out)), nil
 }
 
 // writeBox prepares the box: the fleet CA is put there first (how it
