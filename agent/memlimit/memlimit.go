@@ -32,11 +32,11 @@ const Every = 2 * time.Second
 // bytes of runtime memory outside the heap.
 func Limit(live, other uint64) int64 {
 	room := max(live/4, MinHeadroom)
-	total := live + other + room
-	if total > math.MaxInt64 {
-		return math.MaxInt64
+	const most = math.MaxInt64
+	if live > most || other > most-live || room > most-live-other {
+		return most
 	}
-	return int64(total)
+	return int64(live + other + room)
 }
 
 // Usage reads the live heap (as marked by the last collection) and the
