@@ -70,7 +70,7 @@ type Config struct {
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
 	// MemoryLimit is auto (default) or off. auto keeps the Go runtime's
-	// soft memory limit at the live heap plus a quarter of it (at least 6 MiB)
+	// soft memory limit at the live heap plus a quarter of it (at least 8 MiB)
 	// plus the runtime's own memory (package agent/memlimit), unless the
 	// GOMEMLIMIT environment variable sets one; off leaves the runtime's
 	// default (no limit, the heap grows to twice its live size).

@@ -23,7 +23,7 @@ import (
 
 // MinHeadroom is the least room above the live heap: a few camera frames
 // (one 640x480 RGBA frame is 1.2 MiB) and the detector's per-frame garbage.
-const MinHeadroom = 6 << 20
+const MinHeadroom = 8 << 20
 
 // Every is how often Follow checks the live heap.
 const Every = 2 * time.Second

@@ -20,8 +20,8 @@ func TestLimit(t *testing.T) {
 		live, other uint64
 		want        int64
 	}{
-		{"small heap gets the minimum headroom", 10 * mib, 2 * mib, 18 * mib},
-		{"yolov8n agent", 22 * mib, 3 * mib, 31 * mib},
+		{"small heap gets the minimum headroom", 10 * mib, 2 * mib, 20 * mib},
+		{"yolov8n agent", 22 * mib, 3 * mib, 33 * mib},
 		{"large heap gets a quarter", 100 * mib, 4 * mib, 129 * mib},
 		{"empty", 0, 0, MinHeadroom},
 		{"saturates", math.MaxUint64 / 2, math.MaxUint64 / 2, math.MaxInt64},
