@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -660,5 +661,27 @@ func TestV4L2StallCountsAsDown(t *testing.T) {
 	}
 	if opens.Load() < 2 || closed.Load() < 1 {
 		t.Errorf("stalled device opened %d and closed %d times; want it reopened", opens.Load(), closed.Load())
+	}
+}
+
+// TestSynthDropsOriginalSprites checks that a Synth keeps only its scaled
+// sprites, not the full-size pictures it was given.
+func TestSynthDropsOriginalSprites(t *testing.T) {
+	freed := make(chan struct{})
+	orig := image.NewRGBA(image.Rect(0, 0, 800, 600))
+	runtime.SetFinalizer(orig, func(*image.RGBA) { close(freed) })
+	s := NewSynth(SynthOptions{Seed: 1, Sprites: []image.Image{orig}})
+	orig = nil
+	testutil.WaitFor(t, "the full-size sprite to be collected", 10*time.Second, func() bool {
+		runtime.GC()
+		select {
+		case <-freed:
+			return true
+		default:
+			return false
+		}
+	})
+	if b := s.Render(0).Bounds(); b.Dx() != 640 {
+		t.Errorf("frame is %v, want 640 wide", b)
 	}
 }

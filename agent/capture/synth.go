@@ -73,6 +73,9 @@ func NewSynth(opts SynthOptions) *Synth {
 		maxW = max(maxW, scaled.Rect.Dx())
 	}
 	s.spacing = maxW + max(W/8, 16)
+	// Frames need only the scaled copies: let the full-size pictures go
+	// (1 to 4 MiB of RGBA per camera for the test photos).
+	s.opts.Sprites = nil
 	return s
 }
 

@@ -69,6 +69,12 @@ type Config struct {
 	HTTP              HTTP          `yaml:"http"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `yaml:"log_level"`
+	// MemoryLimit is auto (default) or off. auto keeps the Go runtime's
+	// soft memory limit at the live heap plus a quarter of it (at least 8 MiB)
+	// plus the runtime's own memory (package agent/memlimit), unless the
+	// GOMEMLIMIT environment variable sets one; off leaves the runtime's
+	// default (no limit, the heap grows to twice its live size).
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // Model says which detection model runs and how.
@@ -408,6 +414,9 @@ func (c *Config) Defaults() {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	if c.MemoryLimit == "" {
+		c.MemoryLimit = "auto"
+	}
 	m := &c.Model
 	if m.Name == "" && m.Path != "" {
 		base := m.Path[strings.LastIndex(m.Path, "/")+1:]
@@ -511,6 +520,9 @@ func (c *Config) validateTop(p *problems) {
 	case "debug", "info", "warn", "error":
 	default:
 		bad("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.MemoryLimit != "auto" && c.MemoryLimit != "off" {
+		bad("memory_limit", "must be auto or off, not %q", c.MemoryLimit)
 	}
 	if c.TelemetryInterval < 100*time.Millisecond {
 		bad("telemetry_interval", "must be >= 100ms, not %v", c.TelemetryInterval)

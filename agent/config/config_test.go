@@ -120,6 +120,7 @@ func TestParseErrors(t *testing.T) {
 		{"no model", "  path: /models/yolov8n.tflite", "  name: x", "model.path: required"},
 		{"bad broker", "tcp://127.0.0.1:1883", "http://127.0.0.1:1883", "fleet.broker: scheme must be"},
 		{"cert without key", "  password: secret", "  password: secret\n  cert_file: /c.pem", "fleet.cert_file: cert_file and key_file go together"},
+		{"bad memory limit", "telemetry_interval: 5s", "telemetry_interval: 5s\nmemory_limit: 40MiB", `memory_limit: must be auto or off, not "40MiB"`},
 		{"bad listen", "listen: 127.0.0.1:0", "listen: localhost", "http.listen: must be host:port"},
 		{"small spool", "max_bytes: 1048576", "max_bytes: 10", "spool.max_bytes: must be >= 1048576"},
 		{"mjpeg bad url", "    source: files", "    source: mjpeg\n    url: ftp://x", "cameras[1].url: must be an http"},

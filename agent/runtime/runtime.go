@@ -23,6 +23,7 @@ import (
 	"edgefleet/agent/config"
 	"edgefleet/agent/enroll"
 	"edgefleet/agent/link"
+	"edgefleet/agent/memlimit"
 	"edgefleet/agent/shadow"
 	"edgefleet/agent/spool"
 	"edgefleet/agent/update"
@@ -249,6 +250,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	if r.updates != nil {
 		g.Go(func() error { return r.updates.Run(gctx) })
+	}
+	if r.cfg.MemoryLimit == "auto" {
+		g.Go(func() error { memlimit.Follow(gctx, r.log); return nil })
 	}
 	g.Go(func() error { return r.agent.Run(gctx) })
 	if err := g.Wait(); err != nil {

@@ -673,7 +673,8 @@ func (s *store) capturedBetweenLocked(from, to time.Time) int {
 
 // BenchmarkAgentMemory runs edge-agent with one and with two synthetic
 // cameras and yolov8n int8 for a few seconds and reports its peak resident
-// memory.
+// memory, its CPU time and its garbage collections (GODEBUG=gctrace=1);
+// the memory_limit=off rows run the same agent without the soft memory limit.
 func BenchmarkAgentMemory(b *testing.B) {
 	model := modeltest.Path(b, "models", "yolov8n_full_integer_quant.tflite")
 	images := modeltest.Path(b, "images")
@@ -681,33 +682,98 @@ func BenchmarkAgentMemory(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, cameras := range []int{1, 2} {
-		b.Run(fmt.Sprintf("cameras=%d", cameras), func(b *testing.B) {
-			for b.Loop() {
-				dir := b.TempDir()
-				cfg := fmt.Sprintf(agentYAML, model, images, filepath.Join(dir, "spool.db"), "")
-				if cameras == 1 {
-					cfg = oneCamera(b, cfg)
-				}
-				p := filepath.Join(dir, "agent.yaml")
-				os.WriteFile(p, []byte(cfg), 0o600)
-				cmd := exec.Command(bin, "run", "--config", p)
-				cmd.Stderr = io.Discard
-				if err := cmd.Start(); err != nil {
-					b.Fatal(err)
-				}
-				time.Sleep(8 * time.Second)
-				hwm, rss := procMemKiB(cmd.Process.Pid)
-				cmd.Process.Signal(syscall.SIGTERM)
-				cmd.Wait()
-				if hwm == 0 {
-					b.Fatal("could not read the agent's memory")
-				}
-				b.ReportMetric(float64(hwm)/1024, "MiB-peak-RSS")
-				b.ReportMetric(float64(rss)/1024, "MiB-RSS")
+	for _, limit := range []string{"", "off"} {
+		for _, cameras := range []int{1, 2} {
+			name := fmt.Sprintf("cameras=%d", cameras)
+			extra := ""
+			if limit != "" {
+				name += ",memory_limit=" + limit
+				extra = "memory_limit: " + limit + "\n"
 			}
-		})
+			b.Run(name, func(b *testing.B) {
+				for b.Loop() {
+					dir := b.TempDir()
+					cfg := fmt.Sprintf(agentYAML, model, images, filepath.Join(dir, "spool.db"), extra)
+					if cameras == 1 {
+						cfg = oneCamera(b, cfg)
+					}
+					measureAgent(b, bin, filepath.Join(dir, "agent.yaml"), cfg)
+				}
+			})
+		}
 	}
+}
+
+// measureAgent runs bin with config cfg (written to path) for 8 s and
+// reports its peak and last RSS, CPU time and garbage collections.
+func measureAgent(b *testing.B, bin, path, cfg string) {
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", path)
+	cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+	var gcs lineCounter
+	cmd.Stderr = &gcs
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	hwm, rss := procMemKiB(cmd.Process.Pid)
+	cpu := procCPUSeconds(cmd.Process.Pid)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if hwm == 0 {
+		b.Fatal("could not read the agent's memory")
+	}
+	b.ReportMetric(float64(hwm)/1024, "MiB-peak-RSS")
+	b.ReportMetric(float64(rss)/1024, "MiB-RSS")
+	b.ReportMetric(cpu, "CPU-s")
+	b.ReportMetric(float64(gcs.count()), "GCs")
+}
+
+// lineCounter counts the gctrace lines ("gc N @...") written to it.
+type lineCounter struct {
+	mu   sync.Mutex
+	part []byte
+	n    int
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.part = append(c.part, p...)
+	for {
+		i := bytes.IndexByte(c.part, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if bytes.HasPrefix(c.part[:i], []byte("gc ")) {
+			c.n++
+		}
+		c.part = c.part[i+1:]
+	}
+}
+
+func (c *lineCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
+// procCPUSeconds reads a process's user and system CPU time.
+func procCPUSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return float64(ut+st) / 100 // USER_HZ
 }
 
 // oneCamera drops belt-b from agentYAML's two cameras.
