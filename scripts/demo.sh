@@ -86,6 +86,8 @@ cameras:
     path: $TD/images
     seed: $i
     fps: 1
+    lines:   # counted objects: the console's events page and counts chart
+      - {id: exit, points: [[0.5, 1], [0.5, 0]]}
 spool:
   path: $OUT/agent-$i/spool.db
 fleet:
