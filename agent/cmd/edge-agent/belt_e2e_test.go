@@ -259,9 +259,9 @@ func TestBeltCountsIntoFleetd(t *testing.T) {
 	px.setDown(false)
 	k1 := truth.waitQuiet(t, a, half)
 	want1, n1 := truth.crossings(k1)
-	got1 := a.lineCounts(t)
+	got1, drop1 := a.lineCounts(t), a.metricLabelled(t, "edgefleet_agent_frames_dropped_total")
 	a.stop(t, syscall.SIGKILL)
-	t.Logf("run 1: %d frames, truth %v, agent %v", k1, want1, got1)
+	t.Logf("run 1: %d frames (%v dropped), truth %v, agent %v", k1, drop1, want1, got1)
 	if !maps.Equal(got1, want1) {
 		t.Errorf("run 1 (killed): the agent counted %v, the belt's truth is %v", got1, want1)
 	}
@@ -274,9 +274,9 @@ func TestBeltCountsIntoFleetd(t *testing.T) {
 		k2 = truth.waitQuiet(t, a, k2+perObject)
 		want2, n2 = truth.crossings(k2)
 	}
-	got2 := a.lineCounts(t)
+	got2, drop2 := a.lineCounts(t), a.metricLabelled(t, "edgefleet_agent_frames_dropped_total")
 	a.stop(t, syscall.SIGTERM)
-	t.Logf("run 2: %d frames, truth %v, agent %v", k2, want2, got2)
+	t.Logf("run 2: %d frames (%v dropped), truth %v, agent %v", k2, drop2, want2, got2)
 	if !maps.Equal(got2, want2) {
 		t.Errorf("run 2: the agent counted %v, the belt's truth is %v", got2, want2)
 	}
