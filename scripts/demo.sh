@@ -128,6 +128,7 @@ rollout_done() { "$BIN/fleetctl" rollouts list | grep -Eq 'completed|aborted|rol
 wait_for 300 "the rollout to finish" rollout_done || true
 "$BIN/fleetctl" rollouts list
 "$BIN/fleetctl" devices list
+"$BIN/fleetctl" counts --line exit || true   # the belt's objects past the line, per hour
 
 if [ -n "$SECS" ]; then
   sleep "$SECS"
