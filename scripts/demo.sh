@@ -86,6 +86,8 @@ cameras:
     path: $TD/images
     seed: $i
     fps: 1
+    lines:   # counted objects: the console's events page and counts chart
+      - {id: exit, points: [[0.5, 1], [0.5, 0]]}
 spool:
   path: $OUT/agent-$i/spool.db
 fleet:
@@ -126,6 +128,7 @@ rollout_done() { "$BIN/fleetctl" rollouts list | grep -Eq 'completed|aborted|rol
 wait_for 300 "the rollout to finish" rollout_done || true
 "$BIN/fleetctl" rollouts list
 "$BIN/fleetctl" devices list
+"$BIN/fleetctl" counts --line exit || true   # the belt's objects past the line, per hour
 
 if [ -n "$SECS" ]; then
   sleep "$SECS"

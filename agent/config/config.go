@@ -128,6 +128,9 @@ type Camera struct {
 	URL string `yaml:"url"`
 	// Seed makes a synth camera's scene (source synth).
 	Seed uint64 `yaml:"seed"`
+	// Speed is how far a synth camera's belt moves per frame, in pixels;
+	// 0 (default) means about six seconds for an object to cross the frame.
+	Speed int `yaml:"speed"`
 	// Width and Height ask for a frame size (v4l2, synth); default 640x480.
 	Width  int `yaml:"width"`
 	Height int `yaml:"height"`
@@ -618,6 +621,9 @@ func (cam *Camera) validate(p *problems, key string) {
 			bad(key+".url", "must be an http:// or https:// URL, not %q", cam.URL)
 		}
 	case SourceSynth:
+		if cam.Speed < 0 || cam.Speed > cam.Width {
+			bad(key+".speed", "must be 0 (default) or 1..width pixels per frame, not %d", cam.Speed)
+		}
 	case "":
 		bad(key+".source", "required (v4l2, files, mjpeg or synth)")
 	default:

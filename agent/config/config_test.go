@@ -103,6 +103,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown nested key", "    seed: 42", "    seed: 42\n    fpss: 3", "cameras[0].fpss: unknown key"},
 		{"unknown key in second camera", "    path: /images", "    path: /images\n    regoin: []", "cameras[1].regoin: unknown key"},
 		{"unknown model key", "  threads: 2", "  threads: 2\n  gpu: yes", "model.gpu: unknown key"},
+		{"negative belt speed", "    seed: 42", "    seed: 42\n    speed: -3", "cameras[0].speed: must be 0 (default) or 1..width"},
 		{"bad fps", "    fps: 4", "    fps: -1", "cameras[0].fps: must be > 0"},
 		{"zero fps", "    fps: 4", "    fps: 0", "cameras[0].fps: must be > 0"},
 		{"bad fps type", "    fps: 4", "    fps: fast", `cameras[0].fps: cannot use "fast" as a number`},

@@ -103,7 +103,7 @@ func openCameras(cfg *config.Config) ([]agent.Camera, error) {
 				}
 				sprites = s
 			}
-			src = capture.NewSynth(capture.SynthOptions{Width: c.Width, Height: c.Height, FPS: c.FPS, Seed: c.Seed, Sprites: sprites})
+			src = capture.NewSynth(capture.SynthOptions{Width: c.Width, Height: c.Height, FPS: c.FPS, Seed: c.Seed, Speed: c.Speed, Sprites: sprites})
 		default:
 			return fail(fmt.Errorf("cameras[%d].source: unknown source %q", i, c.Source))
 		}
