@@ -319,11 +319,15 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 	}
 	for _, a := range s.agents {
 		a.stop()
-		st, err := a.spoolStats()
+		st, dropped, err := a.spoolStats()
 		if err != nil {
 			return in, err
 		}
-		in.Devices = append(in.Devices, check.Device{ID: a.id, Produced: st.NextSeq - 1, Dropped: st.Dropped()})
+		d := check.Device{ID: a.id, Produced: st.NextSeq - 1, Dropped: st.Dropped(), Unlisted: dropped.Unlisted, UnlistedTo: dropped.UnlistedTo}
+		for _, r := range dropped.Ranges {
+			d.DroppedSeqs = append(d.DroppedSeqs, check.Range{From: r.From, To: r.To})
+		}
+		in.Devices = append(in.Devices, d)
 		rep.agentStarts += a.starts
 	}
 	for id, last := range rep.sim.LastSeq {
