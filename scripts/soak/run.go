@@ -296,7 +296,7 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 			rep.faultErrs = append(rep.faultErrs, fmt.Sprintf("%s is not running at the end: it exited on its own (see %s)", p.name, p.log))
 		}
 	}
-	end := s.samples(ctx)
+	end := s.settledSamples(ctx) // after the simulator's devices left: see settleReads
 	for name, st := range startSamples {
 		if e, ok := end[name]; ok {
 			in.Processes = append(in.Processes, check.Process{Name: name, Start: st, End: e})
