@@ -267,6 +267,9 @@ func verifyAfterCrash(t *testing.T, path string, log *crashLog, round int) {
 	if st.Depth != uint64(len(stored)) {
 		t.Fatalf("round %d: Stats.Depth %d, but %d events readable", round, st.Depth, len(stored))
 	}
+	if d := s.DroppedSeqs(); d.Count() != st.Dropped() {
+		t.Fatalf("round %d: dropped list counts %d, Stats.Dropped %d", round, d.Count(), st.Dropped())
+	}
 	log.acked = log.acked.merge()
 	log.intended = log.intended.merge()
 	var keep [][2]uint64

@@ -21,6 +21,11 @@ import (
 //	  dropped_cap   events dropped, lifetime, to honour the byte budget
 //	  dropped_age   events dropped, lifetime, for being older than MaxAge
 //	  dropped_full  events dropped, lifetime, because the disk or file was full
+//	  dropped_seqs  which seqs were dropped: up to MaxDroppedRanges ranges,
+//	                16 bytes each (from, to), merged, in order (dropped.go)
+//	  dropped_unlisted, dropped_unlisted_to  dropped seqs no longer listed
+//	                and the highest of them; absent in a file written before
+//	                the list existed, whose counted drops are then unlisted
 //	events/
 //	  <seq, 8 bytes big endian>  record (see record.go); keys only ever
 //	                             appended at the end, deleted by Ack or drops
@@ -63,6 +68,7 @@ type persisted struct {
 	nextSeq                           uint64
 	count, bytes                      uint64
 	droppedCap, droppedAge, droppedFl uint64
+	dropped                           DroppedSeqs // which seqs; written by writeDropped
 }
 
 func getU64(b *bolt.Bucket, k []byte) (uint64, error) {
@@ -104,7 +110,9 @@ func readMeta(tx *bolt.Tx) (persisted, error) {
 	if p.nextSeq == 0 {
 		return p, fmt.Errorf("%w: next_seq is 0", ErrSchema)
 	}
-	return p, nil
+	var err error
+	p.dropped, err = readDropped(m, p.droppedCap+p.droppedAge+p.droppedFl, p.nextSeq)
+	return p, err
 }
 
 func writeMeta(tx *bolt.Tx, p persisted) error {
@@ -141,6 +149,9 @@ func initSchema(tx *bolt.Tx) (found uint64, err error) {
 			return 0, err
 		}
 		if err := putU64(m, keyVersion, schemaVersion); err != nil {
+			return 0, err
+		}
+		if err := writeDropped(m, DroppedSeqs{}); err != nil {
 			return 0, err
 		}
 		return 0, writeMeta(tx, persisted{nextSeq: 1})

@@ -187,6 +187,9 @@ type Spool struct {
 	// stmu guards st.
 	stmu sync.Mutex
 	st   Stats
+	// dropped is the committer's list as last committed; never changed in
+	// place (outcome.dropSeqs copies it).
+	dropped DroppedSeqs
 	// oldestUs is the spool time of the oldest event, unix µs; 0 when empty.
 	oldestUs uint64
 }
@@ -603,6 +606,7 @@ type outcome struct {
 	appended, acked         uint64
 	dropCap, dropAge, dropF uint64
 	seqs                    [][2]uint64 // first, last per request
+	ownDropped              bool        // p.dropped.Ranges is this outcome's copy
 }
 
 // commit writes one batch, retrying after dropping the oldest events when
@@ -705,6 +709,8 @@ func (s *Spool) commitOnce(batch []*request) (outcome, error) {
 				} else {
 					break
 				}
+				seq, _ := keySeq(k)
+				o.dropSeqs(seq, seq)
 				o.p.bytes -= min(o.p.bytes, size)
 				o.p.count -= min(o.p.count, 1)
 				if err := c.Delete(); err != nil {
@@ -723,8 +729,11 @@ func (s *Spool) commitOnce(batch []*request) (outcome, error) {
 					size -= uint64(8 + len(r.recs[skip]) + 4 + elemOverhead)
 					skip++
 				}
-				o.dropCap += uint64(skip)
-				o.p.nextSeq += uint64(skip)
+				if skip > 0 {
+					o.dropCap += uint64(skip)
+					o.dropSeqs(o.p.nextSeq, o.p.nextSeq+uint64(skip)-1)
+					o.p.nextSeq += uint64(skip)
+				}
 				for _, body := range r.recs[skip:] {
 					if len(keys)+8 > cap(keys) {
 						keys = make([]byte, 0, 8*256)
@@ -745,6 +754,11 @@ func (s *Spool) commitOnce(batch []*request) (outcome, error) {
 			o.p.droppedCap += o.dropCap
 			o.p.droppedAge += o.dropAge
 			o.oldestUs, o.firstSeq = firstRecord(b)
+			if o.ownDropped {
+				if err := writeDropped(tx.Bucket(bucketMeta), o.p.dropped); err != nil {
+					return err
+				}
+			}
 			return writeMeta(tx, o.p)
 		})
 	})
@@ -777,12 +791,19 @@ func (s *Spool) dropForSpace() (uint64, error) {
 				o.p.bytes -= min(o.p.bytes, uint64(len(k)+len(v)+elemOverhead))
 				o.p.count--
 				o.dropF++
+				seq, _ := keySeq(k)
+				o.dropSeqs(seq, seq)
 				if err := c.Delete(); err != nil {
 					return err
 				}
 			}
 			o.p.droppedFl += o.dropF
 			o.oldestUs, o.firstSeq = firstRecord(b)
+			if o.ownDropped {
+				if err := writeDropped(tx.Bucket(bucketMeta), o.p.dropped); err != nil {
+					return err
+				}
+			}
 			return writeMeta(tx, o.p)
 		})
 	})
@@ -832,6 +853,7 @@ func (s *Spool) publish(time.Duration, uint64) {
 	s.st.DroppedCap = s.cur.droppedCap
 	s.st.DroppedAge = s.cur.droppedAge
 	s.st.DroppedFull = s.cur.droppedFl
+	s.dropped = s.cur.dropped
 }
 
 // wantCompact says whether the file has grown past a quarter of MaxBytes

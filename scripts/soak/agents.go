@@ -147,16 +147,16 @@ func (a *agent) unmount() {
 	}
 }
 
-// spoolStats opens the agent's spool after it stopped: its last seq and
-// what it counted as dropped over the file's life.
-func (a *agent) spoolStats() (spool.Stats, error) {
+// spoolStats opens the agent's spool after it stopped: its last seq, what
+// it counted as dropped over the file's life, and which seqs those were.
+func (a *agent) spoolStats() (spool.Stats, spool.DroppedSeqs, error) {
 	if a.filler != "" {
 		os.Remove(a.filler)
 	}
 	sp, err := spool.Open(a.spool, spool.Options{MaxBytes: spoolMaxBytes})
 	if err != nil {
-		return spool.Stats{}, fmt.Errorf("soak: open %s's spool: %w", a.id, err)
+		return spool.Stats{}, spool.DroppedSeqs{}, fmt.Errorf("soak: open %s's spool: %w", a.id, err)
 	}
 	defer sp.Close()
-	return sp.Stats(), nil
+	return sp.Stats(), sp.DroppedSeqs(), nil
 }

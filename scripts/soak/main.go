@@ -77,7 +77,7 @@ func main() {
 	s.ctx = ctx
 	rep, err := s.run()
 	stop()
-	if err != nil || rep == nil || !rep.ok() {
+	if err != nil || rep == nil || !rep.ok() || os.Getenv("SOAK_DUMP") != "" {
 		s.dumpGoroutines()
 	}
 	s.teardown()
@@ -202,7 +202,8 @@ func (s *soak) build() error {
 
 // dumpGoroutines asks every Go process still up (those serving /metrics)
 // for its goroutine dump (SIGQUIT: the Go runtime prints every stack to
-// stderr, the process's log, and exits), for a failed run's diagnosis.
+// stderr, the process's log, and exits), for a failed run's diagnosis, or
+// for any run's with SOAK_DUMP=1.
 func (s *soak) dumpGoroutines() {
 	for _, p := range s.procs {
 		if p.metrics != "" && p.running() {

@@ -296,7 +296,7 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 			rep.faultErrs = append(rep.faultErrs, fmt.Sprintf("%s is not running at the end: it exited on its own (see %s)", p.name, p.log))
 		}
 	}
-	end := s.samples(ctx)
+	end := s.settledSamples(ctx) // after the simulator's devices left: see settleReads
 	for name, st := range startSamples {
 		if e, ok := end[name]; ok {
 			in.Processes = append(in.Processes, check.Process{Name: name, Start: st, End: e})
@@ -319,11 +319,15 @@ func (s *soak) observe(startSamples map[string]check.Sample, rep *report) (check
 	}
 	for _, a := range s.agents {
 		a.stop()
-		st, err := a.spoolStats()
+		st, dropped, err := a.spoolStats()
 		if err != nil {
 			return in, err
 		}
-		in.Devices = append(in.Devices, check.Device{ID: a.id, Produced: st.NextSeq - 1, Dropped: st.Dropped()})
+		d := check.Device{ID: a.id, Produced: st.NextSeq - 1, Dropped: st.Dropped(), Unlisted: dropped.Unlisted, UnlistedTo: dropped.UnlistedTo}
+		for _, r := range dropped.Ranges {
+			d.DroppedSeqs = append(d.DroppedSeqs, check.Range{From: r.From, To: r.To})
+		}
+		in.Devices = append(in.Devices, d)
 		rep.agentStarts += a.starts
 	}
 	for id, last := range rep.sim.LastSeq {

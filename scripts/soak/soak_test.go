@@ -151,3 +151,30 @@ func TestChildOf(t *testing.T) {
 		t.Fatalf("childOf(sleep) = %d, want 0", got)
 	}
 }
+
+// TestSettled: a burst of goroutines that passes is not the end reading,
+// a count that only grows is; a process without a count keeps its last.
+func TestSettled(t *testing.T) {
+	g := func(n int, rss uint64) check.Sample { return check.Sample{RSS: rss, Goroutines: n} }
+	cases := []struct {
+		name   string
+		rounds []check.Sample
+		want   check.Sample
+	}{
+		{"burst passes", []check.Sample{g(131, 10), g(60, 11), g(37, 12), g(38, 13)}, g(37, 12)},
+		{"leak keeps growing", []check.Sample{g(100, 10), g(110, 11), g(120, 12)}, g(100, 10)},
+		{"flat: the last", []check.Sample{g(37, 10), g(37, 11)}, g(37, 11)},
+		{"no count: the last", []check.Sample{g(-1, 10), g(-1, 11)}, g(-1, 11)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var rounds []map[string]check.Sample
+			for _, sm := range tc.rounds {
+				rounds = append(rounds, map[string]check.Sample{"fleetd-a": sm})
+			}
+			if got := settled(rounds)["fleetd-a"]; got != tc.want {
+				t.Fatalf("settled = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,8 +1,10 @@
 // Package check holds the soak run's invariants as pure functions over what
 // the run observed, so that each can be shown to fail on doctored inputs:
 //
-//   - every device's stored seqs are 1..N with no duplicate, and the seqs
-//     missing are no more than its spool counted as dropped (none is lost);
+//   - every device's stored seqs are 1..N with no duplicate, and every seq
+//     missing is one its spool says it dropped (none is lost); the seqs the
+//     spool lists as dropped add up to what it counted, and those the fleet
+//     stored anyway (dropped after delivery) are counted, not failed;
 //   - every rollout reaches a final state;
 //   - every device ends on the version its last rollout says;
 //   - no process's RSS or goroutine count grows without bound;
@@ -28,10 +30,19 @@ type Device struct {
 	// Stored counts, per seq, the copies the fleet holds.
 	Stored map[uint64]int
 	// Dropped is what the device's spool counted as dropped (cap, age,
-	// full) over the file's life. An event can be dropped after it was
-	// sent, so Dropped may exceed the seqs missing, never fall short.
+	// full) over the file's life.
 	Dropped uint64
+	// DroppedSeqs are the seqs the spool says it dropped, merged, in
+	// order; Unlisted more were dropped but are no longer listed (the
+	// spool's list is bounded), all at or below UnlistedTo. The listed
+	// seqs plus Unlisted must add up to Dropped. An event can be dropped
+	// after it reached the fleet: such seqs are stored, not missing.
+	DroppedSeqs          []Range
+	Unlisted, UnlistedTo uint64
 }
+
+// Range is an inclusive range of seqs.
+type Range struct{ From, To uint64 }
 
 // Events sums the devices' event verdicts.
 type Events struct {
@@ -159,14 +170,44 @@ func checkDevice(d Device, ev *Events) []string {
 		slices.Sort(beyond)
 		fails = append(fails, fmt.Sprintf("device %s: stored seqs outside 1..%d: %s", d.ID, d.Produced, ranges(beyond)))
 	}
-	m := uint64(len(missing))
-	if m > d.Dropped {
-		ev.Lost += m - d.Dropped
-		fails = append(fails, fmt.Sprintf("device %s: %d seqs missing (%s) but its spool counted %d dropped: %d lost",
-			d.ID, m, ranges(missing), d.Dropped, m-d.Dropped))
-	} else {
-		ev.DroppedDelivered += d.Dropped - m
+	return append(fails, checkDrops(d, missing, ev)...)
+}
+
+// checkDrops says which missing seqs d's spool did not drop and whether its
+// list of dropped seqs agrees with its counter; it counts in ev the dropped
+// events the fleet stored anyway.
+func checkDrops(d Device, missing []uint64, ev *Events) []string {
+	var fails []string
+	var listed uint64
+	for i, r := range d.DroppedSeqs {
+		if r.From == 0 || r.To < r.From || r.To > d.Produced || (i > 0 && r.From <= d.DroppedSeqs[i-1].To) {
+			fails = append(fails, fmt.Sprintf("device %s: spool lists dropped seqs %d-%d, not an ordered range within 1..%d", d.ID, r.From, r.To, d.Produced))
+			return fails
+		}
+		listed += r.To - r.From + 1
 	}
+	if listed+d.Unlisted != d.Dropped {
+		fails = append(fails, fmt.Sprintf("device %s: spool counted %d dropped but lists %d (+%d unlisted)", d.ID, d.Dropped, listed, d.Unlisted))
+	}
+	var lost []uint64
+	var droppedMissing, unlistedUsed uint64
+	for _, seq := range missing {
+		i := sort.Search(len(d.DroppedSeqs), func(i int) bool { return d.DroppedSeqs[i].To >= seq })
+		switch {
+		case i < len(d.DroppedSeqs) && d.DroppedSeqs[i].From <= seq:
+			droppedMissing++
+		case seq <= d.UnlistedTo && unlistedUsed < d.Unlisted:
+			unlistedUsed++
+		default:
+			lost = append(lost, seq)
+		}
+	}
+	if len(lost) > 0 {
+		ev.Lost += uint64(len(lost))
+		fails = append(fails, fmt.Sprintf("device %s: %d seqs missing (%s) that its spool did not drop: %d lost",
+			d.ID, len(lost), ranges(lost), len(lost)))
+	}
+	ev.DroppedDelivered += listed - droppedMissing + d.Unlisted - unlistedUsed
 	return fails
 }
 

@@ -16,14 +16,14 @@ func seqs(n uint64) map[uint64]int {
 }
 
 // healthy is a run where every invariant holds: a device that dropped two
-// events under its cap (one of them after it reached the fleet), one that
+// events under its cap (10, and 50 after it reached the fleet), one that
 // lost nothing, a completed rollout, and processes that stayed flat.
 func healthy() Input {
 	dropped := seqs(100)
 	delete(dropped, 10)
 	return Input{
 		Devices: []Device{
-			{ID: "box-1", Produced: 100, Stored: dropped, Dropped: 2},
+			{ID: "box-1", Produced: 100, Stored: dropped, Dropped: 2, DroppedSeqs: []Range{{10, 10}, {50, 50}}},
 			{ID: "box-2", Produced: 50, Stored: seqs(50)},
 		},
 		Rollouts: []Rollout{
@@ -58,9 +58,13 @@ func TestDoctoredInputsFail(t *testing.T) {
 		doctor func(*Input)
 		want   string
 	}{
-		{"gap", func(in *Input) { delete(in.Devices[1].Stored, 20) }, "box-2: 1 seqs missing (20) but its spool counted 0 dropped: 1 lost"},
+		{"gap", func(in *Input) { delete(in.Devices[1].Stored, 20) }, "box-2: 1 seqs missing (20) that its spool did not drop: 1 lost"},
 		{"duplicate", func(in *Input) { in.Devices[1].Stored[7] = 2 }, "box-2: 1 duplicate events stored"},
-		{"uncounted drop", func(in *Input) { delete(in.Devices[0].Stored, 11); delete(in.Devices[0].Stored, 12) }, "box-1: 3 seqs missing (10-12) but its spool counted 2 dropped: 1 lost"},
+		{"uncounted drop", func(in *Input) { delete(in.Devices[0].Stored, 11); delete(in.Devices[0].Stored, 12) }, "box-1: 2 seqs missing (11-12) that its spool did not drop: 2 lost"},
+		// As many seqs missing as counted dropped, but not the dropped ones.
+		{"missing seq not dropped", func(in *Input) { in.Devices[0].Stored[10] = 1; delete(in.Devices[0].Stored, 11) }, "box-1: 1 seqs missing (11) that its spool did not drop: 1 lost"},
+		{"list disagrees with counter", func(in *Input) { in.Devices[0].Dropped = 3 }, "box-1: spool counted 3 dropped but lists 2 (+0 unlisted)"},
+		{"dropped seq beyond produced", func(in *Input) { in.Devices[0].DroppedSeqs[1] = Range{101, 101} }, "box-1: spool lists dropped seqs 101-101, not an ordered range within 1..100"},
 		{"seq beyond produced", func(in *Input) { in.Devices[1].Stored[51] = 1 }, "box-2: stored seqs outside 1..50: 51"},
 		{"stuck rollout", func(in *Input) { in.Rollouts[2].State = "wave" }, `rollout r2 (model 3) ended in state "wave"`},
 		{"wrong version", func(in *Input) { in.Versions["box-1"] = "3" }, `device box-1 runs model version "3", its last rollout says "2"`},
@@ -76,6 +80,37 @@ func TestDoctoredInputsFail(t *testing.T) {
 			r := Check(in)
 			if len(r.Failures) != 1 || !strings.Contains(r.Failures[0], tc.want) {
 				t.Fatalf("failures %q, want one containing %q", r.Failures, tc.want)
+			}
+		})
+	}
+}
+
+// TestUnlistedDrops: drops the spool no longer lists excuse missing seqs
+// at or below UnlistedTo, no more of them than Unlisted.
+func TestUnlistedDrops(t *testing.T) {
+	cases := []struct {
+		name     string
+		missing  []uint64
+		lost     uint64
+		delivers uint64
+	}{
+		{"one unlisted missing, one delivered", []uint64{10, 12}, 0, 2},
+		{"both unlisted missing", []uint64{10, 12, 14}, 0, 1},
+		{"more missing than unlisted", []uint64{10, 12, 14, 15}, 1, 1},
+		{"missing above UnlistedTo", []uint64{10, 30}, 1, 3},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := healthy()
+			d := &in.Devices[0]
+			d.Stored = seqs(100)
+			for _, s := range tc.missing {
+				delete(d.Stored, s)
+			}
+			d.Dropped, d.Unlisted, d.UnlistedTo = 4, 2, 20
+			r := Check(in)
+			if r.Events.Lost != tc.lost || r.Events.DroppedDelivered != tc.delivers || r.OK() != (tc.lost == 0) {
+				t.Fatalf("lost=%d delivered=%d failures %q; want lost %d, delivered %d", r.Events.Lost, r.Events.DroppedDelivered, r.Failures, tc.lost, tc.delivers)
 			}
 		})
 	}
