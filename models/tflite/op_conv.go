@@ -58,6 +58,8 @@ type conv struct {
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
 	fscale  []float32 // hybrid int8 path: filter scale per output channel
+	hcorr   []int32   // hybrid int8 path, per invoke: zp·Σw per output channel
+	hmul    []float32 // hybrid int8 path, per invoke: input scale·filter scale
 	filterF []float32
 	biasF   []float32
 	flo     float32
@@ -397,24 +399,8 @@ func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
 	convTiles(ip, c, f32s(in.data), f32s, 0, func(m0, m1 int, a []float32) {
 		o := dst[m0*oc : m1*oc]
 		c.packedF.Gemm(m1-m0, a, c.k, o, oc)
-		biasAct(o, c.biasF, c.flo, c.fhi)
+		kernel.BiasClampF32(o, c.biasF, c.flo, c.fhi)
 	})
-}
-
-func biasAct(o, bias []float32, lo, hi float32) {
-	oc := len(bias)
-	for i := 0; i < len(o); i += oc {
-		r := o[i : i+oc]
-		for ch := range r {
-			v := r[ch] + bias[ch]
-			if v < lo {
-				v = lo
-			} else if v > hi {
-				v = hi
-			}
-			r[ch] = v
-		}
-	}
 }
 
 // taps appends the (input offset, filter offset) pairs of the depthwise

@@ -30,6 +30,7 @@ func (c *conv) prepareHybridS8(ip *Interpreter, n *node, in, f, bias *rtensor) e
 		}
 	}
 	c.packed = kernel.PackS8(g.oc, c.k, i8s(f.data))
+	c.hcorr, c.hmul = make([]int32, g.oc), make([]float32, g.oc)
 	c.kind = "hybrid-s8"
 	ip.needScratch(alignUp(tileM*c.k, 64) + tileM*g.oc*4)
 	ip.qinNeed = max(ip.qinNeed, in.elems())
@@ -86,6 +87,9 @@ func (c *conv) convHybridS8(ip *Interpreter, in, out *rtensor) {
 		s, q := src[b*per:(b+1)*per], ip.qin[b*per:(b+1)*per]
 		scale, zp := asymmetricParams(kernel.MinMaxF32(s))
 		inv := float32(1 / float64(scale))
+		for ch, sum := range sums {
+			c.hcorr[ch], c.hmul[ch] = zp*sum, scale*c.fscale[ch]
+		}
 		ip.parallelVec(per, func(lo, hi int) { kernel.QuantizeF32(q[lo:hi], s[lo:hi], inv, float32(zp)) })
 		d := dst[b*M*oc : (b+1)*M*oc]
 		tiles := (M + tileM - 1) / tileM
@@ -103,21 +107,9 @@ func (c *conv) convHybridS8(ip *Interpreter, in, out *rtensor) {
 					a = col[:(m1-m0)*c.k]
 				}
 				c.packed.Gemm(m1-m0, a, c.k, acc, oc)
-				c.hybridOut(d[m0*oc:m1*oc], acc, sums, zp, scale)
+				// (acc - zp·Σw)·scale·filter scale + bias, clamped
+				kernel.DequantF32(d[m0*oc:m1*oc], acc, c.hcorr, c.hmul, c.biasF, c.flo, c.fhi)
 			}
 		})
-	}
-}
-
-// hybridOut scales the int32 sums of whole output pixels to float:
-// (acc - zp·Σw)·scale·filter scale + bias, then the activation's clamp.
-func (c *conv) hybridOut(o []float32, acc, sums []int32, zp int32, scale float32) {
-	oc := len(sums)
-	for i := 0; i < len(o); i += oc {
-		r, a := o[i:i+oc], acc[i:i+oc]
-		for ch := range r {
-			v := float32(a[ch]-zp*sums[ch])*(scale*c.fscale[ch]) + c.biasF[ch]
-			r[ch] = min(max(v, c.flo), c.fhi)
-		}
 	}
 }

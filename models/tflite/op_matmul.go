@@ -252,7 +252,7 @@ func (k *fullyConnected) eval(ip *Interpreter, n *node) error {
 	}
 	o := f32s(out.data)
 	k.packedF.Gemm(k.rows, f32s(x.data), k.in, o, k.out)
-	biasAct(o, k.biasF, k.flo, k.fhi)
+	kernel.BiasClampF32(o, k.biasF, k.flo, k.fhi)
 	return nil
 }
 
