@@ -61,6 +61,7 @@ type conv struct {
 	hcorr   []int32   // hybrid int8 path, per invoke: zp·Σw per output channel
 	hmul    []float32 // hybrid int8 path, per invoke: input scale·filter scale
 	filterF []float32
+	filterG []float32 // grouped: the filter as [kh][kw][oc][ic/groups]
 	biasF   []float32
 	flo     float32
 	fhi     float32
@@ -594,6 +595,14 @@ func (c *conv) prepareGrouped(n *node, in, f, bias, out *rtensor) error {
 	default:
 		return n.errorf("%w: grouped convolution on %s with %s filter", models.ErrUnsupported, in.typ, f.typ)
 	}
+	// [oc][kh][kw][icg] to [kh][kw][oc][icg]
+	g, icg := c.g, c.g.ic/c.groups
+	c.filterG = make([]float32, len(c.filterF))
+	for oc := 0; oc < g.oc; oc++ {
+		for t := 0; t < g.kh*g.kw; t++ {
+			copy(c.filterG[(t*g.oc+oc)*icg:][:icg], c.filterF[(oc*g.kh*g.kw+t)*icg:][:icg])
+		}
+	}
 	out.typ = models.Float32
 	c.kind = "grouped"
 	c.flo, c.fhi = actFloat(c.act)
@@ -607,9 +616,13 @@ func (c *conv) prepareGrouped(n *node, in, f, bias, out *rtensor) error {
 	return nil
 }
 
+// grouped runs the taps of each output pixel in turn over all output
+// channels, with the filter laid out [kh][kw][oc][ic/groups] (filterG):
+// every channel still sums its bias and then its products in (ky, kx, ic)
+// order, as a direct loop per channel would.
 func (c *conv) grouped(ip *Interpreter, in, out *rtensor) {
 	g := &c.g
-	src, dst, w := f32s(in.data), f32s(out.data), c.filterF
+	src, dst, w := f32s(in.data), f32s(out.data), c.filterG
 	icg, ocg := g.ic/c.groups, g.oc/c.groups
 	rows := g.n * g.oh
 	ip.parallel(rows, 1, func(_, r0, r1 int) {
@@ -617,27 +630,37 @@ func (c *conv) grouped(ip *Interpreter, in, out *rtensor) {
 			b, oy := r/g.oh, r%g.oh
 			for ox := 0; ox < g.ow; ox++ {
 				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
-				for oc := range d {
-					gi := oc / ocg
-					s := c.biasF[oc]
-					for ky := 0; ky < g.kh; ky++ {
-						iy := oy*g.sh - g.padTop + ky*g.dh
-						if iy < 0 || iy >= g.ih {
+				copy(d, c.biasF)
+				for ky := 0; ky < g.kh; ky++ {
+					iy := oy*g.sh - g.padTop + ky*g.dh
+					if iy < 0 || iy >= g.ih {
+						continue
+					}
+					for kx := 0; kx < g.kw; kx++ {
+						ix := ox*g.sw - g.padLeft + kx*g.dw
+						if ix < 0 || ix >= g.iw {
 							continue
 						}
-						for kx := 0; kx < g.kw; kx++ {
-							ix := ox*g.sw - g.padLeft + kx*g.dw
-							if ix < 0 || ix >= g.iw {
-								continue
+						x := src[((b*g.ih+iy)*g.iw+ix)*g.ic:][:g.ic]
+						f := w[(ky*g.kw+kx)*g.oc*icg:][:g.oc*icg]
+						if icg == 1 && ocg == 1 {
+							for oc, v := range x {
+								d[oc] += v * f[oc]
 							}
-							x := src[((b*g.ih+iy)*g.iw+ix)*g.ic+gi*icg:][:icg]
-							f := w[((oc*g.kh+ky)*g.kw+kx)*icg:][:icg]
-							for i := range x {
-								s += x[i] * f[i]
+							continue
+						}
+						for oc := range d {
+							xg, fo := x[(oc/ocg)*icg:][:icg], f[oc*icg:][:icg]
+							s := d[oc]
+							for i, v := range xg {
+								s += v * fo[i]
 							}
+							d[oc] = s
 						}
 					}
-					d[oc] = min(max(s, c.flo), c.fhi)
+				}
+				for oc, v := range d {
+					d[oc] = min(max(v, c.flo), c.fhi)
 				}
 			}
 		}

@@ -81,21 +81,38 @@ func (k *gatherND) prepare(ip *Interpreter, n *node) error {
 
 func (k *gatherND) eval(ip *Interpreter, n *node) error {
 	p, idx, out := n.in[0], n.in[1], n.out[0]
-	es := p.typ.Size()
-	st := rowStrides(p.shape)
 	rows := idx.elems() / max(k.depth, 1)
 	if k.depth == 0 {
 		rows = idx.elems()
 	}
+	if idx.typ == models.Int64 {
+		return gatherNDRows(n, k, i64s(idx.data), rows, p, out)
+	}
+	return gatherNDRows(n, k, i32s(idx.data), rows, p, out)
+}
+
+// gatherNDRows copies the rows of p that the depth-long index tuples name;
+// rows of one 4-byte element (full-depth indices) are moved as words.
+func gatherNDRows[I int32 | int64](n *node, k *gatherND, ix []I, rows int, p, out *rtensor) error {
+	es := p.typ.Size()
+	st := rowStrides(p.shape)
 	chunk := k.inner * es
+	words := chunk == 4
+	var pw, ow []int32
+	if words {
+		pw, ow = i32s(p.data), i32s(out.data)
+	}
 	for r := 0; r < rows; r++ {
 		off := 0
-		for j := 0; j < k.depth; j++ {
-			x := int(getInt(idx, r*k.depth+j))
-			if x < 0 || x >= p.shape[j] {
+		for j, x := range ix[r*k.depth : (r+1)*k.depth] {
+			if x < 0 || int64(x) >= int64(p.shape[j]) {
 				return n.errorf("index %d out of range [0, %d) on axis %d", x, p.shape[j], j)
 			}
-			off += x * st[j]
+			off += int(x) * st[j]
+		}
+		if words {
+			ow[r] = pw[off]
+			continue
 		}
 		copy(out.data[r*chunk:(r+1)*chunk], p.data[off*es:off*es+chunk])
 	}

@@ -47,7 +47,15 @@ func (k *batchMatmul) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("batch dimensions of %v and %v do not broadcast", x.shape, y.shape)
 	}
 	k.bc, k.m, k.kd, k.nn = bc, m, kx, nn
-	ip.needScratch((m + nn) * kx * 4) // the operands made contiguous
+	// the operands that need it transposed, every batch item once
+	var sc int
+	if k.adjX {
+		sc += x.elems()
+	}
+	if !k.adjY {
+		sc += y.elems()
+	}
+	ip.needScratch(sc * 4)
 	out.typ = models.Float32
 	out.shape = append(append([]int(nil), bc.out...), m, nn)
 	return nil
@@ -57,26 +65,39 @@ func (k *batchMatmul) eval(ip *Interpreter, n *node) error {
 	x, y, out := f32s(n.in[0].data), f32s(n.in[1].data), f32s(n.out[0].data)
 	m, kd, nn := k.m, k.kd, k.nn
 	xs, ys, os := m*kd, kd*nn, m*nn
+	// A as m rows of kd, B as nn rows of kd: both contiguous. Each batch item
+	// is transposed once, however often the broadcast reuses it.
 	sc := f32s(ip.scratch[0])
-	at, bt := sc[:m*kd], sc[m*kd:m*kd+nn*kd]
+	if k.adjX {
+		at := sc[:len(x)]
+		for i := 0; i < len(x)/max(xs, 1); i++ {
+			transpose2(at[i*xs:], x[i*xs:], kd, m)
+		}
+		x, sc = at, sc[len(x):]
+	}
+	if !k.adjY {
+		bt := sc[:len(y)]
+		for i := 0; i < len(y)/max(ys, 1); i++ {
+			transpose2(bt[i*ys:], y[i*ys:], kd, nn)
+		}
+		y = bt
+	}
 	k.bc.each(func(o, ia, ib, sa, sb, cnt int) {
 		for j := 0; j < cnt; j++ {
-			// A as m rows of kd, B as nn rows of kd: both contiguous.
 			a := x[(ia+j*sa)*xs:][:xs]
-			if k.adjX {
-				transpose2(at, a, kd, m)
-				a = at
-			}
 			b := y[(ib+j*sb)*ys:][:ys]
-			if !k.adjY {
-				transpose2(bt, b, kd, nn)
-				b = bt
-			}
 			c := out[(o+j)*os:][:os]
+			if nn == 1 {
+				for i := range c {
+					c[i] = dotF32(a[i*kd:][:kd], b)
+				}
+				continue
+			}
 			for i := 0; i < m; i++ {
 				ar := a[i*kd:][:kd]
-				for q := 0; q < nn; q++ {
-					c[i*nn+q] = dotF32(ar, b[q*kd:][:kd])
+				cr := c[i*nn:][:nn]
+				for q := range cr {
+					cr[q] = dotF32(ar, b[q*kd:][:kd])
 				}
 			}
 		}

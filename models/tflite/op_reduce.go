@@ -20,6 +20,7 @@ func init() {
 type reduce struct {
 	kind BuiltinOp
 	axes []bool
+	acc  []float64 // float sums over a run of axes, one per inner element
 }
 
 func (k *reduce) prepare(ip *Interpreter, n *node) error {
@@ -62,6 +63,9 @@ func (k *reduce) prepare(ip *Interpreter, n *node) error {
 		return n.errorf("%w: requantizing %s", models.ErrUnsupported, k.kind)
 	}
 	out.shape = shape
+	if _, _, inner, ok := k.span(in.shape); ok && (k.kind == OpSum || k.kind == OpMean) {
+		k.acc = make([]float64, inner)
+	}
 	return nil
 }
 
@@ -79,31 +83,83 @@ func (k *reduce) lastAxisOnly() bool {
 	return true
 }
 
-// maxMinRowsF32 is float32 REDUCE_MAX/MIN over the last axis: one pass per
-// contiguous row, the same float64 arithmetic as the general loop.
-func (k *reduce) maxMinRowsF32(ip *Interpreter, x, y []float32, d int) {
-	ip.parallel(len(y), 64, func(_, r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			acc := math.Inf(-1)
-			if k.kind == OpReduceMin {
-				acc = math.Inf(1)
+// span returns the input as outer × red × inner when the reduced axes are
+// one run of adjacent dimensions (ok false otherwise).
+func (k *reduce) span(shape []int) (outer, red, inner int, ok bool) {
+	first, last := -1, -1
+	for i, a := range k.axes {
+		if a {
+			if first < 0 {
+				first = i
+			} else if last != i-1 {
+				return 0, 0, 0, false
 			}
-			for _, v := range x[r*d:][:d] {
+			last = i
+		}
+	}
+	if first < 0 {
+		return 0, 0, 0, false
+	}
+	return product(shape[:first]), product(shape[first : last+1]), product(shape[last+1:]), true
+}
+
+// spanF32 is the float32 reduction over a run of adjacent axes: every
+// output sees its values in input order, as in the general loop, so sums
+// round the same; max and min (Go's, which are math.Max's and math.Min's:
+// NaN wins, +0 over -0) do not depend on the order and run in float32,
+// where they agree with float64.
+func (k *reduce) spanF32(x, y []float32, outer, red, inner int) {
+	acc := k.acc
+	for o := 0; o < outer; o++ {
+		xo, yo := x[o*red*inner:][:red*inner], y[o*inner:][:inner]
+		switch k.kind {
+		case OpReduceMax, OpReduceMin:
+			if inner == 1 {
+				v := xo[0]
+				for _, u := range xo[1:] {
+					if k.kind == OpReduceMax {
+						v = max(v, u)
+					} else {
+						v = min(v, u)
+					}
+				}
+				yo[0] = v
+				continue
+			}
+			copy(yo, xo[:inner])
+			for r := 1; r < red; r++ {
+				row := xo[r*inner:][:inner]
 				if k.kind == OpReduceMax {
-					acc = math.Max(acc, float64(v))
+					for i, v := range row {
+						yo[i] = max(yo[i], v)
+					}
 				} else {
-					acc = math.Min(acc, float64(v))
+					for i, v := range row {
+						yo[i] = min(yo[i], v)
+					}
 				}
 			}
-			y[r] = float32(acc)
+		default:
+			clear(acc)
+			for r := 0; r < red; r++ {
+				for i, v := range xo[r*inner:][:inner] {
+					acc[i] += float64(v)
+				}
+			}
+			for i, v := range acc {
+				if k.kind == OpMean {
+					v /= float64(red)
+				}
+				yo[i] = float32(v)
+			}
 		}
-	})
+	}
 }
 
 func (k *reduce) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
-	if in.typ == models.Float32 && (k.kind == OpReduceMax || k.kind == OpReduceMin) && k.lastAxisOnly() && in.elems() > 0 {
-		k.maxMinRowsF32(ip, f32s(in.data), f32s(out.data), in.shape[len(in.shape)-1])
+	if outer, red, inner, ok := k.span(in.shape); ok && in.typ == models.Float32 && red > 0 {
+		k.spanF32(f32s(in.data), f32s(out.data), outer, red, inner)
 		return nil
 	}
 	r := len(in.shape)
