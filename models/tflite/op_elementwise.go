@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -112,7 +113,8 @@ type binaryOp struct {
 	z1, z2, zo, lo, hi int32
 	flo, fhi           float32
 	// lut holds the exact result for every pair of quantized input bytes
-	// (x<<8 | y): 64 KiB per operator, one load per element at run time.
+	// (x<<8 | y): 64 KiB per operator (and kernel.LUT8x2's padding), one
+	// load per element at run time.
 	lut []byte
 }
 
@@ -190,21 +192,42 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	case models.Int64:
 		evalInt(k, i64s(a.data), i64s(b.data), out)
 	case models.Int8, models.UInt8:
+		if k.lut != nil && k.scalarQ(ip, a, b, out) {
+			return nil
+		}
 		if k.lut != nil && k.bc.same && len(out.data) >= 1<<15 {
 			// Large same-shape tensors: split the table lookups over workers.
-			lut := (*[1 << 16]byte)(k.lut)
+			lut := (*[kernel.PairTableLen]byte)(k.lut)
 			x, y, o := a.data, b.data, out.data
-			ip.parallel(len(o), 1<<14, func(_, lo, hi int) {
-				xs, ys, os := x[lo:hi], y[lo:hi], o[lo:hi]
-				for j := range os {
-					os[j] = lut[int(xs[j])<<8|int(ys[j])]
-				}
-			})
+			ip.parallel(len(o), 1<<14, func(_, lo, hi int) { kernel.LUT8x2(o[lo:hi], x[lo:hi], y[lo:hi], lut) })
 			return nil
 		}
 		k.evalQ(a, b, out)
 	}
 	return nil
+}
+
+// scalarQ runs a quantized ADD, SUB or MUL whose other input is one value
+// (a scaled attention score, a box times its stride) as a lookup in one row
+// of the pair table: one byte per byte at memory speed. False when neither
+// input is a single value.
+func (k *binaryOp) scalarQ(ip *Interpreter, a, b, out *rtensor) bool {
+	var row [256]byte
+	switch cnt := out.elems(); {
+	case b.elems() == 1 && a.elems() == cnt:
+		for x := range 256 {
+			row[x] = k.lut[x<<8|int(b.data[0])]
+		}
+		ip.lookup8(out.data[:cnt], a.data[:cnt], &row)
+	case a.elems() == 1 && b.elems() == cnt:
+		for y := range 256 {
+			row[y] = k.lut[int(a.data[0])<<8|y]
+		}
+		ip.lookup8(out.data[:cnt], b.data[:cnt], &row)
+	default:
+		return false
+	}
+	return true
 }
 
 // arithF32 is the contiguous run of a float ADD, SUB or MUL with its
@@ -364,7 +387,7 @@ func (k *binaryOp) quantOne(x, y int32) int32 {
 }
 
 func (k *binaryOp) buildLUT(signed bool) {
-	k.lut = make([]byte, 1<<16)
+	k.lut = make([]byte, kernel.PairTableLen)
 	for i := 0; i < 1<<16; i++ {
 		x, y := int32(i>>8), int32(i&0xff)
 		if signed {
@@ -376,13 +399,10 @@ func (k *binaryOp) buildLUT(signed bool) {
 
 func (k *binaryOp) evalQ(a, b, out *rtensor) {
 	if k.lut != nil {
-		x, y, o, lut := a.data, b.data, out.data, (*[1 << 16]byte)(k.lut)
+		x, y, o, lut := a.data, b.data, out.data, (*[kernel.PairTableLen]byte)(k.lut)
 		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 			if sa == 1 && sb == 1 {
-				xs, ys, os := x[ia:ia+n], y[ib:ib+n], o[oi:oi+n]
-				for j := range os {
-					os[j] = lut[int(xs[j])<<8|int(ys[j])]
-				}
+				kernel.LUT8x2(o[oi:oi+n], x[ia:ia+n], y[ib:ib+n], lut)
 				return
 			}
 			for j := 0; j < n; j++ {

@@ -1,0 +1,13 @@
+//go:build amd64 && !purego
+
+package kernel
+
+import "golang.org/x/sys/cpu"
+
+var hasPairArch = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
+
+// lut8x2Arch looks up n pairs, n a positive multiple of 16
+// (elementwise_amd64.s).
+//
+//go:noescape
+func lut8x2Arch(dst, a, b *byte, n int, table *[PairTableLen]byte)

@@ -1,0 +1,9 @@
+//go:build !amd64 || purego
+
+package kernel
+
+const hasPairArch = false
+
+func lut8x2Arch(dst, a, b *byte, n int, table *[PairTableLen]byte) {
+	panic("kernel: no assembly pair table")
+}
