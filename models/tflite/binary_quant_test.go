@@ -70,3 +70,31 @@ func TestBinaryQuantExact(t *testing.T) {
 		}
 	}
 }
+
+// TestArithF32Scalar holds the single-value loops, with the value on either
+// side, to the operator's plain arithmetic and clamp.
+func TestArithF32Scalar(t *testing.T) {
+	x := []float32{-3, -0.5, 0, 0.25, 2, 7}
+	const v, lo, hi = 1.5, -2, 6
+	for _, op := range []BuiltinOp{OpAdd, OpSub, OpMul} {
+		for _, vFirst := range []bool{false, true} {
+			o := make([]float32, len(x))
+			if !arithF32Scalar(op, o, x, v, vFirst, lo, hi) {
+				t.Fatalf("%s: not handled", op)
+			}
+			for i, u := range x {
+				a, b := u, float32(v)
+				if vFirst {
+					a, b = b, a
+				}
+				want := map[BuiltinOp]float32{OpAdd: a + b, OpSub: a - b, OpMul: a * b}[op]
+				if want = min(max(want, lo), hi); o[i] != want {
+					t.Errorf("%s vFirst=%v: %g → %g, want %g", op, vFirst, u, o[i], want)
+				}
+			}
+		}
+	}
+	if arithF32Scalar(OpDiv, make([]float32, 1), x[:1], v, false, lo, hi) {
+		t.Error("DIV taken by the single-value loops")
+	}
+}

@@ -26,6 +26,11 @@ type bcast struct {
 	out    []int
 	sa, sb []int // per output dim; 0 where the input is broadcast
 	same   bool
+	// runs, ra and rb are out, sa and sb with dimensions of size 1 dropped
+	// and neighbours that both inputs step through alike merged, so the
+	// innermost run is as long as it can be (a [100 2 100 1] tensor times
+	// a scalar is one run, not 20000).
+	runs, ra, rb []int
 }
 
 func newBcast(a, b []int) (bcast, bool) {
@@ -65,22 +70,41 @@ func newBcast(a, b []int) (bcast, bool) {
 	}
 	strides(a, bc.sa)
 	strides(b, bc.sb)
+	bc.coalesce()
 	return bc, true
+}
+
+// coalesce sets runs, ra and rb from out, sa and sb.
+func (bc *bcast) coalesce() {
+	bc.runs, bc.ra, bc.rb = nil, nil, nil
+	for i, d := range bc.out {
+		if d == 1 {
+			continue
+		}
+		if j := len(bc.runs) - 1; j >= 0 && bc.ra[j] == bc.sa[i]*d && bc.rb[j] == bc.sb[i]*d {
+			bc.runs[j] *= d
+			bc.ra[j], bc.rb[j] = bc.sa[i], bc.sb[i]
+			continue
+		}
+		bc.runs = append(bc.runs, d)
+		bc.ra = append(bc.ra, bc.sa[i])
+		bc.rb = append(bc.rb, bc.sb[i])
+	}
 }
 
 // each calls fn for runs of the innermost dimension: output offset o, input
 // offsets ia and ib, their steps (0 or 1), and the run length.
 func (bc *bcast) each(fn func(o, ia, ib, stepA, stepB, n int)) {
-	r := len(bc.out)
+	r := len(bc.runs)
 	total := 1
-	for _, d := range bc.out {
+	for _, d := range bc.runs {
 		total *= d
 	}
 	if bc.same || r == 0 {
 		fn(0, 0, 0, 1, 1, total)
 		return
 	}
-	inner := bc.out[r-1]
+	inner := bc.runs[r-1]
 	if inner == 0 || total == 0 {
 		return
 	}
@@ -88,13 +112,13 @@ func (bc *bcast) each(fn func(o, ia, ib, stepA, stepB, n int)) {
 	for o := 0; o < total; o += inner {
 		ia, ib := 0, 0
 		for i := 0; i < r-1; i++ {
-			ia += idx[i] * bc.sa[i]
-			ib += idx[i] * bc.sb[i]
+			ia += idx[i] * bc.ra[i]
+			ib += idx[i] * bc.rb[i]
 		}
-		fn(o, ia, ib, bc.sa[r-1], bc.sb[r-1], inner)
+		fn(o, ia, ib, bc.ra[r-1], bc.rb[r-1], inner)
 		for i := r - 2; i >= 0; i-- {
 			idx[i]++
-			if idx[i] < bc.out[i] {
+			if idx[i] < bc.runs[i] {
 				break
 			}
 			idx[i] = 0
@@ -255,6 +279,33 @@ func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
 	return true
 }
 
+// arithF32Scalar is arithF32 with one operand a single value v: o = x op v,
+// or v op x when vFirst.
+func arithF32Scalar(op BuiltinOp, o, x []float32, v float32, vFirst bool, lo, hi float32) bool {
+	o = o[:len(x)]
+	switch {
+	case op == OpAdd:
+		for i, u := range x {
+			o[i] = min(max(u+v, lo), hi)
+		}
+	case op == OpMul:
+		for i, u := range x {
+			o[i] = min(max(u*v, lo), hi)
+		}
+	case op == OpSub && vFirst:
+		for i, u := range x {
+			o[i] = min(max(v-u, lo), hi)
+		}
+	case op == OpSub:
+		for i, u := range x {
+			o[i] = min(max(u-v, lo), hi)
+		}
+	default:
+		return false
+	}
+	return true
+}
+
 func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
 	var o []float32
 	var ob []byte
@@ -266,6 +317,12 @@ func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
 	lo, hi := k.flo, k.fhi
 	k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 		if sa == 1 && sb == 1 && o != nil && arithF32(k.kind, o[oi:oi+n], x[ia:ia+n], y[ib:ib+n], lo, hi) {
+			return
+		}
+		if sa == 1 && sb == 0 && o != nil && arithF32Scalar(k.kind, o[oi:oi+n], x[ia:ia+n], y[ib], false, lo, hi) {
+			return
+		}
+		if sa == 0 && sb == 1 && o != nil && arithF32Scalar(k.kind, o[oi:oi+n], y[ib:ib+n], x[ia], true, lo, hi) {
 			return
 		}
 		for j := 0; j < n; j++ {
