@@ -210,6 +210,11 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	a, b, out := n.in[0], n.in[1], n.out[0]
 	switch a.typ {
 	case models.Float32:
+		if op, ok := arithOp(k.kind); ok && k.bc.same {
+			x, y, o := f32s(a.data), f32s(b.data), f32s(out.data)
+			ip.parallelVec(len(o), func(lo, hi int) { kernel.ArithF32(op, o[lo:hi], x[lo:hi], y[lo:hi], k.flo, k.fhi) })
+			return nil
+		}
 		k.evalF32(f32s(a.data), f32s(b.data), out)
 	case models.Int32:
 		evalInt(k, i32s(a.data), i32s(b.data), out)
@@ -254,55 +259,42 @@ func (k *binaryOp) scalarQ(ip *Interpreter, a, b, out *rtensor) bool {
 	return true
 }
 
-// arithF32 is the contiguous run of a float ADD, SUB or MUL with its
-// activation clamp, one operation per loop (the same arithmetic as the
-// general loop); false for other operators.
-func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
-	y = y[:len(x)]
-	o = o[:len(x)]
+// arithOp is the kernel.ArithF32 operation of a float operator, false for
+// those it does not run.
+func arithOp(op BuiltinOp) (kernel.Arith, bool) {
 	switch op {
 	case OpAdd:
-		for i, u := range x {
-			o[i] = min(max(u+y[i], lo), hi)
-		}
+		return kernel.ArithAdd, true
 	case OpSub:
-		for i, u := range x {
-			o[i] = min(max(u-y[i], lo), hi)
-		}
+		return kernel.ArithSub, true
 	case OpMul:
-		for i, u := range x {
-			o[i] = min(max(u*y[i], lo), hi)
-		}
-	default:
-		return false
+		return kernel.ArithMul, true
 	}
-	return true
+	return 0, false
+}
+
+// arithF32 is the contiguous run of a float ADD, SUB or MUL with its
+// activation clamp (kernel.ArithF32: the same arithmetic as the general
+// loop); false for other operators.
+func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
+	a, ok := arithOp(op)
+	if ok {
+		kernel.ArithF32(a, o[:len(x)], x, y[:len(x)], lo, hi)
+	}
+	return ok
 }
 
 // arithF32Scalar is arithF32 with one operand a single value v: o = x op v,
 // or v op x when vFirst.
 func arithF32Scalar(op BuiltinOp, o, x []float32, v float32, vFirst bool, lo, hi float32) bool {
-	o = o[:len(x)]
-	switch {
-	case op == OpAdd:
-		for i, u := range x {
-			o[i] = min(max(u+v, lo), hi)
-		}
-	case op == OpMul:
-		for i, u := range x {
-			o[i] = min(max(u*v, lo), hi)
-		}
-	case op == OpSub && vFirst:
-		for i, u := range x {
-			o[i] = min(max(v-u, lo), hi)
-		}
-	case op == OpSub:
-		for i, u := range x {
-			o[i] = min(max(u-v, lo), hi)
-		}
-	default:
+	a, ok := arithOp(op)
+	if !ok {
 		return false
 	}
+	if vFirst && a == kernel.ArithSub {
+		a = kernel.ArithSubFrom
+	}
+	kernel.ArithF32(a, o[:len(x)], x, []float32{v}, lo, hi)
 	return true
 }
 

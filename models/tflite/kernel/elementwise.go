@@ -26,3 +26,88 @@ func lut8x2Go(dst, a, b []byte, t *[PairTableLen]byte) {
 		dst[i] = t[int(x)<<8|int(b[i])]
 	}
 }
+
+// Arith is the operation of ArithF32.
+type Arith int
+
+// The operations ArithF32 runs: a+b, a-b, a·b, and b-a (for a single b: a
+// value minus a tensor).
+const (
+	ArithAdd Arith = iota
+	ArithSub
+	ArithMul
+	ArithSubFrom
+)
+
+// ArithF32 sets dst[i] = min(max(a[i] op b[i], lo), hi), Go's min and max
+// (NaN in, NaN out; +0 above -0): a float ADD, SUB or MUL with its fused
+// activation. A b of one element is that value for every i; otherwise b and
+// dst are as long as a. With AVX-512 it does 16 floats per step (VRANGEPS
+// for the clamp, which orders zeros and passes NaNs as min and max do).
+func ArithF32(op Arith, dst, a, b []float32, lo, hi float32) {
+	dst = dst[:len(a)]
+	scalar := len(b) == 1 && len(a) != 1
+	if !scalar {
+		b = b[:len(a)]
+	}
+	n := 0
+	if hasArithArch && len(a) >= 16 {
+		n = len(a) &^ 15
+		mode := int(op)
+		if scalar {
+			mode |= 4
+		}
+		arithF32Arch(&dst[0], &a[0], &b[0], n, mode, lo, hi)
+	}
+	if scalar {
+		arithF32Go(op, dst[n:], a[n:], b, lo, hi)
+	} else {
+		arithF32Go(op, dst[n:], a[n:], b[n:], lo, hi)
+	}
+}
+
+// arithF32Go is ArithF32's plain loops, one per operation.
+func arithF32Go(op Arith, o, x, y []float32, lo, hi float32) {
+	o = o[:len(x)]
+	if len(y) == 1 && len(x) != 1 {
+		v := y[0]
+		switch op {
+		case ArithAdd:
+			for i, u := range x {
+				o[i] = min(max(u+v, lo), hi)
+			}
+		case ArithSub:
+			for i, u := range x {
+				o[i] = min(max(u-v, lo), hi)
+			}
+		case ArithMul:
+			for i, u := range x {
+				o[i] = min(max(u*v, lo), hi)
+			}
+		case ArithSubFrom:
+			for i, u := range x {
+				o[i] = min(max(v-u, lo), hi)
+			}
+		}
+		return
+	}
+	y = y[:len(x)]
+	switch op {
+	case ArithAdd:
+		for i, u := range x {
+			o[i] = min(max(u+y[i], lo), hi)
+		}
+	case ArithSub:
+		for i, u := range x {
+			o[i] = min(max(u-y[i], lo), hi)
+		}
+	case ArithMul:
+		for i, u := range x {
+			o[i] = min(max(u*y[i], lo), hi)
+		}
+	case ArithSubFrom:
+		for i, u := range x {
+			o[i] = min(max(y[i]-u, lo), hi)
+		}
+	}
+}
