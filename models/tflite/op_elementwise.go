@@ -211,8 +211,9 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	switch a.typ {
 	case models.Float32:
 		if op, ok := arithOp(k.kind); ok && k.bc.same {
-			x, y, o := f32s(a.data), f32s(b.data), f32s(out.data)
-			ip.parallelVec(len(o), func(lo, hi int) { kernel.ArithF32(op, o[lo:hi], x[lo:hi], y[lo:hi], k.flo, k.fhi) })
+			cnt := out.elems()
+			x, y, o := f32s(a.data)[:cnt], f32s(b.data)[:cnt], f32s(out.data)[:cnt]
+			ip.parallelVec(cnt, func(lo, hi int) { kernel.ArithF32(op, o[lo:hi], x[lo:hi], y[lo:hi], k.flo, k.fhi) })
 			return nil
 		}
 		k.evalF32(f32s(a.data), f32s(b.data), out)
