@@ -164,3 +164,109 @@ func BenchmarkArithF32(b *testing.B) {
 		}
 	}
 }
+
+// testMultiplier is TFLite's QuantizeMultiplier: s = q·2^(shift-31).
+func testMultiplier(s float64) (int32, int) {
+	f, e := math.Frexp(s)
+	q := int64(math.Round(f * (1 << 31)))
+	if q == 1<<31 {
+		q /= 2
+		e++
+	}
+	return int32(q), e
+}
+
+// TestAddQ8 holds AddQ8.Run (assembly where the CPU has it) to AddQ8.One,
+// the reference formula, on all 65536 pairs of int8 inputs, for ADD and SUB
+// with random scales and zero points (including the extremes, a clamp
+// narrower than int8, and output shifts of either sign).
+func TestAddQ8(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	a, b := make([]byte, 1<<16), make([]byte, 1<<16)
+	for i := range a {
+		a[i], b[i] = byte(i>>8), byte(i)
+	}
+	for c := range 40 {
+		sa := math.Exp(r.NormFloat64() * 2)
+		sb := sa * math.Exp(r.NormFloat64())
+		so := (sa + sb) * math.Exp(r.NormFloat64())
+		if c%10 == 9 {
+			so = (sa + sb) * 1e-6 // the output shift turns positive
+		}
+		twice := 2 * math.Max(sa, sb)
+		m1, s1 := testMultiplier(sa / twice)
+		m2, s2 := testMultiplier(sb / twice)
+		mo, sho := testMultiplier(twice / (float64(1<<20) * so))
+		z := func() int32 { return int32(r.IntN(256) - 128) }
+		z1, z2, zo := z(), z(), z()
+		if c < 2 {
+			z1, z2, zo = -128, 127, -128+int32(c)*255
+		}
+		lo, hi := int32(-128), int32(127)
+		if c%4 == 3 {
+			lo, hi = zo, 127 // RELU
+		}
+		k, ok := NewAddQ8(c%2 == 1, z1, z2, 20, m1, s1, m2, s2, mo, sho, zo, lo, hi)
+		if !ok {
+			t.Fatalf("case %d: parameters refused (shifts %d %d %d)", c, s1, s2, sho)
+		}
+		got := make([]byte, len(a)+1)
+		k.Run(got[:len(a)], a, b)
+		for i := range a {
+			if want := byte(k.One(int32(int8(a[i])), int32(int8(b[i])))); got[i] != want {
+				t.Fatalf("case %d (sub=%v, shifts %d %d %d): (%d, %d) → %d, want %d", c, c%2 == 1, s1, s2, sho, int8(a[i]), int8(b[i]), int8(got[i]), int8(want))
+			}
+		}
+		if got[len(a)] != 0 {
+			t.Fatal("wrote past the end")
+		}
+		for _, n := range []int{1, 15, 17, 33} { // tails
+			part := make([]byte, n)
+			k.Run(part, a[1000:1000+n], b[1000:1000+n])
+			if string(part) != string(got[1000:1000+n]) {
+				t.Fatalf("case %d n=%d: %v, want %v", c, n, part, got[1000:1000+n])
+			}
+		}
+	}
+	if _, ok := NewAddQ8(false, 0, 0, 20, math.MinInt32, 0, 1<<30, 0, 1<<30, -10, 0, -128, 127); ok {
+		t.Error("a MinInt32 multiplier was accepted")
+	}
+}
+
+// BenchmarkAddQ8 reports the cost per output byte of an int8 ADD three
+// ways: AddQ8 (fixed point in vector registers), the pair table through
+// LUT8x2 (gathers), and the plain table loop, on a residual ADD's size.
+func BenchmarkAddQ8(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	n := 80 * 80 * 32
+	x, y, dst := make([]byte, n), make([]byte, n), make([]byte, n)
+	for i := range x {
+		x[i], y[i] = byte(r.NormFloat64()*30), byte(r.NormFloat64()*30)
+	}
+	m1, s1 := testMultiplier(0.5)
+	m2, s2 := testMultiplier(0.3)
+	mo, so := testMultiplier(1.0 / (1 << 20) * 1.7)
+	k, _ := NewAddQ8(false, 3, -5, 20, m1, s1, m2, s2, mo, so, -2, -128, 127)
+	table := new([PairTableLen]byte)
+	for i := range 1 << 16 {
+		table[i] = byte(k.One(int32(int8(i>>8)), int32(int8(i))))
+	}
+	for _, im := range []struct {
+		name string
+		f    func()
+	}{
+		{"fixed", func() { k.Run(dst, x, y) }},
+		{"gather", func() { LUT8x2(dst, x, y, table) }},
+		{"table-go", func() { lut8x2Go(dst, x, y, table) }},
+	} {
+		b.Run(fmt.Sprintf("%s/%d", im.name, n), func(b *testing.B) {
+			b.SetBytes(int64(n))
+			cpu := onThread(func() {
+				for b.Loop() {
+					im.f()
+				}
+			})
+			reportNsPerByte(b, n, cpu)
+		})
+	}
+}
