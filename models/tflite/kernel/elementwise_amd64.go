@@ -19,11 +19,3 @@ var hasArithArch = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ
 //
 //go:noescape
 func arithF32Arch(dst, a, b *float32, n, mode int, lo, hi float32)
-
-var hasAddQ8Arch = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
-
-// addQ8Arch runs n int8 pairs, n a positive multiple of 16
-// (elementwise_amd64.s).
-//
-//go:noescape
-func addQ8Arch(dst, a, b *byte, n int, p *addQ8Params)

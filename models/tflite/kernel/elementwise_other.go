@@ -13,7 +13,3 @@ const hasArithArch = false
 func arithF32Arch(dst, a, b *float32, n, mode int, lo, hi float32) {
 	panic("kernel: no assembly float arithmetic")
 }
-
-const hasAddQ8Arch = false
-
-func addQ8Arch(dst, a, b *byte, n int, p *addQ8Params) { panic("kernel: no assembly int8 add") }
