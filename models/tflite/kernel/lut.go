@@ -4,8 +4,9 @@ package kernel
 // elementwise operators whose result depends on one input byte (LOGISTIC,
 // TANH, requantizing QUANTIZE and CONCATENATION, a fused SiLU) are one such
 // pass. With AVX-512 VBMI it looks up 64 bytes at a time from the table held
-// in four registers; elsewhere it is the plain loop. dst must be at least as
-// long as src; dst and src may be the same slice.
+// in four registers, on arm64 16 at a time with NEON TBL; elsewhere it is
+// the plain loop. dst must be at least as long as src; dst and src may be
+// the same slice.
 func LUT8(dst, src []byte, table *[256]byte) {
 	dst = dst[:len(src)]
 	n := 0
