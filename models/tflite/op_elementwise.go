@@ -237,6 +237,13 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
+// lookup8 sets dst[i] = t[src[i]] (kernel.LUT8), split over the workers only
+// for tensors large enough to pay for waking them: the lookup runs at
+// memory speed, tens of microseconds for the largest YOLO activations.
+func (ip *Interpreter) lookup8(dst, src []byte, t *[256]byte) {
+	ip.parallel(len(src), 1<<18, func(_, lo, hi int) { kernel.LUT8(dst[lo:hi], src[lo:hi], t) })
+}
+
 // scalarQ runs a quantized ADD, SUB or MUL whose other input is one value
 // (a scaled attention score, a box times its stride) as a lookup in one row
 // of the pair table: one byte per byte at memory speed. False when neither

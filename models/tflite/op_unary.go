@@ -96,13 +96,6 @@ func (k *unary) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// lookup8 sets dst[i] = t[src[i]] (kernel.LUT8), split over the workers only
-// for tensors large enough to pay for waking them: the lookup runs at
-// memory speed, tens of microseconds for the largest YOLO activations.
-func (ip *Interpreter) lookup8(dst, src []byte, t *[256]byte) {
-	ip.parallel(len(src), 1<<18, func(_, lo, hi int) { kernel.LUT8(dst[lo:hi], src[lo:hi], t) })
-}
-
 type softmax struct {
 	beta  float64
 	inner int
