@@ -24,6 +24,8 @@ func TestBinaryFloat(t *testing.T) {
 		{OpAdd, []int{2, 3, 5}, func(a, b float32) float32 { return a + b }},
 		{OpSub, []int{1, 1, 5}, func(a, b float32) float32 { return a - b }},
 		{OpMul, []int{2, 1, 5}, func(a, b float32) float32 { return a * b }},
+		{OpSub, []int{1, 1, 1}, func(a, b float32) float32 { return a - b }}, // one value: arithF32Scalar
+		{OpAdd, []int{1, 1, 1}, func(a, b float32) float32 { return a + b }},
 		{OpLess, []int{2, 3, 5}, func(a, b float32) float32 {
 			if a < b {
 				return 1

@@ -87,13 +87,7 @@ func (k *silu8) prepare(ip *Interpreter, n *node) error {
 }
 
 func (k *silu8) eval(ip *Interpreter, n *node) error {
-	x, y, t := n.in[0].data, n.out[0].data, &k.table
-	ip.parallel(len(x), 1<<14, func(_, lo, hi int) {
-		ys := y[lo:hi]
-		for i, v := range x[lo:hi] {
-			ys[i] = t[v]
-		}
-	})
+	ip.lookup8(n.out[0].data, n.in[0].data, &k.table)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -25,6 +26,11 @@ type bcast struct {
 	out    []int
 	sa, sb []int // per output dim; 0 where the input is broadcast
 	same   bool
+	// runs, ra and rb are out, sa and sb with dimensions of size 1 dropped
+	// and neighbours that both inputs step through alike merged, so the
+	// innermost run is as long as it can be (a [100 2 100 1] tensor times
+	// a scalar is one run, not 20000).
+	runs, ra, rb []int
 }
 
 func newBcast(a, b []int) (bcast, bool) {
@@ -64,22 +70,41 @@ func newBcast(a, b []int) (bcast, bool) {
 	}
 	strides(a, bc.sa)
 	strides(b, bc.sb)
+	bc.coalesce()
 	return bc, true
+}
+
+// coalesce sets runs, ra and rb from out, sa and sb.
+func (bc *bcast) coalesce() {
+	bc.runs, bc.ra, bc.rb = nil, nil, nil
+	for i, d := range bc.out {
+		if d == 1 {
+			continue
+		}
+		if j := len(bc.runs) - 1; j >= 0 && bc.ra[j] == bc.sa[i]*d && bc.rb[j] == bc.sb[i]*d {
+			bc.runs[j] *= d
+			bc.ra[j], bc.rb[j] = bc.sa[i], bc.sb[i]
+			continue
+		}
+		bc.runs = append(bc.runs, d)
+		bc.ra = append(bc.ra, bc.sa[i])
+		bc.rb = append(bc.rb, bc.sb[i])
+	}
 }
 
 // each calls fn for runs of the innermost dimension: output offset o, input
 // offsets ia and ib, their steps (0 or 1), and the run length.
 func (bc *bcast) each(fn func(o, ia, ib, stepA, stepB, n int)) {
-	r := len(bc.out)
+	r := len(bc.runs)
 	total := 1
-	for _, d := range bc.out {
+	for _, d := range bc.runs {
 		total *= d
 	}
 	if bc.same || r == 0 {
 		fn(0, 0, 0, 1, 1, total)
 		return
 	}
-	inner := bc.out[r-1]
+	inner := bc.runs[r-1]
 	if inner == 0 || total == 0 {
 		return
 	}
@@ -87,13 +112,13 @@ func (bc *bcast) each(fn func(o, ia, ib, stepA, stepB, n int)) {
 	for o := 0; o < total; o += inner {
 		ia, ib := 0, 0
 		for i := 0; i < r-1; i++ {
-			ia += idx[i] * bc.sa[i]
-			ib += idx[i] * bc.sb[i]
+			ia += idx[i] * bc.ra[i]
+			ib += idx[i] * bc.rb[i]
 		}
-		fn(o, ia, ib, bc.sa[r-1], bc.sb[r-1], inner)
+		fn(o, ia, ib, bc.ra[r-1], bc.rb[r-1], inner)
 		for i := r - 2; i >= 0; i-- {
 			idx[i]++
-			if idx[i] < bc.out[i] {
+			if idx[i] < bc.runs[i] {
 				break
 			}
 			idx[i] = 0
@@ -112,7 +137,8 @@ type binaryOp struct {
 	z1, z2, zo, lo, hi int32
 	flo, fhi           float32
 	// lut holds the exact result for every pair of quantized input bytes
-	// (x<<8 | y): 64 KiB per operator, one load per element at run time.
+	// (x<<8 | y): 64 KiB per operator (and kernel.LUT8x2's padding), one
+	// load per element at run time.
 	lut []byte
 }
 
@@ -184,22 +210,26 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	a, b, out := n.in[0], n.in[1], n.out[0]
 	switch a.typ {
 	case models.Float32:
+		if op, ok := arithOp(k.kind); ok && k.bc.same {
+			cnt := out.elems()
+			x, y, o := f32s(a.data)[:cnt], f32s(b.data)[:cnt], f32s(out.data)[:cnt]
+			ip.parallelVec(cnt, func(lo, hi int) { kernel.ArithF32(op, o[lo:hi], x[lo:hi], y[lo:hi], k.flo, k.fhi) })
+			return nil
+		}
 		k.evalF32(f32s(a.data), f32s(b.data), out)
 	case models.Int32:
 		evalInt(k, i32s(a.data), i32s(b.data), out)
 	case models.Int64:
 		evalInt(k, i64s(a.data), i64s(b.data), out)
 	case models.Int8, models.UInt8:
+		if k.lut != nil && k.scalarQ(ip, a, b, out) {
+			return nil
+		}
 		if k.lut != nil && k.bc.same && len(out.data) >= 1<<15 {
 			// Large same-shape tensors: split the table lookups over workers.
-			lut := (*[1 << 16]byte)(k.lut)
+			lut := (*[kernel.PairTableLen]byte)(k.lut)
 			x, y, o := a.data, b.data, out.data
-			ip.parallel(len(o), 1<<14, func(_, lo, hi int) {
-				xs, ys, os := x[lo:hi], y[lo:hi], o[lo:hi]
-				for j := range os {
-					os[j] = lut[int(xs[j])<<8|int(ys[j])]
-				}
-			})
+			ip.parallel(len(o), 1<<14, func(_, lo, hi int) { kernel.LUT8x2(o[lo:hi], x[lo:hi], y[lo:hi], lut) })
 			return nil
 		}
 		k.evalQ(a, b, out)
@@ -207,28 +237,72 @@ func (k *binaryOp) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// arithF32 is the contiguous run of a float ADD, SUB or MUL with its
-// activation clamp, one operation per loop (the same arithmetic as the
-// general loop); false for other operators.
-func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
-	y = y[:len(x)]
-	o = o[:len(x)]
-	switch op {
-	case OpAdd:
-		for i, u := range x {
-			o[i] = min(max(u+y[i], lo), hi)
+// lookup8 sets dst[i] = t[src[i]] (kernel.LUT8), split over the workers only
+// for tensors large enough to pay for waking them: the lookup runs at
+// memory speed, tens of microseconds for the largest YOLO activations.
+func (ip *Interpreter) lookup8(dst, src []byte, t *[256]byte) {
+	ip.parallel(len(src), 1<<18, func(_, lo, hi int) { kernel.LUT8(dst[lo:hi], src[lo:hi], t) })
+}
+
+// scalarQ runs a quantized ADD, SUB or MUL whose other input is one value
+// (a scaled attention score, a box times its stride) as a lookup in one row
+// of the pair table: one byte per byte at memory speed. False when neither
+// input is a single value.
+func (k *binaryOp) scalarQ(ip *Interpreter, a, b, out *rtensor) bool {
+	var row [256]byte
+	switch cnt := out.elems(); {
+	case b.elems() == 1 && a.elems() == cnt:
+		for x := range 256 {
+			row[x] = k.lut[x<<8|int(b.data[0])]
 		}
-	case OpSub:
-		for i, u := range x {
-			o[i] = min(max(u-y[i], lo), hi)
+		ip.lookup8(out.data[:cnt], a.data[:cnt], &row)
+	case a.elems() == 1 && b.elems() == cnt:
+		for y := range 256 {
+			row[y] = k.lut[int(a.data[0])<<8|y]
 		}
-	case OpMul:
-		for i, u := range x {
-			o[i] = min(max(u*y[i], lo), hi)
-		}
+		ip.lookup8(out.data[:cnt], b.data[:cnt], &row)
 	default:
 		return false
 	}
+	return true
+}
+
+// arithOp is the kernel.ArithF32 operation of a float operator, false for
+// those it does not run.
+func arithOp(op BuiltinOp) (kernel.Arith, bool) {
+	switch op {
+	case OpAdd:
+		return kernel.ArithAdd, true
+	case OpSub:
+		return kernel.ArithSub, true
+	case OpMul:
+		return kernel.ArithMul, true
+	}
+	return 0, false
+}
+
+// arithF32 is the contiguous run of a float ADD, SUB or MUL with its
+// activation clamp (kernel.ArithF32: the same arithmetic as the general
+// loop); false for other operators.
+func arithF32(op BuiltinOp, o, x, y []float32, lo, hi float32) bool {
+	a, ok := arithOp(op)
+	if ok {
+		kernel.ArithF32(a, o[:len(x)], x, y[:len(x)], lo, hi)
+	}
+	return ok
+}
+
+// arithF32Scalar is arithF32 with one operand a single value v: o = x op v,
+// or v op x when vFirst.
+func arithF32Scalar(op BuiltinOp, o, x []float32, v float32, vFirst bool, lo, hi float32) bool {
+	a, ok := arithOp(op)
+	if !ok {
+		return false
+	}
+	if vFirst && a == kernel.ArithSub {
+		a = kernel.ArithSubFrom
+	}
+	kernel.ArithF32(a, o[:len(x)], x, []float32{v}, lo, hi)
 	return true
 }
 
@@ -243,6 +317,12 @@ func (k *binaryOp) evalF32(x, y []float32, out *rtensor) {
 	lo, hi := k.flo, k.fhi
 	k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 		if sa == 1 && sb == 1 && o != nil && arithF32(k.kind, o[oi:oi+n], x[ia:ia+n], y[ib:ib+n], lo, hi) {
+			return
+		}
+		if sa == 1 && sb == 0 && o != nil && arithF32Scalar(k.kind, o[oi:oi+n], x[ia:ia+n], y[ib], false, lo, hi) {
+			return
+		}
+		if sa == 0 && sb == 1 && o != nil && arithF32Scalar(k.kind, o[oi:oi+n], y[ib:ib+n], x[ia], true, lo, hi) {
 			return
 		}
 		for j := 0; j < n; j++ {
@@ -364,7 +444,7 @@ func (k *binaryOp) quantOne(x, y int32) int32 {
 }
 
 func (k *binaryOp) buildLUT(signed bool) {
-	k.lut = make([]byte, 1<<16)
+	k.lut = make([]byte, kernel.PairTableLen)
 	for i := 0; i < 1<<16; i++ {
 		x, y := int32(i>>8), int32(i&0xff)
 		if signed {
@@ -376,13 +456,10 @@ func (k *binaryOp) buildLUT(signed bool) {
 
 func (k *binaryOp) evalQ(a, b, out *rtensor) {
 	if k.lut != nil {
-		x, y, o, lut := a.data, b.data, out.data, (*[1 << 16]byte)(k.lut)
+		x, y, o, lut := a.data, b.data, out.data, (*[kernel.PairTableLen]byte)(k.lut)
 		k.bc.each(func(oi, ia, ib, sa, sb, n int) {
 			if sa == 1 && sb == 1 {
-				xs, ys, os := x[ia:ia+n], y[ib:ib+n], o[oi:oi+n]
-				for j := range os {
-					os[j] = lut[int(xs[j])<<8|int(ys[j])]
-				}
+				kernel.LUT8x2(o[oi:oi+n], x[ia:ia+n], y[ib:ib+n], lut)
 				return
 			}
 			for j := 0; j < n; j++ {

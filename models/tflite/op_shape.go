@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -233,10 +234,7 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 			}
 		} else if lut := k.luts[i]; lut != nil {
 			for o := 0; o < outer; o++ {
-				d := out.data[o*innerOut+off:][:chunk]
-				for j, b := range t.data[o*chunk:][:chunk] {
-					d[j] = lut[b]
-				}
+				kernel.LUT8(out.data[o*innerOut+off:][:chunk], t.data[o*chunk:][:chunk], lut)
 			}
 		} else {
 			cnt := chunk / es

@@ -92,14 +92,7 @@ func (k *unary) eval(ip *Interpreter, n *node) error {
 		})
 		return nil
 	}
-	x, y := in.data, out.data
-	t := &k.table
-	ip.parallel(len(x), 1<<14, func(_, lo, hi int) {
-		xs, ys := x[lo:hi], y[lo:hi]
-		for i, v := range xs {
-			ys[i] = t[v]
-		}
-	})
+	ip.lookup8(out.data, in.data, &k.table)
 	return nil
 }
 
@@ -296,13 +289,7 @@ func (k *quantize) eval(ip *Interpreter, n *node) error {
 		return nil
 	}
 	if t := k.lut; t != nil {
-		x, y := in.data[:cnt], out.data[:cnt]
-		ip.parallel(cnt, 1<<14, func(_, lo, hi int) {
-			ys := y[lo:hi]
-			for i, v := range x[lo:hi] {
-				ys[i] = t[v]
-			}
-		})
+		ip.lookup8(out.data[:cnt], in.data[:cnt], t)
 		return nil
 	}
 	iz := in.zp()

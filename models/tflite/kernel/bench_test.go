@@ -157,3 +157,13 @@ func reportGMACs(b *testing.B, m, n, k int, cpu time.Duration) {
 		b.ReportMetric(macs/cpu.Seconds()/1e9, "cpu-GMAC/s")
 	}
 }
+
+// reportNsPerByte reports an elementwise kernel's cost per input byte, in
+// wall and (where measured) thread CPU time.
+func reportNsPerByte(b *testing.B, n int, cpu time.Duration) {
+	bytes := float64(n) * float64(b.N)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/bytes, "ns/B")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/bytes, "cpu-ns/B")
+	}
+}
