@@ -66,6 +66,12 @@ type conv struct {
 	k       int
 	groups  int  // > 1 for grouped convolution (run by the direct loop)
 	direct  bool // 1x1, stride 1, no padding: the input is the im2col matrix
+	// fusedPad is the (top, bottom, left, right) padding of a PAD folded
+	// into this convolution (fuse_pad.go); rowConv runs an int8 convolution
+	// on few input channels from its input rows (op_conv_first.go).
+	fusedPad  *[4]int
+	rowConv   *kernel.ConvRowS8
+	rowStride int
 }
 
 const tileM = 64
@@ -128,6 +134,7 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 	}
 	g.oh, g.padTop = padding(pad, g.ih, g.kh, g.sh, g.dh)
 	g.ow, g.padLeft = padding(pad, g.iw, g.kw, g.sw, g.dw)
+	c.applyFusedPad(&g) // fuse_pad.go
 	if g.oh <= 0 || g.ow <= 0 {
 		return n.errorf("filter %dx%d larger than input %dx%d", g.kh, g.kw, g.ih, g.iw)
 	}
@@ -251,6 +258,9 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		return n.errorf("%v", err)
 	}
 	c.krqRuy = krqRuy
+	if err := c.prepareRowConv(ip, i8s(f.data)); err != nil { // op_conv_first.go
+		return n.errorf("%v", err)
+	}
 	if !c.direct {
 		ip.needScratch(tileM * c.k)
 	}
@@ -334,9 +344,18 @@ func (c *conv) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// im2colS8 fills rows [m0, m1) of the patch matrix (row = output pixel,
-// columns kh·kw·ic), padding with the input zero point.
+// im2col fills rows [m0, m1) of the patch matrix (row = output pixel,
+// columns kh·kw·ic), padding with padVal (the input zero point).
 func im2col[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal T) {
+	if s, ok := any(src).([]int8); ok && im2colWords(g) {
+		im2colS8Words(g, u8s(s), u8s(any(dst).([]int8)), m0, m1, any(padVal).(int8))
+		return
+	}
+	im2colRows(g, src, dst, m0, m1, padVal)
+}
+
+// im2colRows is im2col, any geometry.
+func im2colRows[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal T) {
 	k := g.kh * g.kw * g.ic
 	for m := m0; m < m1; m++ {
 		row := dst[(m-m0)*k : (m-m0+1)*k]
@@ -403,6 +422,10 @@ func convTiles[T int8 | float32](ip *Interpreter, c *conv, src []T, view func([]
 }
 
 func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
+	if c.rowConv != nil {
+		c.convS8Rows(ip, in, out) // op_conv_first.go
+		return
+	}
 	oc := c.g.oc
 	dst := i8s(out.data)
 	convTiles(ip, c, i8s(in.data), i8s, int8(c.inZP), func(m0, m1 int, a []int8) {
