@@ -108,7 +108,7 @@ func TestFirstConvS8(t *testing.T) {
 				}
 				outs[i] = bytes.Clone(ip.Output(0))
 				if cv := ip.nodes[1].k.(*conv); cv.rowConv != nil {
-					cv.rowConv = nil // im2col and the GEMM
+					cv.rowConv = nil      // im2col and the GEMM
 					copy(ip.Input(0), in) // the arena may have reused it
 					if err := ip.Invoke(context.Background()); err != nil {
 						t.Fatal(err)

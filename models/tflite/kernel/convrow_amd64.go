@@ -11,3 +11,9 @@ var hasConvRowArch = hasVNNI
 //
 //go:noescape
 func convRowS8Arch(dst, src *int8, npix, step int, offs *int32, ng int, w *int8, nv, n int, corr, qv, qc *int32, tail uint64)
+
+// requantRowArch is Requant.RequantRow with the single rounding on nv
+// 16-channel vectors, tail masking the last (convrow_amd64.s).
+//
+//go:noescape
+func requantRowArch(out *int8, acc *int32, add int32, colAdd *int32, nv int, qv, qc *int32, tail uint64)

@@ -4,7 +4,7 @@
 
 // RQRUY requantizes the int32 accumulators in z with the single rounding
 // of Requant.vec's block at AX (see vnniRuy in asm_gen.go). Z24, Z25
-// temporaries, Z26 the -128·Σw correction, Z27/Z28 MaxInt32/MinInt32 as
+// temporaries, Z26 an offset added first, Z27/Z28 MaxInt32/MinInt32 as
 // int64, Z29..Z31 output zero point, min, max, K3 the odd lanes.
 #define RQRUY(z) \
 	VPADDD Z26, z, z \
@@ -175,5 +175,47 @@ singlefull:
 	JMP single
 
 done:
+	VZEROUPPER
+	RET
+
+// func requantRowArch(out *int8, acc *int32, add int32, colAdd *int32, nv int, qv, qc *int32, tail uint64)
+TEXT ·requantRowArch(SB), NOSPLIT, $0-64
+	MOVQ out+0(FP), DI
+	MOVQ acc+8(FP), SI
+	MOVL add+16(FP), DX
+	VPBROADCASTD DX, Z26
+	MOVQ colAdd+24(FP), R8
+	MOVQ nv+32(FP), CX
+	MOVQ qv+40(FP), AX
+	MOVQ qc+48(FP), DX
+	VPBROADCASTD (DX), Z29
+	VPBROADCASTD 4(DX), Z30
+	VPBROADCASTD 8(DX), Z31
+	MOVL $0x7fffffff, DX
+	VPBROADCASTQ DX, Z27
+	MOVQ $-0x80000000, DX
+	VPBROADCASTQ DX, Z28
+	MOVL $0xAAAA, DX
+	KMOVW DX, K3
+	MOVL $0xFFFF, DX
+	KMOVW DX, K1
+
+rrvec:
+	CMPQ CX, $1
+	JNE rrfull
+	MOVQ tail+56(FP), DX
+	KMOVW DX, K1
+
+rrfull:
+	VMOVDQU32.Z (SI), K1, Z0
+	VPADDD.Z (R8), Z0, K1, Z0
+	RQRUY(Z0)
+	VPMOVDB Z0, K1, (DI)
+	ADDQ $64, SI
+	ADDQ $64, R8
+	ADDQ $16, DI
+	ADDQ $704, AX
+	DECQ CX
+	JNZ rrvec
 	VZEROUPPER
 	RET
