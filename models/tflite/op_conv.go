@@ -54,7 +54,7 @@ type conv struct {
 	inZP     int32
 	outZP    int32
 	filterS8 []int8
-	filterW  []int32         // depthwise int8 filter widened, for kernel.DepthwiseS8 (multiplier 1)
+	filterW  []int32         // depthwise int8 filter for kernel.DepthwiseS8 (multiplier 1)
 	dwRq     *kernel.Requant // its requantization (double rounding, as the plain loop)
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
@@ -282,10 +282,7 @@ func (c *conv) prepareDepthwiseS8(ip *Interpreter, b []int32) error {
 	if c.mult != 1 {
 		return nil
 	}
-	c.filterW = make([]int32, len(c.filterS8))
-	for i, v := range c.filterS8 {
-		c.filterW[i] = int32(v)
-	}
+	c.filterW = kernel.WidenDepthwiseS8(c.filterS8)
 	mult, shift := make([]int32, g.oc), make([]int32, g.oc)
 	for ch := range mult {
 		q, s := c.rq.at(ch)

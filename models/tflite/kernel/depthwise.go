@@ -7,13 +7,14 @@ import "fmt"
 // reads its taps at p·step past those given: taps holds (source offset,
 // filter offset) pairs of the taps inside the input, and for channel i
 //
-//	acc = Σ_t (src[taps[2t] + p·step + i] - zp) · filt[taps[2t+1] + i]
+//	acc = Σ_t (src[taps[2t] + p·step + i] - zp) · f[taps[2t+1] + i]
 //	dst[p·c + i] = acc requantized by q for channel i
 //
-// The filter is widened to int32 ahead of time; the sum is exact in int32
-// (wrapping), q rounds twice (NewRequant) or once (NewRequantRuy). AVX-512
-// on amd64 with the double rounding, plain Go otherwise. It panics when an
-// offset reaches past src, filt or dst (a bug in the caller).
+// where f is the int8 filter as WidenDepthwiseS8 lays it out in filt. The
+// sum is exact in int32 (wrapping), q rounds twice (NewRequant) or once
+// (NewRequantRuy). AVX-512 VNNI on amd64 with the double rounding, plain Go
+// otherwise. It panics when an offset reaches past src, filt or dst (a bug
+// in the caller).
 func DepthwiseS8(dst, src []int8, filt, taps []int32, npix, step int, zp int32, q *Requant) {
 	c := q.N()
 	if npix <= 0 || c == 0 {
@@ -24,7 +25,7 @@ func DepthwiseS8(dst, src []int8, filt, taps []int32, npix, step int, zp int32, 
 	}
 	checkTaps("DepthwiseS8", c, (npix-1)*step, len(src), len(filt), taps)
 	nt := len(taps) / 2
-	if hasDepthwiseArch && nt > 0 && !q.ruy {
+	if hasDepthwiseS8Arch && nt > 0 && !q.ruy {
 		tail := uint64(0xffff)
 		if c%16 != 0 {
 			tail = 1<<(c%16) - 1
@@ -33,6 +34,18 @@ func DepthwiseS8(dst, src []int8, filt, taps []int32, npix, step int, zp int32, 
 		return
 	}
 	depthwiseS8Go(dst, src, filt, taps, npix, step, zp, q)
+}
+
+// WidenDepthwiseS8 lays an int8 depthwise filter out for DepthwiseS8: each
+// weight in the low 16 bits of an int32 whose high 16 bits are zero, so that
+// one VPDPWSSD multiplies it with a sign-extended input byte and adds the
+// product in.
+func WidenDepthwiseS8(w []int8) []int32 {
+	f := make([]int32, len(w))
+	for i, v := range w {
+		f[i] = int32(uint16(v))
+	}
+	return f
 }
 
 // depthwiseS8Go is DepthwiseS8 in plain Go.
@@ -50,7 +63,7 @@ func depthwiseS8Go(dst, src []int8, filt, taps []int32, npix, step int, zp int32
 			s := src[int(taps[t])+p*step:][:c]
 			f := filt[taps[t+1]:][:c]
 			for i := range acc {
-				acc[i] += (int32(s[i]) - zp) * f[i]
+				acc[i] += (int32(s[i]) - zp) * int32(int16(f[i]))
 			}
 		}
 		d := dst[p*c:][:c]

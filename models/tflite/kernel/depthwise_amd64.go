@@ -6,7 +6,11 @@ import "golang.org/x/sys/cpu"
 
 var hasDepthwiseArch = cpu.X86.HasAVX512F
 
-// depthwiseS8Arch is DepthwiseS8 with the double rounding, nt ≥ 1 taps;
+// hasDepthwiseS8Arch: depthwiseS8Arch also needs VPDPWSSD.
+var hasDepthwiseS8Arch = hasVNNI
+
+// depthwiseS8Arch is DepthwiseS8 with the double rounding, nt ≥ 1 taps, the
+// filter as WidenDepthwiseS8 makes it;
 // tail masks the channels of the last 16-channel block (depthwise_amd64.s).
 //
 //go:noescape

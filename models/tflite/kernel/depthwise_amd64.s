@@ -2,18 +2,71 @@
 
 #include "textflag.h"
 
+// RQLOAD loads the block of Requant.vec (double rounding) at AX into
+// Z10..Z14, Z16, Z17: bias, multiplier, multiplier of the odd lanes, left
+// shift, right shift, its mask and half the mask.
+#define RQLOAD \
+	VMOVDQU32 0(AX), Z10 \
+	VMOVDQU32 64(AX), Z11 \
+	VMOVDQU32 128(AX), Z12 \
+	VMOVDQU32 192(AX), Z13 \
+	VMOVDQU32 256(AX), Z14 \
+	VMOVDQU32 320(AX), Z16 \
+	VMOVDQU32 384(AX), Z17
+
+// RQDBL requantizes the int32 accumulators in z with the double rounding
+// of the block RQLOAD loaded (see asm_gen.go's vnni epilogue). Z24..Z26
+// temporaries, Z27 ones, Z28 2³⁰ as int64, Z29..Z31 output zero point,
+// min, max, K3 the odd lanes, K4 scratch.
+#define RQDBL(z) \
+	VPADDD Z10, z, z \
+	VPSLLVD Z13, z, z \
+	VPMULDQ Z11, z, Z24 \
+	VPSRLQ $32, z, Z25 \
+	VPMULDQ Z12, Z25, Z25 \
+	VPADDQ Z28, Z24, Z24 \
+	VPADDQ Z28, Z25, Z25 \
+	VPSRAQ $31, Z24, Z24 \
+	VPSLLQ $1, Z25, Z25 \
+	VPBLENDMD Z25, Z24, K3, z \
+	VPANDD Z16, z, Z24 \
+	VPSRAD $31, z, Z25 \
+	VPSUBD Z25, Z17, Z26 \
+	VPSRAVD Z14, z, z \
+	VPCMPGTD Z26, Z24, K4 \
+	VPADDD Z27, z, K4, z \
+	VPADDD Z29, z, z \
+	VPMAXSD Z30, z, z \
+	VPMINSD Z31, z, z
+
+// DWBLOCK starts 16 channels (BX) of the pixels at SI: K1 their mask,
+// R11 their source, R13 their filter, R12 the first tap.
+#define DWBLOCK \
+	KMOVW K2, K1 \
+	LEAQ 16(BX), DX \
+	CMPQ DX, CX \
+	JLE 2(PC) \
+	KMOVW K5, K1 \
+	LEAQ (SI)(BX*1), R11 \
+	MOVQ filt+16(FP), R13 \
+	LEAQ (R13)(BX*4), R13 \
+	MOVQ taps+24(FP), R12
+
 // func depthwiseS8Arch(dst *int8, src *int8, filt *int32, taps *int32, nt, npix, step, c int, zp int32, qv *int32, qc *int32, tail uint64)
-// npix output pixels of c channels, 16 at a time (the last block masked):
-// the accumulator in Z0 over the taps of the pixel, then the double-rounding
-// requantization of Requant.vec (see asm_gen.go's vnni epilogue) and a
+// npix output pixels of c channels, four pixels at a time (then one), 16
+// channels at a time (the last block masked). Each filter value is the low
+// int16 of its int32 (high half zero), so VPDPWSSD on the sign-extended
+// source adds the exact s·f; Σf over the taps (Z9, by VPDPWSSD with ones)
+// takes zp·Σf off at the end. Then the double-rounding requantization and a
 // narrowing store. Pixel p reads its taps at src + p·step.
 TEXT ·depthwiseS8Arch(SB), NOSPLIT, $0-96
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
-	MOVQ filt+16(FP), R8
-	MOVQ taps+24(FP), R9
-	MOVQ nt+32(FP), R10
-	LEAQ (R9)(R10*8), R10 // end of the taps
+	MOVQ step+48(FP), R8
+	LEAQ (R8)(R8*2), R9
+	MOVQ taps+24(FP), R10
+	MOVQ nt+32(FP), DX
+	LEAQ (R10)(DX*8), R10 // end of the taps
 	MOVQ c+56(FP), CX
 	MOVL zp+64(FP), AX
 	VPBROADCASTD AX, Z15
@@ -32,56 +85,97 @@ TEXT ·depthwiseS8Arch(SB), NOSPLIT, $0-96
 	MOVQ tail+88(FP), AX // the channels of the last block
 	KMOVW AX, K5
 
+dwquad:
+	CMPQ npix+40(FP), $4
+	JLT dwpix
+	XORQ BX, BX
+	MOVQ qv+72(FP), AX
+
+dwqblock:
+	DWBLOCK
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z9, Z9, Z9
+
+dwqtap:
+	MOVLQSX 0(R12), DX
+	ADDQ R11, DX
+	VPMOVSXBD.Z (DX), K1, Z4
+	VPMOVSXBD.Z (DX)(R8*1), K1, Z5
+	VPMOVSXBD.Z (DX)(R8*2), K1, Z6
+	VPMOVSXBD.Z (DX)(R9*1), K1, Z7
+	MOVLQSX 4(R12), DX
+	VMOVDQU32.Z (R13)(DX*4), K1, Z8
+	VPDPWSSD Z8, Z4, Z0
+	VPDPWSSD Z8, Z5, Z1
+	VPDPWSSD Z8, Z6, Z2
+	VPDPWSSD Z8, Z7, Z3
+	VPDPWSSD Z8, Z27, Z9
+	ADDQ $8, R12
+	CMPQ R12, R10
+	JLT dwqtap
+
+	VPMULLD Z15, Z9, Z9
+	VPSUBD Z9, Z0, Z0
+	VPSUBD Z9, Z1, Z1
+	VPSUBD Z9, Z2, Z2
+	VPSUBD Z9, Z3, Z3
+	RQLOAD
+	RQDBL(Z0)
+	RQDBL(Z1)
+	RQDBL(Z2)
+	RQDBL(Z3)
+	LEAQ (DI)(BX*1), DX
+	VPMOVDB Z0, X0
+	VMOVDQU8 X0, K1, (DX)
+	VPMOVDB Z1, X1
+	VMOVDQU8 X1, K1, (DX)(CX*1)
+	VPMOVDB Z2, X2
+	VMOVDQU8 X2, K1, (DX)(CX*2)
+	LEAQ (DX)(CX*2), DX
+	VPMOVDB Z3, X3
+	VMOVDQU8 X3, K1, (DX)(CX*1)
+
+	ADDQ $448, AX
+	ADDQ $16, BX
+	CMPQ BX, CX
+	JLT dwqblock
+
+	LEAQ (DI)(CX*4), DI
+	LEAQ (SI)(R8*4), SI
+	SUBQ $4, npix+40(FP)
+	JMP dwquad
+
 dwpix:
+	CMPQ npix+40(FP), $0
+	JLE dwdone
 	XORQ BX, BX
 	MOVQ qv+72(FP), AX
 
 dwblock:
-	KMOVW K2, K1
-	LEAQ 16(BX), DX
-	CMPQ DX, CX
-	JLE dwfull
-	KMOVW K5, K1
-
-dwfull:
-	LEAQ (SI)(BX*1), R11
-	LEAQ (R8)(BX*4), R13
-	MOVQ R9, R12
+	DWBLOCK
 	VPXORD Z0, Z0, Z0
+	VPXORD Z9, Z9, Z9
 
 dwtap:
 	MOVLQSX 0(R12), DX
-	VPMOVSXBD.Z (R11)(DX*1), K1, Z1
+	VPMOVSXBD.Z (R11)(DX*1), K1, Z4
 	MOVLQSX 4(R12), DX
-	VPSUBD Z15, Z1, Z1
-	VPMULLD.Z (R13)(DX*4), Z1, K1, Z1
-	VPADDD Z1, Z0, Z0
+	VMOVDQU32.Z (R13)(DX*4), K1, Z8
+	VPDPWSSD Z8, Z4, Z0
+	VPDPWSSD Z8, Z27, Z9
 	ADDQ $8, R12
 	CMPQ R12, R10
 	JLT dwtap
 
-	// requantize Z0
-	VPADDD 0(AX), Z0, Z0
-	VPSLLVD 192(AX), Z0, Z0
-	VPMULDQ 64(AX), Z0, Z24
-	VPSRLQ $32, Z0, Z25
-	VPMULDQ 128(AX), Z25, Z25
-	VPADDQ Z28, Z24, Z24
-	VPADDQ Z28, Z25, Z25
-	VPSRAQ $31, Z24, Z24
-	VPSLLQ $1, Z25, Z25
-	VPBLENDMD Z25, Z24, K3, Z0
-	VPANDD 320(AX), Z0, Z24
-	VPSRAD $31, Z0, Z25
-	VMOVDQU32 384(AX), Z26
-	VPSUBD Z25, Z26, Z26
-	VPSRAVD 256(AX), Z0, Z0
-	VPCMPGTD Z26, Z24, K4
-	VPADDD Z27, Z0, K4, Z0
-	VPADDD Z29, Z0, Z0
-	VPMAXSD Z30, Z0, Z0
-	VPMINSD Z31, Z0, Z0
-	VPMOVDB Z0, K1, (DI)(BX*1)
+	VPMULLD Z15, Z9, Z9
+	VPSUBD Z9, Z0, Z0
+	RQLOAD
+	RQDBL(Z0)
+	VPMOVDB Z0, X0
+	VMOVDQU8 X0, K1, (DI)(BX*1)
 
 	ADDQ $448, AX
 	ADDQ $16, BX
@@ -89,9 +183,11 @@ dwtap:
 	JLT dwblock
 
 	ADDQ CX, DI
-	ADDQ step+48(FP), SI
+	ADDQ R8, SI
 	DECQ npix+40(FP)
-	JNZ dwpix
+	JMP dwpix
+
+dwdone:
 	VZEROUPPER
 	RET
 

@@ -9,24 +9,25 @@ import (
 
 // TestDepthwiseS8 compares the kernel (assembly where the CPU has it) and
 // its plain-Go twin with a direct formula on channel counts with and
-// without a 16-channel tail, 0 to 9 taps, several pixels per call, extreme
+// without a 16-channel tail, 0 to 9 taps, 1 to 10 pixels per call, extreme
 // inputs, zero points and multipliers, in both roundings.
 func TestDepthwiseS8(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, c := range []int{1, 7, 16, 17, 33, 64, 80, 100, 300} {
 		for _, nt := range []int{0, 1, 4, 9} {
 			for _, ruy := range []bool{false, true} {
-				const npix, step = 3, 5
+				npix, step := 1+r.IntN(10), 5
 				src := make([]int8, c*12+npix*step)
 				for i := range src {
 					src[i] = int8(r.IntN(256) - 128)
 				}
 				src[0], src[1], src[2] = -128, 127, -128
-				filt := make([]int32, c*9)
-				for i := range filt {
-					filt[i] = int32(r.IntN(256) - 128)
+				filt8 := make([]int8, c*9)
+				for i := range filt8 {
+					filt8[i] = int8(r.IntN(256) - 128)
 				}
-				filt[0], filt[1] = -128, -128
+				filt8[0], filt8[1], filt8[2] = -128, -128, 127
+				filt := WidenDepthwiseS8(filt8)
 				var taps []int32
 				for t := 0; t < nt; t++ {
 					taps = append(taps, int32(r.IntN(c*12-c+1)), int32(r.IntN(9)*c))
@@ -59,7 +60,7 @@ func TestDepthwiseS8(t *testing.T) {
 					for i := 0; i < c; i++ {
 						var acc int32
 						for t := 0; t < nt; t++ {
-							acc += (int32(src[int(taps[2*t])+p*step+i]) - zp) * filt[int(taps[2*t+1])+i]
+							acc += (int32(src[int(taps[2*t])+p*step+i]) - zp) * int32(filt8[int(taps[2*t+1])+i])
 						}
 						acc += bias[i]
 						var v int32
@@ -162,10 +163,11 @@ func BenchmarkDepthwiseS8(b *testing.B) {
 		for i := range src {
 			src[i] = int8(r.IntN(256) - 128)
 		}
-		filt := make([]int32, 9*c)
-		for i := range filt {
-			filt[i] = int32(r.IntN(256) - 128)
+		filt8 := make([]int8, 9*c)
+		for i := range filt8 {
+			filt8[i] = int8(r.IntN(256) - 128)
 		}
+		filt := WidenDepthwiseS8(filt8)
 		mult, shift := make([]int32, c), make([]int32, c)
 		for i := range mult {
 			mult[i], shift[i] = 1<<30+int32(r.IntN(1<<30)), -8
