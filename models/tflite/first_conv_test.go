@@ -13,54 +13,49 @@ import (
 )
 
 // firstConvModel is the stem of a full-int8 YOLO: an int8 h×w×ic image,
-// PAD by (pt, pb, pl, pr), then a k×k int8 CONV_2D to oc channels with
-// stride s and VALID padding (SAME when same is set, no PAD then). With
-// keepPad the PAD's output is also a graph output, so it cannot be fused.
+// PAD by (pt, pb, pl, pr), then a k×k int8 CONV_2D to oc channels (or a
+// DEPTHWISE_CONV_2D, oc = ic) with stride s and VALID padding. With keepPad
+// the PAD's output is also a graph output, so it cannot be fused.
 type firstConvModel struct {
 	h, w, ic, oc, k, s int
 	pt, pb, pl, pr     int
-	same, keepPad      bool
+	keepPad, depthwise bool
 }
 
 func (c firstConvModel) build(r *rand.Rand) []byte {
-	ph, pw := c.h+c.pt+c.pb, c.w+c.pl+c.pr
-	pad := uint8(padValid)
-	if c.same {
-		pad, ph, pw = padSame, c.h, c.w
+	oh, _ := padding(padValid, c.h+c.pt+c.pb, c.k, c.s, 1)
+	ow, _ := padding(padValid, c.w+c.pl+c.pr, c.k, c.s, 1)
+	f := tt.Tensor{Name: "f", Type: models.Int8, Shape: []int{c.oc, c.k, c.k, c.ic}}
+	op := tt.Op{Builtin: int32(OpConv2d), Inputs: []int{2, 3, 4}, Outputs: []int{5},
+		Options: []any{uint8(padValid), int32(c.s), int32(c.s), uint8(0), int32(1), int32(1)}}
+	if c.depthwise {
+		f.Shape, f.Axis = []int{1, c.k, c.k, c.oc}, 3
+		op.Builtin = int32(OpDepthwiseConv2d)
+		op.Options = []any{uint8(padValid), int32(c.s), int32(c.s), int32(1), uint8(0), int32(1), int32(1)}
 	}
-	oh, _ := padding(pad, ph, c.k, c.s, 1)
-	ow, _ := padding(pad, pw, c.k, c.s, 1)
-	filt := make([]byte, c.oc*c.k*c.k*c.ic)
-	for i := range filt {
-		filt[i] = byte(r.IntN(256))
+	f.Data = make([]byte, f.Shape[0]*f.Shape[1]*f.Shape[2]*f.Shape[3])
+	for i := range f.Data {
+		f.Data[i] = byte(r.IntN(256))
 	}
-	fscale, bias := make([]float32, c.oc), make([]int32, c.oc)
-	for i := range fscale {
-		fscale[i] = 0.002 + 0.01*r.Float32()
+	f.Scale = make([]float32, c.oc)
+	bias := make([]int32, c.oc)
+	for i := range f.Scale {
+		f.Scale[i] = 0.002 + 0.01*r.Float32()
 		bias[i] = int32(r.IntN(20000) - 10000)
 	}
 	xq := tt.Tensor{Type: models.Int8, Scale: []float32{1.0 / 255}, ZeroPoint: []int64{-128}}
-	x, p, padded := xq, xq, xq
+	x, padded := xq, xq
 	x.Name, x.Shape = "x", []int{1, c.h, c.w, c.ic}
-	padded.Name, padded.Shape = "padded", []int{1, ph, pw, c.ic}
-	p = tt.Tensor{Name: "paddings", Type: models.Int32, Shape: []int{4, 2},
+	padded.Name, padded.Shape = "padded", []int{1, c.h + c.pt + c.pb, c.w + c.pl + c.pr, c.ic}
+	p := tt.Tensor{Name: "paddings", Type: models.Int32, Shape: []int{4, 2},
 		Data: tt.Int32s(0, 0, int32(c.pt), int32(c.pb), int32(c.pl), int32(c.pr), 0, 0)}
 	m := tt.Model{
-		Tensors: []tt.Tensor{x, p, padded,
-			{Name: "f", Type: models.Int8, Shape: []int{c.oc, c.k, c.k, c.ic}, Data: filt, Scale: fscale},
+		Tensors: []tt.Tensor{x, p, padded, f,
 			{Name: "b", Type: models.Int32, Shape: []int{c.oc}, Data: tt.Int32s(bias...)},
 			{Name: "y", Type: models.Int8, Shape: []int{1, oh, ow, c.oc}, Scale: []float32{0.05}, ZeroPoint: []int64{-5}},
 		},
-		Ops: []tt.Op{
-			{Builtin: int32(OpPad), Inputs: []int{0, 1}, Outputs: []int{2}},
-			{Builtin: int32(OpConv2d), Inputs: []int{2, 3, 4}, Outputs: []int{5},
-				Options: []any{pad, int32(c.s), int32(c.s), uint8(0), int32(1), int32(1)}},
-		},
+		Ops:    []tt.Op{{Builtin: int32(OpPad), Inputs: []int{0, 1}, Outputs: []int{2}}, op},
 		Inputs: []int{0}, Outputs: []int{5},
-	}
-	if c.same {
-		m.Ops = m.Ops[1:]
-		m.Ops[0].Inputs[0] = 0
 	}
 	if c.keepPad {
 		m.Outputs = []int{5, 2}
@@ -73,7 +68,7 @@ func (c firstConvModel) build(r *rand.Rand) []byte {
 // run on its own, and the row kernel (kernel.ConvRowS8) the same as im2col
 // and the GEMM, on YOLO's shape scaled down, odd sizes, pads on every side
 // (one wider than the kernel's reach), 2 to 4 input channels, a 5×5 and a
-// 1×1 kernel.
+// 1×1 kernel; and PAD fused into int8 depthwise convolutions.
 func TestFirstConvS8(t *testing.T) {
 	for _, c := range []firstConvModel{
 		{h: 32, w: 32, ic: 3, oc: 16, k: 3, s: 2, pt: 1, pl: 1, pb: 1, pr: 1},
@@ -83,6 +78,8 @@ func TestFirstConvS8(t *testing.T) {
 		{h: 12, w: 10, ic: 3, oc: 16, k: 5, s: 2, pt: 2, pl: 2, pb: 2, pr: 2},
 		{h: 5, w: 1, ic: 2, oc: 40, k: 3, s: 4, pt: 0, pl: 6, pb: 1, pr: 0},
 		{h: 8, w: 8, ic: 3, oc: 3, k: 1, s: 1, pt: 1, pl: 2, pb: 3, pr: 4},
+		{h: 11, w: 9, ic: 24, oc: 24, k: 3, s: 2, pt: 1, pl: 1, depthwise: true},
+		{h: 10, w: 10, ic: 17, oc: 17, k: 3, s: 1, pt: 1, pl: 2, pb: 1, pr: 0, depthwise: true},
 	} {
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(uint64(c.h), uint64(c.w)))
@@ -116,7 +113,7 @@ func TestFirstConvS8(t *testing.T) {
 					if !bytes.Equal(ip.Output(0), outs[i]) {
 						t.Errorf("keepPad=%v: the row kernel differs from im2col", keep)
 					}
-				} else if kernel.ConvRowS8Fast() && c.k > 1 {
+				} else if kernel.ConvRowS8Fast() && c.k > 1 && !c.depthwise {
 					t.Errorf("keepPad=%v: the row kernel is not used", keep)
 				}
 				e.Close()
