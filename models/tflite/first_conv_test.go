@@ -78,6 +78,7 @@ func TestFirstConvS8(t *testing.T) {
 		{h: 12, w: 10, ic: 3, oc: 16, k: 5, s: 2, pt: 2, pl: 2, pb: 2, pr: 2},
 		{h: 5, w: 1, ic: 2, oc: 40, k: 3, s: 4, pt: 0, pl: 6, pb: 1, pr: 0},
 		{h: 8, w: 8, ic: 3, oc: 3, k: 1, s: 1, pt: 1, pl: 2, pb: 3, pr: 4},
+		{h: 6, w: 7, ic: 8, oc: 5, k: 1, s: 1, pb: 2, pr: 1}, // would be a direct 1x1
 		{h: 11, w: 9, ic: 24, oc: 24, k: 3, s: 2, pt: 1, pl: 1, depthwise: true},
 		{h: 10, w: 10, ic: 17, oc: 17, k: 3, s: 1, pt: 1, pl: 2, pb: 1, pr: 0, depthwise: true},
 	} {

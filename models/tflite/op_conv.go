@@ -152,7 +152,7 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 	if c.groups > 1 {
 		return c.prepareGrouped(n, in, f, bias, out)
 	}
-	c.direct = !c.depthwise && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.padTop == 0 && g.padLeft == 0
+	c.direct = !c.depthwise && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.padTop == 0 && g.padLeft == 0 && c.fusedPad == nil
 	switch {
 	case in.typ == models.Int8 && f.typ == models.Int8 && isQuantized(in) && isQuantized(f):
 		out.typ = models.Int8
