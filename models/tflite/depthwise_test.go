@@ -13,23 +13,27 @@ import (
 )
 
 // TestDepthwiseS8Mult1Exact: the multiplier-1 int8 depthwise path
-// (kernel.DepthwiseAccS8) writes the same bytes as the plain per-channel
-// loop, on odd sizes, strides 1 and 2, both paddings, channel counts with
+// (kernel.DepthwiseS8) writes the same bytes as the plain per-channel
+// loop, on odd sizes, strides 1 to 3, dilation, rows without an interior
+// column, both paddings, channel counts with
 // and without a 16-channel tail, and per-tensor or per-channel scales.
 func TestDepthwiseS8Mult1Exact(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, c := range []struct {
-		h, w, ch, k, s int
-		pad            uint8
-		perChannel     bool
+		h, w, ch, k, s, d int
+		pad               uint8
+		perChannel        bool
 	}{
-		{7, 9, 16, 3, 1, padSame, true},
-		{10, 10, 17, 3, 2, padSame, true},
-		{9, 7, 48, 3, 2, padValid, false},
-		{12, 11, 80, 5, 1, padSame, true},
-		{5, 5, 3, 3, 1, padValid, true},
+		{7, 9, 16, 3, 1, 1, padSame, true},
+		{10, 10, 17, 3, 2, 1, padSame, true},
+		{9, 7, 48, 3, 2, 1, padValid, false},
+		{12, 11, 80, 5, 1, 1, padSame, true},
+		{5, 5, 3, 3, 1, 1, padValid, true},
+		{6, 3, 33, 5, 1, 1, padSame, true},  // no interior column
+		{9, 13, 24, 3, 2, 2, padSame, true}, // dilation
+		{8, 8, 40, 3, 3, 1, padSame, false},
 	} {
-		name := fmt.Sprintf("%dx%dx%d_k%d_s%d_pad%d", c.h, c.w, c.ch, c.k, c.s, c.pad)
+		name := fmt.Sprintf("%dx%dx%d_k%d_s%d_d%d_pad%d", c.h, c.w, c.ch, c.k, c.s, c.d, c.pad)
 		t.Run(name, func(t *testing.T) {
 			fscale := []float32{0.02}
 			if c.perChannel {
@@ -58,11 +62,11 @@ func TestDepthwiseS8Mult1Exact(t *testing.T) {
 					{Name: "y", Type: models.Int8, Shape: []int{1, 0, 0, c.ch}, Scale: []float32{0.15}, ZeroPoint: []int64{3}},
 				},
 				Ops: []tt.Op{{Builtin: int32(OpDepthwiseConv2d), Inputs: []int{0, 1, 2}, Outputs: []int{3},
-					Options: []any{c.pad, int32(c.s), int32(c.s), int32(1), uint8(0)}}},
+					Options: []any{c.pad, int32(c.s), int32(c.s), int32(1), uint8(0), int32(c.d), int32(c.d)}}},
 				Inputs: []int{0}, Outputs: []int{3},
 			}
-			oh, _ := padding(c.pad, c.h, c.k, c.s, 1)
-			ow, _ := padding(c.pad, c.w, c.k, c.s, 1)
+			oh, _ := padding(c.pad, c.h, c.k, c.s, c.d)
+			ow, _ := padding(c.pad, c.w, c.k, c.s, c.d)
 			m.Tensors[3].Shape = []int{1, oh, ow, c.ch}
 			e, err := Open(context.Background(), tt.Build(m), models.Options{Threads: 2})
 			if err != nil {

@@ -73,3 +73,37 @@ func TestFullyConnectedDynamicS8(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFullyConnectedDynamicS8 runs the attention products of yolo11n
+// (FULLY_CONNECTED on int8 weights the graph computes) at one thread:
+// 400×400 from depth 32 and 64×400 from depth 400.
+func BenchmarkFullyConnectedDynamicS8(b *testing.B) {
+	for _, c := range []struct{ rows, in, out int }{{400, 32, 400}, {64, 400, 400}} {
+		b.Run(fmt.Sprintf("%dx%dx%d", c.rows, c.in, c.out), func(b *testing.B) {
+			m := tt.Model{
+				Tensors: []tt.Tensor{
+					{Name: "x", Type: models.Int8, Shape: []int{c.rows, c.in}, Scale: []float32{0.05}, ZeroPoint: []int64{-9}},
+					{Name: "w", Type: models.Int8, Shape: []int{c.out, c.in}, Scale: []float32{0.04}, ZeroPoint: []int64{13}},
+					{Name: "y", Type: models.Int8, Shape: []int{c.rows, c.out}, Scale: []float32{0.3}, ZeroPoint: []int64{-4}},
+				},
+				Ops:    []tt.Op{{Builtin: int32(OpFullyConnected), Inputs: []int{0, 1}, Outputs: []int{2}}},
+				Inputs: []int{0, 1}, Outputs: []int{2},
+			}
+			e, err := Open(context.Background(), tt.Build(m), models.Options{Threads: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			if err := e.Invoke(context.Background()); err != nil { // warm up: make bench runs once
+				b.Fatal(err)
+			}
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if err := e.Invoke(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+		})
+	}
+}

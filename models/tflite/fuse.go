@@ -27,6 +27,7 @@ func (ip *Interpreter) fuse() {
 	for _, i := range ip.sg.Outputs {
 		readers[i]++ // a graph output must be written
 	}
+	ip.fusePad(readers, producer) // fuse_pad.go
 	for _, m := range ip.nodes {
 		if m.code.Builtin != OpMul || len(m.in) != 2 || len(m.out) != 1 || m.in[0] == nil || m.in[1] == nil {
 			continue

@@ -54,7 +54,8 @@ type conv struct {
 	inZP     int32
 	outZP    int32
 	filterS8 []int8
-	filterW  []int32 // depthwise int8 filter widened, for kernel.DepthwiseAccS8 (multiplier 1)
+	filterW  []int32         // depthwise int8 filter for kernel.DepthwiseS8 (multiplier 1)
+	dwRq     *kernel.Requant // its requantization (double rounding, as the plain loop)
 	// float (and hybrid: int8 weights dequantized at load)
 	packedF *kernel.PackedF32
 	fscale  []float32 // hybrid int8 path: filter scale per output channel
@@ -68,6 +69,12 @@ type conv struct {
 	k       int
 	groups  int  // > 1 for grouped convolution (run by the direct loop)
 	direct  bool // 1x1, stride 1, no padding: the input is the im2col matrix
+	// fusedPad is the (top, bottom, left, right) padding of a PAD folded
+	// into this convolution (fuse_pad.go); rowConv runs an int8 convolution
+	// on few input channels from its input rows (op_conv_first.go).
+	fusedPad  *[4]int
+	rowConv   *kernel.ConvRowS8
+	rowStride int
 }
 
 const tileM = 64
@@ -130,6 +137,7 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 	}
 	g.oh, g.padTop = padding(pad, g.ih, g.kh, g.sh, g.dh)
 	g.ow, g.padLeft = padding(pad, g.iw, g.kw, g.sw, g.dw)
+	c.applyFusedPad(&g) // fuse_pad.go
 	if g.oh <= 0 || g.ow <= 0 {
 		return n.errorf("filter %dx%d larger than input %dx%d", g.kh, g.kw, g.ih, g.iw)
 	}
@@ -147,7 +155,7 @@ func (c *conv) prepare(ip *Interpreter, n *node) error {
 	if c.groups > 1 {
 		return c.prepareGrouped(n, in, f, bias, out)
 	}
-	c.direct = !c.depthwise && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.padTop == 0 && g.padLeft == 0
+	c.direct = !c.depthwise && g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.padTop == 0 && g.padLeft == 0 && c.fusedPad == nil
 	switch {
 	case in.typ == models.Int8 && f.typ == models.Int8 && isQuantized(in) && isQuantized(f):
 		out.typ = models.Int8
@@ -230,18 +238,8 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 	c.biasAdj = make([]int32, g.oc)
 	if c.depthwise {
 		c.filterS8 = i8s(f.data)
-		// per-worker accumulators, then the (source, filter) offsets of the taps
-		ip.needScratch(g.oc*4 + g.kh*g.kw*8)
-		for ch := range c.biasAdj {
-			if b != nil {
-				c.biasAdj[ch] = b[ch]
-			}
-		}
-		if c.mult == 1 {
-			c.filterW = make([]int32, len(c.filterS8))
-			for i, v := range c.filterS8 {
-				c.filterW[i] = int32(v)
-			}
+		if err := c.prepareDepthwiseS8(ip, b); err != nil {
+			return n.errorf("%v", err)
 		}
 		return nil
 	}
@@ -263,10 +261,39 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		return n.errorf("%v", err)
 	}
 	c.krqRuy = krqRuy
+	if err := c.prepareRowConv(ip, i8s(f.data)); err != nil { // op_conv_first.go
+		return n.errorf("%v", err)
+	}
 	if !c.direct {
 		ip.needScratch(tileM * c.k)
 	}
 	return nil
+}
+
+// prepareDepthwiseS8 finishes prepareS8 for a depthwise convolution: per
+// worker accumulators and the (source, filter) offsets of a pixel's taps,
+// and for multiplier 1 the widened filter and kernel.DepthwiseS8's
+// requantization.
+func (c *conv) prepareDepthwiseS8(ip *Interpreter, b []int32) error {
+	g := &c.g
+	ip.needScratch(g.oc*4 + g.kh*g.kw*8)
+	for ch := range c.biasAdj {
+		if b != nil {
+			c.biasAdj[ch] = b[ch]
+		}
+	}
+	if c.mult != 1 {
+		return nil
+	}
+	c.filterW = kernel.WidenDepthwiseS8(c.filterS8)
+	mult, shift := make([]int32, g.oc), make([]int32, g.oc)
+	for ch := range mult {
+		q, s := c.rq.at(ch)
+		mult[ch], shift[ch] = q, int32(s)
+	}
+	var err error
+	c.dwRq, err = kernel.NewRequant(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
+	return err
 }
 
 // prepareBiasF sets the float bias and activation range.
@@ -317,9 +344,18 @@ func (c *conv) eval(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// im2colS8 fills rows [m0, m1) of the patch matrix (row = output pixel,
-// columns kh·kw·ic), padding with the input zero point.
+// im2col fills rows [m0, m1) of the patch matrix (row = output pixel,
+// columns kh·kw·ic), padding with padVal (the input zero point).
 func im2col[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal T) {
+	if s, ok := any(src).([]int8); ok && im2colWords(g) {
+		im2colS8Words(g, u8s(s), u8s(any(dst).([]int8)), m0, m1, any(padVal).(int8))
+		return
+	}
+	im2colRows(g, src, dst, m0, m1, padVal)
+}
+
+// im2colRows is im2col, any geometry.
+func im2colRows[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, padVal T) {
 	k := g.kh * g.kw * g.ic
 	for m := m0; m < m1; m++ {
 		row := dst[(m-m0)*k : (m-m0+1)*k]
@@ -386,6 +422,10 @@ func convTiles[T int8 | float32](ip *Interpreter, c *conv, src []T, view func([]
 }
 
 func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
+	if c.rowConv != nil {
+		c.convS8Rows(ip, in, out) // op_conv_first.go
+		return
+	}
 	oc := c.g.oc
 	dst := i8s(out.data)
 	convTiles(ip, c, i8s(in.data), i8s, int8(c.inZP), func(m0, m1 int, a []int8) {
@@ -424,42 +464,46 @@ func (g *convGeom) taps(taps []int32, b, oy, ox int) []int32 {
 }
 
 // depthwiseS8Mult1 is depthwiseS8 for depth multiplier 1 (every YOLO
-// depthwise layer): the taps of each output pixel in one kernel call over
-// all channels, then the same requantization.
+// depthwise layer): kernel.DepthwiseS8 over all channels, requantizing as
+// the plain loop does (double rounding), one call for each border pixel and
+// one for the interior run of each output row, whose pixels share the
+// taps shifted by the stride.
 func (c *conv) depthwiseS8Mult1(ip *Interpreter, in, out *rtensor) {
 	g := &c.g
 	src, dst := i8s(in.data), i8s(out.data)
+	lo, hi := g.interiorCols()
 	rows := g.n * g.oh
 	ip.parallel(rows, 1, func(worker, r0, r1 int) {
-		sc := i32s(ip.scratch[worker])
-		acc, taps := sc[:g.oc], sc[g.oc:g.oc][:0:2*g.kh*g.kw]
+		taps := i32s(ip.scratch[worker])[: 0 : 2*g.kh*g.kw]
+		pixel := func(b, oy, ox, npix int) {
+			taps = g.taps(taps[:0], b, oy, ox)
+			d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:]
+			kernel.DepthwiseS8(d, src, c.filterW, taps, npix, g.sw*g.ic, c.inZP, c.dwRq)
+		}
 		for r := r0; r < r1; r++ {
 			b, oy := r/g.oh, r%g.oh
-			for ox := 0; ox < g.ow; ox++ {
-				taps = g.taps(taps[:0], b, oy, ox)
-				copy(acc, c.biasAdj)
-				kernel.DepthwiseAccS8(acc, src, c.filterW, taps, c.inZP)
-				d := dst[((b*g.oh+oy)*g.ow+ox)*g.oc:][:g.oc]
-				c.requantRow(d, acc)
+			for ox := 0; ox < lo; ox++ {
+				pixel(b, oy, ox, 1)
+			}
+			if hi > lo {
+				pixel(b, oy, lo, hi-lo)
+			}
+			for ox := max(lo, hi); ox < g.ow; ox++ {
+				pixel(b, oy, ox, 1)
 			}
 		}
 	})
 }
 
-// requantRow writes the int8 outputs of one pixel's accumulators.
-func (c *conv) requantRow(d []int8, acc []int32) {
-	acc = acc[:len(d)]
-	if len(c.rq.q) == 1 {
-		q, s := c.rq.q[0], c.rq.shift[0]
-		for oc, a := range acc {
-			d[oc] = int8(clamp32(mbqm(a, q, s)+c.outZP, c.lo, c.hi))
-		}
-		return
+// interiorCols returns the output columns [lo, hi) whose taps all fall
+// inside the input's width (hi ≤ lo when there are none).
+func (g *convGeom) interiorCols() (lo, hi int) {
+	lo = min((g.padLeft+g.sw-1)/g.sw, g.ow)
+	last := g.iw - 1 - (g.kw-1)*g.dw + g.padLeft // largest ox·sw
+	if last < 0 {
+		return lo, 0
 	}
-	qs, ss := c.rq.q[:len(d)], c.rq.shift[:len(d)]
-	for oc, a := range acc {
-		d[oc] = int8(clamp32(mbqm(a, qs[oc], ss[oc])+c.outZP, c.lo, c.hi))
-	}
+	return lo, min(last/g.sw+1, g.ow)
 }
 
 func (c *conv) depthwiseS8(ip *Interpreter, in, out *rtensor) {

@@ -151,6 +151,8 @@ type fullyConnected struct {
 	// dyn holds the computed int8 weights, packed again at every invoke
 	// into the same memory (dyn-s8).
 	dyn *kernel.PackedS8
+	// colAdj is the per-channel offset of a dyn-s8 product, k·zx·zw - zx·Σw.
+	colAdj []int32
 }
 
 // dynRows is how many rows of a dynamic int8 product one Gemm call makes
@@ -311,12 +313,21 @@ func (k *fullyConnected) prepareDynamic(ip *Interpreter, n *node, x, w, bias, ou
 		}
 		q, s := quantizeMultiplier(x.scale() * w.scale() / out.scale())
 		k.rq = requant{q: []int32{q}, shift: []int{s}}
+		k.zo = out.zp()
+		k.lo, k.hi = actRange(k.act, out)
+		mult, shift := make([]int32, k.out), make([]int32, k.out)
+		for c := range mult {
+			mult[c], shift[c] = q, int32(s)
+		}
+		krq, err := kernel.NewRequantRuy(k.out, k.biasAdj, mult, shift, k.zo, k.lo, k.hi)
+		if err != nil {
+			return n.errorf("%v", err)
+		}
+		k.krq, k.colAdj = krq, make([]int32, k.out)
 		if k.dyn == nil || k.dyn.N() != k.out || k.dyn.K() != k.in {
 			k.dyn = kernel.PackS8(k.out, k.in, make([]int8, k.out*k.in))
 		}
 		ip.needScratch(dynRows * k.out * 4)
-		k.zo = out.zp()
-		k.lo, k.hi = actRange(k.act, out)
 		return nil
 	}
 	return n.errorf("%w: FULLY_CONNECTED on %s", models.ErrUnsupported, x.typ)
@@ -324,15 +335,18 @@ func (k *fullyConnected) prepareDynamic(ip *Interpreter, n *node, x, w, bias, ou
 
 // evalDynamicS8 multiplies by weights the graph computed: packed for the
 // int8 kernel at each invoke, then Σ(x-zx)(w-zw) + bias from Σx·w, the row
-// sums of both and the zero points, exactly in int32 as the plain loop.
+// sums of both and the zero points, exactly in int32 as the plain loop:
+// kernel.Requant.RequantRow adds the row's -zw·Σx and the channel's
+// k·zx·zw - zx·Σw to the bias.
 func (k *fullyConnected) evalDynamicS8(ip *Interpreter, n *node) error {
 	x, w, out := n.in[0], n.in[1], n.out[0]
 	xs, os := i8s(x.data), i8s(out.data)
 	k.dyn.Repack(i8s(w.data))
-	wsum := k.dyn.RowSums()
 	zx, zw := x.zp(), w.zp()
-	q, s := k.rq.at(0)
 	kzz := int32(k.in) * zx * zw
+	for c, s := range k.dyn.RowSums() {
+		k.colAdj[c] = kzz - zx*s
+	}
 	ip.parallel(k.rows, dynRows, func(worker, r0, r1 int) {
 		acc := i32s(ip.scratch[worker])[:dynRows*k.out]
 		for rb := r0; rb < r1; rb += dynRows {
@@ -343,12 +357,7 @@ func (k *fullyConnected) evalDynamicS8(ip *Interpreter, n *node) error {
 				for _, v := range xs[(rb+i)*k.in:][:k.in] {
 					sx += int32(v)
 				}
-				rowAdj := kzz - zw*sx
-				a, o := acc[i*k.out:][:k.out], os[(rb+i)*k.out:][:k.out]
-				for c, v := range a {
-					v += rowAdj - zx*wsum[c] + k.biasAdj[c]
-					o[c] = int8(clamp32(mbqmRuy(v, q, s)+k.zo, k.lo, k.hi))
-				}
+				k.krq.RequantRow(os[(rb+i)*k.out:][:k.out], acc[i*k.out:], -zw*sx, k.colAdj)
 			}
 		}
 	})

@@ -86,20 +86,32 @@ func packS8Arch(p *PackedS8, b []int8) {
 			c.mask = 1<<last - 1
 		}
 		p.chunks = append(p.chunks, c)
-		dst := p.b[c.off:]
-		for g := 0; g < kg; g++ {
-			for v := 0; v < nv; v++ {
-				for l := 0; l < 16; l++ {
-					j := (p0+v)*16 + l
-					for t := 0; t < 4; t++ {
-						if x := 4*g + t; j < n && x < k {
-							dst[((g*nv+v)*16+l)*4+t] = b[j*k+x]
-						}
-					}
-				}
+		packPanelsVNNI(p.b[c.off:], b, p0, nv, n, k)
+		p0 += nv
+	}
+}
+
+// packPanelsVNNI writes the nv panels of 16 rows of b (n×k) from row
+// 16·p0 into dst, zeroed: [group of 4 columns][panel][row][4], row by row,
+// the whole groups as 4-byte moves (Repack runs this at every invoke).
+func packPanelsVNNI(dst, b []int8, p0, nv, n, k int) {
+	full, stride := k/4, nv*64
+	for v := 0; v < nv; v++ {
+		for l := 0; l < 16; l++ {
+			j := (p0+v)*16 + l
+			if j >= n {
+				return
+			}
+			row := b[j*k : j*k+k]
+			o := (v*16 + l) * 4
+			for g := 0; g < full; g++ {
+				s, d := row[4*g:4*g+4], dst[o+g*stride:o+g*stride+4]
+				d[0], d[1], d[2], d[3] = s[0], s[1], s[2], s[3]
+			}
+			for x := 4 * full; x < k; x++ {
+				dst[o+full*stride+x%4] = row[x]
 			}
 		}
-		p0 += nv
 	}
 }
 

@@ -2,9 +2,12 @@
 
 package kernel
 
-const hasDepthwiseArch = false
+const (
+	hasDepthwiseArch   = false
+	hasDepthwiseS8Arch = false
+)
 
-func depthwiseAccArch(acc *int32, src *int8, filt *int32, taps *int32, nt, c int, zp int32) {
+func depthwiseS8Arch(dst, src *int8, filt, taps *int32, nt, npix, step, c int, zp int32, qv, qc *int32, tail uint64) {
 	panic("kernel: no assembly depthwise")
 }
 
