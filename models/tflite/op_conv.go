@@ -66,8 +66,9 @@ type conv struct {
 	flo     float32
 	fhi     float32
 	k       int
-	groups  int  // > 1 for grouped convolution (run by the direct loop)
-	direct  bool // 1x1, stride 1, no padding: the input is the im2col matrix
+	groups  int       // > 1 for grouped convolution (run by the direct loop)
+	direct  bool      // 1x1, stride 1, no padding: the input is the im2col matrix
+	post    *convPost // a fused SiLU to apply to each output tile (fuse.go), or nil
 }
 
 const tileM = 64
@@ -391,6 +392,7 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	convTiles(ip, c, i8s(in.data), i8s, int8(c.inZP), func(m0, m1 int, a []int8) {
 		// TFLite's conv rounds once (ruy), so the single-rounding epilogue.
 		c.packed.GemmRequant(m1-m0, a, c.k, c.krqRuy, dst[m0*oc:m1*oc], oc)
+		c.post.s8(out.data[m0*oc : m1*oc])
 	})
 }
 
@@ -401,6 +403,7 @@ func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
 		o := dst[m0*oc : m1*oc]
 		c.packedF.Gemm(m1-m0, a, c.k, o, oc)
 		kernel.BiasClampF32(o, c.biasF, c.flo, c.fhi)
+		c.post.f32(o)
 	})
 }
 
