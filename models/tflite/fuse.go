@@ -1,6 +1,8 @@
 package tflite
 
 import (
+	"sync/atomic"
+
 	"edgefleet/models"
 	"edgefleet/models/tflite/kernel"
 )
@@ -10,7 +12,8 @@ import (
 // and the LOGISTIC no longer runs (its output takes no memory). On float32
 // the pass is kernel.SiLU, the same float32 product the two operators
 // compute; on int8 it is one 256-entry table, the MUL's table at the
-// LOGISTIC's table: the same bytes.
+// LOGISTIC's table: the same bytes. Where x comes from a CONV_2D that
+// nothing else reads, the convolution then does the SiLU too (convSiLU).
 func (ip *Interpreter) fuse() {
 	readers := make([]int, len(ip.tensors))
 	producer := make([]*node, len(ip.tensors))
@@ -49,6 +52,9 @@ func (ip *Interpreter) fuse() {
 			}
 			m.in = []*rtensor{x}
 			l.fused = m.index
+			if p := producer[x.idx]; readers[x.idx] == 2 { // the LOGISTIC and the MUL
+				fuseConvSiLU(p, m, l)
+			}
 			break
 		}
 	}
@@ -114,3 +120,105 @@ func (k *silu) eval(ip *Interpreter, n *node) error {
 }
 
 func (k *silu) kindName() string { return "silu" }
+
+// fuseConvs lets a convolution take the SiLU after it; tests turn it off to
+// compare.
+var fuseConvs = true
+
+// fuseConvSiLU makes convolution p, whose output only the fused SiLU m
+// reads, write m's output itself: the SiLU and its LOGISTIC l no longer run,
+// and p's own output tensor takes no memory.
+func fuseConvSiLU(p, m, l *node) {
+	if !fuseConvs || p == nil || p.code.Builtin != OpConv2d || len(p.out) != 1 || p.out[0] != m.in[0] || p.fused >= 0 {
+		return
+	}
+	c, ok := p.k.(*conv)
+	if !ok {
+		return
+	}
+	p.k = &convSiLU{conv: c, silu: m}
+	p.out = m.out
+	m.fused, l.fused = p.index, p.index
+}
+
+// convSiLU is a CONV_2D followed by its fused SiLU: the convolution writes
+// the SiLU's output, applying the SiLU to each tile of output right after
+// the tile is written (still in cache) through conv.post. The bytes are
+// those of the two passes apart: the same float x through the same
+// kernel.SiLU (tiles start at multiples of 16 floats, so the split between
+// assembly and plain Go falls where the whole-tensor pass puts it), or the
+// same table on the same int8 x. A path that has no tile hook (grouped
+// convolution, a hybrid batch whose items do not end on a vector) leaves
+// post.ran false, and eval runs the SiLU over the whole output after it.
+type convSiLU struct {
+	*conv
+	silu *node // the fused MUL: in[0] is the convolution's own output
+}
+
+func (k *convSiLU) prepare(ip *Interpreter, n *node) error {
+	own := *n
+	own.out = k.silu.in // the convolution's shape, type and quantization
+	k.conv.post = nil
+	if err := k.conv.prepare(ip, &own); err != nil {
+		return err
+	}
+	if err := k.silu.k.prepare(ip, k.silu); err != nil {
+		return err
+	}
+	post := &convPost{}
+	switch s := k.silu.k.(type) {
+	case *silu8:
+		post.table = &s.table
+	case *silu:
+	default:
+		return n.errorf("fused SiLU kernel %T", s)
+	}
+	k.conv.post = post
+	return nil
+}
+
+func (k *convSiLU) eval(ip *Interpreter, n *node) error {
+	k.conv.post.ran.Store(false)
+	if err := k.conv.eval(ip, n); err != nil {
+		return err
+	}
+	if k.conv.post.ran.Load() {
+		return nil
+	}
+	m := *k.silu
+	m.in = n.out
+	return m.k.eval(ip, &m)
+}
+
+func (k *convSiLU) kindName() string { return k.conv.kind + "+silu" }
+
+// convPost is the SiLU a convolution applies to each output tile it writes;
+// nil when none.
+type convPost struct {
+	table *[256]byte // int8: the SiLU's table; nil: float32 kernel.SiLU
+	ran   atomic.Bool
+}
+
+// f32 applies the SiLU to float32 output rows o.
+func (p *convPost) f32(o []float32) {
+	if p == nil {
+		return
+	}
+	kernel.SiLU(o, o)
+	p.mark()
+}
+
+// s8 applies the SiLU table to int8 output rows o.
+func (p *convPost) s8(o []byte) {
+	if p == nil {
+		return
+	}
+	kernel.LUT8(o, o, p.table)
+	p.mark()
+}
+
+func (p *convPost) mark() {
+	if !p.ran.Load() {
+		p.ran.Store(true)
+	}
+}

@@ -75,6 +75,7 @@ type conv struct {
 	fusedPad  *[4]int
 	rowConv   *kernel.ConvRowS8
 	rowStride int
+	post      *convPost // a fused SiLU to apply to each output tile (fuse.go), or nil
 }
 
 const tileM = 64
@@ -431,6 +432,7 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 	convTiles(ip, c, i8s(in.data), i8s, int8(c.inZP), func(m0, m1 int, a []int8) {
 		// TFLite's conv rounds once (ruy), so the single-rounding epilogue.
 		c.packed.GemmRequant(m1-m0, a, c.k, c.krqRuy, dst[m0*oc:m1*oc], oc)
+		c.post.s8(out.data[m0*oc : m1*oc])
 	})
 }
 
@@ -441,6 +443,7 @@ func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
 		o := dst[m0*oc : m1*oc]
 		c.packedF.Gemm(m1-m0, a, c.k, o, oc)
 		kernel.BiasClampF32(o, c.biasF, c.flo, c.fhi)
+		c.post.f32(o)
 	})
 }
 

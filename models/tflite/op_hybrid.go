@@ -83,6 +83,12 @@ func (c *conv) convHybridS8(ip *Interpreter, in, out *rtensor) {
 	src, dst := f32s(in.data), f32s(out.data)
 	per, M, oc := g.ih*g.iw*g.ic, g.oh*g.ow, g.oc
 	sums := c.packed.RowSums()
+	// The fused SiLU (fuse.go) runs on tiles only where they start on a
+	// vector of the whole tensor, as its own pass would split it.
+	post := c.post
+	if g.n > 1 && M*oc%16 != 0 {
+		post = nil
+	}
 	for b := 0; b < g.n; b++ {
 		s, q := src[b*per:(b+1)*per], ip.qin[b*per:(b+1)*per]
 		scale, zp := asymmetricParams(kernel.MinMaxF32(s))
@@ -109,6 +115,7 @@ func (c *conv) convHybridS8(ip *Interpreter, in, out *rtensor) {
 				c.packed.Gemm(m1-m0, a, c.k, acc, oc)
 				// (acc - zp·Σw)·scale·filter scale + bias, clamped
 				kernel.DequantF32(d[m0*oc:m1*oc], acc, c.hcorr, c.hmul, c.biasF, c.flo, c.fhi)
+				post.f32(d[m0*oc : m1*oc])
 			}
 		})
 	}

@@ -753,20 +753,37 @@ func (k *tile) prepare(ip *Interpreter, n *node) error {
 
 func (k *tile) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
-	es := in.typ.Size()
-	r := len(in.shape)
-	ist, ost := rowStrides(in.shape), rowStrides(out.shape)
-	total := out.elems()
-	for o := 0; o < total; o++ {
-		src, rem := 0, o
-		for i := 0; i < r; i++ {
-			c := rem / ost[i]
-			rem %= ost[i]
-			src += (c % in.shape[i]) * ist[i]
-		}
-		copy(out.data[o*es:(o+1)*es], in.data[src*es:(src+1)*es])
+	if out.elems() == 0 {
+		return nil
 	}
+	tileDim(out.data, in.data, in.shape, k.mult, in.typ.Size())
 	return nil
+}
+
+// tileDim writes into out the tiling of in (shape, the multiples mult, es
+// bytes an element) from its leading dimension on, as TFLite's
+// TileOneDimension: each sub-block of the input is tiled on the dimensions
+// after, then the block just written is repeated mult[0] times by whole
+// copies. It returns the bytes of in read and of out written.
+func tileDim(out, in []byte, shape, mult []int, es int) (read, written int) {
+	if len(shape) == 0 {
+		return es, copy(out, in[:es])
+	}
+	if len(shape) == 1 {
+		read = shape[0] * es
+		copy(out, in[:read])
+		written = read
+	} else {
+		for range shape[0] {
+			r, w := tileDim(out[written:], in[read:], shape[1:], mult[1:], es)
+			read, written = read+r, written+w
+		}
+	}
+	total := written * mult[0]
+	for written < total { // doubling copies of the block
+		written += copy(out[written:total], out[:written])
+	}
+	return read, total
 }
 
 var _ = fmt.Sprint

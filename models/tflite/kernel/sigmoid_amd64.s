@@ -16,6 +16,38 @@ DATA sigc<>+36(SB)/4, $0x3f000000 // p5
 DATA sigc<>+40(SB)/4, $0x3f800000 // one
 GLOBL sigc<>(SB), RODATA|NOPTR, $44
 
+// The steps of one 16-float vector, as macros so the main loop can run four
+// vectors at once (four independent dependency chains in flight) and the
+// remainder loop one: every element gets the same instructions either way.
+// Registers: x the input, t the argument then r, n the power of two, p the
+// polynomial then the result, r2 r².
+
+// NEGX sets t = 0 - x (sigmoid, SiLU); EXPX sets t = x (exp).
+#define NEGX(x, t) VPXORD t, t, t; VSUBPS x, t, t
+#define EXPX(x, t) VMOVAPS x, t
+
+// EXPT sets p = e^t for t clamped to ±hi (Cephes expf).
+#define EXPT(t, n, p, r2) \
+	VMINPS Z20, t, t; \
+	VMAXPS Z31, t, t; \
+	VMULPS Z21, t, n; \
+	VRNDSCALEPS $0, n, n; \
+	VFNMADD231PS Z22, n, t; \
+	VFNMADD231PS Z23, n, t; \
+	VMOVAPS Z24, p; \
+	VFMADD213PS Z25, t, p; \
+	VFMADD213PS Z26, t, p; \
+	VFMADD213PS Z27, t, p; \
+	VFMADD213PS Z28, t, p; \
+	VFMADD213PS Z29, t, p; \
+	VMULPS t, t, r2; \
+	VFMADD213PS t, r2, p; \
+	VADDPS Z30, p, p; \
+	VSCALEFPS n, p, p
+
+// RECIP sets p = 1 / (1 + p).
+#define RECIP(p) VADDPS Z30, p, p; VDIVPS p, Z30, p
+
 // func sigmoidAVX512(dst, src *float32, n, mode int)
 // dst[i] = 1/(1+e^-src[i]) (mode 0), times src[i] (mode 1, SiLU), or
 // e^src[i] (mode 2); n is a multiple of 16.
@@ -37,51 +69,87 @@ TEXT ·sigmoidAVX512(SB), NOSPLIT, $0-32
 	VBROADCASTSS sigc<>+40(SB), Z30 // one
 	VPXORD Z31, Z31, Z31
 	VSUBPS Z20, Z31, Z31            // -hi
-	SHRQ $4, CX
-	JZ done
+	SHRQ $4, CX                     // vectors
+	CMPQ CX, $4
+	JLT loop1
 
-loop:
-	VMOVUPS (SI), Z5                // x
+	// Four vectors per iteration: (x, t, n, p, r2) in (Z5, Z0, Z1, Z2, Z3),
+	// (Z10, Z6, Z7, Z8, Z9), (Z15, Z11, Z12, Z13, Z14), (Z4, Z16, Z17, Z18, Z19).
+loop4:
+	VMOVUPS (SI), Z5
+	VMOVUPS 64(SI), Z10
+	VMOVUPS 128(SI), Z15
+	VMOVUPS 192(SI), Z4
 	CMPQ DX, $2
-	JEQ expin
-	VXORPS X0, X0, X0
-	VSUBPS Z5, Z0, Z0               // t = 0 - x
-	JMP clamp
+	JEQ exp4
+	NEGX(Z5, Z0)
+	NEGX(Z10, Z6)
+	NEGX(Z15, Z11)
+	NEGX(Z4, Z16)
+	JMP core4
 
-expin:
-	VMOVAPS Z5, Z0                  // t = x (exp)
+exp4:
+	EXPX(Z5, Z0)
+	EXPX(Z10, Z6)
+	EXPX(Z15, Z11)
+	EXPX(Z4, Z16)
 
-clamp:
-	VMINPS Z20, Z0, Z0              // t = min(t, hi)
-	VMAXPS Z31, Z0, Z0              // t = max(t, -hi)
-	VMULPS Z21, Z0, Z1              // t·log2e
-	VRNDSCALEPS $0, Z1, Z1          // n = round to nearest even
-	VFNMADD231PS Z22, Z1, Z0        // r = t - n·c1
-	VFNMADD231PS Z23, Z1, Z0        // r -= n·c2
-	VMOVAPS Z24, Z2
-	VFMADD213PS Z25, Z0, Z2         // p = p·r + p1
-	VFMADD213PS Z26, Z0, Z2
-	VFMADD213PS Z27, Z0, Z2
-	VFMADD213PS Z28, Z0, Z2
-	VFMADD213PS Z29, Z0, Z2         // ... + p5
-	VMULPS Z0, Z0, Z3               // r²
-	VFMADD213PS Z0, Z3, Z2          // p·r² + r
-	VADDPS Z30, Z2, Z2              // + 1 = e^r
-	VSCALEFPS Z1, Z2, Z2            // e^t = e^r·2^n
+core4:
+	EXPT(Z0, Z1, Z2, Z3)
+	EXPT(Z6, Z7, Z8, Z9)
+	EXPT(Z11, Z12, Z13, Z14)
+	EXPT(Z16, Z17, Z18, Z19)
 	CMPQ DX, $2
-	JEQ store
-	VADDPS Z30, Z2, Z2              // 1 + e^t
-	VDIVPS Z2, Z30, Z2              // 1 / (1 + e^t)
+	JEQ store4
+	RECIP(Z2)
+	RECIP(Z8)
+	RECIP(Z13)
+	RECIP(Z18)
 	TESTQ DX, DX
-	JZ store
+	JZ store4
 	VMULPS Z5, Z2, Z2               // x·σ(x)
+	VMULPS Z10, Z8, Z8
+	VMULPS Z15, Z13, Z13
+	VMULPS Z4, Z18, Z18
 
-store:
+store4:
+	VMOVUPS Z2, (DI)
+	VMOVUPS Z8, 64(DI)
+	VMOVUPS Z13, 128(DI)
+	VMOVUPS Z18, 192(DI)
+	ADDQ $256, SI
+	ADDQ $256, DI
+	SUBQ $4, CX
+	CMPQ CX, $4
+	JGE loop4
+
+loop1:
+	TESTQ CX, CX
+	JZ done
+	VMOVUPS (SI), Z5
+	CMPQ DX, $2
+	JEQ exp1
+	NEGX(Z5, Z0)
+	JMP core1
+
+exp1:
+	EXPX(Z5, Z0)
+
+core1:
+	EXPT(Z0, Z1, Z2, Z3)
+	CMPQ DX, $2
+	JEQ store1
+	RECIP(Z2)
+	TESTQ DX, DX
+	JZ store1
+	VMULPS Z5, Z2, Z2
+
+store1:
 	VMOVUPS Z2, (DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
 	DECQ CX
-	JNZ loop
+	JMP loop1
 
 done:
 	VZEROUPPER
