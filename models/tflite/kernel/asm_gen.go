@@ -72,7 +72,8 @@ func main() {
 	}
 	for nv := 1; nv <= 2; nv++ {
 		for mr := 1; mr <= fmaMR[nv]; mr++ {
-			fma(nv, mr)
+			fma(nv, mr, false)
+			fma(nv, mr, true)
 			avx2S8(nv, mr, epNone)
 			avx2S8(nv, mr, epDouble)
 			avx2S8(nv, mr, epRuy)
@@ -86,6 +87,7 @@ func main() {
 	dispatch("s8avx2Rq", fmaMR, s8avx2RqParams)
 	dispatch("s8avx2RqRuy", fmaMR, s8avx2RqParams)
 	dispatch("f32fma", fmaMR, f32fmaParams)
+	dispatch("f32fmaAcc", fmaMR, f32fmaParams)
 	write("amd64")
 
 	s.Reset()
@@ -98,7 +100,8 @@ func main() {
 		sdot(mr, epRuy)
 	}
 	for mr := 1; mr <= neonFMAMR[1]; mr++ {
-		neonFMA(mr)
+		neonFMA(mr, false)
+		neonFMA(mr, true)
 	}
 	for mr := 1; mr <= smullMR[1]; mr++ {
 		smull(mr)
@@ -108,6 +111,7 @@ func main() {
 	dispatch("s8sdotRq", sdotMR, s8sdotRqParams)
 	dispatch("s8sdotRqRuy", sdotMR, s8sdotRqParams)
 	dispatch("f32neon", neonFMAMR, f32neonParams)
+	dispatch("f32neonAcc", neonFMAMR, f32neonParams)
 	write("arm64")
 }
 
@@ -474,9 +478,16 @@ func avx2Ruy(nv, mr int) {
 }
 
 // fma writes an AVX2+FMA float32 kernel of mr rows × 8·nv columns:
-// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A.
-func fma(nv, mr int) {
-	name := fmt.Sprintf("f32fma_%d_%d", nv, mr)
+// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A. With acc (the
+// f32fmaAcc family) the accumulators start from c instead of zero, so the
+// FMA chain continues where a previous call over earlier columns of A left
+// it.
+func fma(nv, mr int, acc bool) {
+	prefix := "f32fma"
+	if acc {
+		prefix = "f32fmaAcc"
+	}
+	name := fmt.Sprintf("%s_%d_%d", prefix, nv, mr)
 	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32fmaParams)
 	fmt.Fprintf(&s, "// func %s: %d rows × %d columns.\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, mr, 8*nv, name)
 	emit("MOVQ a+0(FP), SI")
@@ -485,8 +496,12 @@ func fma(nv, mr int) {
 	emit("MOVQ b+16(FP), BX")
 	emit("MOVQ k+24(FP), CX")
 	rowBases(mr)
-	for i := 0; i < mr*nv; i++ {
-		emit("VXORPS Y%d, Y%d, Y%d", i, i, i)
+	if acc {
+		fmaLoadC(nv, mr)
+	} else {
+		for i := 0; i < mr*nv; i++ {
+			emit("VXORPS Y%d, Y%d, Y%d", i, i, i)
+		}
 	}
 	fmt.Fprintf(&s, "loop:\n")
 	for v := 0; v < nv; v++ {
@@ -530,6 +545,37 @@ func fma(nv, mr int) {
 	emit("VMOVDQU (R13), Y13")
 	store(true)
 	fmt.Fprintln(&s)
+}
+
+// fmaLoadC loads the mr×8·nv block of c into the accumulators, the last
+// panel masked when mask is not nil.
+func fmaLoadC(nv, mr int) {
+	emit("MOVQ c+32(FP), DX")
+	emit("MOVQ ldc+40(FP), R12")
+	emit("SHLQ $2, R12")
+	emit("MOVQ mask+48(FP), R13")
+	emit("TESTQ R13, R13")
+	emit("JNZ lmasked")
+	load := func(masked bool) {
+		for r := 0; r < mr; r++ {
+			for v := 0; v < nv; v++ {
+				y := r*nv + v
+				if masked && v == nv-1 {
+					emit("VMASKMOVPS %d(DX), Y13, Y%d", v*32, y)
+				} else {
+					emit("VMOVUPS %d(DX), Y%d", v*32, y)
+				}
+			}
+			if r < mr-1 {
+				emit("ADDQ R12, DX")
+			}
+		}
+	}
+	load(false)
+	emit("JMP loop")
+	fmt.Fprintf(&s, "lmasked:\n")
+	emit("VMOVDQU (R13), Y13")
+	load(true)
 }
 
 // avx2S8 writes an AVX2 int8 kernel (on int16-widened A) of mr rows × 8·nv
@@ -809,9 +855,14 @@ var neonFMAMR = []int{0, 6}
 
 // neonFMA writes an arm64 float32 kernel of mr rows × 16 columns:
 // V0..V23 accumulators, V24..V27 B, V28..V29 A. Rows of A are in R0..R5,
-// B in R6, the count in R7.
-func neonFMA(mr int) {
-	name := fmt.Sprintf("f32neon_1_%d", mr)
+// B in R6, the count in R7. With acc (f32neonAcc) the accumulators start
+// from c, as fma's.
+func neonFMA(mr int, acc bool) {
+	prefix := "f32neon"
+	if acc {
+		prefix = "f32neonAcc"
+	}
+	name := fmt.Sprintf("%s_1_%d", prefix, mr)
 	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32neonParams)
 	fmt.Fprintf(&s, "// func %s: %d rows × 16 columns.\nTEXT ·%s(SB), NOSPLIT, $0-48\n", name, mr, name)
 	emit("MOVD a+0(FP), R0")
@@ -822,8 +873,20 @@ func neonFMA(mr int) {
 	}
 	emit("MOVD b+16(FP), R6")
 	emit("MOVD k+24(FP), R7")
-	for i := 0; i < 4*mr; i++ {
-		emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	if acc {
+		emit("MOVD c+32(FP), R8")
+		emit("MOVD ldc+40(FP), R9")
+		emit("LSL $2, R9, R9")
+		for r := 0; r < mr; r++ {
+			emit("VLD1 (R8), [V%d.S4, V%d.S4, V%d.S4, V%d.S4]", 4*r, 4*r+1, 4*r+2, 4*r+3)
+			if r < mr-1 {
+				emit("ADD R9, R8, R8")
+			}
+		}
+	} else {
+		for i := 0; i < 4*mr; i++ {
+			emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+		}
 	}
 	fmt.Fprintf(&s, "loop:\n")
 	emit("VLD1.P 64(R6), [V24.S4, V25.S4, V26.S4, V27.S4]")

@@ -216,9 +216,31 @@ func (p *PackedF32) Gemm(m int, a []float32, lda int, c []float32, ldc int) {
 	}
 	switch p.impl {
 	case implGo:
-		gemmF32Go(m, p.n, p.k, a, lda, p.b, c, ldc)
+		gemmF32Go(m, p.n, p.k, a, lda, p.b, c, ldc, false)
 	default:
-		gemmF32Arch(p, m, a, lda, c, ldc)
+		gemmF32Arch(p, m, a, lda, c, ldc, false)
+	}
+}
+
+// GemmAcc is Gemm that adds to c: each sum starts from c's value and goes on
+// in the order Gemm's does, so Gemm over the first columns of A and B and
+// GemmAcc over the rest give Gemm's result over all of them bit for bit (on
+// every implementation; clearing c and calling GemmAcc is Gemm). The rows
+// of A may overlap (0 ≤ lda < k), as when A is read in place from an image
+// whose rows of k values are lda apart.
+func (p *PackedF32) GemmAcc(m int, a []float32, lda int, c []float32, ldc int) {
+	if m <= 0 || p.n == 0 || p.k == 0 {
+		return
+	}
+	if lda < 0 || ldc < p.n || len(a) < (m-1)*lda+p.k || len(c) < (m-1)*ldc+p.n {
+		panic(fmt.Sprintf("kernel: GemmAcc: m=%d n=%d k=%d len(a)=%d lda=%d len(c)=%d ldc=%d",
+			m, p.n, p.k, len(a), lda, len(c), ldc))
+	}
+	switch p.impl {
+	case implGo:
+		gemmF32Go(m, p.n, p.k, a, lda, p.b, c, ldc, true)
+	default:
+		gemmF32Arch(p, m, a, lda, c, ldc, true)
 	}
 }
 
