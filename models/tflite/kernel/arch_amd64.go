@@ -247,6 +247,21 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 	}
 }
 
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	kr := p.k / segs
+	for ci := range p.chunks {
+		ch := &p.chunks[ci]
+		var mask *int32
+		if ch.mask != 0 {
+			mask = &f32Masks[ch.mask][0]
+		}
+		mr := f32fmaMR[ch.nv]
+		for i := 0; i < m; i += mr {
+			f32fmaSegsCall(ch.nv, min(mr, m-i), &a[i*lda], lda, &p.b[ch.off], kr, &c[i*ldc+ch.p0*8], ldc, mask, segs, segStride)
+		}
+	}
+}
+
 // packS8AVX2 packs B as int16 for s8avx2 kernels: chunks of up to two
 // 8-channel panels, [pair of k][panel][8 channels][2].
 func packS8AVX2(p *PackedS8, b []int8) {

@@ -214,6 +214,38 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 	}
 }
 
+// gemmSegsF32Arch runs GemmSegs as one NEON call per segment, the first
+// from zero, the others continuing from c (per 16-column panel, B's rows of
+// a segment are contiguous).
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	const mr = 6
+	kr := p.k / segs
+	var tmp [mr * 16]float32
+	for ci := range p.chunks {
+		ch := &p.chunks[ci]
+		for i := 0; i < m; i += mr {
+			r := min(mr, m-i)
+			out, ldo := &tmp[0], 16
+			if ch.valid == 16 {
+				out, ldo = &c[i*ldc+ch.p0*16], ldc
+			}
+			for q := 0; q < segs; q++ {
+				ap, bp := &a[q*segStride+i*lda], &p.b[ch.off+q*kr*16]
+				if q == 0 {
+					f32neonCall(1, r, ap, lda, bp, kr, out, ldo)
+				} else {
+					f32neonAccCall(1, r, ap, lda, bp, kr, out, ldo)
+				}
+			}
+			if ch.valid < 16 {
+				for x := 0; x < r; x++ {
+					copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
+				}
+			}
+		}
+	}
+}
+
 // packS8SMULL packs B for the SMULL kernels: per 4-channel panel,
 // [16 k][4 channels][16 k], zero padded.
 func packS8SMULL(p *PackedS8, b []int8) {

@@ -24,6 +24,10 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 	panic("kernel: no assembly path")
 }
 
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	panic("kernel: no assembly path")
+}
+
 func gemmRequantArch(p *PackedS8, m int, a []int8, lda int, q *Requant, out []int8, ldo int) bool {
 	return false
 }

@@ -72,8 +72,9 @@ func main() {
 	}
 	for nv := 1; nv <= 2; nv++ {
 		for mr := 1; mr <= fmaMR[nv]; mr++ {
-			fma(nv, mr, false)
-			fma(nv, mr, true)
+			fma(nv, mr, fmaPlain)
+			fma(nv, mr, fmaAcc)
+			fma(nv, mr, fmaSegs)
 			avx2S8(nv, mr, epNone)
 			avx2S8(nv, mr, epDouble)
 			avx2S8(nv, mr, epRuy)
@@ -88,6 +89,7 @@ func main() {
 	dispatch("s8avx2RqRuy", fmaMR, s8avx2RqParams)
 	dispatch("f32fma", fmaMR, f32fmaParams)
 	dispatch("f32fmaAcc", fmaMR, f32fmaParams)
+	dispatch("f32fmaSegs", fmaMR, f32fmaSegsParams)
 	write("amd64")
 
 	s.Reset()
@@ -145,15 +147,16 @@ func (e epilogue) suffix() string {
 
 // Parameters of the kernel families.
 const (
-	s8vnniParams   = "a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64"
-	s8vnniRqParams = "a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64"
-	s8avx2Params   = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
-	s8avx2RqParams = "a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32"
-	f32fmaParams   = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
-	s8sdotParams   = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
-	f32neonParams  = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
-	s8smullParams  = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
-	s8sdotRqParams = "a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32"
+	s8vnniParams     = "a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64"
+	s8vnniRqParams   = "a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64"
+	s8avx2Params     = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
+	s8avx2RqParams   = "a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32"
+	f32fmaParams     = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
+	f32fmaSegsParams = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int"
+	s8sdotParams     = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
+	f32neonParams    = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
+	s8smullParams    = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
+	s8sdotRqParams   = "a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32"
 )
 
 // dispatch writes prefixMR, the rows of each family member by vectors, and
@@ -477,31 +480,56 @@ func avx2Ruy(nv, mr int) {
 	emit("RET\n")
 }
 
+// fmaMode is what a float32 kernel sums: A·Bᵀ from zero (f32fma), added
+// to c (f32fmaAcc), or from zero over segs segments of k columns each, whose
+// rows of A start segStride elements apart (f32fmaSegs: the filter rows of
+// a convolution read in place).
+type fmaMode int
+
+const (
+	fmaPlain fmaMode = iota
+	fmaAcc
+	fmaSegs
+)
+
 // fma writes an AVX2+FMA float32 kernel of mr rows × 8·nv columns:
-// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A. With acc (the
-// f32fmaAcc family) the accumulators start from c instead of zero, so the
-// FMA chain continues where a previous call over earlier columns of A left
-// it.
-func fma(nv, mr int, acc bool) {
-	prefix := "f32fma"
-	if acc {
+// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A. With fmaAcc
+// the accumulators start from c instead of zero, so the FMA chain continues
+// where a previous call over earlier columns of A left it; with fmaSegs the
+// chain runs on over the segments, B's columns following on.
+func fma(nv, mr int, mode fmaMode) {
+	prefix, params, frame := "f32fma", f32fmaParams, 56
+	switch mode {
+	case fmaAcc:
 		prefix = "f32fmaAcc"
+	case fmaSegs:
+		prefix, params, frame = "f32fmaSegs", f32fmaSegsParams, 72
 	}
 	name := fmt.Sprintf("%s_%d_%d", prefix, nv, mr)
-	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32fmaParams)
-	fmt.Fprintf(&s, "// func %s: %d rows × %d columns.\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, mr, 8*nv, name)
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, params)
+	fmt.Fprintf(&s, "// func %s: %d rows × %d columns.\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, mr, 8*nv, name, frame)
 	emit("MOVQ a+0(FP), SI")
 	emit("MOVQ lda+8(FP), DI")
 	emit("SHLQ $2, DI")
 	emit("MOVQ b+16(FP), BX")
 	emit("MOVQ k+24(FP), CX")
 	rowBases(mr)
-	if acc {
+	if mode == fmaAcc {
 		fmaLoadC(nv, mr)
 	} else {
 		for i := 0; i < mr*nv; i++ {
 			emit("VXORPS Y%d, Y%d, Y%d", i, i, i)
 		}
+	}
+	if mode == fmaSegs {
+		// AX counts the segments; DX moves the row bases from the end of
+		// one segment to the start of the next: (segStride - k)·4 bytes.
+		emit("MOVQ segs+56(FP), AX")
+		emit("MOVQ segStride+64(FP), DX")
+		emit("SUBQ CX, DX")
+		emit("SHLQ $2, DX")
+		fmt.Fprintf(&s, "seg:\n")
+		emit("MOVQ k+24(FP), CX")
 	}
 	fmt.Fprintf(&s, "loop:\n")
 	for v := 0; v < nv; v++ {
@@ -517,6 +545,15 @@ func fma(nv, mr int, acc bool) {
 	emit("ADDQ $%d, BX", nv*32)
 	emit("DECQ CX")
 	emit("JNZ loop")
+	if mode == fmaSegs {
+		for i, b := range []string{"SI", "R9", "R10", "R11"} {
+			if mr > 4*i {
+				emit("ADDQ DX, %s", b)
+			}
+		}
+		emit("DECQ AX")
+		emit("JNZ seg")
+	}
 	emit("MOVQ c+32(FP), DX")
 	emit("MOVQ ldc+40(FP), R12")
 	emit("SHLQ $2, R12")

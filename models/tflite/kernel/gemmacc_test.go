@@ -21,11 +21,11 @@ func fillF32Edges(r *rand.Rand, v []float32) {
 	}
 }
 
-// TestGemmF32AccSplitsExactly checks GemmAcc's contract on every
-// implementation: clearing c and running GemmAcc over runs of the columns of
-// A (rows overlapping, read in place with lda < k as the float convolution
-// does) gives Gemm over all columns, bit for bit, including the sign of
-// zero.
+// TestGemmF32AccSplitsExactly checks GemmAcc's and GemmSegs' contracts on
+// every implementation: clearing c and running GemmAcc over runs of the
+// columns of A (rows overlapping, read in place with lda < k as the float
+// convolution does), or GemmSegs over all runs at once, gives Gemm over the
+// copied matrix, bit for bit, including the sign of zero.
 func TestGemmF32AccSplitsExactly(t *testing.T) {
 	type tcase struct{ m, n, run, runs, lda, padC int }
 	cases := []tcase{
@@ -75,18 +75,32 @@ func TestGemmF32AccSplitsExactly(t *testing.T) {
 					}
 					packF32(im, tc.n, tc.run, bq).GemmAcc(tc.m, img[q*off:(q+1)*off], tc.lda, got, ldc)
 				}
+				checkSame(t, "GemmAcc", got, want, tc.n, ldc)
+				// GemmSegs reads the same runs in one call: the image's
+				// runs are off apart.
 				for i := range got {
-					if i%ldc >= tc.n {
-						if got[i] != sentinel {
-							t.Fatalf("c[%d][%d] = %g: written outside n", i/ldc, i%ldc, got[i])
-						}
-						continue
-					}
-					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-						t.Fatalf("c[%d][%d] = %g (%#x), Gemm gives %g (%#x)", i/ldc, i%ldc, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
-					}
+					got[i] = sentinel
 				}
+				packF32(im, tc.n, k, b).GemmSegs(tc.m, img, tc.lda, tc.runs, off, got, ldc)
+				checkSame(t, "GemmSegs", got, want, tc.n, ldc)
 			})
+		}
+	}
+}
+
+// checkSame fails unless got's first n columns are want's bit for bit and
+// its columns past n still hold the sentinel.
+func checkSame(t *testing.T, what string, got, want []float32, n, ldc int) {
+	t.Helper()
+	for i := range got {
+		if i%ldc >= n {
+			if got[i] != sentinel {
+				t.Fatalf("c[%d][%d] = %g: written outside n", i/ldc, i%ldc, got[i])
+			}
+			continue
+		}
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: c[%d][%d] = %g (%#x), Gemm gives %g (%#x)", what, i/ldc, i%ldc, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
 		}
 	}
 }
@@ -109,6 +123,21 @@ func TestGemmF32AccBadSizesPanic(t *testing.T) {
 		}()
 	}
 	p.GemmAcc(2, make([]float32, 5), 2, make([]float32, 4), 2) // exactly enough
+	for _, f := range []func(){
+		func() { p.GemmSegs(1, make([]float32, 3), 1, 2, 1, make([]float32, 2), 2) },  // k 3 in 2 segments
+		func() { p.GemmSegs(2, make([]float32, 10), 2, 3, 4, make([]float32, 4), 2) }, // a short: 2·4+2+1 = 11
+		func() { p.GemmSegs(2, make([]float32, 11), 2, 3, -1, make([]float32, 4), 2) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("GemmSegs: no panic")
+				}
+			}()
+			f()
+		}()
+	}
+	p.GemmSegs(2, make([]float32, 11), 2, 3, 4, make([]float32, 4), 2) // exactly enough
 }
 
 // BenchmarkGemmF32Acc measures the in-place float stem convolution as the

@@ -104,6 +104,27 @@ func gemmF32Go(m, n, k int, a []float32, lda int, b []float32, c []float32, ldc 
 	}
 }
 
+// gemmSegsF32Go is GemmSegs in plain Go: every sum in gemmF32Go's order,
+// one product at a time from zero over the concatenated row.
+func gemmSegsF32Go(m, n, k int, a []float32, lda, segs, segStride int, b []float32, c []float32, ldc int) {
+	kr := k / segs
+	for i := 0; i < m; i++ {
+		ci := c[i*ldc : i*ldc+n]
+		for j := range ci {
+			bj := b[j*k : j*k+k]
+			var s float32
+			for q := 0; q < segs; q++ {
+				aq := a[q*segStride+i*lda : q*segStride+i*lda+kr]
+				bq := bj[q*kr : q*kr+kr]
+				for x, v := range aq {
+					s += v * bq[x]
+				}
+			}
+			ci[j] = s
+		}
+	}
+}
+
 // accInit is where a sum of gemmF32Go starts: c with acc, else zero.
 func accInit(acc bool, c float32) float32 {
 	if acc {

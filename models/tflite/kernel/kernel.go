@@ -247,6 +247,35 @@ func (p *PackedF32) GemmAcc(m int, a []float32, lda int, c []float32, ldc int) {
 	}
 }
 
+// GemmSegs is Gemm over an A that is read in place in segs segments: row i
+// of A is the concatenation, for q < segs, of the k/segs values at
+// a[q·segStride + i·lda]. So a convolution's patch row, kh filter rows of
+// kw·ic contiguous input values, needs no im2col. The sums run in Gemm's
+// order over the concatenated row, so the result is Gemm's on the copied
+// matrix, bit for bit. k must be a multiple of segs.
+func (p *PackedF32) GemmSegs(m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	if m <= 0 || p.n == 0 {
+		return
+	}
+	if segs <= 0 || p.k%segs != 0 || lda < 0 || segStride < 0 || ldc < p.n ||
+		len(a) < (segs-1)*segStride+(m-1)*lda+p.k/segs || len(c) < (m-1)*ldc+p.n {
+		panic(fmt.Sprintf("kernel: GemmSegs: m=%d n=%d k=%d segs=%d len(a)=%d lda=%d segStride=%d len(c)=%d ldc=%d",
+			m, p.n, p.k, segs, len(a), lda, segStride, len(c), ldc))
+	}
+	if p.k == 0 {
+		for i := 0; i < m; i++ {
+			clear(c[i*ldc : i*ldc+p.n])
+		}
+		return
+	}
+	switch p.impl {
+	case implGo:
+		gemmSegsF32Go(m, p.n, p.k, a, lda, segs, segStride, p.b, c, ldc)
+	default:
+		gemmSegsF32Arch(p, m, a, lda, segs, segStride, c, ldc)
+	}
+}
+
 // Impl reports which implementation the int8 and float32 kernels use on this
 // machine ("go", "avx2", "avx512vnni", "neon", "neon-sdot", "neon-smull"),
 // for logs and benchmarks.

@@ -389,6 +389,9 @@ func f32fma_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -402,6 +405,9 @@ func f32fma_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -419,6 +425,9 @@ func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -432,6 +441,9 @@ func f32fma_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -449,6 +461,9 @@ func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -462,6 +477,9 @@ func f32fma_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -479,6 +497,9 @@ func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_7(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -492,6 +513,9 @@ func f32fma_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_8(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -509,6 +533,9 @@ func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_9(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -522,6 +549,9 @@ func f32fma_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, ma
 
 //go:noescape
 func f32fmaAcc_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_10(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -539,6 +569,9 @@ func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, ma
 func f32fmaAcc_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_11(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -552,6 +585,9 @@ func f32fma_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, ma
 
 //go:noescape
 func f32fmaAcc_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_12(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -569,6 +605,9 @@ func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -582,6 +621,9 @@ func f32fma_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -599,6 +641,9 @@ func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -612,6 +657,9 @@ func f32fma_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -629,6 +677,9 @@ func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 func f32fmaAcc_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaSegs_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -642,6 +693,9 @@ func f32fma_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mas
 
 //go:noescape
 func f32fmaAcc_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -1154,6 +1208,51 @@ func f32fmaAccCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float3
 		f32fmaAcc_2_5(a, lda, b, k, c, ldc, mask)
 	case 0x206:
 		f32fmaAcc_2_6(a, lda, b, k, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var f32fmaSegsMR = [...]int{0, 12, 6}
+
+func f32fmaSegsCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32fmaSegs_1_1(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x102:
+		f32fmaSegs_1_2(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x103:
+		f32fmaSegs_1_3(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x104:
+		f32fmaSegs_1_4(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x105:
+		f32fmaSegs_1_5(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x106:
+		f32fmaSegs_1_6(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x107:
+		f32fmaSegs_1_7(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x108:
+		f32fmaSegs_1_8(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x109:
+		f32fmaSegs_1_9(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10a:
+		f32fmaSegs_1_10(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10b:
+		f32fmaSegs_1_11(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10c:
+		f32fmaSegs_1_12(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x201:
+		f32fmaSegs_2_1(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x202:
+		f32fmaSegs_2_2(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x203:
+		f32fmaSegs_2_3(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x204:
+		f32fmaSegs_2_4(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x205:
+		f32fmaSegs_2_5(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x206:
+		f32fmaSegs_2_6(a, lda, b, k, c, ldc, mask, segs, segStride)
 	default:
 		panic("kernel: no such register block")
 	}
