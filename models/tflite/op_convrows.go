@@ -33,9 +33,9 @@ func (c *conv) prepareRowsF32(ip *Interpreter, w []float32) {
 }
 
 // interiorX is the range [x0, x1) of output columns whose taps all lie
-// inside the input (dilation 1 along x).
+// inside the input (dilation 1 along x); 0 ≤ x0 ≤ x1 ≤ ow.
 func (g *convGeom) interiorX() (x0, x1 int) {
-	x0 = (g.padLeft + g.sw - 1) / g.sw
+	x0 = min(g.ow, (g.padLeft+g.sw-1)/g.sw)
 	if g.iw+g.padLeft < g.kw {
 		return x0, x0
 	}
@@ -45,12 +45,12 @@ func (g *convGeom) interiorX() (x0, x1 int) {
 
 // convF32Rows is convF32 without im2col, one output row at a time. The
 // patch row of an output pixel is kh runs of kw·ic contiguous input values
-// (one per filter row) and those runs of neighbouring pixels are sw·ic
-// apart, so each filter row is one GEMM that reads the input in place (rows
-// of A overlapping, lda = sw·ic) and adds to the output with GemmAcc. The
-// sums continue where the previous filter row left them, in Gemm's order
-// over k = (ky, kx, ic), so the result is Gemm over the im2col matrix bit
-// for bit; a filter row in the vertical padding adds a row of zeros, as
+// (one per filter row, dh·iw·ic apart) and those runs of neighbouring
+// pixels are sw·ic apart, so the row is one GemmSegs that reads the input
+// in place (rows of A overlapping, lda = sw·ic), in Gemm's order over
+// k = (ky, kx, ic): the result is Gemm over the im2col matrix bit for bit.
+// Where filter rows fall in the vertical padding, each filter row is a
+// GemmAcc that continues the sums, a padded one adding a row of zeros as
 // im2col's padding would. Pixels with taps in the horizontal padding go
 // through im2col one at a time.
 func (c *conv) convF32Rows(ip *Interpreter, in, out *rtensor) {
@@ -65,8 +65,13 @@ func (c *conv) convF32Rows(ip *Interpreter, in, out *rtensor) {
 		for r := r0; r < r1; r++ {
 			b, oy := r/g.oh, r%g.oh
 			o := dst[r*g.ow*oc : (r+1)*g.ow*oc]
-			if x1 > x0 {
-				ci := o[x0*oc : x1*oc]
+			iy0 := oy*g.sh - g.padTop
+			switch ci := o[x0*oc : x1*oc]; {
+			case x1 <= x0:
+			case iy0 >= 0 && iy0+(g.kh-1)*g.dh < g.ih:
+				s := ((b*g.ih+iy0)*g.iw + x0*g.sw - g.padLeft) * g.ic
+				c.packedF.GemmSegs(x1-x0, src[s:], g.sw*g.ic, g.kh, g.dh*g.iw*g.ic, ci, oc)
+			default:
 				clear(ci)
 				for ky, p := range c.rowsF {
 					iy := oy*g.sh - g.padTop + ky*g.dh

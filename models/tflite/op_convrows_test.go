@@ -36,6 +36,7 @@ func TestConvF32RowsExact(t *testing.T) {
 		{6, 9, 3, 1, 1, 3, 1, 1, 1, 1, padSame, 0},     // one output channel
 		{8, 8, 3, 24, 3, 1, 1, 1, 3, 1, padSame, 1},    // kw 1, rows in the padding
 		{3, 40, 5, 16, 3, 3, 1, 2, 1, 1, padSame, 0},   // every output row has padded filter rows
+		{2, 1, 2, 6, 5, 5, 1, 1, 1, 1, padSame, 0},     // the filter wider than the input: no interior
 	}
 	for _, c := range cases {
 		name := fmt.Sprintf("%dx%dx%d_oc%d_k%dx%d_s%dx%d_d%d_b%d_p%d_a%d", c.h, c.w, c.ic, c.oc, c.kh, c.kw, c.sh, c.sw, c.dh, c.batch, c.pad, c.act)
