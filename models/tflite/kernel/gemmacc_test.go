@@ -140,38 +140,53 @@ func TestGemmF32AccBadSizesPanic(t *testing.T) {
 	p.GemmSegs(2, make([]float32, 11), 2, 3, 4, make([]float32, 4), 2) // exactly enough
 }
 
-// BenchmarkGemmF32Acc measures the in-place float stem convolution as the
-// interpreter runs it (3 channels to 16, 3x3, stride 2, 640 to 320): per
-// output row, three GemmAcc calls (one per filter row, k = 9) that read the
-// input rows in place with lda = 6, over all 320 output rows. Compare with
-// BenchmarkGemmF32's stem_3x3_3to16, the same MACs on an im2col matrix.
+// BenchmarkGemmF32Acc measures the in-place float stem convolution (3
+// channels to 16, 3x3, stride 2, 640 to 320) over all 320 output rows: as
+// the interpreter runs an output row, one GemmSegs over the three filter rows
+// read in place with lda = 6 ("segs"), and as it runs a row that touches
+// the padding, three GemmAcc calls, one per filter row ("acc"). Compare
+// with BenchmarkGemmF32's stem_3x3_3to16, the same MACs on an im2col matrix.
 func BenchmarkGemmF32Acc(b *testing.B) {
 	const iw, ic, oc, kw, kh, sw, ow, oh = 642, 3, 16, 3, 3, 2, 320, 320
 	r := rand.New(rand.NewPCG(1, 1))
 	img := make([]float32, iw*iw*ic)
 	fillF32Edges(r, img)
-	w := make([]float32, oc*kw*ic)
+	w := make([]float32, oc*kh*kw*ic)
 	fillF32Edges(r, w)
 	c := make([]float32, ow*oh*oc)
 	for _, im := range f32Impls {
-		p := packF32(im, oc, kw*ic, w)
-		b.Run(fmt.Sprintf("%s/stem_3x3_3to16", im), func(b *testing.B) {
-			loop := func() {
-				for oy := 0; oy < oh; oy++ {
-					row := c[oy*ow*oc : (oy+1)*ow*oc]
-					clear(row)
-					for ky := 0; ky < kh; ky++ {
-						p.GemmAcc(ow, img[(oy*2+ky)*iw*ic:], sw*ic, row, oc)
+		full := packF32(im, oc, kh*kw*ic, w)
+		rows := make([]*PackedF32, kh)
+		for ky := range rows {
+			wr := make([]float32, oc*kw*ic)
+			for j := 0; j < oc; j++ {
+				copy(wr[j*kw*ic:(j+1)*kw*ic], w[j*kh*kw*ic+ky*kw*ic:])
+			}
+			rows[ky] = packF32(im, oc, kw*ic, wr)
+		}
+		for _, mode := range []string{"segs", "acc"} {
+			b.Run(fmt.Sprintf("%s/stem_3x3_3to16_%s", im, mode), func(b *testing.B) {
+				loop := func() {
+					for oy := 0; oy < oh; oy++ {
+						row := c[oy*ow*oc : (oy+1)*ow*oc]
+						if mode == "segs" {
+							full.GemmSegs(ow, img[oy*2*iw*ic:], sw*ic, kh, iw*ic, row, oc)
+							continue
+						}
+						clear(row)
+						for ky, p := range rows {
+							p.GemmAcc(ow, img[(oy*2+ky)*iw*ic:], sw*ic, row, oc)
+						}
 					}
 				}
-			}
-			loop()
-			cpu := onThread(func() {
-				for b.Loop() {
-					loop()
-				}
+				loop()
+				cpu := onThread(func() {
+					for b.Loop() {
+						loop()
+					}
+				})
+				reportGMACs(b, ow*oh, oc, kh*kw*ic, cpu)
 			})
-			reportGMACs(b, ow*oh, oc, kh*kw*ic, cpu)
-		})
+		}
 	}
 }
