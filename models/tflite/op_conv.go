@@ -62,7 +62,8 @@ type conv struct {
 	hcorr   []int32   // hybrid int8 path, per invoke: zp·Σw per output channel
 	hmul    []float32 // hybrid int8 path, per invoke: input scale·filter scale
 	filterF []float32
-	filterG []float32 // grouped: the filter as [kh][kw][oc][ic/groups]
+	filterG []float32           // grouped: the filter as [kh][kw][oc][ic/groups]
+	rowsF   []*kernel.PackedF32 // per filter row, for convF32Rows; nil: im2col
 	biasF   []float32
 	flo     float32
 	fhi     float32
@@ -321,7 +322,7 @@ func (c *conv) prepareF32(ip *Interpreter, n *node, w []float32, bias *rtensor) 
 		return nil
 	}
 	c.packedF = kernel.PackF32(g.oc, c.k, w)
-	if !c.direct {
+	if c.prepareRowsF32(ip, w); c.rowsF == nil && !c.direct {
 		ip.needScratch(tileM * c.k * 4)
 	}
 	return nil
@@ -437,6 +438,10 @@ func (c *conv) convS8(ip *Interpreter, in, out *rtensor) {
 }
 
 func (c *conv) convF32(ip *Interpreter, in, out *rtensor) {
+	if c.rowsF != nil {
+		c.convF32Rows(ip, in, out)
+		return
+	}
 	oc := c.g.oc
 	dst := f32s(out.data)
 	convTiles(ip, c, f32s(in.data), f32s, 0, func(m0, m1 int, a []float32) {

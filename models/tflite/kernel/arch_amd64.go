@@ -237,8 +237,8 @@ func packF32Arch(p *PackedF32, b []float32) {
 	}
 }
 
-func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
-	mc := max(16, rowBlockBytes/(4*lda))
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int, acc bool) {
+	mc := max(16, rowBlockBytes/(4*max(lda, 1)))
 	for ib := 0; ib < m; ib += mc {
 		ie := min(m, ib+mc)
 		for ci := range p.chunks {
@@ -249,8 +249,27 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 			}
 			mr := f32fmaMR[ch.nv]
 			for i := ib; i < ie; i += mr {
+				if acc {
+					f32fmaAccCall(ch.nv, min(mr, ie-i), &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
+					continue
+				}
 				f32fmaCall(ch.nv, min(mr, ie-i), &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*8], ldc, mask)
 			}
+		}
+	}
+}
+
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	kr := p.k / segs
+	for ci := range p.chunks {
+		ch := &p.chunks[ci]
+		var mask *int32
+		if ch.mask != 0 {
+			mask = &f32Masks[ch.mask][0]
+		}
+		mr := f32fmaMR[ch.nv]
+		for i := 0; i < m; i += mr {
+			f32fmaSegsCall(ch.nv, min(mr, m-i), &a[i*lda], lda, &p.b[ch.off], kr, &c[i*ldc+ch.p0*8], ldc, mask, segs, segStride)
 		}
 	}
 }

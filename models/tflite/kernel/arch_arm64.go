@@ -180,9 +180,9 @@ func packF32Arch(p *PackedF32, b []float32) {
 	}
 }
 
-func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int, acc bool) {
 	const mr = 6
-	mc := max(mr, rowBlockBytes/(4*lda))
+	mc := max(mr, rowBlockBytes/(4*max(lda, 1)))
 	for ib := 0; ib < m; ib += mc {
 		ie := min(m, ib+mc)
 		for ci := range p.chunks {
@@ -190,11 +190,54 @@ func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int
 			for i := ib; i < ie; i += mr {
 				r := min(mr, ie-i)
 				if ch.valid == 16 {
+					if acc {
+						f32neonAccCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*16], ldc)
+						continue
+					}
 					f32neonCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &c[i*ldc+ch.p0*16], ldc)
 					continue
 				}
 				var tmp [mr * 16]float32
-				f32neonCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &tmp[0], 16)
+				if acc {
+					for x := 0; x < r; x++ {
+						copy(tmp[x*16:x*16+ch.valid], c[(i+x)*ldc+ch.p0*16:])
+					}
+					f32neonAccCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &tmp[0], 16)
+				} else {
+					f32neonCall(1, r, &a[i*lda], lda, &p.b[ch.off], p.k, &tmp[0], 16)
+				}
+				for x := 0; x < r; x++ {
+					copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
+				}
+			}
+		}
+	}
+}
+
+// gemmSegsF32Arch runs GemmSegs as one NEON call per segment, the first
+// from zero, the others continuing from c (per 16-column panel, B's rows of
+// a segment are contiguous).
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
+	const mr = 6
+	kr := p.k / segs
+	var tmp [mr * 16]float32
+	for ci := range p.chunks {
+		ch := &p.chunks[ci]
+		for i := 0; i < m; i += mr {
+			r := min(mr, m-i)
+			out, ldo := &tmp[0], 16
+			if ch.valid == 16 {
+				out, ldo = &c[i*ldc+ch.p0*16], ldc
+			}
+			for q := 0; q < segs; q++ {
+				ap, bp := &a[q*segStride+i*lda], &p.b[ch.off+q*kr*16]
+				if q == 0 {
+					f32neonCall(1, r, ap, lda, bp, kr, out, ldo)
+				} else {
+					f32neonAccCall(1, r, ap, lda, bp, kr, out, ldo)
+				}
+			}
+			if ch.valid < 16 {
 				for x := 0; x < r; x++ {
 					copy(c[(i+x)*ldc+ch.p0*16:(i+x)*ldc+ch.p0*16+ch.valid], tmp[x*16:])
 				}

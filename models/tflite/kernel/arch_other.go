@@ -20,7 +20,11 @@ func gemmS8Arch(p *PackedS8, m int, a []int8, lda int, c []int32, ldc int) {
 	panic("kernel: no assembly path")
 }
 func packF32Arch(p *PackedF32, b []float32) { panic("kernel: no assembly path") }
-func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int) {
+func gemmF32Arch(p *PackedF32, m int, a []float32, lda int, c []float32, ldc int, acc bool) {
+	panic("kernel: no assembly path")
+}
+
+func gemmSegsF32Arch(p *PackedF32, m int, a []float32, lda, segs, segStride int, c []float32, ldc int) {
 	panic("kernel: no assembly path")
 }
 

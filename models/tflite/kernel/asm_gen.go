@@ -72,7 +72,9 @@ func main() {
 	}
 	for nv := 1; nv <= 2; nv++ {
 		for mr := 1; mr <= fmaMR[nv]; mr++ {
-			fma(nv, mr)
+			fma(nv, mr, fmaPlain)
+			fma(nv, mr, fmaAcc)
+			fma(nv, mr, fmaSegs)
 			avx2S8(nv, mr, epNone)
 			avx2S8(nv, mr, epDouble)
 			avx2S8(nv, mr, epRuy)
@@ -86,6 +88,8 @@ func main() {
 	dispatch("s8avx2Rq", fmaMR, s8avx2RqParams)
 	dispatch("s8avx2RqRuy", fmaMR, s8avx2RqParams)
 	dispatch("f32fma", fmaMR, f32fmaParams)
+	dispatch("f32fmaAcc", fmaMR, f32fmaParams)
+	dispatch("f32fmaSegs", fmaMR, f32fmaSegsParams)
 	write("amd64")
 
 	s.Reset()
@@ -98,7 +102,8 @@ func main() {
 		sdot(mr, epRuy)
 	}
 	for mr := 1; mr <= neonFMAMR[1]; mr++ {
-		neonFMA(mr)
+		neonFMA(mr, false)
+		neonFMA(mr, true)
 	}
 	for mr := 1; mr <= smullMR[1]; mr++ {
 		smull(mr)
@@ -108,6 +113,7 @@ func main() {
 	dispatch("s8sdotRq", sdotMR, s8sdotRqParams)
 	dispatch("s8sdotRqRuy", sdotMR, s8sdotRqParams)
 	dispatch("f32neon", neonFMAMR, f32neonParams)
+	dispatch("f32neonAcc", neonFMAMR, f32neonParams)
 	write("arm64")
 }
 
@@ -141,15 +147,16 @@ func (e epilogue) suffix() string {
 
 // Parameters of the kernel families.
 const (
-	s8vnniParams   = "a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64"
-	s8vnniRqParams = "a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64"
-	s8avx2Params   = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
-	s8avx2RqParams = "a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32"
-	f32fmaParams   = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
-	s8sdotParams   = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
-	f32neonParams  = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
-	s8smullParams  = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
-	s8sdotRqParams = "a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32"
+	s8vnniParams     = "a *int8, lda int, b *int8, kg int, c *int32, ldc int, corr *int32, mask uint64"
+	s8vnniRqParams   = "a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr *int32, qv *int32, qc *int32, mask uint64"
+	s8avx2Params     = "a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32"
+	s8avx2RqParams   = "a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv *int32, qc *int32"
+	f32fmaParams     = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32"
+	f32fmaSegsParams = "a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int"
+	s8sdotParams     = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
+	f32neonParams    = "a *float32, lda int, b *float32, k int, c *float32, ldc int"
+	s8smullParams    = "a *int8, lda int, b *int8, k16 int, c *int32, ldc int"
+	s8sdotRqParams   = "a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv *int32, qc *int32"
 )
 
 // dispatch writes prefixMR, the rows of each family member by vectors, and
@@ -473,20 +480,56 @@ func avx2Ruy(nv, mr int) {
 	emit("RET\n")
 }
 
+// fmaMode is what a float32 kernel sums: A·Bᵀ from zero (f32fma), added
+// to c (f32fmaAcc), or from zero over segs segments of k columns each, whose
+// rows of A start segStride elements apart (f32fmaSegs: the filter rows of
+// a convolution read in place).
+type fmaMode int
+
+const (
+	fmaPlain fmaMode = iota
+	fmaAcc
+	fmaSegs
+)
+
 // fma writes an AVX2+FMA float32 kernel of mr rows × 8·nv columns:
-// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A.
-func fma(nv, mr int) {
-	name := fmt.Sprintf("f32fma_%d_%d", nv, mr)
-	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32fmaParams)
-	fmt.Fprintf(&s, "// func %s: %d rows × %d columns.\nTEXT ·%s(SB), NOSPLIT, $0-56\n", name, mr, 8*nv, name)
+// Y0..Y11 accumulators, Y12..Y13 B, Y14 the broadcast of A. With fmaAcc
+// the accumulators start from c instead of zero, so the FMA chain continues
+// where a previous call over earlier columns of A left it; with fmaSegs the
+// chain runs on over the segments, B's columns following on.
+func fma(nv, mr int, mode fmaMode) {
+	prefix, params, frame := "f32fma", f32fmaParams, 56
+	switch mode {
+	case fmaAcc:
+		prefix = "f32fmaAcc"
+	case fmaSegs:
+		prefix, params, frame = "f32fmaSegs", f32fmaSegsParams, 72
+	}
+	name := fmt.Sprintf("%s_%d_%d", prefix, nv, mr)
+	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, params)
+	fmt.Fprintf(&s, "// func %s: %d rows × %d columns.\nTEXT ·%s(SB), NOSPLIT, $0-%d\n", name, mr, 8*nv, name, frame)
 	emit("MOVQ a+0(FP), SI")
 	emit("MOVQ lda+8(FP), DI")
 	emit("SHLQ $2, DI")
 	emit("MOVQ b+16(FP), BX")
 	emit("MOVQ k+24(FP), CX")
 	rowBases(mr)
-	for i := 0; i < mr*nv; i++ {
-		emit("VXORPS Y%d, Y%d, Y%d", i, i, i)
+	if mode == fmaAcc {
+		fmaLoadC(nv, mr)
+	} else {
+		for i := 0; i < mr*nv; i++ {
+			emit("VXORPS Y%d, Y%d, Y%d", i, i, i)
+		}
+	}
+	if mode == fmaSegs {
+		// AX counts the segments; DX moves the row bases from the end of
+		// one segment to the start of the next: (segStride - k)·4 bytes.
+		emit("MOVQ segs+56(FP), AX")
+		emit("MOVQ segStride+64(FP), DX")
+		emit("SUBQ CX, DX")
+		emit("SHLQ $2, DX")
+		fmt.Fprintf(&s, "seg:\n")
+		emit("MOVQ k+24(FP), CX")
 	}
 	fmt.Fprintf(&s, "loop:\n")
 	for v := 0; v < nv; v++ {
@@ -502,6 +545,15 @@ func fma(nv, mr int) {
 	emit("ADDQ $%d, BX", nv*32)
 	emit("DECQ CX")
 	emit("JNZ loop")
+	if mode == fmaSegs {
+		for i, b := range []string{"SI", "R9", "R10", "R11"} {
+			if mr > 4*i {
+				emit("ADDQ DX, %s", b)
+			}
+		}
+		emit("DECQ AX")
+		emit("JNZ seg")
+	}
 	emit("MOVQ c+32(FP), DX")
 	emit("MOVQ ldc+40(FP), R12")
 	emit("SHLQ $2, R12")
@@ -530,6 +582,37 @@ func fma(nv, mr int) {
 	emit("VMOVDQU (R13), Y13")
 	store(true)
 	fmt.Fprintln(&s)
+}
+
+// fmaLoadC loads the mr×8·nv block of c into the accumulators, the last
+// panel masked when mask is not nil.
+func fmaLoadC(nv, mr int) {
+	emit("MOVQ c+32(FP), DX")
+	emit("MOVQ ldc+40(FP), R12")
+	emit("SHLQ $2, R12")
+	emit("MOVQ mask+48(FP), R13")
+	emit("TESTQ R13, R13")
+	emit("JNZ lmasked")
+	load := func(masked bool) {
+		for r := 0; r < mr; r++ {
+			for v := 0; v < nv; v++ {
+				y := r*nv + v
+				if masked && v == nv-1 {
+					emit("VMASKMOVPS %d(DX), Y13, Y%d", v*32, y)
+				} else {
+					emit("VMOVUPS %d(DX), Y%d", v*32, y)
+				}
+			}
+			if r < mr-1 {
+				emit("ADDQ R12, DX")
+			}
+		}
+	}
+	load(false)
+	emit("JMP loop")
+	fmt.Fprintf(&s, "lmasked:\n")
+	emit("VMOVDQU (R13), Y13")
+	load(true)
 }
 
 // avx2S8 writes an AVX2 int8 kernel (on int16-widened A) of mr rows × 8·nv
@@ -809,9 +892,14 @@ var neonFMAMR = []int{0, 6}
 
 // neonFMA writes an arm64 float32 kernel of mr rows × 16 columns:
 // V0..V23 accumulators, V24..V27 B, V28..V29 A. Rows of A are in R0..R5,
-// B in R6, the count in R7.
-func neonFMA(mr int) {
-	name := fmt.Sprintf("f32neon_1_%d", mr)
+// B in R6, the count in R7. With acc (f32neonAcc) the accumulators start
+// from c, as fma's.
+func neonFMA(mr int, acc bool) {
+	prefix := "f32neon"
+	if acc {
+		prefix = "f32neonAcc"
+	}
+	name := fmt.Sprintf("%s_1_%d", prefix, mr)
 	fmt.Fprintf(&g, "//go:noescape\nfunc %s(%s)\n\n", name, f32neonParams)
 	fmt.Fprintf(&s, "// func %s: %d rows × 16 columns.\nTEXT ·%s(SB), NOSPLIT, $0-48\n", name, mr, name)
 	emit("MOVD a+0(FP), R0")
@@ -822,8 +910,20 @@ func neonFMA(mr int) {
 	}
 	emit("MOVD b+16(FP), R6")
 	emit("MOVD k+24(FP), R7")
-	for i := 0; i < 4*mr; i++ {
-		emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+	if acc {
+		emit("MOVD c+32(FP), R8")
+		emit("MOVD ldc+40(FP), R9")
+		emit("LSL $2, R9, R9")
+		for r := 0; r < mr; r++ {
+			emit("VLD1 (R8), [V%d.S4, V%d.S4, V%d.S4, V%d.S4]", 4*r, 4*r+1, 4*r+2, 4*r+3)
+			if r < mr-1 {
+				emit("ADD R9, R8, R8")
+			}
+		}
+	} else {
+		for i := 0; i < 4*mr; i++ {
+			emit("VEOR V%d.B16, V%d.B16, V%d.B16", i, i, i)
+		}
 	}
 	fmt.Fprintf(&s, "loop:\n")
 	emit("VLD1.P 64(R6), [V24.S4, V25.S4, V26.S4, V27.S4]")

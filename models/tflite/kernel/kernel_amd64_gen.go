@@ -386,6 +386,12 @@ func s8vnniRqRuy_4_6(a *int8, lda int, b *int8, kg int, out *int8, ldo int, corr
 func f32fma_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -396,6 +402,12 @@ func s8avx2RqRuy_1_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -410,6 +422,12 @@ func s8avx2RqRuy_1_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -420,6 +438,12 @@ func s8avx2RqRuy_1_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -434,6 +458,12 @@ func s8avx2RqRuy_1_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -444,6 +474,12 @@ func s8avx2RqRuy_1_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -458,6 +494,12 @@ func s8avx2RqRuy_1_6(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_7(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_7(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -468,6 +510,12 @@ func s8avx2RqRuy_1_7(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_8(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_8(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -482,6 +530,12 @@ func s8avx2RqRuy_1_8(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_9(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_9(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -492,6 +546,12 @@ func s8avx2RqRuy_1_9(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_10(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_10(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -506,6 +566,12 @@ func s8avx2RqRuy_1_10(a *int16, lda int, b *int16, kp int, out *int8, ldo int, q
 func f32fma_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_11(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_1_11(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -516,6 +582,12 @@ func s8avx2RqRuy_1_11(a *int16, lda int, b *int16, kp int, out *int8, ldo int, q
 
 //go:noescape
 func f32fma_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_1_12(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_1_12(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -530,6 +602,12 @@ func s8avx2RqRuy_1_12(a *int16, lda int, b *int16, kp int, out *int8, ldo int, q
 func f32fma_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_1(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_1(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -540,6 +618,12 @@ func s8avx2RqRuy_2_1(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_2(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_2(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -554,6 +638,12 @@ func s8avx2RqRuy_2_2(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_3(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_3(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -564,6 +654,12 @@ func s8avx2RqRuy_2_3(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_4(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_4(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -578,6 +674,12 @@ func s8avx2RqRuy_2_4(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 func f32fma_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
 
 //go:noescape
+func f32fmaAcc_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_5(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
+
+//go:noescape
 func s8avx2_2_5(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
 
 //go:noescape
@@ -588,6 +690,12 @@ func s8avx2RqRuy_2_5(a *int16, lda int, b *int16, kp int, out *int8, ldo int, qv
 
 //go:noescape
 func f32fma_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaAcc_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32)
+
+//go:noescape
+func f32fmaSegs_2_6(a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int)
 
 //go:noescape
 func s8avx2_2_6(a *int16, lda int, b *int16, kp int, c *int32, ldc int, mask *int32)
@@ -1055,6 +1163,96 @@ func f32fmaCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, 
 		f32fma_2_5(a, lda, b, k, c, ldc, mask)
 	case 0x206:
 		f32fma_2_6(a, lda, b, k, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var f32fmaAccMR = [...]int{0, 12, 6}
+
+func f32fmaAccCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32fmaAcc_1_1(a, lda, b, k, c, ldc, mask)
+	case 0x102:
+		f32fmaAcc_1_2(a, lda, b, k, c, ldc, mask)
+	case 0x103:
+		f32fmaAcc_1_3(a, lda, b, k, c, ldc, mask)
+	case 0x104:
+		f32fmaAcc_1_4(a, lda, b, k, c, ldc, mask)
+	case 0x105:
+		f32fmaAcc_1_5(a, lda, b, k, c, ldc, mask)
+	case 0x106:
+		f32fmaAcc_1_6(a, lda, b, k, c, ldc, mask)
+	case 0x107:
+		f32fmaAcc_1_7(a, lda, b, k, c, ldc, mask)
+	case 0x108:
+		f32fmaAcc_1_8(a, lda, b, k, c, ldc, mask)
+	case 0x109:
+		f32fmaAcc_1_9(a, lda, b, k, c, ldc, mask)
+	case 0x10a:
+		f32fmaAcc_1_10(a, lda, b, k, c, ldc, mask)
+	case 0x10b:
+		f32fmaAcc_1_11(a, lda, b, k, c, ldc, mask)
+	case 0x10c:
+		f32fmaAcc_1_12(a, lda, b, k, c, ldc, mask)
+	case 0x201:
+		f32fmaAcc_2_1(a, lda, b, k, c, ldc, mask)
+	case 0x202:
+		f32fmaAcc_2_2(a, lda, b, k, c, ldc, mask)
+	case 0x203:
+		f32fmaAcc_2_3(a, lda, b, k, c, ldc, mask)
+	case 0x204:
+		f32fmaAcc_2_4(a, lda, b, k, c, ldc, mask)
+	case 0x205:
+		f32fmaAcc_2_5(a, lda, b, k, c, ldc, mask)
+	case 0x206:
+		f32fmaAcc_2_6(a, lda, b, k, c, ldc, mask)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var f32fmaSegsMR = [...]int{0, 12, 6}
+
+func f32fmaSegsCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int, mask *int32, segs int, segStride int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32fmaSegs_1_1(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x102:
+		f32fmaSegs_1_2(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x103:
+		f32fmaSegs_1_3(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x104:
+		f32fmaSegs_1_4(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x105:
+		f32fmaSegs_1_5(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x106:
+		f32fmaSegs_1_6(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x107:
+		f32fmaSegs_1_7(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x108:
+		f32fmaSegs_1_8(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x109:
+		f32fmaSegs_1_9(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10a:
+		f32fmaSegs_1_10(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10b:
+		f32fmaSegs_1_11(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x10c:
+		f32fmaSegs_1_12(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x201:
+		f32fmaSegs_2_1(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x202:
+		f32fmaSegs_2_2(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x203:
+		f32fmaSegs_2_3(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x204:
+		f32fmaSegs_2_4(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x205:
+		f32fmaSegs_2_5(a, lda, b, k, c, ldc, mask, segs, segStride)
+	case 0x206:
+		f32fmaSegs_2_6(a, lda, b, k, c, ldc, mask, segs, segStride)
 	default:
 		panic("kernel: no such register block")
 	}

@@ -53,19 +53,37 @@ func s8sdotRqRuy_1_5(a *int8, lda int, b *int8, k16 int, out *int8, ldo int, qv 
 func f32neon_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
+func f32neonAcc_1_1(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
 func f32neon_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neonAcc_1_2(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
 func f32neon_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
+func f32neonAcc_1_3(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
 func f32neon_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neonAcc_1_4(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
 func f32neon_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
+func f32neonAcc_1_5(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
 func f32neon_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int)
+
+//go:noescape
+func f32neonAcc_1_6(a *float32, lda int, b *float32, k int, c *float32, ldc int)
 
 //go:noescape
 func s8smull_1_1(a *int8, lda int, b *int8, k16 int, c *int32, ldc int)
@@ -169,6 +187,27 @@ func f32neonCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32,
 		f32neon_1_5(a, lda, b, k, c, ldc)
 	case 0x106:
 		f32neon_1_6(a, lda, b, k, c, ldc)
+	default:
+		panic("kernel: no such register block")
+	}
+}
+
+var f32neonAccMR = [...]int{0, 6}
+
+func f32neonAccCall(nv, mr int, a *float32, lda int, b *float32, k int, c *float32, ldc int) {
+	switch nv<<8 | mr {
+	case 0x101:
+		f32neonAcc_1_1(a, lda, b, k, c, ldc)
+	case 0x102:
+		f32neonAcc_1_2(a, lda, b, k, c, ldc)
+	case 0x103:
+		f32neonAcc_1_3(a, lda, b, k, c, ldc)
+	case 0x104:
+		f32neonAcc_1_4(a, lda, b, k, c, ldc)
+	case 0x105:
+		f32neonAcc_1_5(a, lda, b, k, c, ldc)
+	case 0x106:
+		f32neonAcc_1_6(a, lda, b, k, c, ldc)
 	default:
 		panic("kernel: no such register block")
 	}
