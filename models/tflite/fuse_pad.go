@@ -2,13 +2,22 @@ package tflite
 
 import "edgefleet/models"
 
-// fusePad folds PAD into the int8 convolution that alone reads its output:
+// fusePadF32 lets fusePad fold PAD into float32 convolutions (tests turn it
+// off to compare with the two operators apart).
+var fusePadF32 = true
+
+// fusePad folds PAD into the convolution that alone reads its output:
 // CONV_2D or DEPTHWISE_CONV_2D with VALID padding on a PAD of the height
 // and width by its zero point (full-int8 YOLO exports put one before every
 // stride-2 convolution, the first on the 640×640 image). The convolution
 // then reads PAD's input with that padding as its own (im2col and the taps
 // pad with the input zero point, the value PAD writes), and PAD no longer
-// runs: the same bytes without the padded copy.
+// runs: the same bytes without the padded copy. The same holds for a
+// CONV_2D on float32 activations (every PAD of the hybrid exports): PAD
+// writes +0, the value the float paths pad with; a hybrid convolution
+// quantizes its input over a range that always includes 0
+// (asymmetricParams), so the padded zeros change neither its scale nor its
+// zero point, and its im2col pads with that zero point, the code of +0.
 func (ip *Interpreter) fusePad(readers []int, producer []*node) {
 	for _, m := range ip.nodes {
 		op := m.code.Builtin
@@ -23,7 +32,8 @@ func (ip *Interpreter) fusePad(readers []int, producer []*node) {
 		}
 		pads, ok := constInts(p.in[1])
 		in := p.in[0]
-		if !ok || len(pads) != 8 || pads[0] != 0 || pads[1] != 0 || pads[6] != 0 || pads[7] != 0 || !sameQuant8(in, x) {
+		if !ok || len(pads) != 8 || pads[0] != 0 || pads[1] != 0 || pads[6] != 0 || pads[7] != 0 ||
+			!sameQuant8(in, x) && !(op == OpConv2d && fusePadF32 && allF32(in, x)) {
 			continue
 		}
 		pad := [4]int{pads[2], pads[3], pads[4], pads[5]}
@@ -58,4 +68,14 @@ func (c *conv) applyFusedPad(g *convGeom) {
 	g.oh, _ = padding(padValid, g.ih+p[0]+p[1], g.kh, g.sh, g.dh)
 	g.ow, _ = padding(padValid, g.iw+p[2]+p[3], g.kw, g.sw, g.dw)
 	g.padTop, g.padLeft = p[0], p[2]
+}
+
+// allF32 reports whether every tensor is float32.
+func allF32(ts ...*rtensor) bool {
+	for _, t := range ts {
+		if t == nil || t.typ != models.Float32 {
+			return false
+		}
+	}
+	return true
 }
