@@ -184,25 +184,11 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	oscale := float32(out.scale())
 	oz := out.zp()
 	if in.typ == models.Int8 && out.typ == models.Int8 {
+		// Blocks of 16 rows: the kernel's vector width across rows.
 		x, y := i8s(in.data), i8s(out.data)
-		ip.parallel(rows, 64, func(_, r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
-				mx := xs[0]
-				for _, v := range xs {
-					mx = max(mx, v)
-				}
-				off := 255 - int32(mx) // off + v is in [0, 255]
-				var sum float32
-				for _, v := range xs {
-					sum += table[uint8(off+int32(v))]
-				}
-				inv := 1 / (sum * oscale)
-				for i, v := range xs {
-					p := table[uint8(off+int32(v))] * inv
-					ys[i] = int8(clamp32(int32(math.Round(float64(p)))+oz, lo, hi))
-				}
-			}
+		ip.parallel((rows+15)/16, 4, func(_, b0, b1 int) {
+			r0, r1 := b0*16*d, min(b1*16, rows)*d
+			kernel.SoftmaxInt8(y[r0:r1], x[r0:r1], d, table, oscale, oz, lo, hi)
 		})
 		return nil
 	}

@@ -1,0 +1,223 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+DATA smiota<>+0(SB)/4, $0
+DATA smiota<>+4(SB)/4, $1
+DATA smiota<>+8(SB)/4, $2
+DATA smiota<>+12(SB)/4, $3
+DATA smiota<>+16(SB)/4, $4
+DATA smiota<>+20(SB)/4, $5
+DATA smiota<>+24(SB)/4, $6
+DATA smiota<>+28(SB)/4, $7
+DATA smiota<>+32(SB)/4, $8
+DATA smiota<>+36(SB)/4, $9
+DATA smiota<>+40(SB)/4, $10
+DATA smiota<>+44(SB)/4, $11
+DATA smiota<>+48(SB)/4, $12
+DATA smiota<>+52(SB)/4, $13
+DATA smiota<>+56(SB)/4, $14
+DATA smiota<>+60(SB)/4, $15
+GLOBL smiota<>(SB), RODATA|NOPTR, $64
+
+DATA smc<>+0(SB)/4, $0x3f800000 // 1.0
+DATA smc<>+4(SB)/4, $0x3f000000 // 0.5
+DATA smc<>+8(SB)/4, $0x80808080 // int8 -128 ×4
+GLOBL smc<>(SB), RODATA|NOPTR, $12
+
+// func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale float32, oz, lo, hi int32)
+//
+// Blocks of 16 rows of d ≥ 16 int8 values. Per block: (1) each row's max,
+// off = 255 - max to the frame; (2) the 16 rows' sums with a row per lane,
+// column by column (a dword gather of the column's bytes, then of the
+// table), so each row adds its values in order as the Go loop does;
+// inv = 1/(sum·oscale) to the frame; (3) each row again, 16 values a
+// vector: table value·inv rounded half away from zero (trunc, +1 where the
+// fraction is ≥ 0.5), + oz, clamped, stored as bytes.
+//
+// Frame: off [16]int32 at 0(SP), inv [16]float32 at 64(SP).
+TEXT ·softmaxI8AVX512(SB), NOSPLIT, $128-56
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ blocks+16(FP), BX
+	MOVQ d+24(FP), DX
+	MOVQ table+32(FP), R8
+	VBROADCASTSS oscale+40(FP), Z30
+	VBROADCASTSS oz+44(FP), Z27
+	VBROADCASTSS lo+48(FP), Z26
+	VBROADCASTSS hi+52(FP), Z25
+	VBROADCASTSS smc<>+0(SB), Z29   // 1.0
+	VBROADCASTSS smc<>+4(SB), Z28   // 0.5
+	VPBROADCASTD smc<>+8(SB), Z24   // -128 in every byte
+	VPBROADCASTD d+24(FP), Z31
+	VPMULLD smiota<>(SB), Z31, Z31  // row r's offset r·d, lane r
+	TESTQ BX, BX
+	JZ done
+
+block:
+	// (1) row maxima.
+	XORQ R11, R11
+	MOVQ SI, R9
+
+rowmax:
+	VMOVDQA64 Z24, Z0
+	MOVQ R9, R13
+	MOVQ DX, CX
+
+maxloop:
+	CMPQ CX, $64
+	JLT maxtail
+	VPMAXSB (R13), Z0, Z0
+	ADDQ $64, R13
+	SUBQ $64, CX
+	JMP maxloop
+
+maxtail:
+	TESTQ CX, CX
+	JZ maxred
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVQ AX, K2
+	VMOVDQA64 Z24, Z1
+	VMOVDQU8 (R13), K2, Z1
+	VPMAXSB Z1, Z0, Z0
+
+maxred:
+	VEXTRACTI64X4 $1, Z0, Y1
+	VPMAXSB Y1, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPMAXSB X1, X0, X0
+	VPSRLDQ $8, X0, X1
+	VPMAXSB X1, X0, X0
+	VPSRLDQ $4, X0, X1
+	VPMAXSB X1, X0, X0
+	VPSRLDQ $2, X0, X1
+	VPMAXSB X1, X0, X0
+	VPSRLDQ $1, X0, X1
+	VPMAXSB X1, X0, X0
+	VMOVD X0, AX
+	MOVBLSX AX, AX
+	MOVL $255, R10
+	SUBL AX, R10
+	MOVL R10, 0(SP)(R11*4)
+	ADDQ DX, R9
+	INCQ R11
+	CMPQ R11, $16
+	JLT rowmax
+
+	// (2) sums, a row per lane, columns in order.
+	VMOVDQU32 0(SP), Z23            // off
+	VPXORD Z22, Z22, Z22            // sum
+	XORQ R12, R12
+
+sumlow: // columns 0..2: the dword at the column, its low byte
+	LEAQ (SI)(R12*1), R13
+	KXNORW K1, K1, K1
+	VPXORD Z2, Z2, Z2
+	VPGATHERDD (R13)(Z31*1), K1, Z2
+	VPSLLD $24, Z2, Z2
+	VPSRAD $24, Z2, Z2
+	VPADDD Z23, Z2, Z2
+	KXNORW K1, K1, K1
+	VPXORD Z3, Z3, Z3
+	VGATHERDPS (R8)(Z2*4), K1, Z3
+	VADDPS Z3, Z22, Z22
+	INCQ R12
+	CMPQ R12, $3
+	JLT sumlow
+
+sumhigh: // columns 3..d-1: the dword ending at the column, its high byte
+	LEAQ -3(SI)(R12*1), R13
+	KXNORW K1, K1, K1
+	VPXORD Z2, Z2, Z2
+	VPGATHERDD (R13)(Z31*1), K1, Z2
+	VPSRAD $24, Z2, Z2
+	VPADDD Z23, Z2, Z2
+	KXNORW K1, K1, K1
+	VPXORD Z3, Z3, Z3
+	VGATHERDPS (R8)(Z2*4), K1, Z3
+	VADDPS Z3, Z22, Z22
+	INCQ R12
+	CMPQ R12, DX
+	JLT sumhigh
+
+	VMULPS Z30, Z22, Z22
+	VDIVPS Z22, Z29, Z22            // inv = 1 / (sum·oscale)
+	VMOVUPS Z22, 64(SP)
+
+	// (3) outputs, row by row.
+	XORQ R11, R11
+	MOVQ SI, R9
+	MOVQ DI, R10
+
+rowout:
+	VPBROADCASTD 0(SP)(R11*4), Z5   // off
+	VBROADCASTSS 64(SP)(R11*4), Z6  // inv
+	MOVQ R9, R13
+	MOVQ R10, R14
+	MOVQ DX, CX
+
+outloop:
+	CMPQ CX, $16
+	JLT outtail
+	VPMOVSXBD (R13), Z0
+	VPADDD Z5, Z0, Z0
+	KXNORW K1, K1, K1
+	VPXORD Z1, Z1, Z1
+	VGATHERDPS (R8)(Z0*4), K1, Z1
+	VMULPS Z6, Z1, Z1               // p
+	VRNDSCALEPS $0x0b, Z1, Z2       // trunc(p)
+	VSUBPS Z2, Z1, Z3               // fraction, exact
+	VCMPPS $13, Z28, Z3, K3         // fraction ≥ 0.5
+	VADDPS Z29, Z2, K3, Z2
+	VCVTTPS2DQ Z2, Z2
+	VPADDD Z27, Z2, Z2
+	VPMAXSD Z26, Z2, Z2
+	VPMINSD Z25, Z2, Z2
+	VPMOVDB Z2, (R14)
+	ADDQ $16, R13
+	ADDQ $16, R14
+	SUBQ $16, CX
+	JMP outloop
+
+outtail:
+	TESTQ CX, CX
+	JZ rownext
+	MOVQ $1, AX
+	SHLQ CX, AX
+	DECQ AX
+	KMOVW AX, K2
+	VPMOVSXBD (R13), K2, Z0
+	VPADDD Z5, Z0, Z0
+	KMOVW K2, K1
+	VPXORD Z1, Z1, Z1
+	VGATHERDPS (R8)(Z0*4), K1, Z1
+	VMULPS Z6, Z1, Z1
+	VRNDSCALEPS $0x0b, Z1, Z2
+	VSUBPS Z2, Z1, Z3
+	VCMPPS $13, Z28, Z3, K3
+	VADDPS Z29, Z2, K3, Z2
+	VCVTTPS2DQ Z2, Z2
+	VPADDD Z27, Z2, Z2
+	VPMAXSD Z26, Z2, Z2
+	VPMINSD Z25, Z2, Z2
+	VPMOVDB Z2, K2, (R14)
+
+rownext:
+	ADDQ DX, R9
+	ADDQ DX, R10
+	INCQ R11
+	CMPQ R11, $16
+	JLT rowout
+
+	MOVQ DX, AX
+	SHLQ $4, AX
+	ADDQ AX, SI
+	ADDQ AX, DI
+	DECQ BX
+	JNZ block
+
+done:
+	VZEROUPPER
+	RET
