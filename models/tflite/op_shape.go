@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 func init() {
@@ -445,27 +446,6 @@ func nextKept(shape []int, p int) int {
 	return d
 }
 
-// transpose2D writes the cols×rows transposes of batch rows×cols matrices,
-// in 32×32 tiles.
-func transpose2D[T any](dst, src []T, batch, rows, cols int) {
-	const tile = 32
-	for b := 0; b < batch; b++ {
-		s, d := src[b*rows*cols:][:rows*cols], dst[b*rows*cols:][:rows*cols]
-		for r0 := 0; r0 < rows; r0 += tile {
-			r1 := min(rows, r0+tile)
-			for c0 := 0; c0 < cols; c0 += tile {
-				c1 := min(cols, c0+tile)
-				for r := r0; r < r1; r++ {
-					row := s[r*cols:][:c1]
-					for c := c0; c < c1; c++ {
-						d[c*rows+r] = row[c]
-					}
-				}
-			}
-		}
-	}
-}
-
 func (k *transpose) prepare(ip *Interpreter, n *node) error {
 	if err := needIO(n, 2, 1); err != nil {
 		return err
@@ -505,12 +485,18 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 		return nil
 	}
 	if k.rows > 0 && k.batch*k.rows*k.cols == in.elems() {
+		m := k.rows * k.cols
 		switch es {
 		case 1:
-			transpose2D(out.data, in.data, k.batch, k.rows, k.cols)
+			for b := range k.batch {
+				kernel.TransposeBytes(out.data[b*m:], in.data[b*m:], k.rows, k.cols)
+			}
 			return nil
 		case 4:
-			transpose2D(i32s(out.data), i32s(in.data), k.batch, k.rows, k.cols)
+			x, y := f32s(in.data), f32s(out.data)
+			for b := range k.batch {
+				kernel.TransposeF32(y[b*m:], x[b*m:], k.rows, k.cols)
+			}
 			return nil
 		}
 	}
