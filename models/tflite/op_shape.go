@@ -3,7 +3,6 @@ package tflite
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"edgefleet/models"
 	"edgefleet/models/tflite/kernel"
@@ -725,7 +724,10 @@ func (k *pad) prepare(ip *Interpreter, n *node) error {
 			k.fill[i] = byte(qv >> (8 * i))
 		}
 	}
-	k.zero = !slices.ContainsFunc(k.fill, func(b byte) bool { return b != 0 })
+	k.zero = true
+	for _, b := range k.fill {
+		k.zero = k.zero && b == 0
+	}
 	k.fillBuf = make([]byte, 4096/es*es)
 	for i := 0; i < len(k.fillBuf); i += es {
 		copy(k.fillBuf[i:], k.fill)
