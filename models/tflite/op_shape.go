@@ -548,9 +548,9 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 			}
 			return nil
 		case 4:
-			x, y := f32s(in.data), f32s(out.data)
+			x, y := i32s(in.data), i32s(out.data)
 			for b := range k.batch {
-				kernel.TransposeF32(y[b*m:], x[b*m:], k.rows, k.cols)
+				kernel.Transpose32(y[b*m:], x[b*m:], k.rows, k.cols)
 			}
 			return nil
 		}

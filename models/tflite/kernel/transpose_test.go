@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// TestTransposeBytes holds TransposeBytes (assembly tiles where the CPU
-// has them) to the definition dst[c·rows+r] = src[r·cols+c], on shapes with
+// TestTransposeBytes holds TransposeBytes and Transpose32 (assembly tiles
+// where the CPU has them) to the definition dst[c·rows+r] = src[r·cols+c], on shapes with
 // and without partial tiles on either edge.
 func TestTransposeBytes(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
@@ -29,6 +29,21 @@ func TestTransposeBytes(t *testing.T) {
 			if dst[len(src)] != 0xa5 {
 				t.Fatalf("%dx%d: wrote past the end", rows, cols)
 			}
+			src32, dst32 := make([]int32, rows*cols), make([]int32, rows*cols+1)
+			for i := range src32 {
+				src32[i] = int32(r.Uint32())
+			}
+			dst32[len(src32)] = -1
+			Transpose32(dst32, src32, rows, cols)
+			for i, v := range src32 {
+				rr, c := i/cols, i%cols
+				if got := dst32[c*rows+rr]; got != v {
+					t.Fatalf("%dx%d int32: [%d][%d] = %d, want %d", rows, cols, c, rr, got, v)
+				}
+			}
+			if dst32[len(src32)] != -1 {
+				t.Fatalf("%dx%d int32: wrote past the end", rows, cols)
+			}
 		}
 	}
 }
@@ -44,5 +59,15 @@ func BenchmarkTransposeBytes(b *testing.B) {
 				TransposeBytes(dst, src, s.rows, s.cols)
 			}
 		})
+	}
+}
+
+// BenchmarkTranspose32 is the hybrid model's float32 NHWC to NCHW of the
+// head's 80×80×144.
+func BenchmarkTranspose32(b *testing.B) {
+	src, dst := make([]int32, 6400*144), make([]int32, 6400*144)
+	b.SetBytes(4 * int64(len(src)))
+	for b.Loop() {
+		Transpose32(dst, src, 6400, 144)
 	}
 }
