@@ -151,29 +151,10 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 		x, y := f32s(in.data), f32s(out.data)
 		beta := float32(k.beta)
 		ip.parallel(rows, 64, func(_, r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
-				m := xs[0]
-				for _, v := range xs {
-					m = max(m, v)
-				}
-				for i, v := range xs {
-					ys[i] = (v - m) * beta
-				}
-			}
 			block := y[r0*d : r1*d]
+			kernel.SoftmaxF32Prep(block, x[r0*d:r1*d], d, beta)
 			kernel.Exp(block, block)
-			for r := r0; r < r1; r++ {
-				ys := y[r*d : (r+1)*d]
-				var sum float64
-				for _, e := range ys {
-					sum += float64(e)
-				}
-				inv := float32(1 / sum)
-				for i := range ys {
-					ys[i] *= inv
-				}
-			}
+			kernel.SoftmaxF32Norm(block, d)
 		})
 		return nil
 	}

@@ -45,3 +45,64 @@ func softmaxInt8Go(dst, src []int8, d int, table *[256]float32, oscale float32, 
 		}
 	}
 }
+
+// SoftmaxF32Prep sets each row of d values of dst to (x - the row's
+// maximum)·beta, the float32 softmax's argument of the exponential. The
+// maximum is taken in any order (AVX-512 where the CPU has it): it is the
+// same value but for the sign of a zero, which changes no exponential, and
+// a NaN, which makes the row NaN either way.
+func SoftmaxF32Prep(dst, src []float32, d int, beta float32) {
+	if d <= 0 || len(src) < d {
+		return
+	}
+	rows := len(src) / d
+	if hasSoftmaxArch {
+		softmaxF32PrepArch(dst[:rows*d], src[:rows*d], d, beta)
+		return
+	}
+	softmaxF32PrepGo(dst, src[:rows*d], d, beta)
+}
+
+// SoftmaxF32Norm scales each row of d exponentials in y by float32(1/sum),
+// the sum in float64 adding the row's values in order. Blocks of 16 rows
+// run in AVX-512 where the CPU has it, a row per lane (so each row adds in
+// the same order), the rest in plain Go.
+func SoftmaxF32Norm(y []float32, d int) {
+	if d <= 0 {
+		return
+	}
+	rows := len(y) / d
+	done := 0
+	if hasSoftmaxArch && rows >= 16 {
+		done = rows &^ 15
+		softmaxF32NormArch(y[:done*d], d)
+	}
+	softmaxF32NormGo(y[done*d:rows*d], d)
+}
+
+func softmaxF32PrepGo(dst, src []float32, d int, beta float32) {
+	for r := 0; r+d <= len(src); r += d {
+		xs, ys := src[r:r+d], dst[r:r+d]
+		m := xs[0]
+		for _, v := range xs {
+			m = max(m, v)
+		}
+		for i, v := range xs {
+			ys[i] = (v - m) * beta
+		}
+	}
+}
+
+func softmaxF32NormGo(y []float32, d int) {
+	for r := 0; r+d <= len(y); r += d {
+		ys := y[r : r+d]
+		var sum float64
+		for _, e := range ys {
+			sum += float64(e)
+		}
+		inv := float32(1 / sum)
+		for i := range ys {
+			ys[i] *= inv
+		}
+	}
+}

@@ -24,3 +24,18 @@ func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale 
 
 //go:noescape
 func softmaxI8x16AVX512(dst, src *int8, blocks int, table *[256]float32, oscale float32, oz, lo, hi int32)
+
+func softmaxF32PrepArch(dst, src []float32, d int, beta float32) {
+	softmaxF32PrepAVX512(&dst[0], &src[0], len(src)/d, d, beta)
+}
+
+// softmaxF32NormArch runs on whole blocks of 16 rows.
+func softmaxF32NormArch(y []float32, d int) {
+	softmaxF32NormAVX512(&y[0], len(y)/(16*d), d)
+}
+
+//go:noescape
+func softmaxF32PrepAVX512(dst, src *float32, rows, d int, beta float32)
+
+//go:noescape
+func softmaxF32NormAVX512(y *float32, blocks, d int)

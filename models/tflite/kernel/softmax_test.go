@@ -90,3 +90,66 @@ func BenchmarkSoftmaxInt8(b *testing.B) {
 		})
 	}
 }
+
+// TestSoftmaxF32 holds SoftmaxF32Prep and SoftmaxF32Norm (assembly where
+// the CPU has it) to their plain-Go twins: the prepared arguments equal
+// (a NaN as a NaN), and after Exp the normalised rows bit for bit, on row
+// lengths and counts with tails, rows with ±Inf, -0, NaN and equal values.
+func TestSoftmaxF32(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	nan := float32(math.NaN())
+	for _, c := range []struct{ d, rows int }{{16, 64}, {16, 37}, {17, 20}, {400, 18}, {3, 40}, {1, 17}, {33, 5}} {
+		t.Run(fmt.Sprint(c), func(t *testing.T) {
+			src := make([]float32, c.d*c.rows)
+			for i := range src {
+				src[i] = float32(r.NormFloat64() * 5)
+			}
+			for row := 0; row < c.rows; row++ {
+				x := src[row*c.d:][:c.d]
+				switch row % 7 {
+				case 1:
+					x[r.IntN(c.d)] = nan
+				case 2:
+					x[r.IntN(c.d)] = float32(math.Inf(1))
+				case 3:
+					for i := range x {
+						x[i] = float32(math.Copysign(0, -1))
+					}
+				case 4:
+					for i := range x {
+						x[i] = 2.5
+					}
+				case 5:
+					x[r.IntN(c.d)] = float32(math.Inf(-1))
+				}
+			}
+			for _, beta := range []float32{1, 0.5} {
+				got, want := make([]float32, len(src)), make([]float32, len(src))
+				SoftmaxF32Prep(got, src, c.d, beta)
+				softmaxF32PrepGo(want, src, c.d, beta)
+				sameF32(t, "SoftmaxF32Prep", got, want)
+				Exp(got, got)
+				Exp(want, want)
+				SoftmaxF32Norm(got, c.d)
+				softmaxF32NormGo(want, c.d)
+				sameF32(t, "SoftmaxF32Norm", got, want)
+			}
+		})
+	}
+}
+
+// BenchmarkSoftmaxF32 is the hybrid model's float32 DFL softmax, 4·8400
+// rows of 16: the argument, the exponential and the normalisation.
+func BenchmarkSoftmaxF32(b *testing.B) {
+	r := rand.New(rand.NewPCG(13, 14))
+	src, dst := make([]float32, 33600*16), make([]float32, 33600*16)
+	for i := range src {
+		src[i] = float32(r.NormFloat64() * 4)
+	}
+	b.SetBytes(4 * int64(len(src)))
+	for b.Loop() {
+		SoftmaxF32Prep(dst, src, 16, 1)
+		Exp(dst, dst)
+		SoftmaxF32Norm(dst, 16)
+	}
+}
