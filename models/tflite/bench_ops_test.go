@@ -77,6 +77,7 @@ func BenchmarkShapeOps(b *testing.B) {
 		{"slice_f32_160x160x32to16", slice(models.Float32)},
 		{"pad_f32_640x640x3", pad(models.Float32, 640, 3)},
 		{"pad_int8_320x320x16", pad(models.Int8, 320, 16)},
+		{"pad_int8_640x640x3", pad(models.Int8, 640, 3)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			e, err := Open(context.Background(), tt.Build(c.m), models.Options{Threads: 1})

@@ -330,8 +330,8 @@ func (v *stridedView) next(base int, stride []int, d int) int {
 
 // copyRuns copies n runs of run bytes, the i-th from src[i·ss:] to
 // dst[i·ds:], on the interpreter's threads when there is enough to copy;
-// the channel slices of YOLO's blocks are runs of 16 to 64 bytes, copied
-// as fixed-size arrays.
+// the channel slices of YOLO's blocks are runs of 1 to 64 bytes, copied
+// as fixed-size arrays (a copy call costs more than such a run).
 func (ip *Interpreter) copyRuns(dst, src []byte, n, run, ds, ss int) {
 	if n <= 0 || run <= 0 {
 		return
@@ -343,6 +343,18 @@ func (ip *Interpreter) copyRuns(dst, src []byte, n, run, ds, ss int) {
 
 func copyRunsSeq(dst, src []byte, n, run, ds, ss int) {
 	switch run {
+	case 1: // a split or concat of single int8 channels
+		for i := range n {
+			dst[i*ds] = src[i*ss]
+		}
+	case 4:
+		for i := range n {
+			*(*[4]byte)(dst[i*ds:]) = *(*[4]byte)(src[i*ss:])
+		}
+	case 8:
+		for i := range n {
+			*(*[8]byte)(dst[i*ds:]) = *(*[8]byte)(src[i*ss:])
+		}
 	case 16:
 		for i := range n {
 			*(*[16]byte)(dst[i*ds:]) = *(*[16]byte)(src[i*ss:])

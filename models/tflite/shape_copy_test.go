@@ -131,6 +131,9 @@ func TestStridedSliceMatchesNaive(t *testing.T) {
 		{[]int{2, 7, 9, 5}, []int{1, 6, 8, 4}, []int{0, 0, 1, 0}, []int{-1, -2, -3, -1}},
 		{[]int{3, 8, 12}, []int{0, 1, 1}, []int{3, 8, 12}, []int{1, 3, 2}},
 		{[]int{40}, []int{3}, []int{37}, []int{1}},
+		{[]int{1, 20, 20, 3}, []int{0, 0, 0, 1}, []int{1, 20, 20, 2}, []int{1, 1, 1, 1}},
+		{[]int{1, 20, 20, 6}, []int{0, 0, 0, 2}, []int{1, 20, 20, 4}, []int{1, 1, 1, 1}},
+		{[]int{1, 20, 20, 12}, []int{0, 0, 0, 4}, []int{1, 20, 20, 12}, []int{1, 1, 1, 1}},
 	} {
 		for _, typ := range []models.DType{models.Int8, models.Float32} {
 			t.Run(fmt.Sprint(c.shape, c.begin, c.end, c.strides, typ), func(t *testing.T) {
