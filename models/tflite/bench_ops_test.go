@@ -50,6 +50,11 @@ func BenchmarkShapeOps(b *testing.B) {
 			Ops:    []tt.Op{{Builtin: int32(OpConcatenation), Inputs: []int{0, 1, 2}, Outputs: []int{3}, Options: []any{int32(3), uint8(0)}}},
 			Inputs: []int{0, 1, 2}, Outputs: []int{3}}
 	}
+	concat2 := func(typ models.DType) tt.Model {
+		return tt.Model{Tensors: []tt.Tensor{q("a", typ, 1, 40, 40, 128), q("b", typ, 1, 40, 40, 128), q("y", typ, 1, 40, 40, 256)},
+			Ops:    []tt.Op{{Builtin: int32(OpConcatenation), Inputs: []int{0, 1}, Outputs: []int{2}, Options: []any{int32(3), uint8(0)}}},
+			Inputs: []int{0, 1}, Outputs: []int{2}}
+	}
 	slice := func(typ models.DType) tt.Model {
 		return tt.Model{Tensors: []tt.Tensor{q("x", typ, 1, 160, 160, 32), ints("b", 0, 0, 0, 16), ints("e", 1, 160, 160, 32), ints("s", 1, 1, 1, 1), q("y", typ, 1, 160, 160, 16)},
 			Ops:    []tt.Op{{Builtin: int32(OpStridedSlice), Inputs: []int{0, 1, 2, 3}, Outputs: []int{4}, Options: []any{int32(0), int32(0), int32(0), int32(0), int32(0)}}},
@@ -73,6 +78,7 @@ func BenchmarkShapeOps(b *testing.B) {
 		{"maxpool5_f32_20x20x128", maxpool(models.Float32)},
 		{"concat_int8_3x160x160x16", concat(models.Int8)},
 		{"concat_f32_3x160x160x16", concat(models.Float32)},
+		{"concat_f32_2x40x40x128", concat2(models.Float32)},
 		{"slice_int8_160x160x32to16", slice(models.Int8)},
 		{"slice_f32_160x160x32to16", slice(models.Float32)},
 		{"pad_f32_640x640x3", pad(models.Float32, 640, 3)},

@@ -255,3 +255,52 @@ func TestConcatSplitPackMatchNaive(t *testing.T) {
 		}
 	})
 }
+
+// TestTileMatchesNaive: TILE (the input's slices once, then block copies)
+// against per-element indexing, for 1- and 8-byte elements.
+func TestTileMatchesNaive(t *testing.T) {
+	r := rand.New(rand.NewPCG(47, 48))
+	for _, c := range []struct{ shape, mult []int }{
+		{[]int{1, 300, 1}, []int{1, 1, 80}},
+		{[]int{2, 3, 4}, []int{3, 1, 2}},
+		{[]int{5}, []int{4}},
+		{[]int{2, 3}, []int{2, 0}},
+		{[]int{1, 2, 1, 3}, []int{2, 3, 4, 1}},
+	} {
+		for _, typ := range []models.DType{models.Int8, models.Int64} {
+			t.Run(fmt.Sprint(c.shape, c.mult, typ), func(t *testing.T) {
+				oshape := make([]int, len(c.shape))
+				m32 := make([]int32, len(c.mult))
+				for i := range oshape {
+					oshape[i] = c.shape[i] * c.mult[i]
+					m32[i] = int32(c.mult[i])
+				}
+				x, y := tt.Tensor{Name: "x", Type: typ, Shape: c.shape}, tt.Tensor{Name: "y", Type: typ, Shape: oshape}
+				if typ == models.Int8 {
+					x.Scale, y.Scale = []float32{1}, []float32{1}
+				}
+				m := tt.Model{
+					Tensors: []tt.Tensor{x, {Name: "m", Type: models.Int32, Shape: []int{len(m32)}, Data: tt.Int32s(m32...)}, y},
+					Ops:     []tt.Op{{Builtin: int32(OpTile), Inputs: []int{0, 1}, Outputs: []int{2}}},
+					Inputs:  []int{0}, Outputs: []int{2},
+				}
+				in, got := runOne(t, r, m, 1)
+				es := typ.Size()
+				want := make([]byte, product(oshape)*es)
+				ist := rowStrides(c.shape)
+				o := 0
+				forEachIndex(oshape, func(idx []int) {
+					s := 0
+					for i, x := range idx {
+						s += x % c.shape[i] * ist[i]
+					}
+					copy(want[o:o+es], in[s*es:])
+					o += es
+				})
+				if !bytes.Equal(got, want) {
+					t.Fatal("tile differs from per-element indexing")
+				}
+			})
+		}
+	}
+}
