@@ -336,7 +336,12 @@ func (ip *Interpreter) copyRuns(dst, src []byte, n, run, ds, ss int) {
 	if n <= 0 || run <= 0 {
 		return
 	}
-	ip.parallel(n, max(1, (64<<10)/run), func(_, lo, hi int) {
+	minChunk := max(1, (64<<10)/run)
+	if ip.threads <= 1 || n < 2*minChunk {
+		copyRunsSeq(dst, src, n, run, ds, ss) // no closure to allocate
+		return
+	}
+	ip.parallel(n, minChunk, func(_, lo, hi int) {
 		copyRunsSeq(dst[lo*ds:], src[lo*ss:], hi-lo, run, ds, ss)
 	})
 }
