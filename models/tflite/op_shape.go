@@ -772,22 +772,35 @@ func (k *pad) eval(ip *Interpreter, n *node) error {
 		ist[i] *= es
 		ost[i] *= es
 	}
-	k.padDim(out.data, in.data, 0, p, in.shape, ist, ost)
+	k.padDim(ip, out.data, in.data, 0, p, in.shape, ist, ost)
 	return nil
 }
 
 // padDim writes dst, one slice of the output along dimension d (or the
 // whole output at d = 0): the fill before, each input slice (recursively;
 // a whole block at dimension p, below which nothing is padded), the fill
-// after, so that every output byte is written once.
-func (k *pad) padDim(dst, src []byte, d, p int, shape, ist, ost []int) {
+// after, so that every output byte is written once. With ip, the slices of
+// the first dimension that has several go to the interpreter's threads
+// when the output is large (the model's input pad: 1.2 MB); nil runs on
+// this goroutine.
+func (k *pad) padDim(ip *Interpreter, dst, src []byte, d, p int, shape, ist, ost []int) {
 	b, n := k.before[d]*ost[d], shape[d]*ost[d]
 	k.fillBytes(dst[:b])
-	if d == p {
+	switch {
+	case d == p:
 		copy(dst[b:b+n], src[:n])
-	} else {
+	case ip != nil && shape[d] > 1 && ip.threads > 1 && len(dst) >= 1<<18:
+		ip.parallel(shape[d], 1, func(_, lo, hi int) {
+			for i := lo; i < hi; i++ {
+				k.padDim(nil, dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
+			}
+		})
+	default:
+		if shape[d] > 1 {
+			ip = nil // parallel at this dimension or none
+		}
 		for i := range shape[d] {
-			k.padDim(dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
+			k.padDim(ip, dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
 		}
 	}
 	k.fillBytes(dst[b+n:])
