@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "transpose16_amd64.h"
 
 DATA smiota<>+0(SB)/4, $0
 DATA smiota<>+4(SB)/4, $1
@@ -19,6 +20,23 @@ DATA smiota<>+52(SB)/4, $13
 DATA smiota<>+56(SB)/4, $14
 DATA smiota<>+60(SB)/4, $15
 GLOBL smiota<>(SB), RODATA|NOPTR, $64
+
+// SUMCOLS adds the table values of the four columns in the lanes of Z
+// (bytes, a row each) to the sums Z22, in lane order (off in Z23).
+#define SUMCOLS(Z) \
+	SUMCOL(Z, $0) \
+	SUMCOL(Z, $1) \
+	SUMCOL(Z, $2) \
+	SUMCOL(Z, $3)
+
+#define SUMCOL(Z, lane) \
+	VEXTRACTI32X4 lane, Z, X0 \
+	VPMOVSXBD X0, Z2 \
+	VPADDD Z23, Z2, Z2 \
+	KXNORW K1, K1, K1 \
+	VXORPS Z3, Z3, Z3 \
+	VGATHERDPS (R8)(Z2*4), K1, Z3 \
+	VADDPS Z3, Z22, Z22
 
 DATA smc<>+0(SB)/4, $0x3f800000 // 1.0
 DATA smc<>+4(SB)/4, $0x3f000000 // 0.5
@@ -51,6 +69,7 @@ TEXT ·softmaxI8AVX512(SB), NOSPLIT, $128-56
 	VPBROADCASTD smc<>+8(SB), Z24   // -128 in every byte
 	VPBROADCASTD d+24(FP), Z31
 	VPMULLD smiota<>(SB), Z31, Z31  // row r's offset r·d, lane r
+	KMOVQ tp16mask<>(SB), K4
 	TESTQ BX, BX
 	JZ done
 
@@ -111,6 +130,38 @@ maxred:
 	VPXORD Z22, Z22, Z22            // sum
 	XORQ R12, R12
 
+	CMPB ·hasVBMI(SB), $0
+	JEQ sumlow
+
+	// With VBMI: 16 columns at a time, the 16×16 bytes of the 16 rows
+	// transposed in registers (Z4..Z7, a column a lane), then one table
+	// gather a column; the last d mod 16 columns as below (from sumhigh,
+	// as d ≥ 16).
+	MOVQ DX, R12                    // LOAD4's row stride
+	LEAQ (DX)(DX*2), R13            // and 3 rows
+	XORQ R11, R11                   // first column of the block
+
+sumblk:
+	LEAQ 16(R11), AX
+	CMPQ AX, DX
+	JGT sumrest
+	LEAQ (SI)(R11*1), R14
+	LOAD4(X8, Z8)
+	LOAD4(X9, Z9)
+	LOAD4(X10, Z10)
+	LOAD4(X11, Z11)
+	TRANSPOSE16(Z8, Z9, Z10, Z11, Z4, Z5, Z6, Z7)
+	SUMCOLS(Z4)
+	SUMCOLS(Z5)
+	SUMCOLS(Z6)
+	SUMCOLS(Z7)
+	ADDQ $16, R11
+	JMP sumblk
+
+sumrest:
+	MOVQ R11, R12
+	JMP sumtest
+
 sumlow: // columns 0..2: the dword at the column, its low byte
 	LEAQ (SI)(R12*1), R13
 	KXNORW K1, K1, K1
@@ -139,6 +190,8 @@ sumhigh: // columns 3..d-1: the dword ending at the column, its high byte
 	VGATHERDPS (R8)(Z2*4), K1, Z3
 	VADDPS Z3, Z22, Z22
 	INCQ R12
+
+sumtest:
 	CMPQ R12, DX
 	JLT sumhigh
 

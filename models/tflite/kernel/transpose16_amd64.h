@@ -1,5 +1,6 @@
-// Shared by softmax16_amd64.s and transpose_amd64.s: a 16×16 byte
-// transpose in four AVX-512 registers with VPERMI2B (AVX512_VBMI).
+// Shared by the softmax and transpose assembly: a 16×16 byte transpose in
+// four AVX-512 registers with VPERMI2B (AVX512_VBMI), and LOAD4 to gather
+// its rows.
 
 // tp16: VPERMI2B indices of a 16×16 byte transpose held in four registers
 // (rows 4k..4k+3 in register k): byte q = 16c+r of output register k is
@@ -58,3 +59,12 @@ GLOBL tp16mask<>(SB), RODATA|NOPTR, $8
 	VPERMI2B  i1, i0, Z0 \
 	VPERMI2B  i3, i2, Z1 \
 	VPBLENDMB Z1, Z0, K4, o
+
+// LOAD4 loads four 16-byte rows from R14, R14+cols, +2·cols, +3·cols into
+// Z and steps R14 by 4·cols (R12 = cols, R13 = 3·cols).
+#define LOAD4(X, Z) \
+	VMOVDQU (R14), X \
+	VINSERTI32X4 $1, (R14)(R12*1), Z, Z \
+	VINSERTI32X4 $2, (R14)(R12*2), Z, Z \
+	VINSERTI32X4 $3, (R14)(R13*1), Z, Z \
+	LEAQ (R14)(R12*4), R14

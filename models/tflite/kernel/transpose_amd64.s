@@ -3,23 +3,14 @@
 #include "textflag.h"
 #include "transpose16_amd64.h"
 
-// LOAD4 loads four 16-byte rows from R14, R14+cols, +2·cols, +3·cols into
-// Z and steps R14 by 4·cols (R12 = cols, R13 = 3·cols).
-#define LOAD4(X, Z) \
-	VMOVDQU (R14), X \
-	VINSERTI32X4 $1, (R14)(R12*1), Z, Z \
-	VINSERTI32X4 $2, (R14)(R12*2), Z, Z \
-	VINSERTI32X4 $3, (R14)(R13*1), Z, Z \
-	LEAQ (R14)(R12*4), R14
-
-// STORE4 stores the four lanes of Z to R15, R15+rows, +2·rows, +3·rows and
-// steps R15 by 4·rows (BX = rows, R9 = 3·rows).
+// STORE4 stores the four lanes of Z to R14, R14+rows, +2·rows, +3·rows and
+// steps R14 by 4·rows (BX = rows, R9 = 3·rows).
 #define STORE4(X, Z) \
-	VMOVDQU X, (R15) \
-	VEXTRACTI32X4 $1, Z, (R15)(BX*1) \
-	VEXTRACTI32X4 $2, Z, (R15)(BX*2) \
-	VEXTRACTI32X4 $3, Z, (R15)(R9*1) \
-	LEAQ (R15)(BX*4), R15
+	VMOVDQU X, (R14) \
+	VEXTRACTI32X4 $1, Z, (R14)(BX*1) \
+	VEXTRACTI32X4 $2, Z, (R14)(BX*2) \
+	VEXTRACTI32X4 $3, Z, (R14)(R9*1) \
+	LEAQ (R14)(BX*4), R14
 
 // func transposeBytesAVX512(dst, src *byte, rows, cols, tileRows, tileCols int)
 // The tileRows·16 × tileCols·16 top-left corner of the rows×cols matrix
@@ -54,7 +45,7 @@ tile:
 	LOAD4(X10, Z10)
 	LOAD4(X11, Z11)
 	TRANSPOSE16(Z8, Z9, Z10, Z11, Z4, Z5, Z6, Z7)
-	MOVQ R8, R15
+	MOVQ R8, R14
 	STORE4(X4, Z4)
 	STORE4(X5, Z5)
 	STORE4(X6, Z6)
@@ -195,39 +186,39 @@ tile32:
 	VSHUFI32X4 $0x88, Z31, Z29, Z7
 	VSHUFI32X4 $0xdd, Z30, Z28, Z11
 	VSHUFI32X4 $0xdd, Z31, Z29, Z15
-	MOVQ R8, R15
-	VMOVUPS Z0, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z1, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z2, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z3, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z4, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z5, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z6, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z7, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z8, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z9, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z10, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z11, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z12, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z13, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z14, (R15)
-	ADDQ BX, R15
-	VMOVUPS Z15, (R15)
-	ADDQ BX, R15
+	MOVQ R8, R14
+	VMOVUPS Z0, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z1, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z2, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z3, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z4, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z5, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z6, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z7, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z8, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z9, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z10, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z11, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z12, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z13, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z14, (R14)
+	ADDQ BX, R14
+	VMOVUPS Z15, (R14)
+	ADDQ BX, R14
 	ADDQ $64, CX
 	ADDQ AX, R8
 	DECQ R11
