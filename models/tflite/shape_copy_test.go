@@ -44,6 +44,24 @@ func forEachIndex(shape []int, f func(idx []int)) {
 	}
 }
 
+// gatherNaive is the output of shape oshape whose element at idx is the
+// input's (of shape ishape, es bytes an element) at index src(i, idx[i])
+// along each dimension i.
+func gatherNaive(in []byte, es int, ishape, oshape []int, src func(i, x int) int) []byte {
+	want := make([]byte, product(oshape)*es)
+	ist := rowStrides(ishape)
+	o := 0
+	forEachIndex(oshape, func(idx []int) {
+		s := 0
+		for i, x := range idx {
+			s += src(i, x) * ist[i]
+		}
+		copy(want[o:o+es], in[s*es:])
+		o += es
+	})
+	return want
+}
+
 func offsetOf(idx, strides []int) int {
 	o := 0
 	for i, x := range idx {
@@ -165,18 +183,7 @@ func TestStridedSliceMatchesNaive(t *testing.T) {
 				}
 				for _, threads := range []int{1, 2} {
 					in, got := runOne(t, r, m, threads)
-					es := typ.Size()
-					want := make([]byte, product(oshape)*es)
-					ist := rowStrides(c.shape)
-					o := 0
-					forEachIndex(oshape, func(idx []int) {
-						s := 0
-						for i, x := range idx {
-							s += (c.begin[i] + x*c.strides[i]) * ist[i]
-						}
-						copy(want[o:o+es], in[s*es:])
-						o += es
-					})
+					want := gatherNaive(in, typ.Size(), c.shape, oshape, func(i, x int) int { return c.begin[i] + x*c.strides[i] })
 					if !bytes.Equal(got, want) {
 						t.Fatalf("%d threads: slice differs from per-element indexing", threads)
 					}
@@ -285,18 +292,7 @@ func TestTileMatchesNaive(t *testing.T) {
 					Inputs:  []int{0}, Outputs: []int{2},
 				}
 				in, got := runOne(t, r, m, 1)
-				es := typ.Size()
-				want := make([]byte, product(oshape)*es)
-				ist := rowStrides(c.shape)
-				o := 0
-				forEachIndex(oshape, func(idx []int) {
-					s := 0
-					for i, x := range idx {
-						s += x % c.shape[i] * ist[i]
-					}
-					copy(want[o:o+es], in[s*es:])
-					o += es
-				})
+				want := gatherNaive(in, typ.Size(), c.shape, oshape, func(i, x int) int { return x % c.shape[i] })
 				if !bytes.Equal(got, want) {
 					t.Fatal("tile differs from per-element indexing")
 				}

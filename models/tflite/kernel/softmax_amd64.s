@@ -32,6 +32,10 @@ GLOBL smiota<>(SB), RODATA|NOPTR, $64
 #define SUMCOL(Z, lane) \
 	VEXTRACTI32X4 lane, Z, X0 \
 	VPMOVSXBD X0, Z2 \
+	TABLESUM
+
+// TABLESUM adds the table (R8) values at Z2 + off (Z23) to the sums Z22.
+#define TABLESUM \
 	VPADDD Z23, Z2, Z2 \
 	KXNORW K1, K1, K1 \
 	VXORPS Z3, Z3, Z3 \
@@ -169,11 +173,7 @@ sumlow: // columns 0..2: the dword at the column, its low byte
 	VPGATHERDD (R13)(Z31*1), K1, Z2
 	VPSLLD $24, Z2, Z2
 	VPSRAD $24, Z2, Z2
-	VPADDD Z23, Z2, Z2
-	KXNORW K1, K1, K1
-	VPXORD Z3, Z3, Z3
-	VGATHERDPS (R8)(Z2*4), K1, Z3
-	VADDPS Z3, Z22, Z22
+	TABLESUM
 	INCQ R12
 	CMPQ R12, $3
 	JLT sumlow
@@ -184,11 +184,7 @@ sumhigh: // columns 3..d-1: the dword ending at the column, its high byte
 	VPXORD Z2, Z2, Z2
 	VPGATHERDD (R13)(Z31*1), K1, Z2
 	VPSRAD $24, Z2, Z2
-	VPADDD Z23, Z2, Z2
-	KXNORW K1, K1, K1
-	VPXORD Z3, Z3, Z3
-	VGATHERDPS (R8)(Z2*4), K1, Z3
-	VADDPS Z3, Z22, Z22
+	TABLESUM
 	INCQ R12
 
 sumtest:
