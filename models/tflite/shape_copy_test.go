@@ -11,9 +11,9 @@ import (
 	tt "edgefleet/models/tflite/tflitetest"
 )
 
-// runOne runs a one-operator model on random input bytes and returns the
+// runOneOp runs a one-operator model on random input bytes and returns the
 // input and the output.
-func runOne(t *testing.T, r *rand.Rand, m tt.Model, threads int) (in, out []byte) {
+func runOneOp(t *testing.T, r *rand.Rand, m tt.Model, threads int) (in, out []byte) {
 	t.Helper()
 	e, err := Open(context.Background(), tt.Build(m), models.Options{Threads: threads})
 	if err != nil {
@@ -108,7 +108,7 @@ func TestPadMatchesNaive(t *testing.T) {
 					Inputs:  []int{0}, Outputs: []int{2},
 				}
 				for _, threads := range []int{1, 2} {
-					in, got := runOne(t, r, m, threads)
+					in, got := runOneOp(t, r, m, threads)
 					es := typ.Size()
 					want := make([]byte, product(oshape)*es)
 					ist, ost := rowStrides(c.shape), rowStrides(oshape)
@@ -182,7 +182,7 @@ func TestStridedSliceMatchesNaive(t *testing.T) {
 					Inputs:  []int{0}, Outputs: []int{4},
 				}
 				for _, threads := range []int{1, 2} {
-					in, got := runOne(t, r, m, threads)
+					in, got := runOneOp(t, r, m, threads)
 					want := gatherNaive(in, typ.Size(), c.shape, oshape, func(i, x int) int { return c.begin[i] + x*c.strides[i] })
 					if !bytes.Equal(got, want) {
 						t.Fatalf("%d threads: slice differs from per-element indexing", threads)
@@ -213,7 +213,7 @@ func TestConcatSplitPackMatchNaive(t *testing.T) {
 				Ops:     []tt.Op{{Builtin: int32(OpConcatenation), Inputs: []int{0, 1}, Outputs: []int{2}, Options: []any{int32(axis), uint8(0)}}},
 				Inputs:  []int{0}, Outputs: []int{2},
 			}
-			in, got := runOne(t, r, m, 2)
+			in, got := runOneOp(t, r, m, 2)
 			want := make([]byte, product(o))
 			ost := rowStrides(o)
 			forEachIndex(a, func(idx []int) { want[offsetOf(idx, ost)] = in[offsetOf(idx, rowStrides(a))] })
@@ -235,7 +235,7 @@ func TestConcatSplitPackMatchNaive(t *testing.T) {
 			Ops:    []tt.Op{{Builtin: int32(OpSplit), Inputs: []int{0, 1}, Outputs: []int{2, 3}, Options: []any{int32(2)}}},
 			Inputs: []int{1}, Outputs: []int{3},
 		}
-		in, got := runOne(t, r, m, 1)
+		in, got := runOneOp(t, r, m, 1)
 		for p := range product(o) {
 			if want := in[p/8*16+8+p%8]; got[p] != want {
 				t.Fatalf("split [%d] = %d, want %d", p, got[p], want)
@@ -252,7 +252,7 @@ func TestConcatSplitPackMatchNaive(t *testing.T) {
 			Ops:     []tt.Op{{Builtin: int32(OpPack), Inputs: []int{0, 1}, Outputs: []int{2}, Options: []any{int32(2), int32(1)}}},
 			Inputs:  []int{0}, Outputs: []int{2},
 		}
-		in, got := runOne(t, r, m, 1)
+		in, got := runOneOp(t, r, m, 1)
 		for p := range 1280 {
 			row, which, j := p/32, p/16%2, p%16
 			want := [][]byte{in, c.Data}[which][row*16+j]
@@ -291,7 +291,7 @@ func TestTileMatchesNaive(t *testing.T) {
 					Ops:     []tt.Op{{Builtin: int32(OpTile), Inputs: []int{0, 1}, Outputs: []int{2}}},
 					Inputs:  []int{0}, Outputs: []int{2},
 				}
-				in, got := runOne(t, r, m, 1)
+				in, got := runOneOp(t, r, m, 1)
 				want := gatherNaive(in, typ.Size(), c.shape, oshape, func(i, x int) int { return x % c.shape[i] })
 				if !bytes.Equal(got, want) {
 					t.Fatal("tile differs from per-element indexing")
