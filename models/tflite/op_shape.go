@@ -229,7 +229,7 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 	for i, t := range n.in {
 		chunk := product(t.shape[k.axis:]) * es
 		if !k.requant[i] {
-			ip.copyRuns(out.data[off:], t.data, outer, chunk, innerOut, chunk)
+			copyRuns(out.data[off:], t.data, outer, chunk, innerOut, chunk)
 		} else if lut := k.luts[i]; lut != nil {
 			for o := 0; o < outer; o++ {
 				d := out.data[o*innerOut+off:][:chunk]
@@ -271,7 +271,7 @@ func rowStrides(shape []int) []int {
 // dimension (whole copies where it is contiguous), the next dimension's
 // runs as one strided copyRuns, and an odometer with an incremental offset
 // over the rest.
-func (v *stridedView) copy(ip *Interpreter, dst, src []byte, es int) {
+func (v *stridedView) copy(dst, src []byte, es int) {
 	r := len(v.count)
 	if r == 0 {
 		copy(dst[:es], src[:es])
@@ -305,7 +305,7 @@ func (v *stridedView) copy(ip *Interpreter, dst, src []byte, es int) {
 	}
 	rows := v.count[r-2] // runs per copyRuns
 	for o := 0; o < total; o += inner * rows {
-		ip.copyRuns(dst[o*es:], src[base*es:], rows, run, run, stride[r-2]*es)
+		copyRuns(dst[o*es:], src[base*es:], rows, run, run, stride[r-2]*es)
 		base = v.next(base, stride, r-2)
 	}
 }
@@ -329,24 +329,11 @@ func (v *stridedView) next(base int, stride []int, d int) int {
 }
 
 // copyRuns copies n runs of run bytes, the i-th from src[i·ss:] to
-// dst[i·ds:], on the interpreter's threads when there is enough to copy;
-// the channel slices of YOLO's blocks are runs of 1 to 64 bytes, copied
-// as fixed-size arrays (a copy call costs more than such a run).
-func (ip *Interpreter) copyRuns(dst, src []byte, n, run, ds, ss int) {
-	if n <= 0 || run <= 0 {
-		return
-	}
-	minChunk := max(1, (64<<10)/run)
-	if ip.threads <= 1 || n < 2*minChunk {
-		copyRunsSeq(dst, src, n, run, ds, ss) // no closure to allocate
-		return
-	}
-	ip.parallel(n, minChunk, func(_, lo, hi int) {
-		copyRunsSeq(dst[lo*ds:], src[lo*ss:], hi-lo, run, ds, ss)
-	})
-}
-
-func copyRunsSeq(dst, src []byte, n, run, ds, ss int) {
+// dst[i·ds:]; the channel slices of YOLO's blocks are runs of 1 to 64
+// bytes, copied as fixed-size arrays (a copy call costs more than such a
+// run). It stays on one thread: these copies are memory-bound, and a split
+// did not measure faster on the shared machine (left to a quiet one).
+func copyRuns(dst, src []byte, n, run, ds, ss int) {
 	switch run {
 	case 1: // a split or concat of single int8 channels
 		for i := range n {
@@ -466,7 +453,7 @@ func (k *stridedSlice) prepare(ip *Interpreter, n *node) error {
 }
 
 func (k *stridedSlice) eval(ip *Interpreter, n *node) error {
-	k.v.copy(ip, n.out[0].data, n.in[0].data, n.in[0].typ.Size())
+	k.v.copy(n.out[0].data, n.in[0].data, n.in[0].typ.Size())
 	return nil
 }
 
@@ -583,7 +570,7 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 		transposeBytes(out.data, in.data, out.shape, v.inStrides)
 		return nil
 	}
-	v.copy(ip, out.data, in.data, es)
+	v.copy(out.data, in.data, es)
 	return nil
 }
 
@@ -649,7 +636,7 @@ func (k *split) eval(ip *Interpreter, n *node) error {
 	inner := product(in.shape[k.axis:]) * es
 	chunk := inner / len(n.out)
 	for i, o := range n.out {
-		ip.copyRuns(o.data, in.data[i*chunk:], outer, chunk, chunk, inner)
+		copyRuns(o.data, in.data[i*chunk:], outer, chunk, chunk, inner)
 	}
 	return nil
 }
@@ -687,7 +674,7 @@ func (k *pack) eval(ip *Interpreter, n *node) error {
 	outer := product(first.shape[:k.axis])
 	chunk := product(first.shape[k.axis:]) * es
 	for i, t := range n.in {
-		ip.copyRuns(n.out[0].data[i*chunk:], t.data, outer, chunk, len(n.in)*chunk, chunk)
+		copyRuns(n.out[0].data[i*chunk:], t.data, outer, chunk, len(n.in)*chunk, chunk)
 	}
 	return nil
 }
@@ -772,35 +759,22 @@ func (k *pad) eval(ip *Interpreter, n *node) error {
 		ist[i] *= es
 		ost[i] *= es
 	}
-	k.padDim(ip, out.data, in.data, 0, p, in.shape, ist, ost)
+	k.padDim(out.data, in.data, 0, p, in.shape, ist, ost)
 	return nil
 }
 
 // padDim writes dst, one slice of the output along dimension d (or the
 // whole output at d = 0): the fill before, each input slice (recursively;
 // a whole block at dimension p, below which nothing is padded), the fill
-// after, so that every output byte is written once. With ip, the slices of
-// the first dimension that has several go to the interpreter's threads
-// when the output is large (the model's input pad: 1.2 MB); nil runs on
-// this goroutine.
-func (k *pad) padDim(ip *Interpreter, dst, src []byte, d, p int, shape, ist, ost []int) {
+// after, so that every output byte is written once.
+func (k *pad) padDim(dst, src []byte, d, p int, shape, ist, ost []int) {
 	b, n := k.before[d]*ost[d], shape[d]*ost[d]
 	k.fillBytes(dst[:b])
-	switch {
-	case d == p:
+	if d == p {
 		copy(dst[b:b+n], src[:n])
-	case ip != nil && shape[d] > 1 && ip.threads > 1 && len(dst) >= 1<<18:
-		ip.parallel(shape[d], 1, func(_, lo, hi int) {
-			for i := lo; i < hi; i++ {
-				k.padDim(nil, dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
-			}
-		})
-	default:
-		if shape[d] > 1 {
-			ip = nil // parallel at this dimension or none
-		}
+	} else {
 		for i := range shape[d] {
-			k.padDim(ip, dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
+			k.padDim(dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
 		}
 	}
 	k.fillBytes(dst[b+n:])
