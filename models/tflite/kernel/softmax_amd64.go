@@ -31,6 +31,10 @@ func softmaxF32PrepArch(dst, src []float32, d int, beta float32) {
 
 // softmaxF32NormArch runs on whole blocks of 16 rows.
 func softmaxF32NormArch(y []float32, d int) {
+	if d == 16 {
+		softmaxF32Norm16AVX512(&y[0], len(y)/256)
+		return
+	}
 	softmaxF32NormAVX512(&y[0], len(y)/(16*d), d)
 }
 
@@ -39,3 +43,6 @@ func softmaxF32PrepAVX512(dst, src *float32, rows, d int, beta float32)
 
 //go:noescape
 func softmaxF32NormAVX512(y *float32, blocks, d int)
+
+//go:noescape
+func softmaxF32Norm16AVX512(y *float32, blocks int)
