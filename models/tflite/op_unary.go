@@ -132,6 +132,9 @@ func (k *softmax) prepare(ip *Interpreter, n *node) error {
 		for v := 0; v < 256; v++ {
 			k.table[255-v] = float32(math.Exp(float64(sc * float32(v))))
 		}
+		if in.typ == models.Int8 && out.typ == models.Int8 {
+			ip.needScratch(16 * k.inner * 4) // a block's table values (kernel.SoftmaxInt8)
+		}
 	default:
 		return n.errorf("%w: softmax on %s", models.ErrUnsupported, in.typ)
 	}
@@ -167,9 +170,9 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	if in.typ == models.Int8 && out.typ == models.Int8 {
 		// Blocks of 16 rows: the kernel's vector width across rows.
 		x, y := i8s(in.data), i8s(out.data)
-		ip.parallel((rows+15)/16, 4, func(_, b0, b1 int) {
+		ip.parallel((rows+15)/16, 4, func(w, b0, b1 int) {
 			r0, r1 := b0*16*d, min(b1*16, rows)*d
-			kernel.SoftmaxInt8(y[r0:r1], x[r0:r1], d, table, oscale, oz, lo, hi)
+			kernel.SoftmaxInt8(y[r0:r1], x[r0:r1], d, table, oscale, oz, lo, hi, f32s(ip.scratch[w]))
 		})
 		return nil
 	}

@@ -10,8 +10,9 @@ import "math"
 // exp(-scale·beta·v). Blocks of 16 rows of d ≥ 16 run in AVX-512
 // assembly where the CPU has it (the sums across rows, one row a lane, so
 // each row's sum adds in the same order), the rest in plain Go; both give
-// the same bytes.
-func SoftmaxInt8(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32) {
+// the same bytes. scratch (16·d floats; made when shorter) keeps a block's
+// table values between the sums and the outputs.
+func SoftmaxInt8(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32, scratch []float32) {
 	if d <= 0 {
 		return
 	}
@@ -20,7 +21,10 @@ func SoftmaxInt8(dst, src []int8, d int, table *[256]float32, oscale float32, oz
 	done := 0
 	if hasSoftmaxArch && d >= 16 && rows >= 16 {
 		done = rows &^ 15
-		softmaxI8Arch(dst[:done*d], src[:done*d], d, table, oscale, oz, lo, hi)
+		if len(scratch) < 16*d {
+			scratch = make([]float32, 16*d)
+		}
+		softmaxI8Arch(dst[:done*d], src[:done*d], d, table, oscale, oz, lo, hi, scratch)
 	}
 	softmaxInt8Go(dst[done*d:], src[done*d:rows*d], d, table, oscale, oz, lo, hi)
 }

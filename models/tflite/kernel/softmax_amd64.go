@@ -10,17 +10,18 @@ var hasSoftmaxArch = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW
 // hasVBMI: rows of 16 transpose blocks with VPERMI2B (softmax16_amd64.s).
 var hasVBMI = hasSoftmaxArch && cpu.X86.HasAVX512VBMI
 
-// softmaxI8Arch runs on whole blocks of 16 rows of d ≥ 16.
-func softmaxI8Arch(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32) {
+// softmaxI8Arch runs on whole blocks of 16 rows of d ≥ 16; scratch holds
+// at least 16·d floats.
+func softmaxI8Arch(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32, scratch []float32) {
 	if d == 16 && hasVBMI {
 		softmaxI8x16AVX512(&dst[0], &src[0], len(src)/256, table, oscale, oz, lo, hi)
 		return
 	}
-	softmaxI8AVX512(&dst[0], &src[0], len(src)/(16*d), d, table, oscale, oz, lo, hi)
+	softmaxI8AVX512(&dst[0], &src[0], len(src)/(16*d), d, table, oscale, oz, lo, hi, &scratch[:16*d][0])
 }
 
 //go:noescape
-func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale float32, oz, lo, hi int32)
+func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale float32, oz, lo, hi int32, scratch *float32)
 
 //go:noescape
 func softmaxI8x16AVX512(dst, src *int8, blocks int, table *[256]float32, oscale float32, oz, lo, hi int32)

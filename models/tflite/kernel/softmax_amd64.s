@@ -34,20 +34,58 @@ GLOBL smiota<>(SB), RODATA|NOPTR, $64
 	VPMOVSXBD X0, Z2 \
 	TABLESUM
 
-// TABLESUM adds the table (R8) values at Z2 + off (Z23) to the sums Z22.
+// TABLESUM adds the table (R8) values at Z2 + off (Z23) to the sums Z22,
+// and keeps them at R9 (the scratch, a column of 16 floats a step).
 #define TABLESUM \
 	VPADDD Z23, Z2, Z2 \
 	KXNORW K1, K1, K1 \
 	VXORPS Z3, Z3, Z3 \
 	VGATHERDPS (R8)(Z2*4), K1, Z3 \
-	VADDPS Z3, Z22, Z22
+	VADDPS Z3, Z22, Z22 \
+	VMOVUPS Z3, (R9) \
+	ADDQ $64, R9
+
+// QOUT: Z1 (p = table value·inv) rounded half away from zero (trunc, +1
+// where the fraction, exact, is ≥ 0.5), + oz, clamped: int32 in Z2.
+#define QOUT \
+	VRNDSCALEPS $0x0b, Z1, Z2 \
+	VSUBPS Z2, Z1, Z3 \
+	VCMPPS $13, Z28, Z3, K3 \
+	VADDPS Z29, Z2, K3, Z2 \
+	VCVTTPS2DQ Z2, Z2 \
+	VPADDD Z27, Z2, Z2 \
+	VPMAXSD Z26, Z2, Z2 \
+	VPMINSD Z25, Z2, Z2
+
+// OUTCOL: the kept column at R9 times inv (Z22), as bytes into lane of O.
+#define OUTCOL(O, lane) \
+	VMULPS (R9), Z22, Z1 \
+	QOUT \
+	VPMOVDB Z2, X0 \
+	VINSERTI32X4 lane, X0, O, O \
+	ADDQ $64, R9
+
+#define OUTCOLS(O) \
+	OUTCOL(O, $0) \
+	OUTCOL(O, $1) \
+	OUTCOL(O, $2) \
+	OUTCOL(O, $3)
+
+// STORE4D stores the four lanes of Z to R14, R14+d, +2·d, +3·d and steps
+// R14 by 4·d (R12 = d, R13 = 3·d).
+#define STORE4D(X, Z) \
+	VMOVDQU X, (R14) \
+	VEXTRACTI32X4 $1, Z, (R14)(R12*1) \
+	VEXTRACTI32X4 $2, Z, (R14)(R12*2) \
+	VEXTRACTI32X4 $3, Z, (R14)(R13*1) \
+	LEAQ (R14)(R12*4), R14
 
 DATA smc<>+0(SB)/4, $0x3f800000 // 1.0
 DATA smc<>+4(SB)/4, $0x3f000000 // 0.5
 DATA smc<>+8(SB)/4, $0x80808080 // int8 -128 ×4
 GLOBL smc<>(SB), RODATA|NOPTR, $12
 
-// func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale float32, oz, lo, hi int32)
+// func softmaxI8AVX512(dst, src *int8, blocks, d int, table *[256]float32, oscale float32, oz, lo, hi int32, scratch *float32)
 //
 // Blocks of 16 rows of d ≥ 16 int8 values. Per block: (1) each row's max,
 // off = 255 - max to the frame; (2) the 16 rows' sums with a row per lane,
@@ -58,7 +96,7 @@ GLOBL smc<>(SB), RODATA|NOPTR, $12
 // fraction is ≥ 0.5), + oz, clamped, stored as bytes.
 //
 // Frame: off [16]int32 at 0(SP), inv [16]float32 at 64(SP).
-TEXT ·softmaxI8AVX512(SB), NOSPLIT, $128-56
+TEXT ·softmaxI8AVX512(SB), NOSPLIT, $128-64
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ blocks+16(FP), BX
@@ -133,6 +171,7 @@ maxred:
 	VMOVDQU32 0(SP), Z23            // off
 	VPXORD Z22, Z22, Z22            // sum
 	XORQ R12, R12
+	MOVQ scratch+56(FP), R9         // the table values, column by column
 
 	CMPB ·hasVBMI(SB), $0
 	JEQ sumlow
@@ -195,7 +234,41 @@ sumtest:
 	VDIVPS Z22, Z29, Z22            // inv = 1 / (sum·oscale)
 	VMOVUPS Z22, 64(SP)
 
-	// (3) outputs, row by row.
+	// (3) outputs. With VBMI: 16 columns at a time from the kept table
+	// values (a column a register, a row a lane), transposed back to rows;
+	// the last d mod 16 columns, and all of them without VBMI, row by row
+	// from column R12 with a table gather.
+	XORQ R12, R12
+	CMPB ·hasVBMI(SB), $0
+	JEQ rows
+	MOVQ scratch+56(FP), R9
+	MOVQ DX, R12
+	LEAQ (DX)(DX*2), R13
+	XORQ R11, R11                   // first column of the block
+
+outblk:
+	LEAQ 16(R11), AX
+	CMPQ AX, DX
+	JGT outrest
+	OUTCOLS(Z4)
+	OUTCOLS(Z5)
+	OUTCOLS(Z6)
+	OUTCOLS(Z7)
+	TRANSPOSE16(Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11)
+	LEAQ (DI)(R11*1), R14
+	STORE4D(X8, Z8)
+	STORE4D(X9, Z9)
+	STORE4D(X10, Z10)
+	STORE4D(X11, Z11)
+	ADDQ $16, R11
+	JMP outblk
+
+outrest:
+	MOVQ R11, R12
+	CMPQ R12, DX
+	JEQ blockend
+
+rows:
 	XORQ R11, R11
 	MOVQ SI, R9
 	MOVQ DI, R10
@@ -203,9 +276,10 @@ sumtest:
 rowout:
 	VPBROADCASTD 0(SP)(R11*4), Z5   // off
 	VBROADCASTSS 64(SP)(R11*4), Z6  // inv
-	MOVQ R9, R13
-	MOVQ R10, R14
+	LEAQ (R9)(R12*1), R13
+	LEAQ (R10)(R12*1), R14
 	MOVQ DX, CX
+	SUBQ R12, CX
 
 outloop:
 	CMPQ CX, $16
@@ -216,14 +290,7 @@ outloop:
 	VPXORD Z1, Z1, Z1
 	VGATHERDPS (R8)(Z0*4), K1, Z1
 	VMULPS Z6, Z1, Z1               // p
-	VRNDSCALEPS $0x0b, Z1, Z2       // trunc(p)
-	VSUBPS Z2, Z1, Z3               // fraction, exact
-	VCMPPS $13, Z28, Z3, K3         // fraction ≥ 0.5
-	VADDPS Z29, Z2, K3, Z2
-	VCVTTPS2DQ Z2, Z2
-	VPADDD Z27, Z2, Z2
-	VPMAXSD Z26, Z2, Z2
-	VPMINSD Z25, Z2, Z2
+	QOUT
 	VPMOVDB Z2, (R14)
 	ADDQ $16, R13
 	ADDQ $16, R14
@@ -243,14 +310,7 @@ outtail:
 	VPXORD Z1, Z1, Z1
 	VGATHERDPS (R8)(Z0*4), K1, Z1
 	VMULPS Z6, Z1, Z1
-	VRNDSCALEPS $0x0b, Z1, Z2
-	VSUBPS Z2, Z1, Z3
-	VCMPPS $13, Z28, Z3, K3
-	VADDPS Z29, Z2, K3, Z2
-	VCVTTPS2DQ Z2, Z2
-	VPADDD Z27, Z2, Z2
-	VPMAXSD Z26, Z2, Z2
-	VPMINSD Z25, Z2, Z2
+	QOUT
 	VPMOVDB Z2, K2, (R14)
 
 rownext:
@@ -260,6 +320,7 @@ rownext:
 	CMPQ R11, $16
 	JLT rowout
 
+blockend:
 	MOVQ DX, AX
 	SHLQ $4, AX
 	ADDQ AX, SI

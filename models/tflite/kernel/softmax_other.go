@@ -4,7 +4,7 @@ package kernel
 
 const hasSoftmaxArch = false
 
-func softmaxI8Arch(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32) {
+func softmaxI8Arch(dst, src []int8, d int, table *[256]float32, oscale float32, oz, lo, hi int32, scratch []float32) {
 	panic("kernel: no assembly softmax")
 }
 

@@ -62,7 +62,7 @@ func TestSoftmaxInt8(t *testing.T) {
 			}
 			table := softmaxTable(c.scale, 1)
 			got, want := make([]int8, len(src)), make([]int8, len(src))
-			SoftmaxInt8(got, src, c.d, table, float32(c.oscale), c.oz, c.lo, c.hi)
+			SoftmaxInt8(got, src, c.d, table, float32(c.oscale), c.oz, c.lo, c.hi, nil)
 			softmaxInt8Go(want, src, c.d, table, float32(c.oscale), c.oz, c.lo, c.hi)
 			sameI8(t, "SoftmaxInt8", got, want)
 		})
@@ -82,10 +82,11 @@ func BenchmarkSoftmaxInt8(b *testing.B) {
 		for i := range src {
 			src[i] = int8(r.IntN(256) - 128)
 		}
+		scratch := make([]float32, 16*s.d)
 		b.Run(s.name, func(b *testing.B) {
 			b.SetBytes(int64(len(src)))
 			for b.Loop() {
-				SoftmaxInt8(dst, src, s.d, table, 1.0/256, -128, -128, 127)
+				SoftmaxInt8(dst, src, s.d, table, 1.0/256, -128, -128, 127, scratch)
 			}
 		})
 	}
