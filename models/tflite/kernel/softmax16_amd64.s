@@ -3,6 +3,7 @@
 #include "textflag.h"
 
 #include "transpose16_amd64.h"
+#include "softmax_amd64.h"
 
 DATA sm16c<>+0(SB)/4, $0x3f800000 // 1.0
 DATA sm16c<>+4(SB)/4, $0x3f000000 // 0.5
@@ -19,19 +20,12 @@ GLOBL sm16c<>(SB), RODATA|NOPTR, $12
 	VGATHERDPS (R8)(Z0*4), K1, E \
 	VADDPS E, Z2, Z2
 
-// OUTPUT: round(E·inv (Z2)) half away from zero + oz, clamped, as bytes
-// into lane of O.
+// OUTPUT: round(E·inv (Z31)) half away from zero + oz, clamped (QOUT),
+// as bytes into lane of O.
 #define OUTPUT(E, lane, O) \
-	VMULPS Z2, E, Z0 \
-	VRNDSCALEPS $0x0b, Z0, Z1 \
-	VSUBPS Z1, Z0, Z0 \
-	VCMPPS $13, Z28, Z0, K3 \
-	VADDPS Z29, Z1, K3, Z1 \
-	VCVTTPS2DQ Z1, Z1 \
-	VPADDD Z27, Z1, Z1 \
-	VPMAXSD Z26, Z1, Z1 \
-	VPMINSD Z25, Z1, Z1 \
-	VPMOVDB Z1, X0 \
+	VMULPS Z31, E, Z1 \
+	QOUT \
+	VPMOVDB Z2, X0 \
 	VINSERTI32X4 lane, X0, O, O
 
 // func softmaxI8x16AVX512(dst, src *int8, blocks int, table *[256]float32, oscale float32, oz, lo, hi int32)
@@ -93,7 +87,7 @@ block:
 	COLUMN(X7, Z7, $2, Z22)
 	COLUMN(X7, Z7, $3, Z23)
 	VMULPS Z30, Z2, Z2
-	VDIVPS Z2, Z29, Z2              // inv = 1 / (sum·oscale)
+	VDIVPS Z2, Z29, Z31             // inv = 1 / (sum·oscale)
 	OUTPUT(Z8, $0, Z4)
 	OUTPUT(Z9, $1, Z4)
 	OUTPUT(Z10, $2, Z4)

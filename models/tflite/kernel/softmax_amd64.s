@@ -2,6 +2,7 @@
 
 #include "textflag.h"
 #include "transpose16_amd64.h"
+#include "softmax_amd64.h"
 
 DATA smiota<>+0(SB)/4, $0
 DATA smiota<>+4(SB)/4, $1
@@ -44,18 +45,6 @@ GLOBL smiota<>(SB), RODATA|NOPTR, $64
 	VADDPS Z3, Z22, Z22 \
 	VMOVUPS Z3, (R9) \
 	ADDQ $64, R9
-
-// QOUT: Z1 (p = table value·inv) rounded half away from zero (trunc, +1
-// where the fraction, exact, is ≥ 0.5), + oz, clamped: int32 in Z2.
-#define QOUT \
-	VRNDSCALEPS $0x0b, Z1, Z2 \
-	VSUBPS Z2, Z1, Z3 \
-	VCMPPS $13, Z28, Z3, K3 \
-	VADDPS Z29, Z2, K3, Z2 \
-	VCVTTPS2DQ Z2, Z2 \
-	VPADDD Z27, Z2, Z2 \
-	VPMAXSD Z26, Z2, Z2 \
-	VPMINSD Z25, Z2, Z2
 
 // OUTCOL: the kept column at R9 times inv (Z22), as bytes into lane of O.
 #define OUTCOL(O, lane) \
