@@ -819,34 +819,19 @@ func (k *tile) prepare(ip *Interpreter, n *node) error {
 func (k *tile) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
 	es := in.typ.Size()
-	if out.elems() == 0 {
-		return nil
-	}
-	if len(in.shape) == 0 {
-		copy(out.data[:es], in.data)
-		return nil
-	}
+	r := len(in.shape)
 	ist, ost := rowStrides(in.shape), rowStrides(out.shape)
-	k.tileDim(out.data, in.data, 0, in.shape, ist, ost, es)
-	return nil
-}
-
-// tileDim writes dst, one slice of the output along dimension d: the
-// input's slices once (recursively; the innermost a copied row), then that
-// block repeated mult[d] times by doubling copies.
-func (k *tile) tileDim(dst, src []byte, d int, shape, ist, ost []int, es int) {
-	block := shape[d] * ost[d] * es
-	if d == len(shape)-1 {
-		copy(dst[:block], src[:block])
-	} else {
-		for i := range shape[d] {
-			k.tileDim(dst[i*ost[d]*es:], src[i*ist[d]*es:], d+1, shape, ist, ost, es)
+	total := out.elems()
+	for o := 0; o < total; o++ {
+		src, rem := 0, o
+		for i := 0; i < r; i++ {
+			c := rem / ost[i]
+			rem %= ost[i]
+			src += (c % in.shape[i]) * ist[i]
 		}
+		copy(out.data[o*es:(o+1)*es], in.data[src*es:(src+1)*es])
 	}
-	all := block * k.mult[d]
-	for filled := block; filled < all; filled *= 2 {
-		copy(dst[filled:all], dst[:filled])
-	}
+	return nil
 }
 
 var _ = fmt.Sprint
