@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"edgefleet/models"
+	"edgefleet/models/tflite/kernel"
 )
 
 // Pooling (MAX_POOL_2D, AVERAGE_POOL_2D) and RESIZE_NEAREST_NEIGHBOR.
@@ -70,24 +71,33 @@ func (k *pool) prepare(ip *Interpreter, n *node) error {
 // maxPoolSep is a max pool in two passes, exact as max is: the maximum
 // along x of each input row's windows, then along y of those rows, whole
 // output rows at a time (the SPPF's 5x5 pools: 10 comparisons per output
-// instead of 25). init is the type's lowest value.
-func maxPoolSep[T int8 | float32](ip *Interpreter, g *convGeom, src, dst, h []T, init, lo, hi T) {
-	rowIn, rowH := g.iw*g.ic, g.ow*g.ic
+// instead of 25). init is the type's lowest value; maxf and clampf are the
+// kernel's vector maximum and clamp for T. Each output takes its window's
+// inputs in the order of the reference loop (x ascending, then y).
+func maxPoolSep[T int8 | float32](ip *Interpreter, g *convGeom, src, dst, h []T, init, lo, hi T,
+	maxf func(dst, src []T), clampf func(x []T, lo, hi T)) {
+	rowIn, rowH, ic := g.iw*g.ic, g.ow*g.ic, g.ic
 	ip.parallel(g.n*g.ih, 4, func(_, r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			srow, hrow := src[r*rowIn:][:rowIn], h[r*rowH:][:rowH]
+			fill(hrow, init)
+			if g.sw == 1 {
+				// Window column kx of every output pixel at once: input
+				// pixels ox+kx-padLeft, a contiguous run.
+				for kx := 0; kx < g.kw; kx++ {
+					o0, o1 := max(0, g.padLeft-kx), min(g.ow, g.iw+g.padLeft-kx)
+					if o0 < o1 {
+						i0 := o0 + kx - g.padLeft
+						maxf(hrow[o0*ic:o1*ic], srow[i0*ic:])
+					}
+				}
+				continue
+			}
 			for ox := 0; ox < g.ow; ox++ {
 				x0, x1 := max(ox*g.sw-g.padLeft, 0), min(ox*g.sw-g.padLeft+g.kw, g.iw)
-				d := hrow[ox*g.ic:][:g.ic]
-				for c := range d {
-					d[c] = init
-				}
+				d := hrow[ox*ic:][:ic]
 				for ix := x0; ix < x1; ix++ {
-					for c, v := range srow[ix*g.ic:][:len(d)] {
-						if v > d[c] {
-							d[c] = v
-						}
-					}
+					maxf(d, srow[ix*ic:])
 				}
 			}
 		}
@@ -97,21 +107,24 @@ func maxPoolSep[T int8 | float32](ip *Interpreter, g *convGeom, src, dst, h []T,
 			b, oy := r/g.oh, r%g.oh
 			y0, y1 := max(oy*g.sh-g.padTop, 0), min(oy*g.sh-g.padTop+g.kh, g.ih)
 			d := dst[r*rowH:][:rowH]
-			for i := range d {
-				d[i] = init
-			}
+			fill(d, init)
 			for iy := y0; iy < y1; iy++ {
-				for i, v := range h[(b*g.ih+iy)*rowH:][:len(d)] {
-					if v > d[i] {
-						d[i] = v
-					}
-				}
+				maxf(d, h[(b*g.ih+iy)*rowH:])
 			}
-			for i, v := range d {
-				d[i] = min(max(v, lo), hi)
-			}
+			clampf(d, lo, hi)
 		}
 	})
+}
+
+// fill sets every element of d to v by doubling copies.
+func fill[T any](d []T, v T) {
+	if len(d) == 0 {
+		return
+	}
+	d[0] = v
+	for n := 1; n < len(d); n *= 2 {
+		copy(d[n:], d[:n])
+	}
 }
 
 func (k *pool) eval(ip *Interpreter, n *node) error {
@@ -119,11 +132,11 @@ func (k *pool) eval(ip *Interpreter, n *node) error {
 	g := &k.g
 	switch {
 	case k.max && in.typ == models.Int8 && k.rowMax != nil:
-		maxPoolSep(ip, g, i8s(in.data), i8s(out.data), i8s(k.rowMax), -128, int8(k.lo), int8(k.hi))
+		maxPoolSep(ip, g, i8s(in.data), i8s(out.data), i8s(k.rowMax), -128, int8(k.lo), int8(k.hi), kernel.MaxInt8, kernel.ClampInt8)
 		return nil
 	case k.max && in.typ == models.Float32 && k.rowMax != nil:
 		lo, hi := actFloat(k.act)
-		maxPoolSep(ip, g, f32s(in.data), f32s(out.data), f32s(k.rowMax), -math.MaxFloat32, lo, hi)
+		maxPoolSep(ip, g, f32s(in.data), f32s(out.data), f32s(k.rowMax), -math.MaxFloat32, lo, hi, kernel.MaxF32, kernel.ClampF32)
 		return nil
 	case k.max && in.typ == models.Int8:
 		maxPoolDirect(ip, g, i8s(in.data), i8s(out.data), -128, int8(k.lo), int8(k.hi))

@@ -229,9 +229,7 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 	for i, t := range n.in {
 		chunk := product(t.shape[k.axis:]) * es
 		if !k.requant[i] {
-			for o := 0; o < outer; o++ {
-				copy(out.data[o*innerOut+off:o*innerOut+off+chunk], t.data[o*chunk:(o+1)*chunk])
-			}
+			copyRuns(out.data[off:], t.data, outer, chunk, innerOut, chunk)
 		} else if lut := k.luts[i]; lut != nil {
 			for o := 0; o < outer; o++ {
 				kernel.LUT8(out.data[o*innerOut+off:][:chunk], t.data[o*chunk:][:chunk], lut)
@@ -253,6 +251,7 @@ func (k *concat) eval(ip *Interpreter, n *node) error {
 type stridedView struct {
 	start, step, count []int
 	inStrides          []int
+	idx                []int // the odometer of copy, reset when it ends
 }
 
 func rowStrides(shape []int) []int {
@@ -265,6 +264,10 @@ func rowStrides(shape []int) []int {
 	return st
 }
 
+// copy gathers the view of src into dst in order: runs along the last
+// dimension (whole copies where it is contiguous), the next dimension's
+// runs as one strided copyRuns, and an odometer with an incremental offset
+// over the rest.
 func (v *stridedView) copy(dst, src []byte, es int) {
 	r := len(v.count)
 	if r == 0 {
@@ -275,31 +278,87 @@ func (v *stridedView) copy(dst, src []byte, es int) {
 	if total == 0 {
 		return
 	}
-	idx := make([]int, r)
-	o := 0
-	innerContig := v.step[r-1]*v.inStrides[r-1] == 1
+	base, stride := 0, make([]int, r)
+	for i := range r {
+		base += v.start[i] * v.inStrides[i]
+		stride[i] = v.step[i] * v.inStrides[i]
+	}
 	inner := v.count[r-1]
-	for o < total {
-		base := 0
-		for i := 0; i < r-1; i++ {
-			base += (v.start[i] + idx[i]*v.step[i]) * v.inStrides[i]
-		}
-		if innerContig {
-			s := (base + v.start[r-1]) * es
-			copy(dst[o*es:(o+inner)*es], src[s:s+inner*es])
-		} else {
-			for j := 0; j < inner; j++ {
-				s := (base + (v.start[r-1]+j*v.step[r-1])*v.inStrides[r-1]) * es
-				copy(dst[(o+j)*es:(o+j+1)*es], src[s:s+es])
+	if stride[r-1] != 1 {
+		// Element by element along the last dimension.
+		for o := 0; o < total; o += inner {
+			for j := range inner {
+				s := (base + j*stride[r-1]) * es
+				copy(dst[(o+j)*es:][:es], src[s:s+es])
 			}
+			base = v.next(base, stride, r-1)
 		}
-		o += inner
-		for i := r - 2; i >= 0; i-- {
-			idx[i]++
-			if idx[i] < v.count[i] {
-				break
-			}
-			idx[i] = 0
+		return
+	}
+	run := inner * es
+	if r == 1 {
+		copy(dst[:run], src[base*es:][:run])
+		return
+	}
+	rows := v.count[r-2] // runs per copyRuns
+	for o := 0; o < total; o += inner * rows {
+		copyRuns(dst[o*es:], src[base*es:], rows, run, run, stride[r-2]*es)
+		base = v.next(base, stride, r-2)
+	}
+}
+
+// next steps the odometer over dimensions 0..d-1 (the index in v.idx),
+// returning base moved by the dimensions' strides.
+func (v *stridedView) next(base int, stride []int, d int) int {
+	if v.idx == nil {
+		v.idx = make([]int, len(v.count))
+	}
+	for i := d - 1; i >= 0; i-- {
+		v.idx[i]++
+		base += stride[i]
+		if v.idx[i] < v.count[i] {
+			return base
+		}
+		base -= v.count[i] * stride[i]
+		v.idx[i] = 0
+	}
+	return base
+}
+
+// copyRuns copies n runs of run bytes, the i-th from src[i·ss:] to
+// dst[i·ds:]; the channel slices of YOLO's blocks are runs of 1 to 64
+// bytes, copied as fixed-size arrays (a copy call costs more than such a
+// run). It stays on one thread: these copies are memory-bound, and a split
+// did not measure faster on the shared machine (left to a quiet one).
+func copyRuns(dst, src []byte, n, run, ds, ss int) {
+	switch run {
+	case 1: // a split or concat of single int8 channels
+		for i := range n {
+			dst[i*ds] = src[i*ss]
+		}
+	case 4:
+		for i := range n {
+			*(*[4]byte)(dst[i*ds:]) = *(*[4]byte)(src[i*ss:])
+		}
+	case 8:
+		for i := range n {
+			*(*[8]byte)(dst[i*ds:]) = *(*[8]byte)(src[i*ss:])
+		}
+	case 16:
+		for i := range n {
+			*(*[16]byte)(dst[i*ds:]) = *(*[16]byte)(src[i*ss:])
+		}
+	case 32:
+		for i := range n {
+			*(*[32]byte)(dst[i*ds:]) = *(*[32]byte)(src[i*ss:])
+		}
+	case 64:
+		for i := range n {
+			*(*[64]byte)(dst[i*ds:]) = *(*[64]byte)(src[i*ss:])
+		}
+	default:
+		for i := range n {
+			copy(dst[i*ds:][:run], src[i*ss:][:run])
 		}
 	}
 }
@@ -443,27 +502,6 @@ func nextKept(shape []int, p int) int {
 	return d
 }
 
-// transpose2D writes the cols×rows transposes of batch rows×cols matrices,
-// in 32×32 tiles.
-func transpose2D[T any](dst, src []T, batch, rows, cols int) {
-	const tile = 32
-	for b := 0; b < batch; b++ {
-		s, d := src[b*rows*cols:][:rows*cols], dst[b*rows*cols:][:rows*cols]
-		for r0 := 0; r0 < rows; r0 += tile {
-			r1 := min(rows, r0+tile)
-			for c0 := 0; c0 < cols; c0 += tile {
-				c1 := min(cols, c0+tile)
-				for r := r0; r < r1; r++ {
-					row := s[r*cols:][:c1]
-					for c := c0; c < c1; c++ {
-						d[c*rows+r] = row[c]
-					}
-				}
-			}
-		}
-	}
-}
-
 func (k *transpose) prepare(ip *Interpreter, n *node) error {
 	if err := needIO(n, 2, 1); err != nil {
 		return err
@@ -503,12 +541,18 @@ func (k *transpose) eval(ip *Interpreter, n *node) error {
 		return nil
 	}
 	if k.rows > 0 && k.batch*k.rows*k.cols == in.elems() {
+		m := k.rows * k.cols
 		switch es {
 		case 1:
-			transpose2D(out.data, in.data, k.batch, k.rows, k.cols)
+			for b := range k.batch {
+				kernel.TransposeBytes(out.data[b*m:], in.data[b*m:], k.rows, k.cols)
+			}
 			return nil
 		case 4:
-			transpose2D(i32s(out.data), i32s(in.data), k.batch, k.rows, k.cols)
+			x, y := i32s(in.data), i32s(out.data)
+			for b := range k.batch {
+				kernel.Transpose32(y[b*m:], x[b*m:], k.rows, k.cols)
+			}
 			return nil
 		}
 	}
@@ -589,9 +633,7 @@ func (k *split) eval(ip *Interpreter, n *node) error {
 	inner := product(in.shape[k.axis:]) * es
 	chunk := inner / len(n.out)
 	for i, o := range n.out {
-		for r := 0; r < outer; r++ {
-			copy(o.data[r*chunk:(r+1)*chunk], in.data[r*inner+i*chunk:r*inner+(i+1)*chunk])
-		}
+		copyRuns(o.data, in.data[i*chunk:], outer, chunk, chunk, inner)
 	}
 	return nil
 }
@@ -629,10 +671,7 @@ func (k *pack) eval(ip *Interpreter, n *node) error {
 	outer := product(first.shape[:k.axis])
 	chunk := product(first.shape[k.axis:]) * es
 	for i, t := range n.in {
-		for r := 0; r < outer; r++ {
-			d := (r*len(n.in) + i) * chunk
-			copy(n.out[0].data[d:d+chunk], t.data[r*chunk:(r+1)*chunk])
-		}
+		copyRuns(n.out[0].data[i*chunk:], t.data, outer, chunk, len(n.in)*chunk, chunk)
 	}
 	return nil
 }
@@ -641,6 +680,9 @@ type pad struct {
 	v2     bool
 	before []int
 	fill   []byte
+	// fillBuf is fill repeated (4 KiB), zero whether fill is all zeros.
+	fillBuf []byte
+	zero    bool
 }
 
 func (k *pad) prepare(ip *Interpreter, n *node) error {
@@ -668,6 +710,9 @@ func (k *pad) prepare(ip *Interpreter, n *node) error {
 		out.shape[i] = in.shape[i] + p[2*i] + p[2*i+1]
 	}
 	es := in.typ.Size()
+	if es == 0 {
+		return n.errorf("%w: PAD of %s", models.ErrUnsupported, in.typ)
+	}
 	k.fill = make([]byte, es)
 	if k.v2 && len(n.in) > 2 && n.in[2] != nil {
 		if !n.in[2].konst || len(n.in[2].data) != es {
@@ -680,51 +725,68 @@ func (k *pad) prepare(ip *Interpreter, n *node) error {
 			k.fill[i] = byte(qv >> (8 * i))
 		}
 	}
+	k.zero = true
+	for _, b := range k.fill {
+		k.zero = k.zero && b == 0
+	}
+	k.fillBuf = make([]byte, 4096/es*es)
+	for i := 0; i < len(k.fillBuf); i += es {
+		copy(k.fillBuf[i:], k.fill)
+	}
 	return nil
 }
 
 func (k *pad) eval(ip *Interpreter, n *node) error {
 	in, out := n.in[0], n.out[0]
 	es := in.typ.Size()
-	// fill by doubling copies (memmove speed), then copy the input rows in
-	copy(out.data, k.fill)
-	for filled := es; filled < len(out.data); filled *= 2 {
-		copy(out.data[filled:], out.data[:filled])
-	}
 	r := len(in.shape)
 	if r == 0 || in.elems() == 0 {
+		k.fillBytes(out.data)
 		copy(out.data, in.data)
 		return nil
 	}
-	// Copy blocks from the innermost padded dimension in: the dimensions
-	// inside it are not padded, so each block is contiguous in both.
+	// Dimensions from p on are not padded: blocks of them are contiguous
+	// in both tensors.
 	p := r - 1
 	for p > 0 && k.before[p] == 0 && out.shape[p] == in.shape[p] {
 		p--
 	}
-	block := 1
-	for _, d := range in.shape[p:] {
-		block *= d
+	ist, ost := rowStrides(in.shape), rowStrides(out.shape)
+	for i := range ist {
+		ist[i] *= es
+		ost[i] *= es
 	}
-	ost := rowStrides(out.shape)
-	inner := block * es
-	rows := in.elems() / block
-	idx := make([]int, p)
-	for row := 0; row < rows; row++ {
-		o := k.before[p] * ost[p]
-		for i := 0; i < p; i++ {
-			o += (idx[i] + k.before[i]) * ost[i]
-		}
-		copy(out.data[o*es:o*es+inner], in.data[row*inner:(row+1)*inner])
-		for i := p - 1; i >= 0; i-- {
-			idx[i]++
-			if idx[i] < in.shape[i] {
-				break
-			}
-			idx[i] = 0
-		}
-	}
+	k.padDim(out.data, in.data, 0, p, in.shape, ist, ost)
 	return nil
+}
+
+// padDim writes dst, one slice of the output along dimension d (or the
+// whole output at d = 0): the fill before, each input slice (recursively;
+// a whole block at dimension p, below which nothing is padded), the fill
+// after, so that every output byte is written once.
+func (k *pad) padDim(dst, src []byte, d, p int, shape, ist, ost []int) {
+	b, n := k.before[d]*ost[d], shape[d]*ost[d]
+	k.fillBytes(dst[:b])
+	if d == p {
+		copy(dst[b:b+n], src[:n])
+	} else {
+		for i := range shape[d] {
+			k.padDim(dst[b+i*ost[d]:][:ost[d]], src[i*ist[d]:], d+1, p, shape, ist, ost)
+		}
+	}
+	k.fillBytes(dst[b+n:])
+}
+
+// fillBytes sets x (whole elements) to the pad value: a clear when it is
+// zero, else copies of the value repeated in fillBuf.
+func (k *pad) fillBytes(x []byte) {
+	if k.zero {
+		clear(x)
+		return
+	}
+	for len(x) > 0 {
+		x = x[copy(x, k.fillBuf):]
+	}
 }
 
 type tile struct{ mult []int }

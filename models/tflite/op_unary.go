@@ -125,6 +125,9 @@ func (k *softmax) prepare(ip *Interpreter, n *node) error {
 		for v := 0; v < 256; v++ {
 			k.table[255-v] = float32(math.Exp(float64(sc * float32(v))))
 		}
+		if in.typ == models.Int8 && out.typ == models.Int8 {
+			ip.needScratch(16 * k.inner * 4) // a block's table values (kernel.SoftmaxInt8)
+		}
 	default:
 		return n.errorf("%w: softmax on %s", models.ErrUnsupported, in.typ)
 	}
@@ -144,29 +147,10 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 		x, y := f32s(in.data), f32s(out.data)
 		beta := float32(k.beta)
 		ip.parallel(rows, 64, func(_, r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
-				m := xs[0]
-				for _, v := range xs {
-					m = max(m, v)
-				}
-				for i, v := range xs {
-					ys[i] = (v - m) * beta
-				}
-			}
 			block := y[r0*d : r1*d]
+			kernel.SoftmaxF32Prep(block, x[r0*d:r1*d], d, beta)
 			kernel.Exp(block, block)
-			for r := r0; r < r1; r++ {
-				ys := y[r*d : (r+1)*d]
-				var sum float64
-				for _, e := range ys {
-					sum += float64(e)
-				}
-				inv := float32(1 / sum)
-				for i := range ys {
-					ys[i] *= inv
-				}
-			}
+			kernel.SoftmaxF32Norm(block, d)
 		})
 		return nil
 	}
@@ -177,25 +161,11 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	oscale := float32(out.scale())
 	oz := out.zp()
 	if in.typ == models.Int8 && out.typ == models.Int8 {
+		// Blocks of 16 rows: the kernel's vector width across rows.
 		x, y := i8s(in.data), i8s(out.data)
-		ip.parallel(rows, 64, func(_, r0, r1 int) {
-			for r := r0; r < r1; r++ {
-				xs, ys := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
-				mx := xs[0]
-				for _, v := range xs {
-					mx = max(mx, v)
-				}
-				off := 255 - int32(mx) // off + v is in [0, 255]
-				var sum float32
-				for _, v := range xs {
-					sum += table[uint8(off+int32(v))]
-				}
-				inv := 1 / (sum * oscale)
-				for i, v := range xs {
-					p := table[uint8(off+int32(v))] * inv
-					ys[i] = int8(clamp32(int32(math.Round(float64(p)))+oz, lo, hi))
-				}
-			}
+		ip.parallel((rows+15)/16, 4, func(w, b0, b1 int) {
+			r0, r1 := b0*16*d, min(b1*16, rows)*d
+			kernel.SoftmaxInt8(y[r0:r1], x[r0:r1], d, table, oscale, oz, lo, hi, f32s(ip.scratch[w]))
 		})
 		return nil
 	}

@@ -13,14 +13,15 @@ import (
 
 // TestMaxPoolSeparableExact: the two-pass max pool writes the bytes of the
 // one-pass window loop, int8 and float32, same and valid padding, strides
-// 1 and 2.
+// 1 and 2, with and without a fused activation.
 func TestMaxPoolSeparableExact(t *testing.T) {
 	r := rand.New(rand.NewPCG(29, 30))
 	for _, typ := range []models.DType{models.Int8, models.Float32} {
 		for _, c := range []struct {
 			h, w, ch, k, s int
-			pad            uint8
-		}{{20, 20, 16, 5, 1, padSame}, {9, 7, 3, 3, 2, padValid}, {8, 8, 17, 2, 2, padSame}} {
+			pad, act       uint8
+		}{{20, 20, 16, 5, 1, padSame, 0}, {9, 7, 3, 3, 2, padValid, 0}, {8, 8, 17, 2, 2, padSame, 0},
+			{20, 20, 128, 5, 1, padSame, actRelu}, {11, 13, 67, 3, 1, padValid, actRelu6}, {6, 9, 5, 4, 1, padSame, actReluN1To1}} {
 			t.Run(fmt.Sprint(typ, c), func(t *testing.T) {
 				oh, _ := padding(c.pad, c.h, c.k, c.s, 1)
 				ow, _ := padding(c.pad, c.w, c.k, c.s, 1)
@@ -33,7 +34,7 @@ func TestMaxPoolSeparableExact(t *testing.T) {
 				}
 				m := tt.Model{
 					Tensors: []tt.Tensor{tensor("x", 1, c.h, c.w, c.ch), tensor("y", 1, oh, ow, c.ch)},
-					Ops:     []tt.Op{{Builtin: int32(OpMaxPool2d), Inputs: []int{0}, Outputs: []int{1}, Options: []any{c.pad, int32(c.s), int32(c.s), int32(c.k), int32(c.k), uint8(0)}}},
+					Ops:     []tt.Op{{Builtin: int32(OpMaxPool2d), Inputs: []int{0}, Outputs: []int{1}, Options: []any{c.pad, int32(c.s), int32(c.s), int32(c.k), int32(c.k), c.act}}},
 					Inputs:  []int{0}, Outputs: []int{1},
 				}
 				in := make([]byte, c.h*c.w*c.ch*typ.Size())

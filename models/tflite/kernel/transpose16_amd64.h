@@ -1,0 +1,139 @@
+// Shared by the softmax and transpose assembly: a 16×16 byte transpose in
+// four AVX-512 registers with VPERMI2B (AVX512_VBMI), LOAD4 to gather its
+// rows, and a 16×16 dword transpose in sixteen.
+
+// tp16: VPERMI2B indices of a 16×16 byte transpose held in four registers
+// (rows 4k..4k+3 in register k): byte q = 16c+r of output register k is
+// element [r][4k+c], at byte 16·(r%4) + 4k + c of input register r/4,
+// taken from the pair (0, 1) for r < 8 and (2, 3) for r ≥ 8 (so bit 6
+// picks the pair's second register). The transpose is its own inverse.
+DATA tp16<>+0(SB)/8, $0x7060504030201000
+DATA tp16<>+8(SB)/8, $0x7060504030201000
+DATA tp16<>+16(SB)/8, $0x7161514131211101
+DATA tp16<>+24(SB)/8, $0x7161514131211101
+DATA tp16<>+32(SB)/8, $0x7262524232221202
+DATA tp16<>+40(SB)/8, $0x7262524232221202
+DATA tp16<>+48(SB)/8, $0x7363534333231303
+DATA tp16<>+56(SB)/8, $0x7363534333231303
+DATA tp16<>+64(SB)/8, $0x7464544434241404
+DATA tp16<>+72(SB)/8, $0x7464544434241404
+DATA tp16<>+80(SB)/8, $0x7565554535251505
+DATA tp16<>+88(SB)/8, $0x7565554535251505
+DATA tp16<>+96(SB)/8, $0x7666564636261606
+DATA tp16<>+104(SB)/8, $0x7666564636261606
+DATA tp16<>+112(SB)/8, $0x7767574737271707
+DATA tp16<>+120(SB)/8, $0x7767574737271707
+DATA tp16<>+128(SB)/8, $0x7868584838281808
+DATA tp16<>+136(SB)/8, $0x7868584838281808
+DATA tp16<>+144(SB)/8, $0x7969594939291909
+DATA tp16<>+152(SB)/8, $0x7969594939291909
+DATA tp16<>+160(SB)/8, $0x7a6a5a4a3a2a1a0a
+DATA tp16<>+168(SB)/8, $0x7a6a5a4a3a2a1a0a
+DATA tp16<>+176(SB)/8, $0x7b6b5b4b3b2b1b0b
+DATA tp16<>+184(SB)/8, $0x7b6b5b4b3b2b1b0b
+DATA tp16<>+192(SB)/8, $0x7c6c5c4c3c2c1c0c
+DATA tp16<>+200(SB)/8, $0x7c6c5c4c3c2c1c0c
+DATA tp16<>+208(SB)/8, $0x7d6d5d4d3d2d1d0d
+DATA tp16<>+216(SB)/8, $0x7d6d5d4d3d2d1d0d
+DATA tp16<>+224(SB)/8, $0x7e6e5e4e3e2e1e0e
+DATA tp16<>+232(SB)/8, $0x7e6e5e4e3e2e1e0e
+DATA tp16<>+240(SB)/8, $0x7f6f5f4f3f2f1f0f
+DATA tp16<>+248(SB)/8, $0x7f6f5f4f3f2f1f0f
+GLOBL tp16<>(SB), RODATA|NOPTR, $256
+
+// tp16mask: K4 for TRANSPOSE16, the bytes of rows 8..15 of each register.
+DATA tp16mask<>+0(SB)/8, $0xff00ff00ff00ff00
+GLOBL tp16mask<>(SB), RODATA|NOPTR, $8
+
+// TRANSPOSE16 sets o0..o3 to the transpose of the 16×16 bytes in i0..i3
+// (Z0, Z1 scratch; K4 the mask of rows 8..15).
+#define TRANSPOSE16(i0, i1, i2, i3, o0, o1, o2, o3) \
+	TP16ONE(i0, i1, i2, i3, 0, o0) \
+	TP16ONE(i0, i1, i2, i3, 64, o1) \
+	TP16ONE(i0, i1, i2, i3, 128, o2) \
+	TP16ONE(i0, i1, i2, i3, 192, o3)
+
+#define TP16ONE(i0, i1, i2, i3, off, o) \
+	VMOVDQU64 tp16<>+off(SB), Z0 \
+	VMOVDQA64 Z0, Z1 \
+	VPERMI2B  i1, i0, Z0 \
+	VPERMI2B  i3, i2, Z1 \
+	VPBLENDMB Z1, Z0, K4, o
+
+// LOAD4 loads four 16-byte rows from R14, R14+cols, +2·cols, +3·cols into
+// Z and steps R14 by 4·cols (R12 = cols, R13 = 3·cols).
+#define LOAD4(X, Z) \
+	VMOVDQU (R14), X \
+	VINSERTI32X4 $1, (R14)(R12*1), Z, Z \
+	VINSERTI32X4 $2, (R14)(R12*2), Z, Z \
+	VINSERTI32X4 $3, (R14)(R13*1), Z, Z \
+	LEAQ (R14)(R12*4), R14
+
+// TRANSPOSE16X32 transposes the 16×16 dwords in Z0..Z15 (a row each) in
+// place, clobbering Z16..Z31 (AVX-512F): dwords then qwords interleaved
+// within 128-bit lanes, then the lanes exchanged in two VSHUFI32X4 steps.
+#define TRANSPOSE16X32 \
+	VPUNPCKLDQ Z1, Z0, Z16 \
+	VPUNPCKHDQ Z1, Z0, Z17 \
+	VPUNPCKLDQ Z3, Z2, Z18 \
+	VPUNPCKHDQ Z3, Z2, Z19 \
+	VPUNPCKLDQ Z5, Z4, Z20 \
+	VPUNPCKHDQ Z5, Z4, Z21 \
+	VPUNPCKLDQ Z7, Z6, Z22 \
+	VPUNPCKHDQ Z7, Z6, Z23 \
+	VPUNPCKLDQ Z9, Z8, Z24 \
+	VPUNPCKHDQ Z9, Z8, Z25 \
+	VPUNPCKLDQ Z11, Z10, Z26 \
+	VPUNPCKHDQ Z11, Z10, Z27 \
+	VPUNPCKLDQ Z13, Z12, Z28 \
+	VPUNPCKHDQ Z13, Z12, Z29 \
+	VPUNPCKLDQ Z15, Z14, Z30 \
+	VPUNPCKHDQ Z15, Z14, Z31 \
+	VPUNPCKLQDQ Z18, Z16, Z0 \
+	VPUNPCKHQDQ Z18, Z16, Z1 \
+	VPUNPCKLQDQ Z19, Z17, Z2 \
+	VPUNPCKHQDQ Z19, Z17, Z3 \
+	VPUNPCKLQDQ Z22, Z20, Z4 \
+	VPUNPCKHQDQ Z22, Z20, Z5 \
+	VPUNPCKLQDQ Z23, Z21, Z6 \
+	VPUNPCKHQDQ Z23, Z21, Z7 \
+	VPUNPCKLQDQ Z26, Z24, Z8 \
+	VPUNPCKHQDQ Z26, Z24, Z9 \
+	VPUNPCKLQDQ Z27, Z25, Z10 \
+	VPUNPCKHQDQ Z27, Z25, Z11 \
+	VPUNPCKLQDQ Z30, Z28, Z12 \
+	VPUNPCKHQDQ Z30, Z28, Z13 \
+	VPUNPCKLQDQ Z31, Z29, Z14 \
+	VPUNPCKHQDQ Z31, Z29, Z15 \
+	VSHUFI32X4 $0x88, Z4, Z0, Z16 \
+	VSHUFI32X4 $0xdd, Z4, Z0, Z17 \
+	VSHUFI32X4 $0x88, Z12, Z8, Z18 \
+	VSHUFI32X4 $0xdd, Z12, Z8, Z19 \
+	VSHUFI32X4 $0x88, Z5, Z1, Z20 \
+	VSHUFI32X4 $0xdd, Z5, Z1, Z21 \
+	VSHUFI32X4 $0x88, Z13, Z9, Z22 \
+	VSHUFI32X4 $0xdd, Z13, Z9, Z23 \
+	VSHUFI32X4 $0x88, Z6, Z2, Z24 \
+	VSHUFI32X4 $0xdd, Z6, Z2, Z25 \
+	VSHUFI32X4 $0x88, Z14, Z10, Z26 \
+	VSHUFI32X4 $0xdd, Z14, Z10, Z27 \
+	VSHUFI32X4 $0x88, Z7, Z3, Z28 \
+	VSHUFI32X4 $0xdd, Z7, Z3, Z29 \
+	VSHUFI32X4 $0x88, Z15, Z11, Z30 \
+	VSHUFI32X4 $0xdd, Z15, Z11, Z31 \
+	VSHUFI32X4 $0x88, Z18, Z16, Z0 \
+	VSHUFI32X4 $0x88, Z19, Z17, Z4 \
+	VSHUFI32X4 $0xdd, Z18, Z16, Z8 \
+	VSHUFI32X4 $0xdd, Z19, Z17, Z12 \
+	VSHUFI32X4 $0x88, Z22, Z20, Z1 \
+	VSHUFI32X4 $0x88, Z23, Z21, Z5 \
+	VSHUFI32X4 $0xdd, Z22, Z20, Z9 \
+	VSHUFI32X4 $0xdd, Z23, Z21, Z13 \
+	VSHUFI32X4 $0x88, Z26, Z24, Z2 \
+	VSHUFI32X4 $0x88, Z27, Z25, Z6 \
+	VSHUFI32X4 $0xdd, Z26, Z24, Z10 \
+	VSHUFI32X4 $0xdd, Z27, Z25, Z14 \
+	VSHUFI32X4 $0x88, Z30, Z28, Z3 \
+	VSHUFI32X4 $0x88, Z31, Z29, Z7 \
+	VSHUFI32X4 $0xdd, Z30, Z28, Z11 \
+	VSHUFI32X4 $0xdd, Z31, Z29, Z15
