@@ -146,9 +146,11 @@ func TestProfilerOffCostsNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	off := testing.AllocsPerRun(1, invoke)
+	// The mean of 10 invokes each: a rare allocation outside the
+	// interpreter's control (the runtime, the race detector) does not count.
+	off := testing.AllocsPerRun(10, invoke)
 	ip.SetProfiler(&Profiler{})
-	on := testing.AllocsPerRun(1, invoke)
+	on := testing.AllocsPerRun(10, invoke)
 	if on != off {
 		t.Errorf("invoke allocates %v times with the profiler, %v without", on, off)
 	}
