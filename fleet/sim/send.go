@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
-	"math"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -19,7 +17,7 @@ import (
 // The sending phase: a few sender goroutines (one per CPU) drive every
 // device's schedule from a heap of wake times, instead of a goroutine and
 // a timer per device, and encode each batch by appending into a reused
-// buffer. Each device keeps its own connection, client id, topics and seq
+// buffer (api.AppendBatch). Each device keeps its own connection, client id, topics and seq
 // stream; only the simulator's own bookkeeping is shared, so that its CPU
 // time per batch stays small beside fleetd's.
 
@@ -138,7 +136,7 @@ func (s *sender) sendBatch(o *Options, d *device, now time.Time, c *counters) {
 		s.events = append(s.events, api.Event{Seq: d.seq, CameraID: SimCamera, Time: now.UnixMicro(), Model: v.Model, ModelVersion: v.ModelVersion,
 			ClassID: 0, Label: o.Labels[rand.IntN(len(o.Labels))], Score: 0.5 + rand.Float32()/2, Box: [4]float32{x, x / 2, x + 40, x/2 + 80}})
 	}
-	s.buf = appendBatch(s.buf[:0], d.id, s.events)
+	s.buf = api.AppendBatch(s.buf[:0], d.id, s.events)
 	p := s.buf
 	if o.ResendAfter > 0 {
 		p = bytes.Clone(p) // kept for resending
@@ -161,85 +159,6 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// appendBatch appends the JSON of a DetectionBatch, byte for byte what
-// json.Marshal writes, without reflection. Events other than plain
-// detections go through json.Marshal.
-func appendBatch(b []byte, device string, events []api.Event) []byte {
-	for i := range events {
-		if e := &events[i]; e.Type != "" || e.V != 0 || e.Track != nil || e.Line != nil || e.Zone != nil || e.Snapshot != nil {
-			p, _ := json.Marshal(&api.DetectionBatch{DeviceID: device, Events: events})
-			return append(b, p...)
-		}
-	}
-	b = append(b, `{"device_id":`...)
-	b = appendJSONString(b, device)
-	b = append(b, `,"events":`...)
-	if events == nil {
-		return append(b, "null}"...)
-	}
-	b = append(b, '[')
-	for i := range events {
-		e := &events[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"seq":`...)
-		b = strconv.AppendUint(b, e.Seq, 10)
-		b = append(b, `,"camera_id":`...)
-		b = appendJSONString(b, e.CameraID)
-		b = append(b, `,"time_us":`...)
-		b = strconv.AppendInt(b, e.Time, 10)
-		if e.Model != "" {
-			b = append(b, `,"model":`...)
-			b = appendJSONString(b, e.Model)
-		}
-		if e.ModelVersion != "" {
-			b = append(b, `,"model_version":`...)
-			b = appendJSONString(b, e.ModelVersion)
-		}
-		b = append(b, `,"class_id":`...)
-		b = strconv.AppendInt(b, int64(e.ClassID), 10)
-		b = append(b, `,"label":`...)
-		b = appendJSONString(b, e.Label)
-		b = append(b, `,"score":`...)
-		b = appendFloat32(b, e.Score)
-		b = append(b, `,"box":[`...)
-		for j, f := range e.Box {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = appendFloat32(b, f)
-		}
-		b = append(b, "]}"...)
-	}
-	return append(b, "]}"...)
-}
-
-// appendJSONString appends s as a JSON string as json.Marshal writes it: plain
-// printable ASCII as it is, anything else through json.Marshal.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			p, _ := json.Marshal(s)
-			return append(b, p...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// appendFloat32 appends f as json.Marshal writes a float32: the shortest
-// decimal form where json.Marshal uses it, json.Marshal otherwise
-// (exponents; NaN and infinities, which it refuses, append nothing).
-func appendFloat32(b []byte, f float32) []byte {
-	if a := math.Abs(float64(f)); a != 0 && (a < 1e-6 || a >= 1e21) || math.IsNaN(float64(f)) {
-		p, _ := json.Marshal(f)
-		return append(b, p...)
-	}
-	return strconv.AppendFloat(b, float64(f), 'f', -1, 32)
 }
 
 // parseAck reads an ack for device in the form fleetd writes
