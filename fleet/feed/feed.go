@@ -213,8 +213,9 @@ func (p *Postgres) encode(recs []store.Record) []string {
 	}
 	var b []byte
 	for i := range recs {
-		b = api.AppendRecord(b[:0], recs[i].Device, &recs[i].Event) // json.Marshal's bytes, without reflection
-		if len(b) == 0 || len(b)+2 > MaxPayload { // nothing: json.Marshal would fail
+		// json.Marshal's bytes without reflection; none where it would fail.
+		b = api.AppendRecord(b[:0], recs[i].Device, &recs[i].Event)
+		if len(b) == 0 || len(b)+2 > MaxPayload {
 			p.dropped.WithLabelValues(ReasonTooLarge).Inc()
 			continue
 		}
