@@ -87,8 +87,7 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{},
-		updates: groupCommit{linger: updateLinger}}
+	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{}}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}

@@ -27,22 +27,12 @@ type updateReq struct {
 // maxUpdateBatch caps the updates one transaction groups.
 const maxUpdateBatch = 1000
 
-// updateLinger is how long a batch waits for more updates when the one
-// before it grouped several (updates are arriving together); a lone
-// update never waits. Telemetry at 5,000 devices is 500 reports a second,
-// which without it went mostly one or two to a transaction: five round
-// trips and a commit each, the largest part of the registry's cost in
-// fleetd and in PostgreSQL. Nothing but the reporting message's handler
-// waits for a registry update.
-const updateLinger = 20 * time.Millisecond
-
 // groupCommit runs concurrent requests in batches: while one batch
 // commits, the next requests queue and go together in the next one. A
 // device reporting state, telemetry and job status at 5,000 devices is
 // hundreds of updates a second: one transaction (and one WAL flush) each
 // was most of the registry's cost in fleetd and in PostgreSQL.
 type groupCommit struct {
-	linger  time.Duration // see updateLinger; 0 never waits
 	mu      sync.Mutex
 	queue   []*updateReq
 	running bool // a drain goroutine is committing
@@ -66,11 +56,7 @@ func (g *groupCommit) run(req *updateReq, commit func([]*updateReq)) error {
 // drain commits batches until the queue is empty. commit must close every
 // request's done.
 func (g *groupCommit) drain(commit func([]*updateReq)) {
-	grouped := false // the last batch had several updates
 	for {
-		if grouped && g.linger > 0 {
-			time.Sleep(g.linger) // let the next updates gather
-		}
 		g.mu.Lock()
 		n := min(len(g.queue), maxUpdateBatch)
 		if n == 0 {
@@ -81,7 +67,6 @@ func (g *groupCommit) drain(commit func([]*updateReq)) {
 		batch := g.queue[:n:n]
 		g.queue = g.queue[n:]
 		g.mu.Unlock()
-		grouped = n > 1
 		commit(batch)
 	}
 }
