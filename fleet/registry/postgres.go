@@ -87,7 +87,8 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{}}
+	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{},
+		updates: groupCommit{linger: updateLinger, urgent: make(chan struct{}, 1)}}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -98,14 +99,15 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 // stores the result and the history point fn returns (if any), and then
 // updates the cache. Concurrent updates share one transaction (group
 // commit, updates.go): the caller returns once its update is committed.
-func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) error {
+// Only an update that is not urgent (telemetry) may wait for others.
+func (r *Postgres) update(id string, urgent bool, fn func(d *Device, now time.Time) *Point) error {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
 		return ErrClosed
 	}
-	return r.updates.run(&updateReq{id: id, fn: fn}, r.commitUpdates)
+	return r.updates.run(&updateReq{id: id, fn: fn}, urgent, r.commitUpdates)
 }
 
 // UpdateState records a device's (retained) state message.
@@ -113,7 +115,7 @@ func (r *Postgres) UpdateState(st api.State) error {
 	if err := api.ValidateID(st.DeviceID); err != nil {
 		return fmt.Errorf("registry: state: %w", err)
 	}
-	return r.update(st.DeviceID, func(d *Device, _ time.Time) *Point { applyState(d, st); return nil })
+	return r.update(st.DeviceID, true, func(d *Device, _ time.Time) *Point { applyState(d, st); return nil })
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.
@@ -121,7 +123,7 @@ func (r *Postgres) UpdateTelemetry(t api.Telemetry) error {
 	if err := api.ValidateID(t.DeviceID); err != nil {
 		return fmt.Errorf("registry: telemetry: %w", err)
 	}
-	return r.update(t.DeviceID, func(d *Device, now time.Time) *Point {
+	return r.update(t.DeviceID, false, func(d *Device, now time.Time) *Point {
 		p := applyTelemetry(d, t, now)
 		return &p
 	})
@@ -132,7 +134,7 @@ func (r *Postgres) RecordJob(j api.JobStatus) error {
 	if err := api.ValidateID(j.DeviceID); err != nil {
 		return fmt.Errorf("registry: job: %w", err)
 	}
-	return r.update(j.DeviceID, func(d *Device, _ time.Time) *Point { applyJob(d, j); return nil })
+	return r.update(j.DeviceID, true, func(d *Device, _ time.Time) *Point { applyJob(d, j); return nil })
 }
 
 // RecordDetections counts n events stored for a device; the counts reach
