@@ -133,6 +133,16 @@ func (p *Paho) Publish(ctx context.Context, topic string, retain bool, payload [
 	return nil
 }
 
+// PublishQuick implements QuickPublisher: a QoS 0 publish, not waited
+// for; it fails only when the client has no connection.
+func (p *Paho) PublishQuick(topic string, payload []byte) error {
+	if !p.cl.IsConnectionOpen() {
+		return fmt.Errorf("publish %s: not connected", topic)
+	}
+	p.cl.Publish(topic, 0, false, payload)
+	return nil
+}
+
 // Close disconnects; it is safe to call twice.
 func (p *Paho) Close() error {
 	p.cl.Disconnect(250)
@@ -148,4 +158,7 @@ func wait(ctx context.Context, t paho.Token) error {
 	}
 }
 
-var _ Conn = (*Paho)(nil)
+var (
+	_ Conn           = (*Paho)(nil)
+	_ QuickPublisher = (*Paho)(nil)
+)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -277,7 +278,11 @@ func (in *Ingest) Handle(topic string, payload []byte) {
 		}
 	case api.KindDetections:
 		var b api.DetectionBatch
-		if !in.decode(payload, &b) || !in.sameDevice(device, b.DeviceID) || len(b.Events) == 0 {
+		if err := api.DecodeBatch(payload, &b); err != nil {
+			in.drop(Classify(err))
+			return
+		}
+		if !in.sameDevice(device, b.DeviceID) || len(b.Events) == 0 {
 			return
 		}
 		in.submit(b, received)
@@ -368,7 +373,20 @@ func (in *Ingest) ack(s stored) {
 			in.opt.OnStored(recs)
 		}
 	}
-	payload, _ := json.Marshal(&api.Ack{DeviceID: b.DeviceID, Ranges: Ranges(b.Events)})
+	payload := AppendAck(nil, b.DeviceID, b.Events)
+	if q, ok := in.conn.(QuickPublisher); ok {
+		// At QoS 0: nothing to wait for, and neither the broker nor the
+		// device sends a PUBACK for it. An ack lost with a connection
+		// is an ack the device did not get: it sends the batch again,
+		// and the store answers it as duplicates.
+		defer release()
+		if err := q.PublishQuick(api.AcksTopic(b.DeviceID), payload); err != nil {
+			in.log.Warn("publish ack", "device_id", b.DeviceID, "err", err)
+			return
+		}
+		in.ackLat.Observe(time.Since(s.received).Seconds())
+		return
+	}
 	go func() {
 		defer release()
 		if err := in.conn.Publish(context.Background(), api.AcksTopic(b.DeviceID), false, payload); err != nil {
@@ -377,6 +395,36 @@ func (in *Ingest) ack(s stored) {
 		}
 		in.ackLat.Observe(time.Since(s.received).Seconds())
 	}()
+}
+
+// QuickPublisher is a Conn that can also send a message at QoS 0 without
+// waiting for it to leave: acks go that way. Dial's client is one.
+type QuickPublisher interface {
+	PublishQuick(topic string, payload []byte) error
+}
+
+// AppendAck appends the JSON of the Ack for events (their seqs in ranges)
+// to b, as json.Marshal writes it, without reflection.
+func AppendAck(b []byte, device string, events []api.Event) []byte {
+	ranges := Ranges(events)
+	if api.ValidateID(device) != nil || ranges == nil {
+		p, _ := json.Marshal(&api.Ack{DeviceID: device, Ranges: ranges})
+		return append(b, p...)
+	}
+	b = append(b, `{"device_id":"`...)
+	b = append(b, device...) // letters, digits, . _ -: nothing to escape
+	b = append(b, `","ranges":[`...)
+	for i, r := range ranges {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"from":`...)
+		b = strconv.AppendUint(b, r.From, 10)
+		b = append(b, `,"to":`...)
+		b = strconv.AppendUint(b, r.To, 10)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
 }
 
 // Ranges compresses the seqs of events (increasing) into inclusive ranges.

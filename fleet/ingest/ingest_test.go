@@ -121,14 +121,17 @@ func TestMalformed(t *testing.T) {
 	}
 }
 
-func TestRanges(t *testing.T) {
-	ev := func(s ...uint64) []api.Event {
-		var out []api.Event
-		for _, x := range s {
-			out = append(out, api.Event{Seq: x})
-		}
-		return out
+// seqEvents are events with these seqs and nothing else.
+func seqEvents(seqs ...uint64) []api.Event {
+	var out []api.Event
+	for _, x := range seqs {
+		out = append(out, api.Event{Seq: x})
 	}
+	return out
+}
+
+func TestRanges(t *testing.T) {
+	ev := seqEvents
 	got := Ranges(ev(1, 2, 3, 5, 7, 8))
 	want := []api.SeqRange{{From: 1, To: 3}, {From: 5, To: 5}, {From: 7, To: 8}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -325,4 +328,30 @@ func TestAcksWaitConcurrently(t *testing.T) {
 	})
 	cancel()
 	<-done
+}
+
+// TestAppendAck: AppendAck writes what json.Marshal writes.
+func TestAppendAck(t *testing.T) {
+	ev := seqEvents
+	tests := []struct {
+		name   string
+		device string
+		events []api.Event
+	}{
+		{"one range", "cam-01", ev(1, 2, 3)},
+		{"gaps", "a.b_c-D9", ev(1, 3, 4, 18446744073709551615)},
+		{"no events", "cam-01", nil},
+		{"id to escape", `bad"<id>`, ev(5)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, err := json.Marshal(&api.Ack{DeviceID: tt.device, Ranges: Ranges(tt.events)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := AppendAck([]byte("x"), tt.device, tt.events); string(got) != "x"+string(want) {
+				t.Errorf("AppendAck = %s, want x%s", got, want)
+			}
+		})
+	}
 }

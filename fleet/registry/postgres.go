@@ -37,7 +37,8 @@ type PostgresOptions struct {
 // not lose each other's updates; concurrent updates share one) and are
 // then visible on this replica at once; reads come from a cache that Run
 // refreshes from the database every RefreshEvery, so all replicas agree
-// within that period.
+// within that period (the detection rates, of 10-second resolution,
+// within 10 s).
 // Detection counts are summed in memory and added to the database every
 // FlushEvery. History is read from the database. While the database is
 // down, updates fail and reads answer from the last refresh.
@@ -86,7 +87,8 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{}}
+	r := &Postgres{pool: pool, opt: opt, now: opt.Now, log: opt.Logger, cache: map[string]*pgEntry{}, pending: map[string]*pendingCount{},
+		updates: groupCommit{linger: updateLinger, urgent: make(chan struct{}, 1)}}
 	if err := r.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -97,14 +99,15 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 // stores the result and the history point fn returns (if any), and then
 // updates the cache. Concurrent updates share one transaction (group
 // commit, updates.go): the caller returns once its update is committed.
-func (r *Postgres) update(id string, fn func(d *Device, now time.Time) *Point) error {
+// Only an update that is not urgent (telemetry) may wait for others.
+func (r *Postgres) update(id string, urgent bool, fn func(d *Device, now time.Time) *Point) error {
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
 	if closed {
 		return ErrClosed
 	}
-	return r.updates.run(&updateReq{id: id, fn: fn}, r.commitUpdates)
+	return r.updates.run(&updateReq{id: id, fn: fn}, urgent, r.commitUpdates)
 }
 
 // UpdateState records a device's (retained) state message.
@@ -112,7 +115,7 @@ func (r *Postgres) UpdateState(st api.State) error {
 	if err := api.ValidateID(st.DeviceID); err != nil {
 		return fmt.Errorf("registry: state: %w", err)
 	}
-	return r.update(st.DeviceID, func(d *Device, _ time.Time) *Point { applyState(d, st); return nil })
+	return r.update(st.DeviceID, true, func(d *Device, _ time.Time) *Point { applyState(d, st); return nil })
 }
 
 // UpdateTelemetry records a telemetry report and appends to the history.
@@ -120,7 +123,7 @@ func (r *Postgres) UpdateTelemetry(t api.Telemetry) error {
 	if err := api.ValidateID(t.DeviceID); err != nil {
 		return fmt.Errorf("registry: telemetry: %w", err)
 	}
-	return r.update(t.DeviceID, func(d *Device, now time.Time) *Point {
+	return r.update(t.DeviceID, false, func(d *Device, now time.Time) *Point {
 		p := applyTelemetry(d, t, now)
 		return &p
 	})
@@ -131,7 +134,7 @@ func (r *Postgres) RecordJob(j api.JobStatus) error {
 	if err := api.ValidateID(j.DeviceID); err != nil {
 		return fmt.Errorf("registry: job: %w", err)
 	}
-	return r.update(j.DeviceID, func(d *Device, _ time.Time) *Point { applyJob(d, j); return nil })
+	return r.update(j.DeviceID, true, func(d *Device, _ time.Time) *Point { applyJob(d, j); return nil })
 }
 
 // RecordDetections counts n events stored for a device; the counts reach
@@ -228,7 +231,17 @@ func (r *Postgres) Flush(ctx context.Context) error {
 // Refresh reloads the devices and their rates from the database. A
 // device whose stored document is the one this replica decoded last time
 // (but for last_seen, which every flush moves) is not decoded again.
-func (r *Postgres) Refresh(ctx context.Context) error {
+func (r *Postgres) Refresh(ctx context.Context) error { return r.refresh(ctx, true) }
+
+// rateSlot is the rates' resolution (device_rates.slot is unix seconds / 10).
+const rateSlot = 10 * time.Second
+
+// refresh is Refresh; without rates it keeps the rates this replica has
+// (its own flushes count in them at once) rather than read them again.
+// Run reads the rates once per rateSlot, their resolution, and the
+// devices every RefreshEvery: the rates are up to six rows a device, and
+// read every second they were a third of what a refresh cost PostgreSQL.
+func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
 	rows, err := r.pool.Query(ctx, `SELECT id, doc, last_point, detections FROM devices`)
@@ -242,16 +255,27 @@ func (r *Postgres) Refresh(ctx context.Context) error {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
 	prev := make(map[string]pgEntry, len(got))
+	var kept map[string]map[int64]uint64 // without rates: each device's, shared with the old entry (written under mu only)
+	if !rates {
+		kept = make(map[string]map[int64]uint64, len(got))
+	}
 	r.mu.Lock()
 	for _, g := range got {
-		if e := r.cache[g.id]; e != nil && e.doc != nil {
+		e := r.cache[g.id]
+		if e != nil && e.doc != nil {
 			prev[g.id] = *e
+		}
+		if e != nil && kept != nil {
+			kept[g.id] = e.rates
 		}
 	}
 	r.mu.Unlock()
 	cache := make(map[string]*pgEntry, len(got))
 	for _, g := range got {
-		e := &pgEntry{rates: map[int64]uint64{}, doc: g.doc, lastRaw: g.last}
+		e := &pgEntry{rates: kept[g.id], doc: g.doc, lastRaw: g.last}
+		if e.rates == nil {
+			e.rates = map[int64]uint64{}
+		}
 		p, known := prev[g.id]
 		if !known || !reuseDecoded(&e.Device, &p, g.doc) {
 			if err := json.Unmarshal(g.doc, &e.Device); err != nil {
@@ -267,7 +291,20 @@ func (r *Postgres) Refresh(ctx context.Context) error {
 		e.Detections = uint64(g.det)
 		cache[e.ID] = e
 	}
-	rows, err = r.pool.Query(ctx, `SELECT device, slot, n FROM device_rates WHERE slot > $1`, r.now().Unix()/10-6)
+	if rates {
+		if err := r.readRates(ctx, cache); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	r.cache = cache
+	r.mu.Unlock()
+	return nil
+}
+
+// readRates reads the recent rate slots into the entries of cache.
+func (r *Postgres) readRates(ctx context.Context, cache map[string]*pgEntry) error {
+	rows, err := r.pool.Query(ctx, `SELECT device, slot, n FROM device_rates WHERE slot > $1`, r.now().Unix()/10-6)
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
@@ -282,9 +319,6 @@ func (r *Postgres) Refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
-	r.mu.Lock()
-	r.cache = cache
-	r.mu.Unlock()
 	return nil
 }
 
@@ -427,13 +461,15 @@ func (r *Postgres) Trim(ctx context.Context) error {
 }
 
 // Run flushes detection counts every FlushEvery, refreshes from the
-// database every RefreshEvery and trims every minute, until ctx ends; then
+// database every RefreshEvery (the rates every 10 s: see refresh) and
+// trims every minute, until ctx ends; then
 // it flushes once more. Database errors are logged and retried, never fatal.
 func (r *Postgres) Run(ctx context.Context) error {
 	flush, refresh, trim := time.NewTicker(r.opt.FlushEvery), time.NewTicker(r.opt.RefreshEvery), time.NewTicker(time.Minute)
 	defer flush.Stop()
 	defer refresh.Stop()
 	defer trim.Stop()
+	ratesEvery, refreshes := max(1, int(rateSlot/r.opt.RefreshEvery)), 0
 	for {
 		var err error
 		select {
@@ -442,7 +478,8 @@ func (r *Postgres) Run(ctx context.Context) error {
 		case <-flush.C:
 			err = r.Flush(ctx)
 		case <-refresh.C:
-			err = r.Refresh(ctx)
+			refreshes++
+			err = r.refresh(ctx, refreshes%ratesEvery == 0)
 		case <-trim.C:
 			err = r.Trim(ctx)
 		}

@@ -201,3 +201,33 @@ func TestReuseDecoded(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresRefreshKeepsRates: a refresh without rates (Run's, between
+// two reads of the rates) keeps this replica's counts, its own flushes
+// included; the next full one adds the other replicas'.
+func TestPostgresRefreshKeepsRates(t *testing.T) {
+	pool := dbtest.Open(t).Pool
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	a, b := openPostgres(t, pool, c), openPostgres(t, pool, c)
+	ctx := context.Background()
+	a.RecordDetections("cam-1", 7)
+	b.RecordDetections("cam-1", 5)
+	for _, r := range []*Postgres{a, b} {
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name  string
+		rates bool
+		want  float64
+	}{{"without rates", false, 7}, {"with rates", true, 12}, {"without rates again", false, 12}}
+	for _, s := range steps {
+		if err := a.refresh(ctx, s.rates); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := a.Get("cam-1"); d.DetectionsPerMin != s.want || d.Detections != 12 {
+			t.Errorf("%s: %v detections, %v a minute; want 12, %v", s.name, d.Detections, d.DetectionsPerMin, s.want)
+		}
+	}
+}

@@ -43,8 +43,9 @@ type mqttConn struct {
 	bw  *bufio.Writer
 	id  uint16
 
-	onPublish func(topic string, payload []byte)
-	inflight  atomic.Int64 // QoS 1 publishes not yet acknowledged
+	rbuf      []byte                             // read's buffer, reused
+	onPublish func(topic string, payload []byte) // must not keep payload
+	inflight  atomic.Int64                       // QoS 1 publishes not yet acknowledged
 	suback    chan struct{}
 	done      chan struct{}
 	err       error
@@ -139,9 +140,19 @@ func appendBytes(b []byte, p []byte) []byte {
 // write sends one packet: fixed header byte, remaining length, body.
 func (m *mqttConn) write(first byte, body []byte) error {
 	var hdr [5]byte
+	n := putHeader(hdr[:], first, len(body))
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.bw.Write(hdr[:n])
+	m.bw.Write(body)
+	return m.bw.Flush()
+}
+
+// putHeader writes a packet's fixed header (first byte, remaining length
+// l) into hdr, which has room for 5 bytes, and returns its length.
+func putHeader(hdr []byte, first byte, l int) int {
 	hdr[0] = first
 	n := 1
-	l := len(body)
 	for {
 		b := byte(l % 128)
 		l /= 128
@@ -151,16 +162,12 @@ func (m *mqttConn) write(first byte, body []byte) error {
 		hdr[n] = b
 		n++
 		if l == 0 {
-			break
+			return n
 		}
 	}
-	m.wmu.Lock()
-	defer m.wmu.Unlock()
-	m.bw.Write(hdr[:n])
-	m.bw.Write(body)
-	return m.bw.Flush()
 }
 
+// read reads the next packet; its body is valid until the next read.
 func (m *mqttConn) read() (byte, []byte, error) {
 	first, err := m.br.ReadByte()
 	if err != nil {
@@ -183,7 +190,10 @@ func (m *mqttConn) read() (byte, []byte, error) {
 	if l > maxPacket {
 		return 0, nil, fmt.Errorf("packet of %d bytes", l)
 	}
-	b := make([]byte, l)
+	if cap(m.rbuf) < l {
+		m.rbuf = make([]byte, l)
+	}
+	b := m.rbuf[:l]
 	if _, err := io.ReadFull(m.br, b); err != nil {
 		return 0, nil, err
 	}
@@ -262,19 +272,34 @@ func (m *mqttConn) subscribe(ctx context.Context, filters ...string) error {
 }
 
 // publish sends a message; at QoS 1 the PUBACK is counted in inflight.
+// The packet goes from its parts into the connection's buffer, not
+// through a body of its own.
 func (m *mqttConn) publish(topic string, qos byte, retain bool, payload []byte) error {
-	body := make([]byte, 0, 4+len(topic)+len(payload))
-	body = appendString(body, topic)
 	first := byte(pktPublish<<4) | qos<<1
 	if retain {
 		first |= 1
 	}
+	l := 2 + len(topic) + len(payload)
 	if qos > 0 {
-		body = binary.BigEndian.AppendUint16(body, m.nextID())
+		l += 2
+	}
+	var hdr [9]byte
+	n := putHeader(hdr[:], first, l)
+	hdr[n], hdr[n+1] = byte(len(topic)>>8), byte(len(topic))
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.bw.Write(hdr[:n+2])
+	m.bw.WriteString(topic)
+	if qos > 0 {
+		if m.id++; m.id == 0 {
+			m.id = 1
+		}
+		m.bw.WriteByte(byte(m.id >> 8))
+		m.bw.WriteByte(byte(m.id))
 		m.inflight.Add(1)
 	}
-	body = append(body, payload...)
-	return m.write(first, body)
+	m.bw.Write(payload)
+	return m.bw.Flush()
 }
 
 // close sends DISCONNECT (so no will is published) and closes.

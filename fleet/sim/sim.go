@@ -176,14 +176,15 @@ func (r Report) String() string {
 
 // device is one virtual agent.
 type device struct {
-	id     string
-	o      *Options
-	ctx    context.Context // Run's: update jobs end with it
-	cl     *mqttConn
-	seq    uint64
-	labels map[string]string
-	ota    *otaCounters
-	jobsWG sync.WaitGroup
+	id       string
+	detTopic string // api.DetectionsTopic(id)
+	o        *Options
+	ctx      context.Context // Run's: update jobs end with it
+	cl       *mqttConn
+	seq      uint64
+	labels   map[string]string
+	ota      *otaCounters
+	jobsWG   sync.WaitGroup
 
 	resentInLoop atomic.Int64
 
@@ -289,18 +290,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 	sendCtx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
-	var batches, events, pubErrs, tele atomic.Int64
+	var c counters
 	sendStart := time.Now()
-	for _, d := range devs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.loop(sendCtx, o, &batches, &events, &pubErrs, &tele)
-		}()
-	}
-	wg.Wait()
+	runSenders(sendCtx, &o, devs, &c)
 	rep.Elapsed = time.Since(sendStart)
-	rep.Batches, rep.Events, rep.PublishErrors, rep.Telemetry = batches.Load(), events.Load(), pubErrs.Load(), tele.Load()
+	rep.Batches, rep.Events, rep.PublishErrors, rep.Telemetry = c.batches.Load(), c.events.Load(), c.pubErrs.Load(), c.tele.Load()
 	rep.BatchesPerSec = float64(rep.Batches) / rep.Elapsed.Seconds()
 
 	// Drain: wait for the last acks.
@@ -352,7 +346,8 @@ func outstanding(devs []*device) int {
 }
 
 func connect(ctx context.Context, o *Options, i int, ota *otaCounters) (*device, error) {
-	d := &device{id: fmt.Sprintf("%s%d", o.Prefix, i), o: o, ctx: ctx, ota: ota, pending: map[uint64]time.Time{}, unacked: map[uint64]*sent{}, jobs: map[string]*jobRun{},
+	id := fmt.Sprintf("%s%d", o.Prefix, i)
+	d := &device{id: id, detTopic: api.DetectionsTopic(id), o: o, ctx: ctx, ota: ota, pending: map[uint64]time.Time{}, unacked: map[uint64]*sent{}, jobs: map[string]*jobRun{},
 		model: o.Model, modelVersion: o.ModelVersion, agentVersion: o.AgentVersion,
 		labels: map[string]string{"site": fmt.Sprintf("site-%d", i%o.Sites), "line": fmt.Sprintf("line-%d", (i/o.Sites)%o.Lines)}}
 	user, pass := o.Login(d.id)
@@ -377,13 +372,18 @@ func connect(ctx context.Context, o *Options, i int, ota *otaCounters) (*device,
 
 func (d *device) onAck(_ string, payload []byte) {
 	now := time.Now()
-	var a api.Ack
-	if api.Decode(payload, &a) != nil {
-		return
+	var buf [4]api.SeqRange
+	ranges, ok := parseAck(buf[:0], payload, d.id)
+	if !ok {
+		var a api.Ack
+		if api.Decode(payload, &a) != nil {
+			return
+		}
+		ranges = a.Ranges
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, r := range a.Ranges {
+	for _, r := range ranges {
 		for s, t := range d.pending {
 			if s >= r.From && s <= r.To {
 				d.lat = append(d.lat, now.Sub(t))
@@ -391,62 +391,6 @@ func (d *device) onAck(_ string, payload []byte) {
 				delete(d.unacked, s)
 			}
 		}
-	}
-}
-
-func (d *device) loop(ctx context.Context, o Options, batches, events, pubErrs, tele *atomic.Int64) {
-	period := time.Duration(float64(time.Second) / o.Rate)
-	// Spread devices over the period so they do not publish in lockstep.
-	next := time.Now().Add(time.Duration(rand.Int64N(int64(period))))
-	nextTele := time.Now().Add(time.Duration(rand.Int64N(int64(o.TelemetryEvery))))
-	var uptime time.Time = time.Now()
-	for {
-		wake := min(next.UnixNano(), nextTele.UnixNano())
-		t := time.NewTimer(time.Until(time.Unix(0, wake)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		d.resentInLoop.Add(int64(d.resend(now)))
-		if !now.Before(nextTele) {
-			// Like a ticker, skip the reports a busy machine made us miss
-			// rather than send them back to back.
-			if nextTele = nextTele.Add(o.TelemetryEvery); nextTele.Before(now) {
-				nextTele = now.Add(o.TelemetryEvery)
-			}
-			if d.publishTelemetry(uptime) != nil {
-				pubErrs.Add(1)
-			}
-			tele.Add(1)
-		}
-		if now.Before(next) {
-			continue
-		}
-		next = next.Add(period)
-		b := api.DetectionBatch{DeviceID: d.id}
-		v := d.version()
-		first := d.seq + 1
-		for range o.Events {
-			d.seq++
-			x := rand.Float32() * 600
-			b.Events = append(b.Events, api.Event{Seq: d.seq, CameraID: SimCamera, Time: now.UnixMicro(), Model: v.Model, ModelVersion: v.ModelVersion,
-				ClassID: 0, Label: o.Labels[rand.IntN(len(o.Labels))], Score: 0.5 + rand.Float32()/2, Box: [4]float32{x, x / 2, x + 40, x/2 + 80}})
-		}
-		p, _ := json.Marshal(&b)
-		d.mu.Lock()
-		d.pending[first] = now
-		if o.ResendAfter > 0 {
-			d.unacked[first] = &sent{payload: p, last: now}
-		}
-		d.mu.Unlock()
-		if d.cl.publish(api.DetectionsTopic(d.id), 1, false, p) != nil {
-			pubErrs.Add(1)
-		}
-		batches.Add(1)
-		events.Add(int64(o.Events))
 	}
 }
 

@@ -30,7 +30,10 @@ type PostgresOptions struct {
 	// Linger is how long a commit waits for more calls once calls have
 	// been arriving together (its previous commit grouped several): a
 	// commit's fixed cost, in fleetd and in PostgreSQL, is then shared by
-	// more batches. A lone caller never waits. 0 means 5ms; negative, never.
+	// more batches. A lone caller never waits. 0 means 20ms (from 5ms: at
+	// 3,000 simulated devices on two replicas, commits per batch went
+	// from 0.20 to 0.09 and PostgreSQL's CPU per batch down a sixth, the
+	// ack p50 up from 9 to 25 ms); negative, never.
 	Linger time.Duration
 	// CommitTimeout bounds one commit; 0 means 10s. A commit that fails or
 	// times out (the database is down) fails its calls, which are not acked.
@@ -89,7 +92,7 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, opt PostgresOptions) 
 		opt.Workers = 2
 	}
 	if opt.Linger == 0 {
-		opt.Linger = 5 * time.Millisecond
+		opt.Linger = 20 * time.Millisecond
 	}
 	if opt.CommitTimeout <= 0 {
 		opt.CommitTimeout = 10 * time.Second

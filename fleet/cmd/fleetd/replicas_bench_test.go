@@ -23,8 +23,11 @@ import (
 // p50/p99 ingest-to-ack, and the CPU time per batch of the fleetd
 // processes (both together), of the test database's PostgreSQL backends,
 // of mosquitto and of the simulator (this test process), read from
-// /proc/<pid>/stat, per batch sent (resends and telemetry not counted). PostgreSQL must run on
-// this machine for its column (EDGEFLEET_POSTGRES on 127.0.0.1).
+// /proc/<pid>/stat, per batch sent (resends and telemetry not counted),
+// with the read and write system calls per batch of fleetd, mosquitto and
+// the simulator and PostgreSQL's commits per batch: work counts, steadier
+// than CPU time on a shared machine. PostgreSQL must run on this machine
+// for its column (EDGEFLEET_POSTGRES on 127.0.0.1).
 func BenchmarkReplicasSimulated(b *testing.B) {
 	dsn := testutil.Postgres(b)
 	mq, mqPID := replicaMosquitto(b)
@@ -42,7 +45,11 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 				for k, pids := range procs {
 					before[k] = cpuTimes(pids)
 				}
-				pgBefore, commitsBefore, sysBefore := cpuTimes(backendPIDs(b, dsn)), pgCommits(b, dsn), syscalls(procs["fleetd"])
+				pgBefore, commitsBefore := cpuTimes(backendPIDs(b, dsn)), pgCommits(b, dsn)
+				sysBefore := map[string]int64{}
+				for k, pids := range procs {
+					sysBefore[k] = syscalls(pids)
+				}
 				rep, err := sim.Run(context.Background(), sim.Options{Broker: "tcp://" + mq, Devices: n, Prefix: fmt.Sprintf("bench%d-", n),
 					Rate: 1, Events: 3, TelemetryEvery: 10 * time.Second, Duration: 20 * time.Second, Drain: 10 * time.Second, ConnectRate: 1000,
 					Login: func(string) (string, string) { return "sim", simPass }})
@@ -56,7 +63,9 @@ func BenchmarkReplicasSimulated(b *testing.B) {
 				b.ReportMetric(cpuSince(pgBefore, cpuTimes(backendPIDs(b, dsn))).Seconds()*1e6/batches, "postgres_cpu_us/batch")
 				// Work counts, steadier than CPU time on a shared machine.
 				b.ReportMetric(float64(pgCommits(b, dsn)-commitsBefore)/batches, "postgres_commits/batch")
-				b.ReportMetric(float64(syscalls(procs["fleetd"])-sysBefore)/batches, "fleetd_syscalls/batch")
+				for k, pids := range procs {
+					b.ReportMetric(float64(syscalls(pids)-sysBefore[k])/batches, k+"_syscalls/batch")
+				}
 				b.ReportMetric(float64(rep.Connected), "devices")
 				b.ReportMetric(float64(rep.Lost), "lost")
 				b.ReportMetric(rep.BatchesPerSec, "batches/s")
