@@ -1,0 +1,216 @@
+package tflite
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// workers is an interpreter's pool of threads-1 goroutines that help the
+// invoking goroutine with the chunks of an operator (Interpreter.parallel).
+//
+// Starting goroutines per operator and waking an idle P for each costs
+// microseconds per dispatch, and the YOLO graphs run hundreds of operators,
+// many of them small. So while an invoke runs (hot) the workers spin on the
+// current job pointer, yielding with runtime.Gosched, for up to spinFor
+// after their last job; when the invoke ends, or the spin runs out, they park
+// on a channel and burn no CPU until the next job wakes them.
+//
+// Chunks are claimed from an atomic counter, so a worker that is late (parked,
+// or descheduled on a busy machine) only takes what the others left: the
+// invoking goroutine never waits for a chunk nobody has started.
+type workers struct {
+	n      int                 // worker goroutines, ids 1..n
+	cur    atomic.Pointer[job] // the job to help with; nil between jobs
+	seq    uint64              // the last job's sequence number (invoker only)
+	hot    atomic.Bool         // an invoke is running: spin instead of parking
+	closed atomic.Bool
+	ws     []*worker
+	wg     sync.WaitGroup
+	// spins counts spin rounds and parked the workers parked now; tests
+	// read them to check that idle workers burn no CPU.
+	spins  atomic.Int64
+	parked atomic.Int32
+	busy   bool // a job is being run (nested parallel calls run inline)
+}
+
+// liveWorkers counts the worker goroutines of every pool, for the leak test.
+var liveWorkers atomic.Int64
+
+// spinFor is how long an idle worker spins during an invoke before parking.
+const spinFor = 100 * time.Microsecond
+
+// worker is one goroutine's parking place.
+type worker struct {
+	sleeping atomic.Bool
+	wake     chan struct{}
+}
+
+// job is one parallel call: chunks of [0, n) claimed in order. A job is
+// never reused, so a worker still holding an old one finds no chunk left.
+type job struct {
+	seq    uint64
+	fn     func(worker, lo, hi int)
+	n      int
+	chunk  int
+	chunks int64
+	next   atomic.Int64 // the next chunk to claim
+	done   atomic.Int64 // chunks finished
+	// waiting is set by the invoker before it parks on wake; the worker
+	// finishing the last chunk clears it and sends.
+	waiting atomic.Bool
+	wake    chan struct{}
+}
+
+func newWorkers(n int) *workers {
+	p := &workers{n: n, ws: make([]*worker, n)}
+	for i := range p.ws {
+		w := &worker{wake: make(chan struct{}, 1)}
+		p.ws[i] = w
+		p.wg.Add(1)
+		liveWorkers.Add(1)
+		go p.loop(i+1, w)
+	}
+	return p
+}
+
+// close stops the workers and waits for them to exit. Safe to call twice.
+func (p *workers) close() {
+	if p == nil || p.closed.Swap(true) {
+		return
+	}
+	p.wakeAll()
+	p.wg.Wait()
+}
+
+// setHot marks an invoke as running (workers spin between jobs) or ended
+// (they park).
+func (p *workers) setHot(on bool) {
+	if p != nil {
+		p.hot.Store(on)
+	}
+}
+
+func (p *workers) wakeAll() {
+	for _, w := range p.ws {
+		if w.sleeping.CompareAndSwap(true, false) {
+			w.wake <- struct{}{}
+		}
+	}
+}
+
+// loop is worker id's life: wait for a job newer than the last one seen,
+// help with it, repeat until closed.
+func (p *workers) loop(id int, w *worker) {
+	defer p.wg.Done()
+	defer liveWorkers.Add(-1)
+	var seen uint64
+	for {
+		j := p.wait(w, seen)
+		if j == nil {
+			return
+		}
+		seen = j.seq
+		j.run(id)
+	}
+}
+
+// wait returns the next job after seen, spinning while hot and parking
+// otherwise; nil once the pool is closed.
+func (p *workers) wait(w *worker, seen uint64) *job {
+	start := time.Now()
+	for i := 0; ; i++ {
+		if p.closed.Load() {
+			return nil
+		}
+		if j := p.cur.Load(); j != nil && j.seq != seen {
+			return j
+		}
+		if p.hot.Load() && (i&63 != 0 || time.Since(start) < spinFor) {
+			if i&15 == 15 {
+				p.spins.Add(1)
+				runtime.Gosched()
+			}
+			continue
+		}
+		// Park. Whoever clears sleeping first decides: the dispatcher
+		// (it sends a wake) or this worker (it saw the news itself).
+		w.sleeping.Store(true)
+		p.parked.Add(1)
+		if j := p.cur.Load(); p.closed.Load() || (j != nil && j.seq != seen) {
+			if !w.sleeping.CompareAndSwap(true, false) {
+				<-w.wake
+			}
+		} else {
+			<-w.wake
+		}
+		p.parked.Add(-1)
+		start, i = time.Now(), 0
+	}
+}
+
+// run claims and runs chunks of j until none is left.
+func (j *job) run(id int) {
+	for {
+		c := j.next.Add(1) - 1
+		if c >= j.chunks {
+			return
+		}
+		lo := int(c) * j.chunk
+		j.fn(id, lo, min(j.n, lo+j.chunk))
+		if j.done.Add(1) == j.chunks && j.waiting.CompareAndSwap(true, false) {
+			j.wake <- struct{}{}
+		}
+	}
+}
+
+// do runs fn over [0, n) in chunks of chunk on the invoker (worker 0) and
+// up to want-1 workers, and returns when every chunk is done.
+func (p *workers) do(n, chunk, want int, fn func(worker, lo, hi int)) {
+	chunks := (n + chunk - 1) / chunk
+	p.seq++
+	j := &job{seq: p.seq, fn: fn, n: n, chunk: chunk, chunks: int64(chunks)}
+	p.busy = true
+	p.cur.Store(j)
+	p.wakeUpTo(want - 1)
+	j.run(0)
+	if j.done.Load() != j.chunks {
+		p.finish(j)
+	}
+	p.cur.Store(nil) // drop fn (and what it holds) for the workers
+	p.busy = false
+}
+
+// wakeUpTo wakes up to k parked workers.
+func (p *workers) wakeUpTo(k int) {
+	for _, w := range p.ws {
+		if k <= 0 {
+			return
+		}
+		if w.sleeping.CompareAndSwap(true, false) {
+			w.wake <- struct{}{}
+		}
+		k--
+	}
+}
+
+// finish waits for the chunks other workers are still running: a spin (the
+// usual case is a chunk finishing soon), then parking.
+func (p *workers) finish(j *job) {
+	start := time.Now()
+	for i := 1; i&63 != 0 || time.Since(start) < spinFor; i++ {
+		if j.done.Load() == j.chunks {
+			return
+		}
+		if i&15 == 15 {
+			runtime.Gosched()
+		}
+	}
+	j.wake = make(chan struct{}, 1)
+	j.waiting.Store(true)
+	if j.done.Load() == j.chunks && j.waiting.CompareAndSwap(true, false) {
+		return
+	}
+	<-j.wake
+}
