@@ -561,32 +561,27 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 	minChunk = max(minChunk, 1)
 	w := min(ip.threads, n/minChunk)
-	if w <= 1 || ip.pool == nil || ip.pool.busy || ip.pool.closed.Load() {
+	// chunksPer chunks per thread: enough that a thread which starts late
+	// or runs slow leaves little for the others to wait on, few enough
+	// that claiming them costs nothing.
+	const chunksPer = 8
+	ip.parallelChunks(n, min(n/minChunk, chunksPer*w), w, fn)
+}
+
+// parallelChunks runs fn over [0, n) in the given number of chunks (sizes
+// differing by at most one, or by 64 for chunks of 1024 or more, whose
+// bounds are then multiples of 64: whole cache lines for byte elements, no
+// false sharing on the borders), on up to w threads.
+func (ip *Interpreter) parallelChunks(n, chunks, w int, fn func(worker, lo, hi int)) {
+	if w <= 1 || chunks <= 1 || ip.pool == nil || ip.pool.busy || ip.pool.closed.Load() {
 		fn(0, 0, n)
 		return
 	}
-	ip.pool.do(n, chunkSize(n, minChunk, w), w, fn)
-}
-
-// chunksPer is how many chunks per thread parallel aims for: enough that a
-// thread which starts late or runs slow leaves little for the others to
-// wait on, few enough that claiming them costs nothing.
-const chunksPer = 4
-
-// chunkSize splits n units over w threads into equal chunks of at least
-// minChunk, chunksPer per thread at most, a multiple of w of them where the
-// sizes allow, and for chunks of 1024 units or more a multiple of 64 units
-// (whole cache lines for byte elements: no false sharing on the borders).
-func chunkSize(n, minChunk, w int) int {
-	per := min(chunksPer, n/(minChunk*w))
-	if per < 1 {
-		per = 1
+	align := 1
+	if n/chunks >= 1024 {
+		align = 64
 	}
-	chunk := (n + w*per - 1) / (w * per)
-	if chunk >= 1024 {
-		chunk = alignUp(chunk, 64)
-	}
-	return max(chunk, minChunk)
+	ip.pool.do(n, chunks, align, min(w, ip.threads), fn)
 }
 
 // parallelVec splits [0, n) like parallel, in chunks whose bounds are

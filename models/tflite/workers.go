@@ -53,14 +53,23 @@ type job struct {
 	seq    uint64
 	fn     func(worker, lo, hi int)
 	n      int
-	chunk  int
 	chunks int64
+	align  int          // chunk bounds are multiples of align (but for n)
 	next   atomic.Int64 // the next chunk to claim
 	done   atomic.Int64 // chunks finished
 	// waiting is set by the invoker before it parks on wake; the worker
 	// finishing the last chunk clears it and sends.
 	waiting atomic.Bool
 	wake    chan struct{}
+}
+
+// bound is where chunk c starts: chunks differ in size by at most align.
+func (j *job) bound(c int64) int {
+	if c >= j.chunks {
+		return j.n
+	}
+	b := int(c * int64(j.n) / j.chunks)
+	return b - b%j.align
 }
 
 func newWorkers(n int) *workers {
@@ -157,20 +166,21 @@ func (j *job) run(id int) {
 		if c >= j.chunks {
 			return
 		}
-		lo := int(c) * j.chunk
-		j.fn(id, lo, min(j.n, lo+j.chunk))
+		if lo, hi := j.bound(c), j.bound(c+1); lo < hi {
+			j.fn(id, lo, hi)
+		}
 		if j.done.Add(1) == j.chunks && j.waiting.CompareAndSwap(true, false) {
 			j.wake <- struct{}{}
 		}
 	}
 }
 
-// do runs fn over [0, n) in chunks of chunk on the invoker (worker 0) and
-// up to want-1 workers, and returns when every chunk is done.
-func (p *workers) do(n, chunk, want int, fn func(worker, lo, hi int)) {
-	chunks := (n + chunk - 1) / chunk
+// do runs fn over [0, n) in the given number of chunks, with bounds that
+// are multiples of align, on the invoker (worker 0) and up to want-1
+// workers, and returns when every chunk is done.
+func (p *workers) do(n, chunks, align, want int, fn func(worker, lo, hi int)) {
 	p.seq++
-	j := &job{seq: p.seq, fn: fn, n: n, chunk: chunk, chunks: int64(chunks)}
+	j := &job{seq: p.seq, fn: fn, n: n, chunks: int64(chunks), align: max(align, 1)}
 	p.busy = true
 	p.cur.Store(j)
 	p.wakeUpTo(want - 1)

