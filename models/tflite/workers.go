@@ -33,6 +33,9 @@ type workers struct {
 	spins  atomic.Int64
 	parked atomic.Int32
 	busy   bool // a job is being run (nested parallel calls run inline)
+	// trace, when set (BenchmarkParallelBalance), runs every chunk on the
+	// invoker and is given each job's chunk costs in thread CPU time.
+	trace func(costs []time.Duration)
 }
 
 // liveWorkers counts the worker goroutines of every pool, for the leak test.
@@ -54,9 +57,16 @@ type job struct {
 	fn     func(worker, lo, hi int)
 	n      int
 	chunks int64
-	align  int          // chunk bounds are multiples of align (but for n)
-	next   atomic.Int64 // the next chunk to claim
-	done   atomic.Int64 // chunks finished
+	align  int // chunk bounds are multiples of align (but for n)
+	// The chunks are cut into parts, one per thread: thread t first claims
+	// the chunks of part t in order (next[t] is the next one), then those
+	// left in the other parts. On a quiet machine each thread so works on
+	// the same region of the tensors operator after operator (its own
+	// cache), as with a static split; a slow thread's work is still taken.
+	parts int
+	next  []atomic.Int64
+	next4 [4]atomic.Int64 // next's storage for up to 4 parts
+	done  atomic.Int64    // chunks finished
 	// waiting is set by the invoker before it parks on wake; the worker
 	// finishing the last chunk clears it and sends.
 	waiting atomic.Bool
@@ -161,17 +171,36 @@ func (p *workers) wait(w *worker, seen uint64) *job {
 
 // run claims and runs chunks of j until none is left.
 func (j *job) run(id int) {
-	for {
-		c := j.next.Add(1) - 1
-		if c >= j.chunks {
-			return
+	for k := range j.parts {
+		p := (id + k) % j.parts
+		end := j.partStart(p + 1)
+		for {
+			c := j.next[p].Add(1) - 1
+			if c >= end {
+				break
+			}
+			if lo, hi := j.bound(c), j.bound(c+1); lo < hi {
+				j.fn(id, lo, hi)
+			}
+			if j.done.Add(1) == j.chunks && j.waiting.CompareAndSwap(true, false) {
+				j.wake <- struct{}{}
+			}
 		}
-		if lo, hi := j.bound(c), j.bound(c+1); lo < hi {
-			j.fn(id, lo, hi)
-		}
-		if j.done.Add(1) == j.chunks && j.waiting.CompareAndSwap(true, false) {
-			j.wake <- struct{}{}
-		}
+	}
+}
+
+// partStart is the first chunk of part p.
+func (j *job) partStart(p int) int64 { return int64(p) * j.chunks / int64(j.parts) }
+
+// split cuts j's chunks into parts for threads threads.
+func (j *job) split(threads int) {
+	j.parts = int(min(int64(threads), j.chunks))
+	j.next = j.next4[:]
+	if j.parts > len(j.next4) {
+		j.next = make([]atomic.Int64, j.parts)
+	}
+	for p := range j.parts {
+		j.next[p].Store(j.partStart(p))
 	}
 }
 
@@ -181,6 +210,11 @@ func (j *job) run(id int) {
 func (p *workers) do(n, chunks, align, want int, fn func(worker, lo, hi int)) {
 	p.seq++
 	j := &job{seq: p.seq, fn: fn, n: n, chunks: int64(chunks), align: max(align, 1)}
+	j.split(want)
+	if p.trace != nil {
+		p.traced(j)
+		return
+	}
 	p.busy = true
 	p.cur.Store(j)
 	p.wakeUpTo(want - 1)
@@ -223,4 +257,17 @@ func (p *workers) finish(j *job) {
 		return
 	}
 	<-j.wake
+}
+
+// traced runs j's chunks in order on the invoker, timing each.
+func (p *workers) traced(j *job) {
+	p.busy = true
+	costs := make([]time.Duration, j.chunks)
+	for c := range costs {
+		t0 := threadCPU()
+		j.fn(0, j.bound(int64(c)), j.bound(int64(c)+1))
+		costs[c] = threadCPU() - t0
+	}
+	p.busy = false
+	p.trace(costs)
 }
