@@ -13,13 +13,14 @@ import (
 // Starting goroutines per operator and waking an idle P for each costs
 // microseconds per dispatch, and the YOLO graphs run hundreds of operators,
 // many of them small. So while an invoke runs (hot) the workers spin on the
-// current job pointer, yielding with runtime.Gosched, for up to spinFor
+// current job pointer, yielding (runtime.Gosched, and sched_yield now and
+// then so a busy machine's other threads get the core), for up to spinFor
 // after their last job; when the invoke ends, or the spin runs out, they park
 // on a channel and burn no CPU until the next job wakes them.
 //
-// Chunks are claimed from an atomic counter, so a worker that is late (parked,
-// or descheduled on a busy machine) only takes what the others left: the
-// invoking goroutine never waits for a chunk nobody has started.
+// Chunks are claimed from atomic counters (see job), so a worker that is
+// late (parked, or descheduled on a busy machine) only takes what the others
+// left: the invoking goroutine never waits for a chunk nobody has started.
 type workers struct {
 	n      int                 // worker goroutines, ids 1..n
 	cur    atomic.Pointer[job] // the job to help with; nil between jobs
@@ -151,6 +152,9 @@ func (p *workers) wait(w *worker, seen uint64) *job {
 				p.spins.Add(1)
 				runtime.Gosched()
 			}
+			if i&63 == 63 {
+				osYield()
+			}
 			continue
 		}
 		// Park. Whoever clears sleeping first decides: the dispatcher
@@ -249,6 +253,9 @@ func (p *workers) finish(j *job) {
 		}
 		if i&15 == 15 {
 			runtime.Gosched()
+		}
+		if i&63 == 63 {
+			osYield()
 		}
 	}
 	j.wake = make(chan struct{}, 1)
