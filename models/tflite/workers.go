@@ -29,14 +29,16 @@ type workers struct {
 	closed atomic.Bool
 	ws     []*worker
 	wg     sync.WaitGroup
-	// spins counts spin rounds and parked the workers parked now; tests
-	// read them to check that idle workers burn no CPU.
-	spins  atomic.Int64
-	parked atomic.Int32
 	busy   bool // a job is being run (nested parallel calls run inline)
 	// trace, when set (BenchmarkParallelBalance), runs every chunk on the
 	// invoker and is given each job's chunk costs in thread CPU time.
 	trace func(costs []time.Duration)
+	// spins counts spin rounds and parked the workers parked now; tests
+	// read them to check that idle workers burn no CPU. They are written
+	// by spinning workers, so on a line of their own.
+	_      [64]byte
+	spins  atomic.Int64
+	parked atomic.Int32
 }
 
 // liveWorkers counts the worker goroutines of every pool, for the leak test.
@@ -65,13 +67,23 @@ type job struct {
 	// the same region of the tensors operator after operator (its own
 	// cache), as with a static split; a slow thread's work is still taken.
 	parts int
-	next  []atomic.Int64
-	next4 [4]atomic.Int64 // next's storage for up to 4 parts
-	done  atomic.Int64    // chunks finished
+	next  []partCounter
+	next2 [2]partCounter // next's storage for up to 2 parts
+	// done counts the chunks finished, added by each thread as it leaves
+	// (not per chunk: fewer writes to a line all threads share).
+	done atomic.Int64
 	// waiting is set by the invoker before it parks on wake; the worker
 	// finishing the last chunk clears it and sends.
 	waiting atomic.Bool
 	wake    chan struct{}
+}
+
+// partCounter is a part's next chunk, alone on its cache line so that the
+// threads claiming from their own parts do not take the line from each
+// other at every chunk.
+type partCounter struct {
+	atomic.Int64
+	_ [56]byte
 }
 
 // bound is where chunk c starts: chunks differ in size by at most align.
@@ -175,6 +187,7 @@ func (p *workers) wait(w *worker, seen uint64) *job {
 
 // run claims and runs chunks of j until none is left.
 func (j *job) run(id int) {
+	var did int64
 	for k := range j.parts {
 		p := (id + k) % j.parts
 		end := j.partStart(p + 1)
@@ -186,10 +199,11 @@ func (j *job) run(id int) {
 			if lo, hi := j.bound(c), j.bound(c+1); lo < hi {
 				j.fn(id, lo, hi)
 			}
-			if j.done.Add(1) == j.chunks && j.waiting.CompareAndSwap(true, false) {
-				j.wake <- struct{}{}
-			}
+			did++
 		}
+	}
+	if did > 0 && j.done.Add(did) == j.chunks && j.waiting.CompareAndSwap(true, false) {
+		j.wake <- struct{}{}
 	}
 }
 
@@ -199,9 +213,9 @@ func (j *job) partStart(p int) int64 { return int64(p) * j.chunks / int64(j.part
 // split cuts j's chunks into parts for threads threads.
 func (j *job) split(threads int) {
 	j.parts = int(min(int64(threads), j.chunks))
-	j.next = j.next4[:]
-	if j.parts > len(j.next4) {
-		j.next = make([]atomic.Int64, j.parts)
+	j.next = j.next2[:]
+	if j.parts > len(j.next2) {
+		j.next = make([]partCounter, j.parts)
 	}
 	for p := range j.parts {
 		j.next[p].Store(j.partStart(p))
