@@ -555,9 +555,10 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 
 // parallel splits [0, n) into chunks of at least minChunk and runs fn on
 // each, with the worker index (0 is the calling goroutine) for scratch
-// space. fn may be called several times per worker, with any chunk; the
-// chunks are claimed in order by whoever is free, so a late worker does not
-// hold the others up. Work too small for two chunks runs inline.
+// space. fn may be called several times per worker, with any chunk: each
+// thread takes its own share of the chunks first, then what the others have
+// not started, so a late worker does not hold the others up (see workers).
+// Work too small for two chunks runs inline; kernels do not nest calls.
 func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
 	minChunk = max(minChunk, 1)
 	w := min(ip.threads, n/minChunk)
