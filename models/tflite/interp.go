@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"sync"
 	"unsafe"
 
 	"edgefleet/models"
@@ -27,6 +26,7 @@ type Interpreter struct {
 	arena   []byte
 	scratch [][]byte // per worker, sized for the hungriest kernel
 	threads int
+	pool    *workers // threads-1 helper goroutines; nil for one thread
 	batch   int
 	// scratchNeed is the largest per-worker scratch a kernel asked for in prepare.
 	scratchNeed int
@@ -177,6 +177,12 @@ func NewInterpreter(m *Model, opts models.Options) (ip *Interpreter, err error) 
 	}()
 	if err := ip.build(); err != nil {
 		return nil, err
+	}
+	if threads > 1 {
+		ip.pool = newWorkers(threads - 1)
+		// The workers hold only the pool, so an interpreter dropped without
+		// Close is still collected, and this stops its workers.
+		runtime.AddCleanup(ip, func(p *workers) { p.close() }, ip.pool)
 	}
 	return ip, nil
 }
@@ -488,9 +494,11 @@ func (ip *Interpreter) Info() models.EngineInfo {
 	return models.EngineInfo{Engine: "go", Version: Version, Threads: ip.threads}
 }
 
-// Close releases the arena. It is safe to call twice.
+// Close releases the arena and stops the worker goroutines. It is safe to
+// call twice.
 func (ip *Interpreter) Close() error {
 	ip.arena, ip.scratch, ip.qin = nil, nil, nil
+	ip.pool.close()
 	return nil
 }
 
@@ -524,6 +532,8 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 	if ip.arena == nil && len(ip.nodes) > 0 {
 		return fmt.Errorf("tflite: invoke: interpreter is closed")
 	}
+	ip.pool.setHot(true)
+	defer ip.pool.setHot(false)
 	if ip.prof != nil {
 		return ip.invokeProfiled(ctx)
 	}
@@ -543,35 +553,36 @@ func (ip *Interpreter) Invoke(ctx context.Context) error {
 	return nil
 }
 
-// parallel splits [0, n) into at most ip.threads chunks and runs fn on each,
-// with the worker index for scratch space.
+// parallel splits [0, n) into chunks of at least minChunk and runs fn on
+// each, with the worker index (0 is the calling goroutine) for scratch
+// space. fn may be called several times per worker, with any chunk: each
+// thread takes its own share of the chunks first, then what the others have
+// not started, so a late worker does not hold the others up (see workers).
+// Work too small for two chunks runs inline; kernels do not nest calls.
 func (ip *Interpreter) parallel(n, minChunk int, fn func(worker, lo, hi int)) {
-	w := ip.threads
-	if minChunk < 1 {
-		minChunk = 1
-	}
-	if w > n/minChunk {
-		w = n / minChunk
-	}
-	if w <= 1 {
+	minChunk = max(minChunk, 1)
+	w := min(ip.threads, n/minChunk)
+	// chunksPer chunks per thread: enough that a thread which starts late
+	// or runs slow leaves little for the others to wait on, few enough
+	// that claiming them costs nothing.
+	const chunksPer = 8
+	ip.parallelChunks(n, min(n/minChunk, chunksPer*w), w, fn)
+}
+
+// parallelChunks runs fn over [0, n) in the given number of chunks (sizes
+// differing by at most one, or by 64 for chunks of 1024 or more, whose
+// bounds are then multiples of 64: whole cache lines for byte elements, no
+// false sharing on the borders), on up to w threads.
+func (ip *Interpreter) parallelChunks(n, chunks, w int, fn func(worker, lo, hi int)) {
+	if w <= 1 || chunks <= 1 || ip.pool == nil || ip.pool.busy || ip.pool.closed.Load() {
 		fn(0, 0, n)
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (n + w - 1) / w
-	for i := 1; i < w; i++ {
-		lo, hi := i*chunk, min(n, (i+1)*chunk)
-		if lo >= hi {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fn(i, lo, hi)
-		}()
+	align := 1
+	if n/chunks >= 1024 {
+		align = 64
 	}
-	fn(0, 0, min(n, chunk)) // the first chunk on this goroutine
-	wg.Wait()
+	ip.pool.do(n, chunks, align, min(w, ip.threads), fn)
 }
 
 // parallelVec splits [0, n) like parallel, in chunks whose bounds are

@@ -399,20 +399,36 @@ func im2colRows[T int8 | float32](g *convGeom, src []T, dst []T, m0, m1 int, pad
 	}
 }
 
-// convTiles runs fn on tiles of tileM output pixels, split over the workers.
-// a is the tile's patch matrix: the input itself for a direct 1x1
-// convolution, else the tile's im2col in the worker's scratch.
+// convTileRows is the rows of output pixels per tile for a product of M
+// rows on threads threads: tileM, or for small M (the 20x20 and 40x40
+// layers) a little less, so that the tiles are equal and a multiple of the
+// threads: 400 rows on 2 threads are 8 tiles of 50, not 6 of 64 and one of
+// 16 (4 tiles against 3). Never more than tileM (the scratch is sized
+// for that).
+func convTileRows(M, threads int) int {
+	if threads <= 1 || M <= 0 {
+		return tileM
+	}
+	per := (M + tileM*threads - 1) / (tileM * threads) // tiles per thread
+	return (M + per*threads - 1) / (per * threads)
+}
+
+// convTiles runs fn on tiles of about tileM output pixels, split over the
+// workers one tile at a time. a is the tile's patch matrix: the input itself
+// for a direct 1x1 convolution, else the tile's im2col in the worker's
+// scratch.
 func convTiles[T int8 | float32](ip *Interpreter, c *conv, src []T, view func([]byte) []T, pad T, fn func(m0, m1 int, a []T)) {
 	g := &c.g
 	M := g.n * g.oh * g.ow
-	tiles := (M + tileM - 1) / tileM
-	ip.parallel(tiles, 1, func(w, t0, t1 int) {
+	tm := convTileRows(M, ip.threads)
+	tiles := (M + tm - 1) / tm
+	ip.parallelChunks(tiles, tiles, ip.threads, func(w, t0, t1 int) {
 		var col []T
 		if !c.direct {
 			col = view(ip.scratch[w])
 		}
 		for t := t0; t < t1; t++ {
-			m0, m1 := t*tileM, min(M, (t+1)*tileM)
+			m0, m1 := t*tm, min(M, (t+1)*tm)
 			if c.direct {
 				fn(m0, m1, src[m0*c.k:m1*c.k])
 				continue

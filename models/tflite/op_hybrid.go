@@ -98,13 +98,14 @@ func (c *conv) convHybridS8(ip *Interpreter, in, out *rtensor) {
 		}
 		ip.parallelVec(per, func(lo, hi int) { kernel.QuantizeF32(q[lo:hi], s[lo:hi], inv, float32(zp)) })
 		d := dst[b*M*oc : (b+1)*M*oc]
-		tiles := (M + tileM - 1) / tileM
-		ip.parallel(tiles, 1, func(w, t0, t1 int) {
+		tm := convTileRows(M, ip.threads)
+		tiles := (M + tm - 1) / tm
+		ip.parallelChunks(tiles, tiles, ip.threads, func(w, t0, t1 int) {
 			sc := ip.scratch[w]
 			col := i8s(sc[:tileM*c.k])
 			acc := i32s(sc[alignUp(tileM*c.k, 64):])[:tileM*oc]
 			for t := t0; t < t1; t++ {
-				m0, m1 := t*tileM, min(M, (t+1)*tileM)
+				m0, m1 := t*tm, min(M, (t+1)*tm)
 				var a []int8
 				if c.direct {
 					a = q[m0*c.k : m1*c.k]

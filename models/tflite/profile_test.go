@@ -18,13 +18,18 @@ import (
 // TestProfiler: every operator of each test model has a line in the
 // profile (in run order, each once), the operator times add up to the
 // invoke measured around Invoke within 10 %, and the table prints every
-// operator and the per-type counts.
+// operator and the per-type counts; at 1 thread and with the worker pool
+// at 2 (an operator's time ends when its last chunk does).
 func TestProfiler(t *testing.T) {
 	// A float model with fused, folded and hybrid operators, and an int8
 	// one; TestInfoProfile (edge-agent) runs a third. Emulated arm64 (CI's
 	// qemu step, with its time limit) runs the small one only.
-	for _, name := range []string{"yolo26n_int8_320_e2e", "yolov8n_full_integer_quant"} {
-		t.Run(name, func(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		threads int
+	}{{"yolo26n_int8_320_e2e", 1}, {"yolov8n_full_integer_quant", 1}, {"yolo26n_int8_320_e2e", 2}} {
+		name := c.name
+		t.Run(fmt.Sprintf("%s/threads=%d", name, c.threads), func(t *testing.T) {
 			if (testing.Short() || runtime.GOARCH != "amd64") && name != "yolo26n_int8_320_e2e" {
 				t.Skip("short, or not amd64: the small model only")
 			}
@@ -32,7 +37,7 @@ func TestProfiler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := Open(context.Background(), mb, models.Options{Threads: 1})
+			e, err := Open(context.Background(), mb, models.Options{Threads: c.threads})
 			if err != nil {
 				t.Fatal(err)
 			}
