@@ -61,8 +61,9 @@ type Options struct {
 	// ConnectTimeout bounds one connection attempt; default 10 s.
 	ConnectTimeout time.Duration
 	// BackoffMin and BackoffMax bound the wait between failed connection
-	// attempts, which doubles from min to max with ±50% jitter; default 500 ms
-	// and 30 s.
+	// attempts: the step doubles from min to max, and each wait is drawn
+	// from [step/2, step] (equal jitter), so no wait exceeds BackoffMax;
+	// default 500 ms and 30 s.
 	BackoffMin, BackoffMax time.Duration
 	// PublishTimeout bounds the wait for a PUBACK; default 10 s.
 	PublishTimeout time.Duration
@@ -307,7 +308,7 @@ func (l *Link) Run(ctx context.Context) error {
 		l.mu.Unlock()
 	}()
 
-	backoff := l.opts.BackoffMin
+	bo := newBackoff(l.opts.BackoffMin, l.opts.BackoffMax, nil)
 	var n uint64
 	for {
 		n++
@@ -317,17 +318,16 @@ func (l *Link) Run(ctx context.Context) error {
 				return nil
 			}
 			l.metrics.connectFailures.Inc()
-			wait := jitter(backoff)
+			wait := bo.next()
 			l.log.Warn("connect failed", "error", err, "retry_in", wait.Round(time.Millisecond))
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(wait):
 			}
-			backoff = min(2*backoff, l.opts.BackoffMax)
 			continue
 		}
-		backoff = l.opts.BackoffMin
+		bo.reset()
 		l.metrics.connects.Inc()
 		l.metrics.connected.Set(1)
 		l.setSession(s)
@@ -347,10 +347,41 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 }
 
-// jitter spreads d over [d/2, 3d/2).
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d)
+// backoff is the wait between failed connection attempts: the step
+// doubles from min to max, and each wait is drawn from [step/2, step]
+// (equal jitter), so it never exceeds max and never falls below min/2.
+type backoff struct {
+	min, max, step time.Duration
+	rng            *rand.Rand // nil: the global source
 }
+
+// newBackoff returns a backoff from lo to hi (hi < lo is taken as lo);
+// rng seeds the jitter for tests, nil uses the global source.
+func newBackoff(lo, hi time.Duration, rng *rand.Rand) *backoff {
+	return &backoff{min: lo, max: max(lo, hi), step: lo, rng: rng}
+}
+
+// next returns the wait before the next attempt and doubles the step.
+func (b *backoff) next() time.Duration {
+	half := b.step / 2
+	var j time.Duration
+	if n := int64(b.step-half) + 1; n > 0 {
+		if b.rng != nil {
+			j = time.Duration(b.rng.Int64N(n))
+		} else {
+			j = time.Duration(rand.Int64N(n))
+		}
+	}
+	if b.step > b.max/2 {
+		b.step = b.max // doubling would pass max (or overflow)
+	} else {
+		b.step *= 2
+	}
+	return half + j
+}
+
+// reset starts again from min, after a successful connect.
+func (b *backoff) reset() { b.step = b.min }
 
 func (l *Link) connect(ctx context.Context, n uint64) (*session, error) {
 	s := &session{n: n, lost: make(chan struct{})}

@@ -484,13 +484,3 @@ func TestNewErrors(t *testing.T) {
 		})
 	}
 }
-
-func TestJitter(t *testing.T) {
-	for _, d := range []time.Duration{time.Millisecond, time.Second, 30 * time.Second} {
-		for range 100 {
-			if j := jitter(d); j < d/2 || j >= d+d/2 {
-				t.Fatalf("jitter(%v) = %v, outside [d/2, 3d/2)", d, j)
-			}
-		}
-	}
-}
