@@ -146,6 +146,9 @@ func New(ctx context.Context, s Store, opt Options) (*Engine, error) {
 		lastSent: map[string]time.Time{}, shadow: map[string]*ShadowRecord{}}
 	for _, r := range rs {
 		e.index(r)
+		if r.State.Final() && cancelUnsent(r, opt.Now(), r.Reason) > 0 {
+			e.dirty[r.ID] = true // stored before stopped rollouts cancelled their unsent jobs
+		}
 		for _, j := range r.Jobs {
 			if j.State != JobPending && !jobFinal(j.State) {
 				e.resend[j.JobID] = true

@@ -151,6 +151,7 @@ func rollback(r *Rollout, now time.Time, a Action) error {
 	}
 	r.State, r.PausedFrom = StateRolledBack, ""
 	r.record(now, from, phaseRollingBack, reason, a.By)
+	cancelUnsent(r, now, reason)
 	// Jobs in flight get theirs when they end (afterFinalLocked), so a
 	// rollback cannot overtake the update it undoes.
 	for i := range r.Jobs {
@@ -172,25 +173,72 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// abortLocked stops r and queues the rollbacks the spec asks for.
+// abortLocked stops r, cancels the jobs it had not sent and queues the
+// rollbacks the spec asks for.
 func (e *Engine) abortLocked(r *Rollout, now time.Time, reason, by string) {
 	from := r.Phase()
 	r.State, r.Reason, r.PausedFrom, r.UpdatedAt = StateAborted, reason, "", now
 	r.record(now, from, string(StateAborted), reason, by)
+	cancelled := cancelUnsent(r, now, reason)
 	all := r.Spec.rollbackOnAbort()
-	n := 0
+	n, inFlight := 0, 0
 	for i := range r.Jobs {
+		j := &r.Jobs[i]
 		// Jobs in flight get theirs when they end (wantsRollback).
-		if j := &r.Jobs[i]; failedOnDevice(j) || all && j.State == api.JobSucceeded {
+		if failedOnDevice(j) || all && j.State == api.JobSucceeded {
 			queueRollback(j, now)
 			n++
 		}
+		if !jobFinal(j.State) {
+			inFlight++
+		}
 	}
 	if all {
-		r.record(now, string(StateAborted), phaseRollingBack, fmt.Sprintf("rollback_on_abort: %d devices sent back, and any job still in flight when it ends", n), ActorEngine)
+		to, why := rollbackOnAbortNote(n, inFlight)
+		r.record(now, string(StateAborted), to, why, ActorEngine)
 	}
 	e.dirty[r.ID] = true
-	e.log.Warn("rollout aborted", "rollout_id", r.ID, "reason", reason, "by", by, "rollbacks", n)
+	e.log.Warn("rollout aborted", "rollout_id", r.ID, "reason", reason, "by", by, "rollbacks", n, "in_flight", inFlight, "cancelled", cancelled)
+}
+
+// rollbackOnAbortNote is the history entry of an abort under
+// rollback_on_abort, with n devices sent back and inFlight jobs that may
+// earn a rollback when they end: the phase it moves to and why. With
+// nothing to send back and nothing in flight it stays aborted.
+func rollbackOnAbortNote(n, inFlight int) (to, why string) {
+	later := ""
+	if inFlight > 0 {
+		later = fmt.Sprintf("; %s still in flight will get a rollback when it ends, if it needs one", count(inFlight, "job"))
+	}
+	switch {
+	case n == 0 && inFlight == 0:
+		return string(StateAborted), "rollback_on_abort: nothing to roll back: no device had been updated"
+	case n == 0:
+		return phaseRollingBack, "rollback_on_abort: nothing to roll back yet" + later
+	}
+	return phaseRollingBack, fmt.Sprintf("rollback_on_abort: %s sent back%s", count(n, "device"), later)
+}
+
+// count is "1 device", "2 devices".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// cancelUnsent ends the jobs of a stopped rollout that were still waiting
+// to be sent (for their wave or their device): they never will be. It
+// returns how many.
+func cancelUnsent(r *Rollout, now time.Time, why string) int {
+	n := 0
+	for i := range r.Jobs {
+		if j := &r.Jobs[i]; j.State == JobPending {
+			j.State, j.Reason, j.Progress, j.UpdatedAt = JobCancelled, "not sent, the rollout stopped first: "+why, 0, now
+			n++
+		}
+	}
+	return n
 }
 
 // failedOnDevice reports whether a job failed in a way that may have left

@@ -143,8 +143,10 @@ func TestThousandDevicesAbort(t *testing.T) {
 	mu.Unlock()
 	sm := r.Summarize()
 	// Wave 3 (500..999) is sent in order; the 51st failure (515, which fails
-	// at once) stops it: 516.. are never sent.
-	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Pending != 484 || sm.Progress[2].Failed != 40 {
+	// at once) stops it: 516.. are never sent, and end cancelled (neither
+	// succeeded nor failed).
+	if !strings.HasPrefix(r.Reason, "51 failures exceed") || sm.Progress[3].Cancelled != 484 || sm.Progress[3].Pending != 0 ||
+		sm.Progress[2].Failed != 40 || sm.Cancelled != 484 || sm.Failed != 51 || sm.Targets != 1000 {
 		t.Fatalf("aborted: %s; progress %+v", r.Reason, sm.Progress)
 	}
 	// The offline devices return; rollbacks still flow, updates do not.
@@ -425,7 +427,8 @@ func TestOperations(t *testing.T) {
 	s.set("cam-0003", func(d *simDevice) { d.online = true })
 	e.Step(ctx)
 	r, _ = e.Get(sum2.ID)
-	if r.State != StateAborted || r.Jobs[1].State != JobPending || s.dev("cam-0003").updates != 1 {
+	if r.State != StateAborted || r.Jobs[1].State != JobCancelled || s.dev("cam-0003").updates != 1 ||
+		!strings.Contains(r.Jobs[1].Reason, "not sent") || !strings.Contains(r.Jobs[1].Reason, "operator changed their mind") {
 		t.Fatalf("aborted rollout: %s, job %+v, updates %d", r.State, r.Jobs[1], s.dev("cam-0003").updates)
 	}
 	if _, err := e.Create(ctx, Spec{Artifact: testArtifact("3"), Selector: map[string]string{"line": "9"}, Waves: []float64{100}}); !errors.Is(err, ErrNoTargets) {

@@ -107,7 +107,7 @@ func TestWaveFailureRate(t *testing.T) {
 				t.Errorf("target %d (%s): rollback %q, version %s", i, j.State, j.Rollback, d.version)
 			}
 		default:
-			if j.State != JobPending || j.Rollback != "" || d.updates != 0 || d.version != "1" {
+			if j.State != JobCancelled || j.Rollback != "" || d.updates != 0 || d.version != "1" {
 				t.Errorf("target %d never sent: job %s, rollback %q, %d updates", i, j.State, j.Rollback, d.updates)
 			}
 		}

@@ -202,7 +202,11 @@ func (e *Engine) settleRollbackLocked(r *Rollout, now time.Time) {
 			failed++
 		}
 	}
-	r.record(now, r.Phase(), phaseRolledBack, fmt.Sprintf("%d devices back on their previous version, %d rollbacks failed", ok, failed), ActorEngine)
+	why := fmt.Sprintf("%s back on their previous version, %s failed", count(ok, "device"), count(failed, "rollback"))
+	if ok+failed == 0 {
+		why = "nothing was rolled back: no job ended on the new version"
+	}
+	r.record(now, r.Phase(), phaseRolledBack, why, ActorEngine)
 	r.UpdatedAt = now
 	e.dirty[r.ID] = true
 }
@@ -306,6 +310,9 @@ func (e *Engine) undoSend(s send) {
 		}
 	case j.State == JobDispatched:
 		j.State, j.SentAt = JobPending, time.Time{}
+		if ref.r.State.Final() { // it stopped between collect and dispatch
+			cancelUnsent(ref.r, e.opt.Now(), ref.r.Reason)
+		}
 	}
 	e.dirty[ref.r.ID] = true
 }

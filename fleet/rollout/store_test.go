@@ -261,6 +261,6 @@ func TestBoltReadsEarlierRecords(t *testing.T) {
 	r, _ = e.Get("r1")
 	checkSteps(t, r, []step{
 		{"wave 1", "aborted", ActorOperator, "aborted by operator: old"},
-		{"aborted", "rolling_back", ActorEngine, "1 devices sent back"},
+		{"aborted", "rolling_back", ActorEngine, "1 device sent back"},
 	})
 }

@@ -48,11 +48,14 @@ const (
 	JobDispatched = "dispatched" // sent, nothing heard yet
 	JobTimedOut   = "timed_out"
 	JobSkipped    = "skipped" // the device already ran the version
+	// JobCancelled: never sent, because the rollout aborted or was rolled
+	// back first; Job.Reason says why. Neither a success nor a failure.
+	JobCancelled = "cancelled"
 )
 
 func jobFinal(s string) bool {
 	switch s {
-	case api.JobSucceeded, api.JobFailed, api.JobRolledBack, JobTimedOut, JobSkipped:
+	case api.JobSucceeded, api.JobFailed, api.JobRolledBack, JobTimedOut, JobSkipped, JobCancelled:
 		return true
 	}
 	return false
@@ -167,6 +170,8 @@ type WaveProgress struct {
 	InFlight  int `json:"in_flight"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	// Cancelled jobs were never sent: the rollout stopped first.
+	Cancelled int `json:"cancelled,omitempty"`
 	// Shadow phases of the wave that ended: passed, failed (not accepted)
 	// and accepted by an operator, and the mean agreement of their final
 	// reports (of those that compared a frame).
@@ -192,6 +197,7 @@ type Summary struct {
 	Targets     int    `json:"targets"`
 	Succeeded   int    `json:"succeeded"`
 	Failed      int    `json:"failed"`
+	Cancelled   int    `json:"cancelled,omitempty"` // jobs never sent: the rollout stopped first
 	MaxFailures int    `json:"max_failures"`
 	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's.
 	MaxFailureRate  float64 `json:"max_failure_rate,omitempty"`
@@ -223,6 +229,9 @@ func (r *Rollout) Summarize() Summary {
 		case jobFailed(j.State):
 			p.Failed++
 			s.Failed++
+		case j.State == JobCancelled:
+			p.Cancelled++
+			s.Cancelled++
 		case jobFinal(j.State):
 			p.Succeeded++
 			s.Succeeded++
