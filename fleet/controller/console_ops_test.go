@@ -28,7 +28,7 @@ func TestConsoleOperates(t *testing.T) {
 	testutil.Chromium(t)
 	modelPath := modeltest.Path(t, "models", "yolov5n-int8.tflite")
 	f := controllertest.Start(t, `
-devices: [{id: cam-9, password: pw-cam-9}, {id: spare-1, password: pw-spare-1}]
+devices: [{id: cam-9, password: pw-cam-9}, {id: cam-8, password: pw-cam-8}, {id: spare-1, password: pw-spare-1}]
 ota: {health_window: 1m, job_timeout: 10m}
 `)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -44,6 +44,17 @@ ota: {health_window: 1m, job_timeout: 10m}
 		t.Fatal(tk.Error())
 	}
 	testutil.WaitFor(t, "cam-9 online", 5*time.Second, func() bool { d, err := f.API.Device(ctx, "cam-9"); return err == nil && d.Online })
+	// cam-8 is a target too, but offline: its job waits, and ends cancelled when the rollout aborts.
+	offline := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + f.MQTT).SetClientID("cam-8").SetUsername("cam-8").SetPassword("pw-cam-8"))
+	if tk := offline.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatalf("cam-8 connect: %v", tk.Error())
+	}
+	st8 := fmt.Sprintf(`{"device_id":"cam-8","online":false,"time_ms":%d,"labels":{"site":"plant-x"},"model":"yolov5n","model_version":"1"}`, time.Now().UnixMilli())
+	if tk := offline.Publish(api.StateTopic("cam-8"), 1, true, st8); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+		t.Fatal(tk.Error())
+	}
+	offline.Disconnect(0)
+	testutil.WaitFor(t, "cam-8 known, offline", 5*time.Second, func() bool { d, err := f.API.Device(ctx, "cam-8"); return err == nil && !d.Online && d.Labels["site"] == "plant-x" })
 
 	b := newBrowser(t, ctx)
 	b.signIn(base)
@@ -68,8 +79,17 @@ ota: {health_window: 1m, job_timeout: 10m}
 		chromedp.Click(chromedp.CSS("#act-abort")))
 	b.poll("aborted", `!!document.getElementById("rollout-state") && document.getElementById("rollout-state").textContent === "aborted"`, 10*time.Second)
 	ro, err := f.API.Rollouts(ctx)
-	if err != nil || len(ro) != 1 || ro[0].State != rest.StateAborted || !strings.Contains(ro[0].Reason, "wrong model") {
+	if err != nil || len(ro) != 1 || ro[0].State != rest.StateAborted || !strings.Contains(ro[0].Reason, "wrong model") || ro[0].Cancelled != 1 {
 		t.Fatalf("rollouts %+v, %v", ro, err)
+	}
+	// The job never sent shows as cancelled, with why, not as pending.
+	b.do("cancelled job", chromedp.WaitVisible(chromedp.CSS(`#jobs tr[data-device="cam-8"][data-state="cancelled"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#job-states tr[data-state="cancelled"]`)))
+	if s := b.text(`#jobs tr[data-device="cam-8"] td.reason`); !strings.Contains(s, "not sent") || !strings.Contains(s, "wrong model") {
+		t.Errorf("cam-8's reason: %q", s)
+	}
+	if s := b.text("#rollout-info"); !strings.Contains(s, "1 cancelled (never sent") {
+		t.Errorf("rollout info: %q", s)
 	}
 
 	// The provisioned device that never connected is listed as such; an unknown device says so.

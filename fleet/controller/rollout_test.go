@@ -124,7 +124,7 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 			return controllertest.Final(v.State)
 		}
 		for _, j := range v.Jobs {
-			if j.State == "dispatched" || j.State != "pending" && !strings.Contains(" succeeded failed rolled_back timed_out skipped ", " "+j.State+" ") ||
+			if j.State == "dispatched" || !strings.Contains(" succeeded failed rolled_back timed_out skipped cancelled ", " "+j.State+" ") ||
 				j.Rollback != "" && j.Rollback != api.JobSucceeded && j.Rollback != api.JobFailed && j.Rollback != "timed_out" {
 				return false
 			}
@@ -138,7 +138,7 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 	}
 	vs := controllertest.DeviceVersions(t, c)
 	rep := stop()
-	pending, failed := 0, 0
+	cancelled, failed := 0, 0
 	for _, j := range v.Jobs {
 		want := "1"
 		switch j.State {
@@ -155,10 +155,10 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 			if j.Rollback != api.JobSucceeded {
 				t.Errorf("%s: failed, rollback %q (%s)", j.DeviceID, j.Rollback, j.RollbackReason)
 			}
-		case "pending":
-			pending++
-			if j.Wave < 2 || !j.SentAt.IsZero() {
-				t.Errorf("%s (wave %d): pending, sent at %v", j.DeviceID, j.Wave, j.SentAt)
+		case "cancelled":
+			cancelled++
+			if j.Wave < 2 || !j.SentAt.IsZero() || !strings.Contains(j.Reason, "not sent") {
+				t.Errorf("%s (wave %d): cancelled (%s), sent at %v", j.DeviceID, j.Wave, j.Reason, j.SentAt)
 			}
 		default:
 			t.Errorf("%s: job %s", j.DeviceID, j.State)
@@ -171,9 +171,9 @@ func rolloutAborts(t *testing.T, n int, fleetd func(*testing.T) (string, *client
 	// About 50 of the first 500 devices fail: the abort comes in wave 2, and
 	// wave 3 is never sent. The engine may not have sent all of wave 2 by
 	// then (it dispatches in batches; under load the 31st failure can come
-	// first): those jobs stay pending.
-	if p := v.Progress[3]; p.Pending != 500 || v.Progress[2].Pending+p.Pending != pending {
-		t.Errorf("%d jobs never sent; progress %+v", pending, v.Progress)
+	// first): those jobs end cancelled, like wave 3's.
+	if p := v.Progress[3]; p.Cancelled != 500 || p.Pending != 0 || v.Progress[2].Cancelled+p.Cancelled != cancelled || v.Cancelled != cancelled {
+		t.Errorf("%d jobs never sent; progress %+v", cancelled, v.Progress)
 	}
 	if failed != v.Failed || v.RolledBack != failed || rep.OTA.Rollbacks != int64(failed) {
 		t.Errorf("%d failed, %d rolled back; simulator rolled back %d", failed, v.RolledBack, rep.OTA.Rollbacks)

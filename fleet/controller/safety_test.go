@@ -161,14 +161,15 @@ func checkShow(t *testing.T, show, abortReason string) {
 
 // checkAbortedJobs checks the jobs of a rollout stopped in wave 1 with
 // rollback on abort: the canary and wave 1 ended (failed exactly where the
-// simulator fails) and were all rolled back; the later waves were never sent.
+// simulator fails) and were all rolled back; the later waves were never
+// sent, and their jobs ended cancelled.
 func checkAbortedJobs(t *testing.T, v rest.Rollout, fails func(string) bool) {
 	t.Helper()
 	failed := 0
 	for _, j := range v.Jobs {
 		switch {
 		case j.Wave >= 2:
-			if j.State != "pending" || j.Rollback != "" || !j.SentAt.IsZero() {
+			if j.State != "cancelled" || j.Rollback != "" || !j.SentAt.IsZero() {
 				t.Errorf("%s (wave %d): job %s, rollback %q, sent at %v", j.DeviceID, j.Wave, j.State, j.Rollback, j.SentAt)
 			}
 		case j.State == api.JobFailed:

@@ -95,7 +95,7 @@ ota: {health_window: 200ms, job_timeout: 2m}
 		t.Fatalf("failing candidate: %s (%s), %+v", v.State, v.Reason, v.Progress)
 	}
 	for _, j := range v.Jobs {
-		if j.Wave == 0 && !strings.Contains(j.Reason, "agreement 0.800 below min-agreement 0.900") || j.Rollback != "" || j.Wave > 0 && j.State != "pending" {
+		if j.Wave == 0 && !strings.Contains(j.Reason, "agreement 0.800 below min-agreement 0.900") || j.Rollback != "" || j.Wave > 0 && j.State != "cancelled" {
 			t.Errorf("%s: %s %q, rollback %q", j.DeviceID, j.State, j.Reason, j.Rollback)
 		}
 	}

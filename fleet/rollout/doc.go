@@ -22,7 +22,8 @@
 //   - Two failure limits, checked as each result arrives: MaxFailures counts
 //     the failures of the whole rollout; MaxFailureRate applies to each wave
 //     alone (see Spec). Past either, the rollout aborts at once: no job not
-//     yet sent is sent, of this wave or a later one.
+//     yet sent is sent, of this wave or a later one; those jobs end
+//     JobCancelled with the abort's reason (so do a rollback's).
 //   - An abort (by the limits or by an operator) sends a rollback command to
 //     every device the rollout may have changed, unless the spec's
 //     RollbackOnAbort is false; then only the failed devices get one.

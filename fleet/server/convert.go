@@ -61,13 +61,13 @@ func restTensors(ts []manifest.Tensor) []rest.Tensor {
 func restSummary(s rollout.Summary) rest.RolloutSummary {
 	out := rest.RolloutSummary{ID: s.ID, Kind: s.Kind, Name: s.Name, Version: s.Version, SHA256: s.SHA256, Selector: s.Selector,
 		State: string(s.State), Wave: s.Wave, Waves: s.Waves, Reason: s.Reason, Targets: s.Targets, Succeeded: s.Succeeded,
-		Failed: s.Failed, MaxFailures: s.MaxFailures, MaxFailureRate: s.MaxFailureRate, MinExecutions: s.MinExecutions,
+		Failed: s.Failed, Cancelled: s.Cancelled, MaxFailures: s.MaxFailures, MaxFailureRate: s.MaxFailureRate, MinExecutions: s.MinExecutions,
 		RollbackOnAbort: s.RollbackOnAbort, RolledBack: s.RolledBack, Shadow: s.Shadow, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt}
 	if s.Progress != nil {
 		out.Progress = make([]rest.WaveProgress, len(s.Progress))
 		for i, p := range s.Progress {
 			out.Progress[i] = rest.WaveProgress{Wave: p.Wave, Devices: p.Devices, Pending: p.Pending, InFlight: p.InFlight,
-				Succeeded: p.Succeeded, Failed: p.Failed, ShadowPassed: p.ShadowPassed, ShadowFailed: p.ShadowFailed,
+				Succeeded: p.Succeeded, Failed: p.Failed, Cancelled: p.Cancelled, ShadowPassed: p.ShadowPassed, ShadowFailed: p.ShadowFailed,
 				ShadowAccepted: p.ShadowAccepted, ShadowAgreement: p.ShadowAgreement}
 		}
 	}

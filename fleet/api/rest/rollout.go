@@ -201,6 +201,7 @@ type RolloutSummary struct {
 	Targets     int    `json:"targets"`
 	Succeeded   int    `json:"succeeded"`
 	Failed      int    `json:"failed"`
+	Cancelled   int    `json:"cancelled,omitempty"` // jobs never sent: the rollout aborted or rolled back first
 	MaxFailures int    `json:"max_failures"`
 	// MaxFailureRate, MinExecutions and RollbackOnAbort are the spec's (see
 	// CreateRollout); RollbackOnAbort is what the engine applies (true
@@ -224,6 +225,7 @@ type WaveProgress struct {
 	InFlight  int `json:"in_flight"`
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
+	Cancelled int `json:"cancelled,omitempty"` // never sent: the rollout stopped first
 	// Final shadow reports of the wave: passed, failed (not accepted),
 	// accepted by an operator, and their mean agreement.
 	ShadowPassed    int     `json:"shadow_passed,omitempty"`
@@ -267,8 +269,8 @@ type Transition struct {
 type Job struct {
 	DeviceID string  `json:"device_id"`
 	JobID    string  `json:"job_id"`
-	Wave     int     `json:"wave"` // 0 = canary
-	State    string  `json:"state"`
+	Wave     int     `json:"wave"`  // 0 = canary
+	State    string  `json:"state"` // a device's (fleet/api Job*), or pending, dispatched, timed_out, skipped, cancelled (never sent: the rollout stopped first)
 	Progress float64 `json:"progress,omitempty"`
 	Reason   string  `json:"reason,omitempty"`
 	// Previous is the version the device ran when the rollout was created.

@@ -133,7 +133,9 @@ func TestOTACommands(t *testing.T) {
 		{"pause again", append([]string{"rollouts", "pause", "r1"}, auth...), 1, nil, "HTTP 409"},
 		{"resume", append([]string{"rollouts", "resume", "r1"}, auth...), 0, []string{"rollout r1: pending"}, ""},
 		{"abort", append([]string{"rollouts", "abort", "r1", "--reason", "wrong site"}, auth...), 0, []string{"aborted"}, ""},
-		{"abort reason", append([]string{"rollouts", "show", "r1"}, auth...), 0, []string{"wrong site"}, ""},
+		// No device ever connected: both jobs end cancelled, not pending.
+		{"abort reason", append([]string{"rollouts", "show", "r1"}, auth...), 0, []string{"wrong site", "Job states     cancelled 2",
+			"2 cancelled (never sent", "CANCELLED", "not sent, the rollout stopped first: aborted by operator: wrong site"}, ""},
 		{"rollback", append([]string{"rollouts", "rollback", "r1"}, auth...), 0, []string{"rolled_back"}, ""},
 		{"delete", append([]string{"models", "delete", "yolov8n@2"}, auth...), 0, []string{"deleted yolov8n@2"}, ""},
 	}

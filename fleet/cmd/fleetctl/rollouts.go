@@ -165,7 +165,8 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	if v.Reason != "" {
 		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
 	}
-	fmt.Fprintf(tw, "Devices\t%d: %d succeeded, %d failed (max %d), %d rolled back\n", v.Targets, v.Succeeded, v.Failed, v.MaxFailures, v.RolledBack)
+	fmt.Fprintf(tw, "Devices\t%d: %d succeeded, %d failed (max %d), %d rolled back%s\n", v.Targets, v.Succeeded, v.Failed, v.MaxFailures, v.RolledBack,
+		map[bool]string{true: fmt.Sprintf(", %d cancelled (never sent: the rollout stopped first)", v.Cancelled)}[v.Cancelled > 0])
 	fmt.Fprintf(tw, "Job states\t%s\n", countsLine(v.States))
 	if len(v.RollbackStates) > 0 {
 		fmt.Fprintf(tw, "Rollback jobs\t%s\n", countsLine(v.RollbackStates))
@@ -187,13 +188,16 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED"+map[bool]string{true: "\tSHADOW"}[v.Shadow != nil])
+	cancelled := v.Cancelled > 0 // the column only when the rollout stopped with jobs unsent
+	fmt.Fprintln(tw, "WAVE\tDEVICES\tPENDING\tIN FLIGHT\tSUCCEEDED\tFAILED"+map[bool]string{true: "\tCANCELLED"}[cancelled]+
+		map[bool]string{true: "\tSHADOW"}[v.Shadow != nil])
 	for _, p := range v.Progress {
 		name := "canary"
 		if p.Wave > 0 {
 			name = fmt.Sprintf("%d (%g%%)", p.Wave, v.WavePercents[p.Wave-1])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d%s\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed, waveShadow(v.Shadow, p))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d%s%s\n", name, p.Devices, p.Pending, p.InFlight, p.Succeeded, p.Failed,
+			map[bool]string{true: fmt.Sprintf("\t%d", p.Cancelled)}[cancelled], waveShadow(v.Shadow, p))
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
@@ -225,7 +229,7 @@ func rolloutsShow(ctx context.Context, args []string, w io.Writer) error {
 
 // jobStateOrder is the order jobs pass through their states.
 var jobStateOrder = []string{"pending", "dispatched", "queued", "downloading", "verifying", "shadow", "installing", "health_check",
-	"succeeded", "skipped", "failed", "rolled_back", "timed_out"}
+	"succeeded", "skipped", "failed", "rolled_back", "timed_out", "cancelled"}
 
 // countsLine prints job counts by state in jobStateOrder, e.g. "downloading 3, succeeded 40".
 func countsLine(m map[string]int) string {

@@ -101,7 +101,7 @@ Pages.rollouts = async function rolloutsPage(params) {
     rs.length ? table : el("p", {}, "No rollout yet.")];
 };
 
-const JOB_ORDER = ["pending", "dispatched", "queued", "downloading", "verifying", "shadow", "installing", "health_check", "succeeded", "skipped", "failed", "rolled_back", "timed_out"];
+const JOB_ORDER = ["pending", "dispatched", "queued", "downloading", "verifying", "shadow", "installing", "health_check", "succeeded", "skipped", "failed", "rolled_back", "timed_out", "cancelled"];
 
 function stateCounts(id, counts) {
   const keys = Object.keys(counts || {}).sort((a, b) => JOB_ORDER.indexOf(a) - JOB_ORDER.indexOf(b));
@@ -141,7 +141,8 @@ Pages.rollout = async function rolloutPage(id) {
   const info = el("table", { id: "rollout-info" },
     [["rollout", v.id], ["artifact", `${v.kind} ${v.name}@${v.version}`], ["sha256", v.sha256], ["selector", v.selector || "all devices"],
      ["state", el("span", { id: "rollout-state", class: "state-" + v.state }, rolloutState(v))], ["reason", v.reason || "–"],
-     ["devices", `${v.targets}: ${v.succeeded} succeeded, ${v.failed} failed (max ${v.max_failures}), ${v.rolled_back} rolled back`],
+     ["devices", `${v.targets}: ${v.succeeded} succeeded, ${v.failed} failed (max ${v.max_failures}), ${v.rolled_back} rolled back` +
+       (v.cancelled ? `, ${v.cancelled} cancelled (never sent: the rollout stopped first)` : "")],
      ["progress", bar(v.succeeded, v.failed, v.targets)],
      ["failure rate", v.max_failure_rate ? `abort above ${fmt.num(100 * v.max_failure_rate, 1)}% after ${v.min_executions || 0} finished` : "–"],
      ["roll back on abort", v.rollback_on_abort === false ? "no" : "yes"],
@@ -149,15 +150,16 @@ Pages.rollout = async function rolloutPage(id) {
      ["shadow", v.shadow ? shadowSpecText(v.shadow) : "–"], ["created", fmt.date(v.created_at)]]
       .map(([k, val]) => el("tr", {}, el("th", {}, k), el("td", {}, val))));
   const waves = el("table", { id: "waves" },
-    el("tr", {}, ["wave", "devices", "pending", "in flight", "succeeded", "failed", "progress", v.shadow ? "shadow" : null].filter(Boolean).map((h) => el("th", {}, h))),
+    el("tr", {}, ["wave", "devices", "pending", "in flight", "succeeded", "failed", v.cancelled ? "cancelled" : null, "progress", v.shadow ? "shadow" : null].filter(Boolean).map((h) => el("th", {}, h))),
     (v.progress || []).map((p) => el("tr", { "data-wave": p.wave, class: v.state === (p.wave ? "wave" : "canary") && v.wave === p.wave ? "current" : "" },
       el("td", {}, p.wave ? `${p.wave} (${fmt.num((v.wave_percents || [])[p.wave - 1], 1)}%)` : "canary"),
       el("td", {}, p.devices), el("td", {}, p.pending), el("td", {}, p.in_flight), el("td", {}, p.succeeded), el("td", {}, p.failed),
+      v.cancelled ? el("td", { class: "cancelled" }, p.cancelled || 0) : null,
       el("td", {}, bar(p.succeeded, p.failed, p.devices)),
       v.shadow ? el("td", { class: "wave-shadow" }, (p.shadow_passed || 0) + (p.shadow_failed || 0) + (p.shadow_accepted || 0)
         ? `${p.shadow_passed || 0} passed, ${p.shadow_failed || 0} failed, ${p.shadow_accepted || 0} accepted; mean agreement ${fmt.num(p.shadow_agreement, 3)}` : "–") : null)));
   const MAX_ROWS = 200;
-  const rank = (j) => (j.state === "succeeded" || j.state === "skipped" ? 2 : j.state === "pending" ? 1 : 0);
+  const rank = (j) => (j.state === "cancelled" ? 3 : j.state === "succeeded" || j.state === "skipped" ? 2 : j.state === "pending" ? 1 : 0);
   const jobs = (v.jobs || []).slice().sort((a, b) => rank(a) - rank(b) || a.wave - b.wave || a.device_id.localeCompare(b.device_id));
   const jobTable = el("table", { id: "jobs" },
     el("tr", {}, ["device", "wave", "state", "previous", "rollback", "reason", "updated"].map((h) => el("th", {}, h))),
