@@ -54,7 +54,10 @@ ota: {health_window: 1m, job_timeout: 10m}
 		t.Fatal(tk.Error())
 	}
 	offline.Disconnect(0)
-	testutil.WaitFor(t, "cam-8 known, offline", 5*time.Second, func() bool { d, err := f.API.Device(ctx, "cam-8"); return err == nil && !d.Online && d.Labels["site"] == "plant-x" })
+	testutil.WaitFor(t, "cam-8 known, offline", 5*time.Second, func() bool {
+		d, err := f.API.Device(ctx, "cam-8")
+		return err == nil && !d.Online && d.Labels["site"] == "plant-x"
+	})
 
 	b := newBrowser(t, ctx)
 	b.signIn(base)
