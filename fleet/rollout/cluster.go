@@ -256,12 +256,11 @@ func (s leaderStore) Save(ctx context.Context, rs ...*Rollout) error { return s.
 func (c *Cluster) inbox(ctx context.Context, e *Engine) {
 	t := time.NewTicker(c.copt.InboxPoll)
 	defer t.Stop()
-	var after int64
 	for {
 		if err := c.adoptNew(ctx, e); err != nil && ctx.Err() == nil {
 			c.log.Warn("rollout inbox: rollouts", "err", err)
 		}
-		if err := c.applyReports(ctx, e, &after); err != nil && ctx.Err() == nil {
+		if err := c.applyReports(ctx, e); err != nil && ctx.Err() == nil {
 			c.log.Warn("rollout inbox: job reports", "err", err)
 		}
 		if err := c.applyActions(ctx, e); err != nil && ctx.Err() == nil {
@@ -293,9 +292,9 @@ func (c *Cluster) adoptNew(ctx context.Context, e *Engine) error {
 	return nil
 }
 
-func (c *Cluster) applyReports(ctx context.Context, e *Engine, after *int64) error {
+func (c *Cluster) applyReports(ctx context.Context, e *Engine) error {
 	for {
-		rs, err := c.store.pendingReports(ctx, *after, 1000)
+		rs, err := c.store.pendingReports(ctx, 1000)
 		if err != nil || len(rs) == 0 {
 			return err
 		}
@@ -307,7 +306,7 @@ func (c *Cluster) applyReports(ctx context.Context, e *Engine, after *int64) err
 				}
 				c.log.Warn("job status", "device_id", r.st.DeviceID, "job_id", r.st.JobID, "err", err)
 			}
-			ns[i], *after = r.n, r.n
+			ns[i] = r.n
 		}
 		// Marked applied only once the engine has stored their effect: a
 		// holder that dies in between leaves them to the next one.

@@ -30,6 +30,11 @@
 //     Rollback does it for every device the rollout touched.
 //   - Pause stops new dispatches and wave changes; jobs in flight continue.
 //   - A device that no longer matches the selector counts as offline.
+//   - A device's reports may arrive out of order (handled concurrently,
+//     or split between replicas): a report of an earlier phase than the
+//     job's is ignored (counted in edgefleet_rollout_stale_reports_total),
+//     a final report ends the job whatever came before, and nothing
+//     changes a job that has ended.
 //   - Every change of phase is appended to the rollout's Transitions, with
 //     who made it and why; nothing there is ever rewritten.
 //

@@ -8,6 +8,7 @@ type metrics struct {
 	finished       *prometheus.CounterVec // jobs by final state
 	rollouts       *prometheus.GaugeVec   // by state
 	shadow         *prometheus.CounterVec // final shadow reports by outcome
+	stale          prometheus.Counter     // job reports ignored: an earlier phase than the job's
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -22,9 +23,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rollouts by state."}, []string{"state"}),
 		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgefleet_rollout_shadow_total",
 			Help: "Final shadow-phase reports judged against the rollout's min agreement, by outcome (passed, failed)."}, []string{"outcome"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgefleet_rollout_stale_reports_total",
+			Help: "Job reports ignored because they came after a report of a later phase (reports delivered out of order)."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.commands, m.dispatchErrors, m.finished, m.rollouts, m.shadow} {
+		for _, c := range []prometheus.Collector{m.commands, m.dispatchErrors, m.finished, m.rollouts, m.shadow, m.stale} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -328,10 +328,15 @@ type report struct {
 	st api.JobStatus
 }
 
-// pendingReports returns up to limit reports not yet applied, after n.
-func (s *Postgres) pendingReports(ctx context.Context, after int64, limit int) ([]report, error) {
+// pendingReports returns up to limit reports not yet applied, oldest first.
+// It reads every one not applied, not only those after the last read: row
+// numbers are taken at insert and rows commit in another order (replicas
+// and handlers insert at once), so a row may appear behind one already
+// read; skipping it would lose the report for good (a device's report of
+// the same job and state again updates that row, keeping its number).
+func (s *Postgres) pendingReports(ctx context.Context, limit int) ([]report, error) {
 	rows, err := s.pool.Query(ctx, `SELECT n, job_id, state, device_id, progress, reason, shadow FROM rollout_reports
-		WHERE NOT applied AND n > $1 ORDER BY n LIMIT $2`, after, limit)
+		WHERE NOT applied ORDER BY n LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: reports: %w", err)
 	}

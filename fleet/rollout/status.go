@@ -11,7 +11,10 @@ import (
 
 // HandleJobStatus records a device's job report; fleetd's ingest calls it
 // for every api.JobStatus. Reports for unknown jobs return ErrNotFound;
-// reports after a job ended are ignored.
+// reports after a job ended are ignored, and so are stale ones (see
+// staleReport): reports of one device may arrive out of order (handled
+// concurrently, or by two replicas), and an earlier phase applied after a
+// later one would leave the job behind its device.
 func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -35,6 +38,10 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		if j.Rollback == "" || jobFinal(j.Rollback) {
 			return nil
 		}
+		if staleReport(j.Rollback, st.State) {
+			e.ignoreStaleLocked(st, j.Rollback)
+			return nil
+		}
 		j.Rollback, j.RollbackReason, j.RollbackAt = st.State, st.Reason, now
 		e.dirty[r.ID] = true
 		if jobFinal(st.State) {
@@ -43,6 +50,10 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		return nil
 	}
 	if jobFinal(j.State) {
+		return nil
+	}
+	if staleReport(j.State, st.State) || staleShadow(j, st) {
+		e.ignoreStaleLocked(st, j.State)
 		return nil
 	}
 	if st.Shadow != nil {
@@ -67,6 +78,39 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 		e.poke()
 	}
 	return nil
+}
+
+// phaseRank orders the states of a job that has not ended, in the order an
+// agent passes through them (agent/update: the shadow phase runs between
+// verifying and installing); the engine's own pending and dispatched come
+// first. Final states are not ranked: they end the job whatever came before.
+var phaseRank = map[string]int{
+	JobPending: 0, JobDispatched: 1, api.JobQueued: 2, api.JobDownloading: 3, api.JobVerifying: 4,
+	api.JobShadow: 5, api.JobInstalling: 6, api.JobHealthCheck: 7,
+}
+
+// staleReport reports whether a report of state got, for a job (or rollback
+// job) now in state cur and not ended, is older than what was applied: an
+// earlier phase than cur's. A final report is never stale. (An agent that
+// restarts mid-job goes through its phases again; its job then shows the
+// furthest phase reached until the device passes it, which is harmless.)
+func staleReport(cur, got string) bool {
+	if jobFinal(got) {
+		return false
+	}
+	return phaseRank[got] < phaseRank[cur]
+}
+
+// staleShadow reports whether st is a periodic shadow report that arrived
+// after the phase's final one: applying it would replace the final figures.
+func staleShadow(j *Job, st api.JobStatus) bool {
+	return st.Shadow != nil && !st.Shadow.Final && j.Shadow != nil && j.Shadow.Final && j.Shadow.AcceptedBy == ""
+}
+
+// ignoreStaleLocked counts and logs a report that came after a later one.
+func (e *Engine) ignoreStaleLocked(st api.JobStatus, cur string) {
+	e.m.stale.Inc()
+	e.log.Debug("stale job report ignored", "device_id", st.DeviceID, "job_id", st.JobID, "state", st.State, "current", cur)
 }
 
 // validJobState reports whether a device may report state s.
