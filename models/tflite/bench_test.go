@@ -136,6 +136,23 @@ func peakRSS() int64 {
 	return 0
 }
 
+// benchInvokes invokes e once to warm it up (make bench runs each benchmark
+// once), then b.N times, and returns the CPU time per invoke.
+func benchInvokes(b *testing.B, e models.Engine) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	if err := e.Invoke(ctx); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if err := e.Invoke(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return (cpuTime() - cpu0) / time.Duration(b.N)
+}
+
 // cpuTime is the process's user+system CPU time.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

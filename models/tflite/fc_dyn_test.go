@@ -94,16 +94,7 @@ func BenchmarkFullyConnectedDynamicS8(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			if err := e.Invoke(context.Background()); err != nil { // warm up: make bench runs once
-				b.Fatal(err)
-			}
-			cpu0 := cpuTime()
-			for b.Loop() {
-				if err := e.Invoke(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(benchInvokes(b, e).Microseconds())/1000, "cpu-ms/op")
 		})
 	}
 }

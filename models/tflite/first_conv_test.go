@@ -167,17 +167,9 @@ func BenchmarkFirstConvS8(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer e.Close()
-			if err := e.Invoke(context.Background()); err != nil { // warm up: make bench runs once
-				b.Fatal(err)
-			}
-			cpu0 := cpuTime()
-			for b.Loop() {
-				if err := e.Invoke(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-			}
+			cpu := benchInvokes(b, e)
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(cpu.Microseconds())/1000, "cpu-ms/op")
 		})
 	}
 }

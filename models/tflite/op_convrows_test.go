@@ -214,17 +214,7 @@ func BenchmarkConvF32Stem(b *testing.B) {
 				for i := range x {
 					x[i] = r.Float32()
 				}
-				ctx := context.Background()
-				if err := e.Invoke(ctx); err != nil {
-					b.Fatal(err)
-				}
-				cpu0 := cpuTime()
-				for b.Loop() {
-					if err := e.Invoke(ctx); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+				b.ReportMetric(float64(benchInvokes(b, e).Microseconds())/1000, "cpu-ms/op")
 			})
 		}
 	}
