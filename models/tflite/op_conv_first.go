@@ -110,6 +110,7 @@ func (c *conv) convS8Rows(ip *Interpreter, in, out *rtensor) {
 				fillS8(row[left+n:], pad)
 			}
 			c.rowConv.Run(dst[r*g.ow*g.oc:], buf, g.ow, g.sw*ic, c.krqRuy)
+			c.post.s8(out.data[r*g.ow*g.oc : (r+1)*g.ow*g.oc]) // a fused SiLU, while the row is in cache
 		}
 	})
 }
