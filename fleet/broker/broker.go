@@ -156,13 +156,13 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.Addr != "" {
 		b.tcp = listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Addr})
-		if err := srv.AddListener(b.tcp); err != nil {
+		if err := srv.AddListener(listener{b.tcp, srv}); err != nil {
 			return nil, fmt.Errorf("broker: new: listen %s: %w", opts.Addr, err)
 		}
 	}
 	if opts.TLSAddr != "" {
 		b.tls = listeners.NewTCP(listeners.Config{ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLS})
-		if err := srv.AddListener(b.tls); err != nil {
+		if err := srv.AddListener(listener{b.tls, srv}); err != nil {
 			b.closeListeners()
 			return nil, fmt.Errorf("broker: new: listen tls %s: %w", opts.TLSAddr, err)
 		}
@@ -228,6 +228,31 @@ func (b *Broker) Close() error {
 		return fmt.Errorf("broker: close: %w", err)
 	}
 	return nil
+}
+
+// listener is mochi's TCP listener with a Close that disconnects the
+// listener's clients itself. mochi v2.7.9 passes Close a function that
+// lists them with Clients.GetByListener, which takes the clients' read lock
+// and, inside it, takes it again (Clients.Len): a client leaving between
+// the two (its Clients.Delete queues for the write lock, and a queued
+// writer holds back new readers) deadlocks the broker's shutdown for good.
+// It happened in CI under load: fleetd's Run never returned.
+type listener struct {
+	*listeners.TCP
+	srv *mqtt.Server
+}
+
+// Close closes the listener and disconnects its clients from one snapshot
+// of the client list (Clients.GetAll takes the lock once), as mochi's own
+// closeListenerClients would.
+func (l listener) Close(listeners.CloseFn) {
+	l.TCP.Close(func(id string) {
+		for _, cl := range l.srv.Clients.GetAll() {
+			if cl.Net.Listener == id && !cl.Closed() {
+				_ = l.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+			}
+		}
+	})
 }
 
 func (b *Broker) closeListeners() {

@@ -43,6 +43,7 @@ type report struct {
 	skipped     []result
 	buildFailed []string
 	pkgFailed   []string
+	unfinished  []result // tests still running when their package failed (a timeout or a panic); msg is their output
 }
 
 func key(pkg, test string) string { return pkg + "\x00" + test }
@@ -67,6 +68,7 @@ func (r *report) add(e event) {
 		if e.Test == "" {
 			if e.Action == "fail" {
 				r.pkgFailed = append(r.pkgFailed, e.Package)
+				r.flushUnfinished(e.Package)
 			}
 			return
 		}
@@ -91,6 +93,31 @@ func (r *report) finish(e event) {
 		}
 	case "skip":
 		r.skipped = append(r.skipped, result{pkg: e.Package, test: e.Test, msg: skipMessage(lines)})
+	}
+}
+
+// flushUnfinished prints, as go test would, the output of pkg's tests that
+// never ended (the binary timed out or panicked: test2json gives them no
+// end event) and keeps it for the summary.
+func (r *report) flushUnfinished(pkg string) {
+	var names []string
+	for k := range r.buf {
+		if p, test, _ := strings.Cut(k, "\x00"); p == pkg {
+			names = append(names, test)
+		}
+	}
+	sort.Strings(names)
+	for _, test := range names {
+		k := key(pkg, test)
+		var out strings.Builder
+		for _, l := range r.buf[k] {
+			if !isFrame(l) {
+				fmt.Fprint(r.out, l)
+				out.WriteString(l)
+			}
+		}
+		delete(r.buf, k)
+		r.unfinished = append(r.unfinished, result{pkg: pkg, test: test, msg: out.String()})
 	}
 }
 
@@ -137,6 +164,10 @@ func (r *report) summary(w io.Writer) {
 			fmt.Fprintf(w, "FAIL %s (no failing test: build error, panic or timeout; see above)\n", p)
 		}
 	}
+	for _, u := range r.unfinished {
+		fmt.Fprintf(w, "NEVER ENDED %s %s\n", u.pkg, u.test)
+		fmt.Fprint(w, crashDigest(u.msg))
+	}
 	sort.SliceStable(r.skipped, func(i, j int) bool { return r.skipped[i].pkg < r.skipped[j].pkg })
 	fmt.Fprintf(w, "skipped (%d):\n", len(r.skipped))
 	for _, s := range r.skipped {
@@ -159,6 +190,50 @@ func (r *report) hasFailure(pkg string) bool {
 		}
 	}
 	return false
+}
+
+// crashDigest shortens the output of a test that never ended to what tells
+// why: its last log lines before the panic, the panic line, and the
+// goroutines that were blocked in this module's code for a minute or more
+// (a whole dump of a -race binary is thousands of lines), indented.
+func crashDigest(out string) string {
+	before, dump, found := strings.Cut(out, "panic: ")
+	var b strings.Builder
+	logs := strings.Split(strings.TrimRight(before, "\n"), "\n")
+	if len(logs) > 15 {
+		logs = logs[len(logs)-15:]
+	}
+	for _, l := range logs {
+		if strings.TrimSpace(l) != "" {
+			fmt.Fprintf(&b, "    %s\n", strings.TrimRight(l, " "))
+		}
+	}
+	if !found {
+		return b.String()
+	}
+	blocks := strings.Split(dump, "\n\n")
+	head, _, _ := strings.Cut(blocks[0], "\n")
+	fmt.Fprintf(&b, "    panic: %s\n", head)
+	shown := 0
+	for _, g := range blocks[1:] {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		if !strings.HasPrefix(lines[0], "goroutine ") || !strings.Contains(lines[0], "minutes") ||
+			!strings.Contains(g, "edgefleet/") {
+			continue
+		}
+		if shown == 8 {
+			fmt.Fprintf(&b, "    (more goroutines blocked in edgefleet code: see the stream)\n")
+			break
+		}
+		shown++
+		if len(lines) > 16 {
+			lines = append(lines[:16], "…")
+		}
+		for _, l := range lines {
+			fmt.Fprintf(&b, "      %s\n", l)
+		}
+	}
+	return b.String()
 }
 
 func (r *report) ok() bool {

@@ -110,3 +110,83 @@ func TestReportPassing(t *testing.T) {
 		t.Errorf("output = %q, want %q", out.String(), want)
 	}
 }
+
+// TestReportTimeout runs a real package whose test outlives -timeout: test2json
+// gives that test no end event, and the report must still name it and show
+// its last words and the panic.
+func TestReportTimeout(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module hang\n\ngo 1.26\n",
+		"h_test.go": `package hang
+
+import (
+	"testing"
+	"time"
+)
+
+func TestQuick(t *testing.T) {}
+func TestHang(t *testing.T) {
+	t.Log("waiting for the broker")
+	<-time.After(time.Minute)
+}
+`,
+	}
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("go", "test", "-json", "-timeout", "2s", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off")
+	stream, err := cmd.Output()
+	if err == nil {
+		t.Fatal("go test passed past its timeout")
+	}
+	var out bytes.Buffer
+	r, err := run(bytes.NewReader(stream), &out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum bytes.Buffer
+	r.summary(&sum)
+	if r.ok() {
+		t.Error("report is ok for a run that timed out")
+	}
+	for _, want := range []string{
+		"FAIL hang (no failing test",
+		"NEVER ENDED hang TestHang\n",
+		"waiting for the broker",
+		"panic: test timed out after 2s",
+		"1 passed, 0 failed, 0 skipped",
+	} {
+		if !strings.Contains(sum.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum.String())
+		}
+	}
+	if !strings.Contains(out.String(), "goroutine ") {
+		t.Errorf("the stream lacks the goroutine dump:\n%s", out.String())
+	}
+}
+
+// TestCrashDigest keeps the goroutines blocked in module code for minutes
+// and drops the rest of the dump.
+func TestCrashDigest(t *testing.T) {
+	out := "    x_test.go:10: started fleetd\n" +
+		"panic: test timed out after 25m0s\n\trunning tests:\n\t\tTestX (25m0s)\n\n" +
+		"goroutine 1 [chan receive]:\ntesting.(*T).Run()\n\n" +
+		"goroutine 7 [select, 24 minutes]:\nedgefleet/fleet/controller.(*Server).Stop()\n\t/src/edgefleet/fleet/controller/server.go:88\n\n" +
+		"goroutine 9 [IO wait, 24 minutes]:\ninternal/poll.runtime_pollWait()\n\n"
+	got := crashDigest(out)
+	for _, want := range []string{"started fleetd", "panic: test timed out after 25m0s", "goroutine 7 [select, 24 minutes]", "(*Server).Stop()"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("digest lacks %q:\n%s", want, got)
+		}
+	}
+	for _, unwanted := range []string{"goroutine 1 ", "goroutine 9 "} {
+		if strings.Contains(got, unwanted) {
+			t.Errorf("digest has %q:\n%s", unwanted, got)
+		}
+	}
+}
