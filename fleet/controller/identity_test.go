@@ -59,17 +59,8 @@ devices: [{id: pw-dev, password: pw-secret}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleetd: %v", err)
-		}
-		c.Close()
-	})
-	<-c.Ready()
+	t.Cleanup(func() { c.Close() })
+	testutil.Serve(t, "fleetd", c.Run, c.Ready())
 	caPEM, err := os.ReadFile(filepath.Join(dir, "pki", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)

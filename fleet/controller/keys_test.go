@@ -14,6 +14,7 @@ import (
 	"edgefleet/fleet/client"
 	"edgefleet/fleet/controller"
 	"edgefleet/fleet/controller/controllertest"
+	"edgefleet/internal/testutil"
 	"edgefleet/models/manifest"
 	"edgefleet/models/modeltest"
 )
@@ -35,19 +36,9 @@ operators: [{name: test, token: %s}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("fleetd stopped: %v", err)
-	}
+	stopRun := testutil.Serve(t, "fleetd", c.Run, c.Ready())
 	return controllertest.Client(t, c.HTTPAddr()), func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleetd: %v", err)
-		}
+		stopRun()
 		if err := c.Close(); err != nil {
 			t.Errorf("fleetd: close: %v", err)
 		}

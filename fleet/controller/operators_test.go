@@ -11,6 +11,7 @@ import (
 
 	"edgefleet/fleet/api/rest"
 	"edgefleet/fleet/client"
+	"edgefleet/internal/testutil"
 )
 
 func TestConfigOperatorRoles(t *testing.T) {
@@ -50,19 +51,9 @@ operators:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("fleetd stopped: %v", err)
-	}
+	stopRun := testutil.Serve(t, "fleetd", c.Run, c.Ready())
 	return "http://" + c.HTTPAddr(), func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleetd: %v", err)
-		}
+		stopRun()
 		if err := c.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"edgefleet/internal/testutil"
 )
 
 // TestStopWithLiveFeedClient: fleetd stops within 2 s, without an error,
@@ -24,7 +26,11 @@ func TestStopWithLiveFeedClient(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	<-c.Ready()
+	select {
+	case <-c.Ready():
+	case <-time.After(testutil.ServeBound):
+		t.Fatal("fleetd not ready")
+	}
 
 	req, _ := http.NewRequest("GET", "http://"+c.HTTPAddr()+"/api/v1/detections/stream", nil)
 	req.Header.Set("Authorization", "Bearer 0123456789abcdef")

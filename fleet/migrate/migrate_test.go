@@ -42,23 +42,17 @@ services: [{user: sim, password: sim-password}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	stopRun := testutil.Serve(t, "fleetd", c.Run, c.Ready())
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("fleetd: %v", err)
-			}
+			stopRun()
 			if err := c.Close(); err != nil {
 				t.Errorf("fleetd: close: %v", err)
 			}
 		})
 	}
 	t.Cleanup(stop)
-	<-c.Ready()
 	return c, stop
 }
 

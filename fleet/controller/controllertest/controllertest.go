@@ -57,23 +57,12 @@ operators: [{name: test, token: %s}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("fleetd: %v", err)
-		}
 		if err := c.Close(); err != nil {
 			t.Errorf("fleetd: close: %v", err)
 		}
 	})
-	select {
-	case <-c.Ready():
-	case err := <-done:
-		t.Fatalf("fleetd stopped: %v", err)
-	}
+	testutil.Serve(t, "fleetd", c.Run, c.Ready())
 	return &Fleetd{C: c, API: Client(t, c.HTTPAddr()), MQTT: c.MQTTAddr(), HTTP: c.HTTPAddr(), Dir: dir}
 }
 
