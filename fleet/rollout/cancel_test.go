@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	dto "github.com/prometheus/client_model/go"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,10 @@ func TestStopCancelsUnsentJobs(t *testing.T) {
 						t.Errorf("%s cancelled: reason %q, sent at %v", j.DeviceID, j.Reason, j.SentAt)
 					}
 				}
+			}
+			var m dto.Metric
+			if err := e.m.finished.WithLabelValues(JobCancelled).Write(&m); err != nil || int(m.GetCounter().GetValue()) != cancelled {
+				t.Errorf("edgefleet_rollout_jobs_finished_total{state=cancelled} = %v, want %d (%v)", m.GetCounter().GetValue(), cancelled, err)
 			}
 			sm := r.Summarize()
 			if sm.Targets != 10 || sm.Succeeded != tt.wantOK || sm.Failed != tt.wantBad || sm.Cancelled != 10-tt.wantOK-tt.wantBad || cancelled != sm.Cancelled {

@@ -51,7 +51,7 @@ func (e *Engine) Act(ctx context.Context, id string, a Action) (Summary, error) 
 	case ActionAbort:
 		f = e.abort
 	case ActionRollback:
-		f = rollback
+		f = e.rollback
 	case ActionAccept:
 		f = e.accept
 	default:
@@ -140,7 +140,7 @@ func (e *Engine) abort(r *Rollout, now time.Time, a Action) error {
 	return nil
 }
 
-func rollback(r *Rollout, now time.Time, a Action) error {
+func (e *Engine) rollback(r *Rollout, now time.Time, a Action) error {
 	if r.State == StateRolledBack {
 		return stateError(r, a)
 	}
@@ -151,7 +151,7 @@ func rollback(r *Rollout, now time.Time, a Action) error {
 	}
 	r.State, r.PausedFrom = StateRolledBack, ""
 	r.record(now, from, phaseRollingBack, reason, a.By)
-	cancelUnsent(r, now, reason)
+	e.cancelUnsentLocked(r, now, reason)
 	// Jobs in flight get theirs when they end (afterFinalLocked), so a
 	// rollback cannot overtake the update it undoes.
 	for i := range r.Jobs {
@@ -179,7 +179,7 @@ func (e *Engine) abortLocked(r *Rollout, now time.Time, reason, by string) {
 	from := r.Phase()
 	r.State, r.Reason, r.PausedFrom, r.UpdatedAt = StateAborted, reason, "", now
 	r.record(now, from, string(StateAborted), reason, by)
-	cancelled := cancelUnsent(r, now, reason)
+	cancelled := e.cancelUnsentLocked(r, now, reason)
 	all := r.Spec.rollbackOnAbort()
 	n, inFlight := 0, 0
 	for i := range r.Jobs {
@@ -237,6 +237,15 @@ func cancelUnsent(r *Rollout, now time.Time, why string) int {
 			j.State, j.Reason, j.Progress, j.UpdatedAt = JobCancelled, "not sent, the rollout stopped first: "+why, 0, now
 			n++
 		}
+	}
+	return n
+}
+
+// cancelUnsentLocked is cancelUnsent, counted in the finished-jobs metric.
+func (e *Engine) cancelUnsentLocked(r *Rollout, now time.Time, why string) int {
+	n := cancelUnsent(r, now, why)
+	if n > 0 {
+		e.m.finished.WithLabelValues(JobCancelled).Add(float64(n))
 	}
 	return n
 }

@@ -311,7 +311,7 @@ func (e *Engine) undoSend(s send) {
 	case j.State == JobDispatched:
 		j.State, j.SentAt = JobPending, time.Time{}
 		if ref.r.State.Final() { // it stopped between collect and dispatch
-			cancelUnsent(ref.r, e.opt.Now(), ref.r.Reason)
+			e.cancelUnsentLocked(ref.r, e.opt.Now(), ref.r.Reason)
 		}
 	}
 	e.dirty[ref.r.ID] = true

@@ -136,6 +136,7 @@ func TestOTACommands(t *testing.T) {
 		// No device ever connected: both jobs end cancelled, not pending.
 		{"abort reason", append([]string{"rollouts", "show", "r1"}, auth...), 0, []string{"wrong site", "Job states     cancelled 2",
 			"2 cancelled (never sent", "CANCELLED", "not sent, the rollout stopped first: aborted by operator: wrong site"}, ""},
+		{"list with cancelled", append([]string{"rollouts", "list"}, auth...), 0, []string{"CANCELLED", "aborted", "0/1     2 "}, ""},
 		{"rollback", append([]string{"rollouts", "rollback", "r1"}, auth...), 0, []string{"rolled_back"}, ""},
 		{"delete", append([]string{"models", "delete", "yolov8n@2"}, auth...), 0, []string{"deleted yolov8n@2"}, ""},
 	}

@@ -124,10 +124,15 @@ func rolloutsList(ctx context.Context, args []string, w io.Writer) error {
 		return printJSON(w, list)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tARTIFACT\tSELECTOR\tSTATE\tTARGETS\tSUCCEEDED\tFAILED\tCREATED")
+	cancelled := false // the column only when a rollout stopped with jobs unsent
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%d\t%d\t%d/%d\t%s\n", s.ID, s.Name, s.Version, dash(s.Selector), waveName(s),
-			s.Targets, s.Succeeded, s.Failed, s.MaxFailures, s.CreatedAt.Local().Format(time.DateTime))
+		cancelled = cancelled || s.Cancelled > 0
+	}
+	fmt.Fprintln(tw, "ID\tARTIFACT\tSELECTOR\tSTATE\tTARGETS\tSUCCEEDED\tFAILED"+map[bool]string{true: "\tCANCELLED"}[cancelled]+"\tCREATED")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s@%s\t%s\t%s\t%d\t%d\t%d/%d%s\t%s\n", s.ID, s.Name, s.Version, dash(s.Selector), waveName(s),
+			s.Targets, s.Succeeded, s.Failed, s.MaxFailures, map[bool]string{true: fmt.Sprintf("\t%d", s.Cancelled)}[cancelled],
+			s.CreatedAt.Local().Format(time.DateTime))
 	}
 	return tw.Flush()
 }

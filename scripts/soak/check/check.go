@@ -6,7 +6,8 @@
 //     spool lists as dropped add up to what it counted, and those the fleet
 //     stored anyway (dropped after delivery) are counted, not failed;
 //   - every rollout reaches a final state;
-//   - every device ends on the version its last rollout says;
+//   - every device ends on the version its last rollout says (a job the
+//     rollout never sent, cancelled, says nothing);
 //   - no process's RSS or goroutine count grows without bound;
 //   - fleetd's p99 ingest-to-ack stays within a bound.
 //
@@ -230,6 +231,9 @@ func checkRollouts(rs []Rollout, versions map[string]map[string]string, r *Resul
 		}
 		for _, j := range ro.Jobs {
 			k := [2]string{kindOf(ro), j.Device}
+			if j.State == "cancelled" {
+				continue // never sent: the device stays where earlier rollouts left it
+			}
 			if v, ok := jobVersion(ro, j); ok {
 				want[k] = v
 			} else {

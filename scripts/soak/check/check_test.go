@@ -30,6 +30,7 @@ func healthy() Input {
 			{ID: "r1", State: "completed", Version: "2", Jobs: []Job{{Device: "box-1", State: "succeeded", Previous: "1"}, {Device: "box-2", State: "skipped", Previous: "2"}}},
 			{ID: "r3", Kind: "firmware", State: "completed", Version: "2.0.0", Jobs: []Job{{Device: "box-2", State: "succeeded", Previous: "1.0.0"}}},
 			{ID: "r2", State: "aborted", Version: "3", Jobs: []Job{{Device: "box-1", State: "failed", Previous: "2"}, {Device: "box-2", State: "succeeded", Previous: "2", Rollback: "succeeded"}}},
+			{ID: "r4", State: "aborted", Version: "4", Jobs: []Job{{Device: "box-1", State: "cancelled", Previous: "2"}}},
 		},
 		Versions:  map[string]string{"box-1": "2", "box-2": "2"},
 		Firmware:  map[string]string{"box-1": "1.0.0", "box-2": "2.0.0"},
@@ -45,8 +46,8 @@ func TestHealthyRunPasses(t *testing.T) {
 		t.Fatalf("failures on a healthy run: %q", r.Failures)
 	}
 	want := Events{Produced: 150, Stored: 149, Dropped: 2, DroppedDelivered: 1}
-	if r.Events != want || r.Completed != 2 || r.Final != 3 {
-		t.Fatalf("got %+v completed=%d final=%d, want %+v 2 3", r.Events, r.Completed, r.Final, want)
+	if r.Events != want || r.Completed != 2 || r.Final != 4 {
+		t.Fatalf("got %+v completed=%d final=%d, want %+v 2 4", r.Events, r.Completed, r.Final, want)
 	}
 }
 
@@ -68,6 +69,7 @@ func TestDoctoredInputsFail(t *testing.T) {
 		{"seq beyond produced", func(in *Input) { in.Devices[1].Stored[51] = 1 }, "box-2: stored seqs outside 1..50: 51"},
 		{"stuck rollout", func(in *Input) { in.Rollouts[2].State = "wave" }, `rollout r2 (model 3) ended in state "wave"`},
 		{"wrong version", func(in *Input) { in.Versions["box-1"] = "3" }, `device box-1 runs model version "3", its last rollout says "2"`},
+		{"runs a version never sent", func(in *Input) { in.Versions["box-1"] = "4" }, `device box-1 runs model version "4", its last rollout says "2"`},
 		{"wrong firmware", func(in *Input) { in.Firmware["box-2"] = "1.0.0" }, `device box-2 runs firmware version "1.0.0", its last rollout says "2.0.0"`},
 		{"growing RSS", func(in *Input) { in.Processes[0].End.RSS = 200 << 20 }, "fleetd: RSS grew 50.0 MiB -> 200.0 MiB, over the bound 164.0 MiB"},
 		{"growing goroutines", func(in *Input) { in.Processes[0].End.Goroutines = 400 }, "fleetd: goroutines grew 100 -> 400, over the bound 250"},
