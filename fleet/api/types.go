@@ -142,7 +142,7 @@ type Command struct {
 	Snapshot *SnapshotRequest `json:"snapshot,omitempty"`
 }
 
-// Job states, in the order a device passes through them.
+// Job states a device reports (JobPhase gives their order).
 const (
 	JobQueued      = "queued"
 	JobDownloading = "downloading"
@@ -154,6 +154,33 @@ const (
 	JobFailed      = "failed"
 	JobRolledBack  = "rolled_back"
 )
+
+// JobPhase is the place of state s in the order a device passes through a
+// job (the shadow phase runs between verifying and installing, as
+// agent/update runs it): 1 for queued up to 6 for health_check, 7 for the
+// states that end a job (succeeded, failed, rolled_back), and 0 for a state
+// devices do not report. The rollout engine and the registry use it to
+// ignore a report that arrives after a later one: fleetd handles one
+// device's messages concurrently, and replicas split them.
+func JobPhase(s string) int {
+	switch s {
+	case JobQueued:
+		return 1
+	case JobDownloading:
+		return 2
+	case JobVerifying:
+		return 3
+	case JobShadow:
+		return 4
+	case JobInstalling:
+		return 5
+	case JobHealthCheck:
+		return 6
+	case JobSucceeded, JobFailed, JobRolledBack:
+		return 7
+	}
+	return 0
+}
 
 // JobStatus is a device's report of a job state transition.
 type JobStatus struct {

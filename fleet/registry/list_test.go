@@ -167,3 +167,50 @@ func TestDeletePersists(t *testing.T) {
 		t.Fatalf("cam-2 history %v", h)
 	}
 }
+
+// TestJobReportsOutOfOrder: a device's job reports can arrive out of order
+// (fleetd handles one device's messages concurrently; replicas split
+// them). A report of an earlier phase than the one recorded, or any report
+// after the job ended, changes neither the job's entry nor LastJob.
+func TestJobReportsOutOfOrder(t *testing.T) {
+	for _, im := range impls {
+		t.Run(im.name, func(t *testing.T) {
+			r := im.open(t, &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)})
+			if err := r.UpdateState(api.State{DeviceID: "cam-1", Online: true}); err != nil {
+				t.Fatal(err)
+			}
+			steps := []struct {
+				job, state string
+				want       string // the job's state afterwards
+			}{
+				{"j1", api.JobDownloading, api.JobDownloading},
+				{"j1", api.JobHealthCheck, api.JobHealthCheck},
+				{"j1", api.JobDownloading, api.JobHealthCheck}, // late
+				{"j1", api.JobShadow, api.JobHealthCheck},      // late
+				{"j1", api.JobHealthCheck, api.JobHealthCheck},
+				{"j1", api.JobSucceeded, api.JobSucceeded},
+				{"j1", api.JobInstalling, api.JobSucceeded}, // late
+				{"j1", api.JobFailed, api.JobSucceeded},     // the job had ended
+				{"j2", api.JobQueued, api.JobQueued},        // another job
+			}
+			for i, s := range steps {
+				if err := r.RecordJob(api.JobStatus{DeviceID: "cam-1", JobID: s.job, State: s.state, Time: int64(i)}); err != nil {
+					t.Fatal(err)
+				}
+				d, _ := r.Get("cam-1")
+				var got string
+				for _, j := range d.Jobs {
+					if j.JobID == s.job {
+						got = j.State
+					}
+				}
+				if got != s.want || d.LastJob == nil || d.LastJob.JobID != s.job && s.job != "j1" {
+					t.Fatalf("step %d (%s %s): job state %q, want %q; last job %+v", i, s.job, s.state, got, s.want, d.LastJob)
+				}
+				if s.want != s.state && d.LastJob.State == s.state && d.LastJob.Time == int64(i) {
+					t.Fatalf("step %d: the late report became LastJob: %+v", i, d.LastJob)
+				}
+			}
+		})
+	}
+}

@@ -80,13 +80,17 @@ func (e *Engine) HandleJobStatus(_ context.Context, st api.JobStatus) error {
 	return nil
 }
 
-// phaseRank orders the states of a job that has not ended, in the order an
-// agent passes through them (agent/update: the shadow phase runs between
-// verifying and installing); the engine's own pending and dispatched come
-// first. Final states are not ranked: they end the job whatever came before.
-var phaseRank = map[string]int{
-	JobPending: 0, JobDispatched: 1, api.JobQueued: 2, api.JobDownloading: 3, api.JobVerifying: 4,
-	api.JobShadow: 5, api.JobInstalling: 6, api.JobHealthCheck: 7,
+// phaseRank orders the states of a job that has not ended: the engine's
+// own pending and dispatched, then the device's phases (api.JobPhase).
+// Final states are not compared: they end the job whatever came before.
+func phaseRank(s string) int {
+	switch s {
+	case JobPending:
+		return -2
+	case JobDispatched:
+		return -1
+	}
+	return api.JobPhase(s)
 }
 
 // staleReport reports whether a report of state got, for a job (or rollback
@@ -98,7 +102,7 @@ func staleReport(cur, got string) bool {
 	if jobFinal(got) {
 		return false
 	}
-	return phaseRank[got] < phaseRank[cur]
+	return phaseRank(got) < phaseRank(cur)
 }
 
 // staleShadow reports whether st is a periodic shadow report that arrived
