@@ -11,14 +11,16 @@ package controller
 
 import (
 	"context"
-	"edgefleet/internal/dirlock"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +38,7 @@ import (
 	"edgefleet/fleet/rollout"
 	"edgefleet/fleet/server"
 	"edgefleet/fleet/store"
+	"edgefleet/internal/dirlock"
 )
 
 // JobHandler takes the job reports devices publish; the rollout engine is one.
@@ -66,6 +69,9 @@ type Controller struct {
 	jobs      JobHandler
 	id        *identity      // CA, enrollment, device gate (identity.go)
 	closers   []func() error // in opening order
+
+	stopTimeout time.Duration                              // see defaultStopTimeout
+	extraParts  map[string]func(ctx context.Context) error // run by Run beside the others (tests)
 }
 
 // shutdownGrace is how long requests in flight may go on once fleetd
@@ -79,7 +85,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Controller, err
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Controller{cfg: cfg, log: log, prom: prometheus.NewRegistry()}
+	c := &Controller{cfg: cfg, log: log, prom: prometheus.NewRegistry(), stopTimeout: defaultStopTimeout}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -353,16 +359,20 @@ func (c *Controller) Ready() <-chan struct{} {
 // returns the first error (nil after ctx ends).
 func (c *Controller) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	parts := newParts(g)
 	if c.broker != nil {
-		g.Go(func() error { return c.broker.Run(ctx) })
+		parts.Go("broker", func() error { return c.broker.Run(ctx) })
 	}
-	g.Go(func() error { return c.ingest.Run(ctx) })
+	parts.Go("ingest", func() error { return c.ingest.Run(ctx) })
 	if c.feed != nil {
-		g.Go(func() error { return c.feed.Run(ctx, c.server.Hub().Publish) })
+		parts.Go("live feed", func() error { return c.feed.Run(ctx, c.server.Hub().Publish) })
 	}
-	g.Go(func() error { return c.registry.Run(ctx) })
-	g.Go(func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
-	g.Go(func() error { return c.ota.engine.Run(ctx) })
+	parts.Go("registry", func() error { return c.registry.Run(ctx) })
+	parts.Go("retention", func() error { return retain(ctx, c.store, c.cfg.Retention.Every, c.log) })
+	parts.Go("rollouts", func() error { return c.ota.engine.Run(ctx) })
+	for name, run := range c.extraParts {
+		parts.Go(name, func() error { return run(ctx) })
+	}
 	// Requests run under base, which ends shortly after shutdown begins:
 	// ordinary requests get that grace to finish, and long-lived ones (the
 	// live feed's server-sent events) end instead of holding the stop up.
@@ -373,13 +383,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		WriteTimeout: c.cfg.HTTP.WriteTimeout, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn)}
 	c.log.Info("http listening", "http_addr", c.HTTPAddr(), "console", c.cfg.httpScheme()+"://"+c.HTTPAddr()+"/", "artifact_base", c.ArtifactBase())
-	g.Go(func() error {
+	parts.Go("http", func() error {
 		if err := hs.Serve(c.ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("controller: http: %w", err)
 		}
 		return nil
 	})
-	g.Go(func() error {
+	parts.Go("http shutdown", func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -392,7 +402,65 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.log.Info("fleetd ready")
 	case <-ctx.Done():
 	}
-	return g.Wait()
+	return parts.Wait(ctx, c.stopTimeout)
+}
+
+// ErrStopTimeout is Run's error when parts of fleetd did not end within
+// the stop timeout after the stop began: it names them, and Close should
+// not run (they may still use what it closes).
+var ErrStopTimeout = errors.New("controller: parts did not stop")
+
+// defaultStopTimeout is how long Run waits for its parts once it stops;
+// systemd's default stop timeout is 90 s.
+const defaultStopTimeout = 30 * time.Second
+
+// parts runs fleetd's parts in an errgroup and knows which still run.
+type parts struct {
+	g       *errgroup.Group
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+func newParts(g *errgroup.Group) *parts { return &parts{g: g, running: map[string]bool{}} }
+
+// Go runs f as the part name.
+func (p *parts) Go(name string, f func() error) {
+	p.mu.Lock()
+	p.running[name] = true
+	p.mu.Unlock()
+	p.g.Go(func() error {
+		defer func() {
+			p.mu.Lock()
+			delete(p.running, name)
+			p.mu.Unlock()
+		}()
+		return f()
+	})
+}
+
+// Wait returns the first part's error once every part has ended; once ctx
+// ends it waits at most timeout, then gives up with ErrStopTimeout naming
+// the parts still running (a stop that hangs would otherwise hold fleetd
+// until it is killed, and say nothing of why).
+func (p *parts) Wait(ctx context.Context, timeout time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- p.g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	p.mu.Lock()
+	names := slices.Sorted(maps.Keys(p.running))
+	p.mu.Unlock()
+	return fmt.Errorf("%w within %v of the stop: %s", ErrStopTimeout, timeout, strings.Join(names, ", "))
 }
 
 // Close closes every part in the reverse order of opening. It is safe to

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -55,5 +56,46 @@ func TestStopWithLiveFeedClient(t *testing.T) {
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("fleetd did not stop within 8 s with a live-feed client connected")
+	}
+}
+
+// TestStopTimeoutNamesStuckPart: a part that does not end when fleetd stops
+// makes Run return ErrStopTimeout naming it after the stop timeout, instead
+// of hanging until the process is killed; the other parts have stopped.
+func TestStopTimeoutNamesStuckPart(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader("data_dir: " + t.TempDir() + "\nhttp: {listen: 127.0.0.1:0}\nbroker: {listen: 127.0.0.1:0}\noperators: [{name: a, token: 0123456789abcdef}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer c.Close()
+	defer close(release)
+	c.stopTimeout = 300 * time.Millisecond
+	c.extraParts = map[string]func(context.Context) error{
+		"stuck part": func(context.Context) error { <-release; return nil },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	select {
+	case <-c.Ready():
+	case <-time.After(testutil.ServeBound):
+		t.Fatal("fleetd not ready")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStopTimeout) || !strings.HasSuffix(err.Error(), ": stuck part") {
+			t.Fatalf("Run: %v, want ErrStopTimeout naming only the stuck part", err)
+		}
+	case <-time.After(testutil.ServeBound):
+		t.Fatal("Run did not give up on the stuck part")
+	}
+	if _, err := http.Get("http://" + c.HTTPAddr() + "/healthz"); err == nil {
+		t.Error("the HTTP server still answers after Run returned")
 	}
 }

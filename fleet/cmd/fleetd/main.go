@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -110,6 +111,11 @@ func run(ctx context.Context, cfg *controller.Config, log *slog.Logger) error {
 		return err
 	}
 	err = c.Run(ctx)
+	if errors.Is(err, controller.ErrStopTimeout) {
+		// What is stuck may still use what Close closes; every detection
+		// acked is already on disk, and the process exits now.
+		return err
+	}
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}
