@@ -6,14 +6,25 @@
 // Tracking by Associating Every Detection Box", 2022):
 //
 //  1. detections split into high (score ≥ High) and low (Low ≤ score < High);
-//  2. every tracked and lost track is predicted one frame ahead;
+//  2. every tracked and lost track is predicted one frame ahead, or as many
+//     frames as the time since the last Update spans when frames were
+//     dropped (see frameSteps);
 //  3. high detections are matched to confirmed and lost tracks by IoU ≥ MatchIoU;
 //  4. low detections are matched to the confirmed tracks still unmatched by
 //     IoU ≥ LowMatchIoU; confirmed tracks unmatched after that become lost;
 //  5. tentative tracks (seen fewer than MinHits times) take the high
-//     detections left over by IoU ≥ TentativeIoU, and are dropped if unmatched;
+//     detections left over by IoU ≥ TentativeIoU, then the low ones (a weak
+//     second sighting of an object a strong one started confirms it), and
+//     are dropped if unmatched;
 //  6. high detections still left with score ≥ NewTrack start tentative tracks;
 //  7. lost tracks not matched for more than Buffer frames are removed.
+//
+// Two departures from ByteTrack beside 5's low detections: at a track's
+// second sighting the filter takes the motion between its two sightings as
+// its velocity (startMotion) instead of growing it from rest over many
+// frames, and a frame that comes after dropped ones is predicted over the
+// time that passed (frameSteps). Both matter for fast objects, such as
+// parts on a belt moving a third of their width a frame.
 //
 // Matching is greedy by IoU, highest first (ties broken by track then
 // detection order), where ByteTrack solves a linear assignment with lap: on
@@ -113,8 +124,24 @@ type Track struct {
 	LastUs    int64
 
 	kf        kalman
+	first     [4]float64 // the first sighting, xyah (see startMotion)
 	votes     [maxVotes]vote
 	lastFrame int64
+}
+
+// startMotion sets the filter's centre velocity, at a track's second
+// sighting m (in frame), to the motion between its two sightings. The
+// filter starts at rest and its velocity would take many frames to reach
+// a fast object's (a part on a belt moves a third of its width a frame):
+// meanwhile the predictions lag, a frame with a weak detection loses the
+// track, and a new one starting past a counting line misses the crossing.
+func (t *Track) startMotion(m [4]float64, frame int64) {
+	n := float64(frame - t.lastFrame)
+	if n <= 0 {
+		return
+	}
+	t.kf.mean[4] = (m[0] - t.first[0]) / n
+	t.kf.mean[5] = (m[1] - t.first[1]) / n
 }
 
 func (t *Track) vote(class int, w float32) {
@@ -152,8 +179,11 @@ type pair struct {
 // Tracker follows the objects of one camera.
 type Tracker struct {
 	cfg    Config
-	frame  int64
+	frame  int64 // frame periods since the start, dropped ones included
 	nextID uint64
+
+	lastNow  int64   // Update's now of the last frame
+	interval float64 // the usual time between frames, in now's unit (0: not known yet)
 
 	slots   int
 	free    []*Track
@@ -213,7 +243,8 @@ func (tr *Tracker) EndAll() {
 // microseconds), and returns the confirmed tracks as Tracks does.
 // Detections with a box that is empty or not finite are ignored.
 func (tr *Tracker) Update(now int64, dets []Detection) []*Track {
-	tr.frame++
+	steps := tr.frameSteps(now)
+	tr.frame += int64(steps)
 	for _, t := range tr.ended {
 		tr.free = append(tr.free, t)
 	}
@@ -224,11 +255,11 @@ func (tr *Tracker) Update(now int64, dets []Detection) []*Track {
 		tr.used = append(tr.used, !valid(d) || d.Score < tr.cfg.Low)
 	}
 	for _, t := range tr.tracked {
-		tr.predict(t)
+		tr.predict(t, steps)
 	}
 	for _, t := range tr.lost {
 		t.kf.mean[7] = 0 // ByteTrack: a lost box keeps its height
-		tr.predict(t)
+		tr.predict(t, steps)
 	}
 
 	// 3: high detections against confirmed and lost tracks.
@@ -256,6 +287,14 @@ func (tr *Tracker) Update(now int64, dets []Detection) []*Track {
 		}
 	}
 	tr.associate(now, tr.cand, tr.cfg.High, 2, tr.cfg.TentativeIoU)
+	// 5b: and, still unmatched, what low ones are left (see the doc).
+	tr.cand = tr.cand[:0]
+	for _, t := range tr.tracked {
+		if t.State == Tentative && t.Det < 0 {
+			tr.cand = append(tr.cand, t)
+		}
+	}
+	tr.associate(now, tr.cand, tr.cfg.Low, tr.cfg.High, tr.cfg.TentativeIoU)
 
 	tr.sweep(now)
 	return tr.keep
@@ -295,7 +334,8 @@ func (tr *Tracker) sweep(now int64) {
 			continue
 		}
 		t := tr.alloc()
-		t.kf.initiate(xyah(d.Box))
+		t.first = xyah(d.Box)
+		t.kf.initiate(t.first)
 		t.Box = d.Box
 		t.Det, t.Score, t.BestScore, t.Hits = i, d.Score, d.Score, 0
 		t.FirstUs = now
@@ -325,8 +365,38 @@ func (tr *Tracker) alloc() *Track {
 	return t
 }
 
-func (tr *Tracker) predict(t *Track) {
-	t.kf.predict()
+// maxFrameSteps caps the frames one Update predicts over: past a gap of
+// this many frames the motion model is a guess, and a stream that stalled
+// for seconds (or a clock that jumped) must not throw tracks across the
+// picture.
+const maxFrameSteps = 8
+
+// frameSteps returns how many frame periods lie between the last Update
+// and now: 1 at the camera's usual rate, more when frames were dropped (a
+// busy agent, a stream hiccup) so that the prediction covers the time that
+// passed, not one frame. The usual period is learned from the stream (a
+// slow average, so one gap barely moves it); a clock that stands still or
+// goes back counts as one frame.
+func (tr *Tracker) frameSteps(now int64) int {
+	last := tr.lastNow
+	tr.lastNow = now
+	if last == 0 || now <= last {
+		return 1
+	}
+	dt := float64(now - last)
+	if tr.interval == 0 {
+		tr.interval = dt
+		return 1
+	}
+	steps := int(math.Round(dt / tr.interval))
+	tr.interval += (dt/float64(max(steps, 1)) - tr.interval) / 20
+	return min(max(steps, 1), maxFrameSteps)
+}
+
+func (tr *Tracker) predict(t *Track, steps int) {
+	for range steps {
+		t.kf.predict()
+	}
 	t.Box = t.kf.box()
 	t.Det, t.Score = -1, 0
 }
@@ -385,7 +455,11 @@ func (tr *Tracker) associate(now int64, cands []*Track, lo, hi, minIoU float32) 
 		d := tr.dets[p.det]
 		tr.used[p.det] = true
 		t.Det = p.det
-		t.kf.update(xyah(d.Box))
+		m := xyah(d.Box)
+		t.kf.update(m)
+		if t.Hits == 1 {
+			t.startMotion(m, tr.frame)
+		}
 		t.Box = t.kf.box()
 		tr.hit(now, t, d)
 	}
