@@ -95,6 +95,8 @@ func TestGolden(t *testing.T) {
 		{"cross_in", Config{Lines: []Line{belt}}, 60,
 			[]mover{{start: 0, end: 40, from: Point{0.1, 0.5}, to: Point{0.9, 0.5}}},
 			[]api.LineCount{{Line: "exit", Direction: "in", Label: "bottle", Count: 1}}, nil},
+		// One object out and back in: one track (it turns at 0.2), counted
+		// once each way.
 		{"cross_out_and_back", Config{Lines: []Line{belt}}, 100,
 			[]mover{{start: 0, end: 30, from: Point{0.9, 0.5}, to: Point{0.2, 0.5}}, {start: 30, end: 60, from: Point{0.2, 0.5}, to: Point{0.9, 0.5}}},
 			[]api.LineCount{{Line: "exit", Direction: "in", Label: "bottle", Count: 1}, {Line: "exit", Direction: "out", Label: "bottle", Count: 1}}, nil},

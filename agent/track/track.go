@@ -19,12 +19,12 @@
 //  6. high detections still left with score ≥ NewTrack start tentative tracks;
 //  7. lost tracks not matched for more than Buffer frames are removed.
 //
-// Two departures from ByteTrack beside 5's low detections: at a track's
-// second sighting the filter takes the motion between its two sightings as
-// its velocity (startMotion) instead of growing it from rest over many
-// frames, and a frame that comes after dropped ones is predicted over the
-// time that passed (frameSteps). Both matter for fast objects, such as
-// parts on a belt moving a third of their width a frame.
+// Two departures from ByteTrack beside 5's low detections: a detection is
+// matched by its IoU with the track's predicted box or with the box the
+// track's last two sightings extrapolate to, whichever is larger (obsIoU),
+// and a frame that comes after dropped ones is predicted over the time that
+// passed (frameSteps). Both matter for fast objects, such as parts on a
+// belt moving a third of their width a frame.
 //
 // Matching is greedy by IoU, highest first (ties broken by track then
 // detection order), where ByteTrack solves a linear assignment with lap: on
@@ -124,24 +124,52 @@ type Track struct {
 	LastUs    int64
 
 	kf        kalman
-	first     [4]float64 // the first sighting, xyah (see startMotion)
 	votes     [maxVotes]vote
 	lastFrame int64
+
+	// The last two matched boxes and their frames, and the box they
+	// extrapolate to in this frame (see obsIoU).
+	obs      [2][4]float32 // previous, last
+	obsFrame [2]int64
+	nObs     int
+	obsBox   [4]float32
 }
 
-// startMotion sets the filter's centre velocity, at a track's second
-// sighting m (in frame), to the motion between its two sightings. The
-// filter starts at rest and its velocity would take many frames to reach
-// a fast object's (a part on a belt moves a third of its width a frame):
-// meanwhile the predictions lag, a frame with a weak detection loses the
-// track, and a new one starting past a counting line misses the crossing.
-func (t *Track) startMotion(m [4]float64, frame int64) {
-	n := float64(frame - t.lastFrame)
-	if n <= 0 {
+// obsIoU is the IoU of b with t's predicted box, or with the box its last
+// two sightings extrapolate to in this frame, whichever is larger. The
+// filter starts at rest and takes many frames to reach the speed of a fast
+// object (a part on a belt moving a third of its width a frame): until
+// then its prediction lags, a weak or missing detection loses the track,
+// and a new track starting past a counting line misses the crossing. The
+// sightings' own motion keeps such a track; where it is wrong (a box that
+// jitters on a still object) the filter's prediction is the better match.
+func (t *Track) obsIoU(b [4]float32) float32 {
+	v := iou(t.Box, b)
+	if t.nObs >= 2 {
+		v = max(v, iou(t.obsBox, b))
+	}
+	return v
+}
+
+// observe records a matched box as t's last sighting, in frame.
+func (t *Track) observe(b [4]float32, frame int64) {
+	t.obs[0], t.obsFrame[0] = t.obs[1], t.obsFrame[1]
+	t.obs[1], t.obsFrame[1] = b, frame
+	t.nObs++
+}
+
+// extrapolate sets obsBox: the last sighting moved on by the centre's
+// motion between the last two sightings, per frame, over the frames since
+// the last one (at most maxFrameSteps).
+func (t *Track) extrapolate(frame int64) {
+	if t.nObs < 2 || t.obsFrame[1] <= t.obsFrame[0] {
 		return
 	}
-	t.kf.mean[4] = (m[0] - t.first[0]) / n
-	t.kf.mean[5] = (m[1] - t.first[1]) / n
+	k := float32(min(frame-t.obsFrame[1], maxFrameSteps)) / float32(t.obsFrame[1]-t.obsFrame[0])
+	p, l := t.obs[0], t.obs[1]
+	dx := ((l[0] + l[2]) - (p[0] + p[2])) / 2 * k
+	dy := ((l[1] + l[3]) - (p[1] + p[3])) / 2 * k
+	t.obsBox = [4]float32{l[0] + dx, l[1] + dy, l[2] + dx, l[3] + dy}
 }
 
 func (t *Track) vote(class int, w float32) {
@@ -334,8 +362,7 @@ func (tr *Tracker) sweep(now int64) {
 			continue
 		}
 		t := tr.alloc()
-		t.first = xyah(d.Box)
-		t.kf.initiate(t.first)
+		t.kf.initiate(xyah(d.Box))
 		t.Box = d.Box
 		t.Det, t.Score, t.BestScore, t.Hits = i, d.Score, d.Score, 0
 		t.FirstUs = now
@@ -398,11 +425,13 @@ func (tr *Tracker) predict(t *Track, steps int) {
 		t.kf.predict()
 	}
 	t.Box = t.kf.box()
+	t.extrapolate(tr.frame)
 	t.Det, t.Score = -1, 0
 }
 
 // hit records detection d (index t.Det) as t's match.
 func (tr *Tracker) hit(now int64, t *Track, d Detection) {
+	t.observe(d.Box, tr.frame)
 	t.Hits++
 	t.LastUs = now
 	t.lastFrame = tr.frame
@@ -431,7 +460,7 @@ func (tr *Tracker) associate(now int64, cands []*Track, lo, hi, minIoU float32) 
 			if !tr.cfg.AnyClass && d.Class != t.Class {
 				continue
 			}
-			if v := iou(t.Box, d.Box); v >= minIoU && v > 0 {
+			if v := t.obsIoU(d.Box); v >= minIoU && v > 0 {
 				tr.pairs = append(tr.pairs, pair{v, ti, di})
 			}
 		}
@@ -457,9 +486,6 @@ func (tr *Tracker) associate(now int64, cands []*Track, lo, hi, minIoU float32) 
 		t.Det = p.det
 		m := xyah(d.Box)
 		t.kf.update(m)
-		if t.Hits == 1 {
-			t.startMotion(m, tr.frame)
-		}
 		t.Box = t.kf.box()
 		tr.hit(now, t, d)
 	}

@@ -266,11 +266,11 @@ func TestFramesDropped(t *testing.T) {
 // px wide, entering from the left edge, detected with scores that dip below
 // High or vanish for a frame (as yolo26n sees the astronaut photo on the
 // synthetic belt). It keeps one track: a weak second sighting confirms the
-// tentative track, and the filter starts with the motion between the first
-// two sightings instead of at rest, so its predictions keep up. (With
-// ByteTrack's rules alone the tentative track is dropped at the first weak
-// frame, and the filter's velocity lags so far behind that the track is
-// lost at the next weak one: the part got a new track mid-belt, and a
+// tentative track, and a detection is matched by the box the track's last
+// two sightings extrapolate to where the filter's prediction (started at
+// rest) still lags. (With ByteTrack's rules alone the tentative track is
+// dropped at the first weak frame, and the lagging prediction loses the
+// track at the next missing one: the part got a new track mid-belt, and a
 // counting line there missed it.)
 func TestFastObjectWeakDetections(t *testing.T) {
 	const miss = -1
