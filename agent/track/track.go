@@ -133,6 +133,7 @@ type Track struct {
 	obsFrame [2]int64
 	nObs     int
 	obsBox   [4]float32
+	obsOK    bool // obsBox is set for this frame
 }
 
 // obsIoU is the IoU of b with t's predicted box, or with the box its last
@@ -145,7 +146,7 @@ type Track struct {
 // jitters on a still object) the filter's prediction is the better match.
 func (t *Track) obsIoU(b [4]float32) float32 {
 	v := iou(t.Box, b)
-	if t.nObs >= 2 {
+	if t.obsOK {
 		v = max(v, iou(t.obsBox, b))
 	}
 	return v
@@ -160,12 +161,16 @@ func (t *Track) observe(b [4]float32, frame int64) {
 
 // extrapolate sets obsBox: the last sighting moved on by the centre's
 // motion between the last two sightings, per frame, over the frames since
-// the last one (at most maxFrameSteps).
+// the last one. Past maxFrameSteps frames without a sighting the track is
+// matched by the filter's prediction alone (obsOK false): a box held still
+// there would wait for the next object to pass.
 func (t *Track) extrapolate(frame int64) {
-	if t.nObs < 2 || t.obsFrame[1] <= t.obsFrame[0] {
+	since := frame - t.obsFrame[1]
+	t.obsOK = t.nObs >= 2 && t.obsFrame[1] > t.obsFrame[0] && since <= maxFrameSteps
+	if !t.obsOK {
 		return
 	}
-	k := float32(min(frame-t.obsFrame[1], maxFrameSteps)) / float32(t.obsFrame[1]-t.obsFrame[0])
+	k := float32(since) / float32(t.obsFrame[1]-t.obsFrame[0])
 	p, l := t.obs[0], t.obs[1]
 	dx := ((l[0] + l[2]) - (p[0] + p[2])) / 2 * k
 	dy := ((l[1] + l[3]) - (p[1] + p[3])) / 2 * k
