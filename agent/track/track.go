@@ -52,7 +52,7 @@ type Config struct {
 	MatchIoU     float32 // first association; 0.2 (ByteTrack's match_thresh 0.8 on 1-IoU)
 	LowMatchIoU  float32 // second association (low detections); 0.5
 	TentativeIoU float32 // tentative tracks; 0.3
-	Buffer       int     // frames a lost track is kept for re-identification; 30
+	Buffer       int     // frame periods (dropped frames count) a lost track is kept for re-identification; 30
 	MinHits      int     // matches before a track is confirmed and gets an id; 2
 	// AnyClass lets a detection match a track of another class; by default
 	// association is class-aware.
