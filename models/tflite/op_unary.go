@@ -144,9 +144,15 @@ func (k *softmax) eval(ip *Interpreter, n *node) error {
 	if in.typ == models.Float32 {
 		// (x - row max)·beta for a block of rows, one vector exponential
 		// over the block (kernel.Exp), then each row's sum and scale.
+		// Blocks are whole groups of u rows, u·d a multiple of 16:
+		// kernel.Exp runs a block's last len%16 elements in plain Go,
+		// which may differ from its vector path in the last bit, and
+		// those are then the tensor's last elements on any thread count.
 		x, y := f32s(in.data), f32s(out.data)
 		beta := float32(k.beta)
-		ip.parallel(rows, 64, func(_, r0, r1 int) {
+		u := 16 / gcd(d, 16)
+		ip.parallel((rows+u-1)/u, max(1, 64/u), func(_, g0, g1 int) {
+			r0, r1 := g0*u, min(g1*u, rows)
 			block := y[r0*d : r1*d]
 			kernel.SoftmaxF32Prep(block, x[r0*d:r1*d], d, beta)
 			kernel.Exp(block, block)
@@ -413,4 +419,12 @@ func setNum(t *rtensor, i int, iv int64, fv float64, isFloat bool) {
 	case models.Bool:
 		t.data[i] = b2u(iv != 0)
 	}
+}
+
+// gcd is the greatest common divisor of a and b (a, b > 0).
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
