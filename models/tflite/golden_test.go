@@ -1,6 +1,7 @@
 package tflite
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
@@ -105,6 +106,22 @@ func TestGoldenTensors(t *testing.T) {
 			got := e.Output(0)
 			if len(got) != len(want) {
 				t.Fatalf("output is %d bytes, reference %d", len(got), len(want))
+			}
+			// The same bytes on any thread count: work is split by thread,
+			// results never depend on where.
+			for _, threads := range []int{1, 3} {
+				o, err := Open(context.Background(), mb, models.Options{Threads: threads})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(o.Input(0), in)
+				if err := o.Invoke(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(o.Output(0), got) {
+					t.Errorf("%d threads give other bytes than 2", threads)
+				}
+				o.Close()
 			}
 			if shape := e.Outputs()[0].Shape; len(shape) == 3 && shape[2] == 6 {
 				// End-to-end rows are sorted by score: below the detection
