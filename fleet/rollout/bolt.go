@@ -34,7 +34,10 @@ type Bolt struct {
 	epoch string
 }
 
-var _ Store = (*Bolt)(nil)
+var (
+	_ Store       = (*Bolt)(nil)
+	_ AtomicSaver = (*Bolt)(nil)
+)
 
 var (
 	bucketMeta     = []byte("meta")
@@ -142,20 +145,7 @@ func (s *Bolt) Save(_ context.Context, rs ...*Rollout) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRollouts)
-		for _, r := range rs {
-			v, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(r.ID), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putRollouts(tx, rs) }); err != nil {
 		return fmt.Errorf("rollout: save: %w", err)
 	}
 	return nil
@@ -166,22 +156,52 @@ func (s *Bolt) SaveShadow(_ context.Context, recs ...ShadowRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return putShadow(tx, recs) }); err != nil {
+		return fmt.Errorf("rollout: save shadow reports: %w", err)
+	}
+	return nil
+}
+
+// SaveWithShadow implements AtomicSaver: SaveShadow and Save in one
+// transaction.
+func (s *Bolt) SaveWithShadow(_ context.Context, recs []ShadowRecord, rs ...*Rollout) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketShadow)
-		for _, rec := range recs {
-			k := []byte(shadowKey(rec.RolloutID, rec.DeviceID))
-			v, err := mergeShadow(b.Get(k), rec)
-			if err != nil {
-				return fmt.Errorf("%s: %w", k, err)
-			}
-			if err := b.Put(k, v); err != nil {
-				return err
-			}
+		if err := putShadow(tx, recs); err != nil {
+			return fmt.Errorf("shadow reports: %w", err)
 		}
-		return nil
+		return putRollouts(tx, rs)
 	})
 	if err != nil {
-		return fmt.Errorf("rollout: save shadow reports: %w", err)
+		return fmt.Errorf("rollout: save: %w", err)
+	}
+	return nil
+}
+
+func putRollouts(tx *bolt.Tx, rs []*Rollout) error {
+	b := tx.Bucket(bucketRollouts)
+	for _, r := range rs {
+		v, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(r.ID), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putShadow(tx *bolt.Tx, recs []ShadowRecord) error {
+	b := tx.Bucket(bucketShadow)
+	for _, rec := range recs {
+		k := []byte(shadowKey(rec.RolloutID, rec.DeviceID))
+		v, err := mergeShadow(b.Get(k), rec)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		if err := b.Put(k, v); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -412,20 +412,35 @@ func (e *Engine) ArtifactInUse(sha256 string) []string {
 	return ids
 }
 
-// flushLocked writes the shadow reports kept, then the dirty rollouts in
-// one transaction.
+// flushLocked writes the shadow reports kept and the dirty rollouts: in
+// one atomic step where the store can (AtomicSaver), so that a crash never
+// keeps a device's shadow reports without the job state they came with;
+// else the reports, then the rollouts in one transaction.
 func (e *Engine) flushLocked() error {
-	if err := e.flushShadowLocked(context.Background()); err != nil {
-		return err
-	}
-	if len(e.dirty) == 0 {
-		return nil
-	}
+	ctx := context.Background()
 	rs := make([]*Rollout, 0, len(e.dirty))
 	for id := range e.dirty {
 		rs = append(rs, e.rollouts[id])
 	}
-	if err := e.store.Save(context.Background(), rs...); err != nil {
+	if a, ok := e.store.(AtomicSaver); ok && len(e.shadow) > 0 {
+		recs := make([]ShadowRecord, 0, len(e.shadow))
+		for _, rec := range e.shadow {
+			recs = append(recs, *rec)
+		}
+		if err := a.SaveWithShadow(ctx, recs, rs...); err != nil {
+			return err
+		}
+		clear(e.shadow)
+		clear(e.dirty)
+		return nil
+	}
+	if err := e.flushShadowLocked(ctx); err != nil {
+		return err
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	if err := e.store.Save(ctx, rs...); err != nil {
 		return err
 	}
 	clear(e.dirty)

@@ -2,6 +2,12 @@ package rollout
 
 import "context"
 
+// AtomicSaver is a Store that can write shadow reports and rollouts in one
+// atomic step (Bolt: one transaction); the engine then always does.
+type AtomicSaver interface {
+	SaveWithShadow(ctx context.Context, recs []ShadowRecord, rs ...*Rollout) error
+}
+
 // Store keeps rollouts, each with its jobs and history, for the Engine.
 // The Engine holds every rollout in memory and writes through the Store;
 // it calls one method at a time. Bolt is the implementation for one box;

@@ -264,3 +264,48 @@ func TestBoltReadsEarlierRecords(t *testing.T) {
 		{"aborted", "rolling_back", ActorEngine, "1 device sent back"},
 	})
 }
+
+// TestBoltSaveWithShadowAtomic: shadow reports and rollouts go in one
+// transaction: one that fails on a report stores no rollout either, and
+// one that succeeds stores both.
+func TestBoltSaveWithShadowAtomic(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenBolt(dbPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	r := &Rollout{ID: "r1", State: StateCanary, CreatedAt: now, UpdatedAt: now, Spec: Spec{Artifact: testArtifact("2")},
+		Jobs: []Job{{DeviceID: "cam-1", JobID: "r1-x-0", State: api.JobShadow}}}
+	rep := ShadowRecord{RolloutID: "r1", DeviceID: "cam-1", JobID: "r1-x-0", UpdatedAt: now,
+		Latest: &api.ShadowReport{Frames: 10, Agreement: 0.95}}
+	// A stored report that does not decode makes the merge fail.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketShadow).Put([]byte(shadowKey("r1", "cam-1")), []byte("{bad"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveWithShadow(ctx, []ShadowRecord{rep}, r); err == nil {
+		t.Fatal("SaveWithShadow succeeded over a bad stored report")
+	}
+	if rs, err := s.Load(ctx); err != nil || len(rs) != 0 {
+		t.Fatalf("after the failed save: %d rollouts stored (%v), want none", len(rs), err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketShadow).Delete([]byte(shadowKey("r1", "cam-1")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveWithShadow(ctx, []ShadowRecord{rep}, r); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.Load(ctx)
+	if err != nil || len(rs) != 1 || rs[0].Jobs[0].State != api.JobShadow {
+		t.Fatalf("Load: %v, %v", rs, err)
+	}
+	recs, err := s.LoadShadow(ctx, "r1")
+	if err != nil || len(recs) != 1 || recs[0].Latest == nil || recs[0].Latest.Frames != 10 {
+		t.Fatalf("LoadShadow: %+v, %v", recs, err)
+	}
+}
