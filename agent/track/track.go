@@ -253,9 +253,7 @@ func (tr *Tracker) Ended() []*Track { return tr.ended }
 // EndAll ends every track, as when the camera's stream ends: the confirmed
 // ones are reported by Ended (and Tracks is empty) until the next Update.
 func (tr *Tracker) EndAll() {
-	for _, t := range tr.ended {
-		tr.free = append(tr.free, t)
-	}
+	tr.free = append(tr.free, tr.ended...)
 	tr.ended = tr.ended[:0]
 	for _, t := range tr.tracked {
 		if t.State == Tentative {
@@ -278,9 +276,7 @@ func (tr *Tracker) EndAll() {
 func (tr *Tracker) Update(now int64, dets []Detection) []*Track {
 	steps := tr.frameSteps(now)
 	tr.frame += int64(steps)
-	for _, t := range tr.ended {
-		tr.free = append(tr.free, t)
-	}
+	tr.free = append(tr.free, tr.ended...)
 	tr.ended = tr.ended[:0]
 	tr.dets = append(tr.dets[:0], dets...)
 	tr.used = tr.used[:0]

@@ -46,6 +46,15 @@ func TestAppendBatch(t *testing.T) {
 			if got := AppendBatch([]byte("x"), tt.device, tt.events); !bytes.Equal(got[1:], want) || got[0] != 'x' {
 				t.Errorf("appendBatch:\n got %s\nwant x%s", got, want)
 			}
+			for i := range tt.events {
+				want, err := json.Marshal(&record{Device: tt.device, Event: tt.events[i]})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := AppendRecord([]byte("x"), tt.device, &tt.events[i]); !bytes.Equal(got[1:], want) || got[0] != 'x' {
+					t.Errorf("AppendRecord:\n got %s\nwant x%s", got, want)
+				}
+			}
 		})
 	}
 	// Random plain detections, as the simulator makes them.

@@ -69,20 +69,6 @@ func (k *reduce) prepare(ip *Interpreter, n *node) error {
 	return nil
 }
 
-// lastAxisOnly says whether the reduction is over the last axis alone.
-func (k *reduce) lastAxisOnly() bool {
-	r := len(k.axes)
-	if r == 0 || !k.axes[r-1] {
-		return false
-	}
-	for _, a := range k.axes[:r-1] {
-		if a {
-			return false
-		}
-	}
-	return true
-}
-
 // span returns the input as outer × red × inner when the reduced axes are
 // one run of adjacent dimensions (ok false otherwise).
 func (k *reduce) span(shape []int) (outer, red, inner int, ok bool) {
