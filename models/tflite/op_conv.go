@@ -254,10 +254,7 @@ func (c *conv) prepareS8(ip *Interpreter, n *node, in, f, bias, out *rtensor) er
 		}
 		c.biasAdj[ch] = bv - c.inZP*sums[ch]
 	}
-	mult, shift := make([]int32, g.oc), make([]int32, g.oc)
-	for ch := range mult {
-		mult[ch], shift[ch] = c.rq.q[ch], int32(c.rq.shift[ch])
-	}
+	mult, shift := c.rq.kernelArgs(g.oc)
 	krqRuy, err := kernel.NewRequantRuy(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
 	if err != nil {
 		return n.errorf("%v", err)
@@ -288,11 +285,7 @@ func (c *conv) prepareDepthwiseS8(ip *Interpreter, b []int32) error {
 		return nil
 	}
 	c.filterW = kernel.WidenDepthwiseS8(c.filterS8)
-	mult, shift := make([]int32, g.oc), make([]int32, g.oc)
-	for ch := range mult {
-		q, s := c.rq.at(ch)
-		mult[ch], shift[ch] = q, int32(s)
-	}
+	mult, shift := c.rq.kernelArgs(g.oc)
 	var err error
 	c.dwRq, err = kernel.NewRequant(g.oc, c.biasAdj, mult, shift, c.outZP, c.lo, c.hi)
 	return err

@@ -96,28 +96,21 @@ func (c *conv) convS8Rows(ip *Interpreter, in, out *rtensor) {
 				row := buf[ky*stride:][:stride]
 				iy := oy*g.sh - g.padTop + ky*g.dh
 				if iy < 0 || iy >= g.ih {
-					fillS8(row, pad)
+					fill(row, pad)
 					continue
 				}
 				// input columns -padLeft … pw - padLeft - 1
 				left := min(g.padLeft, pw) * ic
-				fillS8(row[:left], pad)
+				fill(row[:left], pad)
 				n := 0
 				if x1 := min(g.iw, pw-g.padLeft); x1 > 0 {
 					base := (b*g.ih + iy) * g.iw * ic
 					n = copy(row[left:], src[base:base+x1*ic])
 				}
-				fillS8(row[left+n:], pad)
+				fill(row[left+n:], pad)
 			}
 			c.rowConv.Run(dst[r*g.ow*g.oc:], buf, g.ow, g.sw*ic, c.krqRuy)
 			c.post.s8(out.data[r*g.ow*g.oc : (r+1)*g.ow*g.oc]) // a fused SiLU, while the row is in cache
 		}
 	})
-}
-
-// fillS8 sets every element of s to v.
-func fillS8(s []int8, v int8) {
-	for i := range s {
-		s[i] = v
-	}
 }

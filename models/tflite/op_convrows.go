@@ -32,17 +32,6 @@ func (c *conv) prepareRowsF32(ip *Interpreter, w []float32) {
 	ip.needScratch((kr + c.k) * 4) // a row of zeros, a border pixel's im2col
 }
 
-// interiorX is the range [x0, x1) of output columns whose taps all lie
-// inside the input (dilation 1 along x); 0 ≤ x0 ≤ x1 ≤ ow.
-func (g *convGeom) interiorX() (x0, x1 int) {
-	x0 = min(g.ow, (g.padLeft+g.sw-1)/g.sw)
-	if g.iw+g.padLeft < g.kw {
-		return x0, x0
-	}
-	x1 = min(g.ow, (g.iw-g.kw+g.padLeft)/g.sw+1)
-	return x0, max(x0, x1)
-}
-
 // convF32Rows is convF32 without im2col, one output row at a time. The
 // patch row of an output pixel is kh runs of kw·ic contiguous input values
 // (one per filter row, dh·iw·ic apart) and those runs of neighbouring
@@ -57,7 +46,8 @@ func (c *conv) convF32Rows(ip *Interpreter, in, out *rtensor) {
 	g := &c.g
 	src, dst := f32s(in.data), f32s(out.data)
 	oc, kr := g.oc, g.kw*g.ic
-	x0, x1 := g.interiorX()
+	x0, x1 := g.interiorCols() // dw is 1 here
+	x1 = max(x0, x1)
 	ip.parallel(g.n*g.oh, 1, func(w, r0, r1 int) {
 		sc := f32s(ip.scratch[w])
 		zero, col := sc[:kr], sc[kr:kr+c.k]

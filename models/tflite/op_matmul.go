@@ -225,10 +225,7 @@ func (k *fullyConnected) prepare(ip *Interpreter, n *node) error {
 		}
 		k.zo = out.zp()
 		k.lo, k.hi = actRange(k.act, out)
-		mult, shift := make([]int32, k.out), make([]int32, k.out)
-		for c := range mult {
-			mult[c], shift[c] = k.rq.q[c], int32(k.rq.shift[c])
-		}
+		mult, shift := k.rq.kernelArgs(k.out)
 		krq, err := kernel.NewRequantRuy(k.out, k.biasAdj, mult, shift, k.zo, k.lo, k.hi)
 		if err != nil {
 			return n.errorf("%v", err)
@@ -315,10 +312,7 @@ func (k *fullyConnected) prepareDynamic(ip *Interpreter, n *node, x, w, bias, ou
 		k.rq = requant{q: []int32{q}, shift: []int{s}}
 		k.zo = out.zp()
 		k.lo, k.hi = actRange(k.act, out)
-		mult, shift := make([]int32, k.out), make([]int32, k.out)
-		for c := range mult {
-			mult[c], shift[c] = q, int32(s)
-		}
+		mult, shift := k.rq.kernelArgs(k.out)
 		krq, err := kernel.NewRequantRuy(k.out, k.biasAdj, mult, shift, k.zo, k.lo, k.hi)
 		if err != nil {
 			return n.errorf("%v", err)

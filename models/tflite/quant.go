@@ -103,6 +103,17 @@ func (r *requant) at(c int) (int32, int) {
 	return r.q[c], r.shift[c]
 }
 
+// kernelArgs returns the multiplier and shift of each of n channels as the
+// kernel package's requantizers take them.
+func (r *requant) kernelArgs(n int) (mult, shift []int32) {
+	mult, shift = make([]int32, n), make([]int32, n)
+	for c := range mult {
+		q, s := r.at(c)
+		mult[c], shift[c] = q, int32(s)
+	}
+	return mult, shift
+}
+
 // actRange returns the clamp range of a quantized output for a fused
 // activation (CalculateActivationRangeQuantized).
 func actRange(act uint8, t *rtensor) (lo, hi int32) {

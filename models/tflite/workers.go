@@ -112,7 +112,7 @@ func (p *workers) close() {
 	if p == nil || p.closed.Swap(true) {
 		return
 	}
-	p.wakeAll()
+	p.wakeUpTo(p.n)
 	p.wg.Wait()
 }
 
@@ -121,14 +121,6 @@ func (p *workers) close() {
 func (p *workers) setHot(on bool) {
 	if p != nil {
 		p.hot.Store(on)
-	}
-}
-
-func (p *workers) wakeAll() {
-	for _, w := range p.ws {
-		if w.sleeping.CompareAndSwap(true, false) {
-			w.wake <- struct{}{}
-		}
 	}
 }
 

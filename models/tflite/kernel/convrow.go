@@ -79,10 +79,7 @@ func (p *ConvRowS8) Run(dst, src []int8, npix, step int, q *Requant) {
 		panic(fmt.Sprintf("kernel: ConvRowS8.Run: %d pixels step %d reaching %d in %d inputs, %d outputs", npix, step, p.Reach(), len(src), len(dst)))
 	}
 	if hasConvRowArch && q.ruy {
-		tail := uint64(0xffff)
-		if p.n%16 != 0 {
-			tail = 1<<(p.n%16) - 1
-		}
+		tail := tailMask(p.n)
 		nv := (p.n + 15) / 16
 		convRowS8Arch(&dst[0], &src[0], npix, step, &p.offs[0], len(p.offs), &p.w[0], nv, p.n, &p.corr[0], &q.vec[0], &q.consts[0], tail)
 		return

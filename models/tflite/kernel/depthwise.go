@@ -26,10 +26,7 @@ func DepthwiseS8(dst, src []int8, filt, taps []int32, npix, step int, zp int32, 
 	checkTaps("DepthwiseS8", c, (npix-1)*step, len(src), len(filt), taps)
 	nt := len(taps) / 2
 	if hasDepthwiseS8Arch && nt > 0 && !q.ruy {
-		tail := uint64(0xffff)
-		if c%16 != 0 {
-			tail = 1<<(c%16) - 1
-		}
+		tail := tailMask(c)
 		depthwiseS8Arch(&dst[0], &src[0], &filt[0], &taps[0], nt, npix, step, c, zp, &q.vec[0], &q.consts[0], tail)
 		return
 	}

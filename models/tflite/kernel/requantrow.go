@@ -20,14 +20,20 @@ func (q *Requant) RequantRow(out []int8, acc []int32, add int32, colAdd []int32)
 		return
 	}
 	if hasConvRowArch && q.ruy {
-		tail := uint64(0xffff)
-		if n%16 != 0 {
-			tail = 1<<(n%16) - 1
-		}
+		tail := tailMask(n)
 		requantRowArch(&out[0], &acc[0], add, &colAdd[0], (n+15)/16, &q.vec[0], &q.consts[0], tail)
 		return
 	}
 	for j, v := range acc[:n] {
 		out[j] = q.apply(v+add+colAdd[j], j)
 	}
+}
+
+// tailMask is the AVX-512 lane mask of the last vector of n values: all
+// 16 lanes when n is a multiple of 16, else its n%16 low lanes.
+func tailMask(n int) uint64 {
+	if n%16 == 0 {
+		return 0xffff
+	}
+	return 1<<(n%16) - 1
 }
