@@ -182,6 +182,13 @@ func JobPhase(s string) int {
 	return 0
 }
 
+// JobReportStale reports whether a device's job report of state got is
+// older than the one applied, cur: the job had ended, or got is an
+// earlier phase.
+func JobReportStale(cur, got string) bool {
+	return JobPhase(cur) == JobPhase(JobSucceeded) || JobPhase(got) < JobPhase(cur)
+}
+
 // JobStatus is a device's report of a job state transition.
 type JobStatus struct {
 	DeviceID string  `json:"device_id"`
@@ -305,9 +312,7 @@ func (j *JobStatus) Validate() error {
 	if err := ValidateID(j.JobID); err != nil {
 		return fmt.Errorf("job_id: %w", err)
 	}
-	switch j.State {
-	case JobQueued, JobDownloading, JobVerifying, JobShadow, JobInstalling, JobHealthCheck, JobSucceeded, JobFailed, JobRolledBack:
-	default:
+	if JobPhase(j.State) == 0 {
 		return fmt.Errorf("unknown state %q", j.State)
 	}
 	if j.Shadow != nil {

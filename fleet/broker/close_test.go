@@ -19,7 +19,7 @@ import (
 // (Delete queues for the write lock) blocks the second read lock behind the
 // writer and the writer behind the first: the broker's shutdown, and with it
 // fleetd's, never returned (CI, 2026-12-03, TestConsoleShadow). The broker
-// now disconnects a listener's clients from one snapshot (closeClients).
+// now disconnects a listener's clients from one snapshot (listener.Close).
 func TestCloseWhileClientsLeave(t *testing.T) {
 	rounds, clients := 30, 40
 	if testing.Short() {

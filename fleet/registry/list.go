@@ -147,11 +147,14 @@ func (r *Postgres) List(f Filter) []Device {
 // history (moved to the front, the oldest beyond MaxJobs dropped). It
 // replaces d.Jobs rather than changing it (Flush copies devices shallowly).
 // A report older than the one recorded for its job (an earlier phase, or
-// any report once the job ended: see api.JobPhase) changes nothing.
+// any report once the job ended: api.JobReportStale) changes nothing.
 func applyJob(d *Device, j api.JobStatus) {
 	for _, o := range d.Jobs {
-		if o.JobID == j.JobID && (api.JobPhase(o.State) == api.JobPhase(api.JobSucceeded) || api.JobPhase(j.State) < api.JobPhase(o.State)) {
-			return
+		if o.JobID == j.JobID {
+			if api.JobReportStale(o.State, j.State) {
+				return
+			}
+			break
 		}
 	}
 	jc := j

@@ -244,6 +244,8 @@ func (c *Cluster) watch(ctx context.Context, conn *pgx.Conn) {
 
 // leaderStore is the store as the lease holder's engine sees it: saves
 // are fenced by the lease connection, and Close leaves the store open.
+// (Should Postgres implement AtomicSaver, leaderStore must fence its
+// SaveWithShadow too: an embedded one would skip the fence.)
 type leaderStore struct {
 	*Postgres
 	fence uint32

@@ -423,11 +423,7 @@ func (e *Engine) flushLocked() error {
 		rs = append(rs, e.rollouts[id])
 	}
 	if a, ok := e.store.(AtomicSaver); ok && len(e.shadow) > 0 {
-		recs := make([]ShadowRecord, 0, len(e.shadow))
-		for _, rec := range e.shadow {
-			recs = append(recs, *rec)
-		}
-		if err := a.SaveWithShadow(ctx, recs, rs...); err != nil {
+		if err := a.SaveWithShadow(ctx, e.shadowRecordsLocked(), rs...); err != nil {
 			return err
 		}
 		clear(e.shadow)

@@ -234,11 +234,16 @@ func cancelUnsent(r *Rollout, now time.Time, why string) int {
 	n := 0
 	for i := range r.Jobs {
 		if j := &r.Jobs[i]; j.State == JobPending {
-			j.State, j.Reason, j.Progress, j.UpdatedAt = JobCancelled, "not sent, the rollout stopped first: "+why, 0, now
+			cancelJob(j, now, why)
 			n++
 		}
 	}
 	return n
+}
+
+// cancelJob ends one unsent job of a stopped rollout.
+func cancelJob(j *Job, now time.Time, why string) {
+	j.State, j.Reason, j.Progress, j.UpdatedAt = JobCancelled, "not sent, the rollout stopped first: "+why, 0, now
 }
 
 // cancelUnsentLocked is cancelUnsent, counted in the finished-jobs metric.

@@ -121,15 +121,20 @@ func (e *Engine) flushShadowLocked(ctx context.Context) error {
 	if len(e.shadow) == 0 {
 		return nil
 	}
-	recs := make([]ShadowRecord, 0, len(e.shadow))
-	for _, rec := range e.shadow {
-		recs = append(recs, *rec)
-	}
-	if err := e.store.SaveShadow(ctx, recs...); err != nil {
+	if err := e.store.SaveShadow(ctx, e.shadowRecordsLocked()...); err != nil {
 		return err
 	}
 	clear(e.shadow)
 	return nil
+}
+
+// shadowRecordsLocked copies the shadow reports kept for the next write.
+func (e *Engine) shadowRecordsLocked() []ShadowRecord {
+	recs := make([]ShadowRecord, 0, len(e.shadow))
+	for _, rec := range e.shadow {
+		recs = append(recs, *rec)
+	}
+	return recs
 }
 
 // Shadow returns the stored shadow reports of a rollout's devices (with

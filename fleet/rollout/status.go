@@ -118,14 +118,7 @@ func (e *Engine) ignoreStaleLocked(st api.JobStatus, cur string) {
 }
 
 // validJobState reports whether a device may report state s.
-func validJobState(s string) bool {
-	switch s {
-	case api.JobQueued, api.JobDownloading, api.JobVerifying, api.JobShadow, api.JobInstalling, api.JobHealthCheck,
-		api.JobSucceeded, api.JobFailed, api.JobRolledBack:
-		return true
-	}
-	return false
-}
+func validJobState(s string) bool { return api.JobPhase(s) > 0 }
 
 // afterFinalLocked applies the consequences of a job that just ended.
 func (e *Engine) afterFinalLocked(r *Rollout, j *Job, now time.Time) {

@@ -310,8 +310,9 @@ func (e *Engine) undoSend(s send) {
 		}
 	case j.State == JobDispatched:
 		j.State, j.SentAt = JobPending, time.Time{}
-		if ref.r.State.Final() { // it stopped between collect and dispatch
-			e.cancelUnsentLocked(ref.r, e.opt.Now(), ref.r.Reason)
+		if ref.r.State.Final() { // it stopped between collect and dispatch: the stop cancelled the others
+			cancelJob(j, e.opt.Now(), ref.r.Reason)
+			e.m.finished.WithLabelValues(JobCancelled).Inc()
 		}
 	}
 	e.dirty[ref.r.ID] = true
