@@ -317,12 +317,7 @@ func (tr *Tracker) Update(now int64, dets []Detection) []*Track {
 	}
 	tr.associate(now, tr.cand, tr.cfg.High, 2, tr.cfg.TentativeIoU)
 	// 5b: and, still unmatched, what low ones are left (see the doc).
-	tr.cand = tr.cand[:0]
-	for _, t := range tr.tracked {
-		if t.State == Tentative && t.Det < 0 {
-			tr.cand = append(tr.cand, t)
-		}
-	}
+	tr.cand = slices.DeleteFunc(tr.cand, func(t *Track) bool { return t.Det >= 0 })
 	tr.associate(now, tr.cand, tr.cfg.Low, tr.cfg.High, tr.cfg.TentativeIoU)
 
 	tr.sweep(now)
@@ -485,8 +480,7 @@ func (tr *Tracker) associate(now int64, cands []*Track, lo, hi, minIoU float32) 
 		d := tr.dets[p.det]
 		tr.used[p.det] = true
 		t.Det = p.det
-		m := xyah(d.Box)
-		t.kf.update(m)
+		t.kf.update(xyah(d.Box))
 		t.Box = t.kf.box()
 		tr.hit(now, t, d)
 	}

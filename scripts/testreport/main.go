@@ -86,11 +86,7 @@ func (r *report) finish(e event) {
 		r.passed++
 	case "fail":
 		r.failed = append(r.failed, result{pkg: e.Package, test: e.Test})
-		for _, l := range lines {
-			if !isFrame(l) {
-				fmt.Fprint(r.out, l)
-			}
-		}
+		r.printOutput(lines)
 	case "skip":
 		r.skipped = append(r.skipped, result{pkg: e.Package, test: e.Test, msg: skipMessage(lines)})
 	}
@@ -109,16 +105,23 @@ func (r *report) flushUnfinished(pkg string) {
 	sort.Strings(names)
 	for _, test := range names {
 		k := key(pkg, test)
-		var out strings.Builder
-		for _, l := range r.buf[k] {
-			if !isFrame(l) {
-				fmt.Fprint(r.out, l)
-				out.WriteString(l)
-			}
-		}
+		out := r.printOutput(r.buf[k])
 		delete(r.buf, k)
-		r.unfinished = append(r.unfinished, result{pkg: pkg, test: test, msg: out.String()})
+		r.unfinished = append(r.unfinished, result{pkg: pkg, test: test, msg: out})
 	}
+}
+
+// printOutput prints a test's output lines, as go test would (without
+// test2json's progress lines), and returns what it printed.
+func (r *report) printOutput(lines []string) string {
+	var out strings.Builder
+	for _, l := range lines {
+		if !isFrame(l) {
+			fmt.Fprint(r.out, l)
+			out.WriteString(l)
+		}
+	}
+	return out.String()
 }
 
 // isFrame reports whether l is one of test2json's progress lines.
