@@ -33,7 +33,11 @@ type PostgresOptions struct {
 	// more batches. A lone caller never waits. 0 means 20ms (from 5ms: at
 	// 3,000 simulated devices on two replicas, commits per batch went
 	// from 0.20 to 0.09 and PostgreSQL's CPU per batch down a sixth, the
-	// ack p50 up from 9 to 25 ms); negative, never.
+	// ack p50 up from 9 to 25 ms); negative, never. A linger also ends
+	// once no call has arrived for Linger/8 (see lingerGap): callers that
+	// each wait for their previous commit (a closed loop) have all
+	// arrived by then, and waiting longer only idles them, while an
+	// open stream of devices keeps arriving and lingers in full.
 	Linger time.Duration
 	// CommitTimeout bounds one commit; 0 means 10s. A commit that fails or
 	// times out (the database is down) fails its calls, which are not acked.
@@ -75,6 +79,7 @@ type Postgres struct {
 	commits, calls, stored, dups, commitNanos atomic.Uint64
 	records, recordsBytes                     atomic.Uint64
 	lingered                                  atomic.Uint64 // commits that waited for more calls
+	lingerIdle                                atomic.Uint64 // of those, lingers ended by lingerGap
 }
 
 var (
@@ -164,7 +169,7 @@ func (s *Postgres) Submit(ctx context.Context, device string, events []api.Event
 
 func (s *Postgres) commitLoop() {
 	var batch []*ingestReq
-	var linger *time.Timer
+	var linger, idle *time.Timer
 	grouped := false // the previous commit grouped several calls
 	for {
 		batch = batch[:0]
@@ -188,13 +193,18 @@ func (s *Postgres) commitLoop() {
 			return
 		}
 		var wait <-chan time.Time // nil: take what is queued, no more
+		var lastArrival time.Time
+		gap := lingerGap(s.opt.Linger)
 		if grouped && s.opt.Linger > 0 {
 			if linger == nil {
 				linger = time.NewTimer(s.opt.Linger)
+				idle = time.NewTimer(gap)
 			} else {
 				linger.Reset(s.opt.Linger)
+				idle.Reset(gap)
 			}
 			wait = linger.C
+			lastArrival = time.Now()
 			s.lingered.Add(1)
 		}
 		n := len(batch[0].events)
@@ -204,6 +214,9 @@ func (s *Postgres) commitLoop() {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				n += len(r.events)
+				if wait != nil {
+					lastArrival = time.Now()
+				}
 				continue
 			default:
 			}
@@ -214,18 +227,36 @@ func (s *Postgres) commitLoop() {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				n += len(r.events)
+				lastArrival = time.Now()
+			case <-idle.C:
+				// The idle timer is not reset per arrival: when it fires,
+				// it is re-armed for what is left of the gap since the last one.
+				if left := gap - time.Since(lastArrival); left > 0 {
+					idle.Reset(left)
+					continue
+				}
+				s.lingerIdle.Add(1)
+				wait = nil
 			case <-wait:
 				wait = nil
 			case <-s.quit:
 				break fill
 			}
 		}
-		if wait != nil {
-			linger.Stop() // since Go 1.23 a stopped or reset timer delivers no stale tick
+		if linger != nil {
+			// Since Go 1.23 a stopped or reset timer delivers no stale tick.
+			linger.Stop()
+			idle.Stop()
 		}
 		grouped = len(batch) > 1
 		s.commit(batch)
 	}
+}
+
+// lingerGap is how long a lingering commit waits for the next call before
+// it stops lingering: an eighth of the linger, at least a millisecond.
+func lingerGap(linger time.Duration) time.Duration {
+	return max(linger/8, time.Millisecond)
 }
 
 // insertSQL stores the rows past the retention watermark that are not

@@ -51,6 +51,9 @@ func BenchmarkPostgresIngest(b *testing.B) {
 	st := s.Stats()
 	b.ReportMetric(float64(st.Stored)/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(st.Calls)/float64(max(st.Commits, 1)), "calls/commit")
+	b.ReportMetric(float64(st.CommitNanos)/1e6/float64(max(st.Commits, 1)), "ms/commit")
+	b.ReportMetric(float64(s.lingered.Load())/float64(max(st.Commits, 1)), "lingered/commit")
+	b.ReportMetric(float64(s.lingerIdle.Load())/float64(max(st.Commits, 1)), "idle-ended/commit")
 }
 
 // BenchmarkPostgresQueryP99 measures the console's device page query (one

@@ -181,6 +181,55 @@ func TestPostgresLinger(t *testing.T) {
 	}
 }
 
+// TestPostgresLingerGap: callers that each wait for their previous commit
+// (a closed loop) end a linger once they have all arrived, after
+// lingerGap of quiet, not at the end of Linger; calls that keep arriving
+// (an open stream) make a commit linger in full.
+func TestPostgresLingerGap(t *testing.T) {
+	db := dbtest.Open(t)
+	ctx := context.Background()
+	s, err := OpenPostgres(ctx, db.Pool, PostgresOptions{Linger: time.Second, Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var wg sync.WaitGroup
+	for d := range 20 {
+		wg.Go(func() {
+			for b := range uint64(5) {
+				if _, err := s.Ingest(ctx, fmt.Sprintf("loop-%d", d), events(b*2+1, b*2+2)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	lingered, idle := s.lingered.Load(), s.lingerIdle.Load()
+	if lingered == 0 || idle != lingered {
+		t.Fatalf("closed loop: %d commits lingered, %d of them ended by the gap; want all of at least one", lingered, idle)
+	}
+
+	// An open stream: three calls every 10 ms for 1.5 s, none waited for.
+	var acked sync.WaitGroup
+	done := func(Result, error) { acked.Done() }
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for b := range uint64(150) {
+		<-tick.C
+		for d := range 3 {
+			acked.Add(1)
+			if err := s.Submit(ctx, fmt.Sprintf("stream-%d", d), events(b+1, b+1), done); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	acked.Wait()
+	if full := (s.lingered.Load() - lingered) - (s.lingerIdle.Load() - idle); full == 0 {
+		t.Fatal("open stream: no commit lingered in full")
+	}
+}
+
 // TestPostgresResendsOnTwoReplicas: two stores on one database (two
 // replicas) storing the same resent events at once, the calls in opposite
 // orders, never deadlock, and each event is stored once.
