@@ -176,13 +176,18 @@ func copyDevices(ctx context.Context, btx *bolt.Tx, tx pgx.Tx, rep *Report) (map
 		if err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO devices (id, doc, detections) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`, d.ID, doc, int64(det))
+		tag, err := tx.Exec(ctx, `INSERT INTO devices (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, d.ID, doc)
 		if err != nil {
 			return fmt.Errorf("device %s: %w", d.ID, err)
 		}
 		if tag.RowsAffected() == 0 {
 			rep.DevicesSkipped++
 			return nil
+		}
+		if det > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO device_counts (id, detections) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, d.ID, int64(det)); err != nil {
+				return fmt.Errorf("device %s: %w", d.ID, err)
+			}
 		}
 		rep.Devices++
 		inserted[d.ID] = nil

@@ -225,7 +225,7 @@ func (r *Postgres) Delete(id string) (bool, error) {
 	defer cancel()
 	var n int64
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		for _, q := range []string{`DELETE FROM device_telemetry WHERE device = $1`, `DELETE FROM device_rates WHERE device = $1`} {
+		for _, q := range []string{`DELETE FROM device_telemetry WHERE device = $1`, `DELETE FROM device_rates WHERE device = $1`, `DELETE FROM device_counts WHERE id = $1`} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
 			}

@@ -157,48 +157,93 @@ func TestPostgresConcurrentUpdates(t *testing.T) {
 	}
 }
 
-// TestReuseDecoded: Refresh reuses a decoded device only when its stored
-// document changed in last_seen alone (documents as jsonb prints them).
-func TestReuseDecoded(t *testing.T) {
+// TestPostgresRefreshReadsChanges: after its first refresh a replica
+// decodes only the documents written since its last one, sees counts,
+// deletions and documents another replica wrote, and misses no write of a
+// transaction that was running during a refresh and committed after it.
+func TestPostgresRefreshReadsChanges(t *testing.T) {
 	pool := dbtest.Open(t).Pool
-	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	base := Device{ID: "cam-1", FirstSeen: t0, LastSeen: t0, Labels: map[string]string{"site": "a"}, Model: "yolov8n"}
-	stored := func(d Device) []byte {
-		b, _ := json.Marshal(&d)
-		var out []byte
-		if err := pool.QueryRow(context.Background(), `SELECT $1::jsonb`, b).Scan(&out); err != nil {
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	a, b := openPostgres(t, pool, c), openPostgres(t, pool, c)
+	ctx := context.Background()
+	for i := range 20 {
+		if err := a.UpdateState(api.State{DeviceID: fmt.Sprintf("cam-%d", i), Online: true, Model: "yolov8n"}); err != nil {
 			t.Fatal(err)
 		}
-		return out
 	}
-	later := base
-	later.LastSeen = t0.Add(90 * time.Second)
-	relabelled := later
-	relabelled.Labels = map[string]string{"site": "b"}
-	tricky := base
-	tricky.Labels = map[string]string{"last_seen": "x"}
-	trickyLater := tricky
-	trickyLater.LastSeen = later.LastSeen
-	for _, tc := range []struct {
-		name      string
-		prev, now Device
-		reuse     bool
-	}{
-		{"unchanged", base, base, true},
-		{"last_seen moved", base, later, true},
-		{"a label changed too", base, relabelled, false},
-		{"a label named last_seen", tricky, trickyLater, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := &pgEntry{Device: tc.prev, doc: stored(tc.prev)}
-			var d Device
-			if got := reuseDecoded(&d, p, stored(tc.now)); got != tc.reuse {
-				t.Fatalf("reuseDecoded = %v, want %v", got, tc.reuse)
-			}
-			if tc.reuse && !reflect.DeepEqual(d, tc.now) {
-				t.Fatalf("reused device\n%+v\nwant\n%+v", d, tc.now)
-			}
-		})
+	refresh := func(step string, wantDecoded int) {
+		t.Helper()
+		b.mu.Lock()
+		before := b.decoded
+		b.mu.Unlock()
+		if err := b.Refresh(ctx); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		b.mu.Lock()
+		n := b.decoded - before
+		b.mu.Unlock()
+		if n != wantDecoded {
+			t.Fatalf("%s: the refresh decoded %d documents, want %d", step, n, wantDecoded)
+		}
+	}
+	refresh("first", 20)
+	refresh("nothing written", 0)
+
+	if err := a.UpdateState(api.State{DeviceID: "cam-3", Online: true, Model: "yolo11n"}); err != nil {
+		t.Fatal(err)
+	}
+	refresh("one state", 1)
+	if d, _ := b.Get("cam-3"); d.Model != "yolo11n" {
+		t.Fatalf("cam-3 runs %q on b, want yolo11n", d.Model)
+	}
+
+	c.t = c.t.Add(time.Minute)
+	a.RecordDetections("cam-4", 5)
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refresh("counts only", 0)
+	if d, _ := b.Get("cam-4"); d.Detections != 5 || !d.LastSeen.Equal(c.t) {
+		t.Fatalf("cam-4 on b: %d detections, last seen %v; want 5 at %v", d.Detections, d.LastSeen, c.t)
+	}
+
+	if _, err := a.Delete("cam-5"); err != nil {
+		t.Fatal(err)
+	}
+	refresh("a deletion", 0)
+	if _, ok := b.Get("cam-5"); ok {
+		t.Fatal("cam-5, deleted on a, is still on b")
+	}
+
+	// A transaction that writes before a refresh and commits after it.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE devices SET doc = jsonb_set(doc, '{model}', '"late"') WHERE id = 'cam-6'`); err != nil {
+		t.Fatal(err)
+	}
+	var xid string
+	tx.QueryRow(ctx, `SELECT txid_current()::text`).Scan(&xid)
+	println("writer", xid)
+	// A later transaction that commits before the refresh: the refresh's
+	// snapshot then has newer writes than the one still running.
+	if err := a.UpdateState(api.State{DeviceID: "cam-7", Online: false, Model: "yolov8n"}); err != nil {
+		t.Fatal(err)
+	}
+	refresh("a write not committed, a later one committed", 1)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Both again: cam-7's write came after the oldest transaction still
+	// running at the last refresh (the one that just committed).
+	refresh("that write committed", 2)
+	if d, _ := b.Get("cam-6"); d.Model != "late" {
+		t.Fatalf("cam-6 runs %q on b, want the late commit's model", d.Model)
+	}
+	if total, _ := b.Counts(); total != 19 {
+		t.Fatalf("b knows %d devices, want 19", total)
 	}
 }
 

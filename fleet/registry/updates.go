@@ -110,7 +110,6 @@ type updState struct {
 	d       Device
 	last    *Point
 	lastRaw []byte // last as stored, until an update replaces it
-	det     int64
 	err     error // its stored document does not decode: its updates fail
 }
 
@@ -145,8 +144,9 @@ func (r *Postgres) commitUpdates(batch []*updateReq) {
 				e = &pgEntry{rates: map[int64]uint64{}}
 				r.cache[req.id] = e
 			}
-			e.Device, e.doc, e.lastRaw = st.d, nil, nil // decoded anew at the next refresh
-			e.Detections = uint64(st.det)
+			det := e.Detections // counted apart from the document (device_counts)
+			e.Device = st.d
+			e.Detections = det
 			if st.last != nil {
 				e.last, e.hasLast = *st.last, true
 			}
@@ -272,15 +272,14 @@ func applyUpdates(ctx context.Context, tx pgx.Tx, batch []*updateReq, now time.T
 // lockDevices reads and locks the rows of ids (sorted) that exist.
 func lockDevices(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*updState, error) {
 	states := make(map[string]*updState, len(ids))
-	rows, err := tx.Query(ctx, `SELECT id, doc, last_point, detections FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT id, doc, last_point FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, err
 	}
 	var id string
 	var doc, lastb []byte
-	var det int64
-	_, err = pgx.ForEachRow(rows, []any{&id, &doc, &lastb, &det}, func() error {
-		st := &updState{det: det}
+	_, err = pgx.ForEachRow(rows, []any{&id, &doc, &lastb}, func() error {
+		st := &updState{}
 		if err := json.Unmarshal(doc, &st.d); err != nil {
 			st.err = err
 		} else if lastb != nil {
