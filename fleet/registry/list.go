@@ -225,14 +225,19 @@ func (r *Postgres) Delete(id string) (bool, error) {
 	defer cancel()
 	var n int64
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		for _, q := range []string{`DELETE FROM device_telemetry WHERE device = $1`, `DELETE FROM device_rates WHERE device = $1`, `DELETE FROM device_counts WHERE id = $1`} {
+		// In the order updates and flushes take these tables' rows, so
+		// that neither can deadlock with a delete.
+		tag, err := tx.Exec(ctx, `DELETE FROM devices WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		for _, q := range []string{`DELETE FROM device_counts WHERE id = $1`, `DELETE FROM device_rates WHERE device = $1`, `DELETE FROM device_telemetry WHERE device = $1`} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM devices WHERE id = $1`, id)
-		n = tag.RowsAffected()
-		return err
+		return nil
 	})
 	if err != nil {
 		return known, fmt.Errorf("registry: delete %s: %w", id, err)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,10 +52,10 @@ type Postgres struct {
 	closed  bool
 	cache   map[string]*pgEntry
 	pending map[string]*pendingCount
-	// since is the xmin of the last refresh's snapshot (an xid, as
-	// text): documents written by a transaction at or after it may be new
-	// to this replica. "" reads every document.
-	since   string
+	// since is the xmin of the last refresh's snapshot (a 64-bit xid):
+	// documents written by a transaction at or after it may be new to
+	// this replica. 0 reads every document.
+	since   int64
 	decoded int // documents decoded by refreshes, for tests
 
 	updates groupCommit // of update
@@ -65,6 +66,9 @@ type pgEntry struct {
 	last    Point
 	hasLast bool
 	rates   map[int64]uint64 // 10-s slot -> detections, as of the last refresh or flush
+	// partial: made by a flush, not read from the database; the next
+	// refresh reads the device's document even if its row did not change.
+	partial bool
 }
 
 type pendingCount struct {
@@ -173,33 +177,27 @@ func (r *Postgres) Flush(ctx context.Context) error {
 	// locks them, so a flush and another replica's update cannot
 	// deadlock). The counts have a table of their own: a flush neither
 	// rewrites the devices' documents nor waits on their rows.
+	// A device with no row yet (first seen by its detections, or deleted
+	// meanwhile on another replica) gets one; ON CONFLICT DO NOTHING
+	// neither locks nor rewrites the rows that exist.
 	ids := slices.Sorted(maps.Keys(work))
-	counts := make([]int64, len(ids))
-	var newIDs []string // not known here: a row for each, if none yet
-	var newDocs [][]byte
+	counts, docs := make([]int64, len(ids)), make([][]byte, len(ids))
 	var rateDev []string
 	var rateSlot, rateN []int64
-	r.mu.Lock()
 	for i, id := range ids {
 		p := work[id]
 		counts[i] = int64(p.n)
-		if r.cache[id] == nil {
-			doc, _ := json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
-			newIDs, newDocs = append(newIDs, id), append(newDocs, doc)
-		}
+		docs[i], _ = json.Marshal(&Device{ID: id, FirstSeen: now, LastSeen: now})
 		for _, slot := range slices.Sorted(maps.Keys(p.slots)) {
 			rateDev, rateSlot, rateN = append(rateDev, id), append(rateSlot, slot), append(rateN, int64(p.slots[slot]))
 		}
 	}
-	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, r.opt.Timeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		if len(newIDs) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO devices (id, doc) SELECT * FROM unnest($1::text[], $2::jsonb[])
-				ON CONFLICT (id) DO NOTHING`, newIDs, newDocs); err != nil {
-				return err
-			}
+		if _, err := tx.Exec(ctx, `INSERT INTO devices (id, doc) SELECT * FROM unnest($1::text[], $2::jsonb[])
+			ON CONFLICT (id) DO NOTHING`, ids, docs); err != nil {
+			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO device_counts (id, detections, last_seen)
 			SELECT u.id, u.n, $3 FROM unnest($1::text[], $2::bigint[]) AS u(id, n)
@@ -229,7 +227,7 @@ func (r *Postgres) Flush(ctx context.Context) error {
 		}
 		e := r.cache[id]
 		if e == nil {
-			e = &pgEntry{Device: Device{ID: id, FirstSeen: now}, rates: map[int64]uint64{}}
+			e = &pgEntry{Device: Device{ID: id, FirstSeen: now}, rates: map[int64]uint64{}, partial: true}
 			r.cache[id] = e
 		}
 		e.LastSeen = now
@@ -271,16 +269,23 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	since := r.since
 	r.mu.Unlock()
 	var got []storedDevice
-	var xmin string
+	var xmin int64
 	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// The first statement takes the transaction's snapshot: this is its xmin (mod 2^32, an xid).
-		if err := tx.QueryRow(ctx, `SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296)::text`).Scan(&xmin); err != nil {
+		// The first statement takes the transaction's snapshot: this is its xmin.
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
 			return err
+		}
+		// Every document when there is no earlier snapshot, when xids went
+		// back (a restored database) or when the earlier one is too old for
+		// 32-bit xid ages to order it; else rows at or after since (mod 2^32).
+		from := ""
+		if since > 0 && xmin >= since && xmin-since < 1<<30 {
+			from = strconv.FormatInt(since%(1<<32), 10)
 		}
 		rows, err := tx.Query(ctx, `SELECT d.id, d.changed, CASE WHEN d.changed THEN d.doc END, CASE WHEN d.changed THEN d.last_point END,
 				coalesce(c.detections, 0), c.last_seen
-			FROM (SELECT id, doc, last_point, $1 = '' OR age(xmin) <= age(nullif($1, '')::xid) AS changed FROM devices) d
-			LEFT JOIN device_counts c ON c.id = d.id`, since)
+			FROM (SELECT id, doc, last_point, $1 = '' OR age(xmin) BETWEEN 0 AND age(nullif($1, '')::xid) AS changed FROM devices) d
+			LEFT JOIN device_counts c ON c.id = d.id`, from)
 		if err != nil {
 			return err
 		}
@@ -291,13 +296,14 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 		}); err != nil {
 			return err
 		}
-		// Unchanged rows this replica has no entry for (deleted here
-		// meanwhile, or a refresh that failed to decode them): read them.
+		// Unchanged rows this replica has no entry read from the database
+		// for (deleted here meanwhile, only counted by a flush, or not
+		// decodable last time): read them.
 		var missing []string
 		idx := map[string]int{}
 		r.mu.Lock()
 		for i, g := range got {
-			if !g.changed && r.cache[g.id] == nil {
+			if e := r.cache[g.id]; !g.changed && (e == nil || e.partial) {
 				missing = append(missing, g.id)
 				idx[g.id] = i
 			}
@@ -322,31 +328,42 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
+	// The entries as they are now, copied under mu, decoded outside it.
+	olds := make([]*pgEntry, len(got))
+	r.mu.Lock()
+	for i, g := range got {
+		if e := r.cache[g.id]; e != nil {
+			c := *e
+			olds[i] = &c
+		}
+	}
+	r.mu.Unlock()
 	cache := make(map[string]*pgEntry, len(got))
 	var failed error
-	r.mu.Lock()
-	for _, g := range got {
-		old := r.cache[g.id]
+	decoded := 0
+	for i, g := range got {
+		old := olds[i]
 		e := &pgEntry{}
 		if !rates && old != nil {
-			e.rates = old.rates // written under mu only
+			e.rates = old.rates // shared with the entry it replaces; written under mu only
 		}
 		if e.rates == nil {
 			e.rates = map[int64]uint64{}
 		}
 		switch {
-		case !g.changed && old != nil:
+		case !g.changed && old != nil && !old.partial:
 			e.Device, e.last, e.hasLast = old.Device, old.last, old.hasLast
 		case g.doc == nil:
-			continue // not changed, and deleted here since the read above
+			continue // not changed, and gone from this replica since the read above: the next refresh reads it
 		default:
-			r.decoded++
+			decoded++
 			if err := json.Unmarshal(g.doc, &e.Device); err != nil {
 				failed = fmt.Errorf("registry: refresh: device %s: %w", g.id, err)
 				if old == nil {
 					continue
 				}
 				e.Device, e.last, e.hasLast = old.Device, old.last, old.hasLast // as it was
+				e.partial = true                                                // and read again next time
 				break
 			}
 			if g.last != nil && json.Unmarshal(g.last, &e.last) == nil {
@@ -359,7 +376,6 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 		}
 		cache[g.id] = e
 	}
-	r.mu.Unlock()
 	if rates {
 		if err := r.readRates(ctx, cache); err != nil {
 			return err
@@ -367,11 +383,8 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	}
 	r.mu.Lock()
 	r.cache = cache
-	if failed == nil {
-		r.since = xmin
-	} else {
-		r.since = "" // read the bad document again next time, and report it again
-	}
+	r.since = xmin
+	r.decoded += decoded
 	r.mu.Unlock()
 	return failed
 }

@@ -247,6 +247,39 @@ func TestPostgresRefreshReadsChanges(t *testing.T) {
 	}
 }
 
+// TestPostgresRefreshAfterLostEntry: a device this replica dropped from
+// its cache while its row stayed (a Delete whose transaction failed) and
+// then counted by a flush is read whole again at the next refresh, though
+// its row did not change.
+func TestPostgresRefreshAfterLostEntry(t *testing.T) {
+	pool := dbtest.Open(t).Pool
+	c := &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
+	a, b := openPostgres(t, pool, c), openPostgres(t, pool, c)
+	ctx := context.Background()
+	if err := a.UpdateState(api.State{DeviceID: "cam-1", Online: true, Model: "yolov8n", Labels: map[string]string{"site": "s"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	delete(b.cache, "cam-1") // as Delete does before its transaction
+	b.mu.Unlock()
+	b.RecordDetections("cam-1", 3)
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := b.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d, ok := b.Get("cam-1")
+		if !ok || d.Model != "yolov8n" || !d.Online || d.Labels["site"] != "s" || d.Detections != 3 {
+			t.Fatalf("cam-1 on b after refresh: %+v (found %v); want its stored state and 3 detections", d, ok)
+		}
+	}
+}
+
 // TestPostgresRefreshKeepsRates: a refresh without rates (Run's, between
 // two reads of the rates) keeps this replica's counts, its own flushes
 // included; the next full one adds the other replicas'.

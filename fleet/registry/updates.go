@@ -110,7 +110,8 @@ type updState struct {
 	d       Device
 	last    *Point
 	lastRaw []byte // last as stored, until an update replaces it
-	err     error // its stored document does not decode: its updates fail
+	det     int64  // device_counts.detections
+	err     error  // its stored document does not decode: its updates fail
 }
 
 // commitUpdates applies a batch of updates in one transaction that holds
@@ -144,9 +145,8 @@ func (r *Postgres) commitUpdates(batch []*updateReq) {
 				e = &pgEntry{rates: map[int64]uint64{}}
 				r.cache[req.id] = e
 			}
-			det := e.Detections // counted apart from the document (device_counts)
-			e.Device = st.d
-			e.Detections = det
+			e.Device, e.partial = st.d, false
+			e.Detections = uint64(st.det) // device_counts as of this transaction
 			if st.last != nil {
 				e.last, e.hasLast = *st.last, true
 			}
@@ -272,14 +272,17 @@ func applyUpdates(ctx context.Context, tx pgx.Tx, batch []*updateReq, now time.T
 // lockDevices reads and locks the rows of ids (sorted) that exist.
 func lockDevices(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*updState, error) {
 	states := make(map[string]*updState, len(ids))
-	rows, err := tx.Query(ctx, `SELECT id, doc, last_point FROM devices WHERE id = ANY($1) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT d.id, d.doc, d.last_point, coalesce(c.detections, 0)
+		FROM devices d LEFT JOIN device_counts c ON c.id = d.id
+		WHERE d.id = ANY($1) ORDER BY d.id FOR UPDATE OF d`, ids)
 	if err != nil {
 		return nil, err
 	}
 	var id string
 	var doc, lastb []byte
-	_, err = pgx.ForEachRow(rows, []any{&id, &doc, &lastb}, func() error {
-		st := &updState{}
+	var det int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &doc, &lastb, &det}, func() error {
+		st := &updState{det: det}
 		if err := json.Unmarshal(doc, &st.d); err != nil {
 			st.err = err
 		} else if lastb != nil {

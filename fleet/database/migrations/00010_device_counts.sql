@@ -17,4 +17,6 @@ ALTER TABLE devices DROP COLUMN detections;
 -- +goose Down
 ALTER TABLE devices ADD COLUMN detections bigint NOT NULL DEFAULT 0;
 UPDATE devices d SET detections = c.detections FROM device_counts c WHERE c.id = d.id;
+UPDATE devices d SET doc = jsonb_set(d.doc, '{last_seen}', to_jsonb(c.last_seen)) FROM device_counts c
+    WHERE c.id = d.id AND c.last_seen > coalesce((d.doc->>'last_seen')::timestamptz, '-infinity');
 DROP TABLE device_counts;
