@@ -268,63 +268,7 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	r.mu.Lock()
 	since := r.since
 	r.mu.Unlock()
-	var got []storedDevice
-	var xmin int64
-	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		// The first statement takes the transaction's snapshot: this is its xmin.
-		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
-			return err
-		}
-		// Every document when there is no earlier snapshot, when xids went
-		// back (a restored database) or when the earlier one is too old for
-		// 32-bit xid ages to order it; else rows at or after since (mod 2^32).
-		from := ""
-		if since > 0 && xmin >= since && xmin-since < 1<<30 {
-			from = strconv.FormatInt(since%(1<<32), 10)
-		}
-		rows, err := tx.Query(ctx, `SELECT d.id, d.changed, CASE WHEN d.changed THEN d.doc END, CASE WHEN d.changed THEN d.last_point END,
-				coalesce(c.detections, 0), c.last_seen
-			FROM (SELECT id, doc, last_point, $1 = '' OR age(xmin) BETWEEN 0 AND age(nullif($1, '')::xid) AS changed FROM devices) d
-			LEFT JOIN device_counts c ON c.id = d.id`, from)
-		if err != nil {
-			return err
-		}
-		var g storedDevice
-		if _, err := pgx.ForEachRow(rows, []any{&g.id, &g.changed, &g.doc, &g.last, &g.det, &g.seen}, func() error {
-			got = append(got, g)
-			return nil
-		}); err != nil {
-			return err
-		}
-		// Unchanged rows this replica has no entry read from the database
-		// for (deleted here meanwhile, only counted by a flush, or not
-		// decodable last time): read them.
-		var missing []string
-		idx := map[string]int{}
-		r.mu.Lock()
-		for i, g := range got {
-			if e := r.cache[g.id]; !g.changed && (e == nil || e.partial) {
-				missing = append(missing, g.id)
-				idx[g.id] = i
-			}
-		}
-		r.mu.Unlock()
-		if len(missing) == 0 {
-			return nil
-		}
-		rows, err = tx.Query(ctx, `SELECT id, doc, last_point FROM devices WHERE id = ANY($1)`, missing)
-		if err != nil {
-			return err
-		}
-		var id string
-		var doc, last []byte
-		_, err = pgx.ForEachRow(rows, []any{&id, &doc, &last}, func() error {
-			g := &got[idx[id]]
-			g.changed, g.doc, g.last = true, doc, last
-			return nil
-		})
-		return err
-	})
+	got, xmin, err := r.readDevices(ctx, since)
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
@@ -387,6 +331,69 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	r.decoded += decoded
 	r.mu.Unlock()
 	return failed
+}
+
+// readDevices reads, in one snapshot, every device's id and counts, and the
+// document and last point of those written at or after since (see
+// refresh) or that this replica has no document for; xmin is the
+// snapshot's.
+func (r *Postgres) readDevices(ctx context.Context, since int64) (got []storedDevice, xmin int64, err error) {
+	err = pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// The first statement takes the transaction's snapshot: this is its xmin.
+		if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`).Scan(&xmin); err != nil {
+			return err
+		}
+		// Every document when there is no earlier snapshot, when xids went
+		// back (a restored database) or when the earlier one is too old for
+		// 32-bit xid ages to order it; else rows at or after since (mod 2^32).
+		from := ""
+		if since > 0 && xmin >= since && xmin-since < 1<<30 {
+			from = strconv.FormatInt(since%(1<<32), 10)
+		}
+		rows, err := tx.Query(ctx, `SELECT d.id, d.changed, CASE WHEN d.changed THEN d.doc END, CASE WHEN d.changed THEN d.last_point END,
+				coalesce(c.detections, 0), c.last_seen
+			FROM (SELECT id, doc, last_point, $1 = '' OR age(xmin) BETWEEN 0 AND age(nullif($1, '')::xid) AS changed FROM devices) d
+			LEFT JOIN device_counts c ON c.id = d.id`, from)
+		if err != nil {
+			return err
+		}
+		var g storedDevice
+		if _, err := pgx.ForEachRow(rows, []any{&g.id, &g.changed, &g.doc, &g.last, &g.det, &g.seen}, func() error {
+			got = append(got, g)
+			return nil
+		}); err != nil {
+			return err
+		}
+		// Unchanged rows this replica has no entry read from the database
+		// for (deleted here meanwhile, only counted by a flush, or not
+		// decodable last time): read them.
+		var missing []string
+		idx := map[string]int{}
+		r.mu.Lock()
+		for i, g := range got {
+			if e := r.cache[g.id]; !g.changed && (e == nil || e.partial) {
+				missing = append(missing, g.id)
+				idx[g.id] = i
+			}
+		}
+		r.mu.Unlock()
+		if len(missing) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(ctx, `SELECT id, doc, last_point FROM devices WHERE id = ANY($1)`, missing)
+		if err != nil {
+			return err
+		}
+		var id string
+		var doc, last []byte
+		_, err = pgx.ForEachRow(rows, []any{&id, &doc, &last}, func() error {
+			g := &got[idx[id]]
+			g.changed, g.doc, g.last = true, doc, last
+			return nil
+		})
+		return err
+	})
+	return got, xmin, err
 }
 
 // readRates reads the recent rate slots into the entries of cache.
