@@ -272,21 +272,11 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 	if err != nil {
 		return fmt.Errorf("registry: refresh: %w", err)
 	}
-	// The entries as they are now, copied under mu, decoded outside it.
-	olds := make([]*pgEntry, len(got))
-	r.mu.Lock()
-	for i, g := range got {
-		if e := r.cache[g.id]; e != nil {
-			c := *e
-			olds[i] = &c
-		}
-	}
-	r.mu.Unlock()
 	cache := make(map[string]*pgEntry, len(got))
 	var failed error
 	decoded := 0
-	for i, g := range got {
-		old := olds[i]
+	for _, g := range got {
+		old := g.old
 		e := &pgEntry{}
 		if !rates && old != nil {
 			e.rates = old.rates // shared with the entry it replaces; written under mu only
@@ -294,23 +284,18 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 		if e.rates == nil {
 			e.rates = map[int64]uint64{}
 		}
-		switch {
-		case !g.changed && old != nil && !old.partial:
+		if g.doc == nil { // unchanged, and this replica has it (readDevices)
 			e.Device, e.last, e.hasLast = old.Device, old.last, old.hasLast
-		case g.doc == nil:
-			continue // not changed, and gone from this replica since the read above: the next refresh reads it
-		default:
+		} else {
 			decoded++
 			if err := json.Unmarshal(g.doc, &e.Device); err != nil {
 				failed = fmt.Errorf("registry: refresh: device %s: %w", g.id, err)
 				if old == nil {
 					continue
 				}
-				e.Device, e.last, e.hasLast = old.Device, old.last, old.hasLast // as it was
-				e.partial = true                                                // and read again next time
-				break
-			}
-			if g.last != nil && json.Unmarshal(g.last, &e.last) == nil {
+				// As it was, and read again next time.
+				e.Device, e.last, e.hasLast, e.partial = old.Device, old.last, old.hasLast, true
+			} else if g.last != nil && json.Unmarshal(g.last, &e.last) == nil {
 				e.hasLast = true
 			}
 		}
@@ -335,8 +320,9 @@ func (r *Postgres) refresh(ctx context.Context, rates bool) error {
 
 // readDevices reads, in one snapshot, every device's id and counts, and the
 // document and last point of those written at or after since (see
-// refresh) or that this replica has no document for; xmin is the
-// snapshot's.
+// refresh) or that this replica has no document for; each with a copy of
+// this replica's entry as it was then (refresh decodes outside mu); xmin
+// is the snapshot's.
 func (r *Postgres) readDevices(ctx context.Context, since int64) (got []storedDevice, xmin int64, err error) {
 	err = pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// The first statement takes the transaction's snapshot: this is its xmin.
@@ -370,8 +356,13 @@ func (r *Postgres) readDevices(ctx context.Context, since int64) (got []storedDe
 		var missing []string
 		idx := map[string]int{}
 		r.mu.Lock()
-		for i, g := range got {
-			if e := r.cache[g.id]; !g.changed && (e == nil || e.partial) {
+		for i := range got {
+			g := &got[i]
+			if e := r.cache[g.id]; e != nil {
+				c := *e
+				g.old = &c
+			}
+			if !g.changed && (g.old == nil || g.old.partial) {
 				missing = append(missing, g.id)
 				idx[g.id] = i
 			}
@@ -388,7 +379,7 @@ func (r *Postgres) readDevices(ctx context.Context, since int64) (got []storedDe
 		var doc, last []byte
 		_, err = pgx.ForEachRow(rows, []any{&id, &doc, &last}, func() error {
 			g := &got[idx[id]]
-			g.changed, g.doc, g.last = true, doc, last
+			g.doc, g.last = doc, last
 			return nil
 		})
 		return err
@@ -424,6 +415,7 @@ type storedDevice struct {
 	doc, last []byte
 	det       int64
 	seen      *time.Time // device_counts.last_seen
+	old       *pgEntry   // a copy of this replica's entry when read; nil if none
 }
 
 // view returns a copy of e with health and rate computed; under mu.

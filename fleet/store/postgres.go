@@ -170,6 +170,7 @@ func (s *Postgres) Submit(ctx context.Context, device string, events []api.Event
 func (s *Postgres) commitLoop() {
 	var batch []*ingestReq
 	var linger, idle *time.Timer
+	gap := lingerGap(s.opt.Linger)
 	grouped := false // the previous commit grouped several calls
 	for {
 		batch = batch[:0]
@@ -194,7 +195,6 @@ func (s *Postgres) commitLoop() {
 		}
 		var wait <-chan time.Time // nil: take what is queued, no more
 		var lastArrival time.Time
-		gap := lingerGap(s.opt.Linger)
 		if grouped && s.opt.Linger > 0 {
 			if linger == nil {
 				linger = time.NewTimer(s.opt.Linger)
@@ -208,15 +208,18 @@ func (s *Postgres) commitLoop() {
 			s.lingered.Add(1)
 		}
 		n := len(batch[0].events)
+		take := func(r *ingestReq) {
+			batch = append(batch, r)
+			n += len(r.events)
+			if wait != nil {
+				lastArrival = time.Now()
+			}
+		}
 	fill:
 		for n < s.opt.MaxBatch {
 			select {
 			case r := <-s.reqs:
-				batch = append(batch, r)
-				n += len(r.events)
-				if wait != nil {
-					lastArrival = time.Now()
-				}
+				take(r)
 				continue
 			default:
 			}
@@ -225,9 +228,7 @@ func (s *Postgres) commitLoop() {
 			}
 			select {
 			case r := <-s.reqs:
-				batch = append(batch, r)
-				n += len(r.events)
-				lastArrival = time.Now()
+				take(r)
 			case <-idle.C:
 				// The idle timer is not reset per arrival: when it fires,
 				// it is re-armed for what is left of the gap since the last one.

@@ -47,19 +47,7 @@ func BenchmarkPostgresIngest(b *testing.B) {
 		seq := uint64(0)
 		b.ResetTimer()
 		for range b.N {
-			var wg sync.WaitGroup
-			for d := range devices {
-				wg.Go(func() {
-					id := fmt.Sprintf("dev-%d", d)
-					for i := range uint64(batches) {
-						if _, err := s.Ingest(context.Background(), id, mk(now, seq+i*per+1)); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			ingestConcurrently(b, s, "dev-", devices, batches, func(i uint64) []api.Event { return mk(now, seq+i*per+1) })
 			seq += batches * per
 		}
 		report(b, s)

@@ -161,18 +161,7 @@ func TestPostgresLinger(t *testing.T) {
 	if n := s.lingered.Load(); n != 0 {
 		t.Fatalf("a lone caller's commits waited %d times", n)
 	}
-	var wg sync.WaitGroup
-	for d := range 50 {
-		wg.Go(func() {
-			for b := range uint64(20) {
-				if _, err := s.Ingest(ctx, fmt.Sprintf("dev-%d", d), events(b*3+1, b*3+3)); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	ingestConcurrently(t, s, "dev-", 50, 20, func(b uint64) []api.Event { return events(b*3+1, b*3+3) })
 	if s.lingered.Load() == 0 {
 		t.Fatal("1,000 concurrent calls: no commit waited for more")
 	}
@@ -193,18 +182,7 @@ func TestPostgresLingerGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	var wg sync.WaitGroup
-	for d := range 20 {
-		wg.Go(func() {
-			for b := range uint64(5) {
-				if _, err := s.Ingest(ctx, fmt.Sprintf("loop-%d", d), events(b*2+1, b*2+2)); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	ingestConcurrently(t, s, "loop-", 20, 5, func(b uint64) []api.Event { return events(b*2+1, b*2+2) })
 	lingered, idle := s.lingered.Load(), s.lingerIdle.Load()
 	if lingered == 0 || idle != lingered {
 		t.Fatalf("closed loop: %d commits lingered, %d of them ended by the gap; want all of at least one", lingered, idle)

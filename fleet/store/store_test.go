@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -44,6 +45,25 @@ func events(from, to uint64) []api.Event {
 		})
 	}
 	return out
+}
+
+// ingestConcurrently has devices goroutines (<prefix><d>) each ingest
+// batches one after another, waiting for each: batch(i) gives the events of
+// batch i. A failed call is reported on tb and ends that device's batches.
+func ingestConcurrently(tb testing.TB, s Store, prefix string, devices, batches int, batch func(i uint64) []api.Event) {
+	var wg sync.WaitGroup
+	for d := range devices {
+		wg.Go(func() {
+			id := prefix + strconv.Itoa(d)
+			for i := range uint64(batches) {
+				if _, err := s.Ingest(context.Background(), id, batch(i)); err != nil {
+					tb.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func all(t *testing.T, s Store, q Query) []Record {
@@ -347,20 +367,10 @@ func BenchmarkBoltIngest(b *testing.B) {
 	seq := uint64(0)
 	b.ResetTimer()
 	for range b.N {
-		var wg sync.WaitGroup
-		for d := range devices {
-			wg.Go(func() {
-				id := fmt.Sprintf("dev-%d", d)
-				for i := range uint64(batches) {
-					first := seq + i*per + 1
-					if _, err := s.Ingest(context.Background(), id, events(first, first+per-1)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		ingestConcurrently(b, s, "dev-", devices, batches, func(i uint64) []api.Event {
+			first := seq + i*per + 1
+			return events(first, first+per-1)
+		})
 		seq += batches * per
 	}
 	st := s.Stats()
