@@ -36,18 +36,14 @@ func TestShadowSurvivesKill(t *testing.T) {
 		return err == nil && len(sh.Devices) == 2 && sh.Devices[0].Latest != nil && sh.Devices[1].Latest != nil
 	})
 	// Kill once the engine has written them: the file changed after the
-	// last report came.
-	v, err := c.Rollout(ctx, sum.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var seen time.Time
-	for _, j := range v.Jobs {
-		if j.Shadow != nil && j.Shadow.UpdatedAt.After(seen) {
-			seen = j.Shadow.UpdatedAt
-		}
-	}
-	testutil.WaitFor(t, "rollouts.db written after the reports came", 10*time.Second, func() bool {
+	// engine showed both canaries in their shadow phase (a write after a
+	// report came but before the engine applied it would not hold it).
+	testutil.WaitFor(t, "both canaries in their shadow phase", 30*time.Second, func() bool {
+		v, err := c.Rollout(ctx, sum.ID)
+		return err == nil && v.States[api.JobShadow] == 2
+	})
+	seen := time.Now()
+	testutil.WaitFor(t, "rollouts.db written after that", 10*time.Second, func() bool {
 		fi, err := os.Stat(filepath.Join(dir, "data", "ota", "rollouts.db"))
 		return err == nil && fi.ModTime().After(seen)
 	})
